@@ -1,0 +1,3 @@
+from iflow2api.cli import main
+
+main()

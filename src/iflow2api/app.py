@@ -1,0 +1,267 @@
+"""The gateway as an ASGI application: ``create_app(settings)`` builds everything it owns.
+
+Routing is a dict lookup on the exact path; the OpenAI paths are served with and without ``/v1``
+because clients differ on whether the base URL includes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from iflow2api.asgi import (
+    CORS_HEADERS,
+    ClientGone,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    header,
+    read_body,
+    send_error,
+    send_json,
+)
+from iflow2api.auth.credentials import Account, CredentialSource
+from iflow2api.concurrency import Gates
+from iflow2api.dialects.openai_chat import error_body
+from iflow2api.errors import (
+    GatewayError,
+    MethodNotAllowed,
+    NotLoggedIn,
+    RouteNotFound,
+    UpstreamAuthError,
+)
+from iflow2api.routes.chat import chat_completions
+from iflow2api.routes.health import health
+from iflow2api.routes.models import list_models, retrieve_model
+from iflow2api.settings import Settings
+from iflow2api.upstream.client import UpstreamClient
+from iflow2api.upstream.models import ModelDirectory
+from iflow2api.upstream.speakers import IflowSpeaker, OpenAICompatibleSpeaker, Speaker
+
+log = logging.getLogger("iflow2api")
+
+Handler = Callable[["Gateway", Scope, Receive, "Call"], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    methods: frozenset[str]
+    handler: Handler
+    #: Whether the client must present one of the configured client API keys.
+    protected: bool = True
+
+
+class Call:
+    """One request's ``send``, remembering how far the response got."""
+
+    __slots__ = ("_send", "finished", "started", "status")
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.started = False
+        self.finished = False
+        self.status = 0
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+            self.status = message["status"]
+        elif not message.get("more_body"):
+            self.finished = True
+        await self._send(message)
+
+
+async def _health(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+    await health(gateway, call.send)
+
+
+async def _models(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+    await list_models(gateway, call.send)
+
+
+async def _chat(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+    body = await read_body(scope, receive, gateway.settings.max_body_bytes)
+    await gateway.until_disconnect(receive, call, chat_completions(gateway, body, call.send))
+
+
+GET = frozenset({"GET", "HEAD"})
+POST = frozenset({"POST"})
+ROUTES: dict[str, Route] = {
+    "/health": Route(GET, _health, protected=False),
+    "/v1/models": Route(GET, _models),
+    "/models": Route(GET, _models),
+    "/v1/chat/completions": Route(POST, _chat),
+    "/chat/completions": Route(POST, _chat),
+}
+MODEL_PREFIXES = ("/v1/models/", "/models/")
+
+
+def not_logged_in_message(settings: Settings) -> str:
+    where = settings.iflow_home / "settings.json"
+    return (
+        f"iflow2api found no iFlow credentials in {where}. Log in with the iFlow CLI (run `iflow` and "
+        'choose "Login with iFlow"), or write an API key there: {"selectedAuthType": "iflow", '
+        '"apiKey": "sk-..."}; for another OpenAI-compatible provider use "selectedAuthType": '
+        '"openai-compatible" with "baseUrl", "apiKey" and "modelName". No restart is needed.'
+    )
+
+
+class Gateway:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.credentials = CredentialSource(settings.iflow_home, base_url_override=settings.upstream_base_url)
+        self.client = UpstreamClient(
+            connect_timeout=settings.connect_timeout,
+            first_byte_timeout=settings.first_byte_timeout,
+            idle_timeout=settings.stream_idle_timeout,
+        )
+        self.gates = Gates(settings.queue_size, settings.queue_timeout)
+        self.models = ModelDirectory(self.client, settings.models_cache_ttl)
+        self._iflow = IflowSpeaker(thinking_default=settings.thinking_default)
+        self._openai = OpenAICompatibleSpeaker()
+        self._client_keys = tuple(key.encode() for key in settings.api_keys)
+        self.started_at = time.time()
+
+    # -- what the routes ask of the gateway -------------------------------------------------------
+
+    def account(self) -> Account:
+        account = self.credentials.current()
+        if account is None:
+            raise NotLoggedIn(not_logged_in_message(self.settings))
+        return account
+
+    def speaker(self, account: Account) -> Speaker:
+        return self._iflow if account.kind == "iflow" else self._openai
+
+    def concurrency_limit(self, account: Account) -> int | None:
+        if self.settings.concurrency is not None:
+            return self.settings.concurrency or None
+        # iFlow serves one request at a time per account (protocol §8); others set their own limits.
+        return 1 if account.kind == "iflow" else None
+
+    # -- ASGI ------------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        began = time.perf_counter()
+        call = Call(send)
+        path: str = scope["path"]
+        try:
+            await self._dispatch(scope, receive, call, path)
+        except ClientGone:
+            log.info("%s %s: the client went away; upstream request cancelled", scope["method"], path)
+            return
+        except GatewayError as error:
+            await self._fail(call, error)
+        except Exception:
+            log.exception("%s %s failed", scope["method"], path)
+            await self._fail(call, GatewayError("iflow2api hit an internal error; the log has the details."))
+        if log.isEnabledFor(logging.INFO):
+            elapsed = (time.perf_counter() - began) * 1000
+            log.info("%s %s %s %.1f ms", scope["method"], path, call.status, elapsed)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, call: Call, path: str) -> None:
+        method: str = scope["method"]
+        route = ROUTES.get(path)
+        if route is None and path.startswith(MODEL_PREFIXES):
+            model_id = path.split("/models/", 1)[1]
+            route = Route(GET, lambda g, s, r, c: retrieve_model(g, model_id, c.send))
+        if route is None:
+            raise RouteNotFound(f"There is no {path} here. See /v1/models and /v1/chat/completions.")
+        if method == "OPTIONS":
+            await self._preflight(scope, call, route)
+            return
+        if method not in route.methods:
+            raise MethodNotAllowed(f"{path} accepts {', '.join(sorted(route.methods))}, not {method}.")
+        if route.protected and self._client_keys:
+            self._check_client_key(scope)
+        await route.handler(self, scope, receive, call)
+
+    def _check_client_key(self, scope: Scope) -> None:
+        offered = header(scope, b"x-api-key") or b""
+        authorization = header(scope, b"authorization") or b""
+        if authorization[:7].lower() == b"bearer ":
+            offered = authorization[7:].strip()
+        # compare_digest on every key: the time taken says nothing about which key came close.
+        if not any(hmac.compare_digest(offered, key) for key in self._client_keys):
+            raise UpstreamAuthError(
+                "Missing or wrong API key for this gateway. Send one of its client keys as "
+                "'Authorization: Bearer <key>'.",
+                code="invalid_api_key",
+            )
+
+    async def _preflight(self, scope: Scope, call: Call, route: Route) -> None:
+        requested = header(scope, b"access-control-request-headers") or b"authorization, content-type"
+        headers = [
+            *CORS_HEADERS,
+            (b"access-control-allow-methods", ", ".join(sorted(route.methods)).encode()),
+            (b"access-control-allow-headers", requested),
+            (b"access-control-max-age", b"600"),
+            (b"content-length", b"0"),
+        ]
+        await call.send({"type": "http.response.start", "status": 204, "headers": headers})
+        await call.send({"type": "http.response.body", "body": b""})
+
+    async def _fail(self, call: Call, error: GatewayError) -> None:
+        if call.started:
+            # Too late for a status code; the stream relay already wrote an error event if it could.
+            log.warning("error after the response had started: %s", error.message)
+            return
+        log.log(logging.WARNING if error.status >= 500 else logging.INFO, "%s %s", error.status, error.message)
+        await send_error(call.send, error, error_body)
+
+    async def until_disconnect(self, receive: Receive, call: Call, work: Awaitable[None]) -> None:
+        """Run ``work``, cancelling it, and so its upstream request, if the client disconnects."""
+        task = asyncio.ensure_future(work)
+        gone = False
+
+        async def watch() -> None:
+            nonlocal gone
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    if not call.finished:
+                        gone = True
+                        task.cancel()
+                    return
+
+        watcher = asyncio.ensure_future(watch())
+        try:
+            await task
+        except asyncio.CancelledError:
+            if gone:
+                raise ClientGone from None
+            raise
+        finally:
+            watcher.cancel()
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.client.start()
+                except Exception as exc:  # pragma: no cover - start() only builds objects
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.client.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def create_app(settings: Settings) -> Gateway:
+    return Gateway(settings)
+
+
+__all__ = ["Gateway", "create_app", "send_json"]

@@ -1,0 +1,144 @@
+"""Which upstream account to use, found in the iFlow CLI's files and re-read when they change.
+
+``selectedAuthType`` decides (protocol §4.1, §5):
+
+- ``iflow``: the ``sk-`` key in settings.json, unless a complete ``oauth_creds.json`` exists, whose
+  key the CLI then prefers in this mode too;
+- ``oauth-iflow``: the ``apiKey`` in ``oauth_creds.json`` (settings.json's copy as a fallback);
+- ``api-key``: what the original iflow2api wrote; the key in settings.json (or ``searchApiKey``);
+- ``openai-compatible``: any OpenAI-style ``baseUrl`` + ``apiKey`` + ``modelName``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from iflow2api.auth.iflow_files import OAUTH_CREDS_FILE, SETTINGS_FILE, read_json_object
+
+log = logging.getLogger("iflow2api.credentials")
+
+IFLOW_BASE_URL = "https://apis.iflow.cn/v1"
+IFLOW_AUTH_TYPES = frozenset({"iflow", "oauth-iflow", "api-key"})
+OPENAI_COMPATIBLE = "openai-compatible"
+
+UpstreamKind = Literal["iflow", "openai-compatible"]
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    kind: UpstreamKind
+    auth_type: str
+    base_url: str
+    api_key: str
+    model_name: str | None = None
+    #: Who is logged in, when the OAuth files say (email, phone or user name).
+    label: str | None = None
+    #: When the OAuth access token expires, in seconds since the epoch.
+    token_expires_at: float | None = None
+
+    @property
+    def key(self) -> str:
+        """Identifies the account for per-account limits without holding the secret in plain sight."""
+        return f"{self.base_url}#{hash(self.api_key) & 0xFFFFFFFF:08x}"
+
+
+def mask_secret(secret: str | None) -> str:
+    """Enough of a secret to recognise it, never enough to use it.
+
+    >>> mask_secret("sk-0123456789abcdef0123456789abcdef")
+    'sk-0…cdef'
+    """
+    if not secret:
+        return "(none)"
+    if len(secret) <= 12:
+        return secret[:2] + "…"
+    return f"{secret[:4]}…{secret[-4:]}"
+
+
+def _text(value: object) -> str | None:
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def _oauth_complete(creds: dict[str, Any] | None) -> bool:
+    return bool(creds and creds.get("access_token") and creds.get("refresh_token") and creds.get("expiry_date"))
+
+
+def account_from_files(
+    settings: dict[str, Any] | None, oauth_creds: dict[str, Any] | None, *, base_url_override: str = ""
+) -> Account | None:
+    """The account these file contents describe, or None when they hold no usable credentials."""
+    if not settings and not oauth_creds:
+        return None
+    settings = settings or {}
+    auth_type = _text(settings.get("selectedAuthType")) or ("oauth-iflow" if oauth_creds else "iflow")
+    settings_key = _text(settings.get("apiKey"))
+    oauth_key = _text((oauth_creds or {}).get("apiKey"))
+    label = None
+    expires_at = None
+    if oauth_creds:
+        label = next((_text(oauth_creds.get(f)) for f in ("email", "phone", "userName") if oauth_creds.get(f)), None)
+        expiry_ms = oauth_creds.get("expiry_date")
+        expires_at = expiry_ms / 1000 if isinstance(expiry_ms, int | float) else None
+
+    if auth_type == OPENAI_COMPATIBLE:
+        base_url = base_url_override or (_text(settings.get("baseUrl")) or "").rstrip("/")
+        if not base_url or not settings_key:
+            return None
+        return Account("openai-compatible", auth_type, base_url, settings_key, _text(settings.get("modelName")))
+
+    if auth_type not in IFLOW_AUTH_TYPES:
+        log.warning("selectedAuthType %r is not one iflow2api can use", auth_type)
+        return None
+    if auth_type == "oauth-iflow":
+        api_key = oauth_key or settings_key
+    elif auth_type == "iflow":
+        api_key = oauth_key if _oauth_complete(oauth_creds) and oauth_key else settings_key
+    else:
+        api_key = settings_key or _text(settings.get("searchApiKey"))
+    if not api_key:
+        return None
+    base_url = base_url_override or (_text(settings.get("baseUrl")) or IFLOW_BASE_URL).rstrip("/")
+    return Account("iflow", auth_type, base_url, api_key, _text(settings.get("modelName")), label, expires_at)
+
+
+class CredentialSource:
+    """The current account, re-read whenever either file changes on disk.
+
+    A stat of two files per request costs microseconds and means a login by the CLI (or by us) is
+    picked up by the very next request, with no restart and no watcher thread.
+    """
+
+    def __init__(self, iflow_home: Path, *, base_url_override: str = "") -> None:
+        self.iflow_home = iflow_home
+        self._paths = (iflow_home / SETTINGS_FILE, iflow_home / OAUTH_CREDS_FILE)
+        self._base_url_override = base_url_override
+        self._fingerprint: tuple[object, ...] | None = None
+        self._account: Account | None = None
+
+    def _stat(self) -> tuple[object, ...]:
+        marks: list[object] = []
+        for path in self._paths:
+            try:
+                st = os.stat(path)
+            except OSError:
+                marks.append(None)
+            else:
+                marks.append((st.st_mtime_ns, st.st_size, st.st_ino))
+        return tuple(marks)
+
+    def current(self) -> Account | None:
+        fingerprint = self._stat()
+        if fingerprint != self._fingerprint:
+            try:
+                settings, oauth_creds = (read_json_object(path) for path in self._paths)
+            except (OSError, ValueError) as exc:
+                # Most likely the CLI is writing the file right now: keep what worked, look again later.
+                log.warning("cannot read the iFlow files in %s yet (%s); keeping the last good ones", self.iflow_home, exc)
+                return self._account
+            self._account = account_from_files(settings, oauth_creds, base_url_override=self._base_url_override)
+            self._fingerprint = fingerprint
+        return self._account

@@ -1,0 +1,193 @@
+"""The ``iflow2api`` command: ``serve`` (the default), ``status`` and ``models``.
+
+Flags come from the settings table, one per setting, so the command line, the environment and the
+config file can never disagree on names. No logic lives here beyond turning flags into settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from iflow2api import __version__, catalogue
+from iflow2api.auth.credentials import Account, CredentialSource, mask_secret
+from iflow2api.settings import SETTINGS, Settings, SettingsError, load
+
+F = Callable[..., Any]
+
+
+def settings_options(command: F) -> F:
+    for setting in reversed(SETTINGS):
+        command = click.option(
+            setting.flag,
+            setting.name,
+            default=None,
+            metavar="VALUE",
+            help=f"{setting.help} [env {setting.env_name}; default {setting.default or 'none'}]",
+        )(command)
+    return command
+
+
+def _settings(flags: dict[str, Any]) -> Settings:
+    try:
+        return load(flags=flags)
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+class DefaultToServe(click.Group):
+    """``iflow2api`` alone, or with only flags, means ``iflow2api serve``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (args[0].startswith("-") and args[0] not in {"--help", "-h", "--version"}):
+            args = ["serve", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=DefaultToServe, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="iflow2api")
+def main() -> None:
+    """OpenAI-compatible gateway for iFlow models (and any OpenAI-compatible upstream)."""
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+@main.command()
+@settings_options
+def serve(**flags: Any) -> None:
+    """Run the gateway (the default command)."""
+    import uvicorn
+
+    from iflow2api import logs
+    from iflow2api.app import create_app
+
+    settings = _settings(flags)
+    if not is_loopback(settings.host) and not settings.api_keys:
+        raise click.UsageError(
+            f"refusing to listen on {settings.host} without client API keys: anyone who can reach it "
+            "could use your iFlow account. Set IFLOW2API_API_KEYS (or --api-keys) to one or more long "
+            "random keys, e.g. IFLOW2API_API_KEYS=$(python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    logs.setup(settings.log_level)
+    sock = _bind(settings.host, settings.port)
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    app = create_app(settings)
+    account = app.credentials.current()
+    config = uvicorn.Config(
+        app,
+        loop="auto",
+        http="httptools",
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=5,
+    )
+    where = f"{account.kind} at {account.base_url}" if account else "no credentials yet (see `iflow2api status`)"
+    click.echo(f"iflow2api {__version__} listening on http://{shown}:{port}/v1 — upstream: {where}", err=True)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _when(epoch: float | None) -> str:
+    if epoch is None:
+        return "unknown"
+    left = epoch - time.time()
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(epoch))
+    if left <= 0:
+        return f"{stamp} (expired)"
+    days, rest = divmod(int(left), 86400)
+    return f"{stamp} (in {days} d {rest // 3600} h)"
+
+
+def _account(settings: Settings) -> Account | None:
+    return CredentialSource(settings.iflow_home, base_url_override=settings.upstream_base_url).current()
+
+
+@main.command()
+@settings_options
+def status(**flags: Any) -> None:
+    """Show who is logged in and which upstream is used (secrets are masked)."""
+    settings = _settings(flags)
+    account = _account(settings)
+    rows = [("iFlow folder", str(settings.iflow_home)), ("Data folder", str(settings.data_dir))]
+    if account is None:
+        rows.append(("Logged in", "no: no usable credentials in settings.json"))
+    else:
+        rows += [
+            ("Logged in", f"yes ({account.auth_type}{', ' + account.label if account.label else ''})"),
+            ("Upstream", f"{account.kind} at {account.base_url}"),
+            ("API key", mask_secret(account.api_key)),
+        ]
+        if account.auth_type == "oauth-iflow" or account.token_expires_at:
+            rows.append(("Token expires", _when(account.token_expires_at)))
+        if account.kind == "iflow":
+            rows.append(("Key expiry", "iFlow API keys last 7 days from issue; the issue date is not recorded"))
+        if account.model_name:
+            rows.append(("Default model", account.model_name))
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        click.echo(f"{name.ljust(width)}  {value}")
+    sys.exit(0 if account else 1)
+
+
+@main.command()
+@settings_options
+def models(**flags: Any) -> None:
+    """List the models the current upstream serves."""
+    settings = _settings(flags)
+    account = _account(settings)
+    if account is None or account.kind == "iflow":
+        click.echo(f"{'id':<24} {'name':<22} {'context':>9} {'max out':>8}")
+        for model in catalogue.IFLOW_MODELS:
+            if not model.hidden:
+                context = f"{model.context_window:,}" if model.context_window else "?"
+                out = f"{model.max_output:,}" if model.max_output else "?"
+                click.echo(f"{model.id:<24} {model.label:<22} {context:>9} {out:>8}")
+        if account is None:
+            click.echo("(not logged in: this is iFlow's catalogue)", err=True)
+        return
+    click.echo("\n".join(asyncio.run(_upstream_models(settings, account))))
+
+
+async def _upstream_models(settings: Settings, account: Account) -> list[str]:
+    from iflow2api.upstream.client import UpstreamClient
+    from iflow2api.upstream.models import ModelDirectory
+
+    client = UpstreamClient(connect_timeout=settings.connect_timeout, first_byte_timeout=30, idle_timeout=30)
+    await client.start()
+    try:
+        listing = await ModelDirectory(client, settings.models_cache_ttl).models(account)
+    finally:
+        await client.close()
+    if not listing.complete:
+        click.echo("(the upstream did not list its models; showing modelName from settings.json)", err=True)
+    return list(listing.ids)

@@ -1,0 +1,157 @@
+"""Every failure the gateway can report, as one tree.
+
+Each error knows the HTTP status, the OpenAI error ``type`` and ``code`` it is shown with, so the
+edge (``dialects.openai_chat.render_error``) can turn any of them into a client-facing body without
+a lookup table of its own::
+
+    GatewayError                          500 server_error
+    ├── InvalidRequest                    400 invalid_request_error
+    │   ├── ContextTooLong                400 context_length_exceeded
+    │   └── PayloadTooLarge               413
+    ├── NotLoggedIn                       401 (no iFlow credentials on disk)
+    ├── UpstreamAuthError                 401 (key invalid or expired, iFlow 434 / 439)
+    ├── AccountBlocked                    403 (iFlow 434/438 "AK blocked")
+    ├── RouteNotFound                     404
+    ├── ModelNotFound                     404 model_not_found
+    ├── MethodNotAllowed                  405
+    ├── RateLimited                       429 (+ Retry-After)
+    │   ├── UpstreamRateLimited           429 (iFlow 429 / 8211)
+    │   ├── UpstreamConcurrencyLimited    429 (iFlow 449)
+    │   └── QueueFull                     429 (our own per-account queue)
+    └── UpstreamError                     502 (anything else the upstream did wrong)
+        ├── UpstreamModelError            502 (iFlow 514)
+        ├── UpstreamRejected              502 (406: the signature or protocol was refused)
+        ├── UpstreamUnavailable           502 (could not connect)
+        └── UpstreamTimeout               504
+
+Messages never carry a secret: callers pass text that is already safe to show.
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    status: int = 500
+    type: str = "server_error"
+    code: str | None = None
+    #: Whether the same request might succeed on another try (used by retries and the pool later).
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        self.retry_after = retry_after
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        if self.retry_after is None:
+            return []
+        seconds = max(1, round(self.retry_after))
+        return [(b"retry-after", str(seconds).encode())]
+
+
+class InvalidRequest(GatewayError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class ContextTooLong(InvalidRequest):
+    code = "context_length_exceeded"
+
+
+class PayloadTooLarge(InvalidRequest):
+    status = 413
+    code = "request_too_large"
+
+
+class NotLoggedIn(GatewayError):
+    status = 401
+    type = "authentication_error"
+    code = "not_logged_in"
+
+
+class UpstreamAuthError(GatewayError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class AccountBlocked(GatewayError):
+    status = 403
+    type = "permission_error"
+    code = "account_blocked"
+
+
+class RouteNotFound(GatewayError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class ModelNotFound(GatewayError):
+    status = 404
+    type = "invalid_request_error"
+    code = "model_not_found"
+
+
+class MethodNotAllowed(GatewayError):
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
+class RateLimited(GatewayError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+    retryable = True
+
+
+class UpstreamRateLimited(RateLimited):
+    pass
+
+
+class UpstreamConcurrencyLimited(RateLimited):
+    code = "concurrency_limit_exceeded"
+
+
+class QueueFull(RateLimited):
+    code = "queue_full"
+
+
+class UpstreamError(GatewayError):
+    status = 502
+    type = "upstream_error"
+    code = "upstream_error"
+
+
+class UpstreamModelError(UpstreamError):
+    code = "upstream_model_error"
+    retryable = True
+
+
+class UpstreamRejected(UpstreamError):
+    code = "upstream_rejected_request"
+
+
+class UpstreamUnavailable(UpstreamError):
+    code = "upstream_unavailable"
+    retryable = True
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    code = "upstream_timeout"
+    retryable = True

@@ -1,0 +1,156 @@
+"""``POST /v1/chat/completions``: parse, speak to the upstream, relay the answer as it arrives."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import orjson
+
+from iflow2api.asgi import CORS_HEADERS, JSON, Send, send_bytes
+from iflow2api.dialects import openai_chat
+from iflow2api.errors import GatewayError, UpstreamError, UpstreamTimeout
+from iflow2api.sse import DONE, SSEDecoder
+from iflow2api.upstream.client import retry_after_seconds
+from iflow2api.upstream.speakers import Outgoing, Speaker
+
+if TYPE_CHECKING:
+    from iflow2api.app import Gateway
+
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    # Reverse proxies such as nginx buffer responses unless told not to; a stream must flow.
+    (b"x-accel-buffering", b"no"),
+    *CORS_HEADERS,
+]
+
+
+async def chat_completions(gateway: Gateway, body: bytes, send: Send) -> None:
+    request = openai_chat.parse_request(body)
+    account = gateway.account()
+    speaker = gateway.speaker(account)
+    await gateway.models.check(account, request["model"])
+    outgoing = speaker.prepare(account, request)
+    gate = gateway.gates.get(account.key, gateway.concurrency_limit(account))
+    async with gate.slot() if gate else contextlib.nullcontext():
+        response = await gateway.client.send("POST", outgoing.url, outgoing.headers, outgoing.body)
+        try:
+            if response.status >= 300:
+                raw = await _read(response)
+                retry_after = retry_after_seconds(response.headers.get("retry-after"))
+                raise speaker.http_error(response.status, raw, response.headers.get("eagleeye-traceid"), retry_after)
+            if not outgoing.stream:
+                await _relay_completion(speaker, response, send)
+            elif "text/event-stream" not in response.headers.get("content-type", ""):
+                await _relay_json_on_stream(speaker, response, request, send)
+            else:
+                await _relay_stream(speaker, response, request, send)
+        finally:
+            # Unread content means the client left or we failed: closing the connection is what
+            # tells the upstream to stop generating.
+            response.release()
+
+
+async def _read(response: aiohttp.ClientResponse) -> bytes:
+    try:
+        return await response.read()
+    except aiohttp.ClientPayloadError as exc:
+        raise UpstreamError(f"The upstream's answer broke off: {exc}") from None
+    except TimeoutError:
+        raise UpstreamTimeout("The upstream went silent while answering (setting stream_idle_timeout).") from None
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        snippet = raw[:200].decode("utf-8", "replace")
+        raise UpstreamError(f"The upstream answered with something that is not JSON: {snippet!r}") from None
+
+
+def _completion(speaker: Speaker, payload: object) -> dict[str, Any]:
+    error = speaker.business_error(payload)
+    if error is not None:
+        raise error
+    if not isinstance(payload, dict) or not payload.get("choices"):
+        # The CLI refuses these too ("missing or empty choices array", protocol §7.1).
+        raise UpstreamError("The upstream's answer has no choices.")
+    return payload
+
+
+async def _relay_completion(speaker: Speaker, response: aiohttp.ClientResponse, send: Send) -> None:
+    raw = await _read(response)
+    completion = _completion(speaker, _json(raw))
+    if openai_chat.ensure_usage(completion):
+        raw = orjson.dumps(completion)
+    await send_bytes(send, 200, raw, JSON)
+
+
+async def _relay_json_on_stream(
+    speaker: Speaker, response: aiohttp.ClientResponse, request: dict[str, Any], send: Send
+) -> None:
+    """iFlow sometimes answers a stream request with JSON: an error, or the whole answer (§7.3 C)."""
+    completion = _completion(speaker, _json(await _read(response)))
+    frames = openai_chat.completion_as_chunks(completion, include_usage=openai_chat.wants_usage_in_stream(request))
+    await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+    await send({"type": "http.response.body", "body": b"".join(frames)})
+
+
+def _opening_error(speaker: Speaker, data: bytes) -> GatewayError | None:
+    """An error sent as the stream's first event, which can still become a real HTTP error."""
+    if data == DONE or b'"choices"' in data:
+        return None
+    try:
+        payload = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    error = speaker.business_error(payload)
+    if error is None and isinstance(payload, dict) and "error" in payload:
+        message = payload["error"].get("message") if isinstance(payload["error"], dict) else payload["error"]
+        error = UpstreamError(f"The upstream reported an error: {message}")
+    return error
+
+
+async def _relay_stream(speaker: Speaker, response: aiohttp.ClientResponse, request: dict[str, Any], send: Send) -> None:
+    relay = openai_chat.StreamRelay(
+        include_usage=openai_chat.wants_usage_in_stream(request), classify=speaker.business_error
+    )
+    decoder = SSEDecoder()
+    started = False
+    try:
+        async for chunk in response.content.iter_any():
+            frames: list[bytes] = []
+            for data in decoder.feed(chunk):
+                if not started:
+                    error = _opening_error(speaker, data)
+                    if error is not None:
+                        raise error
+                frames.extend(relay.feed(data))
+            if frames:
+                if not started:
+                    if relay.chunks == 0:
+                        break  # a bare [DONE]: an empty answer, reported below as an error
+                    # Only now, with the upstream's first event in hand, is the 200 certain.
+                    await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+                    started = True
+                await send({"type": "http.response.body", "body": b"".join(frames), "more_body": True})
+            if relay.done:
+                break
+        tail = [frame for data in decoder.finish() for frame in relay.feed(data)]
+    except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError) as exc:
+        failure: GatewayError = (
+            UpstreamTimeout("The upstream stream went silent for too long (setting stream_idle_timeout).")
+            if isinstance(exc, TimeoutError)
+            else UpstreamError("The upstream stream broke off before it was complete.")
+        )
+        if not started:
+            raise failure from None
+        tail = [openai_chat.error_frame(failure)]
+    if not started:
+        if relay.chunks == 0:
+            raise UpstreamError("The upstream ended the stream without sending anything.")
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+    tail.extend(relay.finish())
+    await send({"type": "http.response.body", "body": b"".join(tail), "more_body": False})

@@ -1,0 +1,250 @@
+"""The gateway's settings: one frozen object, one table, one precedence order.
+
+Precedence, lowest first: the defaults in ``SETTINGS`` < the config file (TOML) < ``IFLOW2API_*``
+environment variables < command-line flags. ``IFLOW_HOME`` keeps the iFlow CLI's own name, because
+the CLI honours it too and both must agree on where ``settings.json`` lives.
+
+>>> s = load(env={"IFLOW2API_PORT": "9000"}, flags={"host": "0.0.0.0"}, config_path=None)
+>>> (s.host, s.port)
+('0.0.0.0', 9000)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """A setting has a value we cannot use; the message names the setting and where it came from."""
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected true/false")
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError("must be between 0 and 65535")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise ValueError("must be more than 0")
+    return value
+
+
+def _optional_int(text: str) -> int | None:
+    if text.strip().lower() in {"", "auto"}:
+        return None
+    return _non_negative_int(text)
+
+
+def _log_level(text: str) -> str:
+    level = text.strip().lower()
+    if level not in {"debug", "info", "warning", "error"}:
+        raise ValueError("expected debug, info, warning or error")
+    return level
+
+
+def _key_list(text: str) -> tuple[str, ...]:
+    keys = tuple(key.strip() for key in text.split(",") if key.strip())
+    if any(len(key) < 8 for key in keys):
+        raise ValueError("each key needs at least 8 characters")
+    return keys
+
+
+def _path(text: str) -> Path:
+    return Path(text).expanduser()
+
+
+def _url(text: str) -> str:
+    text = text.strip()
+    if text and not text.startswith(("http://", "https://")):
+        raise ValueError("expected an http:// or https:// URL")
+    return text.rstrip("/")
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    name: str
+    default: str
+    parse: Callable[[str], Any]
+    help: str
+    env: str = ""
+
+    @property
+    def env_name(self) -> str:
+        return self.env or "IFLOW2API_" + self.name.upper()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+def _home(*parts: str) -> str:
+    return str(Path("~", *parts))
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("host", "127.0.0.1", str, "Address to listen on. Anything but loopback needs client API keys."),
+    Setting("port", "8000", _port, "Port to listen on (0 picks a free one and logs it)."),
+    Setting(
+        "upstream_base_url",
+        "",
+        _url,
+        "Upstream base URL, e.g. https://apis.iflow.cn/v1. Overrides `baseUrl` from the iFlow settings.",
+    ),
+    Setting("iflow_home", _home(".iflow"), _path, "The iFlow CLI folder holding settings.json.", "IFLOW_HOME"),
+    Setting("data_dir", _home(".iflow2api"), _path, "iflow2api's own state folder."),
+    Setting("config", "", _path, "Config file (TOML). Default: config.toml in the data dir, if present."),
+    Setting(
+        "api_keys",
+        "",
+        _key_list,
+        "Comma-separated keys clients must send (Bearer or x-api-key). Required to listen beyond loopback.",
+    ),
+    Setting("log_level", "info", _log_level, "debug, info, warning or error."),
+    Setting(
+        "concurrency",
+        "auto",
+        _optional_int,
+        "Requests in flight per upstream account. auto: 1 for iFlow (it allows one), "
+        "unlimited for openai-compatible. 0 means unlimited.",
+    ),
+    Setting("queue_size", "64", _non_negative_int, "Requests that may wait per account; beyond it: 429."),
+    Setting("queue_timeout", "300", _positive_float, "Seconds a request may wait in the queue before a 429."),
+    Setting("max_body_bytes", str(32 * 1024 * 1024), _non_negative_int, "Largest request body; larger: 413."),
+    Setting("connect_timeout", "10", _positive_float, "Seconds to connect to the upstream."),
+    Setting(
+        "first_byte_timeout",
+        "600",
+        _positive_float,
+        "Seconds to wait for the upstream's answer to start (a non-stream answer comes whole).",
+    ),
+    Setting(
+        "stream_idle_timeout",
+        "600",
+        _positive_float,
+        "Seconds a flowing stream may stay silent before it is cut. There is no overall deadline.",
+    ),
+    Setting(
+        "thinking_default",
+        "true",
+        _bool,
+        "Thinking for models that have a switch when the client states no reasoning_effort "
+        "(the iFlow CLI's default is on).",
+    ),
+    Setting("models_cache_ttl", "300", _positive_float, "Seconds an openai-compatible /models list is cached."),
+)
+
+_BY_NAME = {setting.name: setting for setting in SETTINGS}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str
+    port: int
+    upstream_base_url: str
+    iflow_home: Path
+    data_dir: Path
+    config: Path
+    api_keys: tuple[str, ...]
+    log_level: str
+    concurrency: int | None
+    queue_size: int
+    queue_timeout: float
+    max_body_bytes: int
+    connect_timeout: float
+    first_byte_timeout: float
+    stream_idle_timeout: float
+    thinking_default: bool
+    models_cache_ttl: float
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _parse(setting: Setting, raw: object, source: str) -> Any:
+    if isinstance(raw, bool):
+        raw = str(raw).lower()
+    elif isinstance(raw, list):  # a TOML array, e.g. api_keys = ["…", "…"]
+        raw = ",".join(str(item) for item in raw)
+    try:
+        return setting.parse(str(raw))
+    except ValueError as exc:
+        raise SettingsError(f"{setting.name} ({source}): {raw!r} is not valid: {exc}") from None
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as file:
+            data = tomllib.load(file)
+    except OSError as exc:
+        raise SettingsError(f"config file {path}: cannot read it: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"config file {path}: not valid TOML: {exc}") from None
+    unknown = sorted(set(data) - set(_BY_NAME))
+    if unknown:
+        raise SettingsError(f"config file {path}: unknown setting(s): {', '.join(unknown)}")
+    return data
+
+
+def load(
+    *,
+    env: Mapping[str, str] | None = None,
+    flags: Mapping[str, object] | None = None,
+    config_path: Path | None | bool = True,
+) -> Settings:
+    """Build the settings from every source. ``config_path=True`` finds the file the usual way."""
+    env = os.environ if env is None else env
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    values: dict[str, Any] = {}
+    sources: dict[str, tuple[object, str]] = {s.name: (s.default, "default") for s in SETTINGS}
+
+    for setting in SETTINGS:
+        if setting.env_name in env:
+            sources[setting.name] = (env[setting.env_name], setting.env_name)
+        if setting.name in flags:
+            sources[setting.name] = (flags[setting.name], setting.flag)
+
+    if config_path is True:
+        explicit = sources["config"]
+        if explicit[1] != "default" and str(explicit[0]):
+            config_file: Path | None = _path(str(explicit[0]))
+        else:
+            data_dir = _parse(_BY_NAME["data_dir"], *sources["data_dir"])
+            candidate = data_dir / "config.toml"
+            config_file = candidate if candidate.is_file() else None
+    else:
+        config_file = config_path or None
+
+    if config_file is not None:
+        for name, raw in _read_config(config_file).items():
+            if sources[name][1] == "default":
+                sources[name] = (raw, f"config file {config_file}")
+
+    for name, (raw, source) in sources.items():
+        values[name] = _parse(_BY_NAME[name], raw, source)
+    values["config"] = config_file or Path("")
+    return Settings(**values)

@@ -1,0 +1,160 @@
+"""Fixtures: the fake iFlow server, an iFlow home folder, and the real gateway as a subprocess.
+
+The gateway runs exactly as a user runs it (``python -m iflow2api serve``), on a port the OS picks,
+and talks to the fake over loopback. When it fails to start, its log is in the error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.fake_iflow import DEFAULT_KEY, FakeIflow
+
+LISTENING = re.compile(r"listening on (http://\S+)/v1")
+
+
+class GatewayProcess:
+    """A running ``iflow2api serve``; ``url`` is its root, ``log()`` what it printed so far."""
+
+    def __init__(self, iflow_home: Path, data_dir: Path, env: Mapping[str, str] | None = None) -> None:
+        self.iflow_home = iflow_home
+        full_env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("IFLOW2API_", "IFLOW_"))},
+            "IFLOW_HOME": str(iflow_home),
+            "IFLOW2API_DATA_DIR": str(data_dir),
+            "IFLOW2API_LOG_LEVEL": "info",
+            "NO_PROXY": "127.0.0.1,localhost",
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        }
+        self._lines: list[str] = []
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "iflow2api", "serve", "--host", "127.0.0.1", "--port", "0"],
+            env=full_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.url = self._wait_for_address()
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+
+    def _wait_for_address(self) -> str:
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if not line:
+                break
+            self._lines.append(line)
+            match = LISTENING.search(line)
+            if match:
+                return match.group(1)
+        self.process.kill()
+        raise RuntimeError("the gateway did not start:\n" + "".join(self._lines))
+
+    def _drain(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._lines.append(line)
+
+    def log(self) -> str:
+        return "".join(self._lines)
+
+    def wait_for_health(self) -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.05)
+        raise RuntimeError("the gateway never became healthy:\n" + self.log())
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._reader.join(timeout=5)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+def write_settings(iflow_home: Path, settings: dict[str, Any]) -> None:
+    iflow_home.mkdir(parents=True, exist_ok=True)
+    temp = iflow_home / "settings.json.tmp"
+    temp.write_text(json.dumps(settings, indent=2))
+    temp.replace(iflow_home / "settings.json")
+
+
+def iflow_settings(fake: FakeIflow, key: str = DEFAULT_KEY) -> dict[str, Any]:
+    return {"selectedAuthType": "iflow", "apiKey": key, "baseUrl": fake.base_url, "modelName": "glm-4.7"}
+
+
+@pytest.fixture(scope="session")
+def fake_server() -> Iterator[FakeIflow]:
+    with FakeIflow() as server:
+        yield server
+
+
+@pytest.fixture
+def fake(fake_server: FakeIflow) -> FakeIflow:
+    fake_server.reset()
+    return fake_server
+
+
+@pytest.fixture(scope="session")
+def shared_home(tmp_path_factory: pytest.TempPathFactory, fake_server: FakeIflow) -> Path:
+    home = tmp_path_factory.mktemp("iflow-home")
+    write_settings(home, iflow_settings(fake_server))
+    return home
+
+
+@pytest.fixture(scope="session")
+def gateway_process(tmp_path_factory: pytest.TempPathFactory, shared_home: Path) -> Iterator[GatewayProcess]:
+    process = GatewayProcess(shared_home, tmp_path_factory.mktemp("data"))
+    process.wait_for_health()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def gateway(gateway_process: GatewayProcess, fake: FakeIflow, shared_home: Path) -> GatewayProcess:
+    """The shared gateway, talking to a freshly reset fake, with the default iFlow settings."""
+    write_settings(shared_home, iflow_settings(fake))
+    return gateway_process
+
+
+@pytest.fixture
+def start_gateway(tmp_path: Path) -> Iterator[Any]:
+    """Start a gateway of the test's own, with its own settings; stopped after the test."""
+    started: list[GatewayProcess] = []
+
+    def start(settings: dict[str, Any] | None, env: Mapping[str, str] | None = None) -> GatewayProcess:
+        home = tmp_path / f"iflow-{len(started)}"
+        home.mkdir()
+        if settings is not None:
+            write_settings(home, settings)
+        process = GatewayProcess(home, tmp_path / f"data-{len(started)}", env)
+        started.append(process)
+        process.wait_for_health()
+        return process
+
+    yield start
+    for process in started:
+        process.stop()

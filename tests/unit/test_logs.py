@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from iflow2api.logs import RedactingFilter, redact
+
+SECRETS = [
+    "sk-0123456789abcdef0123456789abcdef",
+    "Bearer eyJhbGciOiJIUzI1NiJ9.payload.signature",
+    "access_token=abcdef0123456789",
+    '"refresh_token": "zyxwvu9876543210"',
+]
+
+
+@pytest.mark.parametrize("text", SECRETS)
+def test_secrets_are_masked(text: str) -> None:
+    secret = text.split()[-1].split("=")[-1].strip('"')
+    cleaned = redact(f"before {text} after")
+    assert secret not in cleaned
+    assert cleaned.startswith("before ") and cleaned.endswith(" after")
+
+
+def test_ordinary_text_is_untouched() -> None:
+    assert redact("POST /v1/chat/completions 200 3.1 ms model=glm-4.7") == (
+        "POST /v1/chat/completions 200 3.1 ms model=glm-4.7"
+    )
+
+
+def test_filter_rewrites_the_record() -> None:
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "key %s", ("sk-0123456789abcdef0123",), None)
+    assert RedactingFilter().filter(record)
+    assert "sk-0123456789abcdef0123" not in record.getMessage()
