@@ -216,12 +216,20 @@ class Gateway:
             # Too late for a status code; the stream relay already wrote an error event if it could.
             log.warning("error after the response had started: %s", error.message)
             return
-        log.log(logging.WARNING if error.status >= 500 else logging.INFO, "%s %s", error.status, error.message)
+        log.log(
+            logging.WARNING if error.status >= 500 else logging.INFO, "%s %s", error.status, error.message
+        )
         await send_error(call.send, error, error_body)
 
     async def until_disconnect(self, receive: Receive, call: Call, work: Awaitable[None]) -> None:
-        """Run ``work``, cancelling it, and so its upstream request, if the client disconnects."""
-        task = asyncio.ensure_future(work)
+        """Run ``work``, cancelling it, and so its upstream request, if the client disconnects.
+
+        The watcher cancels this very task rather than a child one (a task less per request). It
+        can only do so while ``work`` is suspended inside, and never once the final response
+        message is on its way.
+        """
+        task = asyncio.current_task()
+        assert task is not None
         gone = False
 
         async def watch() -> None:
@@ -236,9 +244,10 @@ class Gateway:
 
         watcher = asyncio.ensure_future(watch())
         try:
-            await task
+            await work
         except asyncio.CancelledError:
             if gone:
+                task.uncancel()
                 raise ClientGone from None
             raise
         finally:

@@ -92,9 +92,10 @@ def serve(**flags: Any) -> None:
     settings = _settings(flags)
     if not is_loopback(settings.host) and not settings.api_keys:
         raise click.UsageError(
-            f"refusing to listen on {settings.host} without client API keys: anyone who can reach it "
-            "could use your iFlow account. Set IFLOW2API_API_KEYS (or --api-keys) to one or more long "
-            "random keys, e.g. IFLOW2API_API_KEYS=$(python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            f"refusing to listen on {settings.host} without client API keys: anyone who can reach "
+            "it could use your iFlow account. Set IFLOW2API_API_KEYS (or --api-keys) to one or more "
+            "long random keys, e.g. IFLOW2API_API_KEYS="
+            "$(python -c 'import secrets; print(secrets.token_urlsafe(32))')"
         )
     logs.setup(settings.log_level)
     sock = _bind(settings.host, settings.port)
@@ -110,9 +111,13 @@ def serve(**flags: Any) -> None:
         log_config=None,
         access_log=False,
         server_header=False,
+        # The gateway does not trust X-Forwarded-* headers; it never acts on the client's address.
+        proxy_headers=False,
         timeout_graceful_shutdown=5,
     )
-    where = f"{account.kind} at {account.base_url}" if account else "no credentials yet (see `iflow2api status`)"
+    where = (
+        f"{account.kind} at {account.base_url}" if account else "no credentials yet (see `iflow2api status`)"
+    )
     click.echo(f"iflow2api {__version__} listening on http://{shown}:{port}/v1 — upstream: {where}", err=True)
     uvicorn.Server(config).run(sockets=[sock])
 
@@ -150,7 +155,9 @@ def status(**flags: Any) -> None:
         if account.auth_type == "oauth-iflow" or account.token_expires_at:
             rows.append(("Token expires", _when(account.token_expires_at)))
         if account.kind == "iflow":
-            rows.append(("Key expiry", "iFlow API keys last 7 days from issue; the issue date is not recorded"))
+            rows.append(
+                ("Key expiry", "iFlow API keys last 7 days from issue; the issue date is not recorded")
+            )
         if account.model_name:
             rows.append(("Default model", account.model_name))
     width = max(len(name) for name, _ in rows)

@@ -115,7 +115,9 @@ SETTINGS: tuple[Setting, ...] = (
         _url,
         "Upstream base URL, e.g. https://apis.iflow.cn/v1. Overrides `baseUrl` from the iFlow settings.",
     ),
-    Setting("iflow_home", _home(".iflow"), _path, "The iFlow CLI folder holding settings.json.", "IFLOW_HOME"),
+    Setting(
+        "iflow_home", _home(".iflow"), _path, "The iFlow CLI folder holding settings.json.", "IFLOW_HOME"
+    ),
     Setting("data_dir", _home(".iflow2api"), _path, "iflow2api's own state folder."),
     Setting("config", "", _path, "Config file (TOML). Default: config.toml in the data dir, if present."),
     Setting(
@@ -155,7 +157,9 @@ SETTINGS: tuple[Setting, ...] = (
         "Thinking for models that have a switch when the client states no reasoning_effort "
         "(the iFlow CLI's default is on).",
     ),
-    Setting("models_cache_ttl", "300", _positive_float, "Seconds an openai-compatible /models list is cached."),
+    Setting(
+        "models_cache_ttl", "300", _positive_float, "Seconds an openai-compatible /models list is cached."
+    ),
 )
 
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -214,7 +218,7 @@ def load(
     *,
     env: Mapping[str, str] | None = None,
     flags: Mapping[str, object] | None = None,
-    config_path: Path | None | bool = True,
+    config_path: Path | bool | None = True,
 ) -> Settings:
     """Build the settings from every source. ``config_path=True`` finds the file the usual way."""
     env = os.environ if env is None else env

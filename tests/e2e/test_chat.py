@@ -10,6 +10,7 @@ import time
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionToolParam
 
 from tests.conftest import GatewayProcess
 from tests.fake_iflow import DEFAULT_KEY, Completion, FakeIflow, Stream
@@ -20,7 +21,9 @@ def client(gateway: GatewayProcess) -> openai.OpenAI:
 
 
 def test_non_stream_completion(gateway: GatewayProcess, fake: FakeIflow) -> None:
-    fake.enqueue(Completion(content="Hi there", usage={"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}))
+    fake.enqueue(
+        Completion(content="Hi there", usage={"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7})
+    )
     reply = client(gateway).chat.completions.create(
         model="glm-4.7", messages=[{"role": "user", "content": "Hello"}], max_tokens=100
     )
@@ -35,7 +38,9 @@ def test_non_stream_completion(gateway: GatewayProcess, fake: FakeIflow) -> None
 
 
 def test_iflow_headers_are_exactly_the_clis(gateway: GatewayProcess, fake: FakeIflow) -> None:
-    client(gateway).chat.completions.create(model="qwen3-coder-plus", messages=[{"role": "user", "content": "x"}])
+    client(gateway).chat.completions.create(
+        model="qwen3-coder-plus", messages=[{"role": "user", "content": "x"}]
+    )
     headers = fake.received[-1].headers
     assert headers["user-agent"] == "iFlow-Cli"
     assert headers["authorization"] == f"Bearer {DEFAULT_KEY}"
@@ -100,9 +105,13 @@ def test_stream_without_include_usage_carries_no_usage(gateway: GatewayProcess, 
 
 
 def test_stream_tool_call_fragments_reassemble(gateway: GatewayProcess, fake: FakeIflow) -> None:
-    call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+    }
     fake.enqueue(Completion(content="", tool_calls=[call], finish_reason="tool_calls"))
-    tools = [
+    tools: list[ChatCompletionToolParam] = [
         {
             "type": "function",
             "function": {
@@ -165,9 +174,10 @@ def test_stream_flows_before_the_upstream_finishes(gateway: GatewayProcess, fake
 def test_reasoning_effort_drives_the_thinking_switch(
     gateway: GatewayProcess, fake: FakeIflow, effort: str | None, expected: dict[str, bool]
 ) -> None:
-    extra = {"reasoning_effort": effort} if effort else {}
     client(gateway).chat.completions.create(
-        model="glm-4.7", messages=[{"role": "user", "content": "x"}], **extra  # type: ignore[arg-type]
+        model="glm-4.7",
+        messages=[{"role": "user", "content": "x"}],
+        extra_body={"reasoning_effort": effort} if effort else None,
     )
     body = fake.received[-1].body
     assert body is not None

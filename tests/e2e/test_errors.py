@@ -15,9 +15,17 @@ from tests.fake_iflow import BusinessError, Completion, FakeIflow, HttpError, Js
 CHAT = {"model": "glm-4.7", "messages": [{"role": "user", "content": "hi"}]}
 
 
-def post(gateway: GatewayProcess, body: Any = None, *, content: bytes | None = None, path: str = "/v1/chat/completions") -> httpx.Response:
+def post(
+    gateway: GatewayProcess,
+    body: Any = None,
+    *,
+    content: bytes | None = None,
+    path: str = "/v1/chat/completions",
+) -> httpx.Response:
     if content is not None:
-        return httpx.post(gateway.url + path, content=content, headers={"content-type": "application/json"}, timeout=20)
+        return httpx.post(
+            gateway.url + path, content=content, headers={"content-type": "application/json"}, timeout=20
+        )
     return httpx.post(gateway.url + path, json=body, timeout=20)
 
 
@@ -50,9 +58,15 @@ ERROR_TABLE = [
     ),
     pytest.param(BusinessError(status="429", msg="rate limited"), 429, "rate_limit_exceeded", id="429-body"),
     pytest.param(BusinessError(error_code=8211, msg="rate limited"), 429, "rate_limit_exceeded", id="8211"),
-    pytest.param(BusinessError(error_code=511, msg="too long"), 400, "context_length_exceeded", id="511-body"),
-    pytest.param(BusinessError(error_code=413, msg="too long"), 400, "context_length_exceeded", id="413-body"),
-    pytest.param(BusinessError(error_code=514, msg="model error"), 502, "upstream_model_error", id="514-body"),
+    pytest.param(
+        BusinessError(error_code=511, msg="too long"), 400, "context_length_exceeded", id="511-body"
+    ),
+    pytest.param(
+        BusinessError(error_code=413, msg="too long"), 400, "context_length_exceeded", id="413-body"
+    ),
+    pytest.param(
+        BusinessError(error_code=514, msg="model error"), 502, "upstream_model_error", id="514-body"
+    ),
     pytest.param(HttpError(511), 400, "context_length_exceeded", id="http-511"),
     pytest.param(HttpError(514), 502, "upstream_model_error", id="http-514"),
     pytest.param(HttpError(429), 429, "rate_limit_exceeded", id="http-429"),
@@ -91,13 +105,18 @@ def test_unknown_model_reaches_upstream_which_decides(gateway: GatewayProcess, f
 def test_wrong_api_key_is_a_401(gateway: GatewayProcess, fake: FakeIflow) -> None:
     from tests.conftest import write_settings
 
-    write_settings(gateway.iflow_home, {"selectedAuthType": "iflow", "apiKey": "sk-" + "f" * 32, "baseUrl": fake.base_url})
+    write_settings(
+        gateway.iflow_home,
+        {"selectedAuthType": "iflow", "apiKey": "sk-" + "f" * 32, "baseUrl": fake.base_url},
+    )
     assert_openai_error(post(gateway, CHAT), 401, "invalid_api_key")
 
 
 def test_json_completion_on_a_stream_becomes_chunks(gateway: GatewayProcess, fake: FakeIflow) -> None:
     fake.enqueue(JsonOnStream(Completion(content="whole answer")))
-    with httpx.stream("POST", gateway.url + "/v1/chat/completions", json={**CHAT, "stream": True}) as response:
+    with httpx.stream(
+        "POST", gateway.url + "/v1/chat/completions", json={**CHAT, "stream": True}
+    ) as response:
         assert response.status_code == 200
         events = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
     assert events[-1] == "[DONE]"
@@ -110,7 +129,9 @@ def test_json_completion_on_a_stream_becomes_chunks(gateway: GatewayProcess, fak
 
 
 def stream_events(gateway: GatewayProcess) -> list[str]:
-    with httpx.stream("POST", gateway.url + "/v1/chat/completions", json={**CHAT, "stream": True}) as response:
+    with httpx.stream(
+        "POST", gateway.url + "/v1/chat/completions", json={**CHAT, "stream": True}
+    ) as response:
         assert response.status_code == 200
         return [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
 
@@ -135,7 +156,9 @@ def test_missing_done_is_supplied(gateway: GatewayProcess, fake: FakeIflow) -> N
 def test_data_without_space_is_understood(gateway: GatewayProcess, fake: FakeIflow) -> None:
     fake.enqueue(Stream.of_text(["x", "y"], data_space=False))
     events = stream_events(gateway)
-    contents = [json.loads(e)["choices"][0]["delta"].get("content") for e in events[:-1] if json.loads(e)["choices"]]
+    contents = [
+        json.loads(e)["choices"][0]["delta"].get("content") for e in events[:-1] if json.loads(e)["choices"]
+    ]
     assert "".join(c or "" for c in contents) == "xy"
 
 
@@ -144,20 +167,32 @@ def test_data_without_space_is_understood(gateway: GatewayProcess, fake: FakeIfl
     [
         pytest.param(b"{not json", None, id="not-json"),
         pytest.param(b"[1, 2]", None, id="not-an-object"),
-        pytest.param(json.dumps({"messages": [{"role": "user", "content": "x"}]}).encode(), "model", id="no-model"),
+        pytest.param(
+            json.dumps({"messages": [{"role": "user", "content": "x"}]}).encode(), "model", id="no-model"
+        ),
         pytest.param(json.dumps({"model": "glm-4.7"}).encode(), "messages", id="no-messages"),
         pytest.param(json.dumps({"model": 5, "messages": []}).encode(), "model", id="model-not-string"),
-        pytest.param(json.dumps({"model": "glm-4.7", "messages": "hi"}).encode(), "messages", id="messages-string"),
-        pytest.param(json.dumps({"model": "glm-4.7", "messages": []}).encode(), "messages", id="messages-empty"),
-        pytest.param(json.dumps({**CHAT, "messages": [{"role": "wizard"}]}).encode(), "messages[0].role", id="bad-role"),
+        pytest.param(
+            json.dumps({"model": "glm-4.7", "messages": "hi"}).encode(), "messages", id="messages-string"
+        ),
+        pytest.param(
+            json.dumps({"model": "glm-4.7", "messages": []}).encode(), "messages", id="messages-empty"
+        ),
+        pytest.param(
+            json.dumps({**CHAT, "messages": [{"role": "wizard"}]}).encode(), "messages[0].role", id="bad-role"
+        ),
         pytest.param(json.dumps({**CHAT, "stream": "yes"}).encode(), "stream", id="stream-not-bool"),
         pytest.param(json.dumps({**CHAT, "max_tokens": "10"}).encode(), "max_tokens", id="max-tokens-string"),
         pytest.param(json.dumps({**CHAT, "max_tokens": 0}).encode(), "max_tokens", id="max-tokens-zero"),
-        pytest.param(json.dumps({**CHAT, "temperature": "hot"}).encode(), "temperature", id="temperature-string"),
+        pytest.param(
+            json.dumps({**CHAT, "temperature": "hot"}).encode(), "temperature", id="temperature-string"
+        ),
         pytest.param(json.dumps({**CHAT, "tools": {}}).encode(), "tools", id="tools-object"),
     ],
 )
-def test_bad_input_is_a_400(gateway: GatewayProcess, fake: FakeIflow, content: bytes, param: str | None) -> None:
+def test_bad_input_is_a_400(
+    gateway: GatewayProcess, fake: FakeIflow, content: bytes, param: str | None
+) -> None:
     error = assert_openai_error(post(gateway, content=content), 400)
     assert error["type"] == "invalid_request_error"
     assert error["param"] == param

@@ -45,7 +45,9 @@ def test_full_queue_is_a_429_with_retry_after(start_gateway: Any, fake: FakeIflo
 
 def test_client_disconnect_cancels_the_upstream_stream(gateway: GatewayProcess, fake: FakeIflow) -> None:
     fake.enqueue(Stream.of_text([f"part{i}" for i in range(50)], delay=0.2))
-    with httpx.stream("POST", gateway.url + "/v1/chat/completions", json={**CHAT, "stream": True}) as response:
+    with httpx.stream(
+        "POST", gateway.url + "/v1/chat/completions", json={**CHAT, "stream": True}
+    ) as response:
         for line in response.iter_lines():
             if line.startswith("data: "):
                 break  # one chunk is enough; leaving closes the connection
@@ -86,7 +88,9 @@ def test_unreachable_upstream_is_a_502(start_gateway: Any) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    gateway = start_gateway({"selectedAuthType": "iflow", "apiKey": DEFAULT_KEY, "baseUrl": f"http://127.0.0.1:{port}/v1"})
+    gateway = start_gateway(
+        {"selectedAuthType": "iflow", "apiKey": DEFAULT_KEY, "baseUrl": f"http://127.0.0.1:{port}/v1"}
+    )
     response = post(gateway)
     assert response.status_code == 502
     assert response.json()["error"]["code"] == "upstream_unavailable"
@@ -101,7 +105,9 @@ def test_credentials_are_reread_when_the_file_changes(start_gateway: Any, fake: 
 
 
 def test_oauth_creds_key_is_used_for_oauth_login(start_gateway: Any, fake: FakeIflow) -> None:
-    gateway = start_gateway({"selectedAuthType": "oauth-iflow", "baseUrl": fake.base_url, "apiKey": "sk-stale"})
+    gateway = start_gateway(
+        {"selectedAuthType": "oauth-iflow", "baseUrl": fake.base_url, "apiKey": "sk-stale"}
+    )
     creds = {
         "access_token": "at",
         "refresh_token": "rt",

@@ -36,7 +36,10 @@ def test_plain_request_without_iflow_headers(gateway: Any, plain_upstream: FakeI
     plain_upstream.enqueue(Completion(content="plain"))
     sdk = openai.OpenAI(base_url=gateway.url + "/v1", api_key="x", max_retries=0)
     reply = sdk.chat.completions.create(
-        model="deepseek-chat", messages=[{"role": "user", "content": "x"}], max_tokens=50, reasoning_effort="low"
+        model="deepseek-chat",
+        messages=[{"role": "user", "content": "x"}],
+        max_tokens=50,
+        reasoning_effort="low",
     )
     assert reply.choices[0].message.content == "plain"
     sent = plain_upstream.received[-1]

@@ -28,7 +28,9 @@ def test_usage_is_dropped_when_not_asked_for() -> None:
     relay = StreamRelay(include_usage=False, classify=never)
     assert relay.feed(USAGE_ONLY) == []
     (chunk,) = decode(relay.feed(WITH_USAGE))
-    assert isinstance(chunk, dict) and "usage" not in chunk and chunk["choices"][0]["delta"] == {"content": "x"}
+    assert (
+        isinstance(chunk, dict) and "usage" not in chunk and chunk["choices"][0]["delta"] == {"content": "x"}
+    )
 
 
 def test_done_once_and_nothing_after() -> None:
@@ -46,7 +48,11 @@ def test_missing_done_is_supplied_by_finish() -> None:
 
 def test_business_error_inside_the_stream_ends_it() -> None:
     def classify(payload: object) -> GatewayError | None:
-        return UpstreamConcurrencyLimited("busy") if isinstance(payload, dict) and payload.get("status") else None
+        return (
+            UpstreamConcurrencyLimited("busy")
+            if isinstance(payload, dict) and payload.get("status")
+            else None
+        )
 
     relay = StreamRelay(include_usage=True, classify=classify)
     error, done = decode(relay.feed(b'{"status":"449","msg":"busy","body":null}'))
@@ -76,7 +82,11 @@ def test_completion_as_chunks() -> None:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": "hi", "tool_calls": [{"id": "t", "function": {"name": "f"}}]},
+                "message": {
+                    "role": "assistant",
+                    "content": "hi",
+                    "tool_calls": [{"id": "t", "function": {"name": "f"}}],
+                },
                 "finish_reason": "tool_calls",
             }
         ],

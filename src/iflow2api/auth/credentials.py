@@ -64,7 +64,9 @@ def _text(value: object) -> str | None:
 
 
 def _oauth_complete(creds: dict[str, Any] | None) -> bool:
-    return bool(creds and creds.get("access_token") and creds.get("refresh_token") and creds.get("expiry_date"))
+    return bool(
+        creds and creds.get("access_token") and creds.get("refresh_token") and creds.get("expiry_date")
+    )
 
 
 def account_from_files(
@@ -80,7 +82,9 @@ def account_from_files(
     label = None
     expires_at = None
     if oauth_creds:
-        label = next((_text(oauth_creds.get(f)) for f in ("email", "phone", "userName") if oauth_creds.get(f)), None)
+        label = next(
+            (_text(oauth_creds.get(f)) for f in ("email", "phone", "userName") if oauth_creds.get(f)), None
+        )
         expiry_ms = oauth_creds.get("expiry_date")
         expires_at = expiry_ms / 1000 if isinstance(expiry_ms, int | float) else None
 
@@ -88,7 +92,9 @@ def account_from_files(
         base_url = base_url_override or (_text(settings.get("baseUrl")) or "").rstrip("/")
         if not base_url or not settings_key:
             return None
-        return Account("openai-compatible", auth_type, base_url, settings_key, _text(settings.get("modelName")))
+        return Account(
+            "openai-compatible", auth_type, base_url, settings_key, _text(settings.get("modelName"))
+        )
 
     if auth_type not in IFLOW_AUTH_TYPES:
         log.warning("selectedAuthType %r is not one iflow2api can use", auth_type)
@@ -137,8 +143,14 @@ class CredentialSource:
                 settings, oauth_creds = (read_json_object(path) for path in self._paths)
             except (OSError, ValueError) as exc:
                 # Most likely the CLI is writing the file right now: keep what worked, look again later.
-                log.warning("cannot read the iFlow files in %s yet (%s); keeping the last good ones", self.iflow_home, exc)
+                log.warning(
+                    "cannot read the iFlow files in %s yet (%s); keeping the last good ones",
+                    self.iflow_home,
+                    exc,
+                )
                 return self._account
-            self._account = account_from_files(settings, oauth_creds, base_url_override=self._base_url_override)
+            self._account = account_from_files(
+                settings, oauth_creds, base_url_override=self._base_url_override
+            )
             self._fingerprint = fingerprint
         return self._account

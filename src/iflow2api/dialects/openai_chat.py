@@ -44,16 +44,24 @@ def parse_request(body: bytes) -> dict[str, Any]:
         raise InvalidRequest("The request body must be a JSON object.")
     model = payload.get("model")
     if model is None:
-        raise InvalidRequest("you must provide a model parameter", param="model", code="missing_required_parameter")
+        raise InvalidRequest(
+            "you must provide a model parameter", param="model", code="missing_required_parameter"
+        )
     if not isinstance(model, str) or not model.strip():
         raise InvalidRequest("'model' must be a non-empty string.", param="model", code="invalid_type")
     messages = payload.get("messages")
     if messages is None:
-        raise InvalidRequest("'messages' is a required property", param="messages", code="missing_required_parameter")
+        raise InvalidRequest(
+            "'messages' is a required property", param="messages", code="missing_required_parameter"
+        )
     if not isinstance(messages, list):
-        raise InvalidRequest("'messages' must be an array of message objects.", param="messages", code="invalid_type")
+        raise InvalidRequest(
+            "'messages' must be an array of message objects.", param="messages", code="invalid_type"
+        )
     if not messages:
-        raise InvalidRequest("'messages' must contain at least one message.", param="messages", code="empty_array")
+        raise InvalidRequest(
+            "'messages' must contain at least one message.", param="messages", code="empty_array"
+        )
     for index, message in enumerate(messages):
         param = f"messages[{index}]"
         if not isinstance(message, dict):
@@ -61,7 +69,9 @@ def parse_request(body: bytes) -> dict[str, Any]:
         role = message.get("role")
         if role not in _ROLES:
             raise InvalidRequest(
-                f"'{param}.role' must be one of {', '.join(sorted(_ROLES))}.", param=f"{param}.role", code="invalid_value"
+                f"'{param}.role' must be one of {', '.join(sorted(_ROLES))}.",
+                param=f"{param}.role",
+                code="invalid_value",
             )
     for name, (expected, described) in _TYPED.items():
         value = payload.get(name)
@@ -112,7 +122,11 @@ def completion_as_chunks(completion: dict[str, Any], *, include_usage: bool) -> 
             message["tool_calls"] = [{"index": i, **call} for i, call in enumerate(tool_calls)]
         delta = {k: v for k, v in message.items() if v is not None}
         index = choice.get("index", 0)
-        frames.append(frame(orjson.dumps({**base, "choices": [{"index": index, "delta": delta, "finish_reason": None}]})))
+        frames.append(
+            frame(
+                orjson.dumps({**base, "choices": [{"index": index, "delta": delta, "finish_reason": None}]})
+            )
+        )
         finish = {"index": index, "delta": {}, "finish_reason": choice.get("finish_reason") or "stop"}
         frames.append(frame(orjson.dumps({**base, "choices": [finish]})))
     if include_usage and isinstance(completion.get("usage"), dict):
@@ -133,7 +147,7 @@ class StreamRelay:
     asks), and a chunk without ``choices`` may be an upstream error in disguise.
     """
 
-    __slots__ = ("_classify", "done", "include_usage", "chunks")
+    __slots__ = ("_classify", "chunks", "done", "include_usage")
 
     def __init__(self, *, include_usage: bool, classify: Callable[[object], GatewayError | None]) -> None:
         self.include_usage = include_usage
@@ -170,7 +184,9 @@ class StreamRelay:
         for choice in choices:
             if isinstance(choice, dict) and choice.get("finish_reason") == "network_error":
                 # Reported for iFlow streams that broke upstream (protocol §7.3 C); the answer is cut short.
-                return self._end_with(error_frame(UpstreamError("The upstream stream broke off (network_error).")))
+                return self._end_with(
+                    error_frame(UpstreamError("The upstream stream broke off (network_error)."))
+                )
         if not self.include_usage and "usage" in chunk:
             del chunk["usage"]
             if not choices:

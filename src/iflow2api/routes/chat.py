@@ -13,7 +13,7 @@ from iflow2api.dialects import openai_chat
 from iflow2api.errors import GatewayError, UpstreamError, UpstreamTimeout
 from iflow2api.sse import DONE, SSEDecoder
 from iflow2api.upstream.client import retry_after_seconds
-from iflow2api.upstream.speakers import Outgoing, Speaker
+from iflow2api.upstream.speakers import Speaker
 
 if TYPE_CHECKING:
     from iflow2api.app import Gateway
@@ -40,7 +40,9 @@ async def chat_completions(gateway: Gateway, body: bytes, send: Send) -> None:
             if response.status >= 300:
                 raw = await _read(response)
                 retry_after = retry_after_seconds(response.headers.get("retry-after"))
-                raise speaker.http_error(response.status, raw, response.headers.get("eagleeye-traceid"), retry_after)
+                raise speaker.http_error(
+                    response.status, raw, response.headers.get("eagleeye-traceid"), retry_after
+                )
             if not outgoing.stream:
                 await _relay_completion(speaker, response, send)
             elif "text/event-stream" not in response.headers.get("content-type", ""):
@@ -59,7 +61,9 @@ async def _read(response: aiohttp.ClientResponse) -> bytes:
     except aiohttp.ClientPayloadError as exc:
         raise UpstreamError(f"The upstream's answer broke off: {exc}") from None
     except TimeoutError:
-        raise UpstreamTimeout("The upstream went silent while answering (setting stream_idle_timeout).") from None
+        raise UpstreamTimeout(
+            "The upstream went silent while answering (setting stream_idle_timeout)."
+        ) from None
 
 
 def _json(raw: bytes) -> Any:
@@ -93,7 +97,9 @@ async def _relay_json_on_stream(
 ) -> None:
     """iFlow sometimes answers a stream request with JSON: an error, or the whole answer (§7.3 C)."""
     completion = _completion(speaker, _json(await _read(response)))
-    frames = openai_chat.completion_as_chunks(completion, include_usage=openai_chat.wants_usage_in_stream(request))
+    frames = openai_chat.completion_as_chunks(
+        completion, include_usage=openai_chat.wants_usage_in_stream(request)
+    )
     await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
     await send({"type": "http.response.body", "body": b"".join(frames)})
 
@@ -113,7 +119,9 @@ def _opening_error(speaker: Speaker, data: bytes) -> GatewayError | None:
     return error
 
 
-async def _relay_stream(speaker: Speaker, response: aiohttp.ClientResponse, request: dict[str, Any], send: Send) -> None:
+async def _relay_stream(
+    speaker: Speaker, response: aiohttp.ClientResponse, request: dict[str, Any], send: Send
+) -> None:
     relay = openai_chat.StreamRelay(
         include_usage=openai_chat.wants_usage_in_stream(request), classify=speaker.business_error
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import time
+import urllib.request
 
 import aiohttp
 
@@ -34,18 +35,33 @@ def retry_after_seconds(value: str | None) -> float | None:
 class UpstreamClient:
     def __init__(self, *, connect_timeout: float, first_byte_timeout: float, idle_timeout: float) -> None:
         self.first_byte_timeout = first_byte_timeout
-        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=idle_timeout)
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=connect_timeout, sock_read=idle_timeout
+        )
         self._session: aiohttp.ClientSession | None = None
+        self._proxies: dict[str, str | None] = {}
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
-        # trust_env: honour HTTP(S)_PROXY / NO_PROXY like every other tool on the user's machine.
-        self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout, trust_env=True)
+        # Proxies from the environment are looked up once per upstream host (see proxy_for), not
+        # per request as aiohttp's trust_env does: that lookup alone halved the throughput.
+        self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    def proxy_for(self, url: str) -> str | None:
+        """The proxy the environment (HTTPS_PROXY, NO_PROXY, ...) names for this URL's host."""
+        origin = _origin(url)
+        if origin not in self._proxies:
+            scheme, _, host = origin.partition("://")
+            proxies = urllib.request.getproxies()
+            hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+            bypass = urllib.request.proxy_bypass(hostname) if proxies else True
+            self._proxies[origin] = None if bypass else proxies.get(scheme)
+        return self._proxies[origin]
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -53,23 +69,33 @@ class UpstreamClient:
             raise RuntimeError("UpstreamClient.start() was not called")
         return self._session
 
-    async def send(self, method: str, url: str, headers: dict[str, str], body: bytes | None) -> aiohttp.ClientResponse:
+    async def send(
+        self, method: str, url: str, headers: dict[str, str], body: bytes | None
+    ) -> aiohttp.ClientResponse:
         """Send and wait for the response head; the caller reads the body and must close it."""
         try:
             async with asyncio.timeout(self.first_byte_timeout):
-                return await self.session.request(method, url, headers=headers, data=body, allow_redirects=False)
+                return await self.session.request(
+                    method, url, headers=headers, data=body, allow_redirects=False, proxy=self.proxy_for(url)
+                )
         except aiohttp.ConnectionTimeoutError:
             raise UpstreamTimeout(
                 f"Could not connect to the upstream at {_origin(url)} in time (setting connect_timeout)."
             ) from None
         except aiohttp.ClientConnectorError as exc:
-            raise UpstreamUnavailable(f"Cannot connect to the upstream at {_origin(url)}: {exc.strerror or exc}.") from None
+            raise UpstreamUnavailable(
+                f"Cannot connect to the upstream at {_origin(url)}: {exc.strerror or exc}."
+            ) from None
         except aiohttp.ClientError as exc:
-            raise UpstreamUnavailable(f"The upstream at {_origin(url)} failed: {type(exc).__name__}.") from None
+            raise UpstreamUnavailable(
+                f"The upstream at {_origin(url)} failed: {type(exc).__name__}."
+            ) from None
         except TimeoutError:
             raise UpstreamTimeout(
-                f"The upstream did not answer within {self.first_byte_timeout:g} s (setting first_byte_timeout)."
+                f"The upstream did not answer within {self.first_byte_timeout:g} s "
+                "(setting first_byte_timeout)."
             ) from None
+
 
 def _origin(url: str) -> str:
     scheme, _, rest = url.partition("://")

@@ -53,14 +53,22 @@ class IflowSpeaker:
     def prepare(self, account: Account, request: dict[str, Any]) -> Outgoing:
         body = iflow.build_body(request, thinking_default=self.thinking_default)
         # A new conversation id per request, as the CLI's interactive mode sets one per prompt.
-        headers = iflow.build_headers(account.api_key, self.session_id, str(uuid.uuid4()), int(time.time() * 1000))
-        return Outgoing(account.base_url + "/chat/completions", headers, orjson.dumps(body), bool(body.get("stream")))
+        headers = iflow.build_headers(
+            account.api_key, self.session_id, str(uuid.uuid4()), int(time.time() * 1000)
+        )
+        return Outgoing(
+            account.base_url + "/chat/completions", headers, orjson.dumps(body), bool(body.get("stream"))
+        )
 
     def business_error(self, payload: object) -> GatewayError | None:
         return iflow.business_error(payload, available_models=self._models)
 
-    def http_error(self, status: int, body: bytes, trace_id: str | None, retry_after: float | None) -> GatewayError:
-        return iflow.http_error(status, body, trace_id, available_models=self._models, retry_after=retry_after)
+    def http_error(
+        self, status: int, body: bytes, trace_id: str | None, retry_after: float | None
+    ) -> GatewayError:
+        return iflow.http_error(
+            status, body, trace_id, available_models=self._models, retry_after=retry_after
+        )
 
 
 class OpenAICompatibleSpeaker:
@@ -78,5 +86,7 @@ class OpenAICompatibleSpeaker:
     def business_error(self, payload: object) -> GatewayError | None:
         return openai_compatible.business_error(payload)
 
-    def http_error(self, status: int, body: bytes, trace_id: str | None, retry_after: float | None) -> GatewayError:
+    def http_error(
+        self, status: int, body: bytes, trace_id: str | None, retry_after: float | None
+    ) -> GatewayError:
         return openai_compatible.http_error(status, body, retry_after=retry_after)

@@ -1,0 +1,410 @@
+"""The fake iFlow server: real HTTP on ``127.0.0.1:0``, in a thread with its own event loop.
+
+Synchronous tests drive it; the gateway under test talks to it over loopback like to the real one.
+
+>>> with FakeIflow() as fake:
+...     fake.enqueue(Completion(content="Hi"))
+...     # point the gateway's settings.json baseUrl at fake.base_url, send a request, then:
+...     fake.received[-1].headers["user-agent"]
+'iFlow-Cli'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Literal
+
+import orjson
+from aiohttp import web
+
+from tests.fake_iflow import checks
+from tests.fake_iflow.replies import (
+    BusinessError,
+    Completion,
+    Hang,
+    HttpError,
+    JsonOnStream,
+    Reply,
+    Stream,
+    completion_body,
+    completion_chunks,
+    encode_done,
+    encode_event,
+)
+
+CHAT_PATH = "/v1/chat/completions"
+MODELS_PATH = "/v1/models"
+SSE_CONTENT_TYPE = "text/event-stream;charset=UTF-8"
+# How long stop() lets a handler finish before aiohttp cancels it; hanging replies never finish.
+SHUTDOWN_GRACE = 0.1
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedRequest:
+    """One chat request as the fake got it; ``rejected`` says why it was refused, or is ``None``."""
+
+    method: str
+    path: str
+    headers: dict[str, str]  # names lower-cased
+    body: dict[str, Any] | None
+    raw_body: bytes
+    rejected: str | None
+
+
+@dataclass(slots=True)
+class _Ticket:
+    """An admitted request while it is served; ``done`` once the reply is complete from our side."""
+
+    key: str
+    generation: int
+    done: bool = False
+
+
+class _Ledger:
+    """State shared between the server thread and the test thread, behind one lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Condition()
+        self._queue: deque[Reply] = deque()
+        self._busy: Counter[str] = Counter()
+        self._disconnects = 0
+        # reset() starts a new generation, so a leftover request from an earlier test that is
+        # abandoned late does not count as a disconnect of the next test.
+        self._generation = 0
+        self.received: list[ReceivedRequest] = []
+
+    def enqueue(self, replies: Iterable[Reply]) -> None:
+        with self._lock:
+            self._queue.extend(replies)
+
+    def record(self, request: ReceivedRequest) -> None:
+        with self._lock:
+            self.received.append(request)
+
+    def admit(
+        self, request: ReceivedRequest, key: str, *, single_flight: bool
+    ) -> tuple[_Ticket, Reply] | None:
+        """Record an accepted request and hand out its reply, or ``None`` when the key is busy."""
+        with self._lock:
+            if single_flight and self._busy[key]:
+                return None
+            self._busy[key] += 1
+            self.received.append(request)
+            reply = self._queue.popleft() if self._queue else Completion()
+            return _Ticket(key, self._generation), reply
+
+    def release(self, ticket: _Ticket) -> None:
+        with self._lock:
+            if not ticket.done:
+                ticket.done = True
+                self._busy[ticket.key] -= 1
+
+    def abandoned(self, ticket: _Ticket) -> None:
+        """The client left before the reply was complete."""
+        with self._lock:
+            if not ticket.done and ticket.generation == self._generation:
+                self._disconnects += 1
+                self._lock.notify_all()
+
+    def wait_for_disconnects(self, n: int, timeout: float) -> bool:
+        with self._lock:
+            return self._lock.wait_for(lambda: self._disconnects >= n, timeout)
+
+    @property
+    def in_flight(self) -> int:
+        with self._lock:
+            return sum(self._busy.values())
+
+    def reset(self) -> None:
+        with self._lock:
+            self._queue.clear()
+            self.received.clear()
+            self._disconnects = 0
+            self._generation += 1
+
+
+class FakeIflow:
+    """A scriptable iFlow (``mode="iflow"``) or plain OpenAI-compatible (``mode="openai"``) upstream.
+
+    In iFlow mode every chat request is checked the way the real service would (see ``checks``):
+    key (434), CLI headers and signature (406, when ``require_signature``), body rules (400), model
+    (435) and, when ``single_flight``, one request per key at a time (449). Requests that pass get
+    the next enqueued reply, or a short default :class:`Completion`.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_keys: Iterable[str] = (checks.DEFAULT_KEY,),
+        mode: Literal["iflow", "openai"] = "iflow",
+        require_signature: bool = True,
+        single_flight: bool = True,
+        models: Sequence[str] | None = None,
+    ) -> None:
+        self.api_keys = frozenset(api_keys)
+        self.mode = mode
+        self.require_signature = require_signature
+        self.single_flight = single_flight and mode == "iflow"
+        if mode == "iflow":
+            self.models = tuple(dict.fromkeys([*checks.IFLOW_MODEL_IDS, *(models or ())]))
+        else:
+            self.models = tuple(models if models is not None else checks.OPENAI_MODEL_IDS)
+        self._ledger = _Ledger()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_requested: asyncio.Event | None = None
+        self._stopping = False
+        self._port: int | None = None
+        self._failure: BaseException | None = None
+
+    # --- the test's side --------------------------------------------------------------------
+
+    @property
+    def received(self) -> list[ReceivedRequest]:
+        """Every chat request, in arrival order, rejected ones included."""
+        return self._ledger.received
+
+    @property
+    def base_url(self) -> str:
+        """What goes in settings.json ``baseUrl``: ``http://127.0.0.1:<port>/v1``."""
+        if self._port is None:
+            raise RuntimeError("the fake iFlow server is not running; call start() first")
+        return f"http://127.0.0.1:{self._port}/v1"
+
+    @property
+    def in_flight(self) -> int:
+        """Chat requests admitted and not yet fully answered."""
+        return self._ledger.in_flight
+
+    def enqueue(self, *replies: Reply) -> None:
+        self._ledger.enqueue(replies)
+
+    def wait_for_disconnects(self, n: int, timeout: float) -> bool:
+        """True once ``n`` admitted requests were abandoned by their client before the reply ended."""
+        return self._ledger.wait_for_disconnects(n, timeout)
+
+    def reset(self) -> None:
+        """Forget the queue, what was received, and the disconnect count (in-flight ones stay counted)."""
+        self._ledger.reset()
+
+    def start(self) -> FakeIflow:
+        if self._thread is not None:
+            raise RuntimeError("the fake iFlow server is already running")
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(ready,), name="fake-iflow", daemon=True)
+        self._thread.start()
+        if not ready.wait(timeout=10) or self._failure is not None:
+            self.stop()
+            raise RuntimeError("the fake iFlow server did not start") from self._failure
+        return self
+
+    def stop(self) -> None:
+        thread, loop, stop_requested = self._thread, self._loop, self._stop_requested
+        if thread is None:
+            return
+        if loop is not None and stop_requested is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(stop_requested.set)
+        thread.join(timeout=5)
+        if thread.is_alive():
+            raise RuntimeError("the fake iFlow server did not stop within 5 s")
+        self._thread = self._loop = self._stop_requested = None
+        self._port = None
+
+    def __enter__(self) -> FakeIflow:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # --- the server thread ------------------------------------------------------------------
+
+    def _run(self, ready: threading.Event) -> None:
+        asyncio.run(self._main(ready))
+
+    async def _main(self, ready: threading.Event) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop_requested = asyncio.Event()
+        self._stopping = False
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{path:.*}", self._dispatch)
+        app.on_response_prepare.append(_add_trace_id)
+        # handler_cancellation: a client that hangs up cancels its handler, which is how the fake
+        # notices abandoned requests even while it sends nothing (Hang).
+        runner = web.AppRunner(
+            app, handler_cancellation=True, access_log=None, shutdown_timeout=SHUTDOWN_GRACE
+        )
+        try:
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            self._port = int(runner.addresses[0][1])
+        except Exception as error:  # start() raises it in the test's thread
+            self._failure = error
+            await runner.cleanup()
+            return
+        finally:
+            ready.set()
+        try:
+            await self._stop_requested.wait()
+        finally:
+            self._stopping = True
+            await runner.cleanup()
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        routes: dict[str, dict[str, Handler]] = {
+            CHAT_PATH: {"POST": self._chat},
+            MODELS_PATH: {"GET": self._models},
+        }
+        methods = routes.get(request.path)
+        if methods is None:
+            return _spring_error(404, "Not Found", request.path)
+        handler = methods.get(request.method)
+        if handler is None:
+            return _spring_error(405, "Method Not Allowed", request.path)
+        return await handler(request)
+
+    async def _models(self, request: web.Request) -> web.StreamResponse:
+        if checks.bearer_key(_lower(request.headers)) not in self.api_keys:
+            if self.mode == "openai":
+                return _json(401, checks.openai_invalid_key().body)
+            return _json(401, {"error": {"message": "status 401", "type": "invalid_request_error"}})
+        owner = "iflow" if self.mode == "iflow" else "fake"
+        data = [{"id": model, "object": "model", "created": 0, "owned_by": owner} for model in self.models]
+        return _json(200, {"object": "list", "data": data})
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        headers = _lower(request.headers)
+        body = checks.parse_body(raw)
+        received = ReceivedRequest(request.method, request.path, headers, body, raw, None)
+        rejection = self._judge(headers, body)
+        if rejection is None and body is not None:
+            key = checks.bearer_key(headers) or ""
+            admitted = self._ledger.admit(received, key, single_flight=self.single_flight)
+            if admitted is not None:
+                return await self._answer(request, body, *admitted)
+            rejection = checks.busy(key)
+        assert rejection is not None  # only a JSON object body passes the checks
+        self._ledger.record(replace(received, rejected=rejection.reason))
+        return _json(rejection.status, rejection.body)
+
+    async def _answer(
+        self, request: web.Request, body: dict[str, Any], ticket: _Ticket, reply: Reply
+    ) -> web.StreamResponse:
+        try:
+            return await self._serve(request, reply, body, ticket)
+        except asyncio.CancelledError:
+            # With handler_cancellation, a client hanging up lands here; so does stop().
+            if not self._stopping:
+                self._ledger.abandoned(ticket)
+            raise
+        finally:
+            self._ledger.release(ticket)
+
+    def _judge(self, headers: Mapping[str, str], body: dict[str, Any] | None) -> checks.Rejection | None:
+        if self.mode == "openai":
+            return checks.judge_openai(headers, body, api_keys=self.api_keys, models=self.models)
+        return checks.judge_iflow(
+            headers,
+            body,
+            api_keys=self.api_keys,
+            require_signature=self.require_signature,
+            models=self.models,
+            now_ms=int(time.time() * 1000),
+        )
+
+    async def _serve(
+        self, request: web.Request, reply: Reply, body: dict[str, Any], ticket: _Ticket
+    ) -> web.StreamResponse:
+        model: str = body["model"]
+        match reply:
+            case Hang(seconds=seconds, then=then):
+                await asyncio.sleep(seconds)
+                return await self._serve(request, then or Completion(), body, ticket)
+            case BusinessError():
+                return _json(200, reply.payload())
+            case HttpError(status=status, headers=extra):
+                payload = reply.payload()
+                if isinstance(payload, bytes):
+                    return web.Response(status=status, body=payload, content_type="text/plain", headers=extra)
+                return _json(status, payload, extra)
+            case JsonOnStream(completion=completion):
+                return _json(200, completion_body(completion, model))
+            case Completion() if not checks.wants_stream(body):
+                return _json(200, completion_body(reply, model))
+            case Completion():
+                options = body.get("stream_options")
+                include_usage = isinstance(options, dict) and options.get("include_usage") is True
+                # OpenAI puts usage on a chunk of its own; for iFlow it rides on the finish chunk.
+                separate = self.mode == "openai"
+                chunks = completion_chunks(reply, model, include_usage=include_usage, separate_usage=separate)
+                return await self._stream(request, Stream(chunks), ticket)
+            case Stream():
+                return await self._stream(request, reply, ticket)
+
+    async def _stream(self, request: web.Request, stream: Stream, ticket: _Ticket) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"content-type": SSE_CONTENT_TYPE, "cache-control": "no-cache"})
+        events = [encode_event(event, data_space=stream.data_space) for event in stream.chunks]
+        if stream.cut_after is not None:
+            events = events[: stream.cut_after]
+        elif stream.done:
+            events.append(encode_done(data_space=stream.data_space))
+        try:
+            await response.prepare(request)
+            for index, event in enumerate(events):
+                await asyncio.sleep(stream.first_delay if index == 0 else stream.delay)
+                await response.write(event)
+        except ConnectionResetError:
+            # The client hung up between two writes; aiohttp finishes the response quietly.
+            self._ledger.abandoned(ticket)
+            return response
+        # Free the key before the last bytes leave, so a client that sends its next request the
+        # moment this one ends never meets a stale 449.
+        self._ledger.release(ticket)
+        if stream.cut_after is not None:
+            _hang_up(request)
+            return response
+        await response.write_eof()
+        return response
+
+
+async def _add_trace_id(request: web.Request, response: web.StreamResponse) -> None:
+    # §1: every answer of the real gateway carries one; the CLI quotes it in its error messages.
+    response.headers["eagleeye-traceid"] = secrets.token_hex(15)  # 30 hex digits, like EagleEye's
+
+
+def _hang_up(request: web.Request) -> None:
+    """Close the connection mid-body: no chunked terminator, no ``[DONE]``.
+
+    close() rather than abort(): the events already written still reach the client, then EOF.
+    aiohttp's own write of the terminator then fails quietly on the closing transport.
+    """
+    if request.transport is not None:
+        request.transport.close()
+
+
+def _json(status: int, body: object, headers: Mapping[str, str] | None = None) -> web.Response:
+    payload = orjson.dumps(body)
+    return web.Response(status=status, body=payload, content_type="application/json", headers=headers)
+
+
+def _spring_error(status: int, error: str, path: str) -> web.Response:
+    # §1: the Spring Boot error body the real gateway answers unknown paths with.
+    timestamp = datetime.now(UTC).isoformat(timespec="milliseconds")
+    return _json(status, {"timestamp": timestamp, "status": status, "error": error, "path": path})
+
+
+def _lower(headers: Mapping[str, str]) -> dict[str, str]:
+    return {name.lower(): value for name, value in headers.items()}
