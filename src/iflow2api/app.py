@@ -181,7 +181,10 @@ class Gateway:
             await self._preflight(scope, call, route)
             return
         if method not in route.methods:
-            raise MethodNotAllowed(f"{path} accepts {', '.join(sorted(route.methods))}, not {method}.")
+            allowed = ", ".join(sorted(route.methods))
+            raise MethodNotAllowed(
+                f"{path} accepts {allowed}, not {method}.", headers=[(b"allow", allowed.encode())]
+            )
         if route.protected and self._client_keys:
             self._check_client_key(scope)
         await route.handler(self, scope, receive, call)

@@ -45,6 +45,7 @@ class GatewayError(Exception):
         code: str | None = None,
         status: int | None = None,
         retry_after: float | None = None,
+        headers: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -54,12 +55,13 @@ class GatewayError(Exception):
         if status is not None:
             self.status = status
         self.retry_after = retry_after
+        self._headers = headers or []
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         if self.retry_after is None:
-            return []
+            return self._headers
         seconds = max(1, round(self.retry_after))
-        return [(b"retry-after", str(seconds).encode())]
+        return [*self._headers, (b"retry-after", str(seconds).encode())]
 
 
 class InvalidRequest(GatewayError):
