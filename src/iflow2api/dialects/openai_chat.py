@@ -98,12 +98,28 @@ def error_body(error: GatewayError) -> bytes:
     )
 
 
-def ensure_usage(completion: dict[str, Any]) -> bool:
-    """Give a completion the ``usage`` object clients expect; True if it had to be added."""
-    if isinstance(completion.get("usage"), dict):
-        return False
-    completion["usage"] = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
-    return True
+def normalize_completion(completion: dict[str, Any]) -> bool:
+    """Fill in what OpenAI's schema requires and iFlow leaves out; True if anything was added.
+
+    ``usage`` (the original iflow2api found it missing at times), and the nullable but required
+    ``logprobs`` of each choice and ``refusal`` of each message, which strictly typed clients
+    insist on.
+    """
+    changed = False
+    if not isinstance(completion.get("usage"), dict):
+        completion["usage"] = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        changed = True
+    for choice in completion.get("choices") or ():
+        if not isinstance(choice, dict):
+            continue
+        if "logprobs" not in choice:
+            choice["logprobs"] = None
+            changed = True
+        message = choice.get("message")
+        if isinstance(message, dict) and "refusal" not in message:
+            message["refusal"] = None
+            changed = True
+    return changed
 
 
 def completion_as_chunks(completion: dict[str, Any], *, include_usage: bool) -> list[bytes]:

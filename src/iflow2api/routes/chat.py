@@ -87,7 +87,7 @@ def _completion(speaker: Speaker, payload: object) -> dict[str, Any]:
 async def _relay_completion(speaker: Speaker, response: aiohttp.ClientResponse, send: Send) -> None:
     raw = await _read(response)
     completion = _completion(speaker, _json(raw))
-    if openai_chat.ensure_usage(completion):
+    if openai_chat.normalize_completion(completion):
         raw = orjson.dumps(completion)
     await send_bytes(send, 200, raw, JSON)
 
