@@ -6,7 +6,6 @@ because clients differ on whether the base URL includes it.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
 import time
@@ -15,7 +14,6 @@ from dataclasses import dataclass
 
 from iflow2api.asgi import (
     CORS_HEADERS,
-    ClientGone,
     Message,
     Receive,
     Scope,
@@ -28,6 +26,7 @@ from iflow2api.asgi import (
 from iflow2api.auth.credentials import Account, CredentialSource
 from iflow2api.concurrency import Gates
 from iflow2api.dialects.openai_chat import error_body
+from iflow2api.disconnects import ClientGone, DisconnectWatch
 from iflow2api.errors import (
     GatewayError,
     MethodNotAllowed,
@@ -86,7 +85,8 @@ async def _models(gateway: Gateway, scope: Scope, receive: Receive, call: Call) 
 
 async def _chat(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
     body = await read_body(scope, receive, gateway.settings.max_body_bytes)
-    await gateway.until_disconnect(receive, call, chat_completions(gateway, body, call.send))
+    with gateway.disconnects.watching(receive, lambda: call.finished):
+        await chat_completions(gateway, body, call.send)
 
 
 GET = frozenset({"GET", "HEAD"})
@@ -125,6 +125,7 @@ class Gateway:
         self._iflow = IflowSpeaker(thinking_default=settings.thinking_default)
         self._openai = OpenAICompatibleSpeaker()
         self._client_keys = tuple(key.encode() for key in settings.api_keys)
+        self.disconnects = DisconnectWatch()
         self.started_at = time.time()
 
     # -- what the routes ask of the gateway -------------------------------------------------------
@@ -224,49 +225,19 @@ class Gateway:
         )
         await send_error(call.send, error, error_body)
 
-    async def until_disconnect(self, receive: Receive, call: Call, work: Awaitable[None]) -> None:
-        """Run ``work``, cancelling it, and so its upstream request, if the client disconnects.
-
-        The watcher cancels this very task rather than a child one (a task less per request). It
-        can only do so while ``work`` is suspended inside, and never once the final response
-        message is on its way.
-        """
-        task = asyncio.current_task()
-        assert task is not None
-        gone = False
-
-        async def watch() -> None:
-            nonlocal gone
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    if not call.finished:
-                        gone = True
-                        task.cancel()
-                    return
-
-        watcher = asyncio.ensure_future(watch())
-        try:
-            await work
-        except asyncio.CancelledError:
-            if gone:
-                task.uncancel()
-                raise ClientGone from None
-            raise
-        finally:
-            watcher.cancel()
-
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
                     await self.client.start()
+                    self.disconnects.start()
                 except Exception as exc:  # pragma: no cover - start() only builds objects
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self.disconnects.stop()
                 await self.client.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

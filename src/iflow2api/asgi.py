@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from iflow2api.disconnects import ClientGone
 from iflow2api.errors import GatewayError, PayloadTooLarge
 
 Scope = MutableMapping[str, Any]
@@ -55,10 +56,6 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
 
 def _too_large(limit: int) -> PayloadTooLarge:
     return PayloadTooLarge(f"The request body is larger than {limit} bytes (setting max_body_bytes).")
-
-
-class ClientGone(Exception):
-    """The client disconnected; nobody is left to answer."""
 
 
 async def send_bytes(

@@ -10,6 +10,7 @@ Pure data and the CLI's lookup of a model's default output limit::
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -86,6 +87,7 @@ _OUTPUT_FAMILIES: tuple[tuple[re.Pattern[str], tuple[tuple[str, int], ...], int]
 )
 
 
+@functools.lru_cache(maxsize=512)  # a handful of model ids, asked on every request
 def default_max_output(model: str) -> int:
     """The ``max_new_tokens`` the CLI sends for ``model`` when no output limit is configured (§3.1)."""
     lowered = model.lower()

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from iflow2api.auth import credentials
 from iflow2api.auth.credentials import CredentialSource, account_from_files, mask_secret
 from iflow2api.auth.iflow_files import strip_json_comments
 
@@ -97,7 +98,10 @@ def test_comments_are_stripped() -> None:
     assert json.loads(strip_json_comments(text)) == {"apiKey": "sk-//not-a-comment", "baseUrl": "http://x"}
 
 
-def test_source_rereads_on_change_and_keeps_last_good(tmp_path: Path) -> None:
+def test_source_rereads_on_change_and_keeps_last_good(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(credentials, "RECHECK_SECONDS", 0.0)
     source = CredentialSource(tmp_path)
     assert source.current() is None
     path = tmp_path / "settings.json"
@@ -111,6 +115,16 @@ def test_source_rereads_on_change_and_keeps_last_good(tmp_path: Path) -> None:
     os.utime(path, ns=(time.time_ns(), time.time_ns() + 2_000_000))
     second = source.current()
     assert second is not None and second.api_key == OAUTH_KEY
+
+
+def test_files_are_looked_at_again_only_after_a_short_while(tmp_path: Path) -> None:
+    source = CredentialSource(tmp_path)
+    assert source.current() is None
+    (tmp_path / "settings.json").write_text(json.dumps({"selectedAuthType": "iflow", "apiKey": KEY}))
+    assert source.current() is None  # within RECHECK_SECONDS: no stat calls, the old answer
+    time.sleep(credentials.RECHECK_SECONDS + 0.01)
+    account = source.current()
+    assert account is not None and account.api_key == KEY
 
 
 def test_mask_secret_never_shows_the_whole_key() -> None:

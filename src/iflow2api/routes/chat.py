@@ -5,14 +5,14 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import orjson
 
 from iflow2api.asgi import CORS_HEADERS, JSON, Send, send_bytes
 from iflow2api.dialects import openai_chat
 from iflow2api.errors import GatewayError, UpstreamError, UpstreamTimeout
 from iflow2api.sse import DONE, SSEDecoder
-from iflow2api.upstream.client import retry_after_seconds
+from iflow2api.upstream import http1
+from iflow2api.upstream.client import Response, retry_after_seconds
 from iflow2api.upstream.speakers import Speaker
 
 if TYPE_CHECKING:
@@ -55,12 +55,10 @@ async def chat_completions(gateway: Gateway, body: bytes, send: Send) -> None:
             response.release()
 
 
-async def _read(response: aiohttp.ClientResponse) -> bytes:
+async def _read(response: Response) -> bytes:
     try:
         return await response.read()
-    except aiohttp.ClientPayloadError as exc:
-        raise UpstreamError(f"The upstream's answer broke off: {exc}") from None
-    except TimeoutError:
+    except http1.ReadTimeout:
         raise UpstreamTimeout(
             "The upstream went silent while answering (setting stream_idle_timeout)."
         ) from None
@@ -84,7 +82,7 @@ def _completion(speaker: Speaker, payload: object) -> dict[str, Any]:
     return payload
 
 
-async def _relay_completion(speaker: Speaker, response: aiohttp.ClientResponse, send: Send) -> None:
+async def _relay_completion(speaker: Speaker, response: Response, send: Send) -> None:
     raw = await _read(response)
     completion = _completion(speaker, _json(raw))
     if openai_chat.normalize_completion(completion):
@@ -93,7 +91,7 @@ async def _relay_completion(speaker: Speaker, response: aiohttp.ClientResponse, 
 
 
 async def _relay_json_on_stream(
-    speaker: Speaker, response: aiohttp.ClientResponse, request: dict[str, Any], send: Send
+    speaker: Speaker, response: Response, request: dict[str, Any], send: Send
 ) -> None:
     """iFlow sometimes answers a stream request with JSON: an error, or the whole answer (§7.3 C)."""
     completion = _completion(speaker, _json(await _read(response)))
@@ -119,16 +117,14 @@ def _opening_error(speaker: Speaker, data: bytes) -> GatewayError | None:
     return error
 
 
-async def _relay_stream(
-    speaker: Speaker, response: aiohttp.ClientResponse, request: dict[str, Any], send: Send
-) -> None:
+async def _relay_stream(speaker: Speaker, response: Response, request: dict[str, Any], send: Send) -> None:
     relay = openai_chat.StreamRelay(
         include_usage=openai_chat.wants_usage_in_stream(request), classify=speaker.business_error
     )
     decoder = SSEDecoder()
     started = False
     try:
-        async for chunk in response.content.iter_any():
+        async for chunk in response.iter_chunks():
             frames: list[bytes] = []
             for data in decoder.feed(chunk):
                 if not started:
@@ -147,10 +143,10 @@ async def _relay_stream(
             if relay.done:
                 break
         tail = [frame for data in decoder.finish() for frame in relay.feed(data)]
-    except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError) as exc:
+    except http1.TransportError as exc:
         failure: GatewayError = (
             UpstreamTimeout("The upstream stream went silent for too long (setting stream_idle_timeout).")
-            if isinstance(exc, TimeoutError)
+            if isinstance(exc, http1.ReadTimeout)
             else UpstreamError("The upstream stream broke off before it was complete.")
         )
         if not started:

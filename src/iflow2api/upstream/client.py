@@ -1,20 +1,20 @@
 """The one HTTP client every upstream call goes through.
 
-aiohttp, measured here against httpx: at 64 concurrent requests through the same gateway it
-sustained over 20x the throughput (httpx's connection pool was the bottleneck), so it carries the
-hot path. Connection errors and timeouts become ``iflow2api.errors`` here and nowhere else.
+It wraps ``upstream.http1`` (why a client of our own: see that module) with the gateway's settings
+and turns transport failures into ``iflow2api.errors``, here and nowhere else.
 """
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import time
 import urllib.request
 
-import aiohttp
+from iflow2api.errors import UpstreamAuthError, UpstreamTimeout, UpstreamUnavailable
+from iflow2api.upstream import http1
+from iflow2api.upstream.http1 import Response
 
-from iflow2api.errors import UpstreamTimeout, UpstreamUnavailable
+__all__ = ["Response", "UpstreamClient", "retry_after_seconds"]
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -35,68 +35,50 @@ def retry_after_seconds(value: str | None) -> float | None:
 class UpstreamClient:
     def __init__(self, *, connect_timeout: float, first_byte_timeout: float, idle_timeout: float) -> None:
         self.first_byte_timeout = first_byte_timeout
-        self._timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=connect_timeout, sock_read=idle_timeout
-        )
-        self._session: aiohttp.ClientSession | None = None
+        self.idle_timeout = idle_timeout
+        self._pool = http1.Pool(connect_timeout=connect_timeout)
         self._proxies: dict[str, str | None] = {}
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
-        # Proxies from the environment are looked up once per upstream host (see proxy_for), not
-        # per request as aiohttp's trust_env does: that lookup alone halved the throughput.
-        self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+        """Nothing to open in advance: connections are made on first use and then kept."""
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._pool.close()
 
     def proxy_for(self, url: str) -> str | None:
-        """The proxy the environment (HTTPS_PROXY, NO_PROXY, ...) names for this URL's host."""
-        origin = _origin(url)
-        if origin not in self._proxies:
-            scheme, _, host = origin.partition("://")
+        """The proxy the environment (HTTPS_PROXY, NO_PROXY, ...) names for this URL's host.
+
+        Looked up once per origin: the standard library's lookup reads the environment each time.
+        """
+        target = http1.parse_url(url)
+        if target.origin not in self._proxies:
             proxies = urllib.request.getproxies()
-            hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-            bypass = urllib.request.proxy_bypass(hostname) if proxies else True
-            self._proxies[origin] = None if bypass else proxies.get(scheme)
-        return self._proxies[origin]
+            bypass = not proxies or urllib.request.proxy_bypass(target.host)
+            self._proxies[target.origin] = None if bypass else proxies.get(target.scheme)
+        return self._proxies[target.origin]
 
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            raise RuntimeError("UpstreamClient.start() was not called")
-        return self._session
-
-    async def send(
-        self, method: str, url: str, headers: dict[str, str], body: bytes | None
-    ) -> aiohttp.ClientResponse:
-        """Send and wait for the response head; the caller reads the body and must close it."""
+    async def send(self, method: str, url: str, headers: dict[str, str], body: bytes | None) -> Response:
+        """Send and wait for the response head; the caller reads the body and must release it."""
         try:
-            async with asyncio.timeout(self.first_byte_timeout):
-                return await self.session.request(
-                    method, url, headers=headers, data=body, allow_redirects=False, proxy=self.proxy_for(url)
-                )
-        except aiohttp.ConnectionTimeoutError:
-            raise UpstreamTimeout(
-                f"Could not connect to the upstream at {_origin(url)} in time (setting connect_timeout)."
-            ) from None
-        except aiohttp.ClientConnectorError as exc:
-            raise UpstreamUnavailable(
-                f"Cannot connect to the upstream at {_origin(url)}: {exc.strerror or exc}."
-            ) from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamUnavailable(
-                f"The upstream at {_origin(url)} failed: {type(exc).__name__}."
-            ) from None
-        except TimeoutError:
+            return await self._pool.request(
+                method,
+                url,
+                headers,
+                body,
+                proxy=self.proxy_for(url),
+                head_timeout=self.first_byte_timeout,
+                read_timeout=self.idle_timeout,
+            )
+        except http1.ConnectTimeout as exc:
+            raise UpstreamTimeout(f"Upstream: {exc} (setting connect_timeout).") from None
+        except http1.ReadTimeout:
             raise UpstreamTimeout(
                 f"The upstream did not answer within {self.first_byte_timeout:g} s "
                 "(setting first_byte_timeout)."
             ) from None
-
-
-def _origin(url: str) -> str:
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://{rest.split('/', 1)[0]}"
+        except http1.TransportError as exc:
+            raise UpstreamUnavailable(f"Upstream: {exc}.") from None
+        except ValueError:
+            raise UpstreamAuthError(
+                "The API key in the iFlow settings holds characters no HTTP header can carry; check it."
+            ) from None

@@ -11,6 +11,7 @@ becomes what the CLI would have sent for the same conversation::
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -202,6 +203,7 @@ _FAMILIES: Final[tuple[_Family, ...]] = (
 )
 
 
+@functools.lru_cache(maxsize=512)  # a handful of model ids, asked on every request
 def _family(model: str) -> _Family | None:
     return next((family for family in _FAMILIES if family.pattern.search(model)), None)
 

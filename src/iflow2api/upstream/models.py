@@ -12,13 +12,12 @@ import logging
 import time
 from dataclasses import dataclass
 
-import aiohttp
 import orjson
 
 from iflow2api import catalogue
 from iflow2api.auth.credentials import Account
 from iflow2api.errors import GatewayError, ModelNotFound
-from iflow2api.upstream import openai_compatible
+from iflow2api.upstream import http1, openai_compatible
 from iflow2api.upstream.client import UpstreamClient
 
 log = logging.getLogger("iflow2api.models")
@@ -70,7 +69,7 @@ class ModelDirectory:
                 status = response.status
             finally:
                 response.release()
-        except (GatewayError, aiohttp.ClientError, TimeoutError) as exc:
+        except (GatewayError, http1.TransportError) as exc:
             log.warning("could not list the upstream's models (%s); using modelName", exc)
             return fallback, _RETRY_AFTER_FAILURE
         ids = None

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from iflow2api import __version__
 from iflow2api.errors import (
     ContextTooLong,
     GatewayError,
@@ -22,7 +23,11 @@ from iflow2api.errors import (
 
 
 def build_headers(api_key: str) -> dict[str, str]:
-    return {"content-type": "application/json", "authorization": f"Bearer {api_key}"}
+    return {
+        "content-type": "application/json",
+        "authorization": f"Bearer {api_key}",
+        "user-agent": f"iflow2api/{__version__}",
+    }
 
 
 def build_body(request: dict[str, Any]) -> dict[str, Any]:

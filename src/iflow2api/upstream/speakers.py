@@ -6,8 +6,8 @@ errors from ``iflow2api.errors``. Sending is ``upstream.client``'s job.
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -37,6 +37,15 @@ class Speaker(Protocol):
     ) -> GatewayError: ...
 
 
+def uuid4() -> str:
+    """A random UUID v4 as text, like ``str(uuid.uuid4())`` at a third of the cost."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def iflow_model_ids() -> list[str]:
     return [model.id for model in catalogue.IFLOW_MODELS if not model.hidden]
 
@@ -53,9 +62,7 @@ class IflowSpeaker:
     def prepare(self, account: Account, request: dict[str, Any]) -> Outgoing:
         body = iflow.build_body(request, thinking_default=self.thinking_default)
         # A new conversation id per request, as the CLI's interactive mode sets one per prompt.
-        headers = iflow.build_headers(
-            account.api_key, self.session_id, str(uuid.uuid4()), int(time.time() * 1000)
-        )
+        headers = iflow.build_headers(account.api_key, self.session_id, uuid4(), int(time.time() * 1000))
         return Outgoing(
             account.base_url + "/chat/completions", headers, orjson.dumps(body), bool(body.get("stream"))
         )

@@ -1,0 +1,456 @@
+"""How much iflow2api adds on top of a fast upstream: one command, about two minutes.
+
+    python bench/run.py [--json results.json] [--check]
+
+It starts, each in its own process on 127.0.0.1, bench/fast_upstream.py, bench/naive_proxy.py (the
+floor) and iflow2api pointed at the upstream with no per-account concurrency limit. Then, against
+the upstream directly, through the naive proxy and through iflow2api, one after the other:
+
+- non-streaming requests/s and p50/p99 latency with 1 and 64 connections (wrk when installed,
+  else bench/loadgen.py);
+- one client streaming: time to the first chunk, each chunk's latency (upstream write to client
+  read, from the stamp the upstream puts in each chunk) and the gap between chunks, taking the
+  three targets in 1-second turns so that background noise falls on all of them alike;
+- the proxies' peak RSS (VmHWM) after a further 10,000 requests.
+
+It prints the tables and the targets, and exits 0 even when a target is missed (it is a
+measurement) unless ``--check`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+if __package__ in {None, ""}:
+    # `python bench/run.py` puts bench/ itself on sys.path; the package lives one level up.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import report
+from bench.report import PROXIES, TARGETS, Outcome, count
+from bench.servers import BenchError, Server, cpu_seconds, free_port, peak_rss_mb, start, stop
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+CHAT_PATH = "/v1/chat/completions"
+API_KEY = "sk-0123456789abcdef0123456789abcdef"
+GATEWAY_CMD = "{python} -m iflow2api serve --host 127.0.0.1 --port {port}"
+
+# A request of a realistic size: a system prompt and a short user turn (about 700 bytes).
+BODY: dict[str, Any] = {
+    "model": "qwen3-coder-plus",
+    "messages": [
+        {
+            "role": "system",
+            "content": "You are a careful senior engineer. Answer briefly, show code when it helps, "
+            "and say so when you are not sure. " * 4,
+        },
+        {"role": "user", "content": "Write a Python function that reverses a linked list, with a test."},
+    ],
+    "temperature": 0.7,
+    "max_tokens": 512,
+}
+
+WRK_SCRIPT = """\
+wrk.method = "POST"
+wrk.body = [==[@BODY@]==]
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer sk-bench"
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '\\nBENCH {"requests":%d,"duration_us":%d,"errors":%d,"p50":%d,"p90":%d,"p99":%d,"max":%d}\\n',
+    summary.requests, summary.duration, e.connect + e.read + e.write + e.status + e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
+end
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    duration: float
+    warmup: float
+    warmup_64: float
+    stream_duration: float
+    chunks: int
+    interval_ms: float
+    rss_requests: int
+    memory_seconds: float
+    use_wrk: bool
+    gateway_cmd: str
+    json_path: Path | None
+    check: bool
+
+
+def base_env() -> dict[str, str]:
+    # Nothing from the caller's iflow2api / iFlow settings may leak into the servers under test.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IFLOW2API_", "IFLOW_"))}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
+    return env
+
+
+def gateway_env(workdir: Path, upstream_url: str) -> dict[str, str]:
+    home = workdir / "iflow-home"
+    home.mkdir()
+    settings = {"selectedAuthType": "iflow", "apiKey": API_KEY, "baseUrl": upstream_url + "/v1"}
+    (home / "settings.json").write_text(json.dumps(settings))
+    (workdir / "data").mkdir()
+    env = base_env()
+    env.update(
+        IFLOW_HOME=str(home),
+        IFLOW2API_DATA_DIR=str(workdir / "data"),
+        IFLOW2API_CONCURRENCY="0",
+        IFLOW2API_LOG_LEVEL="warning",
+    )
+    return env
+
+
+def gateway_argv(template: str, port: int, upstream_url: str) -> list[str]:
+    values = {
+        "python": sys.executable,
+        "port": str(port),
+        "upstream": upstream_url + "/v1",
+        "bench": str(BENCH),
+    }
+    return [part.format(**values) for part in shlex.split(template)]
+
+
+# --- probes and load -----------------------------------------------------------------------------
+
+
+def body(stream: bool) -> str:
+    return json.dumps({**BODY, "stream": True} if stream else BODY, separators=(",", ":"))
+
+
+def probe(url: str) -> str | None:
+    """One plain and one streamed request; returns what is wrong with the answers, or None."""
+    for stream in (False, True):
+        request = urllib.request.Request(
+            url + CHAT_PATH,
+            data=body(stream).encode(),
+            headers={"content-type": "application/json", "authorization": "Bearer sk-bench"},
+        )
+        kind = "streamed" if stream else "plain"
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                text = response.read().decode(errors="replace")
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")[:300]
+            return f"{kind} request: HTTP {exc.code}: {detail}"
+        except OSError as exc:
+            return f"{kind} request: {exc}"
+        expected = '"content":' if stream else '"choices"'
+        if expected not in text.replace('"content": ', '"content":'):
+            return f"{kind} request: unexpected answer: {text[:300]}"
+    return None
+
+
+def run_json(argv: list[str], timeout: float, marker: str = "") -> Any:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=ROOT, check=False)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"{argv[0]} did not finish within {timeout:.0f} s") from None
+    for line in reversed(done.stdout.splitlines()):
+        if line.startswith((marker + "{", marker + "[")):
+            return json.loads(line[len(marker) :])
+    raise BenchError(f"{Path(argv[0]).name} exited with {done.returncode}: {done.stderr.strip()[-500:]}")
+
+
+def loadgen(url: str, connections: int, duration: float, max_requests: int = 0) -> dict[str, Any]:
+    options = {"connections": connections, "duration": duration, "max-requests": max_requests}
+    argv = [
+        sys.executable,
+        str(BENCH / "loadgen.py"),
+        "http",
+        "--url",
+        url + CHAT_PATH,
+        "--body",
+        body(False),
+    ]
+    argv += [arg for name, value in options.items() for arg in (f"--{name}", str(value))]
+    result: dict[str, Any] = run_json(argv, timeout=duration + 30)
+    return result
+
+
+def stream_loadgen(urls: list[str], opts: Options) -> list[dict[str, Any]]:
+    # One process goes round every target, so background noise is shared rather than pinned on one.
+    rounds = max(1, round(opts.stream_duration))
+    argv = [sys.executable, str(BENCH / "loadgen.py"), "stream", "--body", body(True)]
+    argv += [arg for url in urls for arg in ("--url", url + CHAT_PATH)]
+    argv += ["--duration", str(opts.stream_duration), "--rounds", str(rounds), "--warmup", str(opts.warmup)]
+    seconds = len(urls) * (opts.stream_duration + opts.warmup)
+    results: list[dict[str, Any]] = run_json(argv, timeout=seconds + 30)
+    return results
+
+
+def wrk(url: str, connections: int, duration: float, script: Path) -> dict[str, Any]:
+    seconds = max(1, round(duration))
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "-s", str(script)]
+    raw: dict[str, Any] = run_json([*argv, url + CHAT_PATH], timeout=seconds + 30, marker="BENCH ")
+    elapsed = raw["duration_us"] / 1e6
+    return {
+        "requests": raw["requests"],
+        "errors": raw["errors"],
+        "seconds": elapsed,
+        "rps": raw["requests"] / elapsed if elapsed else 0.0,
+        "latency_us": {"n": raw["requests"], **{k: float(raw[k]) for k in ("p50", "p90", "p99", "max")}},
+    }
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def summary(result: dict[str, Any]) -> str:
+    if "error" in result:
+        return "error: " + str(result["error"]).splitlines()[0]
+    errors = f", {result['errors']} errors" if result.get("errors") else ""
+    cpu = result.get("cpu")
+    load = f", CPU: server {cpu['server']:.0%}, upstream {cpu['upstream']:.0%}" if cpu else ""
+    if "rps" in result:
+        return f"{result['rps']:,.0f} req/s, p50 {ms(result['latency_us']['p50'])} ms{errors}{load}"
+    first = result.get("first_chunk_us") or {}
+    return f"{result['streams']} streams, first chunk p50 {ms(first.get('p50'))} ms{errors}"
+
+
+def ms(us: float | None) -> str:
+    return "-" if us is None else f"{us / 1000:.3f}"
+
+
+def proxy_specs(
+    opts: Options, workdir: Path, upstream_url: str
+) -> dict[str, tuple[list[str], int, dict[str, str]]]:
+    naive_port, gateway_port = free_port(), free_port()
+    naive_argv = [sys.executable, str(BENCH / "naive_proxy.py"), "--port", str(naive_port)]
+    return {
+        "naive": ([*naive_argv, "--upstream", upstream_url + "/v1"], naive_port, base_env()),
+        "iflow2api": (
+            gateway_argv(opts.gateway_cmd, gateway_port, upstream_url),
+            gateway_port,
+            gateway_env(workdir, upstream_url),
+        ),
+    }
+
+
+def start_servers(
+    opts: Options, workdir: Path, stack: contextlib.ExitStack, outcomes: dict[str, Outcome]
+) -> dict[str, Server]:
+    """Start what answers correctly; a proxy that does not is marked not available, which is no failure."""
+    port = free_port()
+    argv = [sys.executable, str(BENCH / "fast_upstream.py"), "--port", str(port)]
+    argv += ["--chunks", str(opts.chunks), "--interval-ms", str(opts.interval_ms)]
+    upstream = start("upstream", argv, port, base_env(), workdir)
+    stack.callback(stop, upstream)
+    problem = probe(upstream.url)
+    if problem is not None:
+        raise BenchError(f"the fake upstream answers wrongly: {problem}")
+    servers = {"direct": upstream}
+
+    for name, (proxy_argv, proxy_port, env) in proxy_specs(opts, workdir, upstream.url).items():
+        try:
+            server = start(name, proxy_argv, proxy_port, env, workdir)
+        except BenchError as exc:
+            outcomes[name].error = f"did not start: {exc}"
+            continue
+        stack.callback(stop, server)
+        problem = probe(server.url)
+        if problem is not None:
+            outcomes[name].error = f"answers wrongly: {problem}\n{server.log_tail()}".strip()
+            stop(server)  # give its CPU back to the others
+            continue
+        servers[name] = server
+        say(f"  started {name} (pid {server.process.pid}) at {server.url}")
+    return servers
+
+
+def measure(
+    servers: dict[str, Server],
+    outcomes: dict[str, Outcome],
+    phase: str,
+    load: Callable[[str, float], dict[str, Any]],
+    warmup: float,
+    duration: float,
+) -> None:
+    """Run one phase against every available target in turn, after a warm-up that is thrown away."""
+    for name in TARGETS:
+        if name not in servers:
+            continue
+        outcome, url = outcomes[name], servers[name].url
+        pids = {"server": servers[name].process.pid, "upstream": servers["direct"].process.pid}
+        try:
+            if warmup > 0:
+                outcome.requests += count(load(url, warmup))
+            cpu_before = {role: cpu_seconds(pid) for role, pid in pids.items()}
+            started = time.monotonic()
+            result = load(url, duration)
+            elapsed = time.monotonic() - started
+            # Share of one core each used: shows who the bottleneck was, the upstream never should be.
+            result["cpu"] = {
+                role: (cpu_seconds(pid) - cpu_before[role]) / elapsed for role, pid in pids.items()
+            }
+        except BenchError as exc:
+            result = {"error": str(exc)}
+        outcome.requests += count(result)
+        outcome.phases[phase] = result
+        say(f"  {phase:<9} {name:<9}  {summary(result)}")
+
+
+def measure_memory(servers: dict[str, Server], outcomes: dict[str, Outcome], opts: Options) -> None:
+    """A fixed number of requests at 64 connections, then the proxy's lifetime peak RSS."""
+    for name in PROXIES:
+        if name not in servers:
+            continue
+        outcome, server = outcomes[name], servers[name]
+        try:
+            # Capped in time so a slow proxy cannot stretch the run; the row says how many it served.
+            result = loadgen(server.url, 64, opts.memory_seconds, max_requests=opts.rss_requests)
+        except BenchError as exc:
+            result = {"error": str(exc)}
+        outcome.requests += count(result)
+        outcome.phases["memory"] = result
+        outcome.peak_rss_mb = peak_rss_mb(server.process.pid)
+        say(f"  memory    {name:<9}  {summary(result)}, peak RSS {outcome.peak_rss_mb or 0:.1f} MB")
+
+
+def http_loader(opts: Options, connections: int, script: Path) -> Callable[[str, float], dict[str, Any]]:
+    def load(url: str, seconds: float) -> dict[str, Any]:
+        if opts.use_wrk:
+            return wrk(url, connections, seconds, script)
+        return loadgen(url, connections, seconds)
+
+    return load
+
+
+def measure_streams(servers: dict[str, Server], outcomes: dict[str, Outcome], opts: Options) -> None:
+    names = [name for name in TARGETS if name in servers]
+    try:
+        results = stream_loadgen([servers[name].url for name in names], opts)
+    except BenchError as exc:
+        results = [{"error": str(exc)} for _ in names]
+    for name, result in zip(names, results, strict=True):
+        outcomes[name].requests += count(result)
+        outcomes[name].phases["stream_c1"] = result
+        say(f"  stream_c1 {name:<9}  {summary(result)}")
+
+
+def bench(opts: Options) -> dict[str, Outcome]:
+    outcomes = {name: Outcome() for name in TARGETS}
+    with tempfile.TemporaryDirectory(prefix="iflow2api-bench-") as tmp, contextlib.ExitStack() as stack:
+        workdir = Path(tmp)
+        script = workdir / "post.lua"
+        script.write_text(WRK_SCRIPT.replace("@BODY@", body(stream=False)))
+        servers = start_servers(opts, workdir, stack, outcomes)
+        for connections, warmup in ((1, opts.warmup), (64, opts.warmup_64)):
+            load = http_loader(opts, connections, script)
+            measure(servers, outcomes, f"http_c{connections}", load, warmup, opts.duration)
+        measure_streams(servers, outcomes, opts)
+        measure_memory(servers, outcomes, opts)
+        for name, server in servers.items():
+            outcomes[name].log_tail = server.log_tail(20)  # the logs go with the temporary folder
+    return outcomes
+
+
+# --- the command ---------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> Options:
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
+    parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per non-streaming run")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up before each run")
+    # The naive proxy runs at ~60% of its pace for its first 5 s at 64 connections (httpx's pool
+    # settling); a shorter warm-up makes the floor, and so the 10x target, swing by 2x between runs.
+    parser.add_argument("--warmup-64", type=float, default=6.0, help="the same, at 64 connections")
+    parser.add_argument("--stream-duration", type=float, default=6.0, help="seconds of streaming per target")
+    parser.add_argument("--chunks", type=int, default=10, help="content chunks per stream")
+    parser.add_argument("--interval-ms", type=float, default=5.0, help="gap between upstream chunks")
+    parser.add_argument("--rss-requests", type=int, default=10_000, help="requests before reading peak RSS")
+    parser.add_argument("--memory-seconds", type=float, default=30.0, help="time cap on those requests")
+    parser.add_argument(
+        "--loadgen",
+        choices=["auto", "wrk", "python"],
+        default="auto",
+        help="non-streaming load: wrk (apt-get install wrk), bench/loadgen.py, or wrk when installed",
+    )
+    parser.add_argument(
+        "--gateway-cmd",
+        default=GATEWAY_CMD,
+        help="how to start the server under test; {python} {port} {upstream} {bench} are filled in",
+    )
+    args = parser.parse_args(argv)
+    if args.loadgen == "wrk" and shutil.which("wrk") is None:
+        parser.error("wrk is not installed (apt-get install wrk), or use --loadgen python")
+    return Options(
+        duration=args.duration,
+        warmup=args.warmup,
+        warmup_64=args.warmup_64,
+        stream_duration=args.stream_duration,
+        chunks=args.chunks,
+        interval_ms=args.interval_ms,
+        rss_requests=args.rss_requests,
+        memory_seconds=args.memory_seconds,
+        use_wrk=args.loadgen != "python" and shutil.which("wrk") is not None,
+        gateway_cmd=args.gateway_cmd,
+        json_path=args.json,
+        check=args.check,
+    )
+
+
+def titles(opts: Options) -> list[str]:
+    tool = "wrk -t1" if opts.use_wrk else "bench/loadgen.py"
+    return [
+        f"Non-streaming POST {CHAT_PATH} ({tool}, {opts.duration:g} s each after a warm-up "
+        f"of {opts.warmup:g} s at 1 conn, {opts.warmup_64:g} s at 64)",
+        f"Streaming, 1 client, {opts.chunks} chunks {opts.interval_ms:g} ms apart "
+        f"({opts.stream_duration:g} s each, in 1 s turns); latency = upstream write to client read",
+    ]
+
+
+def exit_on_signal(signum: int, frame: FrameType | None) -> None:
+    # Turn SIGTERM/SIGHUP into an exception so the `finally` blocks stop every server.
+    raise SystemExit(128 + signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = parse_args(argv)
+    signal.signal(signal.SIGTERM, exit_on_signal)
+    signal.signal(signal.SIGHUP, exit_on_signal)
+    started = time.monotonic()
+    try:
+        outcomes = bench(opts)
+    except KeyboardInterrupt:
+        say("interrupted; every server was stopped")
+        return 130
+    except BenchError as exc:
+        say(f"the benchmark could not run: {exc}")
+        return 2
+    results = report.checks(outcomes, opts.rss_requests)
+    print(report.render(outcomes, results, [f"iflow2api: {opts.gateway_cmd}"], titles(opts)))
+    print(f"\n(took {time.monotonic() - started:.0f} s)")
+    if opts.json_path is not None:
+        options = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(opts).items()}
+        report.write_json(opts.json_path, outcomes, results, options)
+    missed = any(check.passed is not True for check in results)
+    return 1 if opts.check and missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

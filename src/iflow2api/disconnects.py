@@ -1,0 +1,89 @@
+"""Noticing that a client went away, so its upstream request can be cancelled.
+
+ASGI reports a disconnect only to whoever awaits ``receive()``, which takes a task per request.
+Most non-streaming requests finish in a few milliseconds, so that task is started only for the
+ones still running after ``after`` seconds: one shared sweeper looks every ``after`` seconds and
+starts watchers for those, and a request that finishes in time pays for a dict entry, nothing more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from typing import Any
+
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+
+
+class ClientGone(Exception):
+    """The client disconnected; nobody is left to answer."""
+
+
+class _Watched:
+    __slots__ = ("finished", "gone", "receive", "since", "task", "watcher")
+
+    def __init__(self, task: asyncio.Task[Any], receive: Receive, finished: Callable[[], bool]) -> None:
+        self.task = task
+        self.receive = receive
+        self.finished = finished
+        self.since = time.monotonic()
+        self.watcher: asyncio.Task[None] | None = None
+        self.gone = False
+
+    async def watch(self) -> None:
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                # Once the final response message is on its way there is nothing left to cancel.
+                if not self.finished():
+                    self.gone = True
+                    self.task.cancel()
+                return
+
+
+class DisconnectWatch:
+    def __init__(self, after: float = 0.05) -> None:
+        self.after = after
+        self._watched: dict[asyncio.Task[Any], _Watched] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._sweeper = asyncio.ensure_future(self._sweep())
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(self.after)
+            threshold = time.monotonic() - self.after
+            for watched in self._watched.values():
+                if watched.watcher is None and watched.since <= threshold:
+                    watched.watcher = asyncio.ensure_future(watched.watch())
+
+    @contextlib.contextmanager
+    def watching(self, receive: Receive, finished: Callable[[], bool]) -> Iterator[None]:
+        """Within this block, the current task is cancelled if its client disconnects.
+
+        The cancellation surfaces as ``ClientGone``. Only this task is ever cancelled, and only
+        while it is suspended inside the block.
+        """
+        task = asyncio.current_task()
+        assert task is not None
+        watched = self._watched[task] = _Watched(task, receive, finished)
+        try:
+            yield
+        except asyncio.CancelledError:
+            if watched.gone:
+                task.uncancel()
+                raise ClientGone from None
+            raise
+        finally:
+            del self._watched[task]
+            if watched.watcher is not None:
+                watched.watcher.cancel()
