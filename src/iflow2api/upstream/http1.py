@@ -124,6 +124,7 @@ class _Connection(asyncio.Protocol):
         self.error: TransportError | None = None
         self.waiter: asyncio.Future[None] | None = None
         self.received_any = False
+        self._interim = False
         self._decoder: Any = None
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
@@ -172,7 +173,13 @@ class _Connection(asyncio.Protocol):
         self.headers[key] = f"{self.headers[key]}, {text}" if key in self.headers else text
 
     def on_headers_complete(self) -> None:
-        self.status = self.parser.get_status_code()
+        status = self.parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            # An interim answer (100 Continue, 103 Early Hints): skip it, the real one follows.
+            self.headers = {}
+            self._interim = True
+            return
+        self.status = status
         self.head_done = True
         encoding = self.headers.get("content-encoding", "").strip().lower()
         if encoding in ("gzip", "deflate"):
@@ -192,6 +199,9 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+            return
         if self._decoder is not None:
             rest = self._decoder.flush()
             if rest:
@@ -337,9 +347,11 @@ class Pool:
         request = build_request(method, route.target, extra, body, absolute)
         timeout = ReadTimeout(f"the upstream did not answer within {head_timeout:g} s")
         for attempt in (1, 2):
-            connection, reused = self._idle_connection(route.key), True
+            # The retry after a stale connection is always on a fresh one, never another idle one.
+            connection = self._idle_connection(route.key) if attempt == 1 else None
+            reused = connection is not None
             if connection is None:
-                connection, reused = await self._connect(route), False
+                connection = await self._connect(route)
             connection.send(request)
             try:
                 while not connection.head_done:
@@ -411,9 +423,8 @@ class Pool:
     async def _tunnel(self, connection: _Connection, route: _Route, loop: asyncio.AbstractEventLoop) -> None:
         """Open an HTTPS tunnel through the proxy (CONNECT), then speak TLS inside it."""
         target = route.target
-        authority = (
-            f"{target.host_header}:{target.port}" if ":" not in target.host_header else target.host_header
-        )
+        host = f"[{target.host}]" if ":" in target.host else target.host
+        authority = f"{host}:{target.port}"
         lines = [f"CONNECT {authority} HTTP/1.1", f"host: {authority}"]
         if route.proxy_authorization:
             lines.append(f"proxy-authorization: {route.proxy_authorization}")
@@ -440,7 +451,8 @@ def _route(url: str, proxy: str | None) -> _Route:
     if not proxy:
         return _Route(target, None, None)
     parts = urlsplit(proxy if "://" in proxy else "http://" + proxy)
-    proxy_target = parse_url(f"{parts.scheme}://{parts.hostname}:{parts.port or 80}/")
+    # The address without user:pass; parse_url keeps IPv6 brackets and the scheme's default port.
+    proxy_target = parse_url(f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}/")
     authorization = None
     if parts.username:
         credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
