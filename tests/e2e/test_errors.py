@@ -223,3 +223,13 @@ def test_no_credentials_is_a_401_that_says_how_to_log_in(start_gateway: Any) -> 
     assert "settings.json" in error["message"] and "iflow" in error["message"]
     assert_openai_error(httpx.get(gateway.url + "/v1/models"), 401, "not_logged_in")
     assert httpx.get(gateway.url + "/health").json()["logged_in"] is False
+
+
+def test_api_key_with_a_line_break_is_a_clear_401(start_gateway: Any, fake: FakeIflow) -> None:
+    gateway = start_gateway(
+        {"selectedAuthType": "iflow", "apiKey": "sk-abc\r\nx-evil: 1", "baseUrl": fake.base_url}
+    )
+    error = assert_openai_error(post(gateway, CHAT), 401, "invalid_api_key")
+    assert "API key" in error["message"]
+    assert fake.received == []
+    assert "Traceback" not in gateway.log()

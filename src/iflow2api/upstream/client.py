@@ -78,7 +78,7 @@ class UpstreamClient:
             ) from None
         except http1.TransportError as exc:
             raise UpstreamUnavailable(f"Upstream: {exc}.") from None
-        except ValueError:
+        except http1.InvalidHeader:
             raise UpstreamAuthError(
                 "The API key in the iFlow settings holds characters no HTTP header can carry; check it."
             ) from None

@@ -75,17 +75,24 @@ def parse_url(url: str) -> Target:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConnectFailed(f"not an http(s) URL: {url!r}")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise ConnectFailed(f"the port in {url!r} is not a number") from None
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
     return Target(parts.scheme, parts.hostname, port, path)
 
 
+class InvalidHeader(ValueError):
+    """A header name or value that cannot be written as-is (nothing was sent)."""
+
+
 def _check_header(name: str, value: str) -> None:
     # A newline in a value would split the request: refuse it (the CLI calls this an apiKey error).
     if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
-        raise ValueError(f"header {name!r} holds a line break")
+        raise InvalidHeader(f"header {name!r} holds a line break")
 
 
 def build_request(
@@ -148,7 +155,8 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self.head_done and not self.complete and self._ends_at_close():
+        # Only an orderly close ends such a body; a reset means it was cut short.
+        if self.head_done and not self.complete and exc is None and self._ends_at_close():
             self.on_message_complete()
             self.keep_alive = False
         if not self.complete:
