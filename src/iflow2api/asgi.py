@@ -22,7 +22,7 @@ Send = Callable[[Message], Awaitable[None]]
 JSON = b"application/json"
 CORS_HEADERS = [
     (b"access-control-allow-origin", b"*"),
-    (b"access-control-expose-headers", b"retry-after, x-request-id"),
+    (b"access-control-expose-headers", b"retry-after"),
 ]
 
 

@@ -8,6 +8,7 @@ full does the client get a 429, with a ``Retry-After`` estimated from how long r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -59,7 +60,9 @@ class Gate:
                 self._release()
             else:
                 waiter.cancel()
-                self._waiters.remove(waiter)
+                # _release may already have dropped it, in the same loop turn.
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
             if isinstance(exc, TimeoutError):
                 raise QueueFull(
                     f"Waited {self.timeout:g} s for this upstream account to be free. Retry later.",

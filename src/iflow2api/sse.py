@@ -17,7 +17,9 @@ DONE_FRAME = b"data: [DONE]\n\n"
 
 
 def frame(data: bytes) -> bytes:
-    """One SSE event carrying ``data``."""
+    """One SSE event carrying ``data`` (each of its lines gets its own ``data:``)."""
+    if b"\n" in data:
+        data = data.replace(b"\n", b"\ndata: ")
     return b"data: " + data + b"\n\n"
 
 

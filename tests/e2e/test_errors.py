@@ -233,3 +233,50 @@ def test_api_key_with_a_line_break_is_a_clear_401(start_gateway: Any, fake: Fake
     assert "API key" in error["message"]
     assert fake.received == []
     assert "Traceback" not in gateway.log()
+
+
+def test_network_error_as_the_first_event_is_a_real_http_error(
+    gateway: GatewayProcess, fake: FakeIflow
+) -> None:
+    broken = {
+        "id": "x",
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": {}, "finish_reason": "network_error"}],
+    }
+    fake.enqueue(Stream([broken]))
+    error = assert_openai_error(post(gateway, {**CHAT, "stream": True}), 502, "upstream_error")
+    assert "network_error" in error["message"]
+
+
+def test_answer_cut_off_mid_body_is_a_502_not_a_500(start_gateway: Any) -> None:
+    """An upstream that promises 500 bytes and hangs up after 7 (a review find)."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(
+                b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 500\r\n\r\n{"id":'
+            )
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        gateway = start_gateway(
+            {
+                "selectedAuthType": "iflow",
+                "apiKey": "sk-" + "0" * 32,
+                "baseUrl": f"http://127.0.0.1:{port}/v1",
+            }
+        )
+        error = assert_openai_error(post(gateway, CHAT), 502, "upstream_error")
+        assert "broke off" in error["message"]
+        assert "Traceback" not in gateway.log()
+    finally:
+        thread.join(timeout=5)
+        listener.close()

@@ -96,3 +96,36 @@ def test_unlimited_means_no_gate() -> None:
     assert gates.get("a", None) is None and gates.get("a", 0) is None
     gate = gates.get("a", 2)
     assert gate is not None and gates.get("a", 2) is gate
+
+
+def test_waiter_cancelled_as_the_slot_frees_leaves_the_gate_usable() -> None:
+    """A disconnect and a release in the same loop turn must not break the line (a review find)."""
+
+    async def main() -> None:
+        gate = Gate(limit=1, queue_size=10, timeout=100)
+        holding, go = asyncio.Event(), asyncio.Event()
+
+        async def holder() -> None:
+            async with gate.slot():
+                holding.set()
+                await go.wait()
+
+        async def waiter() -> None:
+            async with gate.slot():
+                pass
+
+        held = asyncio.create_task(holder())
+        await holding.wait()
+        queued = asyncio.create_task(waiter())
+        await asyncio.sleep(0)
+        go.set()
+        queued.cancel()
+        await asyncio.sleep(0)
+        with pytest.raises(asyncio.CancelledError):
+            await queued
+        await held
+        assert (gate.in_flight, gate.waiting) == (0, 0)
+        async with asyncio.timeout(1), gate.slot():
+            assert gate.in_flight == 1
+
+    run(main())

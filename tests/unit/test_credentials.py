@@ -117,6 +117,21 @@ def test_source_rereads_on_change_and_keeps_last_good(
     assert second is not None and second.api_key == OAUTH_KEY
 
 
+def test_an_empty_settings_file_is_a_write_in_progress(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI truncates before writing; that moment must not switch accounts (a review find)."""
+    monkeypatch.setattr(credentials, "RECHECK_SECONDS", 0.0)
+    settings = {"selectedAuthType": "openai-compatible", "apiKey": "k", "baseUrl": "https://x.test/v1"}
+    (tmp_path / "settings.json").write_text(json.dumps(settings))
+    (tmp_path / "oauth_creds.json").write_text(json.dumps(CREDS))
+    source = CredentialSource(tmp_path)
+    first = source.current()
+    assert first is not None and first.kind == "openai-compatible"
+    (tmp_path / "settings.json").write_text("")
+    assert source.current() == first
+
+
 def test_files_are_looked_at_again_only_after_a_short_while(tmp_path: Path) -> None:
     source = CredentialSource(tmp_path)
     assert source.current() is None

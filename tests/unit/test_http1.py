@@ -858,3 +858,47 @@ def test_no_proxy_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name.upper(), raising=False)
     client = UpstreamClient(connect_timeout=1, first_byte_timeout=1, idle_timeout=1)
     assert client.proxy_for("http://api.example.com/v1") is None
+
+
+def test_finish_waits_for_a_trailing_end_so_the_connection_is_kept() -> None:
+    """[DONE] arrives, the chunked terminator 50 ms later: the connection still goes back to the pool."""
+
+    async def handler(conn: Conn) -> None:
+        while True:
+            try:
+                await conn.request()
+            except asyncio.IncompleteReadError:
+                return
+            await conn.send(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+            await conn.send(b"e\r\ndata: [DONE]\n\n\r\n")
+            await asyncio.sleep(0.05)
+            await conn.send(b"0\r\n\r\n")
+
+    async def main() -> Server:
+        async with Server(handler) as server:
+            pool = Pool(connect_timeout=1)
+            for _ in range(2):
+                response = await fetch(pool, server.url())
+                async for chunk in response.iter_chunks():
+                    assert b"[DONE]" in chunk
+                    break
+                await response.finish(1.0)
+                response.release()
+            assert idle_count(pool) == 1
+            await pool.close()
+        return server
+
+    assert run(main()).connections == 1
+
+
+def test_idle_connections_expire(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def main() -> Server:
+        async with Server(keep_answering()) as server:
+            pool = Pool(connect_timeout=1)
+            assert await read_all(await fetch(pool, server.url())) == b"ok"
+            monkeypatch.setattr(http1, "MAX_IDLE_SECONDS", -1.0)  # everything idle is now too old
+            assert await read_all(await fetch(pool, server.url())) == b"ok"
+            await pool.close()
+        return server
+
+    assert run(main()).connections == 2

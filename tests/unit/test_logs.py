@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import pytest
 
@@ -32,3 +33,15 @@ def test_filter_rewrites_the_record() -> None:
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "key %s", ("sk-0123456789abcdef0123",), None)
     assert RedactingFilter().filter(record)
     assert "sk-0123456789abcdef0123" not in record.getMessage()
+
+
+def test_formatter_masks_tracebacks_too() -> None:
+    from iflow2api.logs import RedactingFormatter
+
+    try:
+        raise RuntimeError("failed with key sk-0123456789abcdef0123456789abcdef")
+    except RuntimeError:
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "boom", (), sys.exc_info())
+    line = RedactingFormatter("%(message)s").format(record)
+    assert "RuntimeError" in line
+    assert "sk-0123456789abcdef0123456789abcdef" not in line

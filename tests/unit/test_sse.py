@@ -32,3 +32,9 @@ def test_finish_flushes_an_unterminated_event() -> None:
 
 def test_frame() -> None:
     assert frame(b"{}") == b"data: {}\n\n"
+
+
+def test_frame_prefixes_every_line() -> None:
+    assert frame(b"a\nb") == b"data: a\ndata: b\n\n"
+    decoder = SSEDecoder()
+    assert decoder.feed(frame(b"one\ntwo")) == [b"one\ntwo"]

@@ -131,6 +131,7 @@ class CredentialSource:
         self._fingerprint: tuple[object, ...] | None = None
         self._account: Account | None = None
         self._checked_at = -RECHECK_SECONDS
+        self._failed: tuple[object, ...] | None = None
 
     def _stat(self) -> tuple[object, ...]:
         marks: list[object] = []
@@ -154,6 +155,9 @@ class CredentialSource:
                 settings, oauth_creds = (read_json_object(path) for path in self._paths)
             except (OSError, ValueError) as exc:
                 # Most likely the CLI is writing the file right now: keep what worked, look again later.
+                if fingerprint == self._failed:
+                    return self._account  # said once already
+                self._failed = fingerprint
                 log.warning(
                     "cannot read the iFlow files in %s yet (%s); keeping the last good ones",
                     self.iflow_home,

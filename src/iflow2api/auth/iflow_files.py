@@ -60,7 +60,10 @@ def read_json_object(path: Path) -> dict[str, Any] | None:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
-    data = orjson.loads(strip_json_comments(text)) if text.strip() else {}
+    if not text.strip():
+        # The CLI truncates, then writes: an empty file is one caught mid-write, not "no settings".
+        raise ValueError(f"{path.name} is empty")
+    data = orjson.loads(strip_json_comments(text))
     if not isinstance(data, dict):
         raise ValueError(f"{path.name} does not hold a JSON object")
     return data

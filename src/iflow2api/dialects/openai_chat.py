@@ -163,13 +163,15 @@ class StreamRelay:
     asks), and a chunk without ``choices`` may be an upstream error in disguise.
     """
 
-    __slots__ = ("_classify", "chunks", "done", "include_usage")
+    __slots__ = ("_classify", "chunks", "done", "failure", "include_usage")
 
     def __init__(self, *, include_usage: bool, classify: Callable[[object], GatewayError | None]) -> None:
         self.include_usage = include_usage
         self._classify = classify
         self.done = False
         self.chunks = 0
+        #: Why the stream ended early, when the upstream said so inside it.
+        self.failure: GatewayError | None = None
 
     def feed(self, data: bytes) -> list[bytes]:
         if self.done:
@@ -192,17 +194,18 @@ class StreamRelay:
         choices = chunk.get("choices")
         if not isinstance(choices, list):
             if "error" in chunk:
+                self.failure = UpstreamError("The upstream reported an error in the stream.")
                 return self._end_with(frame(data))
             error = self._classify(chunk)
             if error is not None:
+                self.failure = error
                 return self._end_with(error_frame(error))
             return []
         for choice in choices:
             if isinstance(choice, dict) and choice.get("finish_reason") == "network_error":
                 # Reported for iFlow streams that broke upstream (protocol §7.3 C); the answer is cut short.
-                return self._end_with(
-                    error_frame(UpstreamError("The upstream stream broke off (network_error)."))
-                )
+                self.failure = UpstreamError("The upstream stream broke off (network_error).")
+                return self._end_with(error_frame(self.failure))
         if not self.include_usage and "usage" in chunk:
             del chunk["usage"]
             if not choices:

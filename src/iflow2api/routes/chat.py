@@ -62,6 +62,8 @@ async def _read(response: Response) -> bytes:
         raise UpstreamTimeout(
             "The upstream went silent while answering (setting stream_idle_timeout)."
         ) from None
+    except http1.TransportError as exc:  # cut off mid-body, or bytes that are not HTTP
+        raise UpstreamError(f"The upstream's answer broke off: {exc}.") from None
 
 
 def _json(raw: bytes) -> Any:
@@ -134,6 +136,8 @@ async def _relay_stream(speaker: Speaker, response: Response, request: dict[str,
                 frames.extend(relay.feed(data))
             if frames:
                 if not started:
+                    if relay.failure is not None:
+                        raise relay.failure  # still time for a real HTTP error
                     if relay.chunks == 0:
                         break  # a bare [DONE]: an empty answer, reported below as an error
                     # Only now, with the upstream's first event in hand, is the 200 certain.
@@ -158,3 +162,6 @@ async def _relay_stream(speaker: Speaker, response: Response, request: dict[str,
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
     tail.extend(relay.finish())
     await send({"type": "http.response.body", "body": b"".join(tail), "more_body": False})
+    # The upstream's end of message often trails its [DONE]: wait a moment for it, so the
+    # connection can be kept for the next request instead of being closed.
+    await response.finish(0.2)

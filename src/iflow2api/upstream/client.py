@@ -7,6 +7,7 @@ and turns transport failures into ``iflow2api.errors``, here and nowhere else.
 from __future__ import annotations
 
 import email.utils
+import math
 import time
 import urllib.request
 
@@ -22,9 +23,12 @@ def retry_after_seconds(value: str | None) -> float | None:
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        # A day at most: "inf" or a year is no advice a client can act on.
+        return min(max(0.0, seconds), 86_400.0) if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):

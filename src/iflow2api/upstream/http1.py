@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import ssl
+import time
 import zlib
 from collections import deque
 from collections.abc import AsyncIterator
@@ -27,6 +28,8 @@ import httptools
 HIGH_WATER = 1 << 20
 #: Idle keep-alive connections kept per origin.
 MAX_IDLE = 256
+#: Seconds an idle connection is trusted to still be open.
+MAX_IDLE_SECONDS = 60.0
 
 
 class TransportError(Exception):
@@ -116,6 +119,7 @@ class _Connection(asyncio.Protocol):
         self.loop = loop
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        self.idle_since = 0.0
         self._reset()
 
     def _reset(self) -> None:
@@ -295,6 +299,17 @@ class Response:
     async def read(self) -> bytes:
         return b"".join([chunk async for chunk in self.iter_chunks()])
 
+    async def finish(self, seconds: float) -> None:
+        """Read what is left for at most ``seconds``, ignoring it, so the connection can be reused."""
+        connection = self._connection
+        give_up = ReadTimeout("gave up waiting for the end of the response")
+        try:
+            while not connection.complete:
+                connection.chunks.clear()
+                await connection.wait(seconds, give_up)
+        except TransportError:
+            pass
+
     def release(self) -> None:
         """Give the connection back if the response was read to the end; otherwise close it.
 
@@ -378,14 +393,17 @@ class Pool:
 
     def _idle_connection(self, key: tuple[str, str, int, str | None]) -> _Connection | None:
         idle = self._idle.get(key)
+        stale_before = time.monotonic() - MAX_IDLE_SECONDS
         while idle:
             connection = idle.pop()
-            if (
-                not connection.closed
-                and connection.transport is not None
-                and not connection.transport.is_closing()
-            ):
-                return connection
+            transport = connection.transport
+            if connection.closed or transport is None or transport.is_closing():
+                continue
+            if connection.idle_since < stale_before:
+                # A NAT or firewall may have dropped it without a word; a request on it would hang.
+                connection.close()
+                continue
+            return connection
         return None
 
     def put_back(self, connection: _Connection) -> None:
@@ -397,6 +415,7 @@ class Pool:
         if len(idle) >= MAX_IDLE:
             connection.close()
         else:
+            connection.idle_since = time.monotonic()
             idle.append(connection)
 
     async def _connect(self, route: _Route) -> _Connection:
@@ -423,7 +442,7 @@ class Pool:
         except OSError as exc:
             connection.close()
             raise ConnectFailed(f"cannot connect to {hop.origin}: {exc.strerror or exc}") from None
-        except TransportError:
+        except BaseException:  # our own errors, and a cancellation mid-handshake
             connection.close()
             raise
         return connection

@@ -12,6 +12,7 @@ import orjson
 
 from iflow2api import __version__
 from iflow2api.errors import (
+    AccountBlocked,
     ContextTooLong,
     GatewayError,
     InvalidRequest,
@@ -52,15 +53,20 @@ def http_error(status: int, body: bytes, *, retry_after: float | None = None) ->
     message = str(error.get("message") or body[:300].decode("utf-8", "replace") or f"HTTP {status}")
     code = error.get("code") if isinstance(error.get("code"), str) else None
     prefix = f"Upstream answered {status}: "
-    if status in (401, 403):
-        return UpstreamAuthError(prefix + message + " Check the apiKey in the iFlow settings.", status=status)
+    if status == 401:
+        return UpstreamAuthError(prefix + message + " Check the apiKey in the iFlow settings.")
+    if status == 403:
+        return AccountBlocked(prefix + message, code="permission_denied")
     if status == 404 and code == "model_not_found":
         return ModelNotFound(prefix + message)
     if status == 429:
-        return UpstreamRateLimited(prefix + message, retry_after=retry_after)
+        # Without the upstream's own hint, the iFlow CLI's first retry delay (protocol §7.3 D).
+        return UpstreamRateLimited(prefix + message, retry_after=10.0 if retry_after is None else retry_after)
     if code == "context_length_exceeded":
         return ContextTooLong(prefix + message)
-    if 400 <= status < 500 and status != 404:
+    if status == 404:
+        return UpstreamError(prefix + message + " Check baseUrl in the iFlow settings.")
+    if 400 <= status < 500:
         return InvalidRequest(prefix + message, code=code, param=error.get("param"), status=status)
     return UpstreamError(prefix + message)
 
