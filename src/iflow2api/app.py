@@ -9,9 +9,11 @@ from __future__ import annotations
 import hmac
 import logging
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from iflow2api.addresses import is_loopback_host
 from iflow2api.asgi import (
     CORS_HEADERS,
     Message,
@@ -24,16 +26,21 @@ from iflow2api.asgi import (
     send_json,
 )
 from iflow2api.auth.credentials import Account, CredentialSource
+from iflow2api.auth.login import LoginFlow
+from iflow2api.auth.oauth_client import OAuthClient
+from iflow2api.auth.refresher import Refresher
 from iflow2api.concurrency import Gates
 from iflow2api.dialects.openai_chat import error_body
 from iflow2api.disconnects import ClientGone, DisconnectWatch
 from iflow2api.errors import (
+    Forbidden,
     GatewayError,
     MethodNotAllowed,
     NotLoggedIn,
     RouteNotFound,
     UpstreamAuthError,
 )
+from iflow2api.routes import web
 from iflow2api.routes.chat import chat_completions
 from iflow2api.routes.health import health
 from iflow2api.routes.models import list_models, retrieve_model
@@ -53,23 +60,31 @@ class Route:
     handler: Handler
     #: Whether the client must present one of the configured client API keys.
     protected: bool = True
+    #: The page and its API: same-origin only (no CORS), and only for this gateway's own host name.
+    web: bool = False
 
 
 class Call:
     """One request's ``send``, remembering how far the response got."""
 
-    __slots__ = ("_send", "finished", "started", "status")
+    __slots__ = ("_send", "finished", "same_origin_only", "started", "status")
 
     def __init__(self, send: Send) -> None:
         self._send = send
         self.started = False
         self.finished = False
         self.status = 0
+        self.same_origin_only = False
 
     async def send(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             self.started = True
             self.status = message["status"]
+            if self.same_origin_only:
+                # Other sites' scripts must not read the page's API (it shows who is logged in).
+                message["headers"] = [
+                    (k, v) for k, v in message["headers"] if not k.startswith(b"access-control-")
+                ]
         elif not message.get("more_body"):
             self.finished = True
         await self._send(message)
@@ -89,9 +104,42 @@ async def _chat(gateway: Gateway, scope: Scope, receive: Receive, call: Call) ->
         await chat_completions(gateway, body, call.send)
 
 
+async def _page(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+    await web.asset(gateway, scope["path"], call.send)
+
+
+async def _status(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+    await web.api_status(gateway, call.send)
+
+
+async def _login(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+    await web.api_login(gateway, scope, receive, call.send)
+
+
+async def _login_code(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+    await web.api_login_code(gateway, scope, receive, call.send)
+
+
+async def _logout(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+    await web.api_logout(gateway, scope, receive, call.send)
+
+
+async def _callback(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+    await web.oauth_callback(gateway, scope, call.send)
+
+
 GET = frozenset({"GET", "HEAD"})
 POST = frozenset({"POST"})
 ROUTES: dict[str, Route] = {
+    "/": Route(GET, _page, protected=False, web=True),
+    "/static/app.js": Route(GET, _page, protected=False, web=True),
+    "/static/style.css": Route(GET, _page, protected=False, web=True),
+    "/api/status": Route(GET, _status, web=True),
+    "/api/login": Route(POST, _login, web=True),
+    "/api/login/code": Route(POST, _login_code, web=True),
+    "/api/logout": Route(POST, _logout, web=True),
+    # Protected by the login's state instead: iFlow's redirect carries no key.
+    "/oauth2callback": Route(GET, _callback, protected=False, web=True),
     "/health": Route(GET, _health, protected=False),
     "/v1/models": Route(GET, _models),
     "/models": Route(GET, _models),
@@ -126,6 +174,10 @@ class Gateway:
         self._openai = OpenAICompatibleSpeaker()
         self._client_keys = tuple(key.encode() for key in settings.api_keys)
         self.disconnects = DisconnectWatch()
+        self.oauth = OAuthClient(settings.oauth_base_url)
+        self.login = LoginFlow(settings.iflow_home, self.oauth)
+        self.refresher = Refresher(settings.iflow_home, self.oauth, lead=settings.refresh_lead)
+        self.assets = web.load_assets()
         self.started_at = time.time()
 
     # -- what the routes ask of the gateway -------------------------------------------------------
@@ -135,6 +187,23 @@ class Gateway:
         if account is None:
             raise NotLoggedIn(not_logged_in_message(self.settings))
         return account
+
+    async def fresh_account_after_auth_failure(self, used: Account) -> Account | None:
+        """A different key to retry with after the upstream refused ``used``, or None.
+
+        Either the login was refreshed a moment ago (the files already hold a new key), or this
+        is an OAuth login whose key expired: then refresh it now, shared with any other request
+        that saw the same.
+        """
+        self.credentials.invalidate()
+        current = self.credentials.current()
+        if current is not None and current.api_key != used.api_key:
+            return current
+        if self.refresher.status().state == "no-login" or not await self.refresher.refresh_now():
+            return None
+        self.credentials.invalidate()
+        current = self.credentials.current()
+        return current if current is not None and current.api_key != used.api_key else None
 
     def speaker(self, account: Account) -> Speaker:
         return self._iflow if account.kind == "iflow" else self._openai
@@ -178,7 +247,12 @@ class Gateway:
             route = Route(GET, lambda g, s, r, c: retrieve_model(g, model_id, c.send))
         if route is None:
             raise RouteNotFound(f"There is no {path} here. See /v1/models and /v1/chat/completions.")
+        if route.web:
+            call.same_origin_only = True
+            self._check_browser_origin(scope, method)
         if method == "OPTIONS":
+            if route.web:
+                raise MethodNotAllowed("The page's API is same-origin only.")
             await self._preflight(scope, call, route)
             return
         if method not in route.methods:
@@ -189,6 +263,21 @@ class Gateway:
         if route.protected and self._client_keys:
             self._check_client_key(scope)
         await route.handler(self, scope, receive, call)
+
+    def _check_browser_origin(self, scope: Scope, method: str) -> None:
+        """Refuse the page and its API to other sites, and to DNS-rebound host names.
+
+        Without client keys the gateway only listens on loopback; a page on some other site
+        could still reach it through a host name of its own that resolves to 127.0.0.1, so the
+        Host header must then name loopback itself.
+        """
+        host = (header(scope, b"host") or b"").decode("latin-1")
+        if not self._client_keys and not is_loopback_host(host):
+            raise Forbidden(f"This page answers only on a loopback address, not on {host!r}.")
+        origin = header(scope, b"origin")
+        writes = method not in ("GET", "HEAD")
+        if writes and origin is not None and urllib.parse.urlsplit(origin.decode("latin-1")).netloc != host:
+            raise Forbidden("Requests from other sites are refused.")
 
     def _check_client_key(self, scope: Scope) -> None:
         offered = header(scope, b"x-api-key") or b""
@@ -232,12 +321,15 @@ class Gateway:
                 try:
                     await self.client.start()
                     self.disconnects.start()
+                    self.refresher.start()
                 except Exception as exc:  # pragma: no cover - start() only builds objects
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.disconnects.stop()
+                await self.refresher.stop()
+                await self.oauth.close()
                 await self.client.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

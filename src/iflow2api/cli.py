@@ -7,16 +7,19 @@ config file can never disagree on names. No logic lives here beyond turning flag
 from __future__ import annotations
 
 import asyncio
-import ipaddress
+import os
 import socket
 import sys
+import threading
 import time
+import webbrowser
 from collections.abc import Callable
 from typing import Any
 
 import click
 
 from iflow2api import __version__, catalogue
+from iflow2api.addresses import is_loopback
 from iflow2api.auth.credentials import Account, CredentialSource, mask_secret
 from iflow2api.settings import SETTINGS, Settings, SettingsError, load
 
@@ -57,15 +60,6 @@ def main() -> None:
     """OpenAI-compatible gateway for iFlow models (and any OpenAI-compatible upstream)."""
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -80,16 +74,29 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def has_display() -> bool:
+    """Whether a browser can be opened here (a desktop, not an SSH session or a container)."""
+    if sys.platform in ("darwin", "win32"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+no_browser_option = click.option(
+    "--no-browser", is_flag=True, default=False, help="Never open a browser (same as --open-browser false)."
+)
+
+
 @main.command()
+@no_browser_option
 @settings_options
-def serve(**flags: Any) -> None:
+def serve(no_browser: bool, **flags: Any) -> None:
     """Run the gateway (the default command)."""
     import uvicorn
 
     from iflow2api import logs
     from iflow2api.app import create_app
 
-    settings = _settings(flags)
+    settings = _settings({**flags, "open_browser": "false" if no_browser else flags.get("open_browser")})
     if not is_loopback(settings.host) and not settings.api_keys:
         raise click.UsageError(
             f"refusing to listen on {settings.host} without client API keys: anyone who can reach "
@@ -119,6 +126,13 @@ def serve(**flags: Any) -> None:
         f"{account.kind} at {account.base_url}" if account else "no credentials yet (see `iflow2api status`)"
     )
     click.echo(f"iflow2api {__version__} listening on http://{shown}:{port}/v1 — upstream: {where}", err=True)
+    if account is None:
+        page = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else shown}:{port}/"
+        click.echo(
+            f"Not logged in yet: open {page} to log in with iFlow, or run `iflow2api login`.", err=True
+        )
+        if settings.open_browser and has_display():
+            threading.Timer(1.0, webbrowser.open, args=(page,)).start()
     uvicorn.Server(config).run(sockets=[sock])
 
 
@@ -198,3 +212,84 @@ async def _upstream_models(settings: Settings, account: Account) -> list[str]:
     if not listing.complete:
         click.echo("(the upstream did not list its models; showing modelName from settings.json)", err=True)
     return list(listing.ids)
+
+
+@main.command()
+@no_browser_option
+@settings_options
+def login(no_browser: bool, **flags: Any) -> None:
+    """Log in with iFlow (opens a browser; --no-browser prints a link and takes the code)."""
+    settings = _settings(flags)
+    use_browser = not no_browser and settings.open_browser and has_display()
+    sys.exit(asyncio.run(_login(settings, use_browser)))
+
+
+async def _login(settings: Settings, use_browser: bool) -> int:
+    from iflow2api.auth import oauth
+    from iflow2api.auth.callback_server import CallbackServer
+    from iflow2api.auth.login import LoginFlow
+    from iflow2api.auth.oauth_client import OAuthClient
+
+    client = OAuthClient(settings.oauth_base_url)
+    flow = LoginFlow(settings.iflow_home, client)
+    server: CallbackServer | None = None
+    try:
+        if use_browser:
+            server = await CallbackServer().start()
+            pending = flow.start(server.redirect_uri)
+            click.echo(
+                f"Opening your browser to log in with iFlow. If it does not open, visit:\n\n  {pending.url}\n"
+            )
+            webbrowser.open(pending.url)
+            try:
+                query = await server.wait(LOGIN_WAIT_SECONDS)
+            except TimeoutError:
+                click.echo(f"No login came back within {LOGIN_WAIT_SECONDS // 60} minutes.", err=True)
+                return 1
+            if query.get("error"):
+                raise oauth.ConsentDenied()
+            user = await flow.finish(query.get("code", ""), query.get("state"))
+        else:
+            pending = flow.start(None)
+            click.echo(
+                "Open this link in any browser, log in, and paste the code the iFlow page shows "
+                f"(or the whole address it went to):\n\n  {pending.url}\n"
+            )
+            text = await asyncio.get_running_loop().run_in_executor(None, _read_code)
+            user = await flow.finish_pasted(text, pending.state)
+    except oauth.OAuthError as exc:
+        click.echo(f"Login failed: {exc}", err=True)
+        return 1
+    finally:
+        if server is not None:
+            await server.close()
+        await client.close()
+    who = f" as {user.label}" if user.label else ""
+    click.echo(f"Logged in{who}. Saved to {settings.iflow_home}; a running gateway uses it at once.")
+    return 0
+
+
+#: How long ``login`` waits for the browser to come back.
+LOGIN_WAIT_SECONDS = 300
+
+
+def _read_code() -> str:
+    try:
+        return str(click.prompt("Code", prompt_suffix=": ")).strip()
+    except (click.Abort, EOFError):
+        return ""
+
+
+@main.command()
+@settings_options
+def logout(**flags: Any) -> None:
+    """Remove the iFlow login that `login` (or the iFlow CLI) saved."""
+    from iflow2api.auth import iflow_files
+
+    settings = _settings(flags)
+    creds = settings.iflow_home / iflow_files.OAUTH_CREDS_FILE
+    if not creds.exists():
+        click.echo(f"No iFlow login in {settings.iflow_home}.")
+        return
+    iflow_files.remove_oauth_login(settings.iflow_home)
+    click.echo(f"Logged out: removed {creds} and the login's key from settings.json.")

@@ -11,6 +11,7 @@ a lookup table of its own::
     ├── NotLoggedIn                       401 (no iFlow credentials on disk)
     ├── UpstreamAuthError                 401 (key invalid or expired, iFlow 434 / 439)
     ├── AccountBlocked                    403 (iFlow 434/438 "AK blocked")
+    ├── Forbidden                         403 (the page's API from another site or host name)
     ├── RouteNotFound                     404
     ├── ModelNotFound                     404 model_not_found
     ├── MethodNotAllowed                  405
@@ -94,6 +95,12 @@ class AccountBlocked(GatewayError):
     status = 403
     type = "permission_error"
     code = "account_blocked"
+
+
+class Forbidden(GatewayError):
+    status = 403
+    type = "permission_error"
+    code = "forbidden"
 
 
 class RouteNotFound(GatewayError):

@@ -160,6 +160,25 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "models_cache_ttl", "300", _positive_float, "Seconds an openai-compatible /models list is cached."
     ),
+    Setting(
+        "oauth_base_url",
+        "https://iflow.cn",
+        _url,
+        "The iFlow OAuth host (login page, token and user-info endpoints).",
+    ),
+    Setting(
+        "open_browser",
+        "true",
+        _bool,
+        "Open the login page in a browser when the gateway starts on a desktop without credentials "
+        "(--no-browser turns it off).",
+    ),
+    Setting(
+        "refresh_lead",
+        "86400",
+        _positive_float,
+        "Refresh the OAuth token this many seconds before it expires (the iFlow CLI: one day).",
+    ),
 )
 
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -184,6 +203,9 @@ class Settings:
     stream_idle_timeout: float
     thinking_default: bool
     models_cache_ttl: float
+    oauth_base_url: str
+    open_browser: bool
+    refresh_lead: float
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

@@ -144,6 +144,10 @@ class CredentialSource:
                 marks.append((st.st_mtime_ns, st.st_size, st.st_ino))
         return tuple(marks)
 
+    def invalidate(self) -> None:
+        """Look at the files again on the next ``current()``, whatever the time."""
+        self._checked_at = -RECHECK_SECONDS
+
     def current(self) -> Account | None:
         now = time.monotonic()
         if now - self._checked_at < RECHECK_SECONDS:

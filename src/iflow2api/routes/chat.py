@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from iflow2api.asgi import CORS_HEADERS, JSON, Send, send_bytes
+from iflow2api.auth.credentials import Account
 from iflow2api.dialects import openai_chat
-from iflow2api.errors import GatewayError, UpstreamError, UpstreamTimeout
+from iflow2api.errors import GatewayError, UpstreamAuthError, UpstreamError, UpstreamTimeout
 from iflow2api.sse import DONE, SSEDecoder
 from iflow2api.upstream import http1
 from iflow2api.upstream.client import Response, retry_after_seconds
@@ -30,6 +31,18 @@ SSE_HEADERS = [
 async def chat_completions(gateway: Gateway, body: bytes, send: Send) -> None:
     request = openai_chat.parse_request(body)
     account = gateway.account()
+    try:
+        await _complete(gateway, account, request, send)
+    except UpstreamAuthError:
+        # The key expired (iFlow 439) or was just replaced by a refresh: with a fresh key, once.
+        # Auth errors are only ever raised before anything was sent, so a second try is safe.
+        fresh = await gateway.fresh_account_after_auth_failure(account)
+        if fresh is None:
+            raise
+        await _complete(gateway, fresh, request, send)
+
+
+async def _complete(gateway: Gateway, account: Account, request: dict[str, Any], send: Send) -> None:
     speaker = gateway.speaker(account)
     await gateway.models.check(account, request["model"])
     outgoing = speaker.prepare(account, request)

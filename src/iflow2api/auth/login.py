@@ -1,0 +1,86 @@
+"""Logging in with iFlow, the same way from the web page and from ``iflow2api login``.
+
+A login starts with an authorize URL carrying a fresh ``state``, and ends with the code the iFlow
+page hands back: it is exchanged for tokens, the tokens for the ``sk-`` API key, and all of it is
+written to the iFlow CLI's own files, so the CLI and every running gateway pick it up.
+
+Two ways back from the consent page (protocol §4.3, §4.4): a redirect to our own
+``/oauth2callback``, or, when the browser cannot reach us, iFlow's code-display page, whose code
+the user pastes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from iflow2api.auth import iflow_files, oauth
+from iflow2api.auth.credentials import IFLOW_BASE_URL
+from iflow2api.auth.oauth_client import OAuthClient
+
+#: How long a started login may wait for its code.
+PENDING_SECONDS = 15 * 60
+#: Logins started but not finished, at most (the oldest is forgotten first).
+MAX_PENDING = 32
+
+
+@dataclass(frozen=True, slots=True)
+class PendingLogin:
+    state: str
+    redirect_uri: str
+    url: str
+    started_at: float
+
+
+class LoginFlow:
+    def __init__(self, iflow_home: Path, client: OAuthClient) -> None:
+        self.iflow_home = iflow_home
+        self.client = client
+        self._pending: dict[str, PendingLogin] = {}
+
+    def start(self, redirect_uri: str | None = None) -> PendingLogin:
+        """Begin a login; ``redirect_uri=None`` means the paste-the-code flow."""
+        now = time.time()
+        for state, pending in list(self._pending.items()):
+            if now - pending.started_at > PENDING_SECONDS:
+                del self._pending[state]
+        while len(self._pending) >= MAX_PENDING:
+            del self._pending[next(iter(self._pending))]
+        redirect = redirect_uri or oauth.code_display_uri(self.client.base_url)
+        state = oauth.new_state()
+        pending = PendingLogin(
+            state, redirect, oauth.authorize_url(self.client.base_url, redirect, state), now
+        )
+        self._pending[state] = pending
+        return pending
+
+    async def finish(self, code: str, state: str | None) -> oauth.UserInfo:
+        """Complete a login started here. ``state=None`` is allowed only for a pasted bare code."""
+        pending = self._claim(state)
+        tokens, user = await self.client.login(code, pending.redirect_uri)
+        # fsync and a file lock: off the event loop.
+        await asyncio.to_thread(
+            iflow_files.save_oauth_login, self.iflow_home, tokens, user, base_url=IFLOW_BASE_URL
+        )
+        return user
+
+    async def finish_pasted(self, text: str, state: str | None) -> oauth.UserInfo:
+        """What the user pasted: the code alone, or the whole address the consent page went to."""
+        code = oauth.parse_pasted(text, state)
+        return await self.finish(code, state)
+
+    def _claim(self, state: str | None) -> PendingLogin:
+        if state is None:
+            # A bare pasted code carries no state: it can only belong to the latest code-display login.
+            displays = [p for p in self._pending.values() if p.redirect_uri.endswith("/oauth/code-display")]
+            if not displays:
+                raise oauth.StateMismatch()
+            pending = displays[-1]
+            del self._pending[pending.state]
+            return pending
+        found: PendingLogin | None = self._pending.pop(state, None)
+        if found is None or time.time() - found.started_at > PENDING_SECONDS:
+            raise oauth.StateMismatch()
+        return found

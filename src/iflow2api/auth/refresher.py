@@ -1,0 +1,205 @@
+"""Keeping an OAuth login alive: refresh before expiry, fetch the key again, never lose a login.
+
+The schedule: ``refresh_lead`` seconds before the token expires (the CLI's day), less a little
+random jitter so many gateways do not all call at once; for tokens that live shorter than twice the
+lead, halfway through their life. A refresh is single-flight: any number of callers (the schedule,
+a request that saw its key expire) share one call to the OAuth host.
+
+Failures: a temporary one (the OAuth host's HTTP-200 ``success:false``, a 5xx, no network) is
+retried with growing pauses and leaves the working credentials alone; only a definite rejection
+(``invalid_grant``) marks the login as needing a new login, and even then nothing is deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from iflow2api.auth import iflow_files, oauth
+from iflow2api.auth.oauth_client import OAuthClient
+
+log = logging.getLogger("iflow2api.refresh")
+
+State = Literal["no-login", "ok", "refreshing", "retrying", "needs-login"]
+
+#: Pauses between attempts after a temporary failure, in seconds; the last one repeats.
+BACKOFF = (5.0, 15.0, 60.0, 300.0, 900.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    state: State
+    token_expires_at: float | None
+    next_refresh_at: float | None
+    last_refresh_at: float | None
+    last_error: str | None
+
+
+def _read_creds(iflow_home: Path) -> dict[str, Any] | None:
+    try:
+        creds = iflow_files.read_json_object(iflow_home / iflow_files.OAUTH_CREDS_FILE)
+    except (OSError, ValueError):
+        return None
+    if not creds or not creds.get("refresh_token") or not isinstance(creds.get("expiry_date"), int | float):
+        return None
+    return creds
+
+
+class Refresher:
+    def __init__(self, iflow_home: Path, client: OAuthClient, *, lead: float) -> None:
+        self.iflow_home = iflow_home
+        self.client = client
+        self.lead = lead
+        self._inflight: asyncio.Future[bool] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._state: State = "no-login"
+        self._rejected_token: str | None = None
+        self._failures = 0
+        self._next_at: float | None = None
+        self._last_at: float | None = None
+        self._last_error: str | None = None
+        self._jitter = random.random()
+        self._tracked: tuple[str, float] | None = None
+
+    # -- what the rest of the gateway asks ---------------------------------------------------------
+
+    def status(self) -> Status:
+        creds = _read_creds(self.iflow_home)
+        expires = creds["expiry_date"] / 1000 if creds else None
+        state: State = self._state
+        if creds is None:
+            state = "no-login"
+        elif state == "needs-login" and creds.get("refresh_token") != self._rejected_token:
+            state = "ok"  # someone logged in again since
+        return Status(state, expires, self._next_at, self._last_at, self._last_error)
+
+    async def refresh_now(self) -> bool:
+        """Refresh at once, sharing a refresh already under way. True if the login is fresh now."""
+        if self._inflight is not None:
+            return await asyncio.shield(self._inflight)
+        self._inflight = asyncio.get_running_loop().create_future()
+        try:
+            ok = await self._refresh()
+        except BaseException as exc:
+            self._inflight.set_exception(exc)
+            self._inflight.exception()  # retrieved: only the sharers care
+            raise
+        else:
+            self._inflight.set_result(ok)
+            return ok
+        finally:
+            self._inflight = None
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def files_changed(self) -> None:
+        """A new login was written: look at the schedule again now."""
+        self._wake.set()
+
+    # -- the work ----------------------------------------------------------------------------------
+
+    def _due_at(self, creds: dict[str, Any]) -> float:
+        expires = float(creds["expiry_date"]) / 1000
+        token = str(creds["refresh_token"])
+        if self._tracked is None or self._tracked[0] != token:
+            # The lifetime as of when this token was first seen: for a token that lives less than
+            # twice the lead, refresh halfway through it instead.
+            self._tracked = (token, max(expires - time.time(), 0.0))
+        lifetime = self._tracked[1]
+        lead = self.lead if lifetime > 2 * self.lead else lifetime / 2
+        jitter = self._jitter * min(300.0, lead * 0.1)
+        return expires - lead - jitter
+
+    async def _refresh(self) -> bool:
+        creds = _read_creds(self.iflow_home)
+        if creds is None:
+            self._state = "no-login"
+            return False
+        refresh_token = str(creds["refresh_token"])
+        if self._state == "needs-login" and refresh_token == self._rejected_token:
+            return False  # rejected already; only a new login helps
+        self._state = "refreshing"
+        try:
+            tokens = await self.client.refresh(refresh_token)
+        except oauth.InvalidGrant as exc:
+            self._state, self._rejected_token, self._last_error = "needs-login", refresh_token, str(exc)
+            log.error(
+                "the iFlow login was rejected (%s); log in again with `iflow2api login` or the web page", exc
+            )
+            return False
+        except oauth.OAuthError as exc:
+            self._failures += 1
+            self._state, self._last_error = "retrying", str(exc)
+            log.warning("refreshing the iFlow login failed (%s); the current key stays in use", exc)
+            return False
+        api_key: str | None = None
+        try:
+            api_key = (await self.client.user_info(tokens.access_token)).api_key
+        except oauth.OAuthError as exc:
+            # The new tokens are saved regardless; the key is fetched again at the next refresh.
+            log.warning("refreshed the login, but could not fetch the API key again (%s)", exc)
+        saved = await asyncio.to_thread(
+            iflow_files.save_refreshed_tokens,
+            self.iflow_home,
+            tokens,
+            api_key,
+            previous_refresh_token=refresh_token,
+        )
+        if not saved:
+            # A logout or a new login happened meanwhile: theirs wins.
+            log.info("the iFlow login changed while refreshing; keeping the newer one")
+            self._state = "ok"
+            return False
+        self._state, self._failures, self._last_error = "ok", 0, None
+        self._last_at = time.time()
+        self._jitter = random.random()
+        log.info(
+            "refreshed the iFlow login; the token now expires in %.0f s", tokens.expires_at - time.time()
+        )
+        return True
+
+    async def _run(self) -> None:
+        while True:
+            creds = _read_creds(self.iflow_home)
+            if creds is None or (
+                self._state == "needs-login" and creds["refresh_token"] == self._rejected_token
+            ):
+                self._next_at = None
+                wait = 30.0  # nothing to refresh: look again later, or as soon as told
+            else:
+                if self._state == "needs-login":
+                    self._state = "ok"
+                due = self._due_at(creds)
+                if self._failures:
+                    due = max(
+                        due,
+                        time.time()
+                        + BACKOFF[min(self._failures, len(BACKOFF)) - 1] * min(1.0, self.lead / 60),
+                    )
+                self._next_at = due
+                wait = due - time.time()
+                if wait <= 0:
+                    try:
+                        await self.refresh_now()
+                    except Exception:
+                        log.exception("unexpected failure while refreshing the iFlow login")
+                        self._failures += 1
+                    continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(wait, 30.0)):
+                    await self._wake.wait()

@@ -1,0 +1,177 @@
+"""The page (``GET /``), its assets, and the small JSON API behind it: status, login, logout.
+
+Every asset ships in the package (no CDN); they are read once, at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.resources
+import urllib.parse
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from iflow2api import __version__, catalogue
+from iflow2api.asgi import Receive, Scope, Send, header, read_body, send_bytes, send_json
+from iflow2api.auth import iflow_files, oauth
+from iflow2api.auth.credentials import mask_secret
+from iflow2api.errors import GatewayError, InvalidRequest, RouteNotFound
+from iflow2api.routes.models import model_object
+
+if TYPE_CHECKING:
+    from iflow2api.app import Gateway
+
+_TYPES = {".html": b"text/html; charset=utf-8", ".js": b"text/javascript; charset=utf-8", ".css": b"text/css"}
+_NO_STORE = [(b"cache-control", b"no-store")]
+#: Small JSON bodies only: a login code, a mode.
+_MAX_API_BODY = 16 * 1024
+
+
+class LoginFailed(GatewayError):
+    status = 400
+    type = "invalid_request_error"
+    code = "login_failed"
+
+
+class LoginUnavailable(GatewayError):
+    status = 502
+    type = "upstream_error"
+    code = "login_unavailable"
+
+
+def load_assets() -> dict[str, tuple[bytes, bytes]]:
+    """Path → (content type, bytes) for everything in ``iflow2api/web``."""
+    assets: dict[str, tuple[bytes, bytes]] = {}
+    for entry in importlib.resources.files("iflow2api.web").iterdir():
+        suffix = "." + entry.name.rsplit(".", 1)[-1]
+        if entry.is_file() and suffix in _TYPES:
+            path = "/" if entry.name == "index.html" else "/static/" + entry.name
+            assets[path] = (_TYPES[suffix], entry.read_bytes())
+    return assets
+
+
+async def asset(gateway: Gateway, path: str, send: Send) -> None:
+    found = gateway.assets.get(path)
+    if found is None:
+        raise RouteNotFound(f"There is no {path} here.")
+    await send_bytes(send, 200, found[1], found[0], _NO_STORE)
+
+
+def status_document(gateway: Gateway) -> dict[str, Any]:
+    account = gateway.credentials.current()
+    login = gateway.refresher.status()
+    if account is not None and account.kind == "iflow":
+        models = [model_object(m.id, "iflow") for m in catalogue.IFLOW_MODELS if not m.hidden]
+    else:
+        models = []
+    return {
+        "version": __version__,
+        "logged_in": account is not None,
+        "account": account.label if account else None,
+        "auth_type": account.auth_type if account else None,
+        "oauth_login": login.state != "no-login",
+        "upstream": account.kind if account else None,
+        "base_url": account.base_url if account else None,
+        "api_key": mask_secret(account.api_key) if account else None,
+        "key_note": "iFlow API keys last 7 days; a login refreshes its key"
+        if account and account.kind == "iflow"
+        else None,
+        "login": {
+            "state": login.state,
+            "token_expires_at": login.token_expires_at,
+            "next_refresh_at": login.next_refresh_at,
+            "last_refresh_at": login.last_refresh_at,
+            "last_error": login.last_error,
+        },
+        "needs_client_key": bool(gateway.settings.api_keys),
+        "models": models,
+    }
+
+
+async def api_status(gateway: Gateway, send: Send) -> None:
+    await send_json(send, 200, status_document(gateway))
+
+
+async def _json_body(scope: Scope, receive: Receive) -> dict[str, Any]:
+    # A JSON content type cannot be sent cross-site without a CORS preflight, which we never grant
+    # with credentials: that is what keeps another site from driving these endpoints.
+    content_type = header(scope, b"content-type") or b""
+    if not content_type.startswith(b"application/json"):
+        raise InvalidRequest("Send JSON (content-type: application/json).")
+    body = await read_body(scope, receive, _MAX_API_BODY)
+    try:
+        payload = orjson.loads(body or b"{}")
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("The request body is not valid JSON.") from None
+    if not isinstance(payload, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    return payload
+
+
+def callback_uri(scope: Scope) -> str:
+    """Where iFlow sends the browser back: this gateway, as the browser addressed it."""
+    host = (header(scope, b"host") or b"127.0.0.1").decode("latin-1")
+    scheme = "https" if scope.get("scheme") == "https" else "http"
+    return f"{scheme}://{host}/oauth2callback"
+
+
+async def api_login(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    payload = await _json_body(scope, receive)
+    mode = payload.get("mode", "browser")
+    if mode not in ("browser", "code"):
+        raise InvalidRequest("'mode' must be 'browser' or 'code'.", param="mode")
+    pending = gateway.login.start(callback_uri(scope) if mode == "browser" else None)
+    await send_json(send, 200, {"url": pending.url, "state": pending.state})
+
+
+async def _finish(gateway: Gateway, code_or_text: str, state: str | None, *, pasted: bool) -> oauth.UserInfo:
+    try:
+        if pasted:
+            user = await gateway.login.finish_pasted(code_or_text, state)
+        else:
+            user = await gateway.login.finish(code_or_text, state)
+    except (oauth.StateMismatch, oauth.ConsentDenied, oauth.InvalidGrant, oauth.NoApiKey) as exc:
+        raise LoginFailed(str(exc)) from None
+    except oauth.OAuthError as exc:
+        raise LoginUnavailable(str(exc)) from None
+    gateway.refresher.files_changed()
+    return user
+
+
+async def api_login_code(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    payload = await _json_body(scope, receive)
+    text, state = payload.get("text"), payload.get("state")
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidRequest("Paste the code the iFlow page showed.", param="text")
+    user = await _finish(gateway, text, state if isinstance(state, str) else None, pasted=True)
+    await send_json(send, 200, {"ok": True, "account": user.label})
+
+
+async def oauth_callback(gateway: Gateway, scope: Scope, send: Send) -> None:
+    query = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    code, state, error = (query.get(name, [""])[0] for name in ("code", "state", "error"))
+    if error or not code:
+        target = "/?" + urllib.parse.urlencode({"login": "error", "message": error or "no code came back"})
+    else:
+        try:
+            user = await _finish(gateway, code, state, pasted=False)
+        except GatewayError as exc:
+            target = "/?" + urllib.parse.urlencode({"login": "error", "message": exc.message})
+        else:
+            target = "/?" + urllib.parse.urlencode({"login": "ok", "account": user.label or ""})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 302,
+            "headers": [(b"location", target.encode()), *_NO_STORE],
+        }
+    )
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def api_logout(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    await _json_body(scope, receive)
+    await asyncio.to_thread(iflow_files.remove_oauth_login, gateway.settings.iflow_home)
+    gateway.refresher.files_changed()
+    await send_json(send, 200, {"ok": True})

@@ -1,0 +1,1 @@
+"""The page's assets (HTML, JS, CSS), shipped with the package."""
