@@ -152,10 +152,11 @@ MODEL_PREFIXES = ("/v1/models/", "/models/")
 def not_logged_in_message(settings: Settings) -> str:
     where = settings.iflow_home / "settings.json"
     return (
-        f"iflow2api found no iFlow credentials in {where}. Log in with the iFlow CLI (run `iflow` and "
-        'choose "Login with iFlow"), or write an API key there: {"selectedAuthType": "iflow", '
-        '"apiKey": "sk-..."}; for another OpenAI-compatible provider use "selectedAuthType": '
-        '"openai-compatible" with "baseUrl", "apiKey" and "modelName". No restart is needed.'
+        f"iflow2api found no iFlow credentials in {where}. Log in on this gateway's page (open its "
+        "address in a browser), or run `iflow2api login` (`--no-browser` on a server), or log in "
+        'with the iFlow CLI. For another OpenAI-compatible provider, put "selectedAuthType": '
+        '"openai-compatible" with "baseUrl", "apiKey" and "modelName" in settings.json. No restart '
+        "is needed."
     )
 
 

@@ -1,9 +1,10 @@
-"""What the fake checks on each chat request, as pure functions over headers and the parsed body.
+"""What the fake checks on each request, as pure functions over headers, query and parsed body.
 
 The checks follow ``/work/shared/iflow-protocol.md`` (§2 headers and signature, §3 body rules, §6
-model ids). Where the real server's behaviour is unknown the fake is *stricter*: it insists on what
-the iFlow CLI 0.5.19 sends, so a gateway that deviates from the CLI fails a test instead of passing
-by luck. A check returns ``None`` when the request passes, or a :class:`Rejection`.
+model ids, §4 OAuth requests). Where the real server's behaviour is unknown the fake is *stricter*:
+it insists on what the iFlow CLI 0.5.19 sends, so a gateway that deviates from the CLI fails a test
+instead of passing by luck. A check returns ``None`` when the request passes, or a
+:class:`Rejection` (or, for the authorize page, the problem as text).
 
 >>> signature(DEFAULT_KEY, "session-00000000-0000-4000-8000-000000000000", 1700000000000)[:8]
 '1d5a5e8d'
@@ -11,12 +12,14 @@ by luck. A check returns ``None`` when the request passes, or a :class:`Rejectio
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -69,6 +72,13 @@ CPA_IDS = (
 IFLOW_MODEL_IDS = tuple(dict.fromkeys(CATALOGUE_IDS + HIDDEN_IDS + CPA_IDS))
 OPENAI_MODEL_IDS = ("gpt-4o-mini", "deepseek-chat")
 
+# §4.2: the CLI's public client credentials.
+CLIENT_ID = "10009311001"
+CLIENT_SECRET = "4Z3YjXycVsQvyGF1etiNlIBB4RsqSDtW"
+BASIC_AUTH = "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
+INVALID_CLIENT_BODY = {"error": "invalid_client", "error_description": "Bad client credentials"}
+AUTHORIZE_PARAMS = ("loginMethod", "type", "redirect", "state", "client_id")
+
 IFLOW_HEADERS = ("x-iflow-signature", "x-iflow-timestamp", "session-id", "conversation-id")
 TIMESTAMP_WINDOW_MS = 5 * 60 * 1000
 
@@ -117,6 +127,12 @@ def wants_stream(body: Mapping[str, Any] | None) -> bool:
 def invalid_api_key(reason: str) -> Rejection:
     # §7.3 B: HTTP 200 with a business error; the CLI keys on the "Invalid apiKey" text.
     return Rejection(reason, 200, {"status": "434", "msg": "Invalid apiKey", "body": None})
+
+
+def expired_api_key(reason: str) -> Rejection:
+    # §7.3 B: the CLI keys on status "439" ("API Tokens have a validity period of 7 days"); the
+    # real msg is unknown (§9.3).
+    return Rejection(reason, 200, {"status": "439", "msg": "API Token expired", "body": None})
 
 
 def rejected_signature(reason: str) -> Rejection:
@@ -301,6 +317,62 @@ IFLOW_BODY_RULES: tuple[Callable[[Mapping[str, Any]], str | None], ...] = (
     _renames,
     _kimi_tool_choice,
 )
+
+
+# --- OAuth (§4) ---------------------------------------------------------------------------------
+
+
+def check_authorize(query: Sequence[tuple[str, str]]) -> str | None:
+    """§4.3 step 4: exactly the CLI's parameters. ``None`` when they pass, else the problem.
+
+    >>> check_authorize([("redirect_uri", "http://localhost:1/cb")])
+    'the redirect URI goes in "redirect", not "redirect_uri"'
+    """
+    names = [name for name, _ in query]
+    if "redirect_uri" in names:
+        return 'the redirect URI goes in "redirect", not "redirect_uri"'
+    unexpected = sorted(set(names) - set(AUTHORIZE_PARAMS))
+    if unexpected:
+        return f"unexpected parameters {', '.join(unexpected)}; the CLI sends only {AUTHORIZE_PARAMS}"
+    for name in AUTHORIZE_PARAMS:
+        if names.count(name) != 1:
+            return f"{name} must be given once, got it {names.count(name)} times"
+    params = dict(query)
+    for name in ("loginMethod", "type"):
+        if params[name] != "phone":
+            return f"{name} must be 'phone', got {params[name]!r}"
+    if params["client_id"] != CLIENT_ID:
+        return f"unknown client_id {params['client_id']!r}"
+    if not params["state"]:
+        return "state must not be empty"
+    redirect = urlsplit(params["redirect"])
+    if redirect.scheme not in ("http", "https") or not redirect.netloc:
+        return f"redirect must be an absolute http(s) URL, got {params['redirect']!r}"
+    return None
+
+
+def check_token_request(content_type: str, headers: dict[str, str], form: dict[str, str]) -> Rejection | None:
+    """§4.3 step 6: a form body, and the client both in the Basic header and in the form."""
+    if content_type != "application/x-www-form-urlencoded":
+        problem = f"fake iFlow: Content-Type must be application/x-www-form-urlencoded, got {content_type!r}"
+        return Rejection(problem, 400, oauth_error("invalid_request", problem))
+    authorization = headers.get("authorization")
+    if authorization != BASIC_AUTH:
+        reason = "no Authorization header" if authorization is None else "wrong Basic client credentials"
+        return Rejection(reason, 401, INVALID_CLIENT_BODY)
+    for name, expected in (("client_id", CLIENT_ID), ("client_secret", CLIENT_SECRET)):
+        if form.get(name) != expected:
+            reason = f"form field {name} is missing" if name not in form else f"form field {name} is wrong"
+            return Rejection(reason, 401, INVALID_CLIENT_BODY)
+    return None
+
+
+def oauth_error(error: str, description: str) -> dict[str, Any]:
+    return {"error": error, "error_description": description}
+
+
+def invalid_grant(description: str, reason: str) -> Rejection:
+    return Rejection(reason, 400, oauth_error("invalid_grant", description))
 
 
 # --- plain OpenAI mode --------------------------------------------------------------------------

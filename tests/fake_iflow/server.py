@@ -7,6 +7,9 @@ Synchronous tests drive it; the gateway under test talks to it over loopback lik
 ...     # point the gateway's settings.json baseUrl at fake.base_url, send a request, then:
 ...     fake.received[-1].headers["user-agent"]
 'iFlow-Cli'
+
+The same server plays iFlow's OAuth host at its root (``fake.oauth_base_url``, see ``oauth``); the
+api keys its logins hand out are accepted by the chat endpoint like the ``api_keys`` given here.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import secrets
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from types import TracebackType
@@ -26,6 +29,7 @@ import orjson
 from aiohttp import web
 
 from tests.fake_iflow import checks
+from tests.fake_iflow.oauth import FakeOAuth, Handler
 from tests.fake_iflow.replies import (
     BusinessError,
     Completion,
@@ -45,8 +49,6 @@ MODELS_PATH = "/v1/models"
 SSE_CONTENT_TYPE = "text/event-stream;charset=UTF-8"
 # How long stop() lets a handler finish before aiohttp cancels it; hanging replies never finish.
 SHUTDOWN_GRACE = 0.1
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +141,8 @@ class FakeIflow:
     In iFlow mode every chat request is checked the way the real service would (see ``checks``):
     key (434), CLI headers and signature (406, when ``require_signature``), body rules (400), model
     (435) and, when ``single_flight``, one request per key at a time (449). Requests that pass get
-    the next enqueued reply, or a short default :class:`Completion`.
+    the next enqueued reply, or a short default :class:`Completion`. Keys handed out by ``oauth``
+    logins are accepted too; one retired by a refresh, once past its grace, gets a 439.
     """
 
     def __init__(
@@ -160,6 +163,7 @@ class FakeIflow:
         else:
             self.models = tuple(models if models is not None else checks.OPENAI_MODEL_IDS)
         self._ledger = _Ledger()
+        self.oauth = FakeOAuth(lambda: self.oauth_base_url)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_requested: asyncio.Event | None = None
@@ -182,6 +186,13 @@ class FakeIflow:
         return f"http://127.0.0.1:{self._port}/v1"
 
     @property
+    def oauth_base_url(self) -> str:
+        """What ``IFLOW2API_OAUTH_BASE_URL`` is set to: ``http://127.0.0.1:<port>``."""
+        if self._port is None:
+            raise RuntimeError("the fake iFlow server is not running; call start() first")
+        return f"http://127.0.0.1:{self._port}"
+
+    @property
     def in_flight(self) -> int:
         """Chat requests admitted and not yet fully answered."""
         return self._ledger.in_flight
@@ -194,8 +205,10 @@ class FakeIflow:
         return self._ledger.wait_for_disconnects(n, timeout)
 
     def reset(self) -> None:
-        """Forget the queue, what was received, and the disconnect count (in-flight ones stay counted)."""
+        """Forget the queue, what was received, the disconnect count (in-flight ones stay counted) and
+        the OAuth state (see ``FakeOAuth.reset``)."""
         self._ledger.reset()
+        self.oauth.reset()
 
     def start(self) -> FakeIflow:
         if self._thread is not None:
@@ -266,6 +279,7 @@ class FakeIflow:
         routes: dict[str, dict[str, Handler]] = {
             CHAT_PATH: {"POST": self._chat},
             MODELS_PATH: {"GET": self._models},
+            **self.oauth.routes(),
         }
         methods = routes.get(request.path)
         if methods is None:
@@ -276,7 +290,7 @@ class FakeIflow:
         return await handler(request)
 
     async def _models(self, request: web.Request) -> web.StreamResponse:
-        if checks.bearer_key(_lower(request.headers)) not in self.api_keys:
+        if checks.bearer_key(_lower(request.headers)) not in self._accepted_keys():
             if self.mode == "openai":
                 return _json(401, checks.openai_invalid_key().body)
             return _json(401, {"error": {"message": "status 401", "type": "invalid_request_error"}})
@@ -313,13 +327,20 @@ class FakeIflow:
         finally:
             self._ledger.release(ticket)
 
+    def _accepted_keys(self) -> frozenset[str]:
+        return self.api_keys | self.oauth.live_keys()
+
     def _judge(self, headers: Mapping[str, str], body: dict[str, Any] | None) -> checks.Rejection | None:
+        api_keys = self._accepted_keys()
         if self.mode == "openai":
-            return checks.judge_openai(headers, body, api_keys=self.api_keys, models=self.models)
+            return checks.judge_openai(headers, body, api_keys=api_keys, models=self.models)
+        key = checks.bearer_key(headers)
+        if key is not None and key not in api_keys and self.oauth.is_expired_key(key):
+            return checks.expired_api_key(f"key ...{key[-4:]} was retired by an OAuth refresh")
         return checks.judge_iflow(
             headers,
             body,
-            api_keys=self.api_keys,
+            api_keys=api_keys,
             require_signature=self.require_signature,
             models=self.models,
             now_ms=int(time.time() * 1000),

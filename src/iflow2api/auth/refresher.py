@@ -67,6 +67,7 @@ class Refresher:
         self._last_error: str | None = None
         self._jitter = random.random()
         self._tracked: tuple[str, float] | None = None
+        self._retry_at: float | None = None
 
     # -- what the rest of the gateway asks ---------------------------------------------------------
 
@@ -76,6 +77,8 @@ class Refresher:
         state: State = self._state
         if creds is None:
             state = "no-login"
+        elif state == "no-login":
+            state = "ok"  # a login the schedule has not looked at yet
         elif state == "needs-login" and creds.get("refresh_token") != self._rejected_token:
             state = "ok"  # someone logged in again since
         return Status(state, expires, self._next_at, self._last_at, self._last_error)
@@ -124,6 +127,10 @@ class Refresher:
         jitter = self._jitter * min(300.0, lead * 0.1)
         return expires - lead - jitter
 
+    def _pause(self) -> float:
+        """How long to wait after the latest failure; shorter with a short lead (tests' tokens)."""
+        return BACKOFF[min(self._failures, len(BACKOFF)) - 1] * min(1.0, self.lead / 60)
+
     async def _refresh(self) -> bool:
         creds = _read_creds(self.iflow_home)
         if creds is None:
@@ -143,6 +150,7 @@ class Refresher:
             return False
         except oauth.OAuthError as exc:
             self._failures += 1
+            self._retry_at = time.time() + self._pause()
             self._state, self._last_error = "retrying", str(exc)
             log.warning("refreshing the iFlow login failed (%s); the current key stays in use", exc)
             return False
@@ -164,7 +172,7 @@ class Refresher:
             log.info("the iFlow login changed while refreshing; keeping the newer one")
             self._state = "ok"
             return False
-        self._state, self._failures, self._last_error = "ok", 0, None
+        self._state, self._failures, self._last_error, self._retry_at = "ok", 0, None, None
         self._last_at = time.time()
         self._jitter = random.random()
         log.info(
@@ -184,12 +192,8 @@ class Refresher:
                 if self._state == "needs-login":
                     self._state = "ok"
                 due = self._due_at(creds)
-                if self._failures:
-                    due = max(
-                        due,
-                        time.time()
-                        + BACKOFF[min(self._failures, len(BACKOFF)) - 1] * min(1.0, self.lead / 60),
-                    )
+                if self._retry_at is not None:
+                    due = max(due, self._retry_at)
                 self._next_at = due
                 wait = due - time.time()
                 if wait <= 0:
@@ -198,6 +202,7 @@ class Refresher:
                     except Exception:
                         log.exception("unexpected failure while refreshing the iFlow login")
                         self._failures += 1
+                        self._retry_at = time.time() + self._pause()
                     continue
             self._wake.clear()
             with contextlib.suppress(TimeoutError):

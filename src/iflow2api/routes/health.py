@@ -24,6 +24,8 @@ async def health(gateway: Gateway, send: Send) -> None:
             "upstream": account.kind if account else None,
             "auth_type": account.auth_type if account else None,
             "base_url": account.base_url if account else None,
+            # no-login, ok, refreshing, retrying, or needs-login (iFlow refused the saved login).
+            "login": gateway.refresher.status().state,
             "uptime_seconds": round(time.time() - gateway.started_at, 1),
         },
     )

@@ -327,8 +327,8 @@ def build_body(request: dict[str, Any], *, thinking_default: bool) -> dict[str, 
 # Errors (§7.3)
 
 _RELOGIN = (
-    "Log in to iFlow again to get a new key (for example /auth in the iFlow CLI); "
-    "the gateway picks up the new key by itself."
+    "Log in to iFlow again to get a new key (the gateway's page, `iflow2api login`, or /auth in "
+    "the iFlow CLI); the gateway picks up the new key by itself."
 )
 
 
