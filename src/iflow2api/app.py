@@ -177,7 +177,9 @@ class Gateway:
         self.disconnects = DisconnectWatch()
         self.oauth = OAuthClient(settings.oauth_base_url)
         self.login = LoginFlow(settings.iflow_home, self.oauth)
-        self.refresher = Refresher(settings.iflow_home, self.oauth, lead=settings.refresh_lead)
+        self.refresher = Refresher(
+            settings.iflow_home, self.oauth, lead=settings.refresh_lead, data_dir=settings.data_dir
+        )
         self.assets = web.load_assets()
         self.started_at = time.time()
 

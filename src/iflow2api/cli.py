@@ -21,6 +21,7 @@ import click
 from iflow2api import __version__, catalogue
 from iflow2api.addresses import is_loopback
 from iflow2api.auth.credentials import Account, CredentialSource, mask_secret
+from iflow2api.auth.refresher import login_rejected
 from iflow2api.settings import SETTINGS, Settings, SettingsError, load
 
 F = Callable[..., Any]
@@ -168,6 +169,9 @@ def status(**flags: Any) -> None:
         ]
         if account.auth_type == "oauth-iflow" or account.token_expires_at:
             rows.append(("Token expires", _when(account.token_expires_at)))
+            rejected = login_rejected(settings.iflow_home, settings.data_dir)
+            if rejected:
+                rows.append(("Attention", f"iFlow refused this login ({rejected}); run `iflow2api login`"))
         if account.kind == "iflow":
             rows.append(
                 ("Key expiry", "iFlow API keys last 7 days from issue; the issue date is not recorded")

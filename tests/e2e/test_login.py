@@ -281,6 +281,16 @@ def test_rejected_refresh_asks_for_a_new_login_and_deletes_nothing(
     status = httpx.get(gateway.url + "/api/status", timeout=20).json()
     assert status["login"]["state"] == "needs-login"
     assert "log in" in gateway.log().lower()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IFLOW2API_", "IFLOW_"))}
+    data_dir = next(p for p in gateway.iflow_home.parent.iterdir() if p.name.startswith("data-"))
+    result = subprocess.run(
+        [sys.executable, "-m", "iflow2api", "status"],
+        env={**env, "IFLOW_HOME": str(home), "IFLOW2API_DATA_DIR": str(data_dir)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert "refused this login" in result.stdout, result.stdout
 
 
 def test_logout_from_the_page_api_and_the_terminal(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import random
 import time
@@ -41,6 +42,36 @@ class Status:
     last_error: str | None
 
 
+REJECTION_FILE = "login-rejected.json"
+
+
+def _fingerprint(refresh_token: str) -> str:
+    # Enough to recognise the rejected login later; the token itself is never stored twice.
+    return hashlib.sha256(refresh_token.encode()).hexdigest()[:16]
+
+
+def record_rejection(data_dir: Path, refresh_token: str, reason: str) -> None:
+    """Remember, for ``iflow2api status`` and later runs, that iFlow refused this login."""
+    record = {"refresh_token_sha256": _fingerprint(refresh_token), "reason": reason, "at": time.time()}
+    iflow_files.write_json_atomic(data_dir / REJECTION_FILE, record)
+
+
+def login_rejected(iflow_home: Path, data_dir: Path) -> str | None:
+    """Why the current login needs renewing, if iFlow refused it; None otherwise."""
+    creds = _read_creds(iflow_home)
+    try:
+        record = iflow_files.read_json_object(data_dir / REJECTION_FILE)
+    except (OSError, ValueError):
+        return None
+    if (
+        not creds
+        or not record
+        or record.get("refresh_token_sha256") != _fingerprint(str(creds["refresh_token"]))
+    ):
+        return None
+    return str(record.get("reason") or "iFlow refused the saved login")
+
+
 def _read_creds(iflow_home: Path) -> dict[str, Any] | None:
     try:
         creds = iflow_files.read_json_object(iflow_home / iflow_files.OAUTH_CREDS_FILE)
@@ -52,8 +83,11 @@ def _read_creds(iflow_home: Path) -> dict[str, Any] | None:
 
 
 class Refresher:
-    def __init__(self, iflow_home: Path, client: OAuthClient, *, lead: float) -> None:
+    def __init__(
+        self, iflow_home: Path, client: OAuthClient, *, lead: float, data_dir: Path | None = None
+    ) -> None:
         self.iflow_home = iflow_home
+        self.data_dir = data_dir
         self.client = client
         self.lead = lead
         self._inflight: asyncio.Future[bool] | None = None
@@ -144,6 +178,8 @@ class Refresher:
             tokens = await self.client.refresh(refresh_token)
         except oauth.InvalidGrant as exc:
             self._state, self._rejected_token, self._last_error = "needs-login", refresh_token, str(exc)
+            if self.data_dir is not None:
+                await asyncio.to_thread(record_rejection, self.data_dir, refresh_token, str(exc))
             log.error(
                 "the iFlow login was rejected (%s); log in again with `iflow2api login` or the web page", exc
             )
