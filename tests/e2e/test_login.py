@@ -255,6 +255,9 @@ def test_temporary_refresh_failures_keep_the_login(
     assert fake.oauth.refreshes >= 1, gateway.log()
     answers = [r["answer"] for r in fake.oauth.token_requests]
     assert answers[:2] == ["busy", "busy"]
+    # The refresh is counted at the token request; the gateway writes the files just after.
+    while creds(home)["refresh_token"] == login["refresh_token"] and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert creds(home)["refresh_token"] != login["refresh_token"]
 
 

@@ -71,6 +71,10 @@ class LoginFlow:
         code = oauth.parse_pasted(text, state)
         return await self.finish(code, state)
 
+    def cancel(self, state: str) -> bool:
+        """Forget a login iFlow reported as not completed; False if it was not ours."""
+        return self._pending.pop(state, None) is not None
+
     def _claim(self, state: str | None) -> PendingLogin:
         if state is None:
             # A bare pasted code carries no state: it can only belong to the latest code-display login.

@@ -16,7 +16,7 @@ from iflow2api import __version__, catalogue
 from iflow2api.asgi import Receive, Scope, Send, header, read_body, send_bytes, send_json
 from iflow2api.auth import iflow_files, oauth
 from iflow2api.auth.credentials import mask_secret
-from iflow2api.errors import GatewayError, InvalidRequest, RouteNotFound
+from iflow2api.errors import Forbidden, GatewayError, InvalidRequest, RouteNotFound
 from iflow2api.routes.models import model_object
 
 if TYPE_CHECKING:
@@ -152,7 +152,13 @@ async def oauth_callback(gateway: Gateway, scope: Scope, send: Send) -> None:
     query = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"))
     code, state, error = (query.get(name, [""])[0] for name in ("code", "state", "error"))
     if error or not code:
-        target = "/?" + urllib.parse.urlencode({"login": "error", "message": error or "no code came back"})
+        # Only a login started here may put a message on the page.
+        if not gateway.login.cancel(state):
+            raise Forbidden("This login was not started from this gateway's page.")
+        message = (
+            "You declined access on the iFlow page." if error == "access_denied" else "No code came back."
+        )
+        target = "/?" + urllib.parse.urlencode({"login": "error", "message": message})
     else:
         try:
             user = await _finish(gateway, code, state, pasted=False)

@@ -91,6 +91,15 @@ function render(status) {
 
   const body = $("models").querySelector("tbody");
   body.replaceChildren();
+  if (!status.models.length) {
+    const tr = document.createElement("tr");
+    const td = document.createElement("td");
+    td.colSpan = 4;
+    td.className = "muted";
+    td.textContent = status.logged_in ? "This upstream lists its models at /v1/models." : "The models appear once you are logged in.";
+    tr.append(td);
+    body.append(tr);
+  }
   for (const m of status.models) {
     const tr = document.createElement("tr");
     for (const value of [m.id, m.name || "", m.context_length ? m.context_length.toLocaleString() : "", m.max_output_tokens ? m.max_output_tokens.toLocaleString() : ""]) {
