@@ -244,7 +244,9 @@ async def _login(settings: Settings, use_browser: bool) -> int:
             click.echo(
                 f"Opening your browser to log in with iFlow. If it does not open, visit:\n\n  {pending.url}\n"
             )
-            webbrowser.open(pending.url)
+            # In a thread: some browser commands only return once the browser closes, and the
+            # callback must be answered meanwhile.
+            asyncio.get_running_loop().run_in_executor(None, webbrowser.open, pending.url)
             try:
                 query = await server.wait(LOGIN_WAIT_SECONDS)
             except TimeoutError:

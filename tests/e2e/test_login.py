@@ -318,3 +318,61 @@ def test_logout_from_the_page_api_and_the_terminal(
     )
     assert result.returncode == 0 and "Logged out" in result.stdout
     assert not (home / "oauth_creds.json").exists()
+
+
+def test_concurrent_refreshes_are_one_call(fake: FakeIflow, tmp_path: Path) -> None:
+    import asyncio
+
+    from iflow2api.auth.oauth_client import OAuthClient
+    from iflow2api.auth.refresher import Refresher
+
+    home = tmp_path / "iflow"
+    logged_in_home(home, fake)
+
+    async def main() -> list[bool]:
+        client = OAuthClient(fake.oauth_base_url)
+        refresher = Refresher(home, client, lead=86400)
+        try:
+            return await asyncio.gather(*(refresher.refresh_now() for _ in range(8)))
+        finally:
+            await client.close()
+
+    assert asyncio.run(main()) == [True] * 8
+    assert fake.oauth.refreshes == 1
+
+
+BROWSER_SCRIPT = """
+import re, sys, httpx
+url, choice = sys.argv[1], sys.argv[2]
+page = httpx.get(url, timeout=20)
+link = re.search(r'id="%s"[^>]*href="([^"]+)"|href="([^"]+)"[^>]*id="%s"' % (choice, choice), page.text)
+target = next(g for g in link.groups() if g).replace("&amp;", "&")
+httpx.get(httpx.URL(url).join(target), follow_redirects=True, timeout=20)
+"""
+
+
+@pytest.mark.parametrize(("choice", "code", "says"), [("allow", 0, "Logged in as"), ("deny", 1, "declined")])
+def test_terminal_login_through_the_browser(
+    tmp_path: Path, fake: FakeIflow, choice: str, code: int, says: str
+) -> None:
+    """``iflow2api login`` opens the browser (here a script standing in for one) and waits."""
+    script = tmp_path / "browser.py"
+    script.write_text(BROWSER_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IFLOW2API_", "IFLOW_"))}
+    env.update(
+        {
+            "IFLOW_HOME": str(tmp_path / "iflow"),
+            "IFLOW2API_OAUTH_BASE_URL": fake.oauth_base_url,
+            "NO_PROXY": "127.0.0.1,localhost",
+            "DISPLAY": ":0",
+            "BROWSER": f"{sys.executable} {script} %s {choice}",
+        }
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "iflow2api", "login"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == code, result.stdout + result.stderr
+    assert says in result.stdout + result.stderr
+    if code == 0:
+        assert fake.oauth.token_requests[-1]["form"]["redirect_uri"].startswith("http://localhost:")
+    assert (tmp_path / "iflow" / "oauth_creds.json").exists() == (code == 0)
