@@ -40,6 +40,7 @@ from iflow2api.errors import (
     RouteNotFound,
     UpstreamAuthError,
 )
+from iflow2api.reasoning import ReasoningStore
 from iflow2api.routes import web
 from iflow2api.routes.chat import chat_completions
 from iflow2api.routes.health import health
@@ -175,6 +176,7 @@ class Gateway:
         self._openai = OpenAICompatibleSpeaker()
         self._client_keys = tuple(key.encode() for key in settings.api_keys)
         self.disconnects = DisconnectWatch()
+        self.reasoning = ReasoningStore()
         self.oauth = OAuthClient(settings.oauth_base_url)
         self.login = LoginFlow(settings.iflow_home, self.oauth)
         self.refresher = Refresher(

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import time
+from typing import Any
 
 import httpx
 import openai
@@ -205,3 +206,46 @@ def test_other_parameters_pass_through(gateway: GatewayProcess, fake: FakeIflow)
     assert body["response_format"] == {"type": "json_object"}
     assert body["tool_choice"] == "none" and body["user"] == "someone"
     assert body["messages"][0] == {"role": "system", "content": "be brief"}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_reasoning_dropped_by_the_client_goes_back_upstream(
+    gateway: GatewayProcess, fake: FakeIflow, stream: bool
+) -> None:
+    """Thinking models need their earlier reasoning in a tool loop; OpenAI clients drop it."""
+    call = {"id": f"call_{stream}", "type": "function", "function": {"name": "add", "arguments": '{"a": 2}'}}
+    fake.enqueue(
+        Completion(content="", reasoning="I should call add.", tool_calls=[call], finish_reason="tool_calls")
+    )
+    tools: list[ChatCompletionToolParam] = [
+        {"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}}
+    ]
+    first = [{"role": "user", "content": "2+2?"}]
+    with client(gateway) as sdk:
+        _two_turns(sdk, first, call, tools, stream)
+    sent = fake.received[-1].body
+    assert sent is not None
+    assistant = next(m for m in sent["messages"] if m["role"] == "assistant")
+    assert assistant["reasoning_content"] == "I should call add."
+
+
+def _two_turns(
+    sdk: openai.OpenAI,
+    first: list[dict[str, Any]],
+    call: dict[str, Any],
+    tools: list[ChatCompletionToolParam],
+    stream: bool,
+) -> None:
+    if stream:
+        for _ in sdk.chat.completions.create(model="glm-4.7", messages=first, tools=tools, stream=True):  # type: ignore[arg-type]
+            pass
+    else:
+        reply = sdk.chat.completions.create(model="glm-4.7", messages=first, tools=tools)  # type: ignore[arg-type]
+        assert reply.choices[0].message.tool_calls
+    # The client sends the history back the way OpenAI clients do: without reasoning_content.
+    second = [
+        *first,
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": call["id"], "content": "4"},
+    ]
+    sdk.chat.completions.create(model="glm-4.7", messages=second, tools=tools)  # type: ignore[arg-type]

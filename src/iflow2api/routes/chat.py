@@ -11,6 +11,7 @@ from iflow2api.asgi import CORS_HEADERS, JSON, Send, send_bytes
 from iflow2api.auth.credentials import Account
 from iflow2api.dialects import openai_chat
 from iflow2api.errors import GatewayError, UpstreamAuthError, UpstreamError, UpstreamTimeout
+from iflow2api.reasoning import ReasoningStore, StreamedTurn
 from iflow2api.sse import DONE, SSEDecoder
 from iflow2api.upstream import http1
 from iflow2api.upstream.client import Response, retry_after_seconds
@@ -45,6 +46,10 @@ async def chat_completions(gateway: Gateway, body: bytes, send: Send) -> None:
 async def _complete(gateway: Gateway, account: Account, request: dict[str, Any], send: Send) -> None:
     speaker = gateway.speaker(account)
     await gateway.models.check(account, request["model"])
+    # Reasoning the client left out of its history goes back in (see iflow2api.reasoning).
+    messages = gateway.reasoning.restore(request["messages"])
+    if messages is not request["messages"]:
+        request = {**request, "messages": messages}
     outgoing = speaker.prepare(account, request)
     gate = gateway.gates.get(account.key, gateway.concurrency_limit(account))
     async with gate.slot() if gate else contextlib.nullcontext():
@@ -57,11 +62,11 @@ async def _complete(gateway: Gateway, account: Account, request: dict[str, Any],
                     response.status, raw, response.headers.get("eagleeye-traceid"), retry_after
                 )
             if not outgoing.stream:
-                await _relay_completion(speaker, response, send)
+                await _relay_completion(speaker, response, send, gateway.reasoning)
             elif "text/event-stream" not in response.headers.get("content-type", ""):
-                await _relay_json_on_stream(speaker, response, request, send)
+                await _relay_json_on_stream(speaker, response, request, send, gateway.reasoning)
             else:
-                await _relay_stream(speaker, response, request, send)
+                await _relay_stream(speaker, response, request, send, gateway.reasoning)
         finally:
             # Unread content means the client left or we failed: closing the connection is what
             # tells the upstream to stop generating.
@@ -97,19 +102,29 @@ def _completion(speaker: Speaker, payload: object) -> dict[str, Any]:
     return payload
 
 
-async def _relay_completion(speaker: Speaker, response: Response, send: Send) -> None:
+def _remember(reasoning: ReasoningStore, completion: dict[str, Any]) -> None:
+    choice = completion["choices"][0]
+    if isinstance(choice, dict) and isinstance(choice.get("message"), dict):
+        reasoning.remember(choice["message"])
+
+
+async def _relay_completion(
+    speaker: Speaker, response: Response, send: Send, reasoning: ReasoningStore
+) -> None:
     raw = await _read(response)
     completion = _completion(speaker, _json(raw))
+    _remember(reasoning, completion)
     if openai_chat.normalize_completion(completion):
         raw = orjson.dumps(completion)
     await send_bytes(send, 200, raw, JSON)
 
 
 async def _relay_json_on_stream(
-    speaker: Speaker, response: Response, request: dict[str, Any], send: Send
+    speaker: Speaker, response: Response, request: dict[str, Any], send: Send, reasoning: ReasoningStore
 ) -> None:
     """iFlow sometimes answers a stream request with JSON: an error, or the whole answer (§7.3 C)."""
     completion = _completion(speaker, _json(await _read(response)))
+    _remember(reasoning, completion)
     frames = openai_chat.completion_as_chunks(
         completion, include_usage=openai_chat.wants_usage_in_stream(request)
     )
@@ -132,7 +147,10 @@ def _opening_error(speaker: Speaker, data: bytes) -> GatewayError | None:
     return error
 
 
-async def _relay_stream(speaker: Speaker, response: Response, request: dict[str, Any], send: Send) -> None:
+async def _relay_stream(
+    speaker: Speaker, response: Response, request: dict[str, Any], send: Send, reasoning: ReasoningStore
+) -> None:
+    turn = StreamedTurn()
     relay = openai_chat.StreamRelay(
         include_usage=openai_chat.wants_usage_in_stream(request), classify=speaker.business_error
     )
@@ -146,6 +164,7 @@ async def _relay_stream(speaker: Speaker, response: Response, request: dict[str,
                     error = _opening_error(speaker, data)
                     if error is not None:
                         raise error
+                turn.feed(data)
                 frames.extend(relay.feed(data))
             if frames:
                 if not started:
@@ -174,6 +193,9 @@ async def _relay_stream(speaker: Speaker, response: Response, request: dict[str,
             raise UpstreamError("The upstream ended the stream without sending anything.")
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
     tail.extend(relay.finish())
+    finished_turn = turn.message()
+    if finished_turn is not None:
+        reasoning.remember(finished_turn)
     await send({"type": "http.response.body", "body": b"".join(tail), "more_body": False})
     # The upstream's end of message often trails its [DONE]: wait a moment for it, so the
     # connection can be kept for the next request instead of being closed.
