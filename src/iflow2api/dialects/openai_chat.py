@@ -124,13 +124,21 @@ def normalize_completion(completion: dict[str, Any]) -> bool:
 
 def completion_as_chunks(completion: dict[str, Any], *, include_usage: bool) -> list[bytes]:
     """SSE frames carrying a whole completion, for an upstream that answered a stream with JSON."""
+    chunks = completion_as_chunk_dicts(completion)
+    if not include_usage:
+        chunks = [chunk for chunk in chunks if "usage" not in chunk]
+    return [frame(orjson.dumps(chunk)) for chunk in chunks] + [DONE_FRAME]
+
+
+def completion_as_chunk_dicts(completion: dict[str, Any]) -> list[dict[str, Any]]:
+    """A whole completion as the chunks a stream would have carried (usage last, if known)."""
     base = {
         "id": completion.get("id", "chatcmpl-iflow2api"),
         "object": "chat.completion.chunk",
         "created": completion.get("created", 0),
         "model": completion.get("model", ""),
     }
-    frames: list[bytes] = []
+    chunks: list[dict[str, Any]] = []
     for choice in completion.get("choices") or []:
         message = dict(choice.get("message") or {})
         tool_calls = message.get("tool_calls")
@@ -138,17 +146,12 @@ def completion_as_chunks(completion: dict[str, Any], *, include_usage: bool) -> 
             message["tool_calls"] = [{"index": i, **call} for i, call in enumerate(tool_calls)]
         delta = {k: v for k, v in message.items() if v is not None}
         index = choice.get("index", 0)
-        frames.append(
-            frame(
-                orjson.dumps({**base, "choices": [{"index": index, "delta": delta, "finish_reason": None}]})
-            )
-        )
+        chunks.append({**base, "choices": [{"index": index, "delta": delta, "finish_reason": None}]})
         finish = {"index": index, "delta": {}, "finish_reason": choice.get("finish_reason") or "stop"}
-        frames.append(frame(orjson.dumps({**base, "choices": [finish]})))
-    if include_usage and isinstance(completion.get("usage"), dict):
-        frames.append(frame(orjson.dumps({**base, "choices": [], "usage": completion["usage"]})))
-    frames.append(DONE_FRAME)
-    return frames
+        chunks.append({**base, "choices": [finish]})
+    if isinstance(completion.get("usage"), dict):
+        chunks.append({**base, "choices": [], "usage": completion["usage"]})
+    return chunks
 
 
 def error_frame(error: GatewayError) -> bytes:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
@@ -15,7 +16,7 @@ from iflow2api.reasoning import ReasoningStore, StreamedTurn
 from iflow2api.sse import DONE, SSEDecoder
 from iflow2api.upstream import http1
 from iflow2api.upstream.client import Response, retry_after_seconds
-from iflow2api.upstream.speakers import Speaker
+from iflow2api.upstream.speakers import Outgoing, Speaker
 
 if TYPE_CHECKING:
     from iflow2api.app import Gateway
@@ -29,21 +30,126 @@ SSE_HEADERS = [
 ]
 
 
+class ChatSink(Protocol):
+    """Where another dialect's route receives the upstream's answer, parsed (see ``exchange``)."""
+
+    async def completion(self, completion: dict[str, Any]) -> None: ...
+
+    async def stream(self, chunks: AsyncIterator[dict[str, Any]]) -> None:
+        """Consume the chunks; the first one is pulled before anything is sent, so errors before
+        it still become real HTTP errors. Errors after it arrive as ``GatewayError`` raised by the
+        iterator, for the sink to report in its own dialect."""
+
+
+JSONDict = dict[str, Any]
+Relay = Callable[[Speaker, Response, dict[str, Any], Outgoing], Awaitable[None]]
+
+
 async def chat_completions(gateway: Gateway, body: bytes, send: Send) -> None:
     request = openai_chat.parse_request(body)
+
+    async def relay(
+        speaker: Speaker, response: Response, request: dict[str, Any], outgoing: Outgoing
+    ) -> None:
+        if not outgoing.stream:
+            await _relay_completion(speaker, response, send, gateway.reasoning)
+        elif not _is_sse(response):
+            await _relay_json_on_stream(speaker, response, request, send, gateway.reasoning)
+        else:
+            await _relay_stream(speaker, response, request, send, gateway.reasoning)
+
+    await _with_fresh_key(gateway, request, relay)
+
+
+async def exchange(gateway: Gateway, request: dict[str, Any], sink: ChatSink) -> None:
+    """Run a Chat Completions request upstream for another dialect, answering through ``sink``."""
+
+    async def relay(
+        speaker: Speaker, response: Response, request: dict[str, Any], outgoing: Outgoing
+    ) -> None:
+        if not outgoing.stream:
+            completion = _completion(speaker, _json(await _read(response)))
+            _remember(gateway.reasoning, completion)
+            openai_chat.normalize_completion(completion)
+            await sink.completion(completion)
+        elif not _is_sse(response):
+            completion = _completion(speaker, _json(await _read(response)))
+            _remember(gateway.reasoning, completion)
+            await sink.stream(_as_async(openai_chat.completion_as_chunk_dicts(completion)))
+        else:
+            await sink.stream(_parsed_chunks(speaker, response, gateway.reasoning))
+
+    await _with_fresh_key(gateway, request, relay)
+
+
+def _is_sse(response: Response) -> bool:
+    return "text/event-stream" in response.headers.get("content-type", "")
+
+
+async def _as_async(items: list[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+    for item in items:
+        yield item
+
+
+async def _parsed_chunks(
+    speaker: Speaker, response: Response, reasoning: ReasoningStore
+) -> AsyncIterator[dict[str, Any]]:
+    """The upstream's stream as chunk dicts, with its errors raised (see ``ChatSink.stream``)."""
+    decoder = SSEDecoder()
+    turn = StreamedTurn()
+    started = False
+    try:
+        async for raw in response.iter_chunks():
+            for data in decoder.feed(raw):
+                if data == DONE:
+                    return
+                try:
+                    chunk = orjson.loads(data)
+                except orjson.JSONDecodeError:
+                    continue
+                if not isinstance(chunk, dict):
+                    continue
+                if not isinstance(chunk.get("choices"), list):
+                    error = _opening_error(speaker, data)
+                    if error is not None:
+                        raise error
+                    continue
+                if any(
+                    isinstance(c, dict) and c.get("finish_reason") == "network_error"
+                    for c in chunk["choices"]
+                ):
+                    raise UpstreamError("The upstream stream broke off (network_error).")
+                turn.feed(data, chunk)
+                started = True
+                yield chunk
+    except http1.TransportError as exc:
+        if isinstance(exc, http1.ReadTimeout):
+            raise UpstreamTimeout(
+                "The upstream stream went silent for too long (setting stream_idle_timeout)."
+            ) from None
+        raise UpstreamError("The upstream stream broke off before it was complete.") from None
+    finally:
+        finished_turn = turn.message()
+        if finished_turn is not None:
+            reasoning.remember(finished_turn)
+    if not started:
+        raise UpstreamError("The upstream ended the stream without sending anything.")
+
+
+async def _with_fresh_key(gateway: Gateway, request: dict[str, Any], relay: Relay) -> None:
     account = gateway.account()
     try:
-        await _complete(gateway, account, request, send)
+        await _complete(gateway, account, request, relay)
     except UpstreamAuthError:
         # The key expired (iFlow 439) or was just replaced by a refresh: with a fresh key, once.
         # Auth errors are only ever raised before anything was sent, so a second try is safe.
         fresh = await gateway.fresh_account_after_auth_failure(account)
         if fresh is None:
             raise
-        await _complete(gateway, fresh, request, send)
+        await _complete(gateway, fresh, request, relay)
 
 
-async def _complete(gateway: Gateway, account: Account, request: dict[str, Any], send: Send) -> None:
+async def _complete(gateway: Gateway, account: Account, request: dict[str, Any], relay: Relay) -> None:
     speaker = gateway.speaker(account)
     await gateway.models.check(account, request["model"])
     # Reasoning the client left out of its history goes back in (see iflow2api.reasoning).
@@ -61,12 +167,7 @@ async def _complete(gateway: Gateway, account: Account, request: dict[str, Any],
                 raise speaker.http_error(
                     response.status, raw, response.headers.get("eagleeye-traceid"), retry_after
                 )
-            if not outgoing.stream:
-                await _relay_completion(speaker, response, send, gateway.reasoning)
-            elif "text/event-stream" not in response.headers.get("content-type", ""):
-                await _relay_json_on_stream(speaker, response, request, send, gateway.reasoning)
-            else:
-                await _relay_stream(speaker, response, request, send, gateway.reasoning)
+            await relay(speaker, response, request, outgoing)
         finally:
             # Unread content means the client left or we failed: closing the connection is what
             # tells the upstream to stop generating.
