@@ -12,6 +12,7 @@ import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from iflow2api.addresses import is_loopback_host
 from iflow2api.asgi import (
@@ -22,7 +23,7 @@ from iflow2api.asgi import (
     Send,
     header,
     read_body,
-    send_error,
+    send_bytes,
     send_json,
 )
 from iflow2api.auth.credentials import Account, CredentialSource
@@ -30,6 +31,7 @@ from iflow2api.auth.login import LoginFlow
 from iflow2api.auth.oauth_client import OAuthClient
 from iflow2api.auth.refresher import Refresher
 from iflow2api.concurrency import Gates
+from iflow2api.dialects import anthropic
 from iflow2api.dialects.openai_chat import error_body
 from iflow2api.disconnects import ClientGone, DisconnectWatch
 from iflow2api.errors import (
@@ -44,6 +46,7 @@ from iflow2api.reasoning import ReasoningStore
 from iflow2api.routes import web
 from iflow2api.routes.chat import chat_completions
 from iflow2api.routes.health import health
+from iflow2api.routes.messages import messages
 from iflow2api.routes.models import list_models, retrieve_model
 from iflow2api.settings import Settings
 from iflow2api.upstream.client import UpstreamClient
@@ -52,6 +55,7 @@ from iflow2api.upstream.speakers import IflowSpeaker, OpenAICompatibleSpeaker, S
 
 log = logging.getLogger("iflow2api")
 
+Dialect = Literal["openai", "anthropic"]
 Handler = Callable[["Gateway", Scope, Receive, "Call"], Awaitable[None]]
 
 
@@ -63,12 +67,14 @@ class Route:
     protected: bool = True
     #: The page and its API: same-origin only (no CORS), and only for this gateway's own host name.
     web: bool = False
+    #: Whose error shape failures are shown in.
+    dialect: Dialect = "openai"
 
 
 class Call:
     """One request's ``send``, remembering how far the response got."""
 
-    __slots__ = ("_send", "finished", "same_origin_only", "started", "status")
+    __slots__ = ("_send", "dialect", "finished", "same_origin_only", "started", "status")
 
     def __init__(self, send: Send) -> None:
         self._send = send
@@ -76,6 +82,7 @@ class Call:
         self.finished = False
         self.status = 0
         self.same_origin_only = False
+        self.dialect: Dialect = "openai"
 
     async def send(self, message: Message) -> None:
         if message["type"] == "http.response.start":
@@ -103,6 +110,12 @@ async def _chat(gateway: Gateway, scope: Scope, receive: Receive, call: Call) ->
     body = await read_body(scope, receive, gateway.settings.max_body_bytes)
     with gateway.disconnects.watching(receive, lambda: call.finished):
         await chat_completions(gateway, body, call.send)
+
+
+async def _messages(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+    body = await read_body(scope, receive, gateway.settings.max_body_bytes)
+    with gateway.disconnects.watching(receive, lambda: call.finished):
+        await messages(gateway, body, call.send)
 
 
 async def _page(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
@@ -146,6 +159,8 @@ ROUTES: dict[str, Route] = {
     "/models": Route(GET, _models),
     "/v1/chat/completions": Route(POST, _chat),
     "/chat/completions": Route(POST, _chat),
+    "/v1/messages": Route(POST, _messages, dialect="anthropic"),
+    "/messages": Route(POST, _messages, dialect="anthropic"),
 }
 MODEL_PREFIXES = ("/v1/models/", "/models/")
 
@@ -252,6 +267,7 @@ class Gateway:
             route = Route(GET, lambda g, s, r, c: retrieve_model(g, model_id, c.send))
         if route is None:
             raise RouteNotFound(f"There is no {path} here. See /v1/models and /v1/chat/completions.")
+        call.dialect = route.dialect
         if route.web:
             call.same_origin_only = True
             self._check_browser_origin(scope, method)
@@ -317,7 +333,11 @@ class Gateway:
         log.log(
             logging.WARNING if error.status >= 500 else logging.INFO, "%s %s", error.status, error.message
         )
-        await send_error(call.send, error, error_body)
+        if call.dialect == "anthropic":
+            status, body = anthropic.error_status(error), anthropic.error_body(error)
+        else:
+            status, body = error.status, error_body(error)
+        await send_bytes(call.send, status, body, extra=error.headers())
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

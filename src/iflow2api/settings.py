@@ -74,6 +74,18 @@ def _key_list(text: str) -> tuple[str, ...]:
     return keys
 
 
+def _aliases(text: str) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        pattern, sep, target = item.partition("=")
+        if not sep or not pattern.strip() or not target.strip():
+            raise ValueError("expected pattern=model pairs, e.g. claude-*sonnet*=glm-4.7")
+        pairs.append((pattern.strip(), target.strip()))
+    return tuple(pairs)
+
+
 def _path(text: str) -> Path:
     return Path(text).expanduser()
 
@@ -161,6 +173,13 @@ SETTINGS: tuple[Setting, ...] = (
         "models_cache_ttl", "300", _positive_float, "Seconds an openai-compatible /models list is cached."
     ),
     Setting(
+        "model_aliases",
+        "",
+        _aliases,
+        "Model names to rewrite, as pattern=model pairs (shell-style patterns), e.g. "
+        "claude-*sonnet*=glm-5. Tried before the built-in Claude aliases.",
+    ),
+    Setting(
         "oauth_base_url",
         "https://iflow.cn",
         _url,
@@ -203,9 +222,14 @@ class Settings:
     stream_idle_timeout: float
     thinking_default: bool
     models_cache_ttl: float
+    model_aliases: tuple[tuple[str, str], ...]
     oauth_base_url: str
     open_browser: bool
     refresh_lead: float
+
+    @property
+    def model_aliases_map(self) -> dict[str, str]:
+        return dict(self.model_aliases)
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

@@ -1,0 +1,76 @@
+"""``POST /v1/messages``: Anthropic Messages (Claude Code) in front of the chat upstream.
+
+The request is translated to Chat Completions, sent along the one upstream path (``chat.exchange``)
+and the answer translated back, streamed event by event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from iflow2api.asgi import JSON, Send, send_bytes
+from iflow2api.dialects import anthropic
+from iflow2api.errors import GatewayError
+from iflow2api.routes.chat import exchange
+
+if TYPE_CHECKING:
+    from iflow2api.app import Gateway
+
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+class AnthropicSink:
+    def __init__(self, send: Send, *, model: str) -> None:
+        self._send = send
+        self._model = model
+
+    async def completion(self, completion: dict[str, Any]) -> None:
+        message = anthropic.from_chat_completion(completion, model=self._model)
+        await send_bytes(self._send, 200, orjson.dumps(message), JSON)
+
+    async def stream(self, chunks: AsyncIterator[dict[str, Any]]) -> None:
+        translator = anthropic.StreamTranslator(model=self._model)
+        first = await anext(chunks)  # an error here is still a real HTTP error
+        await self._send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        await self._body(translator.feed(first), more=True)
+        try:
+            async for chunk in chunks:
+                await self._body(translator.feed(chunk), more=True)
+            tail = translator.finish()
+        except GatewayError as error:
+            tail = translator.error(error)
+        await self._body(tail, more=False)
+
+    async def _body(self, frames: list[bytes], *, more: bool) -> None:
+        if frames or not more:
+            await self._send({"type": "http.response.body", "body": b"".join(frames), "more_body": more})
+
+
+def model_for(gateway: Gateway, requested: str) -> str:
+    """The upstream model for what the client asked (Claude Code asks for claude-* names).
+
+    The user's aliases first; then, for iFlow, the built-in Claude table, and for another
+    upstream its own ``modelName`` for any Claude name.
+    """
+    account = gateway.account()
+    aliases = gateway.settings.model_aliases_map
+    if account.kind == "openai-compatible":
+        fallback = {"claude*": account.model_name} if account.model_name else {}
+    else:
+        fallback = dict(anthropic.DEFAULT_ALIASES)
+    for pattern, target in fallback.items():
+        aliases.setdefault(pattern, target)
+    return anthropic.resolve_model(requested, aliases)
+
+
+async def messages(gateway: Gateway, body: bytes, send: Send) -> None:
+    request = anthropic.parse_request(body)
+    chat = anthropic.to_chat_request(request, model=model_for(gateway, request["model"]))
+    await exchange(gateway, chat, AnthropicSink(send, model=request["model"]))
