@@ -46,8 +46,9 @@ from iflow2api.reasoning import ReasoningStore
 from iflow2api.routes import web
 from iflow2api.routes.chat import chat_completions
 from iflow2api.routes.health import health
-from iflow2api.routes.messages import messages
+from iflow2api.routes.messages import count_tokens, messages
 from iflow2api.routes.models import list_models, retrieve_model
+from iflow2api.routes.responses import ResponseMemory, create_response
 from iflow2api.settings import Settings
 from iflow2api.upstream.client import UpstreamClient
 from iflow2api.upstream.models import ModelDirectory
@@ -118,6 +119,17 @@ async def _messages(gateway: Gateway, scope: Scope, receive: Receive, call: Call
         await messages(gateway, body, call.send)
 
 
+async def _responses(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+    body = await read_body(scope, receive, gateway.settings.max_body_bytes)
+    with gateway.disconnects.watching(receive, lambda: call.finished):
+        await create_response(gateway, body, call.send)
+
+
+async def _count_tokens(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+    body = await read_body(scope, receive, gateway.settings.max_body_bytes)
+    await count_tokens(gateway, body, call.send)
+
+
 async def _page(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
     await web.asset(gateway, scope["path"], call.send)
 
@@ -159,8 +171,12 @@ ROUTES: dict[str, Route] = {
     "/models": Route(GET, _models),
     "/v1/chat/completions": Route(POST, _chat),
     "/chat/completions": Route(POST, _chat),
+    "/v1/responses": Route(POST, _responses),
+    "/responses": Route(POST, _responses),
     "/v1/messages": Route(POST, _messages, dialect="anthropic"),
     "/messages": Route(POST, _messages, dialect="anthropic"),
+    "/v1/messages/count_tokens": Route(POST, _count_tokens, dialect="anthropic"),
+    "/messages/count_tokens": Route(POST, _count_tokens, dialect="anthropic"),
 }
 MODEL_PREFIXES = ("/v1/models/", "/models/")
 
@@ -192,6 +208,7 @@ class Gateway:
         self._client_keys = tuple(key.encode() for key in settings.api_keys)
         self.disconnects = DisconnectWatch()
         self.reasoning = ReasoningStore()
+        self.responses = ResponseMemory()
         self.oauth = OAuthClient(settings.oauth_base_url)
         self.login = LoginFlow(settings.iflow_home, self.oauth)
         self.refresher = Refresher(

@@ -22,24 +22,14 @@ from typing import Any
 
 import orjson
 
+from iflow2api.dialects.openai_chat import content_text
+
 #: Remembered turns, at most; the oldest are forgotten first.
 MAX_ENTRIES = 4096
 
 
-def _text(content: object) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            str(part.get("text", ""))
-            for part in content
-            if isinstance(part, dict) and part.get("type") == "text"
-        )
-    return ""
-
-
 def _content_key(content: object) -> str | None:
-    text = _text(content).strip()
+    text = content_text(content).strip()
     if not text:
         return None
     return "text:" + hashlib.sha256(text.encode()).hexdigest()

@@ -156,3 +156,23 @@ def test_client_keys_as_x_api_key(start_gateway: Any, fake: FakeIflow) -> None:
         bad.messages.create(
             model="claude-sonnet-4-5", max_tokens=5, messages=[{"role": "user", "content": "x"}]
         )
+
+
+def test_count_tokens_estimate(claude: anthropic.Anthropic) -> None:
+    small = claude.messages.count_tokens(
+        model="claude-sonnet-4-5", messages=[{"role": "user", "content": "hi"}]
+    )
+    text = "The quick brown fox jumps over the lazy dog. " * 40
+    large = claude.messages.count_tokens(
+        model="claude-sonnet-4-5",
+        system="Be brief.",
+        tools=TOOLS,
+        messages=[{"role": "user", "content": text}],
+    )
+    chinese = claude.messages.count_tokens(
+        model="claude-sonnet-4-5", messages=[{"role": "user", "content": "你好世界" * 50}]
+    )
+    assert 1 <= small.input_tokens < 10
+    # About four characters a token for English, one a character for Chinese.
+    assert len(text) / 5 < large.input_tokens < len(text) / 3 + 80
+    assert 180 <= chinese.input_tokens <= 220

@@ -101,36 +101,3 @@ def test_completion_as_chunks() -> None:
     assert isinstance(usage, dict) and usage["usage"] == {"total_tokens": 2} and usage["choices"] == []
     assert done == "[DONE]"
     assert len(completion_as_chunks(completion, include_usage=False)) == 3
-
-
-def test_completion_builder_adds_up_a_stream() -> None:
-    from iflow2api.dialects.openai_chat import CompletionBuilder
-
-    builder = CompletionBuilder()
-    for chunk in (
-        {"choices": [{"index": 0, "delta": {"reasoning_content": "hm"}}]},
-        {"choices": [{"index": 0, "delta": {"content": "Calling "}}]},
-        {"choices": [{"index": 0, "delta": {"content": "now."}}]},
-        {
-            "choices": [
-                {"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "c1", "function": {"name": "f"}}]}}
-            ]
-        },
-        {
-            "choices": [
-                {"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": '{"a":'}}]}}
-            ]
-        },
-        {"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": "1}"}}]}}]},
-        {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
-        {"choices": [], "usage": {"total_tokens": 9}},
-    ):
-        builder.feed(chunk)
-    completion = builder.completion()
-    message = completion["choices"][0]["message"]
-    assert message["content"] == "Calling now." and message["reasoning_content"] == "hm"
-    assert message["tool_calls"] == [
-        {"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"a":1}'}}
-    ]
-    assert completion["choices"][0]["finish_reason"] == "tool_calls"
-    assert completion["usage"] == {"total_tokens": 9}

@@ -87,6 +87,18 @@ def parse_request(body: bytes) -> dict[str, Any]:
     return payload
 
 
+def content_text(content: object) -> str:
+    """The text of a message's ``content``, whether a string or a list of parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = (
+            part.get("text") for part in content if isinstance(part, dict) and part.get("type") == "text"
+        )
+        return "".join(str(text or "") for text in texts)
+    return ""
+
+
 def wants_usage_in_stream(request: dict[str, Any]) -> bool:
     options = request.get("stream_options")
     return isinstance(options, dict) and options.get("include_usage") is True
@@ -227,54 +239,3 @@ class StreamRelay:
             return []
         self.done = True
         return [DONE_FRAME]
-
-
-class CompletionBuilder:
-    """Adds up a stream's chunks into the completion they make (the first choice)."""
-
-    __slots__ = ("_calls", "_content", "_finish", "_reasoning", "_usage")
-
-    def __init__(self) -> None:
-        self._content: list[str] = []
-        self._reasoning: list[str] = []
-        self._calls: dict[int, dict[str, Any]] = {}
-        self._finish: str | None = None
-        self._usage: dict[str, Any] | None = None
-
-    def feed(self, chunk: dict[str, Any]) -> None:
-        if isinstance(chunk.get("usage"), dict):
-            self._usage = chunk["usage"]
-        for choice in chunk.get("choices") or ():
-            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                continue
-            self._finish = choice.get("finish_reason") or self._finish
-            delta = choice.get("delta") or {}
-            if isinstance(delta.get("content"), str):
-                self._content.append(delta["content"])
-            if isinstance(delta.get("reasoning_content"), str):
-                self._reasoning.append(delta["reasoning_content"])
-            for fragment in delta.get("tool_calls") or ():
-                if not isinstance(fragment, dict):
-                    continue
-                call = self._calls.setdefault(
-                    int(fragment.get("index", len(self._calls))),
-                    {"id": "", "type": "function", "function": {"name": "", "arguments": ""}},
-                )
-                call["id"] = fragment.get("id") or call["id"]
-                function = fragment.get("function") or {}
-                call["function"]["name"] += function.get("name") or ""
-                call["function"]["arguments"] += function.get("arguments") or ""
-
-    def completion(self) -> dict[str, Any]:
-        message: dict[str, Any] = {"role": "assistant", "content": "".join(self._content) or None}
-        if self._reasoning:
-            message["reasoning_content"] = "".join(self._reasoning)
-        if self._calls:
-            message["tool_calls"] = [self._calls[i] for i in sorted(self._calls)]
-        completion: dict[str, Any] = {
-            "object": "chat.completion",
-            "choices": [{"index": 0, "message": message, "finish_reason": self._finish or "stop"}],
-        }
-        if self._usage is not None:
-            completion["usage"] = self._usage
-        return completion

@@ -13,6 +13,7 @@ import orjson
 
 from iflow2api.asgi import JSON, Send, send_bytes
 from iflow2api.dialects import anthropic
+from iflow2api.dialects.token_count import estimate_chat_tokens
 from iflow2api.errors import GatewayError
 from iflow2api.routes.chat import exchange
 
@@ -74,3 +75,13 @@ async def messages(gateway: Gateway, body: bytes, send: Send) -> None:
     request = anthropic.parse_request(body)
     chat = anthropic.to_chat_request(request, model=model_for(gateway, request["model"]))
     await exchange(gateway, chat, AnthropicSink(send, model=request["model"]))
+
+
+async def count_tokens(gateway: Gateway, body: bytes, send: Send) -> None:
+    """``POST /v1/messages/count_tokens``: an estimate (see ``dialects.token_count``)."""
+    payload = orjson.loads(body) if body else {}
+    if isinstance(payload, dict):
+        payload.setdefault("max_tokens", 1)  # count_tokens requests carry none
+    request = anthropic.parse_request(orjson.dumps(payload))
+    chat = anthropic.to_chat_request(request, model=request["model"])
+    await send_bytes(send, 200, orjson.dumps({"input_tokens": estimate_chat_tokens(chat)}), JSON)

@@ -1,0 +1,107 @@
+"""``POST /v1/responses``: OpenAI Responses (Codex) in front of the chat upstream.
+
+``previous_response_id`` works from the gateway's own memory of recent responses (bounded; a
+forgotten id is a clear 400). With ``store: false`` (Codex's mode) nothing is remembered and the
+client sends the whole conversation each time.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from iflow2api.asgi import JSON, Send, send_bytes
+from iflow2api.dialects import responses
+from iflow2api.errors import GatewayError, InvalidRequest
+from iflow2api.routes.chat import exchange
+
+if TYPE_CHECKING:
+    from iflow2api.app import Gateway
+
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+#: Responses remembered for ``previous_response_id``, at most; the oldest are forgotten first.
+MAX_STORED = 1000
+
+
+class ResponseMemory:
+    """The chat history behind each recent stored response."""
+
+    def __init__(self, max_entries: int = MAX_STORED) -> None:
+        self.max_entries = max_entries
+        self._histories: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+
+    def put(self, response_id: str, history: list[dict[str, Any]]) -> None:
+        self._histories[response_id] = history
+        while len(self._histories) > self.max_entries:
+            self._histories.popitem(last=False)
+
+    def get(self, response_id: str) -> list[dict[str, Any]]:
+        history = self._histories.get(response_id)
+        if history is None:
+            raise InvalidRequest(
+                f"Previous response with id '{response_id}' not found: this gateway keeps the last "
+                f"{self.max_entries} stored responses, in memory, until it restarts.",
+                param="previous_response_id",
+                code="previous_response_not_found",
+            )
+        self._histories.move_to_end(response_id)
+        return history
+
+
+class ResponsesSink:
+    def __init__(
+        self, send: Send, memory: ResponseMemory, request: dict[str, Any], chat: dict[str, Any]
+    ) -> None:
+        self._send = send
+        self._memory = memory
+        self._request = request
+        self._chat = chat
+        self.response_id = "resp_" + secrets.token_hex(12)
+
+    def _remember(self, completion: dict[str, Any]) -> None:
+        if self._request.get("store", True) is not False:
+            self._memory.put(self.response_id, responses.history_messages(self._chat, completion))
+
+    async def completion(self, completion: dict[str, Any]) -> None:
+        self._remember(completion)
+        body = responses.from_chat_completion(completion, request=self._request, response_id=self.response_id)
+        await send_bytes(self._send, 200, orjson.dumps(body), JSON)
+
+    async def stream(self, chunks: AsyncIterator[dict[str, Any]]) -> None:
+        translator = responses.StreamTranslator(
+            request=self._request, response_id=self.response_id, created_at=int(time.time())
+        )
+        first = await anext(chunks)  # an error here is still a real HTTP error
+        await self._send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        await self._body(translator.start() + translator.feed(first), more=True)
+        try:
+            async for chunk in chunks:
+                await self._body(translator.feed(chunk), more=True)
+            tail = translator.finish()
+            # The translator's own record, so the history uses the call ids the client saw.
+            self._remember(translator.completion())
+        except GatewayError as error:
+            tail = translator.error(error)
+        await self._body(tail, more=False)
+
+    async def _body(self, frames: list[bytes], *, more: bool) -> None:
+        if frames or not more:
+            await self._send({"type": "http.response.body", "body": b"".join(frames), "more_body": more})
+
+
+async def create_response(gateway: Gateway, body: bytes, send: Send) -> None:
+    request = responses.parse_request(body)
+    previous = request.get("previous_response_id")
+    history = gateway.responses.get(previous) if isinstance(previous, str) and previous else None
+    chat = responses.to_chat_request(request, history)
+    await exchange(gateway, chat, ResponsesSink(send, gateway.responses, request, chat))
