@@ -158,21 +158,25 @@ def test_client_keys_as_x_api_key(start_gateway: Any, fake: FakeIflow) -> None:
         )
 
 
-def test_count_tokens_estimate(claude: anthropic.Anthropic) -> None:
+def test_count_tokens_uses_the_models_tokenizer(claude: anthropic.Anthropic) -> None:
+    from iflow2api.dialects.token_count import counter_for
+
+    text = "The quick brown fox jumps over the lazy dog. " * 40
+    chinese = "你好世界,网关把请求翻译成上游的格式。" * 20
     small = claude.messages.count_tokens(
         model="claude-sonnet-4-5", messages=[{"role": "user", "content": "hi"}]
     )
-    text = "The quick brown fox jumps over the lazy dog. " * 40
     large = claude.messages.count_tokens(
-        model="claude-sonnet-4-5",
-        system="Be brief.",
-        tools=TOOLS,
-        messages=[{"role": "user", "content": text}],
+        model="claude-sonnet-4-5", messages=[{"role": "user", "content": text}]
     )
-    chinese = claude.messages.count_tokens(
-        model="claude-sonnet-4-5", messages=[{"role": "user", "content": "你好世界" * 50}]
+    wide = claude.messages.count_tokens(
+        model="claude-sonnet-4-5", messages=[{"role": "user", "content": chinese}]
     )
+    with_tools = claude.messages.count_tokens(
+        model="claude-sonnet-4-5", tools=TOOLS, messages=[{"role": "user", "content": text}]
+    )
+    count = counter_for("glm-4.7")  # what claude-sonnet-* maps to
     assert 1 <= small.input_tokens < 10
-    # About four characters a token for English, one a character for Chinese.
-    assert len(text) / 5 < large.input_tokens < len(text) / 3 + 80
-    assert 180 <= chinese.input_tokens <= 220
+    assert large.input_tokens == count(text) + 4  # the text, plus one message's framing
+    assert wide.input_tokens == count(chinese) + 4
+    assert with_tools.input_tokens > large.input_tokens

@@ -6,6 +6,7 @@ and the answer translated back, streamed event by event.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +14,7 @@ import orjson
 
 from iflow2api.asgi import JSON, Send, send_bytes
 from iflow2api.dialects import anthropic
-from iflow2api.dialects.token_count import estimate_chat_tokens
+from iflow2api.dialects.token_count import counter_for, estimate_chat_tokens
 from iflow2api.errors import GatewayError
 from iflow2api.routes.chat import exchange
 
@@ -83,5 +84,8 @@ async def count_tokens(gateway: Gateway, body: bytes, send: Send) -> None:
     if isinstance(payload, dict):
         payload.setdefault("max_tokens", 1)  # count_tokens requests carry none
     request = anthropic.parse_request(orjson.dumps(payload))
-    chat = anthropic.to_chat_request(request, model=request["model"])
-    await send_bytes(send, 200, orjson.dumps({"input_tokens": estimate_chat_tokens(chat)}), JSON)
+    model = model_for(gateway, request["model"])
+    chat = anthropic.to_chat_request(request, model=model)
+    # Loading a tokenizer and counting a long prompt take a while: off the event loop.
+    tokens = await asyncio.to_thread(lambda: estimate_chat_tokens(chat, counter_for(model)))
+    await send_bytes(send, 200, orjson.dumps({"input_tokens": tokens}), JSON)
