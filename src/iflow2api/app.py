@@ -107,22 +107,20 @@ async def _models(gateway: Gateway, scope: Scope, receive: Receive, call: Call) 
     await list_models(gateway, call.send)
 
 
-async def _chat(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
-    body = await read_body(scope, receive, gateway.settings.max_body_bytes)
-    with gateway.disconnects.watching(receive, lambda: call.finished):
-        await chat_completions(gateway, body, call.send)
+def _upstream(run: Callable[[Gateway, bytes, Send], Awaitable[None]]) -> Handler:
+    """A route that sends a request upstream: bounded body, cancelled if the client leaves."""
+
+    async def handler(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+        body = await read_body(scope, receive, gateway.settings.max_body_bytes)
+        with gateway.disconnects.watching(receive, lambda: call.finished):
+            await run(gateway, body, call.send)
+
+    return handler
 
 
-async def _messages(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
-    body = await read_body(scope, receive, gateway.settings.max_body_bytes)
-    with gateway.disconnects.watching(receive, lambda: call.finished):
-        await messages(gateway, body, call.send)
-
-
-async def _responses(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
-    body = await read_body(scope, receive, gateway.settings.max_body_bytes)
-    with gateway.disconnects.watching(receive, lambda: call.finished):
-        await create_response(gateway, body, call.send)
+_chat = _upstream(chat_completions)
+_messages = _upstream(messages)
+_responses = _upstream(create_response)
 
 
 async def _count_tokens(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:

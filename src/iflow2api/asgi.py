@@ -26,6 +26,21 @@ CORS_HEADERS = [
 ]
 
 
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    # Reverse proxies such as nginx buffer responses unless told not to; a stream must flow.
+    (b"x-accel-buffering", b"no"),
+    *CORS_HEADERS,
+]
+
+
+async def send_frames(send: Send, frames: list[bytes], *, more: bool) -> None:
+    """Part of a stream's body; nothing is sent for no frames unless it is the end."""
+    if frames or not more:
+        await send({"type": "http.response.body", "body": b"".join(frames), "more_body": more})
+
+
 def header(scope: Scope, name: bytes) -> bytes | None:
     for key, value in scope["headers"]:
         if key == name:

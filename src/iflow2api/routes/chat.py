@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
-from iflow2api.asgi import CORS_HEADERS, JSON, Send, send_bytes
+from iflow2api.asgi import JSON, SSE_HEADERS, Send, send_bytes
 from iflow2api.auth.credentials import Account
 from iflow2api.dialects import openai_chat
 from iflow2api.errors import GatewayError, UpstreamAuthError, UpstreamError, UpstreamTimeout
@@ -20,14 +20,6 @@ from iflow2api.upstream.speakers import Outgoing, Speaker
 
 if TYPE_CHECKING:
     from iflow2api.app import Gateway
-
-SSE_HEADERS = [
-    (b"content-type", b"text/event-stream; charset=utf-8"),
-    (b"cache-control", b"no-cache"),
-    # Reverse proxies such as nginx buffer responses unless told not to; a stream must flow.
-    (b"x-accel-buffering", b"no"),
-    *CORS_HEADERS,
-]
 
 
 class ChatSink(Protocol):

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from iflow2api.asgi import JSON, Send, send_bytes
+from iflow2api.asgi import JSON, SSE_HEADERS, Send, send_bytes, send_frames
 from iflow2api.dialects import anthropic
 from iflow2api.dialects.token_count import counter_for, estimate_chat_tokens
 from iflow2api.errors import GatewayError
@@ -20,12 +20,6 @@ from iflow2api.routes.chat import exchange
 
 if TYPE_CHECKING:
     from iflow2api.app import Gateway
-
-SSE_HEADERS = [
-    (b"content-type", b"text/event-stream; charset=utf-8"),
-    (b"cache-control", b"no-cache"),
-    (b"x-accel-buffering", b"no"),
-]
 
 
 class AnthropicSink:
@@ -41,18 +35,14 @@ class AnthropicSink:
         translator = anthropic.StreamTranslator(model=self._model)
         first = await anext(chunks)  # an error here is still a real HTTP error
         await self._send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-        await self._body(translator.feed(first), more=True)
+        await send_frames(self._send, translator.feed(first), more=True)
         try:
             async for chunk in chunks:
-                await self._body(translator.feed(chunk), more=True)
+                await send_frames(self._send, translator.feed(chunk), more=True)
             tail = translator.finish()
         except GatewayError as error:
             tail = translator.error(error)
-        await self._body(tail, more=False)
-
-    async def _body(self, frames: list[bytes], *, more: bool) -> None:
-        if frames or not more:
-            await self._send({"type": "http.response.body", "body": b"".join(frames), "more_body": more})
+        await send_frames(self._send, tail, more=False)
 
 
 def model_for(gateway: Gateway, requested: str) -> str:

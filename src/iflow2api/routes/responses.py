@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from iflow2api.asgi import JSON, Send, send_bytes
+from iflow2api.asgi import JSON, SSE_HEADERS, Send, send_bytes, send_frames
 from iflow2api.dialects import responses
 from iflow2api.errors import GatewayError, InvalidRequest
 from iflow2api.routes.chat import exchange
@@ -23,11 +23,6 @@ from iflow2api.routes.chat import exchange
 if TYPE_CHECKING:
     from iflow2api.app import Gateway
 
-SSE_HEADERS = [
-    (b"content-type", b"text/event-stream; charset=utf-8"),
-    (b"cache-control", b"no-cache"),
-    (b"x-accel-buffering", b"no"),
-]
 
 #: Responses remembered for ``previous_response_id``, at most; the oldest are forgotten first.
 MAX_STORED = 1000
@@ -83,20 +78,16 @@ class ResponsesSink:
         )
         first = await anext(chunks)  # an error here is still a real HTTP error
         await self._send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-        await self._body(translator.start() + translator.feed(first), more=True)
+        await send_frames(self._send, translator.start() + translator.feed(first), more=True)
         try:
             async for chunk in chunks:
-                await self._body(translator.feed(chunk), more=True)
+                await send_frames(self._send, translator.feed(chunk), more=True)
             tail = translator.finish()
             # The translator's own record, so the history uses the call ids the client saw.
             self._remember(translator.completion())
         except GatewayError as error:
             tail = translator.error(error)
-        await self._body(tail, more=False)
-
-    async def _body(self, frames: list[bytes], *, more: bool) -> None:
-        if frames or not more:
-            await self._send({"type": "http.response.body", "body": b"".join(frames), "more_body": more})
+        await send_frames(self._send, tail, more=False)
 
 
 async def create_response(gateway: Gateway, body: bytes, send: Send) -> None:
