@@ -6,6 +6,7 @@ a lookup table of its own::
 
     GatewayError                          500 server_error
     ├── InvalidRequest                    400 invalid_request_error
+    │   ├── LoginFailed                   400 (the OAuth code or state was refused)
     │   ├── ContextTooLong                400 context_length_exceeded
     │   └── PayloadTooLarge               413
     ├── NotLoggedIn                       401 (no iFlow credentials on disk)
@@ -21,6 +22,7 @@ a lookup table of its own::
     │   └── QueueFull                     429 (our own per-account queue)
     └── UpstreamError                     502 (anything else the upstream did wrong)
         ├── UpstreamModelError            502 (iFlow 514)
+        ├── LoginUnavailable              502 (the iFlow login service failed)
         ├── UpstreamRejected              502 (406: the signature or protocol was refused)
         ├── UpstreamUnavailable           502 (could not connect)
         └── UpstreamTimeout               504
@@ -68,6 +70,10 @@ class GatewayError(Exception):
 class InvalidRequest(GatewayError):
     status = 400
     type = "invalid_request_error"
+
+
+class LoginFailed(InvalidRequest):
+    code = "login_failed"
 
 
 class ContextTooLong(InvalidRequest):
@@ -149,6 +155,10 @@ class UpstreamError(GatewayError):
 class UpstreamModelError(UpstreamError):
     code = "upstream_model_error"
     retryable = True
+
+
+class LoginUnavailable(UpstreamError):
+    code = "login_unavailable"
 
 
 class UpstreamRejected(UpstreamError):

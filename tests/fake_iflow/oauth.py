@@ -1,14 +1,13 @@
 """iFlow's OAuth host as the fake plays it (protocol §4): consent page, token endpoint, getUserInfo.
 
 It is served by :class:`~tests.fake_iflow.server.FakeIflow` at its root, next to ``/v1``; the api
-keys it hands out are accepted by the fake's chat endpoint. Without a browser:
+keys it hands out are accepted by the fake's chat endpoint. Without a browser::
 
->>> fake = FakeIflow().start()  # the gateway's IFLOW2API_OAUTH_BASE_URL is fake.oauth_base_url
->>> login = fake.oauth.issue_login()  # a logged-in account, as after a real login
->>> login["api_key"].startswith("sk-")
-True
->>> fake.oauth.token_lifetime = 2  # tokens issued from now on expire after 2 s
->>> fake.oauth.fail_next_token("busy")  # the next good token request gets §4.6's HTTP-200 "busy"
+    fake = FakeIflow().start()  # the gateway's IFLOW2API_OAUTH_BASE_URL is fake.oauth_base_url
+    login = fake.oauth.issue_login()  # a logged-in account, as after a real login
+    login["api_key"]  # an sk- key the chat endpoint accepts
+    fake.oauth.token_lifetime = 2  # tokens issued from now on expire after 2 s
+    fake.oauth.fail_next_token("busy")  # the next good token request gets §4.6's HTTP-200 "busy"
 
 The token endpoint answers like the Spring Security OAuth2 server iFlow ran ("Bad client
 credentials", ``token_type: "bearer"``, the Spring 404 of §1): a code is spent by the first

@@ -1,8 +1,8 @@
 """Scripted replies, and the pure code that turns them into OpenAI-shaped JSON and SSE bytes.
 
-Each chat request that passes the fake's checks consumes one reply, in the order they were enqueued:
+Each chat request that passes the fake's checks consumes one reply, in the order they were enqueued::
 
->>> fake.enqueue(Completion(content="Hi"), BusinessError(status="449", msg="busy"), Hang(2.0))
+    fake.enqueue(Completion(content="Hi"), BusinessError(status="449", msg="busy"), Hang(2.0))
 
 A :class:`Completion` adapts to the request (JSON, or SSE chunks when it asked to stream); the other
 replies are served the same way whatever the request asked.

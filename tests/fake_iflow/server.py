@@ -1,12 +1,11 @@
 """The fake iFlow server: real HTTP on ``127.0.0.1:0``, in a thread with its own event loop.
 
-Synchronous tests drive it; the gateway under test talks to it over loopback like to the real one.
+Synchronous tests drive it; the gateway under test talks to it over loopback like to the real one::
 
->>> with FakeIflow() as fake:
-...     fake.enqueue(Completion(content="Hi"))
-...     # point the gateway's settings.json baseUrl at fake.base_url, send a request, then:
-...     fake.received[-1].headers["user-agent"]
-'iFlow-Cli'
+    with FakeIflow() as fake:
+        fake.enqueue(Completion(content="Hi"))
+        # point the gateway's settings.json baseUrl at fake.base_url, send a request, then:
+        fake.received[-1].headers["user-agent"]  # 'iFlow-Cli'
 
 The same server plays iFlow's OAuth host at its root (``fake.oauth_base_url``, see ``oauth``); the
 api keys its logins hand out are accepted by the chat endpoint like the ``api_keys`` given here.

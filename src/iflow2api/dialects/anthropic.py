@@ -42,6 +42,7 @@ from typing import Any, Final, NoReturn
 
 import orjson
 
+from iflow2api.dialects.checks import TypeTable, check_types, is_json_type
 from iflow2api.errors import GatewayError, InvalidRequest, UpstreamError
 
 #: Claude model names → iFlow models; the first matching pattern wins (see ``resolve_model``).
@@ -82,7 +83,7 @@ _BLOCKS: Mapping[str, frozenset[str]] = MappingProxyType(
         "system": frozenset({"text"}),
     }
 )
-_TYPED: Mapping[str, tuple[type | tuple[type, ...], str]] = MappingProxyType(
+_TYPED: TypeTable = MappingProxyType(
     {
         "stream": (bool, "a boolean"),
         "temperature": ((int, float), "a number"),
@@ -100,10 +101,6 @@ _TYPED: Mapping[str, tuple[type | tuple[type, ...], str]] = MappingProxyType(
 
 def _fail(message: str, param: str, code: str = "invalid_value") -> NoReturn:
     raise InvalidRequest(message, param=param, code=code)
-
-
-def _is(value: object, expected: type | tuple[type, ...]) -> bool:
-    return isinstance(value, expected) and not (isinstance(value, bool) and expected is not bool)
 
 
 def _text_of(value: object) -> str:
@@ -136,7 +133,7 @@ def parse_request(body: bytes) -> dict[str, Any]:
             _fail(f"'{name}' is required.", name, "missing_required_parameter")
     if not isinstance(payload["model"], str) or not payload["model"].strip():
         _fail("'model' must be a non-empty string.", "model", "invalid_type")
-    if not _is(payload["max_tokens"], int):
+    if not is_json_type(payload["max_tokens"], int):
         _fail("'max_tokens' must be an integer.", "max_tokens", "invalid_type")
     if payload["max_tokens"] < 1:
         _fail("'max_tokens' must be at least 1.", "max_tokens")
@@ -149,10 +146,7 @@ def parse_request(body: bytes) -> dict[str, Any]:
         _check_message(message, f"messages[{index}]")
     if payload.get("system") is not None:
         _check_content(payload["system"], "system", _BLOCKS["system"])
-    for name, (expected, described) in _TYPED.items():
-        value = payload.get(name)
-        if value is not None and not _is(value, expected):
-            _fail(f"'{name}' must be {described}.", name, "invalid_type")
+    check_types(payload, _TYPED)
     for index, stop in enumerate(payload.get("stop_sequences") or ()):
         if not isinstance(stop, str):
             _fail(f"'stop_sequences[{index}]' must be a string.", f"stop_sequences[{index}]", "invalid_type")
@@ -263,7 +257,7 @@ def _check_options(payload: dict[str, Any]) -> None:
     if thinking is not None:
         if thinking.get("type") not in _THINKING:
             _fail(f"'thinking.type' must be one of {', '.join(sorted(_THINKING))}.", "thinking.type")
-        if thinking["type"] == "enabled" and not _is(thinking.get("budget_tokens"), int):
+        if thinking["type"] == "enabled" and not is_json_type(thinking.get("budget_tokens"), int):
             _fail("'thinking.budget_tokens' must be an integer.", "thinking.budget_tokens", "invalid_type")
     user_id = (payload.get("metadata") or {}).get("user_id")
     if user_id is not None and not isinstance(user_id, str):
@@ -710,7 +704,7 @@ class StreamTranslator:
         return [*frames, _event("content_block_delta", {"index": self._blocks - 1, "delta": delta})]
 
     def _tool_call(self, call: dict[str, Any], position: int) -> list[bytes]:
-        key = call["index"] if _is(call.get("index"), int) else position
+        key = call["index"] if is_json_type(call.get("index"), int) else position
         function = _dict(call.get("function"))
         frames: list[bytes] = []
         if key not in self._tools:

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from iflow2api.dialects.checks import TypeTable, check_types
 from iflow2api.errors import GatewayError, InvalidRequest, UpstreamError
 from iflow2api.sse import DONE, DONE_FRAME, frame
 
@@ -17,7 +18,7 @@ _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "functio
 
 # Parameters whose JSON type we check, so a wrong one is a clear 400 here rather than an obscure
 # upstream failure. Anything not listed passes through untouched.
-_TYPED: dict[str, tuple[type | tuple[type, ...], str]] = {
+_TYPED: TypeTable = {
     "stream": (bool, "a boolean"),
     "max_tokens": (int, "an integer"),
     "max_completion_tokens": (int, "an integer"),
@@ -73,13 +74,7 @@ def parse_request(body: bytes) -> dict[str, Any]:
                 param=f"{param}.role",
                 code="invalid_value",
             )
-    for name, (expected, described) in _TYPED.items():
-        value = payload.get(name)
-        if value is None:
-            continue
-        wrong_bool = isinstance(value, bool) and expected is not bool
-        if wrong_bool or not isinstance(value, expected):
-            raise InvalidRequest(f"'{name}' must be {described}.", param=name, code="invalid_type")
+    check_types(payload, _TYPED)
     for name in ("max_tokens", "max_completion_tokens", "n"):
         value = payload.get(name)
         if value is not None and value < 1:

@@ -45,6 +45,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from iflow2api.dialects import openai_chat
+from iflow2api.dialects.checks import TypeTable, check_types
 from iflow2api.errors import ContextTooLong, GatewayError, InvalidRequest, RateLimited
 
 #: ``reasoning.effort`` values the SDK knows; the iFlow speaker maps each one.
@@ -56,7 +57,7 @@ _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"
 _MEDIA = ("input_image", "input_file")
 
 # Parameters whose JSON type we check (null is always allowed); anything else passes untouched.
-_TYPED: dict[str, tuple[type | tuple[type, ...], str]] = {
+_TYPED: TypeTable = {
     "instructions": (str, "a string"),
     "tools": (list, "an array"),
     "tool_choice": ((str, dict), "a string or an object"),
@@ -109,10 +110,7 @@ def parse_request(body: bytes) -> dict[str, Any]:
     _ensure(model is not None, "model", "you must provide a model parameter", "missing_required_parameter")
     _ensure(isinstance(model, str) and bool(model.strip()), "model", "'model' must be a non-empty string.")
     _check_input(payload.get("input"))
-    for name, (expected, described) in _TYPED.items():
-        value = payload.get(name)
-        wrong = (isinstance(value, bool) and expected is not bool) or not isinstance(value, expected)
-        _ensure(value is None or not wrong, name, f"'{name}' must be {described}.")
+    check_types(payload, _TYPED)
     limit = payload.get("max_output_tokens")
     _ensure(
         limit is None or limit >= 1,

@@ -16,7 +16,14 @@ from iflow2api import __version__, catalogue
 from iflow2api.asgi import Receive, Scope, Send, header, read_body, send_bytes, send_json
 from iflow2api.auth import iflow_files, oauth
 from iflow2api.auth.credentials import mask_secret
-from iflow2api.errors import Forbidden, GatewayError, InvalidRequest, RouteNotFound
+from iflow2api.errors import (
+    Forbidden,
+    GatewayError,
+    InvalidRequest,
+    LoginFailed,
+    LoginUnavailable,
+    RouteNotFound,
+)
 from iflow2api.routes.models import model_object
 
 if TYPE_CHECKING:
@@ -26,18 +33,6 @@ _TYPES = {".html": b"text/html; charset=utf-8", ".js": b"text/javascript; charse
 _NO_STORE = [(b"cache-control", b"no-store")]
 #: Small JSON bodies only: a login code, a mode.
 _MAX_API_BODY = 16 * 1024
-
-
-class LoginFailed(GatewayError):
-    status = 400
-    type = "invalid_request_error"
-    code = "login_failed"
-
-
-class LoginUnavailable(GatewayError):
-    status = 502
-    type = "upstream_error"
-    code = "login_unavailable"
 
 
 def load_assets() -> dict[str, tuple[bytes, bytes]]:
