@@ -73,6 +73,17 @@ class GatewayProcess:
     def log(self) -> str:
         return "".join(self._lines)
 
+    def reset_accounts(self) -> None:
+        """Lift every cooldown and quarantine (the page's reset), so tests do not leak into each other."""
+        listing = httpx.get(self.url + "/api/accounts", timeout=5).json()
+        for account in listing["accounts"]:
+            if account["state"] in ("cooling", "quarantined"):
+                httpx.post(
+                    self.url + "/api/accounts/action",
+                    json={"id": account["id"], "action": "reset"},
+                    timeout=5,
+                ).raise_for_status()
+
     def wait_for_health(self) -> None:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -137,6 +148,7 @@ def gateway_process(tmp_path_factory: pytest.TempPathFactory, shared_home: Path)
 def gateway(gateway_process: GatewayProcess, fake: FakeIflow, shared_home: Path) -> GatewayProcess:
     """The shared gateway, talking to a freshly reset fake, with the default iFlow settings."""
     write_settings(shared_home, iflow_settings(fake))
+    gateway_process.reset_accounts()
     return gateway_process
 
 

@@ -6,18 +6,18 @@ because clients differ on whether the base URL includes it.
 
 from __future__ import annotations
 
-import hmac
+import asyncio
 import logging
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any
 
+from iflow2api import admin, clientkeys
 from iflow2api.addresses import is_loopback_host
 from iflow2api.asgi import (
     CORS_HEADERS,
-    Message,
     Receive,
     Scope,
     Send,
@@ -26,11 +26,13 @@ from iflow2api.asgi import (
     send_bytes,
     send_json,
 )
-from iflow2api.auth.credentials import Account, CredentialSource
+from iflow2api.auth import oauth
+from iflow2api.auth.credentials import CredentialSource
 from iflow2api.auth.login import LoginFlow
 from iflow2api.auth.oauth_client import OAuthClient
 from iflow2api.auth.refresher import Refresher
-from iflow2api.concurrency import Gates
+from iflow2api.calls import Call, Dialect
+from iflow2api.clientkeys import KeyRing
 from iflow2api.dialects import anthropic
 from iflow2api.dialects.openai_chat import error_body
 from iflow2api.disconnects import ClientGone, DisconnectWatch
@@ -42,61 +44,43 @@ from iflow2api.errors import (
     RouteNotFound,
     UpstreamAuthError,
 )
+from iflow2api.pool.book import AccountBook, save_login
+from iflow2api.pool.outcomes import CooldownPolicy
+from iflow2api.pool.router import Pool
 from iflow2api.reasoning import ReasoningStore
-from iflow2api.routes import web
+from iflow2api.routes import manage, web
 from iflow2api.routes.chat import chat_completions
 from iflow2api.routes.health import health
 from iflow2api.routes.messages import count_tokens, messages
 from iflow2api.routes.models import list_models, retrieve_model
 from iflow2api.routes.responses import ResponseMemory, create_response
 from iflow2api.settings import Settings
+from iflow2api.state import open_store
+from iflow2api.state.store import StateStore
 from iflow2api.upstream.client import UpstreamClient
 from iflow2api.upstream.models import ModelDirectory
 from iflow2api.upstream.speakers import IflowSpeaker, OpenAICompatibleSpeaker, Speaker
+from iflow2api.usage.metrics import Metrics
+from iflow2api.usage.recorder import UsageRecorder
 
 log = logging.getLogger("iflow2api")
 
-Dialect = Literal["openai", "anthropic"]
-Handler = Callable[["Gateway", Scope, Receive, "Call"], Awaitable[None]]
+Handler = Callable[["Gateway", Scope, Receive, Call], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
     methods: frozenset[str]
     handler: Handler
-    #: Whether the client must present one of the configured client API keys.
-    protected: bool = True
+    #: Who may call it when client keys exist: ``client`` (any key), ``admin`` (an admin key or
+    #: the page's session), or ``open``.
+    access: str = "client"
     #: The page and its API: same-origin only (no CORS), and only for this gateway's own host name.
     web: bool = False
     #: Whose error shape failures are shown in.
     dialect: Dialect = "openai"
-
-
-class Call:
-    """One request's ``send``, remembering how far the response got."""
-
-    __slots__ = ("_send", "dialect", "finished", "same_origin_only", "started", "status")
-
-    def __init__(self, send: Send) -> None:
-        self._send = send
-        self.started = False
-        self.finished = False
-        self.status = 0
-        self.same_origin_only = False
-        self.dialect: Dialect = "openai"
-
-    async def send(self, message: Message) -> None:
-        if message["type"] == "http.response.start":
-            self.started = True
-            self.status = message["status"]
-            if self.same_origin_only:
-                # Other sites' scripts must not read the page's API (it shows who is logged in).
-                message["headers"] = [
-                    (k, v) for k, v in message["headers"] if not k.startswith(b"access-control-")
-                ]
-        elif not message.get("more_body"):
-            self.finished = True
-        await self._send(message)
+    #: Requests to the upstream are recorded in the usage table, under this API's name.
+    usage: str | None = None
 
 
 async def _health(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
@@ -107,13 +91,13 @@ async def _models(gateway: Gateway, scope: Scope, receive: Receive, call: Call) 
     await list_models(gateway, call.send)
 
 
-def _upstream(run: Callable[[Gateway, bytes, Send], Awaitable[None]]) -> Handler:
+def _upstream(run: Callable[[Gateway, Scope, bytes, Call], Awaitable[None]]) -> Handler:
     """A route that sends a request upstream: bounded body, cancelled if the client leaves."""
 
     async def handler(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
         body = await read_body(scope, receive, gateway.settings.max_body_bytes)
         with gateway.disconnects.watching(receive, lambda: call.finished):
-            await run(gateway, body, call.send)
+            await run(gateway, scope, body, call)
 
     return handler
 
@@ -133,7 +117,7 @@ async def _page(gateway: Gateway, scope: Scope, receive: Receive, call: Call) ->
 
 
 async def _status(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
-    await web.api_status(gateway, call.send)
+    await web.api_status(gateway, call.send, signed_in=gateway.is_admin(scope))
 
 
 async def _login(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
@@ -155,24 +139,33 @@ async def _callback(gateway: Gateway, scope: Scope, receive: Receive, call: Call
 GET = frozenset({"GET", "HEAD"})
 POST = frozenset({"POST"})
 ROUTES: dict[str, Route] = {
-    "/": Route(GET, _page, protected=False, web=True),
-    "/static/app.js": Route(GET, _page, protected=False, web=True),
-    "/static/style.css": Route(GET, _page, protected=False, web=True),
-    "/api/status": Route(GET, _status, web=True),
-    "/api/login": Route(POST, _login, web=True),
-    "/api/login/code": Route(POST, _login_code, web=True),
-    "/api/logout": Route(POST, _logout, web=True),
+    "/": Route(GET, _page, access="open", web=True),
+    "/static/app.js": Route(GET, _page, access="open", web=True),
+    "/static/style.css": Route(GET, _page, access="open", web=True),
+    "/api/status": Route(GET, _status, access="open", web=True),
+    "/api/session": Route(POST, manage.open_session, access="open", web=True),
+    "/api/session/end": Route(POST, manage.close_session, access="open", web=True),
+    "/api/login": Route(POST, _login, access="admin", web=True),
+    "/api/login/code": Route(POST, _login_code, access="admin", web=True),
+    "/api/logout": Route(POST, _logout, access="admin", web=True),
+    "/api/accounts": Route(frozenset({"GET", "POST"}), manage.accounts_route, access="admin", web=True),
+    "/api/accounts/action": Route(POST, manage.account_action, access="admin", web=True),
+    "/api/keys": Route(frozenset({"GET", "POST"}), manage.keys_route, access="admin", web=True),
+    "/api/keys/revoke": Route(POST, manage.revoke_key, access="admin", web=True),
+    "/api/usage": Route(GET, manage.usage_summary, access="admin", web=True),
+    "/api/usage.csv": Route(GET, manage.usage_csv, access="admin", web=True),
     # Protected by the login's state instead: iFlow's redirect carries no key.
-    "/oauth2callback": Route(GET, _callback, protected=False, web=True),
-    "/health": Route(GET, _health, protected=False),
+    "/oauth2callback": Route(GET, _callback, access="open", web=True),
+    "/health": Route(GET, _health, access="open"),
+    "/metrics": Route(GET, manage.metrics, access="admin"),
     "/v1/models": Route(GET, _models),
     "/models": Route(GET, _models),
-    "/v1/chat/completions": Route(POST, _chat),
-    "/chat/completions": Route(POST, _chat),
-    "/v1/responses": Route(POST, _responses),
-    "/responses": Route(POST, _responses),
-    "/v1/messages": Route(POST, _messages, dialect="anthropic"),
-    "/messages": Route(POST, _messages, dialect="anthropic"),
+    "/v1/chat/completions": Route(POST, _chat, usage="chat"),
+    "/chat/completions": Route(POST, _chat, usage="chat"),
+    "/v1/responses": Route(POST, _responses, usage="responses"),
+    "/responses": Route(POST, _responses, usage="responses"),
+    "/v1/messages": Route(POST, _messages, dialect="anthropic", usage="anthropic"),
+    "/messages": Route(POST, _messages, dialect="anthropic", usage="anthropic"),
     "/v1/messages/count_tokens": Route(POST, _count_tokens, dialect="anthropic"),
     "/messages/count_tokens": Route(POST, _count_tokens, dialect="anthropic"),
 }
@@ -191,63 +184,96 @@ def not_logged_in_message(settings: Settings) -> str:
 
 
 class Gateway:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, store: StateStore | None = None) -> None:
         self.settings = settings
+        self.store: StateStore = store if store is not None else open_store(settings.data_dir)
         self.credentials = CredentialSource(settings.iflow_home, base_url_override=settings.upstream_base_url)
         self.client = UpstreamClient(
             connect_timeout=settings.connect_timeout,
             first_byte_timeout=settings.first_byte_timeout,
             idle_timeout=settings.stream_idle_timeout,
         )
-        self.gates = Gates(settings.queue_size, settings.queue_timeout)
         self.models = ModelDirectory(self.client, settings.models_cache_ttl)
         self._iflow = IflowSpeaker(thinking_default=settings.thinking_default)
         self._openai = OpenAICompatibleSpeaker()
-        self._client_keys = tuple(key.encode() for key in settings.api_keys)
         self.disconnects = DisconnectWatch()
-        self.reasoning = ReasoningStore()
-        self.responses = ResponseMemory()
+        self._background: set[asyncio.Task[Any]] = set()
+        self.reasoning = ReasoningStore(save=lambda items: self._spawn(self.store.put_reasoning(items)))
+        self.responses = ResponseMemory(
+            save=lambda rid, history: self._spawn(self.store.put_response_history(rid, history)),
+            load=self.store.response_history,
+        )
         self.oauth = OAuthClient(settings.oauth_base_url)
-        self.login = LoginFlow(settings.iflow_home, self.oauth)
+        self.login = LoginFlow(settings.iflow_home, self.oauth, save=self._save_login)
         self.refresher = Refresher(
             settings.iflow_home, self.oauth, lead=settings.refresh_lead, data_dir=settings.data_dir
         )
+        self.usage = UsageRecorder(self.store, retention_days=settings.usage_retention_days)
+        self.metrics = Metrics()
+        self.keys = KeyRing(tokens_today=self.usage.tokens_today)
+        self._env_keys = clientkeys.env_records(settings.api_keys)
+        self.keys.load(self._env_keys)
+        self.sessions = admin.Sessions()
+        self.pool = Pool(
+            strategy="fill-first" if settings.strategy == "fill-first" else "round-robin",
+            affinity=settings.session_affinity,
+            queue_size=settings.queue_size,
+            queue_timeout=settings.queue_timeout,
+            policy=CooldownPolicy(settings.cooldown_base, settings.cooldown_max, settings.error_cooldown),
+            serves=lambda member, model: self.accounts.serves(member, model),
+            known_models=lambda: self.accounts.known_models(),
+            persist_health=lambda account_id, health: self.accounts.persist_health(account_id, health),
+            persist_affinity=lambda session, account_id: self.accounts.persist_affinity(session, account_id),
+        )
+        self.accounts = AccountBook(
+            settings=settings,
+            store=self.store,
+            pool=self.pool,
+            credentials=self.credentials,
+            cli_refresher=self.refresher,
+            oauth_client=self.oauth,
+            models=self.models,
+        )
+        self.accounts.on_change = lambda: self._spawn(self.reload_keys())
         self.assets = web.load_assets()
         self.started_at = time.time()
 
     # -- what the routes ask of the gateway -------------------------------------------------------
 
-    def account(self) -> Account:
-        account = self.credentials.current()
-        if account is None:
-            raise NotLoggedIn(not_logged_in_message(self.settings))
-        return account
+    def no_accounts(self) -> GatewayError:
+        return NotLoggedIn(not_logged_in_message(self.settings))
 
-    async def fresh_account_after_auth_failure(self, used: Account) -> Account | None:
-        """A different key to retry with after the upstream refused ``used``, or None.
-
-        Either the login was refreshed a moment ago (the files already hold a new key), or this
-        is an OAuth login whose key expired: then refresh it now, shared with any other request
-        that saw the same.
-        """
-        self.credentials.invalidate()
-        current = self.credentials.current()
-        if current is not None and current.api_key != used.api_key:
-            return current
-        if self.refresher.status().state == "no-login" or not await self.refresher.refresh_now():
-            return None
-        self.credentials.invalidate()
-        current = self.credentials.current()
-        return current if current is not None and current.api_key != used.api_key else None
-
-    def speaker(self, account: Account) -> Speaker:
+    def speaker(self, account: Any) -> Speaker:
         return self._iflow if account.kind == "iflow" else self._openai
 
-    def concurrency_limit(self, account: Account) -> int | None:
-        if self.settings.concurrency is not None:
-            return self.settings.concurrency or None
-        # iFlow serves one request at a time per account (protocol §8); others set their own limits.
-        return 1 if account.kind == "iflow" else None
+    async def reload_keys(self) -> None:
+        self.keys.load([*self._env_keys, *await self.store.client_keys()])
+
+    async def _save_login(self, tokens: oauth.Tokens, user: oauth.UserInfo) -> object:
+        account_id = await save_login(self.settings.iflow_home, self.store, tokens, user)
+        await self.accounts.load()
+        return account_id
+
+    def is_admin(self, scope: Scope) -> bool:
+        """Whether this request may manage the gateway: always, without client keys."""
+        if not self.keys:
+            return True
+        if self.sessions.valid(admin.cookie_value(header(scope, b"cookie"))):
+            return True
+        offered = clientkeys.offered_key(header(scope, b"authorization"), header(scope, b"x-api-key"))
+        record = self.keys.find(offered) if offered else None
+        return record is not None and record.admin
+
+    def _spawn(self, work: Awaitable[Any]) -> None:
+        """Run store writes off the request path, keeping a reference until they finish."""
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._finished_background)
+
+    def _finished_background(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("a state store write failed: %s", task.exception())
 
     # -- ASGI ------------------------------------------------------------------------------------
 
@@ -257,21 +283,27 @@ class Gateway:
             return
         if scope["type"] != "http":
             return
-        began = time.perf_counter()
         call = Call(send)
         path: str = scope["path"]
         try:
             await self._dispatch(scope, receive, call, path)
         except ClientGone:
             log.info("%s %s: the client went away; upstream request cancelled", scope["method"], path)
-            return
+            call.status, call.error_code = 499, "client_gone"
         except GatewayError as error:
             await self._fail(call, error)
         except Exception:
             log.exception("%s %s failed", scope["method"], path)
             await self._fail(call, GatewayError("iflow2api hit an internal error; the log has the details."))
+        finally:
+            await call.close()
+        if call.kind is not None:
+            row = call.usage_row()
+            self.metrics.observe(row)
+            if self.settings.record_usage:
+                self.usage.record(row)
         if log.isEnabledFor(logging.INFO):
-            elapsed = (time.perf_counter() - began) * 1000
+            elapsed = (time.perf_counter() - call.began) * 1000
             log.info("%s %s %s %.1f ms", scope["method"], path, call.status, elapsed)
 
     async def _dispatch(self, scope: Scope, receive: Receive, call: Call, path: str) -> None:
@@ -296,8 +328,17 @@ class Gateway:
             raise MethodNotAllowed(
                 f"{path} accepts {allowed}, not {method}.", headers=[(b"allow", allowed.encode())]
             )
-        if route.protected and self._client_keys:
-            self._check_client_key(scope)
+        if self.keys and route.access != "open":
+            if route.access == "admin":
+                self._check_admin(scope)
+            else:
+                call.key = self.keys.authenticate(
+                    clientkeys.offered_key(header(scope, b"authorization"), header(scope, b"x-api-key"))
+                )
+                # From here on a refusal is recorded too (a key's own limits, under its name);
+                # requests without a valid key are not, so nobody can fill the database.
+                call.kind = route.usage
+                self.keys.admit(call.key)
         await route.handler(self, scope, receive, call)
 
     def _check_browser_origin(self, scope: Scope, method: str) -> None:
@@ -308,24 +349,19 @@ class Gateway:
         Host header must then name loopback itself.
         """
         host = (header(scope, b"host") or b"").decode("latin-1")
-        if not self._client_keys and not is_loopback_host(host):
+        if not self.keys and not is_loopback_host(host):
             raise Forbidden(f"This page answers only on a loopback address, not on {host!r}.")
         origin = header(scope, b"origin")
         writes = method not in ("GET", "HEAD")
         if writes and origin is not None and urllib.parse.urlsplit(origin.decode("latin-1")).netloc != host:
             raise Forbidden("Requests from other sites are refused.")
 
-    def _check_client_key(self, scope: Scope) -> None:
-        offered = header(scope, b"x-api-key") or b""
-        authorization = header(scope, b"authorization") or b""
-        if authorization[:7].lower() == b"bearer ":
-            offered = authorization[7:].strip()
-        # compare_digest on every key: the time taken says nothing about which key came close.
-        if not any(hmac.compare_digest(offered, key) for key in self._client_keys):
+    def _check_admin(self, scope: Scope) -> None:
+        if not self.is_admin(scope):
             raise UpstreamAuthError(
-                "Missing or wrong API key for this gateway. Send one of its client keys as "
-                "'Authorization: Bearer <key>'.",
-                code="invalid_api_key",
+                "Sign in on the page with the admin password, or send an admin key "
+                "('Authorization: Bearer <key>').",
+                code="admin_required",
             )
 
     async def _preflight(self, scope: Scope, call: Call, route: Route) -> None:
@@ -341,7 +377,13 @@ class Gateway:
         await call.send({"type": "http.response.body", "body": b""})
 
     async def _fail(self, call: Call, error: GatewayError) -> None:
+        call.error_code = error.code or error.type
         if call.started:
+            if await call.fail_late(error):
+                log.info(
+                    "%s %s (reported in the stream, after keep-alive pings)", error.status, error.message
+                )
+                return
             # Too late for a status code; the stream relay already wrote an error event if it could.
             log.warning("error after the response had started: %s", error.message)
             return
@@ -352,6 +394,7 @@ class Gateway:
             status, body = anthropic.error_status(error), anthropic.error_body(error)
         else:
             status, body = error.status, error_body(error)
+        call.status = status
         await send_bytes(call.send, status, body, extra=error.headers())
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
@@ -359,20 +402,36 @@ class Gateway:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
-                    await self.client.start()
-                    self.disconnects.start()
-                    self.refresher.start()
-                except Exception as exc:  # pragma: no cover - start() only builds objects
+                    await self._start()
+                except Exception as exc:
+                    log.exception("iflow2api could not start")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.disconnects.stop()
                 await self.refresher.stop()
+                await self.accounts.stop()
+                await self.usage.stop()
+                if self._background:
+                    await asyncio.wait(list(self._background), timeout=2)
                 await self.oauth.close()
                 await self.client.close()
+                await self.store.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def _start(self) -> None:
+        await self.client.start()
+        self.disconnects.start()
+        self.refresher.start()
+        await self.reload_keys()
+        await self.accounts.start()
+        self.accounts.start_refreshers()
+        self.pool.restore_affinities(await self.store.affinities(time.time() - 86_400))
+        self.reasoning.preload(await self.store.reasoning(self.reasoning.max_entries))
+        await self.usage.load_today()
+        self.usage.start()
 
 
 def create_app(settings: Settings) -> Gateway:

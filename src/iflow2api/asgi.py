@@ -87,8 +87,10 @@ async def send_bytes(
     await send({"type": "http.response.body", "body": body})
 
 
-async def send_json(send: Send, status: int, payload: object) -> None:
-    await send_bytes(send, status, orjson.dumps(payload))
+async def send_json(
+    send: Send, status: int, payload: object, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    await send_bytes(send, status, orjson.dumps(payload), extra=extra)
 
 
 ErrorRenderer = Callable[[GatewayError], bytes]

@@ -98,12 +98,12 @@ def serve(no_browser: bool, **flags: Any) -> None:
     from iflow2api.app import create_app
 
     settings = _settings({**flags, "open_browser": "false" if no_browser else flags.get("open_browser")})
-    if not is_loopback(settings.host) and not settings.api_keys:
+    stored_keys, new_password = asyncio.run(_prepare_state(settings))
+    if not is_loopback(settings.host) and not settings.api_keys and not stored_keys:
         raise click.UsageError(
             f"refusing to listen on {settings.host} without client API keys: anyone who can reach "
-            "it could use your iFlow account. Set IFLOW2API_API_KEYS (or --api-keys) to one or more "
-            "long random keys, e.g. IFLOW2API_API_KEYS="
-            "$(python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            "it could use your iFlow account. Create one first with `iflow2api keys create NAME` "
+            "(or set IFLOW2API_API_KEYS to one or more long random keys)."
         )
     logs.setup(settings.log_level)
     sock = _bind(settings.host, settings.port)
@@ -127,6 +127,12 @@ def serve(no_browser: bool, **flags: Any) -> None:
         f"{account.kind} at {account.base_url}" if account else "no credentials yet (see `iflow2api status`)"
     )
     click.echo(f"iflow2api {__version__} listening on http://{shown}:{port}/v1 — upstream: {where}", err=True)
+    if new_password is not None:
+        click.echo(
+            f"Admin password for the page (shown this once; change it with `iflow2api admin-password`): "
+            f"{new_password}",
+            err=True,
+        )
     if account is None:
         page = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else shown}:{port}/"
         click.echo(
@@ -135,6 +141,29 @@ def serve(no_browser: bool, **flags: Any) -> None:
         if settings.open_browser and has_display():
             threading.Timer(1.0, webbrowser.open, args=(page,)).start()
     uvicorn.Server(config).run(sockets=[sock])
+
+
+async def _prepare_state(settings: Settings) -> tuple[int, str | None]:
+    """How many client keys the store holds, and the admin password if this start created it.
+
+    The password is made at the first start, and shown only when a person is there to see it (a
+    terminal); a service's log never gets it, and `iflow2api admin-password` sets one any time.
+    """
+    from iflow2api import admin
+    from iflow2api.state import StateFileError, open_store
+
+    store = open_store(settings.data_dir)
+    try:
+        keys = len(await store.client_keys())
+        password = None
+        if await store.get_setting(admin.ADMIN_PASSWORD_SETTING) is None and sys.stderr.isatty():
+            password = admin.new_password()
+            await store.put_setting(admin.ADMIN_PASSWORD_SETTING, admin.hash_password(password))
+        return keys, password
+    except StateFileError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        await store.close()
 
 
 def _when(epoch: float | None) -> str:
@@ -233,9 +262,17 @@ async def _login(settings: Settings, use_browser: bool) -> int:
     from iflow2api.auth.callback_server import CallbackServer
     from iflow2api.auth.login import LoginFlow
     from iflow2api.auth.oauth_client import OAuthClient
+    from iflow2api.pool.book import save_login
+    from iflow2api.state import open_store
+
+    store = open_store(settings.data_dir)
+    saved_as: list[str] = []
+
+    async def save(tokens: oauth.Tokens, user: oauth.UserInfo) -> None:
+        saved_as.append(await save_login(settings.iflow_home, store, tokens, user))
 
     client = OAuthClient(settings.oauth_base_url)
-    flow = LoginFlow(settings.iflow_home, client)
+    flow = LoginFlow(settings.iflow_home, client, save=save)
     server: CallbackServer | None = None
     try:
         if use_browser:
@@ -270,8 +307,15 @@ async def _login(settings: Settings, use_browser: bool) -> int:
         if server is not None:
             await server.close()
         await client.close()
+        await store.close()
     who = f" as {user.label}" if user.label else ""
-    click.echo(f"Logged in{who}. Saved to {settings.iflow_home}; a running gateway uses it at once.")
+    if saved_as and saved_as[0] != "iflow-cli":
+        click.echo(
+            f"Logged in{who}. Added as another account ({saved_as[0]}) to the gateway's pool, next to "
+            f"the login in {settings.iflow_home}; a running gateway uses it within a second."
+        )
+    else:
+        click.echo(f"Logged in{who}. Saved to {settings.iflow_home}; a running gateway uses it at once.")
     return 0
 
 
@@ -299,3 +343,116 @@ def logout(**flags: Any) -> None:
         return
     iflow_files.remove_oauth_login(settings.iflow_home)
     click.echo(f"Logged out: removed {creds} and the login's key from settings.json.")
+
+
+# -- the pool, client keys and the admin password (see cli_manage) --------------------------------------
+
+
+@main.group()
+def accounts() -> None:
+    """Upstream accounts: list, add, remove, enable, disable."""
+
+
+@accounts.command("list")
+@settings_options
+def accounts_list(**flags: Any) -> None:
+    """Every account, where it comes from and its state (keys masked)."""
+    from iflow2api import cli_manage
+
+    cli_manage.list_accounts(_settings(flags))
+
+
+@accounts.command("add")
+@click.option("--kind", type=click.Choice(["iflow-key", "openai-compatible"]), default="iflow-key")
+@click.option("--label", required=True, help="A name for it.")
+@click.option("--key", "api_key", required=True, help="Its API key (use '-' to type it at a prompt).")
+@click.option("--base-url", default="", help="Its base URL (needed for openai-compatible).")
+@click.option("--models", default="", help="Models it serves, comma-separated (default: ask its /models).")
+@click.option("--limit", "concurrency", type=int, default=None, help="Requests at once (0: unlimited).")
+@settings_options
+def accounts_add(
+    kind: str, label: str, api_key: str, base_url: str, models: str, concurrency: int | None, **flags: Any
+) -> None:
+    """Add an iFlow API key or an OpenAI-compatible upstream (iFlow logins: `iflow2api login`)."""
+    from iflow2api import cli_manage
+
+    if api_key == "-":
+        api_key = click.prompt("API key", hide_input=True)
+    fields = {
+        "kind": kind,
+        "label": label,
+        "api_key": api_key,
+        "base_url": base_url,
+        "models": models,
+        "concurrency": concurrency,
+    }
+    cli_manage.add_account(_settings(flags), fields)
+
+
+def _account_action(action: str, help_text: str) -> None:
+    @accounts.command(action, help=help_text)
+    @click.argument("account_id")
+    @settings_options
+    def command(account_id: str, **flags: Any) -> None:
+        from iflow2api import cli_manage
+
+        cli_manage.change_account(_settings(flags), account_id, action)
+
+
+_account_action("remove", "Remove an account added with `accounts add` or `login`.")
+_account_action("enable", "Use an account again (also lifts a quarantine).")
+_account_action("disable", "Stop using an account, keeping it.")
+
+
+@main.group()
+def keys() -> None:
+    """Client API keys: create, list, revoke."""
+
+
+@keys.command("create")
+@click.argument("name")
+@click.option("--admin", "admin_key", is_flag=True, help="May also manage the gateway (page, /metrics).")
+@click.option("--rpm", type=int, default=None, help="Requests per minute, at most.")
+@click.option("--tokens-per-day", type=int, default=None, help="Tokens per UTC day, at most.")
+@click.option("--models", default="", help="Models it may use, comma-separated patterns (default: all).")
+@settings_options
+def keys_create(
+    name: str, admin_key: bool, rpm: int | None, tokens_per_day: int | None, models: str, **flags: Any
+) -> None:
+    """Create a named key; it is shown once."""
+    from iflow2api import cli_manage
+
+    cli_manage.create_key(
+        _settings(flags), name, admin_key=admin_key, rpm=rpm, tokens_per_day=tokens_per_day, models=models
+    )
+
+
+@keys.command("list")
+@settings_options
+def keys_list(**flags: Any) -> None:
+    """The keys, by name (never the keys themselves)."""
+    from iflow2api import cli_manage
+
+    cli_manage.list_keys(_settings(flags))
+
+
+@keys.command("revoke")
+@click.argument("name_or_id")
+@settings_options
+def keys_revoke(name_or_id: str, **flags: Any) -> None:
+    """Revoke a key by name or id."""
+    from iflow2api import cli_manage
+
+    cli_manage.revoke_key(_settings(flags), name_or_id)
+
+
+@main.command("admin-password")
+@click.password_option("--password", prompt="New admin password", help="The new password (prompted).")
+@settings_options
+def admin_password(password: str, **flags: Any) -> None:
+    """Set the password that opens the page when client keys exist."""
+    from iflow2api import cli_manage
+
+    if len(password) < 8:
+        raise click.UsageError("use at least 8 characters")
+    cli_manage.set_admin_password(_settings(flags), password)

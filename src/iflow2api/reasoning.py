@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
@@ -48,9 +49,25 @@ def _keys(message: dict[str, Any]) -> list[str]:
 
 
 class ReasoningStore:
-    def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
+    """The reasoning of recent turns, in memory; ``save`` hands each new entry to the state store,
+    and ``preload`` brings the store's most recent ones back after a restart."""
+
+    def __init__(
+        self,
+        max_entries: int = MAX_ENTRIES,
+        *,
+        save: Callable[[list[tuple[str, str]]], None] = lambda _items: None,
+    ) -> None:
         self.max_entries = max_entries
         self._entries: OrderedDict[str, str] = OrderedDict()
+        self._save = save
+
+    def preload(self, items: Iterable[tuple[str, str]]) -> None:
+        for key, reasoning in items:
+            self._entries[key] = reasoning
+            self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -60,11 +77,14 @@ class ReasoningStore:
         reasoning = message.get("reasoning_content")
         if not isinstance(reasoning, str) or not reasoning:
             return
-        for key in _keys(message):
+        keys = _keys(message)
+        for key in keys:
             self._entries[key] = reasoning
             self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
+        if keys:
+            self._save([(key, reasoning) for key in keys])
 
     def restore(self, messages: list[Any]) -> list[Any]:
         """``messages`` with the remembered reasoning put back where the client left it out.

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from iflow2api.state.records import AccountRecord
+
 
 class SettingsError(ValueError):
     """A setting has a value we cannot use; the message names the setting and where it came from."""
@@ -84,6 +86,27 @@ def _aliases(text: str) -> tuple[tuple[str, str], ...]:
             raise ValueError("expected pattern=model pairs, e.g. claude-*sonnet*=glm-4.7")
         pairs.append((pattern.strip(), target.strip()))
     return tuple(pairs)
+
+
+def _strategy(text: str) -> str:
+    strategy = text.strip().lower()
+    if strategy not in {"round-robin", "fill-first"}:
+        raise ValueError("expected round-robin or fill-first")
+    return strategy
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError("must be 1 or more")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
 
 
 def _path(text: str) -> Path:
@@ -198,6 +221,54 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_float,
         "Refresh the OAuth token this many seconds before it expires (the iFlow CLI: one day).",
     ),
+    Setting(
+        "strategy",
+        "round-robin",
+        _strategy,
+        "How requests are spread over the accounts: round-robin, or fill-first (the first listed "
+        "account until it is busy or cooling down, which keeps its caches warm).",
+    ),
+    Setting(
+        "session_affinity",
+        "false",
+        _bool,
+        "Send a conversation's requests to the account that served it before, while that one is free.",
+    ),
+    Setting(
+        "max_attempts",
+        "3",
+        _positive_int,
+        "Upstream attempts per request, on different accounts, before its failure reaches the client.",
+    ),
+    Setting(
+        "cooldown_base",
+        "2",
+        _positive_float,
+        "Seconds an account rests after its first rate limit (429, 449); doubles with each one in a row.",
+    ),
+    Setting(
+        "cooldown_max", "1800", _positive_float, "The longest a rate-limit cooldown grows to, in seconds."
+    ),
+    Setting(
+        "error_cooldown",
+        "15",
+        _non_negative_float,
+        "Seconds an account rests after a server error or a network failure.",
+    ),
+    Setting(
+        "keepalive_interval",
+        "10",
+        _non_negative_float,
+        "Seconds between SSE comment pings while a streaming request waits for its first token "
+        "(queue, failover, a slow upstream). 0 turns them off.",
+    ),
+    Setting("record_usage", "true", _bool, "Record every request (no content) in the usage database."),
+    Setting(
+        "usage_retention_days",
+        "90",
+        _non_negative_float,
+        "Days usage records are kept; 0 keeps them forever.",
+    ),
 )
 
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -226,6 +297,17 @@ class Settings:
     oauth_base_url: str
     open_browser: bool
     refresh_lead: float
+    strategy: str
+    session_affinity: bool
+    max_attempts: int
+    cooldown_base: float
+    cooldown_max: float
+    error_cooldown: float
+    keepalive_interval: float
+    record_usage: bool
+    usage_retention_days: float
+    #: Upstream accounts from the config file's ``[[accounts]]`` tables (read-only elsewhere).
+    accounts: tuple[AccountRecord, ...] = ()
 
     @property
     def model_aliases_map(self) -> dict[str, str]:
@@ -240,6 +322,8 @@ def _parse(setting: Setting, raw: object, source: str) -> Any:
         raw = str(raw).lower()
     elif isinstance(raw, list):  # a TOML array, e.g. api_keys = ["…", "…"]
         raw = ",".join(str(item) for item in raw)
+    elif isinstance(raw, dict):  # a TOML table, e.g. [model_aliases] gpt-4o = "glm-4.7"
+        raw = ",".join(f"{name}={value}" for name, value in raw.items())
     try:
         return setting.parse(str(raw))
     except ValueError as exc:
@@ -254,7 +338,7 @@ def _read_config(path: Path) -> dict[str, Any]:
         raise SettingsError(f"config file {path}: cannot read it: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"config file {path}: not valid TOML: {exc}") from None
-    unknown = sorted(set(data) - set(_BY_NAME))
+    unknown = sorted(set(data) - set(_BY_NAME) - {"accounts"})
     if unknown:
         raise SettingsError(f"config file {path}: unknown setting(s): {', '.join(unknown)}")
     return data
@@ -289,12 +373,74 @@ def load(
     else:
         config_file = config_path or None
 
+    accounts: tuple[AccountRecord, ...] = ()
     if config_file is not None:
-        for name, raw in _read_config(config_file).items():
+        config = _read_config(config_file)
+        accounts = config_accounts(config.pop("accounts", []), f"config file {config_file}")
+        for name, raw in config.items():
             if sources[name][1] == "default":
                 sources[name] = (raw, f"config file {config_file}")
 
     for name, (raw, source) in sources.items():
         values[name] = _parse(_BY_NAME[name], raw, source)
     values["config"] = config_file or Path("")
-    return Settings(**values)
+    return Settings(**values, accounts=accounts)
+
+
+_ACCOUNT_KINDS = {"iflow-key", "openai-compatible"}
+_ACCOUNT_FIELDS = {"id", "label", "kind", "base_url", "api_key", "models", "enabled", "concurrency"}
+
+
+def config_accounts(tables: object, source: str) -> tuple[AccountRecord, ...]:
+    """The ``[[accounts]]`` tables of a config file, as pool accounts with ids of their own.
+
+    >>> [a.id for a in config_accounts([{"label": "Work", "kind": "iflow-key", "api_key": "sk-1"}], "t")]
+    ['cfg-work']
+    """
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise SettingsError(f"accounts ({source}): expected [[accounts]] tables")
+    records: list[AccountRecord] = []
+    for number, table in enumerate(tables, 1):
+        where = f"accounts #{number} ({source})"
+        unknown = sorted(set(table) - _ACCOUNT_FIELDS)
+        if unknown:
+            raise SettingsError(f"{where}: unknown field(s): {', '.join(unknown)}")
+        kind = table.get("kind", "iflow-key")
+        label = table.get("label")
+        key = table.get("api_key")
+        if kind not in _ACCOUNT_KINDS:
+            raise SettingsError(f"{where}: kind must be iflow-key or openai-compatible, not {kind!r}")
+        if not isinstance(label, str) or not label.strip():
+            raise SettingsError(f"{where}: give it a label")
+        if not isinstance(key, str) or not key.strip():
+            raise SettingsError(f"{where}: api_key is missing")
+        base_url = table.get("base_url", "")
+        try:
+            base_url = _url(str(base_url))
+        except ValueError as exc:
+            raise SettingsError(f"{where}: base_url {base_url!r}: {exc}") from None
+        if kind == "openai-compatible" and not base_url:
+            raise SettingsError(f"{where}: an openai-compatible account needs a base_url")
+        models = table.get("models", [])
+        if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
+            raise SettingsError(f"{where}: models must be a list of model names")
+        concurrency = table.get("concurrency")
+        if concurrency is not None and (not isinstance(concurrency, int) or concurrency < 0):
+            raise SettingsError(f"{where}: concurrency must be a whole number, 0 for unlimited")
+        slug = "".join(c if c.isalnum() else "-" for c in label.strip().lower()).strip("-")
+        records.append(
+            AccountRecord(
+                id=str(table.get("id") or f"cfg-{slug or number}"),
+                label=label.strip(),
+                kind=kind,
+                base_url=base_url,
+                secret=key.strip(),
+                models=tuple(models),
+                enabled=bool(table.get("enabled", True)),
+                concurrency=concurrency,
+            )
+        )
+    ids = [record.id for record in records]
+    if len(set(ids)) != len(ids):
+        raise SettingsError(f"accounts ({source}): two accounts have the same id or label")
+    return tuple(records)

@@ -83,7 +83,7 @@ def test_models_from_an_openai_compatible_upstream(tmp_path: Path) -> None:
 def test_listening_beyond_loopback_without_keys_is_refused(tmp_path: Path) -> None:
     result = run(tmp_path, "serve", "--host", "0.0.0.0", "--port", "0")
     assert result.returncode == 2
-    assert "refusing to listen on 0.0.0.0" in result.stderr and "IFLOW2API_API_KEYS" in result.stderr
+    assert "refusing to listen on 0.0.0.0" in result.stderr and "iflow2api keys create" in result.stderr
 
 
 def test_bad_setting_names_itself(tmp_path: Path) -> None:

@@ -112,10 +112,11 @@ def test_previous_response_id_continues_the_conversation(sdk: openai.OpenAI, fak
     assert gone.value.code == "previous_response_not_found"
 
 
-def test_errors_in_openai_shape(sdk: openai.OpenAI, fake: FakeIflow) -> None:
+def test_errors_in_openai_shape(sdk: openai.OpenAI, fake: FakeIflow, gateway: GatewayProcess) -> None:
     fake.enqueue(BusinessError(status="449", msg="busy"))
     with pytest.raises(openai.RateLimitError):
         sdk.responses.create(model="glm-4.7", input="x")
+    gateway.reset_accounts()  # the only account rests after a 449; the next error needs it
     fake.enqueue(BusinessError(status="435", msg="Model not support"))
     with pytest.raises(openai.NotFoundError), sdk.responses.stream(model="nope", input="x") as stream:
         list(stream)

@@ -77,6 +77,7 @@ class _Ledger:
     def __init__(self) -> None:
         self._lock = threading.Condition()
         self._queue: deque[Reply] = deque()
+        self._queues_by_key: dict[str, deque[Reply]] = {}
         self._busy: Counter[str] = Counter()
         self._disconnects = 0
         # reset() starts a new generation, so a leftover request from an earlier test that is
@@ -87,6 +88,10 @@ class _Ledger:
     def enqueue(self, replies: Iterable[Reply]) -> None:
         with self._lock:
             self._queue.extend(replies)
+
+    def enqueue_for(self, key: str, replies: Iterable[Reply]) -> None:
+        with self._lock:
+            self._queues_by_key.setdefault(key, deque()).extend(replies)
 
     def record(self, request: ReceivedRequest) -> None:
         with self._lock:
@@ -101,7 +106,9 @@ class _Ledger:
                 return None
             self._busy[key] += 1
             self.received.append(request)
-            reply = self._queue.popleft() if self._queue else Completion()
+            # The key's own script first, then the shared one, then the default answer.
+            queue = self._queues_by_key.get(key) or self._queue
+            reply = queue.popleft() if queue else Completion()
             return _Ticket(key, self._generation), reply
 
     def release(self, ticket: _Ticket) -> None:
@@ -129,6 +136,7 @@ class _Ledger:
     def reset(self) -> None:
         with self._lock:
             self._queue.clear()
+            self._queues_by_key.clear()
             self.received.clear()
             self._disconnects = 0
             self._generation += 1
@@ -198,6 +206,11 @@ class FakeIflow:
 
     def enqueue(self, *replies: Reply) -> None:
         self._ledger.enqueue(replies)
+
+    def enqueue_for(self, key: str, *replies: Reply) -> None:
+        """Replies for requests made with this API key only (one account of a pool), before the
+        shared queue."""
+        self._ledger.enqueue_for(key, replies)
 
     def wait_for_disconnects(self, n: int, timeout: float) -> bool:
         """True once ``n`` admitted requests were abandoned by their client before the reply ended."""

@@ -11,7 +11,7 @@ from iflow2api.dialects.token_count import counter_for, estimate_chat_tokens, es
 ROOT = Path(__file__).resolve().parents[2]
 PROMPTS = {
     "english": "The quick brown fox jumps over the lazy dog. " * 20,
-    "code": (ROOT / "src/iflow2api/concurrency.py").read_text()[:3000],
+    "code": (ROOT / "tests/data/code_sample.txt").read_text(),
     "chinese": "将 iFlow CLI 的 AI 服务暴露为 OpenAI 兼容 API,支持流式和非流式响应。" * 5,
 }
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,11 +35,24 @@ class PendingLogin:
     started_at: float
 
 
+SaveLogin = Callable[[oauth.Tokens, oauth.UserInfo], Awaitable[object]]
+
+
 class LoginFlow:
-    def __init__(self, iflow_home: Path, client: OAuthClient) -> None:
+    """``save`` decides where a finished login goes; by default, the iFlow CLI's files."""
+
+    def __init__(self, iflow_home: Path, client: OAuthClient, save: SaveLogin | None = None) -> None:
         self.iflow_home = iflow_home
         self.client = client
+        self._save = save or self._save_to_files
         self._pending: dict[str, PendingLogin] = {}
+
+    async def _save_to_files(self, tokens: oauth.Tokens, user: oauth.UserInfo) -> object:
+        # fsync and a file lock: off the event loop.
+        await asyncio.to_thread(
+            iflow_files.save_oauth_login, self.iflow_home, tokens, user, base_url=IFLOW_BASE_URL
+        )
+        return None
 
     def start(self, redirect_uri: str | None = None) -> PendingLogin:
         """Begin a login; ``redirect_uri=None`` means the paste-the-code flow."""
@@ -60,10 +74,7 @@ class LoginFlow:
         """Complete a login started here. ``state=None`` is allowed only for a pasted bare code."""
         pending = self._claim(state)
         tokens, user = await self.client.login(code, pending.redirect_uri)
-        # fsync and a file lock: off the event loop.
-        await asyncio.to_thread(
-            iflow_files.save_oauth_login, self.iflow_home, tokens, user, base_url=IFLOW_BASE_URL
-        )
+        await self._save(tokens, user)
         return user
 
     async def finish_pasted(self, text: str, state: str | None) -> oauth.UserInfo:

@@ -20,7 +20,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from iflow2api.auth import iflow_files, oauth
 from iflow2api.auth.oauth_client import OAuthClient
@@ -77,17 +77,71 @@ def _read_creds(iflow_home: Path) -> dict[str, Any] | None:
         creds = iflow_files.read_json_object(iflow_home / iflow_files.OAUTH_CREDS_FILE)
     except (OSError, ValueError):
         return None
+    return usable_creds(creds)
+
+
+def usable_creds(creds: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``creds`` if they hold what a refresh needs (``oauth_creds.json``'s shape), else None."""
     if not creds or not creds.get("refresh_token") or not isinstance(creds.get("expiry_date"), int | float):
         return None
     return creds
 
 
-class Refresher:
-    def __init__(
-        self, iflow_home: Path, client: OAuthClient, *, lead: float, data_dir: Path | None = None
-    ) -> None:
+class LoginStorage(Protocol):
+    """Where one OAuth login lives: the iFlow CLI's files, or an extra account in the state store."""
+
+    def read(self) -> dict[str, Any] | None:
+        """The login in ``oauth_creds.json``'s shape, or None when there is none to refresh."""
+        ...
+
+    async def save_refreshed(
+        self, tokens: oauth.Tokens, api_key: str | None, *, previous_refresh_token: str
+    ) -> bool:
+        """Store a refresh; False (nothing written) when the login changed meanwhile."""
+        ...
+
+    async def record_rejection(self, refresh_token: str, reason: str) -> None: ...
+
+
+class FileLogin:
+    """The login in the iFlow CLI's own files (``~/.iflow``)."""
+
+    def __init__(self, iflow_home: Path, data_dir: Path | None = None) -> None:
         self.iflow_home = iflow_home
         self.data_dir = data_dir
+
+    def read(self) -> dict[str, Any] | None:
+        return _read_creds(self.iflow_home)
+
+    async def save_refreshed(
+        self, tokens: oauth.Tokens, api_key: str | None, *, previous_refresh_token: str
+    ) -> bool:
+        # fsync and a file lock: off the event loop.
+        return await asyncio.to_thread(
+            iflow_files.save_refreshed_tokens,
+            self.iflow_home,
+            tokens,
+            api_key,
+            previous_refresh_token=previous_refresh_token,
+        )
+
+    async def record_rejection(self, refresh_token: str, reason: str) -> None:
+        if self.data_dir is not None:
+            await asyncio.to_thread(record_rejection, self.data_dir, refresh_token, reason)
+
+
+class Refresher:
+    def __init__(
+        self,
+        login: Path | LoginStorage,
+        client: OAuthClient,
+        *,
+        lead: float,
+        data_dir: Path | None = None,
+        name: str = "the iFlow login",
+    ) -> None:
+        self.storage: LoginStorage = FileLogin(login, data_dir) if isinstance(login, Path) else login
+        self.name = name
         self.client = client
         self.lead = lead
         self._inflight: asyncio.Future[bool] | None = None
@@ -106,7 +160,7 @@ class Refresher:
     # -- what the rest of the gateway asks ---------------------------------------------------------
 
     def status(self) -> Status:
-        creds = _read_creds(self.iflow_home)
+        creds = self.storage.read()
         expires = creds["expiry_date"] / 1000 if creds else None
         state: State = self._state
         if creds is None:
@@ -116,6 +170,11 @@ class Refresher:
         elif state == "needs-login" and creds.get("refresh_token") != self._rejected_token:
             state = "ok"  # someone logged in again since
         return Status(state, expires, self._next_at, self._last_at, self._last_error)
+
+    @property
+    def needs_login(self) -> bool:
+        """Whether the upstream refused this login (from memory: cheap enough for every request)."""
+        return self._state == "needs-login"
 
     async def refresh_now(self) -> bool:
         """Refresh at once, sharing a refresh already under way. True if the login is fresh now."""
@@ -166,7 +225,7 @@ class Refresher:
         return BACKOFF[min(self._failures, len(BACKOFF)) - 1] * min(1.0, self.lead / 60)
 
     async def _refresh(self) -> bool:
-        creds = _read_creds(self.iflow_home)
+        creds = self.storage.read()
         if creds is None:
             self._state = "no-login"
             return False
@@ -178,17 +237,16 @@ class Refresher:
             tokens = await self.client.refresh(refresh_token)
         except oauth.InvalidGrant as exc:
             self._state, self._rejected_token, self._last_error = "needs-login", refresh_token, str(exc)
-            if self.data_dir is not None:
-                await asyncio.to_thread(record_rejection, self.data_dir, refresh_token, str(exc))
+            await self.storage.record_rejection(refresh_token, str(exc))
             log.error(
-                "the iFlow login was rejected (%s); log in again with `iflow2api login` or the web page", exc
+                "%s was rejected (%s); log in again with `iflow2api login` or the web page", self.name, exc
             )
             return False
         except oauth.OAuthError as exc:
             self._failures += 1
             self._retry_at = time.time() + self._pause()
             self._state, self._last_error = "retrying", str(exc)
-            log.warning("refreshing the iFlow login failed (%s); the current key stays in use", exc)
+            log.warning("refreshing %s failed (%s); the current key stays in use", self.name, exc)
             return False
         api_key: str | None = None
         try:
@@ -196,29 +254,21 @@ class Refresher:
         except oauth.OAuthError as exc:
             # The new tokens are saved regardless; the key is fetched again at the next refresh.
             log.warning("refreshed the login, but could not fetch the API key again (%s)", exc)
-        saved = await asyncio.to_thread(
-            iflow_files.save_refreshed_tokens,
-            self.iflow_home,
-            tokens,
-            api_key,
-            previous_refresh_token=refresh_token,
-        )
+        saved = await self.storage.save_refreshed(tokens, api_key, previous_refresh_token=refresh_token)
         if not saved:
             # A logout or a new login happened meanwhile: theirs wins.
-            log.info("the iFlow login changed while refreshing; keeping the newer one")
+            log.info("%s changed while refreshing; keeping the newer one", self.name)
             self._state = "ok"
             return False
         self._state, self._failures, self._last_error, self._retry_at = "ok", 0, None, None
         self._last_at = time.time()
         self._jitter = random.random()
-        log.info(
-            "refreshed the iFlow login; the token now expires in %.0f s", tokens.expires_at - time.time()
-        )
+        log.info("refreshed %s; the token now expires in %.0f s", self.name, tokens.expires_at - time.time())
         return True
 
     async def _run(self) -> None:
         while True:
-            creds = _read_creds(self.iflow_home)
+            creds = self.storage.read()
             if creds is None or (
                 self._state == "needs-login" and creds["refresh_token"] == self._rejected_token
             ):
@@ -236,7 +286,7 @@ class Refresher:
                     try:
                         await self.refresh_now()
                     except Exception:
-                        log.exception("unexpected failure while refreshing the iFlow login")
+                        log.exception("unexpected failure while refreshing %s", self.name)
                         self._failures += 1
                         self._retry_at = time.time() + self._pause()
                     continue

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
-from iflow2api.asgi import JSON, SSE_HEADERS, Send, send_bytes
+from iflow2api import affinity
+from iflow2api.asgi import JSON, SSE_HEADERS, Scope, Send, send_bytes
 from iflow2api.auth.credentials import Account
+from iflow2api.calls import Call
 from iflow2api.dialects import openai_chat
-from iflow2api.errors import GatewayError, UpstreamAuthError, UpstreamError, UpstreamTimeout
+from iflow2api.dialects.anthropic import resolve_model
+from iflow2api.errors import GatewayError, RateLimited, UpstreamError, UpstreamTimeout
+from iflow2api.pool.router import NoAccountAvailable, Pool
 from iflow2api.reasoning import ReasoningStore, StreamedTurn
-from iflow2api.sse import DONE, SSEDecoder
+from iflow2api.sse import DONE, DONE_FRAME, SSEDecoder
 from iflow2api.upstream import http1
 from iflow2api.upstream.client import Response, retry_after_seconds
 from iflow2api.upstream.speakers import Outgoing, Speaker
@@ -37,23 +40,34 @@ JSONDict = dict[str, Any]
 Relay = Callable[[Speaker, Response, dict[str, Any], Outgoing], Awaitable[None]]
 
 
-async def chat_completions(gateway: Gateway, body: bytes, send: Send) -> None:
+def _openai_late_error(error: GatewayError) -> bytes:
+    return openai_chat.error_frame(error) + DONE_FRAME
+
+
+async def chat_completions(gateway: Gateway, scope: Scope, body: bytes, call: Call) -> None:
     request = openai_chat.parse_request(body)
+    send = call.send
+    call.kind = "chat"
+    call.model, call.stream = request["model"], bool(request.get("stream"))
+    if call.stream:
+        call.keep_alive(gateway.settings.keepalive_interval, _openai_late_error)
 
     async def relay(
         speaker: Speaker, response: Response, request: dict[str, Any], outgoing: Outgoing
     ) -> None:
         if not outgoing.stream:
-            await _relay_completion(speaker, response, send, gateway.reasoning)
+            await _relay_completion(speaker, response, call, gateway.reasoning)
         elif not _is_sse(response):
-            await _relay_json_on_stream(speaker, response, request, send, gateway.reasoning)
+            await _relay_json_on_stream(speaker, response, request, call, gateway.reasoning)
         else:
-            await _relay_stream(speaker, response, request, send, gateway.reasoning)
+            await _relay_stream(speaker, response, request, send, gateway.reasoning, call)
 
-    await _with_fresh_key(gateway, request, relay)
+    await serve(gateway, scope, request, relay, call)
 
 
-async def exchange(gateway: Gateway, request: dict[str, Any], sink: ChatSink) -> None:
+async def exchange(
+    gateway: Gateway, scope: Scope, request: dict[str, Any], sink: ChatSink, call: Call
+) -> None:
     """Run a Chat Completions request upstream for another dialect, answering through ``sink``."""
 
     async def relay(
@@ -62,16 +76,18 @@ async def exchange(gateway: Gateway, request: dict[str, Any], sink: ChatSink) ->
         if not outgoing.stream:
             completion = _completion(speaker, _json(await _read(response)))
             _remember(gateway.reasoning, completion)
+            call.note_usage(completion.get("usage"))
             openai_chat.normalize_completion(completion)
             await sink.completion(completion)
         elif not _is_sse(response):
             completion = _completion(speaker, _json(await _read(response)))
             _remember(gateway.reasoning, completion)
+            call.note_usage(completion.get("usage"))
             await sink.stream(_as_async(openai_chat.completion_as_chunk_dicts(completion)))
         else:
-            await sink.stream(_parsed_chunks(speaker, response, gateway.reasoning))
+            await sink.stream(_parsed_chunks(speaker, response, gateway.reasoning, call))
 
-    await _with_fresh_key(gateway, request, relay)
+    await serve(gateway, scope, request, relay, call)
 
 
 def _is_sse(response: Response) -> bool:
@@ -84,7 +100,7 @@ async def _as_async(items: list[dict[str, Any]]) -> AsyncIterator[dict[str, Any]
 
 
 async def _parsed_chunks(
-    speaker: Speaker, response: Response, reasoning: ReasoningStore
+    speaker: Speaker, response: Response, reasoning: ReasoningStore, call: Call
 ) -> AsyncIterator[dict[str, Any]]:
     """The upstream's stream as chunk dicts, with its errors raised (see ``ChatSink.stream``)."""
     decoder = SSEDecoder()
@@ -112,6 +128,8 @@ async def _parsed_chunks(
                 ):
                     raise UpstreamError("The upstream stream broke off (network_error).")
                 turn.feed(data, chunk)
+                if "usage" in chunk:
+                    call.note_usage(chunk["usage"])
                 started = True
                 yield chunk
     except http1.TransportError as exc:
@@ -128,17 +146,77 @@ async def _parsed_chunks(
         raise UpstreamError("The upstream ended the stream without sending anything.")
 
 
-async def _with_fresh_key(gateway: Gateway, request: dict[str, Any], relay: Relay) -> None:
-    account = gateway.account()
-    try:
-        await _complete(gateway, account, request, relay)
-    except UpstreamAuthError:
-        # The key expired (iFlow 439) or was just replaced by a refresh: with a fresh key, once.
-        # Auth errors are only ever raised before anything was sent, so a second try is safe.
-        fresh = await gateway.fresh_account_after_auth_failure(account)
-        if fresh is None:
-            raise
-        await _complete(gateway, fresh, request, relay)
+async def serve(gateway: Gateway, scope: Scope, request: dict[str, Any], relay: Relay, call: Call) -> None:
+    """Send ``request`` to an account of the pool, failing over to others until content flows.
+
+    A failed attempt is retried on another account (at most ``max_attempts`` in all) as long as
+    nothing but keep-alive pings has reached the client; what the failure means for the account
+    that produced it (cooldown, refresh, quarantine) is the pool's business (``pool.outcomes``).
+    """
+    pool = gateway.pool
+    gateway.accounts.sync_cli()
+    if not pool.members():
+        raise gateway.no_accounts()
+    aliases = gateway.settings.model_aliases
+    if aliases:
+        resolved = resolve_model(request["model"], dict(aliases))
+        if resolved != request["model"]:
+            request = {**request, "model": resolved}
+    model = call.model = request["model"]
+    gateway.keys.check_model(call.key, model)
+    if pool.affinity:
+        call.session = affinity.session_key(scope, request)
+    tried: set[str] = set()
+    renewed: set[str] = set()
+    last: GatewayError | None = None
+    for _ in range(gateway.settings.max_attempts):
+        try:
+            member = await pool.acquire(model, session=call.session, exclude=frozenset(tried))
+        except NoAccountAvailable:
+            if last is None:
+                raise
+            raise _final(pool, model, last) from None
+        call.attempts += 1
+        call.account = member.label
+        try:
+            await _complete(gateway, member.account, request, relay)
+        except GatewayError as error:
+            if call.content_sent:
+                raise
+            last = error
+            verdict = pool.failed(member, error)
+            if verdict.action == "refresh":
+                # The key expired (iFlow 439) or was refused: a fresh one, then the same account again.
+                renewal = (
+                    "impossible" if member.renew is None or member.id in renewed else await member.renew()
+                )
+                renewed.add(member.id)
+                if renewal == "renewed":
+                    continue
+                if renewal == "impossible":
+                    pool.quarantine(member, f"{verdict.reason}: {error.message}")
+                else:
+                    pool.cool_down(member, f"{verdict.reason}; renewing the key failed for now")
+            if not verdict.retry_elsewhere:
+                raise
+            tried.add(member.id)
+        else:
+            pool.succeeded(member)
+            return
+        finally:
+            pool.release(member)
+    assert last is not None
+    raise _final(pool, model, last)
+
+
+def _final(pool: Pool, model: str, last: GatewayError) -> GatewayError:
+    """The error that ends a request every account failed: the last one, and when that was a rate
+    limit, with the ``Retry-After`` of the earliest end of a cooldown among the accounts."""
+    if isinstance(last, RateLimited):
+        cooling = pool.all_cooling(model)
+        if cooling is not None:
+            last.retry_after = cooling.retry_after
+    return last
 
 
 async def _complete(gateway: Gateway, account: Account, request: dict[str, Any], relay: Relay) -> None:
@@ -149,21 +227,19 @@ async def _complete(gateway: Gateway, account: Account, request: dict[str, Any],
     if messages is not request["messages"]:
         request = {**request, "messages": messages}
     outgoing = speaker.prepare(account, request)
-    gate = gateway.gates.get(account.key, gateway.concurrency_limit(account))
-    async with gate.slot() if gate else contextlib.nullcontext():
-        response = await gateway.client.send("POST", outgoing.url, outgoing.headers, outgoing.body)
-        try:
-            if response.status >= 300:
-                raw = await _read(response)
-                retry_after = retry_after_seconds(response.headers.get("retry-after"))
-                raise speaker.http_error(
-                    response.status, raw, response.headers.get("eagleeye-traceid"), retry_after
-                )
-            await relay(speaker, response, request, outgoing)
-        finally:
-            # Unread content means the client left or we failed: closing the connection is what
-            # tells the upstream to stop generating.
-            response.release()
+    response = await gateway.client.send("POST", outgoing.url, outgoing.headers, outgoing.body)
+    try:
+        if response.status >= 300:
+            raw = await _read(response)
+            retry_after = retry_after_seconds(response.headers.get("retry-after"))
+            raise speaker.http_error(
+                response.status, raw, response.headers.get("eagleeye-traceid"), retry_after
+            )
+        await relay(speaker, response, request, outgoing)
+    finally:
+        # Unread content means the client left or we failed: closing the connection is what
+        # tells the upstream to stop generating.
+        response.release()
 
 
 async def _read(response: Response) -> bytes:
@@ -202,22 +278,25 @@ def _remember(reasoning: ReasoningStore, completion: dict[str, Any]) -> None:
 
 
 async def _relay_completion(
-    speaker: Speaker, response: Response, send: Send, reasoning: ReasoningStore
+    speaker: Speaker, response: Response, call: Call, reasoning: ReasoningStore
 ) -> None:
     raw = await _read(response)
     completion = _completion(speaker, _json(raw))
     _remember(reasoning, completion)
+    call.note_usage(completion.get("usage"))
     if openai_chat.normalize_completion(completion):
         raw = orjson.dumps(completion)
-    await send_bytes(send, 200, raw, JSON)
+    await send_bytes(call.send, 200, raw, JSON)
 
 
 async def _relay_json_on_stream(
-    speaker: Speaker, response: Response, request: dict[str, Any], send: Send, reasoning: ReasoningStore
+    speaker: Speaker, response: Response, request: dict[str, Any], call: Call, reasoning: ReasoningStore
 ) -> None:
     """iFlow sometimes answers a stream request with JSON: an error, or the whole answer (§7.3 C)."""
     completion = _completion(speaker, _json(await _read(response)))
     _remember(reasoning, completion)
+    call.note_usage(completion.get("usage"))
+    send = call.send
     frames = openai_chat.completion_as_chunks(
         completion, include_usage=openai_chat.wants_usage_in_stream(request)
     )
@@ -241,7 +320,12 @@ def _opening_error(speaker: Speaker, data: bytes) -> GatewayError | None:
 
 
 async def _relay_stream(
-    speaker: Speaker, response: Response, request: dict[str, Any], send: Send, reasoning: ReasoningStore
+    speaker: Speaker,
+    response: Response,
+    request: dict[str, Any],
+    send: Send,
+    reasoning: ReasoningStore,
+    call: Call,
 ) -> None:
     turn = StreamedTurn()
     relay = openai_chat.StreamRelay(
@@ -258,6 +342,7 @@ async def _relay_stream(
                     if error is not None:
                         raise error
                 turn.feed(data)
+                call.note_usage_in(data)
                 frames.extend(relay.feed(data))
             if frames:
                 if not started:

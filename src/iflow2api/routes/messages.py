@@ -7,12 +7,13 @@ and the answer translated back, streamed event by event.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from iflow2api.asgi import JSON, SSE_HEADERS, Send, send_bytes, send_frames
+from iflow2api.asgi import JSON, SSE_HEADERS, Scope, Send, send_bytes, send_frames
+from iflow2api.calls import Call
 from iflow2api.dialects import anthropic
 from iflow2api.dialects.token_count import counter_for, estimate_chat_tokens
 from iflow2api.errors import GatewayError
@@ -48,24 +49,37 @@ class AnthropicSink:
 def model_for(gateway: Gateway, requested: str) -> str:
     """The upstream model for what the client asked (Claude Code asks for claude-* names).
 
-    The user's aliases first; then, for iFlow, the built-in Claude table, and for another
-    upstream its own ``modelName`` for any Claude name.
+    The user's aliases first; then, when the pool has an iFlow account, the built-in Claude table,
+    and otherwise the first OpenAI-compatible upstream's own ``modelName`` for any Claude name.
     """
-    account = gateway.account()
     aliases = gateway.settings.model_aliases_map
-    if account.kind == "openai-compatible":
-        fallback = {"claude*": account.model_name} if account.model_name else {}
-    else:
+    gateway.accounts.sync_cli()
+    members = [m for m in gateway.pool.members() if m.enabled]
+    if any(m.kind != "openai-compatible" for m in members) or not members:
         fallback = dict(anthropic.DEFAULT_ALIASES)
+    else:
+        names = [m.account.model_name for m in members if m.account.model_name]
+        fallback = {"claude*": names[0]} if names else {}
     for pattern, target in fallback.items():
         aliases.setdefault(pattern, target)
     return anthropic.resolve_model(requested, aliases)
 
 
-async def messages(gateway: Gateway, body: bytes, send: Send) -> None:
+def _late_error(model: str) -> Callable[[GatewayError], bytes]:
+    def frames(error: GatewayError) -> bytes:
+        return b"".join(anthropic.StreamTranslator(model=model).error(error))
+
+    return frames
+
+
+async def messages(gateway: Gateway, scope: Scope, body: bytes, call: Call) -> None:
     request = anthropic.parse_request(body)
     chat = anthropic.to_chat_request(request, model=model_for(gateway, request["model"]))
-    await exchange(gateway, chat, AnthropicSink(send, model=request["model"]))
+    call.kind = "anthropic"
+    call.model, call.stream = chat["model"], bool(chat.get("stream"))
+    if call.stream:
+        call.keep_alive(gateway.settings.keepalive_interval, _late_error(request["model"]))
+    await exchange(gateway, scope, chat, AnthropicSink(call.send, model=request["model"]), call)
 
 
 async def count_tokens(gateway: Gateway, body: bytes, send: Send) -> None:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from iflow2api.asgi import JSON, SSE_HEADERS, Send, send_bytes, send_frames
+from iflow2api.asgi import JSON, SSE_HEADERS, Scope, Send, send_bytes, send_frames
+from iflow2api.calls import Call
 from iflow2api.dialects import responses
 from iflow2api.errors import GatewayError, InvalidRequest
 from iflow2api.routes.chat import exchange
@@ -29,26 +30,39 @@ MAX_STORED = 1000
 
 
 class ResponseMemory:
-    """The chat history behind each recent stored response."""
+    """The chat history behind each recent stored response: the newest in memory, all of them in
+    the state store (``save``/``load``), so a restart forgets nothing the store still holds."""
 
-    def __init__(self, max_entries: int = MAX_STORED) -> None:
+    def __init__(
+        self,
+        max_entries: int = MAX_STORED,
+        *,
+        save: Callable[[str, list[dict[str, Any]]], None] = lambda _id, _history: None,
+        load: Callable[[str], Awaitable[list[dict[str, Any]] | None]] | None = None,
+    ) -> None:
         self.max_entries = max_entries
         self._histories: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+        self._save = save
+        self._load = load
 
     def put(self, response_id: str, history: list[dict[str, Any]]) -> None:
         self._histories[response_id] = history
         while len(self._histories) > self.max_entries:
             self._histories.popitem(last=False)
+        self._save(response_id, history)
 
-    def get(self, response_id: str) -> list[dict[str, Any]]:
+    async def get(self, response_id: str) -> list[dict[str, Any]]:
         history = self._histories.get(response_id)
+        if history is None and self._load is not None:
+            history = await self._load(response_id)
         if history is None:
             raise InvalidRequest(
-                f"Previous response with id '{response_id}' not found: this gateway keeps the last "
-                f"{self.max_entries} stored responses, in memory, until it restarts.",
+                f"Previous response with id '{response_id}' not found: this gateway keeps stored "
+                "responses for a while, the most recent few thousand of them.",
                 param="previous_response_id",
                 code="previous_response_not_found",
             )
+        self._histories[response_id] = history
         self._histories.move_to_end(response_id)
         return history
 
@@ -90,9 +104,21 @@ class ResponsesSink:
         await send_frames(self._send, tail, more=False)
 
 
-async def create_response(gateway: Gateway, body: bytes, send: Send) -> None:
+async def create_response(gateway: Gateway, scope: Scope, body: bytes, call: Call) -> None:
     request = responses.parse_request(body)
     previous = request.get("previous_response_id")
-    history = gateway.responses.get(previous) if isinstance(previous, str) and previous else None
+    history = await gateway.responses.get(previous) if isinstance(previous, str) and previous else None
     chat = responses.to_chat_request(request, history)
-    await exchange(gateway, chat, ResponsesSink(send, gateway.responses, request, chat))
+    sink = ResponsesSink(call.send, gateway.responses, request, chat)
+    call.kind = "responses"
+    call.model, call.stream = chat["model"], bool(chat.get("stream"))
+    if call.stream:
+
+        def late_error(error: GatewayError) -> bytes:
+            translator = responses.StreamTranslator(
+                request=request, response_id=sink.response_id, created_at=int(time.time())
+            )
+            return b"".join(translator.error(error))
+
+        call.keep_alive(gateway.settings.keepalive_interval, late_error)
+    await exchange(gateway, scope, chat, sink, call)

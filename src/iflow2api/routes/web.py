@@ -53,7 +53,14 @@ async def asset(gateway: Gateway, path: str, send: Send) -> None:
     await send_bytes(send, 200, found[1], found[0], _NO_STORE)
 
 
-def status_document(gateway: Gateway) -> dict[str, Any]:
+def status_document(gateway: Gateway, *, signed_in: bool = True) -> dict[str, Any]:
+    needs_admin = bool(gateway.keys)
+    head: dict[str, Any] = {
+        "version": __version__,
+        "admin": {"required": needs_admin, "signed_in": needs_admin and signed_in},
+    }
+    if needs_admin and not signed_in:
+        return head  # who is logged in, and where, is for the admin only
     account = gateway.credentials.current()
     login = gateway.refresher.status()
     if account is not None and account.kind == "iflow":
@@ -61,7 +68,7 @@ def status_document(gateway: Gateway) -> dict[str, Any]:
     else:
         models = []
     return {
-        "version": __version__,
+        **head,
         "logged_in": account is not None,
         "account": account.label if account else None,
         "auth_type": account.auth_type if account else None,
@@ -79,13 +86,14 @@ def status_document(gateway: Gateway) -> dict[str, Any]:
             "last_refresh_at": login.last_refresh_at,
             "last_error": login.last_error,
         },
-        "needs_client_key": bool(gateway.settings.api_keys),
+        "needs_client_key": needs_admin,
         "models": models,
+        "aliases": dict(gateway.settings.model_aliases),
     }
 
 
-async def api_status(gateway: Gateway, send: Send) -> None:
-    await send_json(send, 200, status_document(gateway))
+async def api_status(gateway: Gateway, send: Send, *, signed_in: bool) -> None:
+    await send_json(send, 200, status_document(gateway, signed_in=signed_in))
 
 
 async def _json_body(scope: Scope, receive: Receive) -> dict[str, Any]:

@@ -44,6 +44,13 @@ class ModelDirectory:
         self._cache: dict[str, tuple[float, ModelList]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
+    def cached(self, account: Account) -> ModelList | None:
+        """What is known without asking: the catalogue for iFlow, a cached list for others."""
+        if account.kind == "iflow":
+            return ModelList(tuple(m.id for m in catalogue.IFLOW_MODELS if not m.hidden), complete=False)
+        cached = self._cache.get(account.key)
+        return cached[1] if cached and cached[0] > time.monotonic() else None
+
     async def models(self, account: Account) -> ModelList:
         if account.kind == "iflow":
             return ModelList(tuple(m.id for m in catalogue.IFLOW_MODELS if not m.hidden), complete=False)

@@ -1,0 +1,189 @@
+"""One request as it goes through the gateway: how far its answer got, and what it cost.
+
+``Call`` wraps the ASGI ``send`` of a request. It remembers whether the response has started and
+whether any content has gone out (until then a failed upstream attempt may still be retried on
+another account), and gathers what the usage record needs: key, account, model, tokens, time to
+first token, attempts.
+
+While a streaming request waits for its first token (a queue, a failover, a slow upstream), it can
+send SSE comment pings, which every SSE client ignores, so that proxies and clients with idle
+timeouts keep the connection open. A failure after a ping can no longer change the status code; it
+goes out as an error event in the client's dialect instead (``late_error``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any, Literal
+
+import orjson
+
+from iflow2api.asgi import SSE_HEADERS, Message, Send
+from iflow2api.errors import GatewayError
+from iflow2api.state.records import ClientKeyRecord, UsageRow
+
+Dialect = Literal["openai", "anthropic"]
+PING = b": ping\n\n"
+
+
+class Call:
+    __slots__ = (
+        "_pinger",
+        "_send",
+        "account",
+        "arrived",
+        "attempts",
+        "began",
+        "completion_tokens",
+        "content_sent",
+        "dialect",
+        "error_code",
+        "finished",
+        "first_content_at",
+        "key",
+        "kind",
+        "late_error",
+        "model",
+        "prompt_tokens",
+        "reasoning_tokens",
+        "same_origin_only",
+        "session",
+        "started",
+        "status",
+        "stream",
+    )
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.started = False
+        self.finished = False
+        self.content_sent = False
+        self.status = 0
+        self.same_origin_only = False
+        self.dialect: Dialect = "openai"
+        self.began = time.perf_counter()
+        self.arrived = time.time()
+        self.first_content_at: float | None = None
+        #: Usage-recorded requests name their API family here: chat, anthropic or responses.
+        self.kind: str | None = None
+        self.key: ClientKeyRecord | None = None
+        self.account: str | None = None
+        self.model = ""
+        self.stream = False
+        self.session: str | None = None
+        self.attempts = 0
+        self.error_code: str | None = None
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.reasoning_tokens = 0
+        self.late_error: Callable[[GatewayError], bytes] | None = None
+        self._pinger: asyncio.Task[None] | None = None
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            if self.started:
+                return  # the keep-alive pings already sent the stream's head
+            self.started = True
+            self.status = message["status"]
+            if self.same_origin_only:
+                # Other sites' scripts must not read the page's API (it shows who is logged in).
+                message["headers"] = [
+                    (k, v) for k, v in message["headers"] if not k.startswith(b"access-control-")
+                ]
+        else:
+            if not self.content_sent and message.get("body"):
+                self.content_sent = True
+                self.first_content_at = time.perf_counter()
+                if self._pinger is not None:
+                    self._pinger.cancel()
+                    self._pinger = None
+            if not message.get("more_body"):
+                self.finished = True
+        await self._send(message)
+
+    # -- keep-alive ----------------------------------------------------------------------------------
+
+    def keep_alive(self, interval: float, late_error: Callable[[GatewayError], bytes]) -> None:
+        """Ping every ``interval`` seconds until the first content goes out."""
+        self.late_error = late_error
+        if interval > 0 and self._pinger is None:
+            self._pinger = asyncio.ensure_future(self._ping(interval))
+
+    async def _ping(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            if self.content_sent or self.finished:
+                return
+            if not self.started:
+                self.started = True
+                self.status = 200
+                await self._send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+            await self._send({"type": "http.response.body", "body": PING, "more_body": True})
+
+    @property
+    def only_pinged(self) -> bool:
+        return self.started and not self.content_sent and not self.finished
+
+    async def fail_late(self, error: GatewayError) -> bool:
+        """Report ``error`` inside a stream that only carried pings so far; False if it cannot."""
+        if not self.only_pinged or self.late_error is None:
+            return False
+        self.error_code = error.code or error.type
+        await self.send({"type": "http.response.body", "body": self.late_error(error), "more_body": False})
+        return True
+
+    async def close(self) -> None:
+        if self._pinger is not None:
+            self._pinger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pinger
+            self._pinger = None
+
+    # -- usage ---------------------------------------------------------------------------------------
+
+    def note_usage(self, usage: object) -> None:
+        """Take the token counts from an OpenAI ``usage`` object (the last one seen wins)."""
+        if not isinstance(usage, dict):
+            return
+        self.prompt_tokens = _count(usage.get("prompt_tokens"))
+        self.completion_tokens = _count(usage.get("completion_tokens"))
+        details = usage.get("completion_tokens_details")
+        reasoning = details.get("reasoning_tokens") if isinstance(details, dict) else None
+        self.reasoning_tokens = _count(reasoning)
+
+    def note_usage_in(self, data: bytes) -> None:
+        """The usage in a raw stream chunk, if it carries one (parsed only then)."""
+        if b'"usage"' in data:
+            try:
+                chunk: Any = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                return
+            if isinstance(chunk, dict):
+                self.note_usage(chunk.get("usage"))
+
+    def usage_row(self) -> UsageRow:
+        now = time.perf_counter()
+        ttft = None if self.first_content_at is None else (self.first_content_at - self.began) * 1000
+        return UsageRow(
+            at=self.arrived,
+            key=self.key.name if self.key is not None else None,
+            account=self.account,
+            model=self.model or "-",
+            dialect=self.kind or "chat",
+            stream=self.stream,
+            status=self.status,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            reasoning_tokens=self.reasoning_tokens,
+            latency_ms=round((now - self.began) * 1000, 2),
+            ttft_ms=None if ttft is None else round(ttft, 2),
+            attempts=self.attempts,
+            error=self.error_code,
+        )
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0

@@ -1,0 +1,429 @@
+"""Where the pool's accounts come from, and how they are added, changed and removed.
+
+Three sources, in this order: the iFlow CLI's own login (``~/.iflow``, always one of them, re-read
+when its files change), the config file's ``[[accounts]]`` (read-only here) and the accounts added
+from the page or the CLI (the state store). A change made by another process (``iflow2api
+accounts add`` while the gateway runs) is seen within a second through ``StateStore.generation``.
+
+Each OAuth account refreshes on its own schedule, with the rules of ``auth.refresher``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from iflow2api import catalogue
+from iflow2api.auth import iflow_files, oauth
+from iflow2api.auth.credentials import IFLOW_BASE_URL, Account, CredentialSource
+from iflow2api.auth.oauth_client import OAuthClient
+from iflow2api.auth.refresher import Refresher, usable_creds
+from iflow2api.pool.members import CLI_ACCOUNT_ID, Member, Renewal, Source, account_for
+from iflow2api.pool.router import Pool
+from iflow2api.settings import Settings
+from iflow2api.state.records import AccountHealth, AccountKind, AccountRecord
+from iflow2api.state.store import StateStore
+from iflow2api.upstream.models import ModelDirectory
+
+log = logging.getLogger("iflow2api.accounts")
+
+#: The store setting listing accounts (of the CLI or the config file) switched off on the page.
+DISABLED_SETTING = "disabled_accounts"
+#: How often another process's changes to the store are looked for, in seconds.
+WATCH_SECONDS = 1.0
+
+
+def new_account_id() -> str:
+    return "acc-" + secrets.token_hex(3)
+
+
+def oauth_creds(
+    tokens: oauth.Tokens, user: oauth.UserInfo, previous: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A login in ``oauth_creds.json``'s shape (protocol §5), on top of what was there."""
+    creds = dict(previous or {})
+    creds.update(
+        {
+            "access_token": tokens.access_token,
+            "refresh_token": tokens.refresh_token or creds.get("refresh_token", ""),
+            "expiry_date": int(tokens.expires_at * 1000),
+            "token_type": tokens.token_type,
+            "scope": tokens.scope,
+            "apiKey": user.api_key,
+            "userId": user.user_id,
+            "userName": user.user_name,
+            "email": user.email,
+            "phone": user.phone,
+        }
+    )
+    return creds
+
+
+def same_user(creds: dict[str, Any] | None, user: oauth.UserInfo) -> bool:
+    if not creds:
+        return False
+    return bool(
+        (user.user_id and creds.get("userId") == user.user_id)
+        or (user.email and creds.get("email") == user.email)
+    )
+
+
+class StoredLogin:
+    """An extra OAuth account's login, kept in the state store (``auth.refresher.LoginStorage``)."""
+
+    def __init__(self, book: AccountBook, account_id: str) -> None:
+        self._book = book
+        self._id = account_id
+
+    def read(self) -> dict[str, Any] | None:
+        record = self._book.record(self._id)
+        return usable_creds(record.oauth) if record is not None else None
+
+    async def save_refreshed(
+        self, tokens: oauth.Tokens, api_key: str | None, *, previous_refresh_token: str
+    ) -> bool:
+        record = self._book.record(self._id)
+        if record is None or (record.oauth or {}).get("refresh_token") != previous_refresh_token:
+            return False
+        creds = dict(record.oauth or {})
+        creds.update(
+            {
+                "access_token": tokens.access_token,
+                "refresh_token": tokens.refresh_token or previous_refresh_token,
+                "expiry_date": int(tokens.expires_at * 1000),
+                "token_type": tokens.token_type,
+                "scope": tokens.scope,
+            }
+        )
+        if api_key:
+            creds["apiKey"] = api_key
+        await self._book.save(replace(record, oauth=creds, secret=api_key or record.secret))
+        return True
+
+    async def record_rejection(self, refresh_token: str, reason: str) -> None:
+        """Nothing to write: the refresher's own state shows the account as needing a login."""
+
+
+class AccountBook:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: StateStore,
+        pool: Pool,
+        credentials: CredentialSource,
+        cli_refresher: Refresher,
+        oauth_client: OAuthClient,
+        models: ModelDirectory,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.pool = pool
+        self.credentials = credentials
+        self.cli_refresher = cli_refresher
+        self.oauth_client = oauth_client
+        self.models = models
+        self._records: dict[str, AccountRecord] = {}
+        self._refreshers: dict[str, Refresher] = {}
+        self._disabled: frozenset[str] = frozenset()
+        self._health: dict[str, AccountHealth] = {}
+        self._cli_account: Account | None = None
+        self._generation: int | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+        self.on_change: Callable[[], None] = lambda: None
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def record(self, account_id: str) -> AccountRecord | None:
+        return self._records.get(account_id)
+
+    def refresher_for(self, member: Member) -> Refresher | None:
+        return member.refresher
+
+    def serves(self, member: Member, model: str) -> bool | None:
+        """Whether ``member`` serves ``model``: True, False, or None when it cannot be known."""
+        if member.kind == "openai-compatible":
+            if member.models:
+                return model in member.models
+            listing = self.models.cached(member.account)
+            if listing is not None and listing.complete:
+                return model in listing.ids
+            return None
+        # iFlow: its catalogue for sure; other names go upstream, which has the last word (a 435).
+        return True if catalogue.find(model) is not None else None
+
+    def known_models(self) -> list[str]:
+        """The models the enabled accounts are known to serve, without asking anyone."""
+        names: dict[str, None] = {}
+        for member in self.pool.members():
+            if not member.enabled:
+                continue
+            listing = self.models.cached(member.account)
+            names.update(dict.fromkeys(member.models or (listing.ids if listing is not None else ())))
+        return list(names)
+
+    def sync_cli(self) -> None:
+        """Follow the iFlow CLI's files (cheap: they are looked at most every 50 ms)."""
+        account = self.credentials.current()
+        if account is not self._cli_account:
+            self._cli_account = account
+            self.cli_refresher.files_changed()
+            self._rebuild()
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.load()
+        self._watcher = asyncio.ensure_future(self._watch())
+
+    async def stop(self) -> None:
+        for task in [self._watcher, *self._background]:
+            if task is not None:
+                task.cancel()
+        for task in [self._watcher, *self._background]:
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        for refresher in self._refreshers.values():
+            await refresher.stop()
+
+    async def load(self) -> None:
+        self._generation = await self.store.generation()
+        records = await self.store.accounts()
+        self._records = {r.id: r for r in sorted(records, key=lambda r: (r.created_at, r.id))}
+        self._health = await self.store.health()
+        disabled = await self.store.get_setting(DISABLED_SETTING)
+        self._disabled = frozenset(orjson.loads(disabled)) if disabled else frozenset()
+        self._sync_refreshers()
+        self._cli_account = self.credentials.current()
+        self._rebuild()
+        self.on_change()
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(WATCH_SECONDS)
+            try:
+                if await self.store.generation() != self._generation:
+                    await self.load()
+            except Exception:  # a locked or broken store must not end the watch
+                log.exception("could not reload the accounts from the state store")
+
+    def _sync_refreshers(self) -> None:
+        for account_id in list(self._refreshers):
+            record = self._records.get(account_id)
+            if record is None or record.kind != "iflow-oauth":
+                refresher = self._refreshers.pop(account_id)
+                self._spawn(refresher.stop())
+        for account_id, record in self._records.items():
+            if record.kind == "iflow-oauth" and account_id not in self._refreshers:
+                refresher = Refresher(
+                    StoredLogin(self, account_id),
+                    self.oauth_client,
+                    lead=self.settings.refresh_lead,
+                    name=f"the iFlow login of {record.label}",
+                )
+                self._refreshers[account_id] = refresher
+                with contextlib.suppress(RuntimeError):  # no loop yet: started with the gateway
+                    asyncio.get_running_loop()
+                    refresher.start()
+
+    def start_refreshers(self) -> None:
+        for refresher in self._refreshers.values():
+            refresher.start()
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- building the pool -------------------------------------------------------------------------
+
+    def _limit(self, kind: str, configured: int | None) -> int | None:
+        if configured is not None:
+            return configured or None
+        if self.settings.concurrency is not None:
+            return self.settings.concurrency or None
+        # iFlow serves one request at a time per account (protocol §8); others set their own limits.
+        return 1 if kind != "openai-compatible" else None
+
+    def _member(self, record: AccountRecord, source: Source) -> Member:
+        default_url = self.settings.upstream_base_url or IFLOW_BASE_URL
+        member = Member(
+            id=record.id,
+            label=record.label,
+            kind=record.kind,
+            source=source,
+            account=account_for(record, default_url),
+            limit=self._limit(record.kind, record.concurrency),
+            models=record.models,
+            enabled=record.enabled and record.id not in self._disabled,
+            health=self._health.get(record.id, AccountHealth()),
+        )
+        refresher = self._refreshers.get(record.id)
+        if refresher is not None:
+            member.refresher = refresher
+            member.renew = lambda: self._renew_stored(member)
+        return member
+
+    def _rebuild(self) -> None:
+        members: list[Member] = []
+        cli = self._cli_account
+        if cli is not None:
+            kind: AccountKind = "openai-compatible"
+            if cli.kind == "iflow":
+                kind = "iflow-oauth" if self.cli_refresher.status().state != "no-login" else "iflow-key"
+            member = Member(
+                id=CLI_ACCOUNT_ID,
+                label=cli.label or "iFlow CLI settings",
+                kind=kind,
+                source="iflow-cli",
+                account=cli,
+                limit=self._limit(kind, None),
+                models=(),
+                enabled=CLI_ACCOUNT_ID not in self._disabled,
+                health=self._health.get(CLI_ACCOUNT_ID, AccountHealth()),
+                refresher=self.cli_refresher if kind == "iflow-oauth" else None,
+            )
+            member.renew = lambda: self._renew_cli(member)
+            members.append(member)
+        members += [self._member(record, "config") for record in self.settings.accounts]
+        members += [self._member(record, "store") for record in self._records.values()]
+        self.pool.set_members(members)
+        self._health = {m.id: m.health for m in self.pool.members()}
+        for member in members:
+            if member.kind == "openai-compatible" and not member.models:
+                self._warm_models(member.account)
+
+    def _warm_models(self, account: Account) -> None:
+        """Ask an openai-compatible upstream for its models now, so routing knows them."""
+        if self.models.cached(account) is not None:
+            return
+        with contextlib.suppress(RuntimeError):
+            asyncio.get_running_loop()
+            self._spawn(self.models.models(account))
+
+    # -- renewing a refused key ----------------------------------------------------------------------
+
+    async def _renew_cli(self, member: Member) -> Renewal:
+        used = member.account.api_key
+        self.credentials.invalidate()
+        current = self.credentials.current()
+        if current is not None and current.api_key != used:
+            self.sync_cli()
+            return "renewed"
+        if self.cli_refresher.status().state == "no-login":
+            return "impossible"
+        if await self.cli_refresher.refresh_now():
+            self.credentials.invalidate()
+            self.sync_cli()
+            fresh = self.credentials.current()
+            return "renewed" if fresh is not None and fresh.api_key != used else "impossible"
+        return "impossible" if self.cli_refresher.status().state == "needs-login" else "temporary"
+
+    async def _renew_stored(self, member: Member) -> Renewal:
+        refresher = member.refresher
+        if refresher is None:
+            return "impossible"
+        used = member.account.api_key
+        if await refresher.refresh_now():
+            fresh = self.pool.get(member.id)
+            return "renewed" if fresh is not None and fresh.account.api_key != used else "impossible"
+        return "impossible" if refresher.status().state == "needs-login" else "temporary"
+
+    # -- changing --------------------------------------------------------------------------------------
+
+    async def save(self, record: AccountRecord) -> None:
+        """Add or replace a stored account, and use it at once."""
+        await self.store.put_account(record)
+        self._records[record.id] = record
+        self._generation = await self.store.generation()
+        self._sync_refreshers()
+        self._rebuild()
+        self.on_change()
+
+    async def remove(self, account_id: str) -> bool:
+        if account_id not in self._records:
+            return False
+        await self.store.delete_account(account_id)
+        await self.load()
+        return True
+
+    async def set_enabled(self, account_id: str, enabled: bool) -> bool:
+        member = self.pool.get(account_id)
+        if member is None:
+            return False
+        record = self._records.get(account_id)
+        if record is not None:
+            await self.save(replace(record, enabled=enabled))
+        else:
+            disabled = set(self._disabled)
+            (disabled.discard if enabled else disabled.add)(account_id)
+            await self.store.put_setting(DISABLED_SETTING, orjson.dumps(sorted(disabled)).decode())
+            await self.load()
+        if enabled:
+            fresh = self.pool.get(account_id)
+            if fresh is not None:
+                self.pool.reset(fresh)  # enabling is also how a person lifts a quarantine
+        return True
+
+    def persist_health(self, account_id: str, health: AccountHealth) -> None:
+        self._health[account_id] = health
+        self._spawn(self.store.put_health(account_id, health))
+
+    def persist_affinity(self, session: str, account_id: str) -> None:
+        self._spawn(self.store.put_affinity(session, account_id, time.time()))
+
+
+def stored_oauth_record(
+    tokens: oauth.Tokens, user: oauth.UserInfo, existing: AccountRecord | None
+) -> AccountRecord:
+    """An extra iFlow OAuth account for the store, or ``existing`` brought up to date."""
+    if existing is not None:
+        return replace(existing, secret=user.api_key, oauth=oauth_creds(tokens, user, existing.oauth))
+    return AccountRecord(
+        id=new_account_id(),
+        label=user.label or user.user_id or "iFlow login",
+        kind="iflow-oauth",
+        base_url="",
+        secret=user.api_key,
+        oauth=oauth_creds(tokens, user),
+        created_at=time.time(),
+    )
+
+
+async def save_login(iflow_home: Path, store: StateStore, tokens: oauth.Tokens, user: oauth.UserInfo) -> str:
+    """Keep a finished iFlow login; returns the id of the account it is now.
+
+    Into the iFlow CLI's own files while they hold no OAuth login, or hold this same user's (as
+    the iFlow CLI's own login would); otherwise it is another account, kept in the state store (and
+    updated, if this user logged in before).
+    """
+    creds = usable_creds(await asyncio.to_thread(_read_cli_creds, iflow_home))
+    if creds is None or same_user(creds, user):
+        await asyncio.to_thread(
+            iflow_files.save_oauth_login, iflow_home, tokens, user, base_url=IFLOW_BASE_URL
+        )
+        return CLI_ACCOUNT_ID
+    existing = next(
+        (r for r in await store.accounts() if r.kind == "iflow-oauth" and same_user(r.oauth, user)), None
+    )
+    record = stored_oauth_record(tokens, user, existing)
+    await store.put_account(record)
+    return record.id
+
+
+def _read_cli_creds(iflow_home: Path) -> dict[str, Any] | None:
+    try:
+        return iflow_files.read_json_object(iflow_home / iflow_files.OAUTH_CREDS_FILE)
+    except (OSError, ValueError):
+        return None

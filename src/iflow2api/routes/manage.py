@@ -1,0 +1,310 @@
+"""The page's management API: sign-in, accounts, client keys, usage, and ``/metrics``.
+
+Same-origin JSON only (see ``routes.web._json_body``). When client keys exist, everything here but
+the sign-in needs an admin session or an admin key (``Gateway._check_admin``).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+import urllib.parse
+from typing import TYPE_CHECKING, Any
+
+from iflow2api import admin, clientkeys
+from iflow2api.asgi import Receive, Scope, Send, header, send_json
+from iflow2api.auth.credentials import IFLOW_BASE_URL, mask_secret
+from iflow2api.calls import Call
+from iflow2api.errors import InvalidRequest, RouteNotFound, UpstreamAuthError
+from iflow2api.pool.members import Member
+from iflow2api.routes.web import _json_body
+from iflow2api.state.records import AccountRecord, ClientKeyRecord
+from iflow2api.usage import stats
+from iflow2api.usage.metrics import AccountGauge
+
+if TYPE_CHECKING:
+    from iflow2api.app import Gateway
+
+
+# -- sign-in -------------------------------------------------------------------------------------------
+
+
+async def open_session(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+    payload = await _json_body(scope, receive)
+    password, key = payload.get("password"), payload.get("key")
+    allowed = False
+    if isinstance(password, str) and password:
+        stored = await gateway.store.get_setting(admin.ADMIN_PASSWORD_SETTING)
+        allowed = stored is not None and admin.verify_password(password, stored)
+    elif isinstance(key, str) and key:
+        record = gateway.keys.find(key.encode())
+        allowed = record is not None and record.admin
+    if not allowed:
+        raise UpstreamAuthError("Wrong admin password or admin key.", code="admin_required")
+    token = gateway.sessions.open()
+    secure = "; Secure" if scope.get("scheme") == "https" else ""
+    cookie = (
+        f"{admin.COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={admin.SESSION_SECONDS}{secure}"
+    )
+    await send_json(call.send, 200, {"ok": True}, [(b"set-cookie", cookie.encode())])
+
+
+async def close_session(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+    await _json_body(scope, receive)
+    gateway.sessions.close(admin.cookie_value(header(scope, b"cookie")))
+    cookie = f"{admin.COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"
+    await send_json(call.send, 200, {"ok": True}, [(b"set-cookie", cookie.encode())])
+
+
+# -- accounts --------------------------------------------------------------------------------------------
+
+
+def account_view(gateway: Gateway, member: Member) -> dict[str, Any]:
+    now = time.time()
+    state = member.shown_state(now)
+    health = member.current_health()
+    login = None
+    if member.refresher is not None:
+        status = member.refresher.status()
+        login = {
+            "state": status.state,
+            "token_expires_at": status.token_expires_at,
+            "next_refresh_at": status.next_refresh_at,
+            "last_refresh_at": status.last_refresh_at,
+            "last_error": status.last_error,
+        }
+    listing = gateway.models.cached(member.account)
+    models = list(member.models) or (list(listing.ids) if listing is not None else [])
+    return {
+        "id": member.id,
+        "label": member.label,
+        "kind": member.kind,
+        "source": member.source,
+        "base_url": member.account.base_url,
+        "secret": mask_secret(member.account.api_key),
+        "models": models,
+        "enabled": member.enabled,
+        "state": state,
+        "until": health.until if state == "cooling" else None,
+        "reason": health.reason if state in ("cooling", "quarantined") else None,
+        "in_flight": member.in_flight,
+        "limit": member.limit,
+        "waiting": gateway.pool.waiting,
+        "requests": member.requests,
+        "errors": member.errors,
+        "login": login,
+    }
+
+
+async def list_accounts(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+    gateway.accounts.sync_cli()
+    await send_json(
+        call.send,
+        200,
+        {
+            "strategy": gateway.pool.strategy,
+            "affinity": gateway.pool.affinity,
+            "accounts": [account_view(gateway, m) for m in gateway.pool.members()],
+        },
+    )
+
+
+def _text_field(payload: dict[str, Any], name: str, *, required: bool = True) -> str:
+    value = payload.get(name)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise InvalidRequest(f"'{name}' is required.", param=name)
+    return value.strip()
+
+
+def _optional_count(payload: dict[str, Any], name: str) -> int | None:
+    value = payload.get(name)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidRequest(f"'{name}' must be a whole number of 0 or more.", param=name)
+    return value
+
+
+def _names(payload: dict[str, Any], name: str) -> tuple[str, ...]:
+    value = payload.get(name) or []
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidRequest(f"'{name}' must be a list of names.", param=name)
+    return tuple(v.strip() for v in value if v.strip())
+
+
+def account_record(payload: dict[str, Any]) -> AccountRecord:
+    """A new account from the page's form (or the CLI's flags), checked."""
+    kind = payload.get("kind")
+    if kind not in ("iflow-key", "openai-compatible"):
+        raise InvalidRequest("'kind' must be 'iflow-key' or 'openai-compatible'.", param="kind")
+    label = _text_field(payload, "label")
+    api_key = _text_field(payload, "api_key")
+    base_url = _text_field(payload, "base_url", required=False).rstrip("/")
+    if kind == "openai-compatible" and not base_url:
+        raise InvalidRequest("An OpenAI-compatible account needs its base URL.", param="base_url")
+    if base_url and urllib.parse.urlsplit(base_url).scheme not in ("http", "https"):
+        raise InvalidRequest("The base URL must start with http:// or https://.", param="base_url")
+    return AccountRecord(
+        id="acc-" + secrets.token_hex(3),
+        label=label,
+        kind=kind,
+        base_url=base_url or (IFLOW_BASE_URL if kind == "iflow-key" else ""),
+        secret=api_key,
+        models=_names(payload, "models"),
+        concurrency=_optional_count(payload, "concurrency"),
+        created_at=time.time(),
+    )
+
+
+async def add_account(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+    record = account_record(await _json_body(scope, receive))
+    await gateway.accounts.save(record)
+    member = gateway.pool.get(record.id)
+    assert member is not None
+    await send_json(call.send, 201, {"account": account_view(gateway, member)})
+
+
+async def account_action(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+    payload = await _json_body(scope, receive)
+    account_id, action = payload.get("id"), payload.get("action")
+    member = gateway.pool.get(account_id) if isinstance(account_id, str) else None
+    if member is None:
+        raise RouteNotFound(f"There is no account {account_id!r}.")
+    if action in ("enable", "disable"):
+        await gateway.accounts.set_enabled(member.id, action == "enable")
+    elif action == "reset":
+        gateway.pool.reset(member)
+    elif action == "remove":
+        if member.source != "store":
+            where = (
+                "the config file" if member.source == "config" else "the iFlow CLI's files (log out instead)"
+            )
+            raise InvalidRequest(f"This account comes from {where}; remove it there, or disable it.")
+        await gateway.accounts.remove(member.id)
+    else:
+        raise InvalidRequest("'action' must be enable, disable, reset or remove.", param="action")
+    await send_json(call.send, 200, {"ok": True})
+
+
+# -- client keys -------------------------------------------------------------------------------------------
+
+
+def key_view(gateway: Gateway, record: ClientKeyRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "name": record.name,
+        "prefix": record.prefix,
+        "created_at": record.created_at,
+        "admin": record.admin,
+        "rpm": record.rpm,
+        "tokens_per_day": record.tokens_per_day,
+        "models": list(record.models),
+        "requests_today": gateway.usage.requests_today(record.name),
+        "tokens_today": gateway.usage.tokens_today(record.name),
+    }
+
+
+async def list_keys(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+    await send_json(call.send, 200, {"keys": [key_view(gateway, r) for r in gateway.keys.records]})
+
+
+async def create_key(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+    payload = await _json_body(scope, receive)
+    name = _text_field(payload, "name")
+    if any(r.name == name for r in gateway.keys.records):
+        raise InvalidRequest(f"A key named '{name}' exists already.", param="name")
+    key = clientkeys.new_key()
+    record = clientkeys.new_record(
+        name,
+        key,
+        admin=payload.get("admin") is True,
+        rpm=_optional_count(payload, "rpm"),
+        tokens_per_day=_optional_count(payload, "tokens_per_day"),
+        models=_names(payload, "models"),
+    )
+    await gateway.store.put_client_key(record)
+    await gateway.reload_keys()
+    await send_json(call.send, 201, {"key": key, "record": key_view(gateway, record)})
+
+
+async def revoke_key(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+    payload = await _json_body(scope, receive)
+    key_id = payload.get("id")
+    if not isinstance(key_id, str) or not await gateway.store.delete_client_key(key_id):
+        raise RouteNotFound(f"There is no key {key_id!r}.")
+    await gateway.reload_keys()
+    await send_json(call.send, 200, {"ok": True})
+
+
+# -- usage and metrics ---------------------------------------------------------------------------------------
+
+
+def _days(scope: Scope) -> int:
+    query = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    try:
+        days = int(query.get("days", ["7"])[0])
+    except ValueError:
+        raise InvalidRequest("'days' must be a whole number.", param="days") from None
+    if not 1 <= days <= 366:
+        raise InvalidRequest("'days' must be between 1 and 366.", param="days")
+    return days
+
+
+async def usage_summary(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+    days = _days(scope)
+    now = time.time()
+    await gateway.usage.flush()
+    rows = await gateway.store.usage(now - days * 86400)
+    await send_json(call.send, 200, stats.summarize(rows, now=now, days=days))
+
+
+async def usage_csv(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+    days = _days(scope)
+    await gateway.usage.flush()
+    rows = await gateway.store.usage(time.time() - days * 86400)
+    stamp = time.strftime("%Y%m%d", time.gmtime())
+    headers = [
+        (b"content-type", b"text/csv; charset=utf-8"),
+        (b"content-disposition", f'attachment; filename="iflow2api-usage-{stamp}.csv"'.encode()),
+        (b"cache-control", b"no-store"),
+    ]
+    await call.send({"type": "http.response.start", "status": 200, "headers": headers})
+    for chunk in stats.csv_chunks(rows):
+        await call.send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await call.send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def metrics(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+    gateway.accounts.sync_cli()
+    gauges = [
+        AccountGauge(m.label, m.shown_state(), m.in_flight, gateway.pool.waiting)
+        for m in gateway.pool.members()
+    ]
+    body = gateway.metrics.render(gauges, queue_depth=gateway.pool.waiting)
+    headers = [
+        (b"content-type", b"text/plain; version=0.0.4; charset=utf-8"),
+        (b"cache-control", b"no-store"),
+    ]
+    await call.send({"type": "http.response.start", "status": 200, "headers": headers})
+    await call.send({"type": "http.response.body", "body": body})
+
+
+__all__ = ["Send"]
+
+
+async def accounts_route(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+    if scope["method"] == "POST":
+        await add_account(gateway, scope, receive, call)
+    else:
+        await list_accounts(gateway, scope, receive, call)
+
+
+async def keys_route(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+    if scope["method"] == "POST":
+        await create_key(gateway, scope, receive, call)
+    else:
+        await list_keys(gateway, scope, receive, call)

@@ -1,0 +1,53 @@
+"""What the gateway keeps between requests and restarts: the records, the store interface, SQLite.
+
+``open_store(data_dir)`` is the usual way in::
+
+    store = open_store(settings.data_dir)
+    await store.open()          # optional: report a bad file now rather than at the first call
+    accounts = await store.accounts()
+    ...
+    await store.close()
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from iflow2api.state.records import (
+    AccountHealth,
+    AccountKind,
+    AccountRecord,
+    ClientKeyRecord,
+    HealthState,
+    UsageRow,
+)
+from iflow2api.state.sqlite import SQLiteStore, StateFileError
+from iflow2api.state.store import StateStore
+
+__all__ = [
+    "STATE_FILE",
+    "AccountHealth",
+    "AccountKind",
+    "AccountRecord",
+    "ClientKeyRecord",
+    "HealthState",
+    "SQLiteStore",
+    "StateFileError",
+    "StateStore",
+    "UsageRow",
+    "open_store",
+]
+
+#: The database's name inside the data folder.
+STATE_FILE = "state.sqlite3"
+
+
+def open_store(data_dir: Path) -> SQLiteStore:
+    """The store in ``data_dir`` (made, 0700, if missing), ready to use.
+
+    Only the folder is made here: the file is opened, and created if new, by the first call on the
+    store (or ``await store.open()``), on the store's own thread. A file that is not a usable
+    database raises ``StateFileError`` there, naming it.
+    """
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return SQLiteStore(data_dir / STATE_FILE)

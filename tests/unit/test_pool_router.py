@@ -1,0 +1,654 @@
+"""The pool's choice of account, its waiting line, and what failures do to an account's health."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any
+
+import pytest
+
+from iflow2api.auth.credentials import Account
+from iflow2api.errors import (
+    AccountBlocked,
+    ContextTooLong,
+    GatewayError,
+    InvalidRequest,
+    ModelNotFound,
+    QueueFull,
+    UpstreamAuthError,
+    UpstreamConcurrencyLimited,
+    UpstreamError,
+    UpstreamRateLimited,
+    UpstreamTimeout,
+)
+from iflow2api.pool.members import Member, key_fingerprint
+from iflow2api.pool.outcomes import CooldownPolicy
+from iflow2api.pool.router import AllAccountsCooling, NoAccountAvailable, Pool, Serves, Strategy
+from iflow2api.state.records import AccountHealth
+
+MODEL = "glm-4.7"
+POLICY = CooldownPolicy(base=2, ceiling=1800, error=15)
+START = 1_700_000_000.0
+
+
+class Clock:
+    def __init__(self, now: float = START) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def run(coro: Coroutine[Any, Any, None]) -> None:
+    asyncio.run(coro)
+
+
+def member(name: str, *, limit: int | None = 1, key: str | None = None, enabled: bool = True) -> Member:
+    return Member(
+        id=name,
+        label=f"account {name}",
+        kind="iflow-key",
+        source="store",
+        account=Account("iflow", "api-key", "http://x", key or f"sk-{name}-0123456789"),
+        limit=limit,
+        enabled=enabled,
+    )
+
+
+def serves_anything(_member: Member, _model: str) -> bool | None:
+    return None
+
+
+def make_pool(
+    members: Iterable[Member],
+    *,
+    strategy: Strategy = "round-robin",
+    affinity: bool = False,
+    queue_size: int = 10,
+    queue_timeout: float = 5.0,
+    clock: Callable[[], float] | None = None,
+    serves: Serves = serves_anything,
+    known_models: Callable[[], Iterable[str]] = tuple,
+    health_log: list[tuple[str, AccountHealth]] | None = None,
+    affinity_log: list[tuple[str, str]] | None = None,
+) -> Pool:
+    pool = Pool(
+        strategy=strategy,
+        affinity=affinity,
+        queue_size=queue_size,
+        queue_timeout=queue_timeout,
+        policy=POLICY,
+        serves=serves,
+        known_models=known_models,
+        persist_health=lambda i, h: (health_log if health_log is not None else []).append((i, h)),
+        persist_affinity=lambda s, i: (affinity_log if affinity_log is not None else []).append((s, i)),
+        clock=clock or Clock(),
+    )
+    pool.set_members(members)
+    return pool
+
+
+def live(pool: Pool, member_id: str) -> Member:
+    found = pool.get(member_id)
+    assert found is not None
+    return found
+
+
+def take(pool: Pool, *, session: str | None = None, exclude: Iterable[str] = ()) -> str:
+    """The id of the member a request that does not have to wait gets (its slot stays taken)."""
+    return asyncio.run(pool.acquire(MODEL, session=session, exclude=frozenset(exclude))).id
+
+
+def take_and_give_back(pool: Pool, *, session: str | None = None) -> str:
+    chosen = asyncio.run(pool.acquire(MODEL, session=session))
+    pool.release(chosen)
+    return chosen.id
+
+
+async def settle() -> None:
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+
+# -- choosing -------------------------------------------------------------------------------------
+
+
+def test_round_robin_spreads_consecutive_requests_in_order() -> None:
+    pool = make_pool([member("a"), member("b"), member("c")])
+    assert [take_and_give_back(pool) for _ in range(7)] == ["a", "b", "c", "a", "b", "c", "a"]
+
+
+def test_round_robin_takes_the_next_free_member_after_the_last_one_chosen() -> None:
+    a, b, c = member("a"), member("b"), member("c")
+    pool = make_pool([a, b, c])
+    assert [take(pool) for _ in range(3)] == ["a", "b", "c"]
+    pool.release(b)
+    assert take(pool) == "b"
+    pool.release(a)
+    pool.release(c)
+    assert take(pool) == "c"  # the pointer is after b, so c comes before a
+    assert take(pool) == "a"
+    assert [m.in_flight for m in (a, b, c)] == [1, 1, 1]
+
+
+def test_fill_first_uses_the_first_member_until_it_is_busy() -> None:
+    a, b, _ = members = [member("a"), member("b"), member("c")]
+    pool = make_pool(members, strategy="fill-first")
+    assert [take_and_give_back(pool) for _ in range(3)] == ["a", "a", "a"]
+    assert take(pool) == "a"
+    assert take(pool) == "b"
+    pool.release(a)
+    assert take(pool) == "a"
+    pool.release(b)
+    assert take(pool) == "b"
+
+
+def test_unlimited_members_never_run_out_of_room() -> None:
+    pool = make_pool([member("a", limit=None)], strategy="fill-first")
+    assert [take(pool) for _ in range(5)] == ["a"] * 5
+    assert live(pool, "a").in_flight == 5
+
+
+def test_session_affinity_prefers_the_remembered_member_while_it_is_free() -> None:
+    a = member("a")
+    pool = make_pool([a, member("b"), member("c")], affinity=True)
+    assert take_and_give_back(pool, session="s1") == "a"
+    assert take_and_give_back(pool) == "b"
+    # Round-robin alone would pick c now.
+    assert take_and_give_back(pool, session="s1") == "a"
+    assert take(pool, session="s1") == "a"
+    # Busy: the conversation moves on (round-robin's next is c: affinity did not move the pointer),
+    # and is remembered where it went.
+    assert take(pool, session="s1") == "c"
+    pool.release(a)
+    pool.release(live(pool, "c"))
+    assert take_and_give_back(pool) == "a"
+    assert take_and_give_back(pool, session="s1") == "c"
+
+
+def test_without_affinity_sessions_are_ignored() -> None:
+    pool = make_pool([member("a"), member("b")], affinity=False)
+    assert [take_and_give_back(pool, session="s1") for _ in range(3)] == ["a", "b", "a"]
+
+
+def test_restored_affinities_are_used() -> None:
+    pool = make_pool([member("a"), member("b"), member("c")], affinity=True)
+    pool.restore_affinities({"s1": "c"})
+    assert take_and_give_back(pool, session="s1") == "c"
+
+
+def test_affinity_changes_are_persisted_once_per_move() -> None:
+    persisted: list[tuple[str, str]] = []
+    a = member("a")
+    pool = make_pool([a, member("b")], affinity=True, affinity_log=persisted)
+    take_and_give_back(pool, session="s1")
+    take_and_give_back(pool, session="s1")
+    assert persisted == [("s1", "a")]
+    held = asyncio.run(pool.acquire(MODEL, session="s1"))
+    assert take(pool, session="s1") == "b"
+    assert persisted == [("s1", "a"), ("s1", "b")]
+    pool.release(held)
+    take_and_give_back(pool)  # no session: nothing to remember
+    assert len(persisted) == 2
+
+
+def test_disabled_members_are_never_picked() -> None:
+    pool = make_pool([member("a", enabled=False), member("b"), member("c", enabled=False)])
+    assert [take_and_give_back(pool) for _ in range(4)] == ["b"] * 4
+
+
+def test_no_enabled_member_is_a_503() -> None:
+    pool = make_pool([member("a", enabled=False)])
+    with pytest.raises(NoAccountAvailable) as caught:
+        take(pool)
+    assert caught.value.status == 503
+    assert caught.value.code == "no_account_available"
+    with pytest.raises(NoAccountAvailable):
+        take(make_pool([]))
+
+
+def test_exclude_skips_members_already_tried() -> None:
+    pool = make_pool([member("a"), member("b"), member("c")], strategy="fill-first")
+    assert take(pool, exclude={"a"}) == "b"
+    assert take(pool, exclude={"a", "b"}) == "c"
+    with pytest.raises(NoAccountAvailable, match="failed this request"):
+        take(pool, exclude={"a", "b", "c"})
+
+
+def test_members_known_to_serve_the_model_are_preferred_and_refusers_never_used() -> None:
+    answers = {"maybe": None, "sure": True, "never": False}
+    pool = make_pool(
+        [member("maybe", limit=None), member("never", limit=None), member("sure", limit=None)],
+        serves=lambda m, _model: answers[m.id],
+    )
+    assert {take(pool) for _ in range(4)} == {"sure"}
+    answers["sure"] = None
+    assert {take(pool) for _ in range(4)} == {"maybe", "sure"}
+
+
+def test_a_model_nobody_serves_names_the_known_models() -> None:
+    pool = make_pool(
+        [member("a"), member("b")],
+        serves=lambda _m, model: model == MODEL,
+        known_models=lambda: ["glm-4.7", "qwen3-coder-plus"],
+    )
+
+    with pytest.raises(ModelNotFound) as caught:
+        asyncio.run(pool.acquire("gpt-9"))
+    assert caught.value.status == 404
+    assert caught.value.param == "model"
+    assert "'gpt-9'" in caught.value.message
+    assert "glm-4.7, qwen3-coder-plus" in caught.value.message
+
+
+# -- cooling down and quarantine ------------------------------------------------------------------
+
+
+def test_a_cooling_member_is_skipped() -> None:
+    clock = Clock()
+    pool = make_pool([member("a"), member("b"), member("c")], clock=clock)
+    pool.cool_down(live(pool, "b"), "test", 10)
+    assert [take_and_give_back(pool) for _ in range(4)] == ["a", "c", "a", "c"]
+    clock.now += 10.5
+    assert [take_and_give_back(pool) for _ in range(3)] == ["a", "b", "c"]
+
+
+def test_all_cooling_is_a_429_until_the_earliest_end() -> None:
+    clock = Clock()
+    pool = make_pool([member("a"), member("b"), member("c", enabled=False)], clock=clock)
+    pool.cool_down(live(pool, "a"), "rate limited: test", 30)
+    pool.cool_down(live(pool, "b"), "busy elsewhere (449): test", 12)
+    clock.now += 2
+    with pytest.raises(AllAccountsCooling) as caught:
+        take(pool)
+    assert caught.value.status == 429
+    assert caught.value.code == "all_accounts_cooling_down"
+    assert caught.value.retry_after == 10.0
+    assert (b"retry-after", b"10") in caught.value.headers()
+    assert "10 s" in caught.value.message
+    clock.now += 10
+    assert take(pool) == "b"
+
+
+def test_quarantined_and_cooling_together_still_tell_when_to_retry() -> None:
+    clock = Clock()
+    pool = make_pool([member("a"), member("b")], clock=clock)
+    pool.quarantine(live(pool, "a"), "blocked")
+    pool.cool_down(live(pool, "b"), "rate limited: test", 5)
+    with pytest.raises(AllAccountsCooling) as caught:
+        take(pool)
+    assert caught.value.retry_after == 5.0
+
+
+def test_an_account_resting_after_a_failure_is_asked_again_rather_than_refuse() -> None:
+    clock = Clock()
+    pool = make_pool([member("a"), member("b")], clock=clock)
+    pool.cool_down(live(pool, "a"), "rate limited: slow down", 30)
+    pool.cool_down(live(pool, "b"), "upstream failure: HTTP 500", 15)
+    # Nothing else is left: b's failure may have been a blip, a's rate limit is the upstream's word.
+    assert take(pool) == "b"
+
+
+def test_quarantine_excludes_a_member_until_reset() -> None:
+    a = member("a")
+    pool = make_pool([a, member("b")])
+    pool.quarantine(a, "blocked by the upstream")
+    assert [take_and_give_back(pool) for _ in range(3)] == ["b"] * 3
+    assert a.shown_state() == "quarantined"
+    pool.reset(a)
+    assert a.shown_state() == "ok"
+    assert {take_and_give_back(pool) for _ in range(2)} == {"a", "b"}
+
+
+def test_only_quarantined_members_is_a_503_that_says_why() -> None:
+    a = member("a")
+    pool = make_pool([a])
+    pool.quarantine(a, "blocked by the upstream")
+    with pytest.raises(NoAccountAvailable) as caught:
+        take(pool)
+    assert "account a: blocked by the upstream" in caught.value.message
+
+
+def test_a_new_key_lifts_a_quarantine_by_itself() -> None:
+    a = member("a", key="sk-old-0123456789")
+    pool = make_pool([a])
+    pool.quarantine(a, "blocked")
+    assert a.health.key_fingerprint == key_fingerprint("sk-old-0123456789")
+    with pytest.raises(NoAccountAvailable):
+        take(pool)
+    a.account = Account("iflow", "api-key", "http://x", "sk-new-0123456789")
+    assert a.current_health() == AccountHealth()
+    assert take(pool) == "a"
+
+
+def test_a_reload_with_the_same_key_keeps_the_quarantine_and_a_new_key_lifts_it() -> None:
+    pool = make_pool([member("a", key="sk-old-0123456789")])
+    pool.quarantine(live(pool, "a"), "blocked")
+    pool.set_members([member("a", key="sk-old-0123456789")])
+    assert live(pool, "a").shown_state() == "quarantined"
+    pool.set_members([member("a", key="sk-new-0123456789")])
+    assert take(pool) == "a"
+
+
+# -- waiting --------------------------------------------------------------------------------------
+
+
+def test_requests_wait_in_line_and_are_served_first_come_first_served() -> None:
+    async def main() -> None:
+        a = member("a")
+        pool = make_pool([a])
+        held = await pool.acquire(MODEL)
+        served: list[int] = []
+
+        async def request(n: int) -> None:
+            got = await pool.acquire(MODEL)
+            served.append(n)
+            await asyncio.sleep(0)
+            pool.release(got)
+
+        tasks = [asyncio.create_task(request(n)) for n in range(4)]
+        await settle()
+        assert pool.waiting == 4 and served == []
+        pool.release(held)
+        await asyncio.gather(*tasks)
+        assert served == [0, 1, 2, 3]
+        assert (a.in_flight, pool.waiting) == (0, 0)
+
+    run(main())
+
+
+def test_a_waiting_request_gets_the_first_member_released() -> None:
+    async def main() -> None:
+        pool = make_pool([member("a"), member("b"), member("c")])
+        held = [await pool.acquire(MODEL) for _ in range(3)]
+        waiter = asyncio.create_task(pool.acquire(MODEL))
+        await settle()
+        assert not waiter.done()
+        pool.release(held[1])
+        got = await asyncio.wait_for(waiter, 1)
+        assert got.id == "b" and got.in_flight == 1
+
+    run(main())
+
+
+def test_waiting_too_long_is_queue_full_and_leaves_the_line() -> None:
+    async def main() -> None:
+        a = member("a")
+        pool = make_pool([a], queue_timeout=0.05)
+        await pool.acquire(MODEL)
+        started = time.monotonic()
+        with pytest.raises(QueueFull) as caught:
+            await pool.acquire(MODEL)
+        assert time.monotonic() - started >= 0.04
+        assert caught.value.status == 429
+        assert caught.value.retry_after is not None and caught.value.retry_after >= 1
+        assert (pool.waiting, a.in_flight) == (0, 1)
+
+    run(main())
+
+
+def test_a_cancelled_waiter_leaves_the_line_and_takes_no_slot() -> None:
+    async def main() -> None:
+        a = member("a")
+        pool = make_pool([a])
+        held = await pool.acquire(MODEL)
+        waiter = asyncio.create_task(pool.acquire(MODEL))
+        await settle()
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        assert pool.waiting == 0
+        pool.release(held)
+        assert a.in_flight == 0
+
+    run(main())
+
+
+def test_a_waiter_cancelled_just_after_being_handed_a_member_passes_it_on() -> None:
+    async def main() -> None:
+        a = member("a")
+        pool = make_pool([a])
+        held = await pool.acquire(MODEL)
+        first = asyncio.create_task(pool.acquire(MODEL))
+        second = asyncio.create_task(pool.acquire(MODEL))
+        await settle()
+        pool.release(held)  # hands a to the first waiter...
+        first.cancel()  # ...whose client goes away before it runs again
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        got = await asyncio.wait_for(second, 1)
+        assert got is a and a.in_flight == 1
+
+    run(main())
+
+
+def test_the_line_is_bounded_by_queue_size_times_enabled_members() -> None:
+    async def main() -> None:
+        pool = make_pool([member("a"), member("b"), member("c", enabled=False)], queue_size=2)
+        held = [await pool.acquire(MODEL) for _ in range(2)]
+        waiters = [asyncio.create_task(pool.acquire(MODEL)) for _ in range(4)]
+        await settle()
+        assert pool.waiting == 4
+        started = time.monotonic()
+        with pytest.raises(QueueFull) as caught:
+            await pool.acquire(MODEL)
+        assert time.monotonic() - started < 0.5  # refused at once, not after queue_timeout
+        assert caught.value.retry_after == 5.0  # one second, plus one per request ahead
+        assert pool.waiting == 4
+        for got in held:
+            pool.release(got)
+        served = []
+        for waiter in waiters:
+            got = await asyncio.wait_for(waiter, 1)
+            served.append(got.id)
+            pool.release(got)
+        assert sorted(served) == ["a", "a", "b", "b"]
+
+    run(main())
+
+
+def test_a_cooldown_ending_wakes_a_waiter_without_any_release() -> None:
+    async def main() -> None:
+        a, b = member("a"), member("b")
+        pool = make_pool([a, b], clock=time.time, queue_timeout=2)
+        await pool.acquire(MODEL, exclude=frozenset({"b"}))
+        pool.cool_down(b, "test", 0.05)
+        started = time.monotonic()
+        got = await asyncio.wait_for(pool.acquire(MODEL), 1)
+        assert got is b
+        assert time.monotonic() - started >= 0.04
+        assert (a.in_flight, b.in_flight, pool.waiting) == (1, 1, 0)
+
+    run(main())
+
+
+def test_waiters_fail_when_every_account_they_could_use_starts_cooling() -> None:
+    async def main() -> None:
+        a = member("a")
+        pool = make_pool([a])
+        held = await pool.acquire(MODEL)
+        waiter = asyncio.create_task(pool.acquire(MODEL))
+        await settle()
+        pool.failed(held, UpstreamRateLimited("slow down", retry_after=20))
+        with pytest.raises(AllAccountsCooling) as caught:
+            await asyncio.wait_for(waiter, 1)
+        assert caught.value.retry_after == 20.0
+        pool.release(held)
+        assert (a.in_flight, pool.waiting) == (0, 0)
+
+    run(main())
+
+
+# -- reloading ------------------------------------------------------------------------------------
+
+
+def test_a_reload_keeps_live_counters_and_health_of_surviving_members() -> None:
+    clock = Clock()
+    a, b = member("a"), member("b")
+    pool = make_pool([a, b], clock=clock)
+    taken = asyncio.run(pool.acquire(MODEL))
+    pool.failed(b, UpstreamTimeout("slow"))
+    fresh_a, fresh_b, fresh_c = member("a"), member("b"), member("c")
+    pool.set_members([fresh_a, fresh_b, fresh_c])
+    assert pool.members() == [fresh_a, fresh_b, fresh_c]
+    assert (fresh_a.in_flight, fresh_b.requests, fresh_b.errors) == (1, 1, 1)
+    assert fresh_a.last_used == START
+    assert fresh_b.health == b.health and fresh_b.health.state == "cooling"
+    assert fresh_c.in_flight == 0
+    # Release and outcomes for an object from before the reload count on the live one.
+    pool.succeeded(taken)
+    pool.release(taken)
+    assert (fresh_a.in_flight, fresh_a.requests) == (0, 1)
+    pool.set_members([member("b")])
+    assert pool.get("a") is None and pool.get("c") is None
+
+
+def test_a_reload_takes_the_stored_health_when_it_brings_one() -> None:
+    pool = make_pool([member("a")])
+    pool.quarantine(live(pool, "a"), "blocked")
+    reloaded = member("a")
+    reloaded.health = AccountHealth("cooling", START + 5, 1, "from the store", START)
+    pool.set_members([reloaded])
+    assert pool.get("a") is reloaded and reloaded.health.reason == "from the store"
+
+
+def test_release_after_a_reload_frees_the_live_member_for_waiters() -> None:
+    async def main() -> None:
+        pool = make_pool([member("a")])
+        held = await pool.acquire(MODEL)
+        waiter = asyncio.create_task(pool.acquire(MODEL))
+        await settle()
+        live = member("a")
+        pool.set_members([live])
+        assert live.in_flight == 1 and not waiter.done()
+        pool.release(held)
+        got = await asyncio.wait_for(waiter, 1)
+        assert got is live and live.in_flight == 1
+        pool.release(got)
+        assert live.in_flight == 0
+
+    run(main())
+
+
+# -- outcomes -------------------------------------------------------------------------------------
+
+
+def test_rate_limits_cool_down_longer_with_each_strike() -> None:
+    clock = Clock()
+    health_log: list[tuple[str, AccountHealth]] = []
+    a = member("a")
+    pool = make_pool([a], clock=clock, health_log=health_log)
+    for strikes, seconds in ((1, 2), (2, 4), (3, 8)):
+        verdict = pool.failed(a, UpstreamRateLimited("slow down"))
+        assert (verdict.action, verdict.cooldown, verdict.retry_elsewhere) == ("cooldown", seconds, True)
+        assert a.health.state == "cooling"
+        assert (a.health.until, a.health.strikes, a.health.since) == (START + seconds, strikes, START)
+        assert a.health.reason == "rate limited: slow down"
+        assert health_log[-1] == ("a", a.health)
+    assert len(health_log) == 3
+    assert (a.requests, a.errors) == (3, 3)
+
+
+def test_a_rate_limit_honours_the_upstreams_retry_after() -> None:
+    a = member("a")
+    pool = make_pool([a])
+    verdict = pool.failed(a, UpstreamRateLimited("slow down", retry_after=30))
+    assert verdict.cooldown == 30
+    assert a.health.until == START + 30
+
+
+def test_busy_elsewhere_449_cools_down() -> None:
+    a = member("a")
+    pool = make_pool([a])
+    verdict = pool.failed(a, UpstreamConcurrencyLimited("busy"))
+    assert (verdict.action, a.health.state, a.health.until) == ("cooldown", "cooling", START + 2)
+
+
+def test_a_blocked_account_is_quarantined_for_its_key() -> None:
+    health_log: list[tuple[str, AccountHealth]] = []
+    a = member("a", key="sk-blocked-0123456789")
+    pool = make_pool([a], health_log=health_log)
+    verdict = pool.failed(a, AccountBlocked("AK blocked"))
+    assert (verdict.action, verdict.retry_elsewhere) == ("quarantine", True)
+    assert a.health.state == "quarantined"
+    assert a.health.key_fingerprint == key_fingerprint("sk-blocked-0123456789")
+    assert a.health.reason is not None and "AK blocked" in a.health.reason
+    assert health_log == [("a", a.health)]
+
+
+@pytest.mark.parametrize("error", [UpstreamRateLimited("slow down"), UpstreamTimeout("slow")])
+def test_a_later_failure_does_not_turn_a_quarantine_into_a_cooldown(error: GatewayError) -> None:
+    # Two requests in flight on one account: the first finds it blocked, the second fails otherwise.
+    clock = Clock()
+    a = member("a", limit=None)
+    pool = make_pool([a], clock=clock)
+    pool.failed(a, AccountBlocked("AK blocked"))
+    verdict = pool.failed(a, error)
+    assert verdict.retry_elsewhere
+    assert a.health.state == "quarantined"
+    clock.now += 3600
+    with pytest.raises(NoAccountAvailable):
+        take(pool)
+
+
+def test_a_refused_key_asks_for_a_refresh_and_leaves_health_alone() -> None:
+    health_log: list[tuple[str, AccountHealth]] = []
+    a = member("a")
+    pool = make_pool([a], health_log=health_log)
+    verdict = pool.failed(a, UpstreamAuthError("expired", code="api_key_expired"))
+    assert (verdict.action, verdict.retry_elsewhere) == ("refresh", True)
+    assert a.health == AccountHealth() and health_log == []
+    assert a.errors == 1
+
+
+@pytest.mark.parametrize("error", [UpstreamError("bad gateway"), UpstreamTimeout("slow")])
+def test_upstream_failures_cool_down_for_the_error_cooldown(error: GatewayError) -> None:
+    a = member("a")
+    pool = make_pool([a])
+    verdict = pool.failed(a, error)
+    assert (verdict.action, verdict.cooldown, verdict.retry_elsewhere) == ("cooldown", 15, True)
+    assert (a.health.state, a.health.until) == ("cooling", START + 15)
+
+
+@pytest.mark.parametrize("error", [InvalidRequest("bad"), ContextTooLong("too long")])
+def test_the_clients_own_fault_changes_nothing(error: GatewayError) -> None:
+    health_log: list[tuple[str, AccountHealth]] = []
+    a = member("a")
+    pool = make_pool([a], health_log=health_log)
+    verdict = pool.failed(a, error)
+    assert (verdict.action, verdict.retry_elsewhere) == ("none", False)
+    assert a.health == AccountHealth() and health_log == []
+
+
+def test_success_clears_strikes_and_cooldowns_but_not_a_quarantine() -> None:
+    clock = Clock()
+    health_log: list[tuple[str, AccountHealth]] = []
+    a = member("a")
+    pool = make_pool([a], clock=clock, health_log=health_log)
+    pool.succeeded(a)
+    assert health_log == []  # a healthy account's success writes nothing
+    pool.failed(a, UpstreamRateLimited("slow down"))
+    pool.failed(a, UpstreamRateLimited("slow down"))
+    clock.now += 100
+    pool.succeeded(a)
+    assert a.health == AccountHealth(since=START + 100)
+    assert health_log[-1] == ("a", a.health)
+    # The next rate limit starts from the base again.
+    assert pool.failed(a, UpstreamRateLimited("slow down")).cooldown == 2
+    pool.failed(a, AccountBlocked("blocked"))
+    quarantined = a.health
+    pool.succeeded(a)
+    assert a.health == quarantined and a.health.state == "quarantined"
+    assert (a.requests, a.errors) == (7, 4)
+
+
+def test_reset_clears_cooldown_and_quarantine() -> None:
+    health_log: list[tuple[str, AccountHealth]] = []
+    a = member("a")
+    pool = make_pool([a], health_log=health_log)
+    pool.failed(a, UpstreamRateLimited("slow"))
+    pool.reset(a)
+    assert a.health == AccountHealth(since=START)
+    assert health_log[-1] == ("a", AccountHealth(since=START))
