@@ -3,13 +3,19 @@
 Pre-built request bytes, the httptools parser, keep-alive connections driven from protocol
 callbacks (no coroutine per request) and uvloop when installed, so it takes as little of the
 machine's two cores as a Python client can. Streaming takes several URLs and goes round them in
-turn. It prints its results as JSON::
+turn; so does ``turns``, which sends one request at a time over one connection to compare two
+servers' latency closely. It prints its results as JSON::
 
     python bench/loadgen.py http --url http://127.0.0.1:8001/v1/chat/completions \\
         --body '{"model":"m","messages":[]}' --connections 64 --duration 5
     python bench/loadgen.py stream --url http://127.0.0.1:8001/v1/chat/completions \\
         --url http://127.0.0.1:8002/v1/chat/completions \\
         --body '{"model":"m","messages":[],"stream":true}' --duration 6 --rounds 6 --warmup 1
+    python bench/loadgen.py turns --url http://127.0.0.1:8001/v1/chat/completions --key sk-a \\
+        --url http://127.0.0.1:8002/v1/chat/completions --key sk-b \\
+        --body '{"model":"m","messages":[{"role":"user","content":"1"}]}' \\
+        --body '{"model":"m","messages":[{"role":"user","content":"2"}]}' \\
+        --requests 1000 --turns 5 --warmup-requests 500
 
 Times are ``time.monotonic_ns()``: CLOCK_MONOTONIC, the clock bench/fast_upstream.py stamps each
 streamed chunk with, so a chunk's latency is its arrival here minus its stamp.
@@ -44,7 +50,7 @@ class Target:
     request: bytes
 
 
-def build_target(url: str, body: bytes) -> Target:
+def build_target(url: str, body: bytes, key: str = "sk-bench") -> Target:
     """One POST, encoded once and written as is for every request.
 
     >>> build_target("http://127.0.0.1:9/v1/x", b"{}").request.split(b"\\r\\n")[0]
@@ -53,7 +59,7 @@ def build_target(url: str, body: bytes) -> Target:
     parts = urllib.parse.urlsplit(url)
     head = (
         f"POST {parts.path or '/'} HTTP/1.1\r\nhost: {parts.netloc}\r\ncontent-type: application/json\r\n"
-        f"authorization: Bearer sk-bench\r\ncontent-length: {len(body)}\r\n\r\n"
+        f"authorization: Bearer {key}\r\ncontent-length: {len(body)}\r\n\r\n"
     )
     return Target(parts.hostname or "127.0.0.1", parts.port or 80, head.encode() + body)
 
@@ -166,6 +172,20 @@ class TimedConnection(Connection):
 
     def _record(self, now_ns: int) -> None:
         self._latencies.append(now_ns - self._sent_ns)
+
+
+class RotatingConnection(TimedConnection):
+    """Records each request's latency, sending its requests in rotation (one conversation, then the
+    next), so that a gateway with session affinity spreads them over its accounts."""
+
+    def __init__(self, requests: list[bytes], budget: Budget, latencies: list[int]) -> None:
+        super().__init__(requests[0], budget, latencies)
+        self._requests = requests
+        self._sent = 0
+
+    def _begin(self) -> None:
+        self._request = self._requests[self._sent % len(self._requests)]
+        self._sent += 1
 
 
 @dataclass(slots=True)
@@ -295,6 +315,54 @@ async def measure_streams(
     return [stream_result(kept, errors[index]) for index, kept in enumerate(samples)]
 
 
+async def measure_turns(
+    targets: list[list[Target]], requests: int, turns: int, warmup: int
+) -> list[dict[str, Any]]:
+    """One connection, one request at a time: ``requests`` to each URL in turn, ``turns`` times over,
+    after ``warmup`` requests to each that are not counted. ``targets`` holds each URL's requests.
+
+    The order flips every turn (A B, B A, A B...), so a drift in the machine's speed during the run
+    favours neither. Every request sent is counted in ``sent``, warm-up included, for servers that
+    keep a record of each one.
+    """
+    latencies: list[list[int]] = [[] for _ in targets]
+    turn_p50s: list[list[float | None]] = [[] for _ in targets]
+    sent = [0] * len(targets)
+    errors = [0] * len(targets)
+
+    async def turn(index: int, count: int) -> list[int]:
+        kept: list[int] = []
+        # The deadline only stops a server that stalls: the count ends a turn long before it.
+        budget = Budget(time.monotonic_ns() + int((5 + count * 0.01) * 1e9), count)
+        requests_bytes = [target.request for target in targets[index]]
+        factory = partial(RotatingConnection, requests_bytes, budget, kept)
+        await drive(targets[index][0], 1, budget, factory)
+        sent[index] += budget.started
+        errors[index] += budget.errors
+        return kept
+
+    if warmup > 0:
+        for index in range(len(targets)):
+            await turn(index, warmup)
+    for number in range(turns):
+        order = range(len(targets)) if number % 2 == 0 else reversed(range(len(targets)))
+        for index in order:
+            kept = await turn(index, requests)
+            latencies[index] += kept
+            table = percentiles(kept)
+            turn_p50s[index].append(None if table is None else table["p50"])
+    return [
+        {
+            "requests": len(latencies[index]),
+            "sent": sent[index],
+            "errors": errors[index],
+            "latency_us": percentiles(latencies[index]),
+            "turn_p50_us": turn_p50s[index],
+        }
+        for index in range(len(targets))
+    ]
+
+
 def stream_result(samples: StreamSamples, errors: int) -> dict[str, Any]:
     return {
         "streams": samples.streams,
@@ -317,9 +385,12 @@ def run(main: Coroutine[Any, Any, T]) -> T:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
-    parser.add_argument("mode", choices=["http", "stream"])
-    parser.add_argument("--url", required=True, action="append", help="stream: may be repeated")
-    parser.add_argument("--body", required=True, help="the JSON request body")
+    parser.add_argument("mode", choices=["http", "stream", "turns"])
+    parser.add_argument("--url", required=True, action="append", help="stream, turns: may be repeated")
+    parser.add_argument("--key", action="append", default=[], help="turns: the Bearer key of each --url")
+    parser.add_argument(
+        "--body", required=True, action="append", help="the JSON request body (turns: may be repeated)"
+    )
     parser.add_argument("--connections", type=int, default=1)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds (stream: per URL)")
     parser.add_argument(
@@ -327,15 +398,30 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=1, help="stream: split the duration into rounds")
     parser.add_argument("--warmup", type=float, default=0.0, help="stream: seconds per URL, not counted")
+    parser.add_argument("--requests", type=int, default=1000, help="turns: requests per URL per turn")
+    parser.add_argument("--turns", type=int, default=5, help="turns: how many turns each URL gets")
+    parser.add_argument("--warmup-requests", type=int, default=0, help="turns: per URL, not counted")
     args = parser.parse_args()
-    targets = [build_target(url, args.body.encode()) for url in args.url]
+    if args.mode != "turns" and len(args.body) != 1:
+        parser.error(f"{args.mode} takes one --body")
+    if args.key and len(args.key) != len(args.url):
+        parser.error("give one --key per --url, or none")
+    keys = args.key or ["sk-bench"] * len(args.url)
+    targets = [build_target(url, args.body[0].encode(), key) for url, key in zip(args.url, keys, strict=True)]
     if args.mode == "http":
         if len(targets) != 1:
             parser.error("http takes one --url")
         result: object = run(measure_http(targets[0], args.connections, args.duration, args.max_requests))
-    else:
+    elif args.mode == "stream":
         rounds = max(1, args.rounds)
         result = run(measure_streams(targets, args.connections, args.duration, rounds, args.warmup))
+    else:
+        rotations = [
+            [build_target(url, text.encode(), key) for text in args.body]
+            for url, key in zip(args.url, keys, strict=True)
+        ]
+        turns = max(1, args.turns)
+        result = run(measure_turns(rotations, max(1, args.requests), turns, args.warmup_requests))
     print(json.dumps(result))
 
 

@@ -28,6 +28,28 @@ class Outcome:
     log_tail: str = ""
 
 
+@dataclass(slots=True)
+class PathComparison:
+    """The pool path against the core path (bench/pool_path.py); ``error`` says why it did not run."""
+
+    error: str | None = None
+    #: Per gateway: turns of ``requests`` requests after ``warmup`` requests.
+    plan: dict[str, int] = field(default_factory=dict)
+    #: The pool's accounts, and the conversations the requests rotate over (one per account).
+    accounts: int = 0
+    conversations: int = 0
+    #: bench/loadgen.py turns' result for each gateway, plus ``cpu_us_per_request``.
+    core: dict[str, Any] = field(default_factory=dict)
+    pool: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    #: Every request the pool gateway was sent: the probe's, the warm-up and the measured ones.
+    sent_to_pool: int | None = None
+    #: The usage rows it had written once stopped, per account.
+    usage_rows: dict[str, int] | None = None
+    usage_error: str | None = None
+    log_tail: str = ""
+
+
 def count(result: dict[str, Any]) -> int:
     return int(result.get("requests", result.get("streams", 0)))
 
@@ -156,6 +178,96 @@ def checks(outcomes: dict[str, Outcome], rss_requests: int) -> list[Check]:
     ]
 
 
+POOL_TARGET = "pool routing + usage recording add < 0.5 ms p50"
+
+
+def p50(result: dict[str, Any]) -> float | None:
+    value = (result.get("latency_us") or {}).get("p50")
+    return None if value is None else float(value)
+
+
+def pool_check(comparison: PathComparison) -> Check:
+    """Met when the pool path's p50 is under 0.5 ms above the core path's, and the pool gateway
+    answered every request, recorded each of them, and spread them over all its accounts."""
+    core, pool = p50(comparison.core), p50(comparison.pool)
+    if comparison.error is not None or core is None or pool is None:
+        return Check(POOL_TARGET, None, "n/a")
+    passed, shown = under(pool - core, 500)
+    shown += f" ({pool / 1000:.3f} vs {core / 1000:.3f} ms)"
+    failed = int(comparison.core.get("errors", 0)) + int(comparison.pool.get("errors", 0))
+    if failed:
+        passed, shown = False, shown + f"; {failed:,} requests failed"
+    rows = None if comparison.usage_rows is None else sum(comparison.usage_rows.values())
+    if rows is None or rows != comparison.sent_to_pool:
+        passed = False
+        shown += (
+            f"; usage rows {'n/a' if rows is None else f'{rows:,}'} != {comparison.sent_to_pool or 0:,} sent"
+        )
+    else:
+        shown += f"; {rows:,} usage rows = requests sent"
+    served = len(comparison.usage_rows or {})
+    if rows is not None and served < comparison.accounts:
+        # The config file's accounts were not used: that was not the pool path.
+        passed, shown = False, shown + f"; only {served} of {comparison.accounts} accounts served"
+    return Check(POOL_TARGET, passed, shown)
+
+
+def _line(label: str, *cells: str) -> str:
+    return f"{label:<22}" + "".join(f"{c:>11}" for c in cells)
+
+
+def pool_table(comparison: PathComparison) -> list[str]:
+    plan = comparison.plan
+    lines = [
+        f"Pool path vs core path: non-streaming, 1 connection, one request at a time, "
+        f"{plan.get('turns', 0)} alternating turns of {plan.get('requests', 0):,} requests each "
+        f"after {plan.get('warmup', 0):,} of warm-up",
+        "  core: 1 account, no client keys, usage recording off",
+        f"  pool: {comparison.accounts} accounts, round-robin + session affinity "
+        f"({comparison.conversations} conversations), a named client key, usage recording on",
+    ]
+    if comparison.error is not None:
+        return [*lines, "  not measured (see the notes)"]
+    core, pool = comparison.core, comparison.pool
+    lines.append(_line("", "core", "pool", "added ms"))
+    for stat in ("p50", "p90", "p99"):
+        ours, base = (pool.get("latency_us") or {}).get(stat), (core.get("latency_us") or {}).get(stat)
+        added = "" if ours is None or base is None else f"{(ours - base) / 1000:+.3f}"
+        lines.append(_line(f"{stat} ms", cell(base, False), cell(ours, False), added))
+    base_cpu, our_cpu = core.get("cpu_us_per_request"), pool.get("cpu_us_per_request")
+    if base_cpu is not None and our_cpu is not None:
+        added = f"{(our_cpu - base_cpu) / 1000:+.3f}"
+        lines.append(_line("CPU us per request", f"{base_cpu:.0f}", f"{our_cpu:.0f}", added))
+    # Each turn's own difference: how far the p50 above can be trusted.
+    pairs = zip(core.get("turn_p50_us") or [], pool.get("turn_p50_us") or [], strict=False)
+    by_turn = sorted((ours - base) / 1000 for base, ours in pairs if base is not None and ours is not None)
+    if by_turn:
+        middle = by_turn[len(by_turn) // 2]
+        spread = f"min {by_turn[0]:+.3f}, median {middle:+.3f}, max {by_turn[-1]:+.3f} ms"
+        lines.append(f"{'added p50, by turn':<22} {spread}")
+    lines.append(_line("requests measured", *(f"{int(r.get('requests', 0)):,}" for r in (core, pool))))
+    if comparison.usage_rows is not None:
+        rows = sum(comparison.usage_rows.values())
+        sent = comparison.sent_to_pool or 0
+        lines.append(_line("usage rows written", "-", f"{rows:,}") + f"  of {sent:,} requests sent to it")
+    return lines
+
+
+def pool_notes(comparison: PathComparison) -> list[str]:
+    lines = []
+    if comparison.error is not None:
+        lines.append(f"pool path: not measured: {comparison.error}")
+    if comparison.usage_error is not None:
+        lines.append(f"pool path: usage rows not counted: {comparison.usage_error}")
+    for name, result in (("core path", comparison.core), ("pool path", comparison.pool)):
+        if result.get("errors"):
+            lines.append(f"{name}: {result['errors']} failed requests (non-2xx, reset or timeout)")
+    if comparison.usage_rows:
+        spread = ", ".join(f"{account} {rows:,}" for account, rows in sorted(comparison.usage_rows.items()))
+        lines.append(f"pool path: usage rows by account: {spread}")
+    return lines
+
+
 def notes(outcomes: dict[str, Outcome]) -> list[str]:
     lines = []
     for name in TARGETS:
@@ -181,23 +293,40 @@ def notes(outcomes: dict[str, Outcome]) -> list[str]:
     return lines
 
 
-def render(outcomes: dict[str, Outcome], results: list[Check], heading: list[str], titles: list[str]) -> str:
-    """The whole report: ``titles`` name the non-streaming and the streaming tables."""
+def render(
+    outcomes: dict[str, Outcome] | None,
+    comparison: PathComparison | None,
+    results: list[Check],
+    heading: list[str],
+    titles: list[str],
+) -> str:
+    """The whole report: ``titles`` name the non-streaming and the streaming tables. Either part may
+    be missing (``--only``)."""
     lines = [*heading, f"machine: {os.cpu_count()} CPUs, Python {platform.python_version()}"]
-    lines += ["", *table(titles[0], HTTP_ROWS, outcomes)]
-    lines += ["", *table(titles[1], STREAM_ROWS, outcomes)]
-    lines += ["", *memory_table(outcomes), "", "Targets (iflow2api)"]
+    if outcomes is not None:
+        lines += ["", *table(titles[0], HTTP_ROWS, outcomes)]
+        lines += ["", *table(titles[1], STREAM_ROWS, outcomes)]
+        lines += ["", *memory_table(outcomes)]
+    if comparison is not None:
+        lines += ["", *pool_table(comparison)]
+    lines += ["", "Targets (iflow2api)"]
     for check in results:
         status = {True: "PASS", False: "FAIL", None: "N/A "}[check.passed]
-        lines.append(f"  {status}  {check.target:<40} {check.shown}")
-    extra = notes(outcomes)
+        lines.append(f"  {status}  {check.target:<46} {check.shown}")
+    extra = (notes(outcomes) if outcomes is not None else []) + (
+        pool_notes(comparison) if comparison is not None else []
+    )
     if extra:
         lines += ["", "Notes", *(f"  {line}" for line in extra)]
     return "\n".join(lines)
 
 
 def write_json(
-    path: Path, outcomes: dict[str, Outcome], results: list[Check], options: dict[str, Any]
+    path: Path,
+    outcomes: dict[str, Outcome] | None,
+    comparison: PathComparison | None,
+    results: list[Check],
+    options: dict[str, Any],
 ) -> None:
     document = {
         "machine": {
@@ -206,7 +335,8 @@ def write_json(
             "platform": platform.platform(),
         },
         "options": options,
-        "targets": {name: dataclasses.asdict(outcome) for name, outcome in outcomes.items()},
+        "targets": {name: dataclasses.asdict(outcome) for name, outcome in (outcomes or {}).items()},
+        "pool_vs_core": None if comparison is None else dataclasses.asdict(comparison),
         "checks": [dataclasses.asdict(check) for check in results],
     }
     path.write_text(json.dumps(document, indent=2) + "\n")

@@ -1,4 +1,4 @@
-"""How much iflow2api adds on top of a fast upstream: one command, about two minutes.
+"""How much iflow2api adds on top of a fast upstream: one command, about two and a half minutes.
 
     python bench/run.py [--json results.json] [--check]
 
@@ -11,10 +11,14 @@ the upstream directly, through the naive proxy and through iflow2api, one after 
 - one client streaming: time to the first chunk, each chunk's latency (upstream write to client
   read, from the stamp the upstream puts in each chunk) and the gap between chunks, taking the
   three targets in 1-second turns so that background noise falls on all of them alike;
-- the proxies' peak RSS (VmHWM) after a further 10,000 requests.
+- the proxies' peak RSS (VmHWM) after a further 10,000 requests;
+- then the pool path against the core path (bench/pool_path.py): two more gateways of the same
+  build, one with a single account and nothing else, one with three accounts, session affinity, a
+  client key and usage recording, one request at a time in alternating turns; then the usage rows
+  the second wrote, which must equal the requests it was sent.
 
-It prints the tables and the targets, and exits 0 even when a target is missed (it is a
-measurement) unless ``--check`` is given.
+``--only core`` runs the first part, ``--only pool`` the second. It prints the tables and the
+targets, and exits 0 even when a target is missed (it is a measurement) unless ``--check`` is given.
 """
 
 from __future__ import annotations
@@ -22,17 +26,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import json
-import os
-import shlex
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,30 +41,24 @@ if __package__ in {None, ""}:
     # `python bench/run.py` puts bench/ itself on sys.path; the package lives one level up.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import report
-from bench.report import PROXIES, TARGETS, Outcome, count
+from bench import pool_path, report
+from bench.harness import (
+    BENCH,
+    CHAT_PATH,
+    GATEWAY_CMD,
+    base_env,
+    body,
+    gateway_argv,
+    gateway_env,
+    ms,
+    probe,
+    run_json,
+    say,
+)
+from bench.report import PROXIES, TARGETS, Outcome, PathComparison, count
 from bench.servers import BenchError, Server, cpu_seconds, free_port, peak_rss_mb, start, stop
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH = ROOT / "bench"
-CHAT_PATH = "/v1/chat/completions"
-API_KEY = "sk-0123456789abcdef0123456789abcdef"
-GATEWAY_CMD = "{python} -m iflow2api serve --host 127.0.0.1 --port {port}"
-
-# A request of a realistic size: a system prompt and a short user turn (about 700 bytes).
-BODY: dict[str, Any] = {
-    "model": "qwen3-coder-plus",
-    "messages": [
-        {
-            "role": "system",
-            "content": "You are a careful senior engineer. Answer briefly, show code when it helps, "
-            "and say so when you are not sure. " * 4,
-        },
-        {"role": "user", "content": "Write a Python function that reverses a linked list, with a test."},
-    ],
-    "temperature": 0.7,
-    "max_tokens": 512,
-}
+PARTS = ("core", "pool")
 
 WRK_SCRIPT = """\
 wrk.method = "POST"
@@ -97,80 +89,11 @@ class Options:
     gateway_cmd: str
     json_path: Path | None
     check: bool
+    parts: tuple[str, ...]
+    pool_plan: pool_path.Plan
 
 
-def base_env() -> dict[str, str]:
-    # Nothing from the caller's iflow2api / iFlow settings may leak into the servers under test.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("IFLOW2API_", "IFLOW_"))}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
-    return env
-
-
-def gateway_env(workdir: Path, upstream_url: str) -> dict[str, str]:
-    home = workdir / "iflow-home"
-    home.mkdir()
-    settings = {"selectedAuthType": "iflow", "apiKey": API_KEY, "baseUrl": upstream_url + "/v1"}
-    (home / "settings.json").write_text(json.dumps(settings))
-    (workdir / "data").mkdir()
-    env = base_env()
-    env.update(
-        IFLOW_HOME=str(home),
-        IFLOW2API_DATA_DIR=str(workdir / "data"),
-        IFLOW2API_CONCURRENCY="0",
-        IFLOW2API_LOG_LEVEL="warning",
-    )
-    return env
-
-
-def gateway_argv(template: str, port: int, upstream_url: str) -> list[str]:
-    values = {
-        "python": sys.executable,
-        "port": str(port),
-        "upstream": upstream_url + "/v1",
-        "bench": str(BENCH),
-    }
-    return [part.format(**values) for part in shlex.split(template)]
-
-
-# --- probes and load -----------------------------------------------------------------------------
-
-
-def body(stream: bool) -> str:
-    return json.dumps({**BODY, "stream": True} if stream else BODY, separators=(",", ":"))
-
-
-def probe(url: str) -> str | None:
-    """One plain and one streamed request; returns what is wrong with the answers, or None."""
-    for stream in (False, True):
-        request = urllib.request.Request(
-            url + CHAT_PATH,
-            data=body(stream).encode(),
-            headers={"content-type": "application/json", "authorization": "Bearer sk-bench"},
-        )
-        kind = "streamed" if stream else "plain"
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                text = response.read().decode(errors="replace")
-        except urllib.error.HTTPError as exc:
-            detail = exc.read().decode(errors="replace")[:300]
-            return f"{kind} request: HTTP {exc.code}: {detail}"
-        except OSError as exc:
-            return f"{kind} request: {exc}"
-        expected = '"content":' if stream else '"choices"'
-        if expected not in text.replace('"content": ', '"content":'):
-            return f"{kind} request: unexpected answer: {text[:300]}"
-    return None
-
-
-def run_json(argv: list[str], timeout: float, marker: str = "") -> Any:
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=ROOT, check=False)
-    except subprocess.TimeoutExpired:
-        raise BenchError(f"{argv[0]} did not finish within {timeout:.0f} s") from None
-    for line in reversed(done.stdout.splitlines()):
-        if line.startswith((marker + "{", marker + "[")):
-            return json.loads(line[len(marker) :])
-    raise BenchError(f"{Path(argv[0]).name} exited with {done.returncode}: {done.stderr.strip()[-500:]}")
+# --- load -----------------------------------------------------------------------------------------
 
 
 def loadgen(url: str, connections: int, duration: float, max_requests: int = 0) -> dict[str, Any]:
@@ -214,10 +137,6 @@ def wrk(url: str, connections: int, duration: float, script: Path) -> dict[str, 
     }
 
 
-def say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
 def summary(result: dict[str, Any]) -> str:
     if "error" in result:
         return "error: " + str(result["error"]).splitlines()[0]
@@ -228,10 +147,6 @@ def summary(result: dict[str, Any]) -> str:
         return f"{result['rps']:,.0f} req/s, p50 {ms(result['latency_us']['p50'])} ms{errors}{load}"
     first = result.get("first_chunk_us") or {}
     return f"{result['streams']} streams, first chunk p50 {ms(first.get('p50'))} ms{errors}"
-
-
-def ms(us: float | None) -> str:
-    return "-" if us is None else f"{us / 1000:.3f}"
 
 
 def proxy_specs(
@@ -249,10 +164,7 @@ def proxy_specs(
     }
 
 
-def start_servers(
-    opts: Options, workdir: Path, stack: contextlib.ExitStack, outcomes: dict[str, Outcome]
-) -> dict[str, Server]:
-    """Start what answers correctly; a proxy that does not is marked not available, which is no failure."""
+def start_upstream(opts: Options, workdir: Path, stack: contextlib.ExitStack) -> Server:
     port = free_port()
     argv = [sys.executable, str(BENCH / "fast_upstream.py"), "--port", str(port)]
     argv += ["--chunks", str(opts.chunks), "--interval-ms", str(opts.interval_ms)]
@@ -261,6 +173,13 @@ def start_servers(
     problem = probe(upstream.url)
     if problem is not None:
         raise BenchError(f"the fake upstream answers wrongly: {problem}")
+    return upstream
+
+
+def start_servers(
+    opts: Options, workdir: Path, upstream: Server, stack: contextlib.ExitStack, outcomes: dict[str, Outcome]
+) -> dict[str, Server]:
+    """Start what answers correctly; a proxy that does not is marked not available, which is no failure."""
     servers = {"direct": upstream}
 
     for name, (proxy_argv, proxy_port, env) in proxy_specs(opts, workdir, upstream.url).items():
@@ -350,21 +269,56 @@ def measure_streams(servers: dict[str, Server], outcomes: dict[str, Outcome], op
         say(f"  stream_c1 {name:<9}  {summary(result)}")
 
 
-def bench(opts: Options) -> dict[str, Outcome]:
+def measure_core(
+    opts: Options, workdir: Path, upstream: Server, stack: contextlib.ExitStack
+) -> dict[str, Outcome]:
+    """Direct, the naive proxy and iflow2api: throughput, latency, streaming and memory."""
     outcomes = {name: Outcome() for name in TARGETS}
+    script = workdir / "post.lua"
+    script.write_text(WRK_SCRIPT.replace("@BODY@", body(stream=False)))
+    servers = start_servers(opts, workdir, upstream, stack, outcomes)
+    for connections, warmup in ((1, opts.warmup), (64, opts.warmup_64)):
+        load = http_loader(opts, connections, script)
+        measure(servers, outcomes, f"http_c{connections}", load, warmup, opts.duration)
+    measure_streams(servers, outcomes, opts)
+    measure_memory(servers, outcomes, opts)
+    for name, server in servers.items():
+        outcomes[name].log_tail = server.log_tail(20)  # the logs go with the temporary folder
+        if name != "direct":
+            stop(server)  # their work is done: the pool part gets the machine to itself
+    return outcomes
+
+
+def measure_pool(opts: Options, workdir: Path, upstream: Server) -> PathComparison:
+    plan = opts.pool_plan
+    say(
+        f"  pool path vs core path: {plan.turns} turns of {plan.requests:,} requests each, "
+        f"after {plan.warmup:,} of warm-up"
+    )
+    comparison = pool_path.compare(workdir, upstream.url, opts.gateway_cmd, plan)
+    if comparison.error is not None:
+        say(f"  pool path: error: {comparison.error.splitlines()[0]}")
+    for name, result in (("core", comparison.core), ("pool", comparison.pool)):
+        if result:
+            cpu = result.get("cpu_us_per_request")
+            shown = "" if cpu is None else f", {cpu:.0f} us CPU per request"
+            say(f"  {name} path  p50 {ms((result.get('latency_us') or {}).get('p50'))} ms{shown}")
+    if comparison.usage_rows is not None:
+        rows = sum(comparison.usage_rows.values())
+        say(f"  pool path  {rows:,} usage rows for {comparison.sent_to_pool or 0:,} requests sent")
+    return comparison
+
+
+def bench(opts: Options) -> tuple[dict[str, Outcome] | None, PathComparison | None]:
+    outcomes, comparison = None, None
     with tempfile.TemporaryDirectory(prefix="iflow2api-bench-") as tmp, contextlib.ExitStack() as stack:
         workdir = Path(tmp)
-        script = workdir / "post.lua"
-        script.write_text(WRK_SCRIPT.replace("@BODY@", body(stream=False)))
-        servers = start_servers(opts, workdir, stack, outcomes)
-        for connections, warmup in ((1, opts.warmup), (64, opts.warmup_64)):
-            load = http_loader(opts, connections, script)
-            measure(servers, outcomes, f"http_c{connections}", load, warmup, opts.duration)
-        measure_streams(servers, outcomes, opts)
-        measure_memory(servers, outcomes, opts)
-        for name, server in servers.items():
-            outcomes[name].log_tail = server.log_tail(20)  # the logs go with the temporary folder
-    return outcomes
+        upstream = start_upstream(opts, workdir, stack)
+        if "core" in opts.parts:
+            outcomes = measure_core(opts, workdir, upstream, stack)
+        if "pool" in opts.parts:
+            comparison = measure_pool(opts, workdir, upstream)
+    return outcomes, comparison
 
 
 # --- the command ---------------------------------------------------------------------------------
@@ -391,6 +345,16 @@ def parse_args(argv: list[str] | None) -> Options:
         help="non-streaming load: wrk (apt-get install wrk), bench/loadgen.py, or wrk when installed",
     )
     parser.add_argument(
+        "--only",
+        choices=PARTS,
+        help="core: direct, naive and iflow2api; pool: the pool path vs the core path",
+    )
+    parser.add_argument("--pool-requests", type=int, default=1500, help="pool part: requests per turn")
+    parser.add_argument("--pool-turns", type=int, default=10, help="pool part: turns per gateway")
+    parser.add_argument(
+        "--pool-warmup", type=int, default=1000, help="pool part: warm-up requests per gateway"
+    )
+    parser.add_argument(
         "--gateway-cmd",
         default=GATEWAY_CMD,
         help="how to start the server under test; {python} {port} {upstream} {bench} are filled in",
@@ -411,6 +375,12 @@ def parse_args(argv: list[str] | None) -> Options:
         gateway_cmd=args.gateway_cmd,
         json_path=args.json,
         check=args.check,
+        parts=(args.only,) if args.only else PARTS,
+        pool_plan=pool_path.Plan(
+            requests=max(1, args.pool_requests),
+            turns=max(1, args.pool_turns),
+            warmup=max(0, args.pool_warmup),
+        ),
     )
 
 
@@ -435,19 +405,22 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, exit_on_signal)
     started = time.monotonic()
     try:
-        outcomes = bench(opts)
+        outcomes, comparison = bench(opts)
     except KeyboardInterrupt:
         say("interrupted; every server was stopped")
         return 130
     except BenchError as exc:
         say(f"the benchmark could not run: {exc}")
         return 2
-    results = report.checks(outcomes, opts.rss_requests)
-    print(report.render(outcomes, results, [f"iflow2api: {opts.gateway_cmd}"], titles(opts)))
+    results = [] if outcomes is None else report.checks(outcomes, opts.rss_requests)
+    if comparison is not None:
+        results.append(report.pool_check(comparison))
+    heading = [f"iflow2api: {opts.gateway_cmd}"]
+    print(report.render(outcomes, comparison, results, heading, titles(opts)))
     print(f"\n(took {time.monotonic() - started:.0f} s)")
     if opts.json_path is not None:
         options = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(opts).items()}
-        report.write_json(opts.json_path, outcomes, results, options)
+        report.write_json(opts.json_path, outcomes, comparison, results, options)
     missed = any(check.passed is not True for check in results)
     return 1 if opts.check and missed else 0
 

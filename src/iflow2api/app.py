@@ -426,8 +426,8 @@ class Gateway:
         self.disconnects.start()
         self.refresher.start()
         await self.reload_keys()
+        await self.store.open()  # a broken database stops the start here, with its path
         await self.accounts.start()
-        self.accounts.start_refreshers()
         self.pool.restore_affinities(await self.store.affinities(time.time() - 86_400))
         self.reasoning.preload(await self.store.reasoning(self.reasoning.max_entries))
         await self.usage.load_today()

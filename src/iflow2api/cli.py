@@ -207,10 +207,29 @@ def status(**flags: Any) -> None:
             )
         if account.model_name:
             rows.append(("Default model", account.model_name))
+    others = len(settings.accounts) + _stored_accounts(settings)
+    if others:
+        rows.append(("Other accounts", f"{others} more in the pool (see `iflow2api accounts list`)"))
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         click.echo(f"{name.ljust(width)}  {value}")
-    sys.exit(0 if account else 1)
+    sys.exit(0 if account or others else 1)
+
+
+def _stored_accounts(settings: Settings) -> int:
+    from iflow2api.state import StateFileError, open_store
+
+    async def count() -> int:
+        store = open_store(settings.data_dir)
+        try:
+            return len(await store.accounts())
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(count())
+    except StateFileError:
+        return 0
 
 
 @main.command()

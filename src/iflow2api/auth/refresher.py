@@ -194,7 +194,8 @@ class Refresher:
             self._inflight = None
 
     def start(self) -> None:
-        self._task = asyncio.ensure_future(self._run())
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._run())
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -237,10 +237,6 @@ class AccountBook:
                     asyncio.get_running_loop()
                     refresher.start()
 
-    def start_refreshers(self) -> None:
-        for refresher in self._refreshers.values():
-            refresher.start()
-
     def _spawn(self, work: Any) -> None:
         task = asyncio.ensure_future(work)
         self._background.add(task)

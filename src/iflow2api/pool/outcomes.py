@@ -92,7 +92,7 @@ def rate_limit_cooldown(strikes: int, retry_after: float | None, policy: Cooldow
 
 
 def verdict_for(error: GatewayError, *, strikes: int, policy: CooldownPolicy) -> Verdict:
-    """What to do after ``error``; ``strikes`` counts this failure and those of its kind before it."""
+    """What to do after ``error``; ``strikes`` counts this failure and those right before it."""
     if isinstance(error, UpstreamConcurrencyLimited):
         # iFlow's 449: the account is busy with a request we did not send (the iFlow CLI, another
         # gateway). Short and growing, like a rate limit, starting from its own hint.

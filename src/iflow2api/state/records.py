@@ -44,7 +44,7 @@ class AccountHealth:
     state: HealthState = "ok"
     #: Epoch seconds when a cooldown ends (``cooling`` only).
     until: float = 0.0
-    #: Failures in a row of the kind that caused the cooldown; makes the next one longer.
+    #: Failures in a row (of any kind) up to this cooldown; each one makes the next rate-limit rest longer.
     strikes: int = 0
     reason: str | None = None
     #: Epoch seconds when this state began.

@@ -18,6 +18,10 @@ from iflow2api.state.records import AccountHealth, AccountRecord, ClientKeyRecor
 
 
 class StateStore(Protocol):
+    async def open(self) -> None:
+        """Connect now (optional: the first call connects too), so a bad store shows at startup."""
+        ...
+
     # -- change detection (accounts, keys, settings; not health, usage or memories) -----------------
     async def generation(self) -> int:
         """A number that changes whenever accounts, keys or settings change, from any process."""
