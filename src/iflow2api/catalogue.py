@@ -102,7 +102,7 @@ def default_max_output(model: str) -> int:
 
 def find(model_id: str) -> ModelInfo | None:
     """The catalogue entry for exactly this id (ids are sent upstream as written, §9.8)."""
-    for model in IFLOW_MODELS:
-        if model.id == model_id:
-            return model
-    return None
+    return _BY_ID.get(model_id)
+
+
+_BY_ID = {model.id: model for model in IFLOW_MODELS}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import ssl
 import time
 import zlib
@@ -74,7 +75,9 @@ class Target:
         return host if self.port == default else f"{host}:{self.port}"
 
 
+@functools.lru_cache(maxsize=256)
 def parse_url(url: str) -> Target:
+    """What a URL names; cached, because the same few upstream URLs come back on every request."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConnectFailed(f"not an http(s) URL: {url!r}")
