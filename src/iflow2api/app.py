@@ -302,6 +302,8 @@ class Gateway:
             self.metrics.observe(row)
             if self.settings.record_usage:
                 self.usage.record(row)
+            else:
+                self.usage.count(row)
         if log.isEnabledFor(logging.INFO):
             elapsed = (time.perf_counter() - call.began) * 1000
             log.info("%s %s %s %.1f ms", scope["method"], path, call.status, elapsed)

@@ -151,3 +151,19 @@ def test_a_second_login_becomes_another_account(start_gateway: Any, fake: FakeIf
         assert httpx.post(gateway.url + "/v1/chat/completions", json=CHAT, timeout=10).status_code == 200
     keys = {r.headers["authorization"].removeprefix("Bearer ") for r in fake.received}
     assert len(keys) == 2
+
+
+def test_model_aliases_from_the_config_file(start_gateway: Any, fake: FakeIflow, tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[model_aliases]\n"gpt-4o" = "glm-4.7"\n"gpt-4*-mini" = "qwen3-coder-plus"\n')
+    gateway: GatewayProcess = start_gateway(iflow_settings(fake), {"IFLOW2API_CONFIG": str(config)})
+    models = {m["id"]: m for m in httpx.get(gateway.url + "/v1/models", timeout=5).json()["data"]}
+    assert models["gpt-4o"]["alias_for"] == "glm-4.7"
+    assert "gpt-4*-mini" not in models  # a pattern names no model to pick from a list
+    assert httpx.get(gateway.url + "/v1/models/gpt-4o", timeout=5).status_code == 200
+    for asked, sent in (("gpt-4o", "glm-4.7"), ("gpt-4.1-mini", "qwen3-coder-plus")):
+        reply = httpx.post(gateway.url + "/v1/chat/completions", json={**CHAT, "model": asked}, timeout=10)
+        assert reply.status_code == 200, reply.text
+        assert fake.received[-1].body is not None and fake.received[-1].body["model"] == sent
+    usage = httpx.get(gateway.url + "/api/usage?days=1", timeout=5).json()
+    assert {row["name"] for row in usage["per_model"]} == {"glm-4.7", "qwen3-coder-plus"}

@@ -59,3 +59,46 @@ def test_unknown_config_key_is_refused(tmp_path: Path) -> None:
     config.write_text("prot = 1\n")
     with pytest.raises(SettingsError, match="unknown setting"):
         load(env={"IFLOW2API_CONFIG": str(config)})
+
+
+def test_accounts_and_aliases_from_the_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[model_aliases]\n"gpt-4o" = "glm-4.7"\n"claude-*" = "glm-5"\n\n'
+        '[[accounts]]\nlabel = "Team Key"\napi_key = "sk-team"\n\n'
+        '[[accounts]]\nlabel = "deepseek"\nkind = "openai-compatible"\nbase_url = "https://api.deepseek.com/v1/"\n'
+        'api_key = "sk-ds"\nmodels = ["deepseek-chat"]\nconcurrency = 4\nenabled = false\n'
+    )
+    settings = load(env={"IFLOW2API_CONFIG": str(config)})
+    assert settings.model_aliases == (("gpt-4o", "glm-4.7"), ("claude-*", "glm-5"))
+    team, deepseek = settings.accounts
+    assert (team.id, team.kind, team.secret, team.base_url) == ("cfg-team-key", "iflow-key", "sk-team", "")
+    assert deepseek.base_url == "https://api.deepseek.com/v1"
+    assert (deepseek.models, deepseek.concurrency, deepseek.enabled) == (("deepseek-chat",), 4, False)
+
+
+@pytest.mark.parametrize(
+    ("table", "complaint"),
+    [
+        ('label = "x"\n', "api_key is missing"),
+        ('api_key = "sk"\n', "give it a label"),
+        ('label = "x"\napi_key = "sk"\nkind = "other"\n', "kind must be"),
+        ('label = "x"\napi_key = "sk"\nkind = "openai-compatible"\n', "needs a base_url"),
+        ('label = "x"\napi_key = "sk"\nbase_url = "ftp://h"\n', "base_url"),
+        ('label = "x"\napi_key = "sk"\nmodels = "m"\n', "models must be a list"),
+        ('label = "x"\napi_key = "sk"\ncolour = "red"\n', "unknown field(s): colour"),
+    ],
+)
+def test_bad_config_accounts_are_refused_with_a_reason(tmp_path: Path, table: str, complaint: str) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("[[accounts]]\n" + table)
+    with pytest.raises(SettingsError, match="accounts #1") as caught:
+        load(env={"IFLOW2API_CONFIG": str(config)})
+    assert complaint in str(caught.value)
+
+
+def test_two_config_accounts_with_one_label_are_refused(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[[accounts]]\nlabel = "a"\napi_key = "1"\n[[accounts]]\nlabel = "A"\napi_key = "2"\n')
+    with pytest.raises(SettingsError, match="same id or label"):
+        load(env={"IFLOW2API_CONFIG": str(config)})

@@ -88,6 +88,10 @@ class UsageRecorder:
             self._pending.popleft()
             self._note_dropped(1)
         self._pending.append(row)
+        self.count(row)
+
+    def count(self, row: UsageRow) -> None:
+        """Only count ``row`` in its key's totals for today (with recording off, limits still hold)."""
         if row.key is not None and utc_day(row.at) == self._current_day():
             totals = self._today.get(row.key)
             if totals is None:
