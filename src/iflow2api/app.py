@@ -27,7 +27,7 @@ from iflow2api.asgi import (
     send_json,
 )
 from iflow2api.auth import oauth
-from iflow2api.auth.credentials import CredentialSource
+from iflow2api.auth.credentials import Account, CredentialSource
 from iflow2api.auth.login import LoginFlow
 from iflow2api.auth.oauth_client import OAuthClient
 from iflow2api.auth.refresher import Refresher
@@ -243,7 +243,7 @@ class Gateway:
     def no_accounts(self) -> GatewayError:
         return NotLoggedIn(not_logged_in_message(self.settings))
 
-    def speaker(self, account: Any) -> Speaker:
+    def speaker(self, account: Account) -> Speaker:
         return self._iflow if account.kind == "iflow" else self._openai
 
     async def reload_keys(self) -> None:

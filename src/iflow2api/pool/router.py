@@ -119,6 +119,14 @@ class Pool:
     def waiting(self) -> int:
         return len(self._waiters)
 
+    def waiting_for(self, member: Member) -> int:
+        """Requests in the line that this member could take (for the page and the metrics)."""
+        return sum(
+            1
+            for waiter in self._waiters
+            if member.id not in waiter.exclude and self._serves(member, waiter.model) is not False
+        )
+
     # -- taking and giving back ------------------------------------------------------------------
 
     async def acquire(

@@ -1,6 +1,6 @@
 """The page's management API: sign-in, accounts, client keys, usage, and ``/metrics``.
 
-Same-origin JSON only (see ``routes.web._json_body``). When client keys exist, everything here but
+Same-origin JSON only (see ``routes.web.json_body``). When client keys exist, everything here but
 the sign-in needs an admin session or an admin key (``Gateway._check_admin``).
 """
 
@@ -12,12 +12,12 @@ import urllib.parse
 from typing import TYPE_CHECKING, Any
 
 from iflow2api import admin, clientkeys
-from iflow2api.asgi import Receive, Scope, Send, header, send_json
+from iflow2api.asgi import Receive, Scope, header, send_json
 from iflow2api.auth.credentials import IFLOW_BASE_URL, mask_secret
 from iflow2api.calls import Call
 from iflow2api.errors import InvalidRequest, RouteNotFound, UpstreamAuthError
 from iflow2api.pool.members import Member
-from iflow2api.routes.web import _json_body
+from iflow2api.routes.web import json_body
 from iflow2api.state.records import AccountRecord, ClientKeyRecord
 from iflow2api.usage import stats
 from iflow2api.usage.metrics import AccountGauge
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 
 async def open_session(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
-    payload = await _json_body(scope, receive)
+    payload = await json_body(scope, receive)
     password, key = payload.get("password"), payload.get("key")
     allowed = False
     if isinstance(password, str) and password:
@@ -50,7 +50,7 @@ async def open_session(gateway: Gateway, scope: Scope, receive: Receive, call: C
 
 
 async def close_session(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
-    await _json_body(scope, receive)
+    await json_body(scope, receive)
     gateway.sessions.close(admin.cookie_value(header(scope, b"cookie")))
     cookie = f"{admin.COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"
     await send_json(call.send, 200, {"ok": True}, [(b"set-cookie", cookie.encode())])
@@ -89,7 +89,7 @@ def account_view(gateway: Gateway, member: Member) -> dict[str, Any]:
         "reason": health.reason if state in ("cooling", "quarantined") else None,
         "in_flight": member.in_flight,
         "limit": member.limit,
-        "waiting": gateway.pool.waiting,
+        "waiting": gateway.pool.waiting_for(member),
         "requests": member.requests,
         "errors": member.errors,
         "login": login,
@@ -161,7 +161,7 @@ def account_record(payload: dict[str, Any]) -> AccountRecord:
 
 
 async def add_account(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
-    record = account_record(await _json_body(scope, receive))
+    record = account_record(await json_body(scope, receive))
     await gateway.accounts.save(record)
     member = gateway.pool.get(record.id)
     assert member is not None
@@ -169,7 +169,7 @@ async def add_account(gateway: Gateway, scope: Scope, receive: Receive, call: Ca
 
 
 async def account_action(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
-    payload = await _json_body(scope, receive)
+    payload = await json_body(scope, receive)
     account_id, action = payload.get("id"), payload.get("action")
     member = gateway.pool.get(account_id) if isinstance(account_id, str) else None
     if member is None:
@@ -213,7 +213,7 @@ async def list_keys(gateway: Gateway, scope: Scope, receive: Receive, call: Call
 
 
 async def create_key(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
-    payload = await _json_body(scope, receive)
+    payload = await json_body(scope, receive)
     name = _text_field(payload, "name")
     if any(r.name == name for r in gateway.keys.records):
         raise InvalidRequest(f"A key named '{name}' exists already.", param="name")
@@ -232,7 +232,7 @@ async def create_key(gateway: Gateway, scope: Scope, receive: Receive, call: Cal
 
 
 async def revoke_key(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
-    payload = await _json_body(scope, receive)
+    payload = await json_body(scope, receive)
     key_id = payload.get("id")
     if not isinstance(key_id, str) or not await gateway.store.delete_client_key(key_id):
         raise RouteNotFound(f"There is no key {key_id!r}.")
@@ -281,7 +281,7 @@ async def usage_csv(gateway: Gateway, scope: Scope, receive: Receive, call: Call
 async def metrics(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
     gateway.accounts.sync_cli()
     gauges = [
-        AccountGauge(m.label, m.shown_state(), m.in_flight, gateway.pool.waiting)
+        AccountGauge(m.label, m.shown_state(), m.in_flight, gateway.pool.waiting_for(m))
         for m in gateway.pool.members()
     ]
     body = gateway.metrics.render(gauges, queue_depth=gateway.pool.waiting)
@@ -291,9 +291,6 @@ async def metrics(gateway: Gateway, scope: Scope, receive: Receive, call: Call) 
     ]
     await call.send({"type": "http.response.start", "status": 200, "headers": headers})
     await call.send({"type": "http.response.body", "body": body})
-
-
-__all__ = ["Send"]
 
 
 async def accounts_route(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:

@@ -96,7 +96,7 @@ async def api_status(gateway: Gateway, send: Send, *, signed_in: bool) -> None:
     await send_json(send, 200, status_document(gateway, signed_in=signed_in))
 
 
-async def _json_body(scope: Scope, receive: Receive) -> dict[str, Any]:
+async def json_body(scope: Scope, receive: Receive) -> dict[str, Any]:
     # A JSON content type cannot be sent cross-site without a CORS preflight, which we never grant
     # with credentials: that is what keeps another site from driving these endpoints.
     content_type = header(scope, b"content-type") or b""
@@ -120,7 +120,7 @@ def callback_uri(scope: Scope) -> str:
 
 
 async def api_login(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
-    payload = await _json_body(scope, receive)
+    payload = await json_body(scope, receive)
     mode = payload.get("mode", "browser")
     if mode not in ("browser", "code"):
         raise InvalidRequest("'mode' must be 'browser' or 'code'.", param="mode")
@@ -143,7 +143,7 @@ async def _finish(gateway: Gateway, code_or_text: str, state: str | None, *, pas
 
 
 async def api_login_code(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
-    payload = await _json_body(scope, receive)
+    payload = await json_body(scope, receive)
     text, state = payload.get("text"), payload.get("state")
     if not isinstance(text, str) or not text.strip():
         raise InvalidRequest("Paste the code the iFlow page showed.", param="text")
@@ -180,7 +180,7 @@ async def oauth_callback(gateway: Gateway, scope: Scope, send: Send) -> None:
 
 
 async def api_logout(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
-    await _json_body(scope, receive)
+    await json_body(scope, receive)
     await asyncio.to_thread(iflow_files.remove_oauth_login, gateway.settings.iflow_home)
     gateway.refresher.files_changed()
     await send_json(send, 200, {"ok": True})
