@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Callable
 
 ADMIN_PASSWORD_SETTING = "admin_password"
 COOKIE = "iflow2api_session"
@@ -49,27 +50,36 @@ def verify_password(password: str, stored: str) -> bool:
 
 
 class Sessions:
+    """Open page sessions, each tied to what opened it (``key:<id>`` or ``password:<hash>``), so that
+    revoking that key or changing the password ends them too."""
+
     def __init__(self) -> None:
         # Keyed by the token's hash, so even a memory dump holds no usable cookie.
         self._expiry: dict[str, float] = {}
+        self._credential: dict[str, str] = {}
 
-    def open(self) -> str:
+    def open(self, credential: str = "") -> str:
         now = time.monotonic()
         self._expiry = {k: v for k, v in self._expiry.items() if v > now}
+        self._credential = {k: v for k, v in self._credential.items() if k in self._expiry}
         while len(self._expiry) >= MAX_SESSIONS:
-            del self._expiry[next(iter(self._expiry))]
+            oldest = next(iter(self._expiry))
+            del self._expiry[oldest]
+            self._credential.pop(oldest, None)
         token = secrets.token_urlsafe(32)
         self._expiry[_digest(token)] = now + SESSION_SECONDS
+        self._credential[_digest(token)] = credential
         return token
 
-    def valid(self, token: str | None) -> bool:
+    def valid(self, token: str | None, still_valid: Callable[[str], bool] | None = None) -> bool:
         if not token:
             return False
         key = _digest(token)
         expiry = self._expiry.get(key)
         now = time.monotonic()
-        if expiry is None or expiry <= now:
-            self._expiry.pop(key, None)
+        credential = self._credential.get(key, "")
+        if expiry is None or expiry <= now or (still_valid is not None and not still_valid(credential)):
+            self.close(token)
             return False
         self._expiry[key] = now + SESSION_SECONDS
         return True
@@ -77,6 +87,7 @@ class Sessions:
     def close(self, token: str | None) -> None:
         if token:
             self._expiry.pop(_digest(token), None)
+            self._credential.pop(_digest(token), None)
 
 
 def _digest(token: str) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from iflow2api import admin, clientkeys
-from iflow2api.addresses import is_loopback_host
+from iflow2api.addresses import is_loopback, is_loopback_host
 from iflow2api.asgi import (
     CORS_HEADERS,
     Receive,
@@ -214,6 +214,11 @@ class Gateway:
         self._env_keys = clientkeys.env_records(settings.api_keys)
         self.keys.load(self._env_keys)
         self.sessions = admin.Sessions()
+        self.password_checks = asyncio.Semaphore(1)
+        #: Recent usage summaries by range in days, with when they were made (see routes.manage).
+        self.summaries: dict[int, tuple[float, dict[str, Any]]] = {}
+        self._admin_hash: str | None = None
+        self.beyond_loopback = not is_loopback(settings.host)
         self.pool = Pool(
             strategy="fill-first" if settings.strategy == "fill-first" else "round-robin",
             affinity=settings.session_affinity,
@@ -248,17 +253,29 @@ class Gateway:
 
     async def reload_keys(self) -> None:
         self.keys.load([*self._env_keys, *await self.store.client_keys()])
+        self._admin_hash = await self.store.get_setting(admin.ADMIN_PASSWORD_SETTING)
 
     async def _save_login(self, tokens: oauth.Tokens, user: oauth.UserInfo) -> object:
         account_id = await save_login(self.settings.iflow_home, self.store, tokens, user)
         await self.accounts.load()
         return account_id
 
+    def needs_keys(self) -> bool:
+        """Whether clients must show a key: when any exists, and always beyond loopback (revoking
+        the last key must not open a gateway that listens on the network)."""
+        return self.beyond_loopback or bool(self.keys)
+
+    def _credential_holds(self, credential: str) -> bool:
+        kind, _, value = credential.partition(":")
+        if kind == "key":
+            return any(record.id == value and record.admin for record in self.keys.records)
+        return kind == "password" and value == self._admin_hash
+
     def is_admin(self, scope: Scope) -> bool:
-        """Whether this request may manage the gateway: always, without client keys."""
-        if not self.keys:
+        """Whether this request may manage the gateway: always, when no keys are needed."""
+        if not self.needs_keys():
             return True
-        if self.sessions.valid(admin.cookie_value(header(scope, b"cookie"))):
+        if self.sessions.valid(admin.cookie_value(header(scope, b"cookie")), self._credential_holds):
             return True
         offered = clientkeys.offered_key(header(scope, b"authorization"), header(scope, b"x-api-key"))
         record = self.keys.find(offered) if offered else None
@@ -330,7 +347,7 @@ class Gateway:
             raise MethodNotAllowed(
                 f"{path} accepts {allowed}, not {method}.", headers=[(b"allow", allowed.encode())]
             )
-        if self.keys and route.access != "open":
+        if route.access != "open" and self.needs_keys():
             if route.access == "admin":
                 self._check_admin(scope)
             else:
@@ -341,6 +358,7 @@ class Gateway:
                 # requests without a valid key are not, so nobody can fill the database.
                 call.kind = route.usage
                 self.keys.admit(call.key)
+        call.kind = route.usage
         await route.handler(self, scope, receive, call)
 
     def _check_browser_origin(self, scope: Scope, method: str) -> None:
@@ -351,7 +369,7 @@ class Gateway:
         Host header must then name loopback itself.
         """
         host = (header(scope, b"host") or b"").decode("latin-1")
-        if not self.keys and not is_loopback_host(host):
+        if not self.needs_keys() and not is_loopback_host(host):
             raise Forbidden(f"This page answers only on a loopback address, not on {host!r}.")
         origin = header(scope, b"origin")
         writes = method not in ("GET", "HEAD")

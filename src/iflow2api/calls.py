@@ -33,6 +33,7 @@ class Call:
     __slots__ = (
         "_pinger",
         "_send",
+        "_sending",
         "account",
         "arrived",
         "attempts",
@@ -81,8 +82,17 @@ class Call:
         self.reasoning_tokens = 0
         self.late_error: Callable[[GatewayError], bytes] | None = None
         self._pinger: asyncio.Task[None] | None = None
+        #: Made with the pinger (see ``keep_alive``): pings and real sends never interleave.
+        self._sending: asyncio.Lock
 
     async def send(self, message: Message) -> None:
+        if self._pinger is None:
+            await self._pass_on(message)
+            return
+        async with self._sending:  # never in the middle of a ping
+            await self._pass_on(message)
+
+    async def _pass_on(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             if self.started:
                 return  # the keep-alive pings already sent the stream's head
@@ -110,18 +120,20 @@ class Call:
         """Ping every ``interval`` seconds until the first content goes out."""
         self.late_error = late_error
         if interval > 0 and self._pinger is None:
+            self._sending = asyncio.Lock()
             self._pinger = asyncio.ensure_future(self._ping(interval))
 
     async def _ping(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
-            if self.content_sent or self.finished:
-                return
-            if not self.started:
-                self.started = True
-                self.status = 200
-                await self._send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-            await self._send({"type": "http.response.body", "body": PING, "more_body": True})
+            async with self._sending:
+                if self.content_sent or self.finished:
+                    return
+                if not self.started:
+                    self.started = True
+                    self.status = 200
+                    await self._send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+                await self._send({"type": "http.response.body", "body": PING, "more_body": True})
 
     @property
     def only_pinged(self) -> bool:
@@ -132,13 +144,15 @@ class Call:
         if not self.only_pinged or self.late_error is None:
             return False
         self.error_code = error.code or error.type
+        self.status = error.status  # for the usage record: the client got a 200 and then this
         await self.send({"type": "http.response.body", "body": self.late_error(error), "more_body": False})
         return True
 
     async def close(self) -> None:
         if self._pinger is not None:
             self._pinger.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            # A ping that failed (the client gone) has nothing left to report.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._pinger
             self._pinger = None
 

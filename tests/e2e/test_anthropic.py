@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import GatewayProcess
-from tests.fake_iflow import BusinessError, Completion, FakeIflow
+from tests.fake_iflow import BusinessError, Completion, FakeIflow, Stream
 
 TOOLS: list[Any] = [
     {
@@ -180,3 +180,13 @@ def test_count_tokens_uses_the_models_tokenizer(claude: anthropic.Anthropic) -> 
     assert large.input_tokens == count(text) + 4  # the text, plus one message's framing
     assert wide.input_tokens == count(chinese) + 4
     assert with_tools.input_tokens > large.input_tokens
+
+
+def test_an_empty_stream_is_a_clear_error(claude: anthropic.Anthropic, fake: FakeIflow) -> None:
+    fake.enqueue(Stream(chunks=[]))  # nothing but [DONE]
+    request: Any = {"model": "glm-4.7", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+    with pytest.raises(anthropic.APIStatusError) as caught, claude.messages.stream(**request) as stream:
+        list(stream)
+    # Anthropic's api_error (it has no 502), saying what happened rather than "internal error".
+    assert caught.value.status_code == 500
+    assert "without sending anything" in str(caught.value)

@@ -235,6 +235,9 @@ def test_a_failure_after_pings_arrives_as_an_error_event(
     errors = [json.loads(line[6:]) for line in lines if line.startswith("data: {")]
     assert errors and errors[0]["error"]["type"] == "upstream_error", lines
     assert lines[-1] == "data: [DONE]"
+    # Recorded as the failure it was, not as the 200 the pings had to start with.
+    usage = httpx.get(gateway.url + "/api/usage?days=1", timeout=5).json()
+    assert usage["recent"][0]["status"] == 502 and usage["totals"]["errors"] == 1
 
 
 def test_usage_rows_and_metrics_match_the_requests(
@@ -307,3 +310,22 @@ def test_usage_survives_a_restart(start_gateway: Any, fake: FakeIflow, tmp_path:
     second = start_gateway(None, env)
     summary = httpx.get(second.url + "/api/usage?days=1", timeout=5).json()
     assert summary["totals"]["requests"] == 1
+
+
+def test_an_expired_key_without_a_login_is_quarantined_and_the_request_served_elsewhere(
+    start_gateway: Any, fake: FakeIflow, tmp_path: Path
+) -> None:
+    gateway = start_pool(start_gateway, fake, tmp_path)
+    fake.enqueue_for(KEY_A, BusinessError(status="439", msg="token expired"))
+    assert chat(gateway).status_code == 200
+    first = accounts(gateway)["iFlow CLI settings"]
+    assert first["state"] == "quarantined" and "expired" in first["reason"], first
+    for _ in range(4):
+        assert chat(gateway).status_code == 200
+    # Asked once (the 439), then never again; the others share the rest.
+    assert asked(fake).count("iFlow CLI settings") == 1
+    assert len(asked(fake)) == 6
+    # A new key in settings.json lifts the quarantine by itself.
+    write_settings(gateway.iflow_home, iflow_settings(fake, KEY_C))
+    time.sleep(0.1)
+    assert accounts(gateway)["iFlow CLI settings"]["state"] == "ok"

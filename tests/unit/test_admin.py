@@ -177,3 +177,15 @@ def test_sessions_are_bounded_the_oldest_going_first(clock: Clock) -> None:
 )
 def test_cookie_value(header: bytes | None, expected: str | None) -> None:
     assert cookie_value(header) == expected
+
+
+def test_a_session_ends_with_the_credential_that_opened_it() -> None:
+    sessions = Sessions()
+    by_key = sessions.open("key:key-1")
+    by_password = sessions.open("password:scrypt$aa$bb")
+    live = {"key:key-1", "password:scrypt$aa$bb"}
+    assert sessions.valid(by_key, live.__contains__) and sessions.valid(by_password, live.__contains__)
+    live.discard("key:key-1")  # the key was revoked
+    assert not sessions.valid(by_key, live.__contains__)
+    assert not sessions.valid(by_key, lambda _credential: True)  # and stays ended
+    assert sessions.valid(by_password, live.__contains__)

@@ -144,7 +144,7 @@ class Refresher:
         self.name = name
         self.client = client
         self.lead = lead
-        self._inflight: asyncio.Future[bool] | None = None
+        self._inflight: asyncio.Task[bool] | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._state: State = "no-login"
@@ -178,20 +178,18 @@ class Refresher:
 
     async def refresh_now(self) -> bool:
         """Refresh at once, sharing a refresh already under way. True if the login is fresh now."""
-        if self._inflight is not None:
-            return await asyncio.shield(self._inflight)
-        self._inflight = asyncio.get_running_loop().create_future()
-        try:
-            ok = await self._refresh()
-        except BaseException as exc:
-            self._inflight.set_exception(exc)
-            self._inflight.exception()  # retrieved: only the sharers care
-            raise
-        else:
-            self._inflight.set_result(ok)
-            return ok
-        finally:
+        if self._inflight is None:
+            # A task of its own: a caller that goes away (a client hanging up) must not cut short
+            # a refresh that others share, and whose rotated tokens must be saved.
+            self._inflight = asyncio.ensure_future(self._refresh())
+            self._inflight.add_done_callback(self._refreshed)
+        return await asyncio.shield(self._inflight)
+
+    def _refreshed(self, task: asyncio.Task[bool]) -> None:
+        if self._inflight is task:
             self._inflight = None
+        if not task.cancelled():
+            task.exception()  # retrieved here: the callers that still wait get it too
 
     def start(self) -> None:
         if self._task is None or self._task.done():

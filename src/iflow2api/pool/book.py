@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 import time
@@ -140,6 +141,7 @@ class AccountBook:
         self._generation: int | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self._changing = asyncio.Lock()
         self.on_change: Callable[[], None] = lambda: None
 
     # -- reading -----------------------------------------------------------------------------------
@@ -155,7 +157,8 @@ class AccountBook:
         if member.kind == "openai-compatible":
             if member.models:
                 return model in member.models
-            listing = self.models.cached(member.account)
+            # An expired list still says where a model most likely is (it is asked again anyway).
+            listing = self.models.cached(member.account, stale=True)
             if listing is not None and listing.complete:
                 return model in listing.ids
             return None
@@ -198,12 +201,15 @@ class AccountBook:
             await refresher.stop()
 
     async def load(self) -> None:
-        self._generation = await self.store.generation()
-        records = await self.store.accounts()
-        self._records = {r.id: r for r in sorted(records, key=lambda r: (r.created_at, r.id))}
-        self._health = await self.store.health()
-        disabled = await self.store.get_setting(DISABLED_SETTING)
-        self._disabled = frozenset(orjson.loads(disabled)) if disabled else frozenset()
+        # One at a time with save(): a reload that read the records just before a refresh saved
+        # new tokens must not put the old ones back.
+        async with self._changing:
+            self._generation = await self.store.generation()
+            records = await self.store.accounts()
+            self._records = {r.id: r for r in sorted(records, key=lambda r: (r.created_at, r.id))}
+            self._health = await self.store.health()
+            disabled = await self.store.get_setting(DISABLED_SETTING)
+            self._disabled = frozenset(orjson.loads(disabled)) if disabled else frozenset()
         self._sync_refreshers()
         self._cli_account = self.credentials.current()
         self._rebuild()
@@ -268,7 +274,7 @@ class AccountBook:
         refresher = self._refreshers.get(record.id)
         if refresher is not None:
             member.refresher = refresher
-            member.renew = lambda: self._renew_stored(member)
+            member.renew = functools.partial(self._renew_stored, member)
         return member
 
     def _rebuild(self) -> None:
@@ -290,7 +296,7 @@ class AccountBook:
                 health=self._health.get(CLI_ACCOUNT_ID, AccountHealth()),
                 refresher=self.cli_refresher if kind == "iflow-oauth" else None,
             )
-            member.renew = lambda: self._renew_cli(member)
+            member.renew = functools.partial(self._renew_cli, member)
             members.append(member)
         members += [self._member(record, "config") for record in self.settings.accounts]
         members += [self._member(record, "store") for record in self._records.values()]
@@ -340,9 +346,10 @@ class AccountBook:
 
     async def save(self, record: AccountRecord) -> None:
         """Add or replace a stored account, and use it at once."""
-        await self.store.put_account(record)
-        self._records[record.id] = record
-        self._generation = await self.store.generation()
+        async with self._changing:
+            await self.store.put_account(record)
+            self._records[record.id] = record
+            self._generation = await self.store.generation()
         self._sync_refreshers()
         self._rebuild()
         self.on_change()
@@ -409,6 +416,10 @@ async def save_login(iflow_home: Path, store: StateStore, tokens: oauth.Tokens, 
         await asyncio.to_thread(
             iflow_files.save_oauth_login, iflow_home, tokens, user, base_url=IFLOW_BASE_URL
         )
+        # The same user as an extra account too would share one iFlow slot with two refreshers.
+        for record in await store.accounts():
+            if record.kind == "iflow-oauth" and same_user(record.oauth, user):
+                await store.delete_account(record.id)
         return CLI_ACCOUNT_ID
     existing = next(
         (r for r in await store.accounts() if r.kind == "iflow-oauth" and same_user(r.oauth, user)), None

@@ -316,10 +316,17 @@ class Pool:
 
     # -- outcomes --------------------------------------------------------------------------------
 
-    def succeeded(self, member: Member) -> None:
+    def serves(self, member: Member, model: str) -> bool | None:
+        return self._serves(member, model)
+
+    def succeeded(self, member: Member, started: float | None = None) -> None:
+        """A request that began at ``started`` succeeded: clear the strikes, unless something
+        newer (a rate limit met by a request in flight alongside) set the account's health since."""
         member = self._current(member)
         member.requests += 1
         health = member.health
+        if started is not None and health.since > started:
+            return
         if (health.strikes or health.state != "ok") and health.state != "quarantined":
             self._set_health(member, AccountHealth(since=self._clock()))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -13,7 +14,7 @@ from iflow2api.auth.credentials import Account
 from iflow2api.calls import Call
 from iflow2api.dialects import openai_chat
 from iflow2api.dialects.anthropic import resolve_model
-from iflow2api.errors import GatewayError, RateLimited, UpstreamError, UpstreamTimeout
+from iflow2api.errors import GatewayError, ModelNotFound, RateLimited, UpstreamError, UpstreamTimeout
 from iflow2api.pool.router import NoAccountAvailable, Pool
 from iflow2api.reasoning import ReasoningStore, StreamedTurn
 from iflow2api.sse import DONE, DONE_FRAME, SSEDecoder
@@ -105,12 +106,13 @@ async def _parsed_chunks(
     """The upstream's stream as chunk dicts, with its errors raised (see ``ChatSink.stream``)."""
     decoder = SSEDecoder()
     turn = StreamedTurn()
-    started = False
+    started = ended = False
     try:
         async for raw in response.iter_chunks():
             for data in decoder.feed(raw):
                 if data == DONE:
-                    return
+                    ended = True  # what follows [DONE] is not read; an empty stream is an error below
+                    break
                 try:
                     chunk = orjson.loads(data)
                 except orjson.JSONDecodeError:
@@ -132,6 +134,8 @@ async def _parsed_chunks(
                     call.note_usage(chunk["usage"])
                 started = True
                 yield chunk
+            if ended:
+                break
     except http1.TransportError as exc:
         if isinstance(exc, http1.ReadTimeout):
             raise UpstreamTimeout(
@@ -172,6 +176,7 @@ async def serve(gateway: Gateway, scope: Scope, request: dict[str, Any], relay: 
     for _ in range(gateway.settings.max_attempts):
         try:
             member = await pool.acquire(model, session=call.session, exclude=frozenset(tried))
+            started = time.time()
         except NoAccountAvailable:
             if last is None:
                 raise
@@ -184,6 +189,10 @@ async def serve(gateway: Gateway, scope: Scope, request: dict[str, Any], relay: 
             if call.content_sent:
                 raise
             last = error
+            if isinstance(error, ModelNotFound) and pool.serves(member, model) is not True:
+                # An account that was only thought to serve the model: no fault of its own.
+                tried.add(member.id)
+                continue
             verdict = pool.failed(member, error)
             if verdict.action == "refresh":
                 # The key expired (iFlow 439) or was refused: a fresh one, then the same account again.
@@ -201,7 +210,7 @@ async def serve(gateway: Gateway, scope: Scope, request: dict[str, Any], relay: 
                 raise
             tried.add(member.id)
         else:
-            pool.succeeded(member)
+            pool.succeeded(member, started)
             return
         finally:
             pool.release(member)

@@ -6,6 +6,7 @@ the sign-in needs an admin session or an admin key (``Gateway._check_admin``).
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 import urllib.parse
@@ -26,22 +27,32 @@ if TYPE_CHECKING:
     from iflow2api.app import Gateway
 
 
+#: Seconds a wrong admin password costs its sender.
+WRONG_PASSWORD_DELAY = 0.5
+
 # -- sign-in -------------------------------------------------------------------------------------------
 
 
 async def open_session(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
     payload = await json_body(scope, receive)
     password, key = payload.get("password"), payload.get("key")
-    allowed = False
+    credential = ""
     if isinstance(password, str) and password:
         stored = await gateway.store.get_setting(admin.ADMIN_PASSWORD_SETTING)
-        allowed = stored is not None and admin.verify_password(password, stored)
+        # scrypt takes tens of milliseconds: off the event loop, one at a time, and a wrong guess
+        # costs half a second more, so the page cannot be used to guess quickly or to stall the gateway.
+        async with gateway.password_checks:
+            if stored is not None and await asyncio.to_thread(admin.verify_password, password, stored):
+                credential = "password:" + stored
+            else:
+                await asyncio.sleep(WRONG_PASSWORD_DELAY)
     elif isinstance(key, str) and key:
         record = gateway.keys.find(key.encode())
-        allowed = record is not None and record.admin
-    if not allowed:
+        if record is not None and record.admin:
+            credential = "key:" + record.id
+    if not credential:
         raise UpstreamAuthError("Wrong admin password or admin key.", code="admin_required")
-    token = gateway.sessions.open()
+    token = gateway.sessions.open(credential)
     secure = "; Secure" if scope.get("scheme") == "https" else ""
     cookie = (
         f"{admin.COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={admin.SESSION_SECONDS}{secure}"
@@ -234,6 +245,12 @@ async def create_key(gateway: Gateway, scope: Scope, receive: Receive, call: Cal
 async def revoke_key(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
     payload = await json_body(scope, receive)
     key_id = payload.get("id")
+    last_key = len(gateway.keys) <= 1 and any(r.id == key_id for r in gateway.keys.records)
+    if gateway.beyond_loopback and last_key:
+        raise InvalidRequest(
+            "This is the gateway's last key, and it listens beyond loopback: create another "
+            "key first, so that the gateway is never left open."
+        )
     if not isinstance(key_id, str) or not await gateway.store.delete_client_key(key_id):
         raise RouteNotFound(f"There is no key {key_id!r}.")
     await gateway.reload_keys()
@@ -254,12 +271,21 @@ def _days(scope: Scope) -> int:
     return days
 
 
+#: Seconds a usage summary is served again rather than computed anew (the page polls it).
+SUMMARY_SECONDS = 3.0
+
+
 async def usage_summary(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
     days = _days(scope)
     now = time.time()
-    await gateway.usage.flush()
-    rows = await gateway.store.usage(now - days * 86400)
-    await send_json(call.send, 200, stats.summarize(rows, now=now, days=days))
+    cached = gateway.summaries.get(days)
+    if cached is None or now - cached[0] > SUMMARY_SECONDS:
+        await gateway.usage.flush()
+        rows = await gateway.store.usage(now - days * 86400)
+        # Hundreds of thousands of rows take a while to sum up: off the event loop.
+        summary = await asyncio.to_thread(stats.summarize, rows, now=now, days=days)
+        cached = gateway.summaries[days] = (now, summary)
+    await send_json(call.send, 200, cached[1])
 
 
 async def usage_csv(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:

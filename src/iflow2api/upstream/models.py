@@ -44,12 +44,13 @@ class ModelDirectory:
         self._cache: dict[str, tuple[float, ModelList]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
-    def cached(self, account: Account) -> ModelList | None:
-        """What is known without asking: the catalogue for iFlow, a cached list for others."""
+    def cached(self, account: Account, *, stale: bool = False) -> ModelList | None:
+        """What is known without asking: the catalogue for iFlow, a cached list for others
+        (``stale``: even one past its time)."""
         if account.kind == "iflow":
             return ModelList(tuple(m.id for m in catalogue.IFLOW_MODELS if not m.hidden), complete=False)
         cached = self._cache.get(account.key)
-        return cached[1] if cached and cached[0] > time.monotonic() else None
+        return cached[1] if cached and (stale or cached[0] > time.monotonic()) else None
 
     async def models(self, account: Account) -> ModelList:
         if account.kind == "iflow":
