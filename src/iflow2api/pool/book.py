@@ -177,6 +177,9 @@ class AccountBook:
 
     def sync_cli(self) -> None:
         """Follow the iFlow CLI's files (cheap: they are looked at most every 50 ms)."""
+        if self._cli_account is None:
+            # Without a login, look every time: the one just made must serve the very next request.
+            self.credentials.invalidate()
         account = self.credentials.current()
         if account is not self._cli_account:
             self._cli_account = account
