@@ -178,8 +178,8 @@ def not_logged_in_message(settings: Settings) -> str:
         f"iflow2api found no iFlow credentials in {where}. Log in on this gateway's page (open its "
         "address in a browser), or run `iflow2api login` (`--no-browser` on a server), or log in "
         'with the iFlow CLI. For another OpenAI-compatible provider, put "selectedAuthType": '
-        '"openai-compatible" with "baseUrl", "apiKey" and "modelName" in settings.json. No restart '
-        "is needed."
+        '"openai-compatible" with "baseUrl", "apiKey" and "modelName" in settings.json, or add an '
+        "account with `iflow2api accounts add`. No restart is needed."
     )
 
 
