@@ -421,6 +421,10 @@ def _business(
 _SUCCESS_CODES: Final = frozenset({"0", "200"})
 
 
+#: The fields ``_business`` reads; a body without any of them names no business error.
+_BUSINESS_FIELDS: Final = frozenset({"error_code", "status", "msg"})
+
+
 def business_error(payload: object, *, available_models: Sequence[str]) -> GatewayError | None:
     """The error a 2xx JSON body (or stream chunk) stands for; None for a normal completion (§7.3 B).
 
@@ -430,6 +434,8 @@ def business_error(payload: object, *, available_models: Sequence[str]) -> Gatew
     """
     if not isinstance(payload, dict):
         return None
+    if payload.get("choices") and not _BUSINESS_FIELDS.intersection(payload):
+        return None  # an ordinary answer: the common case, decided without the table below
     error = _business(payload, available_models, "")
     if error is not None:
         return error
