@@ -31,6 +31,7 @@ from iflow2api.auth.credentials import Account, CredentialSource
 from iflow2api.auth.login import LoginFlow
 from iflow2api.auth.oauth_client import OAuthClient
 from iflow2api.auth.refresher import Refresher
+from iflow2api.background import Background
 from iflow2api.calls import Call, Dialect
 from iflow2api.clientkeys import KeyRing
 from iflow2api.dialects import anthropic
@@ -197,7 +198,8 @@ class Gateway:
         self._iflow = IflowSpeaker(thinking_default=settings.thinking_default)
         self._openai = OpenAICompatibleSpeaker()
         self.disconnects = DisconnectWatch()
-        self._background: set[asyncio.Task[Any]] = set()
+        self.background = Background()
+        self._spawn = self.background.spawn
         self.reasoning = ReasoningStore(save=lambda items: self._spawn(self.store.put_reasoning(items)))
         self.responses = ResponseMemory(
             save=lambda rid, history: self._spawn(self.store.put_response_history(rid, history)),
@@ -238,6 +240,7 @@ class Gateway:
             cli_refresher=self.refresher,
             oauth_client=self.oauth,
             models=self.models,
+            background=self.background,
         )
         self.accounts.on_change = lambda: self._spawn(self.reload_keys())
         self.assets = web.load_assets()
@@ -280,17 +283,6 @@ class Gateway:
         offered = clientkeys.offered_key(header(scope, b"authorization"), header(scope, b"x-api-key"))
         record = self.keys.find(offered) if offered else None
         return record is not None and record.admin
-
-    def _spawn(self, work: Awaitable[Any]) -> None:
-        """Run store writes off the request path, keeping a reference until they finish."""
-        task = asyncio.ensure_future(work)
-        self._background.add(task)
-        task.add_done_callback(self._finished_background)
-
-    def _finished_background(self, task: asyncio.Task[Any]) -> None:
-        self._background.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("a state store write failed: %s", task.exception())
 
     # -- ASGI ------------------------------------------------------------------------------------
 
@@ -358,7 +350,7 @@ class Gateway:
                 # requests without a valid key are not, so nobody can fill the database.
                 call.kind = route.usage
                 self.keys.admit(call.key)
-        call.kind = route.usage
+        call.kind = route.usage  # usage-recorded routes only: chat, anthropic or responses
         await route.handler(self, scope, receive, call)
 
     def _check_browser_origin(self, scope: Scope, method: str) -> None:
@@ -433,8 +425,7 @@ class Gateway:
                 await self.refresher.stop()
                 await self.accounts.stop()
                 await self.usage.stop()
-                if self._background:
-                    await asyncio.wait(list(self._background), timeout=2)
+                await self.background.drain(seconds=2)
                 await self.oauth.close()
                 await self.client.close()
                 await self.store.close()

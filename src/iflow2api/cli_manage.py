@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from typing import Any, TypeVar
 
 import click
@@ -17,11 +16,11 @@ import click
 from iflow2api import admin, clientkeys
 from iflow2api.auth.credentials import CredentialSource, mask_secret
 from iflow2api.errors import GatewayError
-from iflow2api.pool.book import DISABLED_SETTING
-from iflow2api.pool.members import CLI_ACCOUNT_ID
+from iflow2api.pool.book import disabled_accounts, set_account_enabled
+from iflow2api.pool.members import CLI_ACCOUNT_ID, shown_state
 from iflow2api.routes.manage import account_record
 from iflow2api.settings import Settings
-from iflow2api.state import StateFileError, StateStore, open_store
+from iflow2api.state import AccountHealth, ClientKeyRecord, StateFileError, StateStore, open_store
 
 T = TypeVar("T")
 
@@ -53,20 +52,14 @@ def _table(rows: list[list[str]]) -> None:
 
 def list_accounts(settings: Settings) -> None:
     async def work(store: StateStore) -> None:
-        import orjson
-
-        disabled_text = await store.get_setting(DISABLED_SETTING)
-        disabled = set(orjson.loads(disabled_text)) if disabled_text else set()
+        disabled = await disabled_accounts(store)
         health = await store.health()
         rows = [["ID", "LABEL", "KIND", "SOURCE", "KEY", "STATE", "MODELS"]]
 
         def state(account_id: str, enabled: bool) -> str:
-            if not enabled or account_id in disabled:
-                return "disabled"
-            h = health.get(account_id)
-            if h is None or h.state == "ok" or (h.state == "cooling" and h.until <= time.time()):
-                return "ok"
-            return h.state
+            return shown_state(
+                enabled and account_id not in disabled, health.get(account_id, AccountHealth())
+            )
 
         cli = CredentialSource(settings.iflow_home, base_url_override=settings.upstream_base_url).current()
         if cli is not None:
@@ -105,8 +98,6 @@ def add_account(settings: Settings, fields: dict[str, Any]) -> None:
 
 def change_account(settings: Settings, account_id: str, action: str) -> None:
     async def work(store: StateStore) -> str:
-        import orjson
-
         records = {r.id: r for r in await store.accounts()}
         record = records.get(account_id)
         known = account_id == CLI_ACCOUNT_ID or any(r.id == account_id for r in settings.accounts)
@@ -121,18 +112,7 @@ def change_account(settings: Settings, account_id: str, action: str) -> None:
             await store.delete_account(account_id)
             return f"Removed {record.label} ({account_id})."
         enabled = action == "enable"
-        if record is not None:
-            await store.put_account(replace(record, enabled=enabled))
-        else:
-            text = await store.get_setting(DISABLED_SETTING)
-            disabled = set(orjson.loads(text)) if text else set()
-            (disabled.discard if enabled else disabled.add)(account_id)
-            await store.put_setting(DISABLED_SETTING, orjson.dumps(sorted(disabled)).decode())
-        if enabled:
-            from iflow2api.state.records import AccountHealth
-
-            # Enabling is also how a quarantine is lifted by hand.
-            await store.put_health(account_id, AccountHealth(since=time.time()))
+        await set_account_enabled(store, account_id, enabled)
         return f"{'Enabled' if enabled else 'Disabled'} {account_id}."
 
     click.echo(run(settings, work))
@@ -150,22 +130,17 @@ def create_key(
     tokens_per_day: int | None,
     models: str,
 ) -> None:
-    key = clientkeys.new_key()
-    record = clientkeys.new_record(
-        name,
-        key,
-        admin=admin_key,
-        rpm=rpm,
-        tokens_per_day=tokens_per_day,
-        models=[m.strip() for m in models.split(",") if m.strip()],
-    )
+    async def work(store: StateStore) -> tuple[str, ClientKeyRecord]:
+        return await clientkeys.create(
+            store,
+            name,
+            admin=admin_key,
+            rpm=rpm,
+            tokens_per_day=tokens_per_day,
+            models=[m.strip() for m in models.split(",") if m.strip()],
+        )
 
-    async def work(store: StateStore) -> None:
-        if any(r.name == name for r in await store.client_keys()):
-            raise click.ClickException(f"A key named {name!r} exists already.")
-        await store.put_client_key(record)
-
-    run(settings, work)
+    key, record = run(settings, work)
     click.echo(f"Created the key {name!r} ({record.id}). It is shown this once; keep it now:\n")
     click.echo(f"  {key}\n")
 

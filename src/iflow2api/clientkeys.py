@@ -19,18 +19,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 
-from iflow2api.errors import Forbidden, RateLimited, UpstreamAuthError
+from iflow2api.errors import InvalidRequest, KeyLimitReached, ModelNotAllowed, UpstreamAuthError
 from iflow2api.state.records import ClientKeyRecord
+from iflow2api.state.store import StateStore
 
 KEY_PREFIX = "sk-i2a-"
-
-
-class KeyLimitReached(RateLimited):
-    code = "key_rate_limit_exceeded"
-
-
-class ModelNotAllowed(Forbidden):
-    code = "model_not_allowed"
 
 
 def new_key() -> str:
@@ -61,6 +54,24 @@ def new_record(
         tokens_per_day=tokens_per_day,
         models=tuple(models),
     )
+
+
+async def create(
+    store: StateStore,
+    name: str,
+    *,
+    admin: bool = False,
+    rpm: int | None = None,
+    tokens_per_day: int | None = None,
+    models: Iterable[str] = (),
+) -> tuple[str, ClientKeyRecord]:
+    """Make and store a named key (from the page or the CLI); the key itself is returned only here."""
+    if any(record.name == name for record in await store.client_keys()):
+        raise InvalidRequest(f"A key named '{name}' exists already.", param="name")
+    key = new_key()
+    record = new_record(name, key, admin=admin, rpm=rpm, tokens_per_day=tokens_per_day, models=models)
+    await store.put_client_key(record)
+    return key, record
 
 
 def env_records(keys: Iterable[str]) -> list[ClientKeyRecord]:

@@ -13,13 +13,17 @@ a lookup table of its own::
     ├── UpstreamAuthError                 401 (key invalid or expired, iFlow 434 / 439)
     ├── AccountBlocked                    403 (iFlow 434/438 "AK blocked")
     ├── Forbidden                         403 (the page's API from another site or host name)
+    │   └── ModelNotAllowed               403 (a client key limited to other models)
     ├── RouteNotFound                     404
     ├── ModelNotFound                     404 model_not_found
     ├── MethodNotAllowed                  405
     ├── RateLimited                       429 (+ Retry-After)
     │   ├── UpstreamRateLimited           429 (iFlow 429 / 8211)
     │   ├── UpstreamConcurrencyLimited    429 (iFlow 449)
-    │   └── QueueFull                     429 (our own per-account queue)
+    │   ├── QueueFull                     429 (our own waiting line)
+    │   ├── AllAccountsCooling            429 (every account rests; Retry-After: the first back)
+    │   └── KeyLimitReached               429 (a client key's requests/minute or tokens/day)
+    ├── NoAccountAvailable                503 (every account quarantined, disabled or tried)
     └── UpstreamError                     502 (anything else the upstream did wrong)
         ├── UpstreamModelError            502 (iFlow 514)
         ├── LoginUnavailable              502 (the iFlow login service failed)
@@ -144,6 +148,24 @@ class UpstreamConcurrencyLimited(RateLimited):
 
 class QueueFull(RateLimited):
     code = "queue_full"
+
+
+class AllAccountsCooling(RateLimited):
+    code = "all_accounts_cooling_down"
+
+
+class KeyLimitReached(RateLimited):
+    code = "key_rate_limit_exceeded"
+
+
+class ModelNotAllowed(Forbidden):
+    code = "model_not_allowed"
+
+
+class NoAccountAvailable(GatewayError):
+    status = 503
+    type = "service_unavailable"
+    code = "no_account_available"
 
 
 class UpstreamError(GatewayError):

@@ -19,20 +19,13 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.conftest import GatewayProcess, iflow_settings, write_settings
-from tests.e2e.browser import TIMEOUT_MS, chromium
+from tests.e2e.browser import TIMEOUT_MS
 from tests.e2e.test_keys import cli, create_key
 from tests.fake_iflow import BusinessError, Completion, FakeIflow, HttpError
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 KEYS = ["sk-" + c * 32 for c in "def"]
 PASSWORD = "a long admin password"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    expect.set_options(timeout=TIMEOUT_MS)
-    with chromium() as launched:
-        yield launched
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ from playwright.sync_api import (
 
 from iflow2api.app import ROUTES
 from iflow2api.routes.web import load_assets
-from tests.e2e.browser import TIMEOUT_MS, chromium
+from tests.e2e.browser import TIMEOUT_MS
 
 VIEWPORT: ViewportSize = {"width": 1280, "height": 900}
 #: Names chosen by clients and upstreams reach the page; this one must stay text.
@@ -485,12 +485,6 @@ def context(browser: Browser) -> Iterator[BrowserContext]:
         yield context
     finally:
         context.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from openai import AuthenticationError, OpenAI
 from playwright.sync_api import Browser, Page, ViewportSize, expect
 
 from tests.conftest import GatewayProcess
-from tests.e2e.browser import TIMEOUT_MS, chromium
+from tests.e2e.browser import TIMEOUT_MS
 from tests.fake_iflow import DEFAULT_CONTENT, FakeIflow
 
 StartGateway = Callable[[dict[str, Any] | None, dict[str, str]], GatewayProcess]
@@ -33,13 +33,6 @@ StartGateway = Callable[[dict[str, Any] | None, dict[str, str]], GatewayProcess]
 EMAIL = "user@example.com"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 VIEWPORT: ViewportSize = {"width": 1100, "height": 800}
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    expect.set_options(timeout=TIMEOUT_MS)
-    with chromium() as launched:
-        yield launched
 
 
 @pytest.fixture

@@ -15,16 +15,14 @@ import pytest
 from iflow2api import clientkeys
 from iflow2api.clientkeys import (
     KEY_PREFIX,
-    KeyLimitReached,
     KeyRing,
-    ModelNotAllowed,
     env_records,
     hash_key,
     new_key,
     new_record,
     offered_key,
 )
-from iflow2api.errors import UpstreamAuthError
+from iflow2api.errors import KeyLimitReached, ModelNotAllowed, UpstreamAuthError
 from iflow2api.state.records import ClientKeyRecord
 
 URLSAFE = set(string.ascii_letters + string.digits + "-_")

@@ -12,10 +12,12 @@ import pytest
 from iflow2api.auth.credentials import Account
 from iflow2api.errors import (
     AccountBlocked,
+    AllAccountsCooling,
     ContextTooLong,
     GatewayError,
     InvalidRequest,
     ModelNotFound,
+    NoAccountAvailable,
     QueueFull,
     UpstreamAuthError,
     UpstreamConcurrencyLimited,
@@ -25,7 +27,7 @@ from iflow2api.errors import (
 )
 from iflow2api.pool.members import Member, key_fingerprint
 from iflow2api.pool.outcomes import CooldownPolicy
-from iflow2api.pool.router import AllAccountsCooling, NoAccountAvailable, Pool, Serves, Strategy
+from iflow2api.pool.router import Pool, Serves, Strategy
 from iflow2api.state.records import AccountHealth
 
 MODEL = "glm-4.7"
@@ -652,3 +654,11 @@ def test_reset_clears_cooldown_and_quarantine() -> None:
     pool.reset(a)
     assert a.health == AccountHealth(since=START)
     assert health_log[-1] == ("a", AccountHealth(since=START))
+
+
+def test_checking_whether_all_rest_does_not_move_round_robin_on() -> None:
+    pool = make_pool([member("a"), member("b"), member("c")])
+    assert take_and_give_back(pool) == "a"
+    assert pool.all_cooling(MODEL) is None
+    assert pool.all_cooling(MODEL) is None
+    assert take_and_give_back(pool) == "b"

@@ -28,6 +28,7 @@ from iflow2api.auth import iflow_files, oauth
 from iflow2api.auth.credentials import IFLOW_BASE_URL, Account, CredentialSource
 from iflow2api.auth.oauth_client import OAuthClient
 from iflow2api.auth.refresher import Refresher, usable_creds
+from iflow2api.background import Background
 from iflow2api.pool.members import CLI_ACCOUNT_ID, Member, Renewal, Source, account_for
 from iflow2api.pool.router import Pool
 from iflow2api.settings import Settings
@@ -125,6 +126,7 @@ class AccountBook:
         cli_refresher: Refresher,
         oauth_client: OAuthClient,
         models: ModelDirectory,
+        background: Background,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -133,6 +135,7 @@ class AccountBook:
         self.cli_refresher = cli_refresher
         self.oauth_client = oauth_client
         self.models = models
+        self._spawn = background.spawn
         self._records: dict[str, AccountRecord] = {}
         self._refreshers: dict[str, Refresher] = {}
         self._disabled: frozenset[str] = frozenset()
@@ -140,7 +143,6 @@ class AccountBook:
         self._cli_account: Account | None = None
         self._generation: int | None = None
         self._watcher: asyncio.Task[None] | None = None
-        self._background: set[asyncio.Task[Any]] = set()
         self._changing = asyncio.Lock()
         self.on_change: Callable[[], None] = lambda: None
 
@@ -148,9 +150,6 @@ class AccountBook:
 
     def record(self, account_id: str) -> AccountRecord | None:
         return self._records.get(account_id)
-
-    def refresher_for(self, member: Member) -> Refresher | None:
-        return member.refresher
 
     def serves(self, member: Member, model: str) -> bool | None:
         """Whether ``member`` serves ``model``: True, False, or None when it cannot be known."""
@@ -193,13 +192,10 @@ class AccountBook:
         self._watcher = asyncio.ensure_future(self._watch())
 
     async def stop(self) -> None:
-        for task in [self._watcher, *self._background]:
-            if task is not None:
-                task.cancel()
-        for task in [self._watcher, *self._background]:
-            if task is not None:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
         for refresher in self._refreshers.values():
             await refresher.stop()
 
@@ -211,8 +207,7 @@ class AccountBook:
             records = await self.store.accounts()
             self._records = {r.id: r for r in sorted(records, key=lambda r: (r.created_at, r.id))}
             self._health = await self.store.health()
-            disabled = await self.store.get_setting(DISABLED_SETTING)
-            self._disabled = frozenset(orjson.loads(disabled)) if disabled else frozenset()
+            self._disabled = frozenset(await disabled_accounts(self.store))
         self._sync_refreshers()
         self._cli_account = self.credentials.current()
         self._rebuild()
@@ -245,11 +240,6 @@ class AccountBook:
                 with contextlib.suppress(RuntimeError):  # no loop yet: started with the gateway
                     asyncio.get_running_loop()
                     refresher.start()
-
-    def _spawn(self, work: Any) -> None:
-        task = asyncio.ensure_future(work)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
 
     # -- building the pool -------------------------------------------------------------------------
 
@@ -365,21 +355,10 @@ class AccountBook:
         return True
 
     async def set_enabled(self, account_id: str, enabled: bool) -> bool:
-        member = self.pool.get(account_id)
-        if member is None:
+        if self.pool.get(account_id) is None:
             return False
-        record = self._records.get(account_id)
-        if record is not None:
-            await self.save(replace(record, enabled=enabled))
-        else:
-            disabled = set(self._disabled)
-            (disabled.discard if enabled else disabled.add)(account_id)
-            await self.store.put_setting(DISABLED_SETTING, orjson.dumps(sorted(disabled)).decode())
-            await self.load()
-        if enabled:
-            fresh = self.pool.get(account_id)
-            if fresh is not None:
-                self.pool.reset(fresh)  # enabling is also how a person lifts a quarantine
+        await set_account_enabled(self.store, account_id, enabled)
+        await self.load()
         return True
 
     def persist_health(self, account_id: str, health: AccountHealth) -> None:
@@ -388,6 +367,26 @@ class AccountBook:
 
     def persist_affinity(self, session: str, account_id: str) -> None:
         self._spawn(self.store.put_affinity(session, account_id, time.time()))
+
+
+async def disabled_accounts(store: StateStore) -> set[str]:
+    """The accounts of the iFlow CLI and the config file switched off (stored ones say so themselves)."""
+    text = await store.get_setting(DISABLED_SETTING)
+    return set(orjson.loads(text)) if text else set()
+
+
+async def set_account_enabled(store: StateStore, account_id: str, enabled: bool) -> None:
+    """Switch an account on or off, from the page or the CLI. Switching on is also how a person
+    lifts a quarantine or cuts a cooldown short."""
+    record = next((r for r in await store.accounts() if r.id == account_id), None)
+    if record is not None:
+        await store.put_account(replace(record, enabled=enabled))
+    else:
+        disabled = await disabled_accounts(store)
+        (disabled.discard if enabled else disabled.add)(account_id)
+        await store.put_setting(DISABLED_SETTING, orjson.dumps(sorted(disabled)).decode())
+    if enabled:
+        await store.put_health(account_id, AccountHealth(since=time.time()))
 
 
 def stored_oauth_record(

@@ -45,6 +45,21 @@ def account_for(record: AccountRecord, default_iflow_url: str = IFLOW_BASE_URL) 
     return Account("iflow", "api-key", base_url, record.secret, None, record.label)
 
 
+def shown_state(
+    enabled: bool, health: AccountHealth, *, needs_login: bool = False, now: float | None = None
+) -> ShownState:
+    """Whether an account is in rotation, and if not, why (a cooldown that ended counts as ok)."""
+    if not enabled:
+        return "disabled"
+    if needs_login:
+        return "needs-login"
+    if health.state == "quarantined":
+        return "quarantined"
+    if health.state == "cooling" and health.until > (time.time() if now is None else now):
+        return "cooling"
+    return "ok"
+
+
 @dataclass(slots=True)
 class Member:
     id: str
@@ -67,16 +82,8 @@ class Member:
     last_used: float = 0.0
 
     def shown_state(self, now: float | None = None) -> ShownState:
-        if not self.enabled:
-            return "disabled"
-        if self.refresher is not None and self.refresher.needs_login:
-            return "needs-login"
-        health = self.current_health()
-        if health.state == "quarantined":
-            return "quarantined"
-        if health.state == "cooling" and health.until > (time.time() if now is None else now):
-            return "cooling"
-        return "ok"
+        needs_login = self.refresher is not None and self.refresher.needs_login
+        return shown_state(self.enabled, self.current_health(), needs_login=needs_login, now=now)
 
     def current_health(self) -> AccountHealth:
         """The health, with a quarantine for an older key forgotten: a new key lifts it."""

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from iflow2api.errors import GatewayError, ModelNotFound, QueueFull, RateLimited
+from iflow2api.errors import AllAccountsCooling, GatewayError, ModelNotFound, NoAccountAvailable, QueueFull
 from iflow2api.pool.members import Member, key_fingerprint
 from iflow2api.pool.outcomes import CooldownPolicy, Verdict, rests_for_rate_limit, verdict_for
 from iflow2api.state.records import AccountHealth
@@ -32,16 +32,6 @@ log = logging.getLogger("iflow2api.pool")
 Strategy = Literal["round-robin", "fill-first"]
 #: Conversations remembered for affinity, at most (the least recently seen are forgotten first).
 MAX_AFFINITIES = 20_000
-
-
-class NoAccountAvailable(GatewayError):
-    status = 503
-    type = "service_unavailable"
-    code = "no_account_available"
-
-
-class AllAccountsCooling(RateLimited):
-    code = "all_accounts_cooling_down"
 
 
 #: Answers whether a member serves a model: True (it says so), False (it says not), None (unknown).
@@ -143,7 +133,8 @@ class Pool:
                 self._take(member, session)
                 return member
         else:
-            self._pick(model, session, exclude)  # fail now if nothing could ever take it
+            # Fail now if nothing could ever take it (without moving round-robin's pointer).
+            self._pick(model, session, exclude, advance=False)
         usable = sum(1 for m in self._order if m.enabled)
         if len(self._waiters) >= self.queue_size * max(1, usable):
             raise QueueFull(
@@ -211,7 +202,9 @@ class Pool:
                 maybe.append(member)
         return sure or maybe
 
-    def _pick(self, model: str, session: str | None, exclude: frozenset[str]) -> Member | None:
+    def _pick(
+        self, model: str, session: str | None, exclude: frozenset[str], *, advance: bool = True
+    ) -> Member | None:
         """A free usable member; None when all usable ones are busy; raises when none is usable."""
         candidates = self._candidates(model, exclude)
         if not candidates:
@@ -268,15 +261,15 @@ class Pool:
             return free[0]
         # Round-robin over the pool's order: the first free member at or after the pointer.
         count = len(self._order)
-        positions = {m.id: i for i, m in enumerate(self._order)}
-        chosen = min(free, key=lambda m: (positions[m.id] - self._next) % count)
-        self._next = (positions[chosen.id] + 1) % count
+        chosen = min(free, key=lambda m: (self._order.index(m) - self._next) % count)
+        if advance:
+            self._next = (self._order.index(chosen) + 1) % count
         return chosen
 
     def all_cooling(self, model: str) -> AllAccountsCooling | None:
         """The 429 to give when every account for ``model`` cools down (after a failover round)."""
         try:
-            self._pick(model, None, frozenset())
+            self._pick(model, None, frozenset(), advance=False)
         except AllAccountsCooling as error:
             return error
         except GatewayError:

@@ -14,8 +14,15 @@ from iflow2api.auth.credentials import Account
 from iflow2api.calls import Call
 from iflow2api.dialects import openai_chat
 from iflow2api.dialects.anthropic import resolve_model
-from iflow2api.errors import GatewayError, ModelNotFound, RateLimited, UpstreamError, UpstreamTimeout
-from iflow2api.pool.router import NoAccountAvailable, Pool
+from iflow2api.errors import (
+    GatewayError,
+    ModelNotFound,
+    NoAccountAvailable,
+    RateLimited,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from iflow2api.pool.router import Pool
 from iflow2api.reasoning import ReasoningStore, StreamedTurn
 from iflow2api.sse import DONE, DONE_FRAME, SSEDecoder
 from iflow2api.upstream import http1
@@ -48,7 +55,6 @@ def _openai_late_error(error: GatewayError) -> bytes:
 async def chat_completions(gateway: Gateway, scope: Scope, body: bytes, call: Call) -> None:
     request = openai_chat.parse_request(body)
     send = call.send
-    call.kind = "chat"
     call.model, call.stream = request["model"], bool(request.get("stream"))
     if call.stream:
         call.keep_alive(gateway.settings.keepalive_interval, _openai_late_error)

@@ -225,19 +225,14 @@ async def list_keys(gateway: Gateway, scope: Scope, receive: Receive, call: Call
 
 async def create_key(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
     payload = await json_body(scope, receive)
-    name = _text_field(payload, "name")
-    if any(r.name == name for r in gateway.keys.records):
-        raise InvalidRequest(f"A key named '{name}' exists already.", param="name")
-    key = clientkeys.new_key()
-    record = clientkeys.new_record(
-        name,
-        key,
+    key, record = await clientkeys.create(
+        gateway.store,
+        _text_field(payload, "name"),
         admin=payload.get("admin") is True,
         rpm=_optional_count(payload, "rpm"),
         tokens_per_day=_optional_count(payload, "tokens_per_day"),
         models=_names(payload, "models"),
     )
-    await gateway.store.put_client_key(record)
     await gateway.reload_keys()
     await send_json(call.send, 201, {"key": key, "record": key_view(gateway, record)})
 

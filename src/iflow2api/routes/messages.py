@@ -75,7 +75,6 @@ def _late_error(model: str) -> Callable[[GatewayError], bytes]:
 async def messages(gateway: Gateway, scope: Scope, body: bytes, call: Call) -> None:
     request = anthropic.parse_request(body)
     chat = anthropic.to_chat_request(request, model=model_for(gateway, request["model"]))
-    call.kind = "anthropic"
     call.model, call.stream = chat["model"], bool(chat.get("stream"))
     if call.stream:
         call.keep_alive(gateway.settings.keepalive_interval, _late_error(request["model"]))

@@ -110,7 +110,6 @@ async def create_response(gateway: Gateway, scope: Scope, body: bytes, call: Cal
     history = await gateway.responses.get(previous) if isinstance(previous, str) and previous else None
     chat = responses.to_chat_request(request, history)
     sink = ResponsesSink(call.send, gateway.responses, request, chat)
-    call.kind = "responses"
     call.model, call.stream = chat["model"], bool(chat.get("stream"))
     if call.stream:
 

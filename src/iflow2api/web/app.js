@@ -227,6 +227,32 @@ async function api(path, body) {
   return payload;
 }
 
+/**
+ * A loader for one section's table: fetches `path` and calls `render(data)` only when the data changed,
+ * so a button is never swapped out from under a click. A failed load goes to `fail`; the message box
+ * (`message`) is cleared by the next load that works.
+ */
+function tableLoader(path, render, message, fail) {
+  let shown = "";
+  let loadFailed = false;
+  return async function load() {
+    try {
+      const data = await api(path);
+      if (loadFailed) message("", "");
+      loadFailed = false;
+      const fingerprint = JSON.stringify(data);
+      if (fingerprint !== shown) {
+        shown = fingerprint;
+        render(data);
+      }
+    } catch (error) {
+      shown = "";
+      loadFailed = true;
+      fail(error);
+    }
+  };
+}
+
 /** Whether the page already switched to the sign-in view for this failure (no message needed). */
 function handledElsewhere(error) {
   return error instanceof ApiError && error.code === "admin_required";
@@ -539,10 +565,6 @@ const Accounts = (() => {
     "fill-first": "fill-first (the first account until it is busy or cooling, then the next)",
   };
 
-  let shown = "";
-  /** Whether the message box holds a failed load (cleared once loading works again). */
-  let loadFailed = false;
-
   function message(text, kind) {
     say($("accounts-message"), text, kind);
   }
@@ -642,23 +664,7 @@ const Accounts = (() => {
     labelCells(table);
   }
 
-  async function loadAccounts() {
-    try {
-      const data = await api("/api/accounts");
-      if (loadFailed) message("", "");
-      loadFailed = false;
-      // Rebuilt only on change, so a button is never swapped out from under a click.
-      const fingerprint = JSON.stringify(data);
-      if (fingerprint !== shown) {
-        shown = fingerprint;
-        render(data);
-      }
-    } catch (error) {
-      shown = "";
-      loadFailed = true;
-      fail(error);
-    }
-  }
+  const loadAccounts = tableLoader("/api/accounts", render, message, fail);
 
   async function act(id, action, label) {
     if (action === "login") {
@@ -728,9 +734,6 @@ const Accounts = (() => {
 // ======== client keys =============================================================================
 // The client keys section: who may use the gateway, with which limits; a new key is shown once.
 const Keys = (() => {
-  let shown = "";
-  /** Whether the message box holds a failed load (cleared once loading works again). */
-  let loadFailed = false;
   /** adminRequired(): whether the gateway had keys (and so a sign-in) at the last status;
    *  statusChanged(): ask for the status again. */
   let hooks = { adminRequired: () => true, statusChanged: async () => {} };
@@ -775,22 +778,7 @@ const Keys = (() => {
     $("keys-hint").hidden = data.keys.length > 0;
   }
 
-  async function loadKeys() {
-    try {
-      const data = await api("/api/keys");
-      if (loadFailed) message("", "");
-      loadFailed = false;
-      const fingerprint = JSON.stringify(data);
-      if (fingerprint !== shown) {
-        shown = fingerprint;
-        render(data);
-      }
-    } catch (error) {
-      shown = "";
-      loadFailed = true;
-      fail(error);
-    }
-  }
+  const loadKeys = tableLoader("/api/keys", render, message, fail);
 
   /** The new key, in a modal that only its own button closes; the key leaves the page with it. */
   function showOnce(name, key) {
