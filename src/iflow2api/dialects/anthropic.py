@@ -37,6 +37,7 @@ from __future__ import annotations
 import fnmatch
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final, NoReturn
 
@@ -566,6 +567,11 @@ class StreamTranslator:
     Errors hidden in chunks are the caller's to find before feeding (as for ``StreamRelay``), except
     iFlow's ``network_error`` finish, which ends the stream with an ``error`` event and ``failure``.
 
+    A tool call's block opens only once both its id and its name are known: upstreams may send the
+    id first and the name in the next chunk, and a ``tool_use`` block that starts with an empty
+    name breaks Claude Code. Its argument fragments wait meanwhile and follow as one delta. A call
+    still lacking either at the end opens then, with what it has (a fresh id if it had none).
+
     An argument fragment for a tool call whose block was already closed (an upstream interleaving
     calls, which OpenAI does not do) is still sent with that block's index: the SDK assembles it
     correctly, though a client that takes a block as final at its ``content_block_stop`` will not.
@@ -575,6 +581,7 @@ class StreamTranslator:
         "_blocks",
         "_cached",
         "_finish_reason",
+        "_held",
         "_input",
         "_open",
         "_output",
@@ -598,8 +605,10 @@ class StreamTranslator:
         #: The kind of the block now open (its index is ``_blocks - 1``), or None.
         self._open: str | None = None
         self._signature = ""
-        #: OpenAI tool-call index → our block index.
+        #: OpenAI tool-call index → our block index, for calls whose block has opened.
         self._tools: dict[int, int] = {}
+        #: OpenAI tool-call index → a call still waiting for its id or name.
+        self._held: dict[int, _HeldCall] = {}
         self._finish_reason: str | None = None
         self._input: int | None = None
         self._cached = 0
@@ -638,7 +647,10 @@ class StreamTranslator:
     def finish(self) -> list[bytes]:
         if self.done:
             return []
-        frames = ([] if self.started else self._start(None)) + self._close()
+        frames = [] if self.started else self._start(None)
+        for key in list(self._held):
+            frames += self._release(key)
+        frames += self._close()
         self.done = True
         usage: dict[str, int] = {}
         if self._input is not None:
@@ -706,14 +718,35 @@ class StreamTranslator:
     def _tool_call(self, call: dict[str, Any], position: int) -> list[bytes]:
         key = call["index"] if is_json_type(call.get("index"), int) else position
         function = _dict(call.get("function"))
-        frames: list[bytes] = []
-        if key not in self._tools:
-            name = _text_of(function.get("name"))
-            block = {"type": "tool_use", "id": _tool_id(call.get("id")), "name": name, "input": {}}
-            frames = self._open_block("tool_use", block)
-            self._tools[key] = self._blocks - 1
         arguments = _text_of(function.get("arguments"))
+        if key in self._tools:
+            return self._arguments(key, arguments)
+        held = self._held.setdefault(key, _HeldCall())
+        held.call_id = held.call_id or _text_of(call.get("id"))
+        held.name = held.name or _text_of(function.get("name"))
         if arguments:
-            delta = {"type": "input_json_delta", "partial_json": arguments}
-            frames.append(_event("content_block_delta", {"index": self._tools[key], "delta": delta}))
-        return frames
+            held.arguments.append(arguments)
+        return self._release(key) if held.call_id and held.name else []
+
+    def _release(self, key: int) -> list[bytes]:
+        """Open the block of a held call and send the arguments it gathered meanwhile."""
+        held = self._held.pop(key)
+        block = {"type": "tool_use", "id": _tool_id(held.call_id), "name": held.name, "input": {}}
+        frames = self._open_block("tool_use", block)
+        self._tools[key] = self._blocks - 1
+        return frames + self._arguments(key, "".join(held.arguments))
+
+    def _arguments(self, key: int, arguments: str) -> list[bytes]:
+        if not arguments:
+            return []
+        delta = {"type": "input_json_delta", "partial_json": arguments}
+        return [_event("content_block_delta", {"index": self._tools[key], "delta": delta})]
+
+
+@dataclass(slots=True)
+class _HeldCall:
+    """A streamed tool call whose id or name has not arrived yet."""
+
+    call_id: str = ""
+    name: str = ""
+    arguments: list[str] = field(default_factory=list)

@@ -630,7 +630,8 @@ class _OpenItem:
     parts: list[str] = field(default_factory=list)  # thinking, text or argument fragments
     call_id: str = ""
     name: str = ""
-    #: A function call is announced once its name is known; until then its arguments wait.
+    #: A function call is announced once its id and name are known (upstreams may send either one
+    #: a chunk later); until then its arguments wait.
     announced: bool = True
 
     @property
@@ -838,7 +839,7 @@ class StreamTranslator:
         if arguments:
             call.parts.append(arguments)
         if not call.announced:
-            return frames + (self._announce(call) if call.name else [])
+            return frames + (self._announce(call) if call.name and call.call_id else [])
         if arguments:
             frames.append(
                 self._event("response.function_call_arguments.delta", **call.where, delta=arguments)
