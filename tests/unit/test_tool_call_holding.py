@@ -19,7 +19,7 @@ from openai import OpenAI
 from iflow2api.dialects import anthropic as anthropic_dialect
 from iflow2api.dialects import responses
 
-READ = {
+READ: Any = {
     "name": "Read",
     "description": "Read a file",
     "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}},
@@ -128,7 +128,9 @@ def claude_calls(chunks: list[dict[str, Any]]) -> list[tuple[str, str, object]]:
     frames = anthropic_frames(chunks)
     starts = tool_starts(anthropic_events(frames))
     message = claude_message(frames)
-    calls = [(block.id, block.name, block.input) for block in message.content if block.type == "tool_use"]
+    calls: list[tuple[str, str, object]] = [
+        (block.id, block.name, block.input) for block in message.content if block.type == "tool_use"
+    ]
     # What the block announced is what the SDK ends with: Claude Code acts on content_block_start.
     assert [(start["id"], start["name"]) for start in starts] == [(call[0], call[1]) for call in calls]
     assert message.stop_reason == "tool_use"
