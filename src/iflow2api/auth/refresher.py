@@ -18,6 +18,7 @@ import hashlib
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -139,11 +140,14 @@ class Refresher:
         lead: float,
         data_dir: Path | None = None,
         name: str = "the iFlow login",
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.storage: LoginStorage = FileLogin(login, data_dir) if isinstance(login, Path) else login
         self.name = name
         self.client = client
         self.lead = lead
+        #: Seconds since the epoch; tests pass a clock of their own.
+        self._clock = clock
         self._inflight: asyncio.Task[bool] | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -207,13 +211,22 @@ class Refresher:
 
     # -- the work ----------------------------------------------------------------------------------
 
+    def due_at(self) -> float | None:
+        """When the schedule refreshes the current login next (seconds since the epoch); None
+        without a login to refresh."""
+        creds = self.storage.read()
+        if creds is None or (self._state == "needs-login" and creds["refresh_token"] == self._rejected_token):
+            return None
+        due = self._due_at(creds)
+        return due if self._retry_at is None else max(due, self._retry_at)
+
     def _due_at(self, creds: dict[str, Any]) -> float:
         expires = float(creds["expiry_date"]) / 1000
         token = str(creds["refresh_token"])
         if self._tracked is None or self._tracked[0] != token:
             # The lifetime as of when this token was first seen: for a token that lives less than
             # twice the lead, refresh halfway through it instead.
-            self._tracked = (token, max(expires - time.time(), 0.0))
+            self._tracked = (token, max(expires - self._clock(), 0.0))
         lifetime = self._tracked[1]
         lead = self.lead if lifetime > 2 * self.lead else lifetime / 2
         jitter = self._jitter * min(300.0, lead * 0.1)
@@ -243,7 +256,7 @@ class Refresher:
             return False
         except oauth.OAuthError as exc:
             self._failures += 1
-            self._retry_at = time.time() + self._pause()
+            self._retry_at = self._clock() + self._pause()
             self._state, self._last_error = "retrying", str(exc)
             log.warning("refreshing %s failed (%s); the current key stays in use", self.name, exc)
             return False
@@ -260,34 +273,29 @@ class Refresher:
             self._state = "ok"
             return False
         self._state, self._failures, self._last_error, self._retry_at = "ok", 0, None, None
-        self._last_at = time.time()
+        self._last_at = self._clock()
         self._jitter = random.random()
-        log.info("refreshed %s; the token now expires in %.0f s", self.name, tokens.expires_at - time.time())
+        log.info(
+            "refreshed %s; the token now expires in %.0f s", self.name, tokens.expires_at - self._clock()
+        )
         return True
 
     async def _run(self) -> None:
         while True:
-            creds = self.storage.read()
-            if creds is None or (
-                self._state == "needs-login" and creds["refresh_token"] == self._rejected_token
-            ):
-                self._next_at = None
+            due = self._next_at = self.due_at()
+            if due is None:
                 wait = 30.0  # nothing to refresh: look again later, or as soon as told
             else:
                 if self._state == "needs-login":
-                    self._state = "ok"
-                due = self._due_at(creds)
-                if self._retry_at is not None:
-                    due = max(due, self._retry_at)
-                self._next_at = due
-                wait = due - time.time()
+                    self._state = "ok"  # a new login replaced the rejected one
+                wait = due - self._clock()
                 if wait <= 0:
                     try:
                         await self.refresh_now()
                     except Exception:
                         log.exception("unexpected failure while refreshing %s", self.name)
                         self._failures += 1
-                        self._retry_at = time.time() + self._pause()
+                        self._retry_at = self._clock() + self._pause()
                     continue
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
