@@ -238,6 +238,24 @@ def test_refresh_while_requests_are_in_flight_fails_none(
     assert set(statuses) == {200}, gateway.log()
 
 
+def test_a_login_found_inside_the_refresh_lead_is_refreshed_at_startup(
+    start_gateway: Any, fake: FakeIflow, tmp_path: Path
+) -> None:
+    """A gateway started after days off: ten minutes left, an hour's lead, so refresh now."""
+    fake.oauth.token_lifetime = 600
+    home = tmp_path / "iflow"
+    login = logged_in_home(home, fake)
+    fake.oauth.token_lifetime = 7 * 24 * 3600
+    gateway: GatewayProcess = start_gateway(
+        None, oauth_env(fake, IFLOW_HOME=str(home), IFLOW2API_REFRESH_LEAD="3600")
+    )
+    deadline = time.monotonic() + 15
+    while creds(home)["refresh_token"] == login["refresh_token"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert creds(home)["refresh_token"] != login["refresh_token"], gateway.log()
+    assert fake.oauth.refreshes == 1
+
+
 def test_temporary_refresh_failures_keep_the_login(
     start_gateway: Any, fake: FakeIflow, tmp_path: Path
 ) -> None:

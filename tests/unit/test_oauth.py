@@ -147,7 +147,7 @@ def test_parse_tokens_success() -> None:
         "scope": "read",
     }
     assert oauth.parse_tokens(200, body(answer), now=NOW) == Tokens(
-        "at-1", "rt-1", NOW + 3600, "bearer", "read"
+        "at-1", "rt-1", NOW + 3600, "bearer", "read", expires_in=3600
     )
 
 
@@ -175,6 +175,7 @@ def test_parse_tokens_lenient_fields(
         refresh_token,
         token_type,
     )
+    assert tokens.expires_in == expires_at - NOW  # the lifetime the refresh schedule goes by
 
 
 @pytest.mark.parametrize(

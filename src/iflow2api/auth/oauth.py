@@ -224,6 +224,9 @@ class Tokens:
     expires_at: float
     token_type: str = "Bearer"
     scope: str = ""
+    #: The lifetime the answer gave (``expires_in``, or ``DEFAULT_EXPIRES_IN`` without one), which
+    #: the refresh schedule goes by; None for tokens not read from an answer.
+    expires_in: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,7 +299,7 @@ def parse_tokens(status: int, body: bytes, *, now: float) -> Tokens:
     """The answer of ``/oauth/token`` for either grant (§4.3 step 7, §4.6), as ``Tokens``.
 
     >>> parse_tokens(200, b'{"access_token":"a","refresh_token":"r","expires_in":60}', now=1000.0)
-    Tokens(expires_at=1060.0, token_type='Bearer', scope='')
+    Tokens(expires_at=1060.0, token_type='Bearer', scope='', expires_in=60.0)
     """
     payload = _json_object(body)
     error = _text((payload or {}).get("error"))
@@ -327,6 +330,7 @@ def parse_tokens(status: int, body: bytes, *, now: float) -> Tokens:
         expires_at=now + expires_in,
         token_type=_text(payload.get("token_type")) or "Bearer",
         scope=_text(payload.get("scope")) or "",
+        expires_in=expires_in,
     )
 
 

@@ -1,9 +1,12 @@
 """Keeping an OAuth login alive: refresh before expiry, fetch the key again, never lose a login.
 
-The schedule: ``refresh_lead`` seconds before the token expires (the CLI's day), less a little
-random jitter so many gateways do not all call at once; for tokens that live shorter than twice the
-lead, halfway through their life. A refresh is single-flight: any number of callers (the schedule,
-a request that saw its key expire) share one call to the OAuth host.
+The schedule (``refresh_due``): ``refresh_lead`` seconds before the token expires (the CLI's day),
+less a little random jitter so many gateways do not all call at once; a token already inside the
+lead when the gateway first sees it (started after days off) is refreshed at once, as the CLI does.
+Tokens that this gateway was issued, and whose answer's ``expires_in`` was shorter than twice the
+lead, are refreshed halfway through their life instead, so that one refresh does not call for the
+next at once. A refresh is single-flight: any number of callers (the schedule, a request that saw
+its key expire) share one call to the OAuth host.
 
 Failures: a temporary one (the OAuth host's HTTP-200 ``success:false``, a 5xx, no network) is
 retried with growing pauses and leaves the working credentials alone; only a definite rejection
@@ -44,6 +47,23 @@ class Status:
 
 
 REJECTION_FILE = "login-rejected.json"
+
+
+def refresh_due(expires_at: float, *, lead: float, lifetime: float | None, jitter: float) -> float:
+    """When to refresh a token that expires at ``expires_at`` (seconds since the epoch).
+
+    ``lifetime`` is the token's ``expires_in`` when this gateway was issued it, None when not known
+    (a login found on disk); ``jitter`` (0 to 1) moves the time up to 5 minutes, or a tenth of the
+    lead, earlier.
+
+    >>> refresh_due(10 * 86400, lead=86400, lifetime=None, jitter=0)  # a day before it expires
+    777600.0
+    >>> refresh_due(10 * 86400, lead=86400, lifetime=3600, jitter=0)  # issued for an hour: halfway
+    862200.0
+    """
+    if lifetime is not None and lifetime < 2 * lead:
+        lead = lifetime / 2
+    return expires_at - lead - jitter * min(300.0, lead * 0.1)
 
 
 def _fingerprint(refresh_token: str) -> str:
@@ -158,7 +178,8 @@ class Refresher:
         self._last_at: float | None = None
         self._last_error: str | None = None
         self._jitter = random.random()
-        self._tracked: tuple[str, float] | None = None
+        #: The refresh token this gateway was last issued, and that answer's lifetime.
+        self._issued: tuple[str, float | None] | None = None
         self._retry_at: float | None = None
 
     # -- what the rest of the gateway asks ---------------------------------------------------------
@@ -221,16 +242,10 @@ class Refresher:
         return due if self._retry_at is None else max(due, self._retry_at)
 
     def _due_at(self, creds: dict[str, Any]) -> float:
-        expires = float(creds["expiry_date"]) / 1000
         token = str(creds["refresh_token"])
-        if self._tracked is None or self._tracked[0] != token:
-            # The lifetime as of when this token was first seen: for a token that lives less than
-            # twice the lead, refresh halfway through it instead.
-            self._tracked = (token, max(expires - self._clock(), 0.0))
-        lifetime = self._tracked[1]
-        lead = self.lead if lifetime > 2 * self.lead else lifetime / 2
-        jitter = self._jitter * min(300.0, lead * 0.1)
-        return expires - lead - jitter
+        lifetime = self._issued[1] if self._issued is not None and self._issued[0] == token else None
+        expires = float(creds["expiry_date"]) / 1000
+        return refresh_due(expires, lead=self.lead, lifetime=lifetime, jitter=self._jitter)
 
     def _pause(self) -> float:
         """How long to wait after the latest failure; shorter with a short lead (tests' tokens)."""
@@ -272,6 +287,7 @@ class Refresher:
             log.info("%s changed while refreshing; keeping the newer one", self.name)
             self._state = "ok"
             return False
+        self._issued = (tokens.refresh_token or refresh_token, tokens.expires_in)
         self._state, self._failures, self._last_error, self._retry_at = "ok", 0, None, None
         self._last_at = self._clock()
         self._jitter = random.random()
