@@ -18,6 +18,7 @@ import pytest
 
 from tests.conftest import GatewayProcess, write_settings
 from tests.fake_iflow import BusinessError, FakeIflow
+from tests.forward_proxy import ForwardProxy
 
 CHAT = {"model": "glm-4.7", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -254,6 +255,36 @@ def test_a_login_found_inside_the_refresh_lead_is_refreshed_at_startup(
         time.sleep(0.05)
     assert creds(home)["refresh_token"] != login["refresh_token"], gateway.log()
     assert fake.oauth.refreshes == 1
+
+
+@pytest.mark.parametrize("no_proxy", ["", "127.0.0.1"])
+def test_the_gateway_refreshes_through_http_proxy_unless_no_proxy_says_not(
+    start_gateway: Any, fake: FakeIflow, tmp_path: Path, no_proxy: str
+) -> None:
+    fake.oauth.token_lifetime = 600
+    home = tmp_path / "iflow"
+    login = logged_in_home(home, fake)
+    fake.oauth.token_lifetime = 7 * 24 * 3600
+    with ForwardProxy() as proxy:
+        env = oauth_env(fake, IFLOW_HOME=str(home), IFLOW2API_REFRESH_LEAD="3600")
+        gateway: GatewayProcess = start_gateway(None, {**env, "HTTP_PROXY": proxy.url, "NO_PROXY": no_proxy})
+        deadline = time.monotonic() + 15
+        while creds(home)["refresh_token"] == login["refresh_token"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert creds(home)["refresh_token"] != login["refresh_token"], gateway.log()
+        reply = httpx.post(gateway.url + "/v1/chat/completions", json=CHAT, timeout=20)
+        assert reply.status_code == 200, reply.text
+    oauth_origin, upstream_origin = fake.oauth_base_url.rstrip("/"), fake.base_url.rstrip("/")
+    seen = [line.split(" ")[:2] for line in proxy.seen()]
+    if no_proxy:
+        assert seen == []
+    else:
+        assert ["POST", f"{oauth_origin}/oauth/token"] in seen
+        assert any(
+            method == "GET" and url.startswith(f"{oauth_origin}/api/oauth/getUserInfo?")
+            for method, url in seen
+        )
+        assert ["POST", f"{upstream_origin}/chat/completions"] in seen
 
 
 def test_temporary_refresh_failures_keep_the_login(

@@ -13,6 +13,7 @@ import time
 
 from iflow2api.auth import oauth
 from iflow2api.upstream import http1
+from iflow2api.upstream.proxies import ProxyLookup
 
 log = logging.getLogger("iflow2api.oauth")
 
@@ -27,6 +28,8 @@ class OAuthClient:
         self.base_url = base_url.rstrip("/")
         self._pool = pool or http1.Pool(connect_timeout=TIMEOUT)
         self._owns_pool = pool is None
+        #: HTTPS_PROXY, NO_PROXY, ...: looked up as for every other outgoing request.
+        self.proxy_for = ProxyLookup()
 
     async def close(self) -> None:
         if self._owns_pool:
@@ -37,7 +40,13 @@ class OAuthClient:
     ) -> tuple[int, bytes]:
         try:
             response = await self._pool.request(
-                method, url, headers, body, proxy=None, head_timeout=TIMEOUT, read_timeout=TIMEOUT
+                method,
+                url,
+                headers,
+                body,
+                proxy=self.proxy_for(url),
+                head_timeout=TIMEOUT,
+                read_timeout=TIMEOUT,
             )
             try:
                 return response.status, await response.read()

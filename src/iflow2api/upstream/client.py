@@ -9,11 +9,11 @@ from __future__ import annotations
 import email.utils
 import math
 import time
-import urllib.request
 
 from iflow2api.errors import UpstreamAuthError, UpstreamTimeout, UpstreamUnavailable
 from iflow2api.upstream import http1
 from iflow2api.upstream.http1 import Response
+from iflow2api.upstream.proxies import ProxyLookup
 
 __all__ = ["Response", "UpstreamClient", "retry_after_seconds"]
 
@@ -41,25 +41,14 @@ class UpstreamClient:
         self.first_byte_timeout = first_byte_timeout
         self.idle_timeout = idle_timeout
         self._pool = http1.Pool(connect_timeout=connect_timeout)
-        self._proxies: dict[str, str | None] = {}
+        #: The proxy for a URL (HTTPS_PROXY, NO_PROXY, ...), the same lookup the OAuth calls use.
+        self.proxy_for = ProxyLookup()
 
     async def start(self) -> None:
         """Nothing to open in advance: connections are made on first use and then kept."""
 
     async def close(self) -> None:
         await self._pool.close()
-
-    def proxy_for(self, url: str) -> str | None:
-        """The proxy the environment (HTTPS_PROXY, NO_PROXY, ...) names for this URL's host.
-
-        Looked up once per origin: the standard library's lookup reads the environment each time.
-        """
-        target = http1.parse_url(url)
-        if target.origin not in self._proxies:
-            proxies = urllib.request.getproxies()
-            bypass = not proxies or urllib.request.proxy_bypass(target.host)
-            self._proxies[target.origin] = None if bypass else proxies.get(target.scheme)
-        return self._proxies[target.origin]
 
     async def send(self, method: str, url: str, headers: dict[str, str], body: bytes | None) -> Response:
         """Send and wait for the response head; the caller reads the body and must release it."""
