@@ -26,11 +26,11 @@ from iflow2api.asgi import (
     send_bytes,
     send_json,
 )
-from iflow2api.auth import oauth
+from iflow2api.auth import iflow_files, oauth
 from iflow2api.auth.credentials import Account, CredentialSource
 from iflow2api.auth.login import LoginFlow
 from iflow2api.auth.oauth_client import OAuthClient
-from iflow2api.auth.refresher import Refresher
+from iflow2api.auth.refresher import REJECTION_FILE, Refresher
 from iflow2api.background import Background
 from iflow2api.calls import Call, Dialect
 from iflow2api.clientkeys import KeyRing
@@ -56,7 +56,7 @@ from iflow2api.routes.messages import count_tokens, messages
 from iflow2api.routes.models import list_models, retrieve_model
 from iflow2api.routes.responses import ResponseMemory, create_response
 from iflow2api.settings import Settings
-from iflow2api.state import open_store
+from iflow2api.state import StateFileError, open_store
 from iflow2api.state.store import StateStore
 from iflow2api.upstream.client import UpstreamClient
 from iflow2api.upstream.models import ModelDirectory
@@ -415,6 +415,12 @@ class Gateway:
             if message["type"] == "lifespan.startup":
                 try:
                     await self._start()
+                except StateFileError as exc:
+                    # Its message names the file and says why; a traceback would only hide that.
+                    await send(
+                        {"type": "lifespan.startup.failed", "message": f"iflow2api could not start: {exc}"}
+                    )
+                    return
                 except Exception as exc:
                     log.exception("iflow2api could not start")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
@@ -433,6 +439,7 @@ class Gateway:
                 return
 
     async def _start(self) -> None:
+        await asyncio.to_thread(self._remove_stale_temps)
         await self.client.start()
         self.disconnects.start()
         self.refresher.start()
@@ -443,6 +450,15 @@ class Gateway:
         self.reasoning.preload(await self.store.reasoning(self.reasoning.max_entries))
         await self.usage.load_today()
         self.usage.start()
+
+    def _remove_stale_temps(self) -> None:
+        """Our temporary files that a killed write left behind: each holds a copy of a secret."""
+        home, data = self.settings.iflow_home, self.settings.data_dir
+        removed = iflow_files.remove_stale_temps(home) + iflow_files.remove_stale_temps(
+            data, [REJECTION_FILE]
+        )
+        for path in removed:
+            log.info("removed %s, left by an interrupted write", path)
 
 
 def create_app(settings: Settings) -> Gateway:

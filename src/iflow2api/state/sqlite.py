@@ -191,7 +191,14 @@ class SQLiteStore:
     def _on_worker(self, job: Callable[[sqlite3.Connection], T]) -> T:
         if self._db is None:
             self._db = _connect(self.path)  # on failure, the next call tries again
-        return job(self._db)
+        try:
+            return job(self._db)
+        except sqlite3.DatabaseError as exc:
+            # Damaged pages show only when a query reaches them, long after the file opened fine;
+            # the caller (a start-up, the CLI) can then say which file it is instead of a traceback.
+            if _damaged(exc):
+                raise StateFileError(f"the state database {self.path} is damaged: {exc}") from exc
+            raise
 
     def _disconnect(self) -> None:
         if self._db is not None:
@@ -427,6 +434,16 @@ def _connect(path: Path) -> sqlite3.Connection:
         db.close()
         raise
     return db
+
+
+#: SQLite's primary result codes for a damaged file (the low byte of an extended code).
+_SQLITE_CORRUPT = 11
+_SQLITE_NOTADB = 26
+
+
+def _damaged(exc: sqlite3.DatabaseError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
 
 
 def _make_private(path: Path, *, create: bool) -> None:
