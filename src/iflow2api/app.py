@@ -220,6 +220,8 @@ class Gateway:
         #: Recent usage summaries by range in days, with when they were made (see routes.manage).
         self.summaries: dict[int, tuple[float, dict[str, Any]]] = {}
         self._admin_hash: str | None = None
+        #: The store's generation when the keys were last loaded (see ``_catch_up_keys``).
+        self._keys_generation: int | None = None
         self.beyond_loopback = not is_loopback(settings.host)
         self.pool = Pool(
             strategy="fill-first" if settings.strategy == "fill-first" else "round-robin",
@@ -255,8 +257,26 @@ class Gateway:
         return self._iflow if account.kind == "iflow" else self._openai
 
     async def reload_keys(self) -> None:
+        generation = await self.store.generation()
         self.keys.load([*self._env_keys, *await self.store.client_keys()])
         self._admin_hash = await self.store.get_setting(admin.ADMIN_PASSWORD_SETTING)
+        self._keys_generation = generation
+
+    async def _catch_up_keys(self, offered: bytes) -> None:
+        """Reload the keys if ``offered`` is unknown and the store changed since they were loaded.
+
+        The account book notices changes within a second, but a key made with ``iflow2api keys
+        create`` must work on the very next request: a key the ring does not know costs one cheap
+        read of the store's generation before it is refused. Known keys cost nothing.
+        """
+        if not offered or self.keys.find(offered) is not None:
+            return
+        try:
+            if await self.store.generation() == self._keys_generation:
+                return
+            await self.reload_keys()
+        except Exception:  # the key is refused as unknown; the failure is for the log
+            log.warning("could not look for new client keys in the state store", exc_info=True)
 
     async def _save_login(self, tokens: oauth.Tokens, user: oauth.UserInfo) -> object:
         account_id = await save_login(self.settings.iflow_home, self.store, tokens, user)
@@ -340,6 +360,9 @@ class Gateway:
                 f"{path} accepts {allowed}, not {method}.", headers=[(b"allow", allowed.encode())]
             )
         if route.access != "open" and self.needs_keys():
+            await self._catch_up_keys(
+                clientkeys.offered_key(header(scope, b"authorization"), header(scope, b"x-api-key"))
+            )
             if route.access == "admin":
                 self._check_admin(scope)
             else:
