@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from iflow2api import admin, clientkeys
+from iflow2api import admin, clientkeys, logs
 from iflow2api.addresses import is_loopback, is_loopback_host
 from iflow2api.asgi import (
     CORS_HEADERS,
@@ -55,7 +55,7 @@ from iflow2api.routes.health import health
 from iflow2api.routes.messages import count_tokens, messages
 from iflow2api.routes.models import list_models, retrieve_model
 from iflow2api.routes.responses import ResponseMemory, create_response
-from iflow2api.settings import Settings
+from iflow2api.settings import Settings, SettingsError, load
 from iflow2api.state import StateFileError, open_store
 from iflow2api.state.store import StateStore
 from iflow2api.upstream.client import UpstreamClient
@@ -171,6 +171,11 @@ ROUTES: dict[str, Route] = {
     "/messages/count_tokens": Route(POST, _count_tokens, dialect="anthropic"),
 }
 MODEL_PREFIXES = ("/v1/models/", "/models/")
+
+
+def _from_loopback(scope: Scope) -> bool:
+    client = scope.get("client")
+    return client is None or is_loopback(str(client[0]))  # no address: a Unix socket, also local
 
 
 def not_logged_in_message(settings: Settings) -> str:
@@ -346,6 +351,12 @@ class Gateway:
         if route is None:
             raise RouteNotFound(f"There is no {path} here. See /v1/models and /v1/chat/completions.")
         call.dialect = route.dialect
+        if not self.needs_keys() and path != "/health" and not _from_loopback(scope):
+            # Another ASGI server may listen more widely than the host setting says (0.0.0.0).
+            raise Forbidden(
+                "This gateway has no client keys, so it serves only its own machine. Create one "
+                "with `iflow2api keys create NAME` (or set IFLOW2API_API_KEYS)."
+            )
         if route.web:
             call.same_origin_only = True
             self._check_browser_origin(scope, method)
@@ -484,8 +495,63 @@ class Gateway:
             log.info("removed %s, left by an interrupted write", path)
 
 
-def create_app(settings: Settings) -> Gateway:
+def create_app(settings: Settings | None = None) -> Gateway:
+    """The gateway for ``settings``; without them, for the environment and the config file.
+
+    The second form is for ASGI servers (``uvicorn --factory iflow2api.app:create_app``), which
+    then own the logging too: iflow2api's own lines go to stderr, redacted, unless the server
+    already sends them somewhere.
+    """
+    if settings is None:
+        settings = load()
+        _log_alone(settings.log_level)
     return Gateway(settings)
 
 
-__all__ = ["Gateway", "create_app", "send_json"]
+def _log_alone(level: str) -> None:
+    ours = logging.getLogger("iflow2api")
+    if ours.hasHandlers():
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logs.RedactingFormatter("%(levelname)s:     %(name)s: %(message)s"))
+    handler.addFilter(logs.RedactingFilter())
+    ours.addHandler(handler)
+    ours.setLevel(level.upper())
+
+
+class LazyApp:
+    """``iflow2api.app:app``: the gateway for any ASGI server, built on its first use.
+
+    Importing this module does nothing; the settings are read, and the gateway made, when the
+    server first calls the app (its lifespan start-up, or else the first request)::
+
+        python -c "import uvicorn; from iflow2api.app import app; uvicorn.run(app, port=8001)"
+    """
+
+    def __init__(self) -> None:
+        self._gateway: Gateway | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._gateway is None:
+            try:
+                self._gateway = create_app()
+            except SettingsError as exc:
+                if scope["type"] != "lifespan":
+                    raise
+                # The server then stops with this line, naming the setting, not a traceback.
+                await receive()
+                await send(
+                    {"type": "lifespan.startup.failed", "message": f"iflow2api could not start: {exc}"}
+                )
+                return
+        await self._gateway(scope, receive, send)
+
+
+def __getattr__(name: str) -> LazyApp:
+    # ``app`` is made when it is asked for, so that importing the module stays free of work.
+    if name == "app":
+        return LazyApp()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["Gateway", "LazyApp", "create_app", "send_json"]
