@@ -252,6 +252,7 @@ class Gateway:
         self.accounts.on_change = lambda: self._spawn(self.reload_keys())
         self.assets = web.load_assets()
         self.started_at = time.time()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- what the routes ask of the gateway -------------------------------------------------------
 
@@ -430,6 +431,13 @@ class Gateway:
                     "%s %s (reported in the stream, after keep-alive pings)", error.status, error.message
                 )
                 return
+            if call.late_error is not None and not call.finished:
+                # Content went out and the stream is still open (a stop cut its upstream wait):
+                # the error event ends it in the client's dialect.
+                body = call.late_error(error)
+                await call.send({"type": "http.response.body", "body": body, "more_body": False})
+                log.info("%s %s (reported in the stream, which it ended)", error.status, error.message)
+                return
             # Too late for a status code; the stream relay already wrote an error event if it could.
             log.warning("error after the response had started: %s", error.message)
             return
@@ -461,6 +469,7 @@ class Gateway:
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                self.disconnects.shut_down()
                 await self.disconnects.stop()
                 await self.refresher.stop()
                 await self.accounts.stop()
@@ -472,7 +481,17 @@ class Gateway:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    def stop_soon(self) -> None:
+        """A stop was asked for (SIGTERM, Ctrl+C): end the open requests now, each with an error.
+
+        Callable from a signal handler. Servers wait for open requests before they stop; without
+        this, a stream on a silent upstream would hold the stop up and then be cut off.
+        """
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.disconnects.shut_down)
+
     async def _start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         await asyncio.to_thread(self._remove_stale_temps)
         await self.client.start()
         self.disconnects.start()

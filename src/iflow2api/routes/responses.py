@@ -76,6 +76,8 @@ class ResponsesSink:
         self._request = request
         self._chat = chat
         self.response_id = "resp_" + secrets.token_hex(12)
+        #: The stream's translator once it has started, so a late error continues its events.
+        self.translator: responses.StreamTranslator | None = None
 
     def _remember(self, completion: dict[str, Any]) -> None:
         if self._request.get("store", True) is not False:
@@ -87,7 +89,7 @@ class ResponsesSink:
         await send_bytes(self._send, 200, orjson.dumps(body), JSON)
 
     async def stream(self, chunks: AsyncIterator[dict[str, Any]]) -> None:
-        translator = responses.StreamTranslator(
+        translator = self.translator = responses.StreamTranslator(
             request=self._request, response_id=self.response_id, created_at=int(time.time())
         )
         first = await anext(chunks)  # an error here is still a real HTTP error
@@ -114,7 +116,7 @@ async def create_response(gateway: Gateway, scope: Scope, body: bytes, call: Cal
     if call.stream:
 
         def late_error(error: GatewayError) -> bytes:
-            translator = responses.StreamTranslator(
+            translator = sink.translator or responses.StreamTranslator(
                 request=request, response_id=sink.response_id, created_at=int(time.time())
             )
             return b"".join(translator.error(error))
