@@ -192,7 +192,11 @@ def not_logged_in_message(settings: Settings) -> str:
 class Gateway:
     def __init__(self, settings: Settings, store: StateStore | None = None) -> None:
         self.settings = settings
-        self.store: StateStore = store if store is not None else open_store(settings.data_dir)
+        self.store: StateStore = (
+            store
+            if store is not None
+            else open_store(settings.data_dir, max_response_history_bytes=settings.responses_store_max_bytes)
+        )
         self.credentials = CredentialSource(settings.iflow_home, base_url_override=settings.upstream_base_url)
         self.client = UpstreamClient(
             connect_timeout=settings.connect_timeout,
@@ -207,6 +211,7 @@ class Gateway:
         self._spawn = self.background.spawn
         self.reasoning = ReasoningStore(save=lambda items: self._spawn(self.store.put_reasoning(items)))
         self.responses = ResponseMemory(
+            max_bytes=settings.responses_store_max_bytes,
             save=lambda rid, history: self._spawn(self.store.put_response_history(rid, history)),
             load=self.store.response_history,
         )
