@@ -512,7 +512,7 @@ class Gateway:
     def _remove_stale_temps(self) -> None:
         """Our temporary files that a killed write left behind: each holds a copy of a secret."""
         home, data = self.settings.iflow_home, self.settings.data_dir
-        removed = iflow_files.remove_stale_temps(home) + iflow_files.remove_stale_temps(
+        removed = iflow_files.remove_stale_login_temps(home) + iflow_files.remove_stale_temps(
             data, [REJECTION_FILE]
         )
         for path in removed:

@@ -428,3 +428,21 @@ def test_stale_temps_go_and_everything_else_stays(tmp_path: Path) -> None:
     assert not any(path.exists() for path in stale)
     assert all(path.exists() for path in [*kept, young])
     assert iflow_files.remove_stale_temps(tmp_path / "missing", now=now) == []
+
+
+@posix_only
+def test_stale_temps_beside_a_symlinked_settings_file_go_too(tmp_path: Path) -> None:
+    home, dotfiles = tmp_path / "home", tmp_path / "dotfiles"
+    home.mkdir()
+    dotfiles.mkdir()
+    (dotfiles / "settings.json").write_text("{}")
+    (home / "settings.json").symlink_to(dotfiles / "settings.json")
+    stale = [dotfiles / ".settings.json.00112233aabb.tmp", home / ".oauth_creds.json.00112233aabb.tmp"]
+    for path in stale:
+        path.write_text("{}")
+        os.utime(path, (0, 0))
+
+    removed = iflow_files.remove_stale_login_temps(home)
+
+    assert sorted(removed) == sorted(stale)
+    assert (dotfiles / "settings.json").exists()

@@ -299,6 +299,14 @@ def remove_stale_temps(
     return removed
 
 
+def remove_stale_login_temps(iflow_home: Path) -> list[Path]:
+    """``remove_stale_temps`` for the iFlow folder, and wherever its files' symlinks point (the
+    temporary files are made next to the real file, see ``_real_target``)."""
+    names = (SETTINGS_FILE, OAUTH_CREDS_FILE)
+    folders = {iflow_home, *(_real_target(iflow_home / name).parent for name in names)}
+    return [path for folder in sorted(folders) for path in remove_stale_temps(folder, names)]
+
+
 def _replace(temp: Path, target: Path) -> None:
     try:
         os.replace(temp, target)
