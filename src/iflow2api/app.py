@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from iflow2api import admin, clientkeys
+from iflow2api import admin, clientkeys, logs
 from iflow2api.addresses import is_loopback, is_loopback_host
 from iflow2api.asgi import (
     CORS_HEADERS,
@@ -26,11 +26,11 @@ from iflow2api.asgi import (
     send_bytes,
     send_json,
 )
-from iflow2api.auth import oauth
+from iflow2api.auth import iflow_files, oauth
 from iflow2api.auth.credentials import Account, CredentialSource
 from iflow2api.auth.login import LoginFlow
 from iflow2api.auth.oauth_client import OAuthClient
-from iflow2api.auth.refresher import Refresher
+from iflow2api.auth.refresher import REJECTION_FILE, Refresher
 from iflow2api.background import Background
 from iflow2api.calls import Call, Dialect
 from iflow2api.clientkeys import KeyRing
@@ -55,8 +55,8 @@ from iflow2api.routes.health import health
 from iflow2api.routes.messages import count_tokens, messages
 from iflow2api.routes.models import list_models, retrieve_model
 from iflow2api.routes.responses import ResponseMemory, create_response
-from iflow2api.settings import Settings
-from iflow2api.state import open_store
+from iflow2api.settings import Settings, SettingsError, load
+from iflow2api.state import StateFileError, open_store
 from iflow2api.state.store import StateStore
 from iflow2api.upstream.client import UpstreamClient
 from iflow2api.upstream.models import ModelDirectory
@@ -173,6 +173,11 @@ ROUTES: dict[str, Route] = {
 MODEL_PREFIXES = ("/v1/models/", "/models/")
 
 
+def _from_loopback(scope: Scope) -> bool:
+    client = scope.get("client")
+    return client is None or is_loopback(str(client[0]))  # no address: a Unix socket, also local
+
+
 def not_logged_in_message(settings: Settings) -> str:
     where = settings.iflow_home / "settings.json"
     return (
@@ -187,7 +192,11 @@ def not_logged_in_message(settings: Settings) -> str:
 class Gateway:
     def __init__(self, settings: Settings, store: StateStore | None = None) -> None:
         self.settings = settings
-        self.store: StateStore = store if store is not None else open_store(settings.data_dir)
+        self.store: StateStore = (
+            store
+            if store is not None
+            else open_store(settings.data_dir, max_response_history_bytes=settings.responses_store_max_bytes)
+        )
         self.credentials = CredentialSource(settings.iflow_home, base_url_override=settings.upstream_base_url)
         self.client = UpstreamClient(
             connect_timeout=settings.connect_timeout,
@@ -202,6 +211,7 @@ class Gateway:
         self._spawn = self.background.spawn
         self.reasoning = ReasoningStore(save=lambda items: self._spawn(self.store.put_reasoning(items)))
         self.responses = ResponseMemory(
+            max_bytes=settings.responses_store_max_bytes,
             save=lambda rid, history: self._spawn(self.store.put_response_history(rid, history)),
             load=self.store.response_history,
         )
@@ -220,6 +230,8 @@ class Gateway:
         #: Recent usage summaries by range in days, with when they were made (see routes.manage).
         self.summaries: dict[int, tuple[float, dict[str, Any]]] = {}
         self._admin_hash: str | None = None
+        #: The store's generation when the keys were last loaded (see ``_catch_up_keys``).
+        self._keys_generation: int | None = None
         self.beyond_loopback = not is_loopback(settings.host)
         self.pool = Pool(
             strategy="fill-first" if settings.strategy == "fill-first" else "round-robin",
@@ -245,6 +257,7 @@ class Gateway:
         self.accounts.on_change = lambda: self._spawn(self.reload_keys())
         self.assets = web.load_assets()
         self.started_at = time.time()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- what the routes ask of the gateway -------------------------------------------------------
 
@@ -255,8 +268,26 @@ class Gateway:
         return self._iflow if account.kind == "iflow" else self._openai
 
     async def reload_keys(self) -> None:
+        generation = await self.store.generation()
         self.keys.load([*self._env_keys, *await self.store.client_keys()])
         self._admin_hash = await self.store.get_setting(admin.ADMIN_PASSWORD_SETTING)
+        self._keys_generation = generation
+
+    async def _catch_up_keys(self, offered: bytes) -> None:
+        """Reload the keys if ``offered`` is unknown and the store changed since they were loaded.
+
+        The account book notices changes within a second, but a key made with ``iflow2api keys
+        create`` must work on the very next request: a key the ring does not know costs one cheap
+        read of the store's generation before it is refused. Known keys cost nothing.
+        """
+        if not offered or self.keys.find(offered) is not None:
+            return
+        try:
+            if await self.store.generation() == self._keys_generation:
+                return
+            await self.reload_keys()
+        except Exception:  # the key is refused as unknown; the failure is for the log
+            log.warning("could not look for new client keys in the state store", exc_info=True)
 
     async def _save_login(self, tokens: oauth.Tokens, user: oauth.UserInfo) -> object:
         account_id = await save_login(self.settings.iflow_home, self.store, tokens, user)
@@ -326,6 +357,12 @@ class Gateway:
         if route is None:
             raise RouteNotFound(f"There is no {path} here. See /v1/models and /v1/chat/completions.")
         call.dialect = route.dialect
+        if not self.needs_keys() and path != "/health" and not _from_loopback(scope):
+            # Another ASGI server may listen more widely than the host setting says (0.0.0.0).
+            raise Forbidden(
+                "This gateway has no client keys, so it serves only its own machine. Create one "
+                "with `iflow2api keys create NAME` (or set IFLOW2API_API_KEYS)."
+            )
         if route.web:
             call.same_origin_only = True
             self._check_browser_origin(scope, method)
@@ -340,6 +377,9 @@ class Gateway:
                 f"{path} accepts {allowed}, not {method}.", headers=[(b"allow", allowed.encode())]
             )
         if route.access != "open" and self.needs_keys():
+            await self._catch_up_keys(
+                clientkeys.offered_key(header(scope, b"authorization"), header(scope, b"x-api-key"))
+            )
             if route.access == "admin":
                 self._check_admin(scope)
             else:
@@ -396,6 +436,13 @@ class Gateway:
                     "%s %s (reported in the stream, after keep-alive pings)", error.status, error.message
                 )
                 return
+            if call.late_error is not None and not call.finished:
+                # Content went out and the stream is still open (a stop cut its upstream wait):
+                # the error event ends it in the client's dialect.
+                body = call.late_error(error)
+                await call.send({"type": "http.response.body", "body": body, "more_body": False})
+                log.info("%s %s (reported in the stream, which it ended)", error.status, error.message)
+                return
             # Too late for a status code; the stream relay already wrote an error event if it could.
             log.warning("error after the response had started: %s", error.message)
             return
@@ -415,12 +462,19 @@ class Gateway:
             if message["type"] == "lifespan.startup":
                 try:
                     await self._start()
+                except StateFileError as exc:
+                    # Its message names the file and says why; a traceback would only hide that.
+                    await send(
+                        {"type": "lifespan.startup.failed", "message": f"iflow2api could not start: {exc}"}
+                    )
+                    return
                 except Exception as exc:
                     log.exception("iflow2api could not start")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                self.disconnects.shut_down()
                 await self.disconnects.stop()
                 await self.refresher.stop()
                 await self.accounts.stop()
@@ -432,7 +486,18 @@ class Gateway:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    def stop_soon(self) -> None:
+        """A stop was asked for (SIGTERM, Ctrl+C): end the open requests now, each with an error.
+
+        Callable from a signal handler. Servers wait for open requests before they stop; without
+        this, a stream on a silent upstream would hold the stop up and then be cut off.
+        """
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.disconnects.shut_down)
+
     async def _start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        await asyncio.to_thread(self._remove_stale_temps)
         await self.client.start()
         self.disconnects.start()
         self.refresher.start()
@@ -444,9 +509,73 @@ class Gateway:
         await self.usage.load_today()
         self.usage.start()
 
+    def _remove_stale_temps(self) -> None:
+        """Our temporary files that a killed write left behind: each holds a copy of a secret."""
+        home, data = self.settings.iflow_home, self.settings.data_dir
+        removed = iflow_files.remove_stale_login_temps(home) + iflow_files.remove_stale_temps(
+            data, [REJECTION_FILE]
+        )
+        for path in removed:
+            log.info("removed %s, left by an interrupted write", path)
 
-def create_app(settings: Settings) -> Gateway:
+
+def create_app(settings: Settings | None = None) -> Gateway:
+    """The gateway for ``settings``; without them, for the environment and the config file.
+
+    The second form is for ASGI servers (``uvicorn --factory iflow2api.app:create_app``), which
+    then own the logging too: iflow2api's own lines go to stderr, redacted, unless the server
+    already sends them somewhere.
+    """
+    if settings is None:
+        settings = load()
+        _log_alone(settings.log_level)
     return Gateway(settings)
 
 
-__all__ = ["Gateway", "create_app", "send_json"]
+def _log_alone(level: str) -> None:
+    ours = logging.getLogger("iflow2api")
+    if ours.hasHandlers():
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logs.RedactingFormatter("%(levelname)s:     %(name)s: %(message)s"))
+    handler.addFilter(logs.RedactingFilter())
+    ours.addHandler(handler)
+    ours.setLevel(level.upper())
+
+
+class LazyApp:
+    """``iflow2api.app:app``: the gateway for any ASGI server, built on its first use.
+
+    Importing this module does nothing; the settings are read, and the gateway made, when the
+    server first calls the app (its lifespan start-up, or else the first request)::
+
+        python -c "import uvicorn; from iflow2api.app import app; uvicorn.run(app, port=8001)"
+    """
+
+    def __init__(self) -> None:
+        self._gateway: Gateway | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._gateway is None:
+            try:
+                self._gateway = create_app()
+            except SettingsError as exc:
+                if scope["type"] != "lifespan":
+                    raise
+                # The server then stops with this line, naming the setting, not a traceback.
+                await receive()
+                await send(
+                    {"type": "lifespan.startup.failed", "message": f"iflow2api could not start: {exc}"}
+                )
+                return
+        await self._gateway(scope, receive, send)
+
+
+def __getattr__(name: str) -> LazyApp:
+    # ``app`` is made when it is asked for, so that importing the module stays free of work.
+    if name == "app":
+        return LazyApp()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["Gateway", "LazyApp", "create_app", "send_json"]

@@ -14,7 +14,8 @@ import threading
 import time
 import webbrowser
 from collections.abc import Callable
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -23,6 +24,11 @@ from iflow2api.addresses import is_loopback
 from iflow2api.auth.credentials import Account, CredentialSource, mask_secret
 from iflow2api.auth.refresher import login_rejected
 from iflow2api.settings import SETTINGS, Settings, SettingsError, load
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from iflow2api.app import Gateway
 
 F = Callable[..., Any]
 
@@ -140,7 +146,20 @@ def serve(no_browser: bool, **flags: Any) -> None:
         )
         if settings.open_browser and has_display():
             threading.Timer(1.0, webbrowser.open, args=(page,)).start()
-    uvicorn.Server(config).run(sockets=[sock])
+    _server(config, app).run(sockets=[sock])
+
+
+def _server(config: uvicorn.Config, gateway: Gateway) -> uvicorn.Server:
+    """uvicorn's server, telling the gateway at once when a stop is asked for (see
+    ``Gateway.stop_soon``). Made here so that uvicorn is imported only by ``serve``."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            super().handle_exit(sig, frame)
+            gateway.stop_soon()
+
+    return Server(config)
 
 
 async def _prepare_state(settings: Settings) -> tuple[int, str | None]:

@@ -1,7 +1,7 @@
 """``iflow2api accounts …``, ``iflow2api keys …`` and ``iflow2api admin-password``.
 
 They work on the state store directly, so they work with or without a running gateway; a running
-one sees the change within a second.
+one sees the change within a second, and a new client key at its first use.
 """
 
 from __future__ import annotations

@@ -1,9 +1,13 @@
-"""Noticing that a client went away, so its upstream request can be cancelled.
+"""Noticing that a client went away, so its upstream request can be cancelled; and stopping.
 
 ASGI reports a disconnect only to whoever awaits ``receive()``, which takes a task per request.
 Most non-streaming requests finish in a few milliseconds, so that task is started only for the
 ones still running after ``after`` seconds: one shared sweeper looks every ``after`` seconds and
 starts watchers for those, and a request that finishes in time pays for a dict entry, nothing more.
+
+The same register serves a graceful stop: ``shut_down()`` cancels every watched request, which then
+fails with ``ShuttingDown`` (a ``GatewayError``), so each client gets an error in its own dialect
+(an error event, in a stream) instead of a stream cut off, or a wait until the server gives up.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import Any
 
+from iflow2api.errors import ShuttingDown
+
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
 
@@ -22,7 +28,7 @@ class ClientGone(Exception):
 
 
 class _Watched:
-    __slots__ = ("finished", "gone", "receive", "since", "task", "watcher")
+    __slots__ = ("finished", "gone", "receive", "since", "stopping", "task", "watcher")
 
     def __init__(self, task: asyncio.Task[Any], receive: Receive, finished: Callable[[], bool]) -> None:
         self.task = task
@@ -31,6 +37,7 @@ class _Watched:
         self.since = time.monotonic()
         self.watcher: asyncio.Task[None] | None = None
         self.gone = False
+        self.stopping = False
 
     async def watch(self) -> None:
         while True:
@@ -48,6 +55,7 @@ class DisconnectWatch:
         self.after = after
         self._watched: dict[asyncio.Task[Any], _Watched] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        self._closing = False
 
     def start(self) -> None:
         self._sweeper = asyncio.ensure_future(self._sweep())
@@ -57,6 +65,14 @@ class DisconnectWatch:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
+
+    def shut_down(self) -> None:
+        """End every watched request now with ``ShuttingDown``, and any that starts from now on."""
+        self._closing = True
+        for watched in self._watched.values():
+            if not watched.gone and not watched.stopping and not watched.finished():
+                watched.stopping = True
+                watched.task.cancel()
 
     async def _sweep(self) -> None:
         while True:
@@ -70,9 +86,11 @@ class DisconnectWatch:
     def watching(self, receive: Receive, finished: Callable[[], bool]) -> Iterator[None]:
         """Within this block, the current task is cancelled if its client disconnects.
 
-        The cancellation surfaces as ``ClientGone``. Only this task is ever cancelled, and only
-        while it is suspended inside the block.
+        The cancellation surfaces as ``ClientGone``, or as ``ShuttingDown`` after ``shut_down()``.
+        Only this task is ever cancelled, and only while it is suspended inside the block.
         """
+        if self._closing:
+            raise _shutting_down()
         task = asyncio.current_task()
         assert task is not None
         watched = self._watched[task] = _Watched(task, receive, finished)
@@ -82,8 +100,15 @@ class DisconnectWatch:
             if watched.gone:
                 task.uncancel()
                 raise ClientGone from None
+            if watched.stopping:
+                task.uncancel()
+                raise _shutting_down() from None
             raise
         finally:
             del self._watched[task]
             if watched.watcher is not None:
                 watched.watcher.cancel()
+
+
+def _shutting_down() -> ShuttingDown:
+    return ShuttingDown("The gateway is shutting down; send the request again in a moment.")

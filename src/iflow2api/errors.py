@@ -24,6 +24,7 @@ a lookup table of its own::
     │   ├── AllAccountsCooling            429 (every account rests; Retry-After: the first back)
     │   └── KeyLimitReached               429 (a client key's requests/minute or tokens/day)
     ├── NoAccountAvailable                503 (every account quarantined, disabled or tried)
+    ├── ShuttingDown                      503 (the gateway is stopping; open requests end with it)
     └── UpstreamError                     502 (anything else the upstream did wrong)
         ├── UpstreamModelError            502 (iFlow 514)
         ├── LoginUnavailable              502 (the iFlow login service failed)
@@ -166,6 +167,13 @@ class NoAccountAvailable(GatewayError):
     status = 503
     type = "service_unavailable"
     code = "no_account_available"
+
+
+class ShuttingDown(GatewayError):
+    status = 503
+    type = "service_unavailable"
+    code = "gateway_shutting_down"
+    retryable = True
 
 
 class UpstreamError(GatewayError):

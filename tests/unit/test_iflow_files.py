@@ -403,3 +403,46 @@ def test_remove_oauth_login_with_unreadable_creds_keeps_settings_keys(tmp_path: 
     remove_oauth_login(tmp_path)
     assert read(tmp_path / "settings.json") == {"apiKey": NEW_KEY, "theme": "x"}
     assert not (tmp_path / "oauth_creds.json").exists()
+
+
+def test_stale_temps_go_and_everything_else_stays(tmp_path: Path) -> None:
+    now = 1_000_000.0
+    stale = [tmp_path / ".settings.json.00112233aabb.tmp", tmp_path / ".oauth_creds.json.ffeeddccbbaa.tmp"]
+    kept = [
+        tmp_path / ".settings.json.00112233aabb.tmp.keep",
+        tmp_path / ".settings.json.00112233AABB.tmp",
+        tmp_path / ".settings.json.0011.tmp",
+        tmp_path / ".mine.json.00112233aabb.tmp",
+        tmp_path / "settings.json",
+    ]
+    for path in [*stale, *kept]:
+        path.write_text("{}")
+        os.utime(path, (now - 61, now - 61))
+    young = tmp_path / ".settings.json.445566778899.tmp"
+    young.write_text("{}")
+    os.utime(young, (now - 5, now - 5))
+
+    removed = iflow_files.remove_stale_temps(tmp_path, now=now)
+
+    assert sorted(removed) == sorted(stale)
+    assert not any(path.exists() for path in stale)
+    assert all(path.exists() for path in [*kept, young])
+    assert iflow_files.remove_stale_temps(tmp_path / "missing", now=now) == []
+
+
+@posix_only
+def test_stale_temps_beside_a_symlinked_settings_file_go_too(tmp_path: Path) -> None:
+    home, dotfiles = tmp_path / "home", tmp_path / "dotfiles"
+    home.mkdir()
+    dotfiles.mkdir()
+    (dotfiles / "settings.json").write_text("{}")
+    (home / "settings.json").symlink_to(dotfiles / "settings.json")
+    stale = [dotfiles / ".settings.json.00112233aabb.tmp", home / ".oauth_creds.json.00112233aabb.tmp"]
+    for path in stale:
+        path.write_text("{}")
+        os.utime(path, (0, 0))
+
+    removed = iflow_files.remove_stale_login_temps(home)
+
+    assert sorted(removed) == sorted(stale)
+    assert (dotfiles / "settings.json").exists()

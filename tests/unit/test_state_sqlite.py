@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from iflow2api.state import (
@@ -505,5 +506,28 @@ def test_old_affinities_are_dropped(tmp_path: Path) -> None:
             await store.put_affinity("recent", "acc-1", 1050.0)
             await store.put_affinity("new", "acc-2", 1101.0)
             assert await store.affinities(0) == {"recent": "acc-1", "new": "acc-2"}
+
+    asyncio.run(scenario())
+
+
+def test_response_histories_are_bounded_by_bytes(tmp_path: Path) -> None:
+    def history(n: int) -> list[dict[str, Any]]:
+        return [{"role": "user", "content": f"{n}:" + "y" * 300}]
+
+    size = len(orjson.dumps(history(0)))
+
+    async def scenario() -> None:
+        async with opened(tmp_path / STATE_FILE, max_response_history_bytes=1000) as store:
+            for n in range(8):
+                await store.put_response_history(f"resp_{n}", history(n))
+                with sqlite3.connect(tmp_path / STATE_FILE) as db:
+                    stored = db.execute("SELECT coalesce(sum(length(history)), 0) FROM response_history")
+                    assert stored.fetchone()[0] <= 1000
+            kept = [await store.response_history(f"resp_{n}") for n in range(8)]
+            newest = 1000 // size
+            assert kept == [None] * (8 - newest) + [history(n) for n in range(8 - newest, 8)]
+            await store.put_response_history("resp_huge", [{"content": "z" * 2000}])
+            assert await store.response_history("resp_huge") is None
+            assert await store.response_history("resp_7") == history(7)
 
     asyncio.run(scenario())

@@ -212,7 +212,7 @@ def _read_for_update(path: Path) -> dict[str, Any] | None:
 def _write_temp(path: Path, data: Mapping[str, Any], mode: int) -> Path:
     """A fully written, fsynced sibling of ``path`` holding ``data``, never readable by others."""
     payload = orjson.dumps(dict(data), option=orjson.OPT_INDENT_2) + b"\n"
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    temp = path.with_name(_temp_name(path.name, secrets.token_hex(_TEMP_TOKEN_BYTES)))
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     fd = os.open(temp, flags, mode)  # created with `mode` (less the umask): no readable instant
     try:
@@ -229,6 +229,82 @@ def _write_temp(path: Path, data: Mapping[str, Any], mode: int) -> Path:
         _remove(temp)
         raise
     return temp
+
+
+_TEMP_TOKEN_BYTES = 6
+#: A temporary file this old was left by a writer that died (``kill -9``, a power cut): a live
+#: write lasts milliseconds.
+STALE_TEMP_SECONDS = 60.0
+
+
+def _temp_name(name: str, token: str) -> str:
+    return f".{name}.{token}.tmp"
+
+
+def _is_our_temp(file_name: str, names: Iterable[str]) -> bool:
+    """Whether ``file_name`` is exactly what ``_write_temp`` makes for one of ``names``.
+
+    >>> _is_our_temp(".settings.json.0123456789ab.tmp", ["settings.json"])
+    True
+    >>> _is_our_temp(".settings.json.tmp", ["settings.json"])
+    False
+    """
+    width = 2 * _TEMP_TOKEN_BYTES
+    for name in names:
+        prefix, suffix = f".{name}.", ".tmp"
+        token = file_name[len(prefix) : -len(suffix)]
+        if (
+            file_name.startswith(prefix)
+            and file_name.endswith(suffix)
+            and len(file_name) == len(prefix) + width + len(suffix)
+            and all(c in "0123456789abcdef" for c in token)
+        ):
+            return True
+    return False
+
+
+def remove_stale_temps(
+    folder: Path,
+    names: Iterable[str] = (SETTINGS_FILE, OAUTH_CREDS_FILE),
+    *,
+    older_than: float = STALE_TEMP_SECONDS,
+    now: float | None = None,
+) -> list[Path]:
+    """Delete the temporary files a killed writer of ``names`` left in ``folder``; return them.
+
+    They hold a whole settings file (the API key with it), so they must not stay around. Only
+    files named exactly as ``_write_temp`` names them go, and only once ``older_than`` seconds
+    old, so a write in progress in another process is never disturbed.
+    """
+    wanted = tuple(names)
+    cutoff = (time.time() if now is None else now) - older_than
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:  # no folder yet (nobody logged in), or unreadable: nothing of ours to clean
+        return removed
+    for entry in entries:
+        if not _is_our_temp(entry.name, wanted):
+            continue
+        try:
+            if (
+                not entry.is_file(follow_symlinks=False)
+                or entry.stat(follow_symlinks=False).st_mtime > cutoff
+            ):
+                continue
+            os.unlink(entry.path)
+        except OSError:
+            continue
+        removed.append(Path(entry.path))
+    return removed
+
+
+def remove_stale_login_temps(iflow_home: Path) -> list[Path]:
+    """``remove_stale_temps`` for the iFlow folder, and wherever its files' symlinks point (the
+    temporary files are made next to the real file, see ``_real_target``)."""
+    names = (SETTINGS_FILE, OAUTH_CREDS_FILE)
+    folders = {iflow_home, *(_real_target(iflow_home / name).parent for name in names)}
+    return [path for folder in sorted(folders) for path in remove_stale_temps(folder, names)]
 
 
 def _replace(temp: Path, target: Path) -> None:

@@ -1,8 +1,9 @@
 """``POST /v1/responses``: OpenAI Responses (Codex) in front of the chat upstream.
 
-``previous_response_id`` works from the gateway's own memory of recent responses (bounded; a
-forgotten id is a clear 400). With ``store: false`` (Codex's mode) nothing is remembered and the
-client sends the whole conversation each time.
+``previous_response_id`` works from the gateway's own memory of recent responses (bounded by count
+and by bytes, since one input can be megabytes; a forgotten id is a clear 400). With
+``store: false`` (Codex's mode) nothing is remembered and the client sends the whole conversation
+each time.
 """
 
 from __future__ import annotations
@@ -27,43 +28,70 @@ if TYPE_CHECKING:
 
 #: Responses remembered for ``previous_response_id``, at most; the oldest are forgotten first.
 MAX_STORED = 1000
+#: Their size as JSON, at most, by default (setting ``responses_store_max_bytes``; 0: no bound).
+MAX_STORED_BYTES = 64 * 1024 * 1024
+
+History = list[dict[str, Any]]
 
 
 class ResponseMemory:
     """The chat history behind each recent stored response: the newest in memory, all of them in
-    the state store (``save``/``load``), so a restart forgets nothing the store still holds."""
+    the state store (``save``/``load``), so a restart forgets nothing the store still holds.
+
+    Both the count and the size (as JSON) are bounded; a history larger than the whole byte bound
+    is not remembered at all, here or in the store.
+    """
 
     def __init__(
         self,
         max_entries: int = MAX_STORED,
         *,
-        save: Callable[[str, list[dict[str, Any]]], None] = lambda _id, _history: None,
-        load: Callable[[str], Awaitable[list[dict[str, Any]] | None]] | None = None,
+        max_bytes: int = MAX_STORED_BYTES,
+        save: Callable[[str, History], None] = lambda _id, _history: None,
+        load: Callable[[str], Awaitable[History | None]] | None = None,
     ) -> None:
         self.max_entries = max_entries
-        self._histories: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+        self.max_bytes = max_bytes
+        #: What the histories held here take as JSON, together.
+        self.bytes = 0
+        self._histories: OrderedDict[str, tuple[History, int]] = OrderedDict()
         self._save = save
         self._load = load
 
-    def put(self, response_id: str, history: list[dict[str, Any]]) -> None:
-        self._histories[response_id] = history
-        while len(self._histories) > self.max_entries:
-            self._histories.popitem(last=False)
-        self._save(response_id, history)
+    def put(self, response_id: str, history: History) -> None:
+        if self._keep(response_id, history):
+            self._save(response_id, history)
 
-    async def get(self, response_id: str) -> list[dict[str, Any]]:
-        history = self._histories.get(response_id)
-        if history is None and self._load is not None:
-            history = await self._load(response_id)
+    def _keep(self, response_id: str, history: History) -> bool:
+        size = len(orjson.dumps(history))
+        if self.max_bytes and size > self.max_bytes:
+            return False
+        old = self._histories.pop(response_id, None)
+        if old is not None:
+            self.bytes -= old[1]
+        self._histories[response_id] = (history, size)
+        self.bytes += size
+        while len(self._histories) > self.max_entries or (self.max_bytes and self.bytes > self.max_bytes):
+            _, (_, dropped) = self._histories.popitem(last=False)
+            self.bytes -= dropped
+        return True
+
+    async def get(self, response_id: str) -> History:
+        kept = self._histories.get(response_id)
+        if kept is not None:
+            self._histories.move_to_end(response_id)
+            return kept[0]
+        history = await self._load(response_id) if self._load is not None else None
         if history is None:
+            bound = f", up to {self.max_bytes:,} bytes of them" if self.max_bytes else ""
             raise InvalidRequest(
                 f"Previous response with id '{response_id}' not found: this gateway keeps stored "
-                "responses for a while, the most recent few thousand of them.",
+                f"responses for a while, the most recent ones{bound} (setting "
+                "responses_store_max_bytes).",
                 param="previous_response_id",
                 code="previous_response_not_found",
             )
-        self._histories[response_id] = history
-        self._histories.move_to_end(response_id)
+        self._keep(response_id, history)
         return history
 
 
@@ -76,6 +104,8 @@ class ResponsesSink:
         self._request = request
         self._chat = chat
         self.response_id = "resp_" + secrets.token_hex(12)
+        #: The stream's translator once it has started, so a late error continues its events.
+        self.translator: responses.StreamTranslator | None = None
 
     def _remember(self, completion: dict[str, Any]) -> None:
         if self._request.get("store", True) is not False:
@@ -87,7 +117,7 @@ class ResponsesSink:
         await send_bytes(self._send, 200, orjson.dumps(body), JSON)
 
     async def stream(self, chunks: AsyncIterator[dict[str, Any]]) -> None:
-        translator = responses.StreamTranslator(
+        translator = self.translator = responses.StreamTranslator(
             request=self._request, response_id=self.response_id, created_at=int(time.time())
         )
         first = await anext(chunks)  # an error here is still a real HTTP error
@@ -114,7 +144,7 @@ async def create_response(gateway: Gateway, scope: Scope, body: bytes, call: Cal
     if call.stream:
 
         def late_error(error: GatewayError) -> bytes:
-            translator = responses.StreamTranslator(
+            translator = sink.translator or responses.StreamTranslator(
                 request=request, response_id=sink.response_id, created_at=int(time.time())
             )
             return b"".join(translator.error(error))

@@ -42,7 +42,7 @@ __all__ = [
 STATE_FILE = "state.sqlite3"
 
 
-def open_store(data_dir: Path) -> SQLiteStore:
+def open_store(data_dir: Path, *, max_response_history_bytes: int | None = None) -> SQLiteStore:
     """The store in ``data_dir`` (made, 0700, if missing), ready to use.
 
     Only the folder is made here: the file is opened, and created if new, by the first call on the
@@ -50,4 +50,6 @@ def open_store(data_dir: Path) -> SQLiteStore:
     database raises ``StateFileError`` there, naming it.
     """
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return SQLiteStore(data_dir / STATE_FILE)
+    if max_response_history_bytes is None:
+        return SQLiteStore(data_dir / STATE_FILE)
+    return SQLiteStore(data_dir / STATE_FILE, max_response_history_bytes=max_response_history_bytes)

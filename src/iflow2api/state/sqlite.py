@@ -24,7 +24,10 @@ made 0600 whatever the umask.
 Memories are bounded so the file cannot grow without limit: the newest ``max_reasoning`` reasoning
 keys, the newest ``max_response_histories`` response histories, affinities seen within
 ``affinity_ttl`` seconds. A store prunes a table with its first insert into it, then once every
-``prune_every`` inserts, not on each one. Usage rows stay until ``prune_usage``.
+``prune_every`` inserts, not on each one. Usage rows stay until ``prune_usage``. Response histories
+are bounded by bytes too (``max_response_history_bytes``; one input can be megabytes): they are
+pruned to it whenever an eighth of it has been added since the last time, so the table overshoots
+by at most that; a history larger than the whole bound is not stored.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ WAL_SIZE_LIMIT = 32 * 1024 * 1024
 
 MAX_REASONING = 20_000
 MAX_RESPONSE_HISTORIES = 5_000
+MAX_RESPONSE_HISTORY_BYTES = 64 * 1024 * 1024
 AFFINITY_TTL = 24 * 3600.0
 PRUNE_EVERY = 500
 
@@ -151,12 +155,16 @@ class SQLiteStore:
         *,
         max_reasoning: int = MAX_REASONING,
         max_response_histories: int = MAX_RESPONSE_HISTORIES,
+        max_response_history_bytes: int = MAX_RESPONSE_HISTORY_BYTES,
         affinity_ttl: float = AFFINITY_TTL,
         prune_every: int = PRUNE_EVERY,
     ) -> None:
         self.path = path
         self.max_reasoning = max_reasoning
         self.max_response_histories = max_response_histories
+        #: 0: no byte bound.
+        self.max_response_history_bytes = max_response_history_bytes
+        self._unpruned_history_bytes = max_response_history_bytes  # due, like the counts
         self.affinity_ttl = affinity_ttl
         self.prune_every = prune_every
         # Inserts since each table was last pruned; starting "due" prunes with the first insert, so a
@@ -191,7 +199,14 @@ class SQLiteStore:
     def _on_worker(self, job: Callable[[sqlite3.Connection], T]) -> T:
         if self._db is None:
             self._db = _connect(self.path)  # on failure, the next call tries again
-        return job(self._db)
+        try:
+            return job(self._db)
+        except sqlite3.DatabaseError as exc:
+            # Damaged pages show only when a query reaches them, long after the file opened fine;
+            # the caller (a start-up, the CLI) can then say which file it is instead of a traceback.
+            if _damaged(exc):
+                raise StateFileError(f"the state database {self.path} is damaged: {exc}") from exc
+            raise
 
     def _disconnect(self) -> None:
         if self._db is not None:
@@ -383,15 +398,26 @@ class SQLiteStore:
         return await self._run(job)
 
     async def put_response_history(self, response_id: str, history: list[dict[str, Any]]) -> None:
-        text = orjson.dumps(history).decode()
+        # Stored as a BLOB (SQLite keeps it so in the TEXT column): its length is then read from
+        # the row's header, which keeps pruning by bytes cheap however large the histories are.
+        blob = orjson.dumps(history)
+        max_bytes = self.max_response_history_bytes
+        if max_bytes and len(blob) > max_bytes:
+            return
         prune = self._prune_due("response_history", 1)
+        self._unpruned_history_bytes += len(blob)
+        prune_bytes = bool(max_bytes) and self._unpruned_history_bytes >= max_bytes // 8
+        if prune_bytes:
+            self._unpruned_history_bytes = 0
         keep = self.max_response_histories
 
         def job(db: sqlite3.Connection) -> None:
             with _write(db):
-                db.execute(_PUT_HISTORY, (response_id, text, _next_seq(db, "response_history")))
+                db.execute(_PUT_HISTORY, (response_id, blob, _next_seq(db, "response_history")))
                 if prune:
                     _keep_newest(db, "response_history", keep)
+                if prune_bytes:
+                    _keep_newest_bytes(db, "response_history", "history", max_bytes)
 
         await self._run(job)
 
@@ -427,6 +453,16 @@ def _connect(path: Path) -> sqlite3.Connection:
         db.close()
         raise
     return db
+
+
+#: SQLite's primary result codes for a damaged file (the low byte of an extended code).
+_SQLITE_CORRUPT = 11
+_SQLITE_NOTADB = 26
+
+
+def _damaged(exc: sqlite3.DatabaseError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
 
 
 def _make_private(path: Path, *, create: bool) -> None:
@@ -521,6 +557,15 @@ def _keep_newest(db: sqlite3.Connection, table: str, keep: int) -> None:
     )
 
 
+def _keep_newest_bytes(db: sqlite3.Connection, table: str, column: str, max_bytes: int) -> None:
+    """Keep the newest rows whose ``column`` adds up to at most ``max_bytes``; the rest go."""
+    db.execute(
+        f"DELETE FROM {table} WHERE seq <= (SELECT seq FROM (SELECT seq, sum(length({column})) "
+        f"OVER (ORDER BY seq DESC) AS total FROM {table}) WHERE total > ? ORDER BY seq DESC LIMIT 1)",
+        (max_bytes,),
+    )
+
+
 # Records and rows: a table's columns are its record's fields, by the same names. Only what SQLite
 # has no type for is converted: tuples and dicts go in as JSON text, bools come back from 0/1.
 
@@ -587,6 +632,6 @@ def _select_reasoning(db: sqlite3.Connection, limit: int) -> list[tuple[str, str
     return [(key, text) for key, text in rows]
 
 
-def _load_history(text: str) -> list[dict[str, Any]]:
+def _load_history(text: str | bytes) -> list[dict[str, Any]]:
     history: list[dict[str, Any]] = orjson.loads(text)  # only put_response_history writes these
     return history
