@@ -25,6 +25,26 @@ from tests.fake_iflow import DEFAULT_KEY, FakeIflow
 LISTENING = re.compile(r"listening on (http://\S+)/v1")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every test, and every process it starts, gets a home folder of its own.
+
+    Commands such as ``iflow2api login`` default to ``~/.iflow2api``: without this, a test run
+    would read and write the developer's real state. npm keeps its real cache, so the agent CLIs
+    are not downloaded again.
+    """
+    real_home = Path.home()
+    saved = {name: os.environ.get(name) for name in ("HOME", "npm_config_cache")}
+    os.environ.setdefault("npm_config_cache", str(real_home / ".npm"))
+    os.environ["HOME"] = str(tmp_path_factory.mktemp("home"))
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 class GatewayProcess:
     """A running ``iflow2api serve``; ``url`` is its root, ``log()`` what it printed so far."""
 
