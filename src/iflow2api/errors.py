@@ -43,6 +43,10 @@ class GatewayError(Exception):
     code: str | None = None
     #: Whether the same request might succeed on another try (used by retries and the pool later).
     retryable: bool = False
+    #: Seconds the upstream itself asked us to wait (its ``Retry-After`` on a 429 or 503), set by the
+    #: speakers; None when it named none. Unlike ``retry_after``, never a default of ours: the pool
+    #: honours this one and may probe through a rest it chose itself (``pool.outcomes``).
+    upstream_wait: float | None = None
 
     def __init__(
         self,

@@ -77,6 +77,8 @@ class Member:
     #: Gets a new key after the upstream refused this one (None: nothing can renew it).
     renew: Callable[[], Awaitable[Renewal]] | None = None
     in_flight: int = 0
+    #: A request is trying it through a rest of the gateway's own choosing (at most one at a time).
+    probing: bool = False
     requests: int = 0
     errors: int = 0
     last_used: float = 0.0
