@@ -8,6 +8,7 @@ its reason, in each dialect.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -191,12 +192,39 @@ def test_a_refused_key_with_nothing_to_refresh_keeps_answering_invalid_api_key(
     ],
     ids=["511", "413", "400", "422", "435"],
 )
-def test_request_errors_never_cool_the_account(
-    start_gateway: Any, fake: FakeIflow, failure: Any, tmp_path: Path
-) -> None:
+def test_request_errors_never_cool_the_account(start_gateway: Any, fake: FakeIflow, failure: Any) -> None:
     gateway = start_single(start_gateway, fake)
     fake.enqueue(failure)
     first = chat(gateway)
     assert 400 <= first.status_code < 500 and first.status_code != 429, first.text
     assert account_state(gateway)["state"] == "ok"
     assert chat(gateway).status_code == 200
+
+
+SECOND_KEY = "sk-" + "e" * 32
+
+
+@pytest.fixture(scope="module")
+def fake2() -> Iterator[FakeIflow]:
+    with FakeIflow(api_keys=[DEFAULT_KEY, SECOND_KEY]) as server:
+        yield server
+
+
+def test_a_pool_of_two_keeps_failing_over_and_steering(
+    start_gateway: Any, fake2: FakeIflow, tmp_path: Path
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[[accounts]]\nlabel = "second"\nkind = "iflow-key"\nbase_url = "{fake2.base_url}"\n'
+        f'api_key = "{SECOND_KEY}"\n'
+    )
+    gateway: GatewayProcess = start_gateway(
+        iflow_settings(fake2), {"IFLOW2API_ERROR_COOLDOWN": "30", "IFLOW2API_CONFIG": str(config)}
+    )
+    fake2.enqueue_for(DEFAULT_KEY, HttpError(500))
+    assert chat(gateway).status_code == 200  # failed over, unnoticed
+    # The resting account is left alone while the other one can serve.
+    for _ in range(3):
+        assert chat(gateway).status_code == 200
+    keys = [r.headers["authorization"].removeprefix("Bearer ") for r in fake2.received if r.rejected is None]
+    assert keys == [DEFAULT_KEY, SECOND_KEY, SECOND_KEY, SECOND_KEY, SECOND_KEY]

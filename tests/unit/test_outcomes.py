@@ -42,6 +42,7 @@ POLICY = CooldownPolicy(base=2, ceiling=60, error=15)
         (LoginUnavailable("login service down"), "cooldown", 15.0, True),
         (UpstreamRejected("bad signature"), "none", 0.0, False),
         (InvalidRequest("bad body"), "none", 0.0, False),
+        (InvalidRequest("unprocessable", status=422), "none", 0.0, False),
         (ContextTooLong("too long"), "none", 0.0, False),
         (PayloadTooLarge("too big"), "none", 0.0, False),
         (ModelNotFound("no such model"), "none", 0.0, False),
