@@ -283,12 +283,14 @@ def test_rests_the_upstream_asked_for_beyond_max_cooldown_wait_are_a_429_until_t
 
 def test_a_request_waits_out_a_short_rest_the_upstream_asked_for() -> None:
     async def main() -> None:
+        clock = Clock()
         a = member("a")
-        pool = make_pool([a], clock=time.time, queue_timeout=5)
+        pool = make_pool([a], clock=clock, queue_timeout=5)
         pool.failed(a, asked(UpstreamRateLimited("slow down"), 0.05))
         waiter = asyncio.create_task(pool.acquire(MODEL))
         await settle()
         assert not waiter.done() and pool.waiting == 1  # waiting, not refused, and no probe
+        clock.now += 0.05  # the pool's look when the rest ends finds it over
         got = await asyncio.wait_for(waiter, 2)
         assert got is a and a.in_flight == 1 and not a.probing
 
