@@ -238,7 +238,12 @@ class Gateway:
             affinity=settings.session_affinity,
             queue_size=settings.queue_size,
             queue_timeout=settings.queue_timeout,
-            policy=CooldownPolicy(settings.cooldown_base, settings.cooldown_max, settings.error_cooldown),
+            policy=CooldownPolicy(
+                settings.cooldown_base,
+                settings.cooldown_max,
+                settings.error_cooldown,
+                settings.max_cooldown_wait,
+            ),
             serves=lambda member, model: self.accounts.serves(member, model),
             known_models=lambda: self.accounts.known_models(),
             persist_health=lambda account_id, health: self.accounts.persist_health(account_id, health),

@@ -21,9 +21,9 @@ a lookup table of its own::
     │   ├── UpstreamRateLimited           429 (iFlow 429 / 8211)
     │   ├── UpstreamConcurrencyLimited    429 (iFlow 449)
     │   ├── QueueFull                     429 (our own waiting line)
-    │   ├── AllAccountsCooling            429 (every account rests; Retry-After: the first back)
+    │   ├── AllAccountsCooling            429 (every account rests as the upstream asked, too long)
     │   └── KeyLimitReached               429 (a client key's requests/minute or tokens/day)
-    ├── NoAccountAvailable                503 (every account quarantined, disabled or tried)
+    ├── NoAccountAvailable                503 (no account enabled, or every one tried)
     ├── ShuttingDown                      503 (the gateway is stopping; open requests end with it)
     └── UpstreamError                     502 (anything else the upstream did wrong)
         ├── UpstreamModelError            502 (iFlow 514)
@@ -44,6 +44,10 @@ class GatewayError(Exception):
     code: str | None = None
     #: Whether the same request might succeed on another try (used by retries and the pool later).
     retryable: bool = False
+    #: Seconds the upstream itself asked us to wait (its ``Retry-After`` on a 429 or 503), set by the
+    #: speakers; None when it named none. Unlike ``retry_after``, never a default of ours: the pool
+    #: honours this one and may probe through a rest it chose itself (``pool.outcomes``).
+    upstream_wait: float | None = None
 
     def __init__(
         self,

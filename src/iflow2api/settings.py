@@ -263,6 +263,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds an account rests after a server error or a network failure.",
     ),
     Setting(
+        "max_cooldown_wait",
+        "30",
+        _non_negative_float,
+        "Seconds a request may wait for the end of a rest the upstream asked for (its Retry-After) "
+        "when every account rests that way; a longer rest is a 429 with that Retry-After.",
+    ),
+    Setting(
         "keepalive_interval",
         "10",
         _non_negative_float,
@@ -311,6 +318,7 @@ class Settings:
     cooldown_base: float
     cooldown_max: float
     error_cooldown: float
+    max_cooldown_wait: float
     keepalive_interval: float
     record_usage: bool
     usage_retention_days: float

@@ -42,6 +42,7 @@ POLICY = CooldownPolicy(base=2, ceiling=60, error=15)
         (LoginUnavailable("login service down"), "cooldown", 15.0, True),
         (UpstreamRejected("bad signature"), "none", 0.0, False),
         (InvalidRequest("bad body"), "none", 0.0, False),
+        (InvalidRequest("unprocessable", status=422), "none", 0.0, False),
         (ContextTooLong("too long"), "none", 0.0, False),
         (PayloadTooLarge("too big"), "none", 0.0, False),
         (ModelNotFound("no such model"), "none", 0.0, False),
@@ -77,23 +78,51 @@ def test_error_cooldown_does_not_grow() -> None:
 
 
 def test_rate_limit_cooldown_growth_and_ceiling() -> None:
-    assert [rate_limit_cooldown(n, None, POLICY) for n in range(1, 8)] == [2, 4, 8, 16, 32, 60, 60]
-    assert rate_limit_cooldown(0, None, POLICY) == 2.0
+    assert [rate_limit_cooldown(n, POLICY) for n in range(1, 8)] == [2, 4, 8, 16, 32, 60, 60]
+    assert rate_limit_cooldown(0, POLICY) == 2.0
     # Strikes pile up without bound while an account stays limited; the arithmetic must not.
-    assert rate_limit_cooldown(10**9, None, POLICY) == 60.0
-    assert isinstance(rate_limit_cooldown(1, None, POLICY), float)
+    assert rate_limit_cooldown(10**9, POLICY) == 60.0
+    assert isinstance(rate_limit_cooldown(1, POLICY), float)
 
 
-def test_retry_after_is_a_floor_not_a_ceiling() -> None:
-    assert rate_limit_cooldown(1, 30, POLICY) == 30.0
-    assert rate_limit_cooldown(4, 5, POLICY) == 16.0
-    assert rate_limit_cooldown(1, 0, POLICY) == 2.0
-    # The upstream's own hint wins over our ceiling: asking again sooner would only be refused.
-    assert rate_limit_cooldown(1, 600, POLICY) == 600.0
+def asked(error: GatewayError, seconds: float) -> GatewayError:
+    """``error`` as the speakers make it when the upstream sent ``Retry-After: seconds``."""
+    error.retry_after = error.upstream_wait = seconds
+    return error
 
 
-def test_the_upstreams_retry_after_reaches_the_verdict() -> None:
-    limited = UpstreamRateLimited("x", retry_after=42)
-    assert verdict_for(limited, strikes=1, policy=POLICY).cooldown == 42.0
-    busy = UpstreamConcurrencyLimited("x", retry_after=7)
-    assert verdict_for(busy, strikes=1, policy=POLICY).cooldown == 7.0
+@pytest.mark.parametrize(
+    "error",
+    [UpstreamRateLimited("x"), UpstreamError("unavailable", status=503)],
+    ids=["429", "503"],
+)
+@pytest.mark.parametrize("strikes", [1, 4])
+def test_a_rest_the_upstream_asked_for_is_exactly_what_it_asked(error: GatewayError, strikes: int) -> None:
+    verdict = verdict_for(asked(error, 42), strikes=strikes, policy=POLICY)
+    assert (verdict.action, verdict.cooldown, verdict.retry_elsewhere) == ("cooldown", 42.0, True)
+    assert verdict.upstream_asked
+    # Shorter than our own growth would make it, and longer than our ceiling: what it asked.
+    assert verdict_for(asked(error, 5), strikes=9, policy=POLICY).cooldown == 5.0
+    assert verdict_for(asked(error, 600), strikes=1, policy=POLICY).cooldown == 600.0
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        UpstreamRateLimited("x", retry_after=10),  # a hint of ours for the client, not the upstream's
+        UpstreamConcurrencyLimited("busy", retry_after=1),
+        UpstreamError("bad gateway", status=500),
+        UpstreamModelError("514"),
+        UpstreamTimeout("slow"),
+    ],
+    ids=lambda value: type(value).__name__,
+)
+def test_rests_of_the_gateways_own_choosing_are_told_apart(error: GatewayError) -> None:
+    verdict = verdict_for(error, strikes=1, policy=POLICY)
+    assert verdict.action == "cooldown" and not verdict.upstream_asked
+
+
+def test_a_retry_after_on_a_request_error_does_not_make_it_a_rest() -> None:
+    error = asked(InvalidRequest("bad", status=400), 30)
+    verdict = verdict_for(error, strikes=1, policy=POLICY)
+    assert (verdict.action, verdict.upstream_asked) == ("none", False)

@@ -18,6 +18,7 @@ from iflow2api.errors import (
     InvalidRequest,
     ModelNotFound,
     NoAccountAvailable,
+    NotLoggedIn,
     QueueFull,
     UpstreamAuthError,
     UpstreamConcurrencyLimited,
@@ -57,6 +58,12 @@ def member(name: str, *, limit: int | None = 1, key: str | None = None, enabled:
         limit=limit,
         enabled=enabled,
     )
+
+
+def asked(error: GatewayError, seconds: float) -> GatewayError:
+    """``error`` as the speakers make it when the upstream sent ``Retry-After: seconds``."""
+    error.retry_after = error.upstream_wait = seconds
+    return error
 
 
 def serves_anything(_member: Member, _model: str) -> bool | None:
@@ -257,40 +264,187 @@ def test_a_cooling_member_is_skipped() -> None:
     assert [take_and_give_back(pool) for _ in range(3)] == ["a", "b", "c"]
 
 
-def test_all_cooling_is_a_429_until_the_earliest_end() -> None:
+def test_rests_the_upstream_asked_for_beyond_max_cooldown_wait_are_a_429_until_the_earliest_end() -> None:
     clock = Clock()
     pool = make_pool([member("a"), member("b"), member("c", enabled=False)], clock=clock)
-    pool.cool_down(live(pool, "a"), "rate limited: test", 30)
-    pool.cool_down(live(pool, "b"), "busy elsewhere (449): test", 12)
+    pool.failed(live(pool, "a"), asked(UpstreamRateLimited("slow down"), 90))
+    pool.failed(live(pool, "b"), asked(UpstreamError("unavailable", status=503), 42))
     clock.now += 2
     with pytest.raises(AllAccountsCooling) as caught:
         take(pool)
     assert caught.value.status == 429
     assert caught.value.code == "all_accounts_cooling_down"
-    assert caught.value.retry_after == 10.0
-    assert (b"retry-after", b"10") in caught.value.headers()
-    assert "10 s" in caught.value.message
-    clock.now += 10
+    assert caught.value.retry_after == 40.0
+    assert (b"retry-after", b"40") in caught.value.headers()
+    assert "40 s" in caught.value.message
+    clock.now += 40
     assert take(pool) == "b"
 
 
-def test_quarantined_and_cooling_together_still_tell_when_to_retry() -> None:
+def test_a_request_waits_out_a_short_rest_the_upstream_asked_for() -> None:
+    async def main() -> None:
+        clock = Clock()
+        a = member("a")
+        pool = make_pool([a], clock=clock, queue_timeout=5)
+        pool.failed(a, asked(UpstreamRateLimited("slow down"), 0.05))
+        waiter = asyncio.create_task(pool.acquire(MODEL))
+        await settle()
+        assert not waiter.done() and pool.waiting == 1  # waiting, not refused, and no probe
+        clock.now += 0.05  # the pool's look when the rest ends finds it over
+        got = await asyncio.wait_for(waiter, 2)
+        assert got is a and a.in_flight == 1 and not a.probing
+
+    run(main())
+
+
+def test_a_rest_the_upstream_asked_for_is_waited_only_within_max_cooldown_wait_and_queue_timeout() -> None:
+    clock = Clock()
+    policy = CooldownPolicy(base=2, ceiling=1800, error=15, wait=10)
+    pool = Pool(
+        strategy="round-robin",
+        affinity=False,
+        queue_size=10,
+        queue_timeout=8,
+        policy=policy,
+        serves=serves_anything,
+        clock=clock,
+    )
+    pool.set_members([member("a")])
+    pool.failed(live(pool, "a"), asked(UpstreamRateLimited("slow down"), 9))
+    # Within max_cooldown_wait, but the line would give up first: refused now, with the hint.
+    with pytest.raises(AllAccountsCooling) as caught:
+        take(pool)
+    assert caught.value.retry_after == 9.0
+    clock.now += 2
+    with pytest.raises(TimeoutError):  # 7 s left: it waits (the test's own clock never moves on)
+        asyncio.run(asyncio.wait_for(pool.acquire(MODEL), 0.05))
+
+
+def test_quarantined_and_resting_together_still_tell_when_to_retry() -> None:
     clock = Clock()
     pool = make_pool([member("a"), member("b")], clock=clock)
     pool.quarantine(live(pool, "a"), "blocked")
-    pool.cool_down(live(pool, "b"), "rate limited: test", 5)
+    pool.failed(live(pool, "b"), asked(UpstreamRateLimited("slow down"), 50))
     with pytest.raises(AllAccountsCooling) as caught:
         take(pool)
-    assert caught.value.retry_after == 5.0
+    assert caught.value.retry_after == 50.0
 
 
 def test_an_account_resting_after_a_failure_is_asked_again_rather_than_refuse() -> None:
     clock = Clock()
     pool = make_pool([member("a"), member("b")], clock=clock)
-    pool.cool_down(live(pool, "a"), "rate limited: slow down", 30)
+    pool.failed(live(pool, "a"), asked(UpstreamRateLimited("slow down"), 300))
     pool.cool_down(live(pool, "b"), "upstream failure: HTTP 500", 15)
-    # Nothing else is left: b's failure may have been a blip, a's rate limit is the upstream's word.
+    # Nothing else is left: b's failure may have been a blip, a's rest is the upstream's word.
     assert take(pool) == "b"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        UpstreamError("HTTP 500"),
+        UpstreamTimeout("slow"),
+        UpstreamConcurrencyLimited("busy", retry_after=1),
+        UpstreamRateLimited("slow down", retry_after=10),
+    ],
+    ids=["500", "timeout", "449", "429-without-retry-after"],
+)
+def test_a_lone_account_resting_by_our_choice_is_probed_by_the_next_request(error: GatewayError) -> None:
+    a = member("a")
+    pool = make_pool([a])
+    pool.failed(a, error)
+    assert a.shown_state(START) == "cooling"
+    assert take(pool) == "a"
+    assert a.probing
+
+
+def test_a_rest_of_our_choosing_steers_while_another_account_is_usable() -> None:
+    pool = make_pool([member("a"), member("b")])
+    pool.failed(live(pool, "a"), UpstreamError("HTTP 500"))
+    assert [take_and_give_back(pool) for _ in range(3)] == ["b", "b", "b"]
+
+
+def test_the_first_rest_to_end_is_probed_first_and_each_account_by_one_request_at_a_time() -> None:
+    clock = Clock()
+    a, b = member("a", limit=None), member("b", limit=None)
+    pool = make_pool([a, b], clock=clock)
+    pool.cool_down(a, "upstream failure: x", 20)
+    pool.cool_down(b, "upstream failure: y", 10)
+    assert take(pool) == "b"
+    assert take(pool) == "a"  # b has its probe in flight
+
+    async def third() -> None:
+        waiter = asyncio.create_task(pool.acquire(MODEL))
+        await settle()
+        assert not waiter.done() and pool.waiting == 1  # waits for a probe's outcome
+        pool.release(b)  # the probe ended (without a success): b may be probed again
+        got = await asyncio.wait_for(waiter, 1)
+        assert got is b and b.probing
+
+    run(third())
+
+
+def test_a_probes_success_ends_the_rest_and_its_growth_and_wakes_the_line() -> None:
+    async def main() -> None:
+        a = member("a")
+        pool = make_pool([a])
+        for _ in range(3):
+            pool.failed(a, UpstreamConcurrencyLimited("busy"))
+        assert (a.health.strikes, a.health.until) == (3, START + 8)
+        probe = await pool.acquire(MODEL)
+        waiters = [asyncio.create_task(pool.acquire(MODEL)) for _ in range(2)]
+        await settle()
+        assert pool.waiting == 2
+        pool.succeeded(probe, START)
+        pool.release(probe)
+        first = await asyncio.wait_for(waiters[0], 1)
+        assert first is a and a.health.state == "ok" and not a.probing
+        pool.release(first)
+        await asyncio.wait_for(waiters[1], 1)
+        # Growth starts again from the base.
+        assert pool.failed(a, UpstreamConcurrencyLimited("busy")).cooldown == 2
+
+    run(main())
+
+
+def test_a_probes_failure_starts_the_next_rest_and_hands_the_next_probe_to_the_line() -> None:
+    async def main() -> None:
+        a = member("a")
+        pool = make_pool([a])
+        pool.failed(a, UpstreamError("HTTP 500"))
+        probe = await pool.acquire(MODEL)
+        waiter = asyncio.create_task(pool.acquire(MODEL))
+        await settle()
+        pool.failed(probe, UpstreamError("HTTP 500 again"))
+        await settle()
+        assert not waiter.done()  # the probe is still in flight until released
+        pool.release(probe)
+        got = await asyncio.wait_for(waiter, 1)
+        assert got is a and a.probing and a.health.strikes == 2
+
+    run(main())
+
+
+def test_the_clients_own_errors_neither_grow_nor_end_a_rest() -> None:
+    a = member("a")
+    pool = make_pool([a])
+    pool.failed(a, UpstreamRateLimited("slow down"))
+    rest = a.health
+    for error in (
+        ContextTooLong("too long"),
+        ModelNotFound("no such model"),
+        InvalidRequest("bad", status=422),
+    ):
+        pool.failed(a, error)
+    assert a.health == rest
+
+
+def test_our_failure_does_not_cut_short_a_longer_rest_the_upstream_asked_for() -> None:
+    a = member("a", limit=None)
+    pool = make_pool([a])
+    pool.failed(a, asked(UpstreamRateLimited("slow down"), 120))
+    pool.failed(a, UpstreamTimeout("slow"))
+    assert a.health.upstream_asked and a.health.until == START + 120
 
 
 def test_quarantine_excludes_a_member_until_reset() -> None:
@@ -304,13 +458,51 @@ def test_quarantine_excludes_a_member_until_reset() -> None:
     assert {take_and_give_back(pool) for _ in range(2)} == {"a", "b"}
 
 
-def test_only_quarantined_members_is_a_503_that_says_why() -> None:
+@pytest.mark.parametrize(
+    ("error", "status", "code", "advice"),
+    [
+        (AccountBlocked("AK blocked"), 403, "account_blocked", "iflow2api accounts enable"),
+        (UpstreamAuthError("refused"), 401, "invalid_api_key", "iflow2api login"),
+        (UpstreamAuthError("expired", code="api_key_expired"), 401, "api_key_expired", "iflow2api login"),
+    ],
+    ids=["blocked", "refused", "expired"],
+)
+def test_only_members_out_of_service_give_the_error_of_their_reason(
+    error: GatewayError, status: int, code: str, advice: str
+) -> None:
     a = member("a")
     pool = make_pool([a])
-    pool.quarantine(a, "blocked by the upstream")
-    with pytest.raises(NoAccountAvailable) as caught:
+    if isinstance(error, AccountBlocked):
+        pool.failed(a, error)
+    else:  # what serve() does when no login can renew the key
+        pool.quarantine(a, f"key: {error.message}", code=error.code)
+    with pytest.raises(GatewayError) as caught:
         take(pool)
-    assert "account a: blocked by the upstream" in caught.value.message
+    assert (caught.value.status, caught.value.code) == (status, code)
+    assert advice in caught.value.message
+    assert "account a (a):" in caught.value.message
+    assert "sk-a-" not in caught.value.message
+
+
+def test_a_login_that_needs_a_person_is_not_logged_in() -> None:
+    class NeedsLogin:
+        needs_login = True
+
+    a = member("a")
+    a.refresher = NeedsLogin()  # type: ignore[assignment]
+    pool = make_pool([a])
+    with pytest.raises(NotLoggedIn) as caught:
+        take(pool)
+    assert (caught.value.status, caught.value.code) == (401, "not_logged_in")
+    assert "iflow2api login" in caught.value.message
+
+
+def test_an_old_quarantine_without_a_code_is_account_blocked() -> None:
+    a = member("a")
+    a.health = AccountHealth("quarantined", 0.0, 0, "blocked", START, key_fingerprint(a.account.api_key))
+    pool = make_pool([a])
+    with pytest.raises(AccountBlocked):
+        take(pool)
 
 
 def test_a_new_key_lifts_a_quarantine_by_itself() -> None:
@@ -318,7 +510,7 @@ def test_a_new_key_lifts_a_quarantine_by_itself() -> None:
     pool = make_pool([a])
     pool.quarantine(a, "blocked")
     assert a.health.key_fingerprint == key_fingerprint("sk-old-0123456789")
-    with pytest.raises(NoAccountAvailable):
+    with pytest.raises(AccountBlocked):
         take(pool)
     a.account = Account("iflow", "api-key", "http://x", "sk-new-0123456789")
     assert a.current_health() == AccountHealth()
@@ -473,10 +665,10 @@ def test_waiters_fail_when_every_account_they_could_use_starts_cooling() -> None
         held = await pool.acquire(MODEL)
         waiter = asyncio.create_task(pool.acquire(MODEL))
         await settle()
-        pool.failed(held, UpstreamRateLimited("slow down", retry_after=20))
+        pool.failed(held, asked(UpstreamRateLimited("slow down"), 40))
         with pytest.raises(AllAccountsCooling) as caught:
             await asyncio.wait_for(waiter, 1)
-        assert caught.value.retry_after == 20.0
+        assert caught.value.retry_after == 40.0
         pool.release(held)
         assert (a.in_flight, pool.waiting) == (0, 0)
 
@@ -556,9 +748,10 @@ def test_rate_limits_cool_down_longer_with_each_strike() -> None:
 def test_a_rate_limit_honours_the_upstreams_retry_after() -> None:
     a = member("a")
     pool = make_pool([a])
-    verdict = pool.failed(a, UpstreamRateLimited("slow down", retry_after=30))
+    verdict = pool.failed(a, asked(UpstreamRateLimited("slow down"), 30))
     assert verdict.cooldown == 30
-    assert a.health.until == START + 30
+    assert a.health.until == START + 30 and a.health.upstream_asked
+    assert not pool.failed(a, UpstreamRateLimited("slow down", retry_after=10)).upstream_asked
 
 
 def test_busy_elsewhere_449_cools_down() -> None:
@@ -591,7 +784,7 @@ def test_a_later_failure_does_not_turn_a_quarantine_into_a_cooldown(error: Gatew
     assert verdict.retry_elsewhere
     assert a.health.state == "quarantined"
     clock.now += 3600
-    with pytest.raises(NoAccountAvailable):
+    with pytest.raises(AccountBlocked):
         take(pool)
 
 
@@ -659,6 +852,19 @@ def test_reset_clears_cooldown_and_quarantine() -> None:
 def test_checking_whether_all_rest_does_not_move_round_robin_on() -> None:
     pool = make_pool([member("a"), member("b"), member("c")])
     assert take_and_give_back(pool) == "a"
-    assert pool.all_cooling(MODEL) is None
-    assert pool.all_cooling(MODEL) is None
+    assert pool.asked_rest(MODEL) is None
+    assert pool.asked_rest(MODEL) is None
     assert take_and_give_back(pool) == "b"
+
+
+def test_asked_rest_is_the_first_end_only_when_every_account_rests_as_the_upstream_asked() -> None:
+    clock = Clock()
+    pool = make_pool([member("a"), member("b"), member("c")], clock=clock)
+    pool.quarantine(live(pool, "c"), "blocked")
+    pool.failed(live(pool, "a"), asked(UpstreamRateLimited("x"), 300))
+    assert pool.asked_rest(MODEL) is None  # b is fine
+    pool.failed(live(pool, "b"), UpstreamError("HTTP 500"))
+    assert pool.asked_rest(MODEL) is None  # b may be probed
+    pool.failed(live(pool, "b"), asked(UpstreamRateLimited("x"), 120))
+    clock.now += 20
+    assert pool.asked_rest(MODEL) == 100.0

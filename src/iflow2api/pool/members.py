@@ -77,6 +77,10 @@ class Member:
     #: Gets a new key after the upstream refused this one (None: nothing can renew it).
     renew: Callable[[], Awaitable[Renewal]] | None = None
     in_flight: int = 0
+    #: A request is trying it through a rest of the gateway's own choosing (at most one at a time).
+    #: On an account that takes several requests at once, the first of them to finish ends it: at
+    #: worst one probe more, which is cheaper than tracking each request's lease.
+    probing: bool = False
     requests: int = 0
     errors: int = 0
     last_used: float = 0.0

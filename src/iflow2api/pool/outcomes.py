@@ -3,27 +3,36 @@
 One pure function, ``verdict_for``, reads the error the speakers made of the upstream's answer
 (iFlow's error table, protocol §7.3, and ordinary HTTP codes) and decides:
 
-=====================================  ===========  ==========================================
-failure                                 account      request
-=====================================  ===========  ==========================================
-rate limit (429, 8211) / busy (449)     cooldown,    another account
-                                        growing
-key expired or refused (439, 401)       refresh      same account with the new key, once;
-                                                     without a login to refresh: quarantine
-blocked (434/438 "AK blocked", 403)     quarantine   another account
-5xx, 514, timeout, no connection        short        another account
-                                        cooldown
-the client's own fault (400, 404, 413)  untouched    fails as it is: another account would
-                                                     refuse it too
-=====================================  ===========  ==========================================
+=======================================  ===========  ========================================
+failure                                   account      request
+=======================================  ===========  ========================================
+429 / 503 with the upstream's             rests as     another account, or this one once
+``Retry-After``                           asked        the rest is over (``Pool``)
+rate limit without one (429, 8211),       rest of our  another account
+busy (449)                                choosing,
+                                          growing
+5xx, 514, timeout, no connection          rest of our  another account
+                                          choosing
+key expired or refused (439, 401)         refresh      same account with the new key, once;
+                                                       without a login to refresh: quarantine
+blocked (434/438 "AK blocked", 403)       quarantine   another account
+the request's own fault (400, 404, 413,   untouched    fails as it is: another account would
+422, 435 model not supported)                          refuse it too
+=======================================  ===========  ========================================
+
+The two kinds of rest differ when no other account can take a request (``pool.router``): a rest
+the upstream asked for is waited out (up to ``max_cooldown_wait``) or refused with its
+``Retry-After``; a rest of our own choosing is probed through, since the upstream may well be back.
+The growth of our rests counts upstream failures in a row (``strikes``); a success ends it, and
+the request's own errors neither grow nor end it: they say nothing about the account.
 
 A quarantine is never lifted automatically: only a new key or login, or a person, ends it.
 
 >>> policy = CooldownPolicy(base=2, ceiling=1800, error=15)
 >>> from iflow2api.errors import UpstreamRateLimited
->>> v = verdict_for(UpstreamRateLimited("slow down", retry_after=None), strikes=3, policy=policy)
->>> (v.action, v.cooldown, v.retry_elsewhere)
-('cooldown', 8.0, True)
+>>> v = verdict_for(UpstreamRateLimited("slow down", retry_after=10), strikes=3, policy=policy)
+>>> (v.action, v.cooldown, v.retry_elsewhere, v.upstream_asked)
+('cooldown', 8.0, True, False)
 """
 
 from __future__ import annotations
@@ -52,6 +61,9 @@ class CooldownPolicy:
     ceiling: float
     #: The cooldown after a server error or a network failure.
     error: float
+    #: The longest a request waits for a rest the upstream asked for when no account is free of one
+    #: (``max_cooldown_wait``); a longer rest is refused with its ``Retry-After``.
+    wait: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,44 +75,38 @@ class Verdict:
     retry_elsewhere: bool
     #: Why, in a few words, for the page and the logs.
     reason: str
+    #: The upstream asked for this rest itself (``GatewayError.upstream_wait``): it is waited out,
+    #: not probed.
+    upstream_asked: bool = False
 
 
 RATE_LIMITED = "rate limited"
 BUSY = "busy elsewhere (449)"
+UNAVAILABLE = "unavailable"
 
 
-def rests_for_rate_limit(reason: str | None) -> bool:
-    """Whether a cooldown's reason is the upstream asking to wait (not a failure of ours to reach it).
-
-    The difference matters when every account rests: an account resting after a rate limit is not
-    asked again before its time, one resting after a failure may be, rather than refuse the request.
-    """
-    return reason is not None and reason.startswith((RATE_LIMITED, BUSY))
-
-
-def rate_limit_cooldown(strikes: int, retry_after: float | None, policy: CooldownPolicy) -> float:
-    """``base * 2^(strikes-1)``, capped, but never shorter than the upstream asked.
+def rate_limit_cooldown(strikes: int, policy: CooldownPolicy) -> float:
+    """``base * 2^(strikes-1)``, capped at the ceiling.
 
     >>> p = CooldownPolicy(base=2, ceiling=60, error=15)
-    >>> [rate_limit_cooldown(n, None, p) for n in (1, 2, 3, 10)]
+    >>> [rate_limit_cooldown(n, p) for n in (1, 2, 3, 10)]
     [2.0, 4.0, 8.0, 60.0]
-    >>> rate_limit_cooldown(1, 30, p)
-    30.0
     """
-    grown = min(policy.ceiling, policy.base * 2 ** max(0, min(strikes, 40) - 1))
-    return float(max(grown, retry_after or 0.0))
+    return float(min(policy.ceiling, policy.base * 2 ** max(0, min(strikes, 40) - 1)))
 
 
 def verdict_for(error: GatewayError, *, strikes: int, policy: CooldownPolicy) -> Verdict:
     """What to do after ``error``; ``strikes`` counts this failure and those right before it."""
+    if error.upstream_wait is not None and isinstance(error, RateLimited | UpstreamError):
+        # Asking again sooner would only be refused; asking later than told loses time for nothing.
+        reason = RATE_LIMITED if isinstance(error, RateLimited) else UNAVAILABLE
+        return Verdict("cooldown", error.upstream_wait, True, reason, upstream_asked=True)
     if isinstance(error, UpstreamConcurrencyLimited):
         # iFlow's 449: the account is busy with a request we did not send (the iFlow CLI, another
-        # gateway). Short and growing, like a rate limit, starting from its own hint.
-        return Verdict("cooldown", rate_limit_cooldown(strikes, error.retry_after, policy), True, BUSY)
+        # gateway). Short and growing, like a rate limit.
+        return Verdict("cooldown", rate_limit_cooldown(strikes, policy), True, BUSY)
     if isinstance(error, RateLimited):
-        return Verdict(
-            "cooldown", rate_limit_cooldown(strikes, error.retry_after, policy), True, RATE_LIMITED
-        )
+        return Verdict("cooldown", rate_limit_cooldown(strikes, policy), True, RATE_LIMITED)
     if isinstance(error, UpstreamAuthError):
         reason = "API key expired" if error.code == "api_key_expired" else "API key refused"
         return Verdict("refresh", 0.0, True, reason)

@@ -1,11 +1,24 @@
 """Choosing an account for each request, and keeping the line of requests that wait for one.
 
-Which accounts may take a request: enabled, serving the model, not quarantined, not cooling down.
-Of those, the free ones (fewer requests in flight than their limit; iFlow allows one) are taken
+Which accounts may take a request: enabled, serving the model, not quarantined, not resting. Of
+those, the free ones (fewer requests in flight than their limit; iFlow allows one) are taken
 round-robin, or first-listed-first with ``fill-first``; with session affinity, a conversation's
 account is preferred while it is free. When all of them are busy, the request waits in one line,
-first come first served, for the first that frees up; when all of them are cooling down, it is
-refused at once with a 429 whose ``Retry-After`` is the earliest end of a cooldown.
+first come first served, for the first that frees up.
+
+When none may take it, the gateway must not be less available than its upstream, so what happens
+depends on why (``pool.outcomes`` tells the rests apart):
+
+- some rest after a failure, for a time the gateway chose itself: such a rest only steers requests
+  elsewhere, and there is nowhere else. The one whose rest ends first is tried anyway, as a probe,
+  one request at a time per account; the others wait in the line for the probe's outcome (a
+  success ends the rest, a failure starts the next one and the next probe);
+- all rest because the upstream asked (its ``Retry-After``): the request waits for the first rest
+  to end when that is within ``max_cooldown_wait`` seconds, and otherwise gets a 429 with that
+  ``Retry-After``;
+- all are out of service (quarantined, or a login that needs a person): the error of that reason,
+  saying what to do (403 ``account_blocked``, 401 ``invalid_api_key``, ``api_key_expired`` or
+  ``not_logged_in``).
 
 Nothing here awaits the state store: health and affinity changes are handed to ``persist``
 callbacks that write them off the request path.
@@ -22,9 +35,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from iflow2api.errors import AllAccountsCooling, GatewayError, ModelNotFound, NoAccountAvailable, QueueFull
+from iflow2api.errors import (
+    AccountBlocked,
+    AllAccountsCooling,
+    GatewayError,
+    ModelNotFound,
+    NoAccountAvailable,
+    NotLoggedIn,
+    QueueFull,
+    UpstreamAuthError,
+)
 from iflow2api.pool.members import Member, key_fingerprint
-from iflow2api.pool.outcomes import CooldownPolicy, Verdict, rests_for_rate_limit, verdict_for
+from iflow2api.pool.outcomes import CooldownPolicy, Verdict, verdict_for
 from iflow2api.state.records import AccountHealth
 
 log = logging.getLogger("iflow2api.pool")
@@ -93,6 +115,7 @@ class Pool:
             old = self._members.get(member.id)
             if old is not None:
                 member.in_flight, member.requests, member.errors = old.in_flight, old.requests, old.errors
+                member.probing = old.probing
                 member.last_used = old.last_used
                 if member.health == AccountHealth():
                     member.health = old.health
@@ -124,8 +147,10 @@ class Pool:
     ) -> Member:
         """A member with a slot taken for this request; ``release`` it when done.
 
-        Raises ``AllAccountsCooling`` (429), ``NoAccountAvailable`` (503), ``ModelNotFound`` or,
-        after waiting too long or with the line full, ``QueueFull`` (429).
+        Raises ``AllAccountsCooling`` (429: every account rests at the upstream's request for longer
+        than we wait), the error of the reason every account is out of service (403/401),
+        ``NoAccountAvailable`` (503: none enabled, or all tried), ``ModelNotFound`` or, after
+        waiting too long or with the line full, ``QueueFull`` (429).
         """
         if not self._waiters:
             member = self._pick(model, session, exclude)
@@ -169,12 +194,15 @@ class Pool:
     def release(self, member: Member) -> None:
         member = self._current(member)
         member.in_flight -= 1
+        member.probing = False
         if self._waiters:
             self._dispatch()
 
     def _take(self, member: Member, session: str | None) -> None:
         member.in_flight += 1
-        member.last_used = self._clock()
+        member.last_used = now = self._clock()
+        if member.shown_state(now) == "cooling":
+            member.probing = True
         if self.affinity and session is not None:
             if self._sessions.get(session) != member.id:
                 self._persist_affinity(session, member.id)
@@ -222,33 +250,24 @@ class Pool:
             )
         now = self._clock()
         usable: list[Member] = []
-        cooling: list[Member] = []
+        probes: list[Member] = []
+        asked: list[Member] = []
+        out: list[Member] = []
         for member in candidates:
             state = member.shown_state(now)
             if state == "ok":
                 usable.append(member)
             elif state == "cooling":
-                cooling.append(member)
+                (asked if member.current_health().upstream_asked else probes).append(member)
+            else:
+                out.append(member)
         if not usable:
-            # Resting after a failure (not a rate limit): better asked again than the client refused.
-            usable = [m for m in cooling if not rests_for_rate_limit(m.current_health().reason)]
-            usable.sort(key=lambda m: m.current_health().until)
-        if not usable:
-            cooling_until = [m.current_health().until for m in cooling]
-            if cooling_until:
-                wait = max(0.0, min(cooling_until) - now)
-                raise AllAccountsCooling(
-                    f"Every account that serves '{model}' is cooling down after rate limits or "
-                    f"failures; the first is free again in {wait:.0f} s.",
-                    retry_after=wait,
-                )
-            reasons = "; ".join(
-                f"{m.label}: {m.current_health().reason or m.shown_state(now)}" for m in candidates
-            )
-            raise NoAccountAvailable(
-                f"No account can take this request ({reasons}). Fix or replace them on the page, or "
-                "reset them with `iflow2api accounts enable`."
-            )
+            if probes:
+                return _probe(probes)
+            if asked:
+                self._check_wait(model, asked, now)
+                return None
+            raise _out_of_service(model, out)
         free = [m for m in usable if m.has_room()]
         if not free:
             return None
@@ -266,15 +285,29 @@ class Pool:
             self._next = (self._order.index(chosen) + 1) % count
         return chosen
 
-    def all_cooling(self, model: str) -> AllAccountsCooling | None:
-        """The 429 to give when every account for ``model`` cools down (after a failover round)."""
-        try:
-            self._pick(model, None, frozenset(), advance=False)
-        except AllAccountsCooling as error:
-            return error
-        except GatewayError:
-            return None
-        return None
+    def _check_wait(self, model: str, asked: list[Member], now: float) -> None:
+        """Raise the 429 for rests the upstream asked for when the first ends later than we wait."""
+        wait = max(0.0, min(m.current_health().until for m in asked) - now)
+        if wait > self.policy.wait or wait >= self.queue_timeout:
+            raise AllAccountsCooling(
+                f"Every account that serves '{model}' is cooling down at the upstream's request; "
+                f"the first is free again in {wait:.0f} s (longer than max_cooldown_wait).",
+                retry_after=wait,
+            )
+
+    def asked_rest(self, model: str) -> float | None:
+        """Seconds until the first account for ``model`` is back when every one rests at the
+        upstream's request (the ``Retry-After`` of a request that failed on all); else None."""
+        now = self._clock()
+        ends: list[float] = []
+        for member in self._candidates(model, frozenset()):
+            state = member.shown_state(now)
+            health = member.current_health()
+            if state == "ok" or (state == "cooling" and not health.upstream_asked):
+                return None
+            if state == "cooling":
+                ends.append(health.until)
+        return max(0.0, min(ends) - now) if ends else None
 
     def _dispatch(self) -> None:
         """Hand free members to waiting requests, first come first served."""
@@ -328,35 +361,56 @@ class Pool:
         member = self._current(member)
         member.requests += 1
         member.errors += 1
-        strikes = member.health.strikes + 1
+        health = member.current_health()
+        strikes = health.strikes + 1
         verdict = verdict_for(error, strikes=strikes, policy=self.policy)
+        now = self._clock()
         # A request still in flight when its account was found blocked may fail otherwise later: a
         # cooldown then would end the quarantine by itself, which only a new key or a person may do.
-        if verdict.action == "cooldown" and member.current_health().state != "quarantined":
-            now = self._clock()
+        # Nor does a failure of ours cut short a longer rest the upstream asked for.
+        if verdict.action == "cooldown" and not (
+            health.state == "quarantined"
+            or (
+                health.upstream_asked and not verdict.upstream_asked and health.until > now + verdict.cooldown
+            )
+        ):
             self._set_health(
                 member,
                 AccountHealth(
-                    "cooling", now + verdict.cooldown, strikes, f"{verdict.reason}: {error.message}", now
+                    "cooling",
+                    now + verdict.cooldown,
+                    strikes,
+                    f"{verdict.reason}: {error.message}",
+                    now,
+                    upstream_asked=verdict.upstream_asked,
                 ),
             )
             log.warning(
-                "account %s cools down for %.0f s (%s)", member.label, verdict.cooldown, verdict.reason
+                "account %s cools down for %.0f s (%s%s)",
+                member.label,
+                verdict.cooldown,
+                verdict.reason,
+                ", as the upstream asked" if verdict.upstream_asked else "",
             )
         elif verdict.action == "quarantine":
-            self.quarantine(member, f"{verdict.reason}: {error.message}")
+            self.quarantine(member, f"{verdict.reason}: {error.message}", code=error.code)
         return verdict
 
     def cool_down(self, member: Member, reason: str, seconds: float | None = None) -> None:
+        """A rest of the gateway's own choosing (``error_cooldown`` unless told)."""
         now = self._clock()
         rest = self.policy.error if seconds is None else seconds
         self._set_health(member, AccountHealth("cooling", now + rest, member.health.strikes, reason, now))
 
-    def quarantine(self, member: Member, reason: str) -> None:
+    def quarantine(self, member: Member, reason: str, *, code: str | None = None) -> None:
+        """Out of service until a new key or a person ends it; ``code`` is the error clients get
+        while no other account can serve them (``account_blocked`` when None)."""
         now = self._clock()
         self._set_health(
             member,
-            AccountHealth("quarantined", 0.0, 0, reason, now, key_fingerprint(member.account.api_key)),
+            AccountHealth(
+                "quarantined", 0.0, 0, reason, now, key_fingerprint(member.account.api_key), code=code
+            ),
         )
         log.error("account %s is quarantined and will not be used until reset: %s", member.label, reason)
 
@@ -369,3 +423,50 @@ class Pool:
         self._persist_health(member.id, health)
         if self._waiters:
             self._dispatch()
+
+
+def _probe(resting: list[Member]) -> Member | None:
+    """The resting member to try anyway: the first whose rest ends that no probe is trying yet."""
+    for member in sorted(resting, key=lambda m: m.current_health().until):
+        if not member.probing and member.has_room():
+            return member
+    return None
+
+
+def _out_of_service(model: str, out: list[Member]) -> GatewayError:
+    """The error for a request no account can serve because each is out of service: the first
+    account's reason (the same for all in the common case of one), saying what to do."""
+    reasons = "; ".join(
+        f"{m.label} ({m.id}): "
+        + (
+            "its login needs a person"
+            if m.shown_state() == "needs-login"
+            else m.current_health().reason or ""
+        )
+        for m in out
+    )
+    first = out[0]
+    code = "not_logged_in" if first.shown_state() == "needs-login" else first.current_health().code
+    if code == "not_logged_in":
+        return NotLoggedIn(
+            f"Every account that serves '{model}' needs its iFlow login renewed by a person ({reasons}). "
+            "Log in again with `iflow2api login` or on the gateway's page."
+        )
+    if code == "api_key_expired":
+        return UpstreamAuthError(
+            f"The API key of every account that serves '{model}' has expired and there is no login to "
+            f"renew it ({reasons}). Log in again with `iflow2api login` (or /auth in the iFlow CLI), "
+            "or give the account a new key on the gateway's page; a new key is used at once.",
+            code="api_key_expired",
+        )
+    if code == "invalid_api_key":
+        return UpstreamAuthError(
+            f"The upstream refused the API key of every account that serves '{model}' ({reasons}). "
+            "Give it a new key: log in again with `iflow2api login`, or edit the account on the "
+            "gateway's page; a new key is used at once."
+        )
+    return AccountBlocked(
+        f"The upstream has blocked every account that serves '{model}' ({reasons}). Add another "
+        "account; once the upstream lifts the block, re-enable it with `iflow2api accounts enable "
+        "<id>` or the reset on the gateway's page."
+    )

@@ -162,6 +162,8 @@ async def serve(gateway: Gateway, scope: Scope, request: dict[str, Any], relay: 
     A failed attempt is retried on another account (at most ``max_attempts`` in all) as long as
     nothing but keep-alive pings has reached the client; what the failure means for the account
     that produced it (cooldown, refresh, quarantine) is the pool's business (``pool.outcomes``).
+    An account the upstream asked to wait (its ``Retry-After``) stays a candidate for the retry:
+    with nothing else free, the retry waits out that rest (``max_cooldown_wait``) in the pool.
     """
     pool = gateway.pool
     gateway.accounts.sync_cli()
@@ -209,12 +211,13 @@ async def serve(gateway: Gateway, scope: Scope, request: dict[str, Any], relay: 
                 if renewal == "renewed":
                     continue
                 if renewal == "impossible":
-                    pool.quarantine(member, f"{verdict.reason}: {error.message}")
+                    pool.quarantine(member, f"{verdict.reason}: {error.message}", code=error.code)
                 else:
                     pool.cool_down(member, f"{verdict.reason}; renewing the key failed for now")
             if not verdict.retry_elsewhere:
                 raise
-            tried.add(member.id)
+            if not verdict.upstream_asked:
+                tried.add(member.id)
         else:
             pool.succeeded(member, started)
             return
@@ -226,11 +229,12 @@ async def serve(gateway: Gateway, scope: Scope, request: dict[str, Any], relay: 
 
 def _final(pool: Pool, model: str, last: GatewayError) -> GatewayError:
     """The error that ends a request every account failed: the last one, and when that was a rate
-    limit, with the ``Retry-After`` of the earliest end of a cooldown among the accounts."""
+    limit and every account rests at the upstream's request, with the ``Retry-After`` of the first
+    rest to end (a rest of the gateway's own choosing is no reason to keep a client away)."""
     if isinstance(last, RateLimited):
-        cooling = pool.all_cooling(model)
-        if cooling is not None:
-            last.retry_after = cooling.retry_after
+        wait = pool.asked_rest(model)
+        if wait is not None:
+            last.retry_after = wait
     return last
 
 

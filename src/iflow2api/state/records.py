@@ -44,7 +44,8 @@ class AccountHealth:
     state: HealthState = "ok"
     #: Epoch seconds when a cooldown ends (``cooling`` only).
     until: float = 0.0
-    #: Failures in a row (of any kind) up to this cooldown; each one makes the next rate-limit rest longer.
+    #: Upstream failures in a row up to this cooldown; each one makes the next rest of the gateway's
+    #: own choosing longer. A success clears them; the client's own errors leave them as they are.
     strikes: int = 0
     reason: str | None = None
     #: Epoch seconds when this state began.
@@ -52,6 +53,12 @@ class AccountHealth:
     #: For a quarantine: a fingerprint of the key it was for, so a new key (a new login, an edited
     #: settings.json) lifts it by itself.
     key_fingerprint: str | None = None
+    #: For a cooldown: the upstream asked for it (its ``Retry-After``), so it is waited out, never
+    #: probed. A rest the gateway chose itself (False) only steers requests to other accounts.
+    upstream_asked: bool = False
+    #: For a quarantine: the error code clients get while no other account can serve them
+    #: (``account_blocked``, ``invalid_api_key``, ``api_key_expired``).
+    code: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,7 +56,7 @@ T = TypeVar("T")
 R = TypeVar("R", AccountRecord, AccountHealth, ClientKeyRecord, UsageRow)
 
 #: ``PRAGMA user_version`` of the schema below; a file with a higher one is refused, not guessed at.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: How long a write waits for another process's write to finish before it fails.
 BUSY_TIMEOUT_MS = 5000
 #: Where SQLite truncates the ``-wal`` file after a checkpoint, so one burst does not leave it huge.
@@ -81,7 +81,8 @@ _SCHEMA = (
         concurrency INTEGER, created_at REAL NOT NULL)""",
     """CREATE TABLE health (
         account_id TEXT PRIMARY KEY, state TEXT NOT NULL, until REAL NOT NULL,
-        strikes INTEGER NOT NULL, reason TEXT, since REAL NOT NULL, key_fingerprint TEXT)""",
+        strikes INTEGER NOT NULL, reason TEXT, since REAL NOT NULL, key_fingerprint TEXT,
+        upstream_asked INTEGER NOT NULL DEFAULT 0, code TEXT)""",
     """CREATE TABLE client_keys (
         id TEXT PRIMARY KEY, name TEXT NOT NULL, key_hash TEXT NOT NULL UNIQUE, prefix TEXT NOT NULL,
         created_at REAL NOT NULL, admin INTEGER NOT NULL, rpm INTEGER, tokens_per_day INTEGER,
@@ -101,6 +102,16 @@ _SCHEMA = (
     "CREATE UNIQUE INDEX reasoning_seq ON reasoning (seq)",
     "CREATE TABLE response_history (id TEXT PRIMARY KEY, history TEXT NOT NULL, seq INTEGER NOT NULL)",
     "CREATE UNIQUE INDEX response_history_seq ON response_history (seq)",
+)
+
+
+# How a file of an older version v becomes the current one: the steps ``_STEPS[v - 1:]``, in order.
+_STEPS: tuple[tuple[str, ...], ...] = (
+    # 1 → 2: whether the upstream asked for a cooldown, and the code of a quarantine.
+    (
+        "ALTER TABLE health ADD COLUMN upstream_asked INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE health ADD COLUMN code TEXT",
+    ),
 )
 
 
@@ -489,7 +500,7 @@ def _make_private(path: Path, *, create: bool) -> None:
 
 
 def _migrate(db: sqlite3.Connection, path: Path) -> None:
-    """Create the tables in a new file; refuse a file from a newer version."""
+    """Create the tables in a new file, bring an older one up to date; refuse a newer one."""
     if _user_version(db) == SCHEMA_VERSION:
         return
     with _write(db):
@@ -497,6 +508,11 @@ def _migrate(db: sqlite3.Connection, path: Path) -> None:
         if version == 0:
             for statement in _SCHEMA:
                 db.execute(statement)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        elif version < SCHEMA_VERSION:
+            for step in _STEPS[version - 1 :]:
+                for statement in step:
+                    db.execute(statement)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         elif version != SCHEMA_VERSION:
             raise StateFileError(
@@ -605,7 +621,7 @@ def _select_accounts(db: sqlite3.Connection) -> list[AccountRecord]:
 
 def _select_health(db: sqlite3.Connection) -> dict[str, AccountHealth]:
     rows = db.execute(f"SELECT account_id, {_HEALTH_COLUMNS} FROM health").fetchall()
-    return {row[0]: _from_row(AccountHealth, row[1:]) for row in rows}
+    return {row[0]: _from_row(AccountHealth, row[1:], upstream_asked=bool) for row in rows}
 
 
 def _select_client_keys(db: sqlite3.Connection) -> list[ClientKeyRecord]:

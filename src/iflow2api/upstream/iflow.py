@@ -492,6 +492,16 @@ def http_error(
 
     A body with iFlow's business fields naming a known code decides first; otherwise the status does.
     """
+    error = _http_error(status, body, trace_id, available_models, retry_after)
+    if retry_after is not None and status in (429, 503):
+        # The upstream's own word on when to come back: the pool honours it (``pool.outcomes``).
+        error.retry_after = error.upstream_wait = retry_after
+    return error
+
+
+def _http_error(
+    status: int, body: bytes, trace_id: str | None, available_models: Sequence[str], retry_after: float | None
+) -> GatewayError:
     payload = _load(body)
     suffix = _trace(trace_id)
     if isinstance(payload, dict):

@@ -49,6 +49,14 @@ def _upstream_error(body: bytes) -> dict[str, Any]:
 
 
 def http_error(status: int, body: bytes, *, retry_after: float | None = None) -> GatewayError:
+    error = _http_error(status, body, retry_after)
+    if retry_after is not None and status in (429, 503):
+        # The upstream's own word on when to come back: the pool honours it (``pool.outcomes``).
+        error.retry_after = error.upstream_wait = retry_after
+    return error
+
+
+def _http_error(status: int, body: bytes, retry_after: float | None) -> GatewayError:
     error = _upstream_error(body)
     message = str(error.get("message") or body[:300].decode("utf-8", "replace") or f"HTTP {status}")
     code = error.get("code") if isinstance(error.get("code"), str) else None
