@@ -42,6 +42,7 @@ class Call:
         "content_sent",
         "dialect",
         "error_code",
+        "estimated",
         "finished",
         "first_content_at",
         "key",
@@ -55,6 +56,7 @@ class Call:
         "started",
         "status",
         "stream",
+        "usage_known",
     )
 
     def __init__(self, send: Send) -> None:
@@ -80,6 +82,9 @@ class Call:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.reasoning_tokens = 0
+        #: Whether the upstream reported usage; without, the counts are ``estimated`` (or zero).
+        self.usage_known = False
+        self.estimated = False
         self.late_error: Callable[[GatewayError], bytes] | None = None
         self._pinger: asyncio.Task[None] | None = None
         #: Made with the pinger (see ``keep_alive``): pings and real sends never interleave.
@@ -162,11 +167,19 @@ class Call:
         """Take the token counts from an OpenAI ``usage`` object (the last one seen wins)."""
         if not isinstance(usage, dict):
             return
+        self.usage_known = True
+        self.estimated = False
         self.prompt_tokens = _count(usage.get("prompt_tokens"))
         self.completion_tokens = _count(usage.get("completion_tokens"))
         details = usage.get("completion_tokens_details")
         reasoning = details.get("reasoning_tokens") if isinstance(details, dict) else None
         self.reasoning_tokens = _count(reasoning)
+
+    def note_estimate(self, usage: dict[str, int]) -> None:
+        """Take our own count, for an answer the upstream reported no usage for."""
+        self.note_usage(usage)
+        self.usage_known = False
+        self.estimated = True
 
     def note_usage_in(self, data: bytes) -> None:
         """The usage in a raw stream chunk, if it carries one (parsed only then)."""
@@ -196,6 +209,7 @@ class Call:
             ttft_ms=None if ttft is None else round(ttft, 2),
             attempts=self.attempts,
             error=self.error_code,
+            estimated=self.estimated,
         )
 
 

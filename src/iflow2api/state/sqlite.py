@@ -53,7 +53,7 @@ T = TypeVar("T")
 R = TypeVar("R", AccountRecord, AccountHealth, ClientKeyRecord, UsageRow)
 
 #: ``PRAGMA user_version`` of the schema below; a file with a higher one is refused, not guessed at.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: How long a write waits for another process's write to finish before it fails.
 BUSY_TIMEOUT_MS = 5000
 #: Where SQLite truncates the ``-wal`` file after a checkpoint, so one burst does not leave it huge.
@@ -88,7 +88,7 @@ _SCHEMA = (
         dialect TEXT NOT NULL, stream INTEGER NOT NULL, status INTEGER NOT NULL,
         prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
         reasoning_tokens INTEGER NOT NULL, latency_ms REAL NOT NULL, ttft_ms REAL,
-        attempts INTEGER NOT NULL, error TEXT)""",
+        attempts INTEGER NOT NULL, error TEXT, estimated INTEGER NOT NULL DEFAULT 0)""",
     "CREATE INDEX usage_at ON usage (at)",
     "CREATE TABLE affinity (session TEXT PRIMARY KEY, account_id TEXT NOT NULL, at REAL NOT NULL)",
     "CREATE INDEX affinity_at ON affinity (at)",
@@ -97,6 +97,12 @@ _SCHEMA = (
     "CREATE UNIQUE INDEX reasoning_seq ON reasoning (seq)",
     "CREATE TABLE response_history (id TEXT PRIMARY KEY, history TEXT NOT NULL, seq INTEGER NOT NULL)",
     "CREATE UNIQUE INDEX response_history_seq ON response_history (seq)",
+)
+
+# What takes a file of schema N to N + 1 (``_STEPS[N - 1]``), in the same transaction as the rest.
+_STEPS = (
+    # 2: usage rows whose tokens are our estimate (the upstream sent no usage).
+    "ALTER TABLE usage ADD COLUMN estimated INTEGER NOT NULL DEFAULT 0",
 )
 
 
@@ -453,7 +459,7 @@ def _make_private(path: Path, *, create: bool) -> None:
 
 
 def _migrate(db: sqlite3.Connection, path: Path) -> None:
-    """Create the tables in a new file; refuse a file from a newer version."""
+    """Create the tables in a new file, bring an older file up to date; refuse a newer one."""
     if _user_version(db) == SCHEMA_VERSION:
         return
     with _write(db):
@@ -461,6 +467,10 @@ def _migrate(db: sqlite3.Connection, path: Path) -> None:
         if version == 0:
             for statement in _SCHEMA:
                 db.execute(statement)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        elif version < SCHEMA_VERSION:
+            for step in _STEPS[version - 1 :]:
+                db.execute(step)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         elif version != SCHEMA_VERSION:
             raise StateFileError(
@@ -575,7 +585,7 @@ def _select_usage(db: sqlite3.Connection, since: float, until: float | None) -> 
     else:
         query = f"SELECT {_USAGE_COLUMNS} FROM usage WHERE at >= ? AND at < ? ORDER BY at, id"
         rows = db.execute(query, (since, until)).fetchall()
-    return [_from_row(UsageRow, row, stream=bool) for row in rows]
+    return [_from_row(UsageRow, row, stream=bool, estimated=bool) for row in rows]
 
 
 def _select_reasoning(db: sqlite3.Connection, limit: int) -> list[tuple[str, str]]:

@@ -110,6 +110,7 @@ def _recent(row: UsageRow) -> dict[str, Any]:
         "ttft_ms": row.ttft_ms,
         "attempts": row.attempts,
         "error": row.error,
+        "estimated": row.estimated,
     }
 
 
