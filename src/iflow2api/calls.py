@@ -17,9 +17,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from typing import Any, Literal
-
-import orjson
+from typing import Literal
 
 from iflow2api.asgi import SSE_HEADERS, Message, Send
 from iflow2api.errors import GatewayError
@@ -180,16 +178,6 @@ class Call:
         self.note_usage(usage)
         self.usage_known = False
         self.estimated = True
-
-    def note_usage_in(self, data: bytes) -> None:
-        """The usage in a raw stream chunk, if it carries one (parsed only then)."""
-        if b'"usage"' in data:
-            try:
-                chunk: Any = orjson.loads(data)
-            except orjson.JSONDecodeError:
-                return
-            if isinstance(chunk, dict):
-                self.note_usage(chunk.get("usage"))
 
     def usage_row(self) -> UsageRow:
         now = time.perf_counter()

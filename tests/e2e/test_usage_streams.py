@@ -38,7 +38,7 @@ from tests.fake_iflow import (
 
 KEY_A = "sk-" + "a" * 32
 KEY_B = "sk-" + "b" * 32
-HI = [{"role": "user", "content": "hi"}]
+HI: Any = [{"role": "user", "content": "hi"}]  # Any: the SDKs want their own TypedDicts
 OPENAI_MODEL = "deepseek-chat"
 
 
@@ -292,11 +292,11 @@ def stream_text(gateway: GatewayProcess, dialect: str) -> str:
         return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     if dialect == "messages":
         claude = anthropic.Anthropic(base_url=gateway.url, api_key="x", max_retries=0)
-        with claude.messages.stream(model="glm-4.7", max_tokens=50, messages=HI) as events:  # type: ignore[arg-type]
+        with claude.messages.stream(model="glm-4.7", max_tokens=50, messages=HI) as events:
             return "".join(events.text_stream)
     sdk = openai.OpenAI(base_url=gateway.url + "/v1", api_key="x", max_retries=0)
-    events = sdk.responses.create(model="glm-4.7", input="hi", stream=True)
-    return "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    response_events = sdk.responses.create(model="glm-4.7", input="hi", stream=True)
+    return "".join(e.delta for e in response_events if e.type == "response.output_text.delta")
 
 
 @pytest.mark.parametrize("dialect", ["chat", "messages", "responses"])
@@ -348,7 +348,7 @@ def test_an_error_after_content_ends_a_messages_stream_with_an_error_event(
     seen: list[str] = []
     with (
         pytest.raises(anthropic.APIStatusError, match="Rate limit reached"),
-        claude.messages.stream(model="glm-4.7", max_tokens=50, messages=HI) as events,  # type: ignore[arg-type]
+        claude.messages.stream(model="glm-4.7", max_tokens=50, messages=HI) as events,
     ):
         seen.extend(events.text_stream)
     assert seen == ["Hel"]
