@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -211,6 +212,29 @@ def test_an_estimated_stream_counts_against_the_key(
     assert list(sdk.chat.completions.create(model=OPENAI_MODEL, messages=HI, stream=True))
     with pytest.raises(openai.RateLimitError):
         sdk.chat.completions.create(model=OPENAI_MODEL, messages=HI, stream=True)
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
+def test_a_client_that_leaves_mid_stream_still_pays_for_what_was_written(
+    start_gateway: Any, plain: FakeIflow, path: str
+) -> None:
+    plain.reset()
+    gateway: GatewayProcess = start_gateway(upstream_settings("openai", plain))
+    words = ["Some", " words", " before", " the", " client", " leaves"] + [" more"] * 20
+    plain.enqueue(Stream.of_text(words, model=OPENAI_MODEL, delay=0.2))
+    body: dict[str, Any] = {"model": OPENAI_MODEL, "messages": HI, "stream": True, "max_tokens": 100}
+    with httpx.stream("POST", gateway.url + path, json=body, timeout=30) as response:
+        seen = ""
+        for line in response.iter_lines():
+            seen += line
+            if "leaves" in seen:
+                break  # and hang up
+    deadline = time.monotonic() + 10
+    while not (rows := recent_rows(gateway)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert rows and rows[0]["status"] == 499
+    assert rows[0]["estimated"] is True
+    assert rows[0]["prompt_tokens"] > 0 and rows[0]["completion_tokens"] >= len(words[:6]) - 1
 
 
 # -- errors inside a stream ------------------------------------------------------------------------

@@ -120,13 +120,14 @@ def chunks_output(chunks: Iterable[dict[str, Any]]) -> str:
     )
 
 
-def estimate_usage(chat: dict[str, Any], output: str) -> dict[str, int]:
+def estimate_usage(chat: dict[str, Any], output: str, count: Counter | None = None) -> dict[str, int]:
     """An OpenAI ``usage`` for a request whose upstream reported none, counted as ``count_tokens``
     counts: the request's input, and ``output`` (what the model wrote) as the completion.
 
-    Loads a tokenizer the first time (about half a second): call it off the event loop.
+    Loads a tokenizer the first time (about half a second): call it off the event loop, or pass
+    ``count=estimate_text_tokens`` where there is no time to wait.
     """
-    count = counter_for(str(chat.get("model") or ""))
+    count = count or counter_for(str(chat.get("model") or ""))
     prompt = estimate_chat_tokens(chat, count)
     completion = count(output) if output else 0
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}

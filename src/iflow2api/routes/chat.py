@@ -167,6 +167,11 @@ async def _parsed_chunks(
                 "The upstream stream went silent for too long (setting stream_idle_timeout)."
             ) from None
         raise UpstreamError("The upstream stream broke off before it was complete.") from None
+    except (asyncio.CancelledError, GeneratorExit):
+        # The client left mid-answer: what was generated so far still counts against its key.
+        if content and not call.usage_known:
+            _estimate_now(call, request, seen)
+        raise
     finally:
         finished_turn = turn.message()
         if finished_turn is not None:
@@ -183,6 +188,12 @@ async def _estimate(call: Call, request: dict[str, Any], output: str) -> dict[st
     usage = await asyncio.to_thread(token_count.estimate_usage, request, output)
     call.note_estimate(usage)
     return usage
+
+
+def _estimate_now(call: Call, request: dict[str, Any], chunks: list[dict[str, Any]]) -> None:
+    """A quick estimate where there is no time to wait for a tokenizer (the request is cancelled)."""
+    output = token_count.chunks_output(chunks)
+    call.note_estimate(token_count.estimate_usage(request, output, token_count.estimate_text_tokens))
 
 
 async def _note_usage(call: Call, request: dict[str, Any], completion: dict[str, Any]) -> bool:
@@ -378,11 +389,31 @@ async def _relay_stream(
     reasoning: ReasoningStore,
     call: Call,
 ) -> None:
-    turn = StreamedTurn()
     relay = openai_chat.StreamRelay(
         include_usage=openai_chat.wants_usage_in_stream(request),
         classify=lambda payload: _in_band_error(speaker, payload),
     )
+    try:
+        await _pump(response, request, send, reasoning, call, relay)
+    except asyncio.CancelledError:
+        # The client left mid-answer: what was generated so far still counts against its key.
+        if relay.usage is not None:
+            call.note_usage(relay.usage)
+        elif relay.content:
+            _estimate_now(call, request, relay.output())
+        raise
+
+
+async def _pump(
+    response: Response,
+    request: dict[str, Any],
+    send: Send,
+    reasoning: ReasoningStore,
+    call: Call,
+    relay: openai_chat.StreamRelay,
+) -> None:
+    """Feed the upstream's stream through ``relay`` to the client (see ``StreamRelay``)."""
+    turn = StreamedTurn()
     decoder = SSEDecoder()
     started = False
     try:
