@@ -334,11 +334,21 @@ def test_an_error_in_the_stream_before_content_fails_over(
     assert account_states(fresh_pool)["iFlow CLI settings"] == "cooling"
 
 
-def test_a_rate_limit_in_the_stream_cools_the_account_like_a_429(
-    fresh_pool: GatewayProcess, two_keys: FakeIflow
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_a_rate_limit_inside_a_200_cools_the_account_like_a_429(
+    fresh_pool: GatewayProcess, two_keys: FakeIflow, stream: bool
 ) -> None:
-    two_keys.enqueue_for(KEY_A, EARLY_FAILURES["error-chunk"])
-    assert stream_text(fresh_pool, "chat") == DEFAULT_CONTENT
+    if stream:
+        two_keys.enqueue_for(KEY_A, EARLY_FAILURES["error-chunk"])
+        assert stream_text(fresh_pool, "chat") == DEFAULT_CONTENT
+    else:
+        two_keys.enqueue_for(KEY_A, RawJson(RATE_LIMIT_CHUNK))
+        sdk = openai.OpenAI(base_url=fresh_pool.url + "/v1", api_key="x", max_retries=0)
+        assert (
+            sdk.chat.completions.create(model="glm-4.7", messages=HI).choices[0].message.content
+            == DEFAULT_CONTENT
+        )
+    assert asked(two_keys) == ["first", "second"]
     listing = httpx.get(fresh_pool.url + "/api/accounts", timeout=5).json()
     first = next(a for a in listing["accounts"] if a["label"] == "iFlow CLI settings")
     assert "rate limit" in (first["reason"] or "")

@@ -120,7 +120,7 @@ async def _parsed_chunks(
     turn = StreamedTurn()
     held: list[dict[str, Any]] = []
     seen: list[dict[str, Any]] = []  # for an estimate, until usage arrives
-    content = ended = False
+    content = ended = usage_seen = False
     try:
         async for raw in response.iter_chunks():
             for data in decoder.feed(raw):
@@ -146,8 +146,8 @@ async def _parsed_chunks(
                 turn.feed(data, chunk)
                 if isinstance(chunk.get("usage"), dict):
                     call.note_usage(chunk["usage"])
-                    seen = []
-                elif not call.usage_known:
+                    usage_seen, seen = True, []
+                elif not usage_seen:
                     seen.append(chunk)
                 if not content:
                     held.append(chunk)
@@ -169,7 +169,7 @@ async def _parsed_chunks(
         raise UpstreamError("The upstream stream broke off before it was complete.") from None
     except (asyncio.CancelledError, GeneratorExit):
         # The client left mid-answer: what was generated so far still counts against its key.
-        if content and not call.usage_known:
+        if content and not usage_seen:
             _estimate_now(call, request, seen)
         raise
     finally:
@@ -178,7 +178,7 @@ async def _parsed_chunks(
             reasoning.remember(finished_turn)
     if not content:
         raise UpstreamError("The upstream ended the stream without sending anything.")
-    if not call.usage_known:
+    if not usage_seen:
         usage = await _estimate(call, request, token_count.chunks_output(seen))
         yield {"object": "chat.completion.chunk", "choices": [], "usage": usage}
 
