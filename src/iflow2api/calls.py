@@ -54,7 +54,6 @@ class Call:
         "started",
         "status",
         "stream",
-        "usage_known",
     )
 
     def __init__(self, send: Send) -> None:
@@ -80,8 +79,7 @@ class Call:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.reasoning_tokens = 0
-        #: Whether the upstream reported usage; without, the counts are ``estimated`` (or zero).
-        self.usage_known = False
+        #: Whether the token counts are our own: the upstream reported no usage.
         self.estimated = False
         self.late_error: Callable[[GatewayError], bytes] | None = None
         self._pinger: asyncio.Task[None] | None = None
@@ -165,7 +163,6 @@ class Call:
         """Take the token counts from an OpenAI ``usage`` object (the last one seen wins)."""
         if not isinstance(usage, dict):
             return
-        self.usage_known = True
         self.estimated = False
         self.prompt_tokens = _count(usage.get("prompt_tokens"))
         self.completion_tokens = _count(usage.get("completion_tokens"))
@@ -176,7 +173,6 @@ class Call:
     def note_estimate(self, usage: dict[str, int]) -> None:
         """Take our own count, for an answer the upstream reported no usage for."""
         self.note_usage(usage)
-        self.usage_known = False
         self.estimated = True
 
     def usage_row(self) -> UsageRow:

@@ -197,6 +197,31 @@ def test_an_upstream_without_usage_gives_an_estimated_row(
     assert lines[-1]["estimated"] == "true"
 
 
+@pytest.mark.parametrize("dialect", ["messages", "responses"])
+def test_other_dialects_get_the_estimate_too(start_gateway: Any, plain: FakeIflow, dialect: str) -> None:
+    plain.reset()
+    gateway: GatewayProcess = start_gateway(upstream_settings("openai", plain))
+    plain.enqueue(Completion(content="The answer is four, as it always was.", usage=None))
+    if dialect == "messages":
+        claude = anthropic.Anthropic(base_url=gateway.url, api_key="x", max_retries=0)
+        with claude.messages.stream(model=OPENAI_MODEL, max_tokens=50, messages=HI) as events:
+            final = events.get_final_message()
+        told = (final.usage.input_tokens, final.usage.output_tokens)
+    else:
+        sdk = openai.OpenAI(base_url=gateway.url + "/v1", api_key="x", max_retries=0)
+        done = [
+            e
+            for e in sdk.responses.create(model=OPENAI_MODEL, input="hi", stream=True)
+            if e.type == "response.completed"
+        ]
+        usage = done[0].response.usage
+        assert usage is not None
+        told = (usage.input_tokens, usage.output_tokens)
+    row = recent_rows(gateway)[0]
+    assert row["estimated"] is True
+    assert told == (row["prompt_tokens"], row["completion_tokens"]) and min(told) > 0
+
+
 def test_an_estimated_stream_counts_against_the_key(
     start_gateway: Any, plain: FakeIflow, tmp_path: Path
 ) -> None:
