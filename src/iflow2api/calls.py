@@ -17,9 +17,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from typing import Any, Literal
-
-import orjson
+from typing import Literal
 
 from iflow2api.asgi import SSE_HEADERS, Message, Send
 from iflow2api.errors import GatewayError
@@ -42,6 +40,7 @@ class Call:
         "content_sent",
         "dialect",
         "error_code",
+        "estimated",
         "finished",
         "first_content_at",
         "key",
@@ -80,6 +79,8 @@ class Call:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.reasoning_tokens = 0
+        #: Whether the token counts are our own: the upstream reported no usage.
+        self.estimated = False
         self.late_error: Callable[[GatewayError], bytes] | None = None
         self._pinger: asyncio.Task[None] | None = None
         #: Made with the pinger (see ``keep_alive``): pings and real sends never interleave.
@@ -162,21 +163,17 @@ class Call:
         """Take the token counts from an OpenAI ``usage`` object (the last one seen wins)."""
         if not isinstance(usage, dict):
             return
+        self.estimated = False
         self.prompt_tokens = _count(usage.get("prompt_tokens"))
         self.completion_tokens = _count(usage.get("completion_tokens"))
         details = usage.get("completion_tokens_details")
         reasoning = details.get("reasoning_tokens") if isinstance(details, dict) else None
         self.reasoning_tokens = _count(reasoning)
 
-    def note_usage_in(self, data: bytes) -> None:
-        """The usage in a raw stream chunk, if it carries one (parsed only then)."""
-        if b'"usage"' in data:
-            try:
-                chunk: Any = orjson.loads(data)
-            except orjson.JSONDecodeError:
-                return
-            if isinstance(chunk, dict):
-                self.note_usage(chunk.get("usage"))
+    def note_estimate(self, usage: dict[str, int]) -> None:
+        """Take our own count, for an answer the upstream reported no usage for."""
+        self.note_usage(usage)
+        self.estimated = True
 
     def usage_row(self) -> UsageRow:
         now = time.perf_counter()
@@ -196,6 +193,7 @@ class Call:
             ttft_ms=None if ttft is None else round(ttft, 2),
             attempts=self.attempts,
             error=self.error_code,
+            estimated=self.estimated,
         )
 
 

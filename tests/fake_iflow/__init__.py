@@ -28,6 +28,7 @@ from tests.fake_iflow.replies import (
     Hang,
     HttpError,
     JsonOnStream,
+    RawJson,
     Reply,
     Stream,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "HttpError",
     "JsonOnStream",
     "Login",
+    "RawJson",
     "ReceivedRequest",
     "Reply",
     "Stream",

@@ -209,6 +209,14 @@ class JsonOnStream:
 
 
 @dataclass(frozen=True)
+class RawJson:
+    """HTTP 200 with exactly this JSON body, whatever the request asked: answers no real upstream
+    should give (wrongly typed ``choices``...), to see that the gateway refuses to pass them on."""
+
+    body: object
+
+
+@dataclass(frozen=True)
 class Hang:
     """Send nothing for ``seconds`` (not even headers), then serve ``then`` (default: a Completion).
 
@@ -219,7 +227,7 @@ class Hang:
     then: Reply | None = None
 
 
-Reply = Completion | Stream | BusinessError | HttpError | JsonOnStream | Hang
+Reply = Completion | Stream | BusinessError | HttpError | JsonOnStream | RawJson | Hang
 
 
 # --- rendering ----------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from tests.fake_iflow.replies import (
     Hang,
     HttpError,
     JsonOnStream,
+    RawJson,
     Reply,
     Stream,
     completion_body,
@@ -373,6 +374,8 @@ class FakeIflow:
                 if isinstance(payload, bytes):
                     return web.Response(status=status, body=payload, content_type="text/plain", headers=extra)
                 return _json(status, payload, extra)
+            case RawJson(body=raw):
+                return _json(200, raw)
             case JsonOnStream(completion=completion):
                 return _json(200, completion_body(completion, model))
             case Completion() if not checks.wants_stream(body):

@@ -29,6 +29,7 @@ from iflow2api.state import (
     UsageRow,
     open_store,
 )
+from iflow2api.state import sqlite as sqlite_module
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
 
@@ -218,6 +219,32 @@ def test_a_file_from_a_newer_schema_is_refused(tmp_path: Path) -> None:
                 await store.accounts()
 
     asyncio.run(scenario())
+
+
+def test_a_file_of_schema_1_gains_the_estimated_column(tmp_path: Path) -> None:
+    path = tmp_path / STATE_FILE
+    db = sqlite3.connect(path)
+    for statement in sqlite_module._SCHEMA:
+        # Schema 1 had no estimated column.
+        db.execute(statement.replace(", estimated INTEGER NOT NULL DEFAULT 0", ""))
+    columns = [row[1] for row in db.execute("PRAGMA table_info(usage)")]
+    assert "estimated" not in columns
+    old = dataclasses.astuple(usage_row(10.0))[:-1]  # every field but estimated
+    db.execute(f"INSERT INTO usage ({', '.join(columns[1:])}) VALUES ({', '.join('?' * len(old))})", old)
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    estimated = usage_row(20.0, estimated=True)
+
+    async def scenario() -> None:
+        async with opened(path) as store:
+            await store.add_usage([estimated])
+            assert_identical(await store.usage(0), [usage_row(10.0), estimated])
+
+    asyncio.run(scenario())
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == sqlite_module.SCHEMA_VERSION
+    db.close()
 
 
 def test_close_really_closes_and_later_calls_fail_clearly(tmp_path: Path) -> None:

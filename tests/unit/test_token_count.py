@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from iflow2api.dialects.token_count import counter_for, estimate_chat_tokens, estimate_text_tokens
+from iflow2api.dialects.token_count import (
+    chunks_output,
+    completion_output,
+    counter_for,
+    estimate_chat_tokens,
+    estimate_text_tokens,
+    estimate_usage,
+    message_output,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMPTS = {
@@ -37,3 +46,36 @@ def test_chat_framing_and_tools_count() -> None:
     with_tools = {**bare, "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}
     count = counter_for("glm-4.7")
     assert estimate_chat_tokens(with_tools, count) > estimate_chat_tokens(bare, count) > count("hello")
+
+
+def test_an_estimated_usage_counts_input_and_everything_the_model_wrote() -> None:
+    chat = {"model": "glm-4.7", "messages": [{"role": "user", "content": "hello"}]}
+    count = counter_for("glm-4.7")
+    message = {
+        "role": "assistant",
+        "content": "The answer.",
+        "reasoning_content": "Think first.",
+        "tool_calls": [{"id": "t", "type": "function", "function": {"name": "look", "arguments": '{"q":1}'}}],
+    }
+    written = "The answer.Think first.look" + '{"q":1}'
+    assert message_output(message) == written
+    assert completion_output({"choices": [{"index": 0, "message": message}, 7]}) == written
+    deltas: list[dict[str, Any]] = [
+        {"choices": [{"index": 0, "delta": {"role": "assistant", "reasoning_content": "Think first."}}]},
+        {"choices": [{"index": 0, "delta": {"content": "The answer."}}]},
+        {"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"name": "look"}}]}}]},
+        {
+            "choices": [
+                {"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": '{"q":1}'}}]}}
+            ]
+        },
+        {"choices": [], "usage": None},
+    ]
+    assert sorted(chunks_output(deltas)) == sorted(written)
+    usage = estimate_usage(chat, written)
+    assert usage == {
+        "prompt_tokens": estimate_chat_tokens(chat, count),
+        "completion_tokens": count(written),
+        "total_tokens": estimate_chat_tokens(chat, count) + count(written),
+    }
+    assert estimate_usage(chat, "")["completion_tokens"] == 0

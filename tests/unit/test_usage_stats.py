@@ -91,6 +91,7 @@ def test_the_summary_has_exactly_the_designed_shape() -> None:
         "ttft_ms",
         "attempts",
         "error",
+        "estimated",
     }
     assert (summary["days"], summary["since"], summary["until"]) == (7, NOW - 7 * DAY, NOW)
 
@@ -277,7 +278,7 @@ def parse_csv(chunks: list[bytes]) -> list[list[str]]:
 def test_csv_has_a_header_then_one_crlf_line_per_row() -> None:
     rows = [
         usage(at=NOW + 0.25, key=None, ttft_ms=None, stream=False, error="rate_limit_exceeded"),
-        usage(),
+        usage(estimated=True),
     ]
     chunks = list(csv_chunks(rows))
     assert len(chunks) == 3
@@ -300,9 +301,11 @@ def test_csv_has_a_header_then_one_crlf_line_per_row() -> None:
         "",
         "1",
         "rate_limit_exceeded",
+        "false",
     ]
     assert second[0] == "2024-05-10T11:59:00.000Z"
     assert second[2] == "alice" and second[6] == "true" and second[12] == "40.0" and second[14] == ""
+    assert second[-1] == "true"  # estimated: the upstream reported no usage
 
 
 @pytest.mark.parametrize("text", ['=HYPERLINK("http://x")', "+1", "-2+3", "@SUM(A1)", "\tx", "\rx"])

@@ -130,9 +130,15 @@ def normalize_completion(completion: dict[str, Any]) -> bool:
 
 
 def completion_as_chunks(completion: dict[str, Any], *, include_usage: bool) -> list[bytes]:
-    """SSE frames carrying a whole completion, for an upstream that answered a stream with JSON."""
+    """SSE frames carrying a whole completion, for an upstream that answered a stream with JSON.
+
+    With ``include_usage`` they take OpenAI's shape: ``usage`` null on every chunk but the last,
+    which has no choices.
+    """
     chunks = completion_as_chunk_dicts(completion)
-    if not include_usage:
+    if include_usage:
+        chunks = [chunk if "usage" in chunk else {**chunk, "usage": None} for chunk in chunks]
+    else:
         chunks = [chunk for chunk in chunks if "usage" not in chunk]
     return [frame(orjson.dumps(chunk)) for chunk in chunks] + [DONE_FRAME]
 
@@ -161,36 +167,119 @@ def completion_as_chunk_dicts(completion: dict[str, Any]) -> list[dict[str, Any]
     return chunks
 
 
+def malformed(completion: dict[str, Any]) -> str | None:
+    """What is wrong with a ``chat.completion``'s choices, or None if nothing is.
+
+    Relayed as they are, wrongly typed choices would break the client instead (or our own
+    translation to another dialect), so they are the upstream's error: a 502.
+
+    >>> malformed({"choices": [{"message": 5}, 7]})
+    'choice 0 has no message object'
+    """
+    choices = completion.get("choices")
+    if not isinstance(choices, list) or not choices:
+        return "it has no choices"
+    for index, choice in enumerate(choices):
+        if not isinstance(choice, dict):
+            return f"choice {index} is not an object"
+        message = choice.get("message")
+        if not isinstance(message, dict):
+            return f"choice {index} has no message object"
+        if not isinstance(message.get("content"), str | list | None):
+            return f"the content of choice {index} is neither text nor a list of parts"
+        if not isinstance(message.get("tool_calls"), list | None):
+            return f"the tool_calls of choice {index} are not a list"
+    return None
+
+
+def carries_content(chunk: dict[str, Any]) -> bool:
+    """Whether a chunk says anything: text, reasoning, a tool call or a finish (a role alone does not).
+
+    >>> carries_content({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})
+    False
+    """
+    for choice in chunk.get("choices") or ():
+        if not isinstance(choice, dict):
+            continue
+        if choice.get("finish_reason") is not None:
+            return True
+        delta = choice.get("delta")
+        if isinstance(delta, dict) and any(value for name, value in delta.items() if name != "role"):
+            return True
+    return False
+
+
 def error_frame(error: GatewayError) -> bytes:
     return frame(error_body(error))
+
+
+_USAGE_CHUNK_FIELDS = ("id", "object", "created", "model", "system_fingerprint")
 
 
 class StreamRelay:
     """Turns the upstream's ``data`` payloads into the frames the client gets.
 
-    Most chunks are forwarded byte for byte. A chunk is parsed only when it may need changing:
-    ``usage`` the client did not ask for is removed (iFlow always sends it, because the CLI always
-    asks), and a chunk without ``choices`` may be an upstream error in disguise.
+    Once content flows, most chunks are forwarded byte for byte. A chunk is parsed only when it
+    may need changing or decides something:
+
+    - Until the first content (text, reasoning, a tool call or a finish), chunks are held back:
+      an error that follows them (an error chunk, an iFlow business error, ``network_error``) is
+      then still a failed attempt that another account can take over, since the client has seen
+      nothing. ``failure`` says why; the route raises it, or ends the stream with it.
+    - ``usage`` is taken off the chunk that carries it (iFlow puts it on the finish chunk, and the
+      gateway always asks for it): the client that asked gets it in OpenAI's shape, a last chunk
+      with no choices after the finish chunk (whose ``usage`` is null); others never see it.
+    - A chunk without ``choices`` may be an upstream error in disguise (``classify``).
+
+    The route feeds every payload, then sends ``finish(estimate)``: the usage chunk and ``[DONE]``,
+    or the error and ``[DONE]``. Until usage arrives the chunks are kept, for ``output()``.
+
+    >>> relay = StreamRelay(include_usage=False, classify=lambda payload: None)
+    >>> relay.feed(b'{"choices":[{"index":0,"delta":{"role":"assistant"}}]}')
+    []
+    >>> len(relay.feed(b'{"choices":[{"index":0,"delta":{"content":"Hi"}}]}'))
+    2
     """
 
-    __slots__ = ("_classify", "chunks", "done", "failure", "include_usage")
+    __slots__ = (
+        "_classify",
+        "_held",
+        "_seen",
+        "_usage_chunk",
+        "content",
+        "ended",
+        "failure",
+        "include_usage",
+        "usage",
+    )
 
     def __init__(self, *, include_usage: bool, classify: Callable[[object], GatewayError | None]) -> None:
         self.include_usage = include_usage
         self._classify = classify
-        self.done = False
-        self.chunks = 0
+        #: Whether content has been seen (and its frames, with any held before it, handed out).
+        self.content = False
+        #: Whether the upstream said ``[DONE]``, or the stream failed: nothing more is read.
+        self.ended = False
         #: Why the stream ended early, when the upstream said so inside it.
         self.failure: GatewayError | None = None
+        #: The upstream's usage, the last one seen.
+        self.usage: dict[str, Any] | None = None
+        self._usage_chunk: dict[str, Any] = {"object": "chat.completion.chunk"}
+        self._held: list[bytes] = []
+        self._seen: list[bytes] = []
 
     def feed(self, data: bytes) -> list[bytes]:
-        if self.done:
+        if self.ended:
             return []
         if data == DONE:
-            self.done = True
-            return [DONE_FRAME]
-        if self.include_usage and b'"choices"' in data and b"network_error" not in data:
-            self.chunks += 1
+            self.ended = True
+            return []
+        if self.content and b'"choices"' in data and b'"usage"' not in data and b"network_error" not in data:
+            if self.usage is None:
+                self._seen.append(data)
+            if self.include_usage and data.endswith(b"}"):
+                # OpenAI's shape: with usage asked for, every other chunk has it, as null.
+                return [frame(data[:-1] + b',"usage":null}')]
             return [frame(data)]
         return self._inspect(data)
 
@@ -202,35 +291,68 @@ class StreamRelay:
         if not isinstance(chunk, dict):
             return []
         choices = chunk.get("choices")
+        if "id" not in self._usage_chunk and "id" in chunk:
+            # The usage chunk shares the stream's id, even when its usage is our estimate.
+            self._usage_chunk = {name: chunk[name] for name in _USAGE_CHUNK_FIELDS if name in chunk}
         if not isinstance(choices, list):
-            if "error" in chunk:
-                self.failure = UpstreamError("The upstream reported an error in the stream.")
-                return self._end_with(frame(data))
-            error = self._classify(chunk)
-            if error is not None:
-                self.failure = error
-                return self._end_with(error_frame(error))
+            self._fail(self._classify(chunk))
             return []
-        for choice in choices:
-            if isinstance(choice, dict) and choice.get("finish_reason") == "network_error":
-                # Reported for iFlow streams that broke upstream (protocol §7.3 C); the answer is cut short.
-                self.failure = UpstreamError("The upstream stream broke off (network_error).")
-                return self._end_with(error_frame(self.failure))
-        if not self.include_usage and "usage" in chunk:
-            del chunk["usage"]
+        if not all(isinstance(choice, dict) for choice in choices):
+            self._fail(UpstreamError("The upstream sent a stream chunk with wrongly typed choices."))
+            return []
+        if any(choice.get("finish_reason") == "network_error" for choice in choices):
+            # Reported for iFlow streams that broke upstream (protocol §7.3 C); the answer is cut short.
+            self._fail(UpstreamError("The upstream stream broke off (network_error)."))
+            return []
+        if "usage" in chunk or self.include_usage:
+            self._take_usage(chunk)
             if not choices:
                 return []
             data = orjson.dumps(chunk)
-        self.chunks += 1
-        return [frame(data)]
-
-    def _end_with(self, final: bytes) -> list[bytes]:
-        self.done = True
-        return [final, DONE_FRAME]
-
-    def finish(self) -> list[bytes]:
-        """Frames owed at the end of the upstream stream: a ``[DONE]`` it left out."""
-        if self.done:
+        if self.usage is None:
+            self._seen.append(data)
+        if self.content:
+            return [frame(data)]
+        self._held.append(frame(data))
+        if not carries_content(chunk):
             return []
-        self.done = True
+        self.content = True
+        held, self._held = self._held, []
+        return held
+
+    def _take_usage(self, chunk: dict[str, Any]) -> None:
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
+            self.usage = usage
+            self._usage_chunk = {name: chunk[name] for name in _USAGE_CHUNK_FIELDS if name in chunk}
+            self._seen = []
+        if self.include_usage:
+            chunk["usage"] = None
+        else:
+            chunk.pop("usage", None)
+
+    def _fail(self, error: GatewayError | None) -> None:
+        if error is not None:
+            self.failure = error
+            self.ended = True
+
+    def fail(self, error: GatewayError) -> None:
+        """The stream broke off for a reason found outside it (the connection, a timeout)."""
+        self._fail(error)
+
+    def output(self) -> list[dict[str, Any]]:
+        """The chunks seen, parsed, for an estimate of the output (only until usage arrives)."""
+        chunks = (orjson.loads(data) for data in self._seen)
+        return [chunk for chunk in chunks if isinstance(chunk, dict)]
+
+    def finish(self, estimate: dict[str, int] | None = None) -> list[bytes]:
+        """The frames that end the stream: the error if it failed, else the usage chunk if the
+        client asked for one (the upstream's, or ``estimate`` without it); then ``[DONE]``."""
+        self.ended = True
+        if self.failure is not None:
+            return [error_frame(self.failure), DONE_FRAME]
+        usage = self.usage if self.usage is not None else estimate
+        if self.include_usage and usage is not None:
+            usage_chunk = {**self._usage_chunk, "choices": [], "usage": usage}
+            return [frame(orjson.dumps(usage_chunk)), DONE_FRAME]
         return [DONE_FRAME]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
@@ -85,3 +85,49 @@ def estimate_chat_tokens(chat: dict[str, Any], count: Counter = estimate_text_to
     if chat.get("tools"):
         total += count(orjson.dumps(chat["tools"]).decode())
     return total
+
+
+def message_output(message: object) -> str:
+    """What the model wrote in a message or a stream's delta: text, reasoning and tool calls."""
+    if not isinstance(message, dict):
+        return ""
+    parts = [content_text(message.get("content"))]
+    if isinstance(message.get("reasoning_content"), str):
+        parts.append(message["reasoning_content"])
+    for call in message.get("tool_calls") or ():
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict):
+            parts.extend(str(function.get(name) or "") for name in ("name", "arguments"))
+    return "".join(parts)
+
+
+def completion_output(completion: dict[str, Any]) -> str:
+    """The text of a whole ``chat.completion``'s choices (see ``message_output``)."""
+    return "".join(
+        message_output(choice.get("message"))
+        for choice in completion.get("choices") or ()
+        if isinstance(choice, dict)
+    )
+
+
+def chunks_output(chunks: Iterable[dict[str, Any]]) -> str:
+    """The text of a stream's ``chat.completion.chunk``s, deltas joined (see ``message_output``)."""
+    return "".join(
+        message_output(choice.get("delta"))
+        for chunk in chunks
+        for choice in chunk.get("choices") or ()
+        if isinstance(choice, dict)
+    )
+
+
+def estimate_usage(chat: dict[str, Any], output: str, count: Counter | None = None) -> dict[str, int]:
+    """An OpenAI ``usage`` for a request whose upstream reported none, counted as ``count_tokens``
+    counts: the request's input, and ``output`` (what the model wrote) as the completion.
+
+    Loads a tokenizer the first time (about half a second): call it off the event loop, or pass
+    ``count=estimate_text_tokens`` where there is no time to wait.
+    """
+    count = count or counter_for(str(chat.get("model") or ""))
+    prompt = estimate_chat_tokens(chat, count)
+    completion = count(output) if output else 0
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}

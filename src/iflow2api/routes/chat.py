@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
@@ -12,7 +13,7 @@ from iflow2api import affinity
 from iflow2api.asgi import JSON, SSE_HEADERS, Scope, Send, send_bytes
 from iflow2api.auth.credentials import Account
 from iflow2api.calls import Call
-from iflow2api.dialects import openai_chat
+from iflow2api.dialects import openai_chat, token_count
 from iflow2api.dialects.anthropic import resolve_model
 from iflow2api.errors import (
     GatewayError,
@@ -25,7 +26,7 @@ from iflow2api.errors import (
 from iflow2api.pool.router import Pool
 from iflow2api.reasoning import ReasoningStore, StreamedTurn
 from iflow2api.sse import DONE, DONE_FRAME, SSEDecoder
-from iflow2api.upstream import http1
+from iflow2api.upstream import http1, openai_compatible
 from iflow2api.upstream.client import Response, retry_after_seconds
 from iflow2api.upstream.speakers import Outgoing, Speaker
 
@@ -63,7 +64,7 @@ async def chat_completions(gateway: Gateway, scope: Scope, body: bytes, call: Ca
         speaker: Speaker, response: Response, request: dict[str, Any], outgoing: Outgoing
     ) -> None:
         if not outgoing.stream:
-            await _relay_completion(speaker, response, call, gateway.reasoning)
+            await _relay_completion(speaker, response, request, call, gateway.reasoning)
         elif not _is_sse(response):
             await _relay_json_on_stream(speaker, response, request, call, gateway.reasoning)
         else:
@@ -83,16 +84,16 @@ async def exchange(
         if not outgoing.stream:
             completion = _completion(speaker, _json(await _read(response)))
             _remember(gateway.reasoning, completion)
-            call.note_usage(completion.get("usage"))
+            await _note_usage(call, request, completion)
             openai_chat.normalize_completion(completion)
             await sink.completion(completion)
         elif not _is_sse(response):
             completion = _completion(speaker, _json(await _read(response)))
             _remember(gateway.reasoning, completion)
-            call.note_usage(completion.get("usage"))
+            await _note_usage(call, request, completion)
             await sink.stream(_as_async(openai_chat.completion_as_chunk_dicts(completion)))
         else:
-            await sink.stream(_parsed_chunks(speaker, response, gateway.reasoning, call))
+            await sink.stream(_parsed_chunks(speaker, response, request, gateway.reasoning, call))
 
     await serve(gateway, scope, request, relay, call)
 
@@ -107,12 +108,19 @@ async def _as_async(items: list[dict[str, Any]]) -> AsyncIterator[dict[str, Any]
 
 
 async def _parsed_chunks(
-    speaker: Speaker, response: Response, reasoning: ReasoningStore, call: Call
+    speaker: Speaker, response: Response, request: dict[str, Any], reasoning: ReasoningStore, call: Call
 ) -> AsyncIterator[dict[str, Any]]:
-    """The upstream's stream as chunk dicts, with its errors raised (see ``ChatSink.stream``)."""
+    """The upstream's stream as chunk dicts, with its errors raised (see ``ChatSink.stream``).
+
+    Chunks without content (a role alone) are held back until content or a finish arrives, so an
+    error right after them still fails before the sink has sent anything: another account can
+    take the request. Without usage from the upstream, an estimated usage chunk ends the stream.
+    """
     decoder = SSEDecoder()
     turn = StreamedTurn()
-    started = ended = False
+    held: list[dict[str, Any]] = []
+    seen: list[dict[str, Any]] = []  # for an estimate, until usage arrives
+    content = ended = usage_seen = False
     try:
         async for raw in response.iter_chunks():
             for data in decoder.feed(raw):
@@ -125,20 +133,31 @@ async def _parsed_chunks(
                     continue
                 if not isinstance(chunk, dict):
                     continue
-                if not isinstance(chunk.get("choices"), list):
-                    error = _opening_error(speaker, data)
+                choices = chunk.get("choices")
+                if not isinstance(choices, list):
+                    error = _in_band_error(speaker, chunk)
                     if error is not None:
                         raise error
                     continue
-                if any(
-                    isinstance(c, dict) and c.get("finish_reason") == "network_error"
-                    for c in chunk["choices"]
-                ):
+                if not all(isinstance(choice, dict) for choice in choices):
+                    raise UpstreamError("The upstream sent a stream chunk with wrongly typed choices.")
+                if any(choice.get("finish_reason") == "network_error" for choice in choices):
                     raise UpstreamError("The upstream stream broke off (network_error).")
                 turn.feed(data, chunk)
-                if "usage" in chunk:
+                if isinstance(chunk.get("usage"), dict):
                     call.note_usage(chunk["usage"])
-                started = True
+                    usage_seen, seen = True, []
+                elif not usage_seen:
+                    seen.append(chunk)
+                if not content:
+                    held.append(chunk)
+                    if not openai_chat.carries_content(chunk):
+                        continue
+                    content = True
+                    for earlier in held:
+                        yield earlier
+                    held = []
+                    continue
                 yield chunk
             if ended:
                 break
@@ -148,12 +167,43 @@ async def _parsed_chunks(
                 "The upstream stream went silent for too long (setting stream_idle_timeout)."
             ) from None
         raise UpstreamError("The upstream stream broke off before it was complete.") from None
+    except (asyncio.CancelledError, GeneratorExit):
+        # The client left mid-answer: what was generated so far still counts against its key.
+        if content and not usage_seen:
+            _estimate_now(call, request, seen)
+        raise
     finally:
         finished_turn = turn.message()
         if finished_turn is not None:
             reasoning.remember(finished_turn)
-    if not started:
+    if not content:
         raise UpstreamError("The upstream ended the stream without sending anything.")
+    if not usage_seen:
+        usage = await _estimate(call, request, token_count.chunks_output(seen))
+        yield {"object": "chat.completion.chunk", "choices": [], "usage": usage}
+
+
+async def _estimate(call: Call, request: dict[str, Any], output: str) -> dict[str, int]:
+    """Count the tokens ourselves, for an answer the upstream reported no usage for."""
+    usage = await asyncio.to_thread(token_count.estimate_usage, request, output)
+    call.note_estimate(usage)
+    return usage
+
+
+def _estimate_now(call: Call, request: dict[str, Any], chunks: list[dict[str, Any]]) -> None:
+    """A quick estimate where there is no time to wait for a tokenizer (the request is cancelled)."""
+    output = token_count.chunks_output(chunks)
+    call.note_estimate(token_count.estimate_usage(request, output, token_count.estimate_text_tokens))
+
+
+async def _note_usage(call: Call, request: dict[str, Any], completion: dict[str, Any]) -> bool:
+    """Record a whole completion's usage, estimating (and filling it in) when there is none;
+    True if the completion changed."""
+    if isinstance(completion.get("usage"), dict):
+        call.note_usage(completion["usage"])
+        return False
+    completion["usage"] = await _estimate(call, request, token_count.completion_output(completion))
+    return True
 
 
 async def serve(gateway: Gateway, scope: Scope, request: dict[str, Any], relay: Relay, call: Call) -> None:
@@ -281,12 +331,15 @@ def _json(raw: bytes) -> Any:
 
 
 def _completion(speaker: Speaker, payload: object) -> dict[str, Any]:
-    error = speaker.business_error(payload)
+    error = _in_band_error(speaker, payload)
     if error is not None:
         raise error
     if not isinstance(payload, dict) or not payload.get("choices"):
         # The CLI refuses these too ("missing or empty choices array", protocol §7.1).
         raise UpstreamError("The upstream's answer has no choices.")
+    problem = openai_chat.malformed(payload)
+    if problem is not None:
+        raise UpstreamError(f"The upstream's answer is malformed: {problem}.")
     return payload
 
 
@@ -297,13 +350,13 @@ def _remember(reasoning: ReasoningStore, completion: dict[str, Any]) -> None:
 
 
 async def _relay_completion(
-    speaker: Speaker, response: Response, call: Call, reasoning: ReasoningStore
+    speaker: Speaker, response: Response, request: dict[str, Any], call: Call, reasoning: ReasoningStore
 ) -> None:
     raw = await _read(response)
     completion = _completion(speaker, _json(raw))
     _remember(reasoning, completion)
-    call.note_usage(completion.get("usage"))
-    if openai_chat.normalize_completion(completion):
+    estimated = await _note_usage(call, request, completion)
+    if openai_chat.normalize_completion(completion) or estimated:
         raw = orjson.dumps(completion)
     await send_bytes(call.send, 200, raw, JSON)
 
@@ -314,7 +367,7 @@ async def _relay_json_on_stream(
     """iFlow sometimes answers a stream request with JSON: an error, or the whole answer (§7.3 C)."""
     completion = _completion(speaker, _json(await _read(response)))
     _remember(reasoning, completion)
-    call.note_usage(completion.get("usage"))
+    await _note_usage(call, request, completion)
     send = call.send
     frames = openai_chat.completion_as_chunks(
         completion, include_usage=openai_chat.wants_usage_in_stream(request)
@@ -323,19 +376,13 @@ async def _relay_json_on_stream(
     await send({"type": "http.response.body", "body": b"".join(frames)})
 
 
-def _opening_error(speaker: Speaker, data: bytes) -> GatewayError | None:
-    """An error sent as the stream's first event, which can still become a real HTTP error."""
-    if data == DONE or b'"choices"' in data:
-        return None
-    try:
-        payload = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return None
-    error = speaker.business_error(payload)
-    if error is None and isinstance(payload, dict) and "error" in payload:
-        message = payload["error"].get("message") if isinstance(payload["error"], dict) else payload["error"]
-        error = UpstreamError(f"The upstream reported an error: {message}")
-    return error
+def _in_band_error(speaker: Speaker, payload: object) -> GatewayError | None:
+    """The error a 200 answer or stream chunk stands for, if it is one: an OpenAI-style error
+    object is classified like the HTTP error it would have been (a rate limit is a rate limit),
+    anything else the way the upstream's speaker knows (iFlow's business errors, §7.3 B)."""
+    if isinstance(payload, dict) and "choices" not in payload and payload.get("error"):
+        return openai_compatible.in_band_error(payload) or speaker.business_error(payload)
+    return speaker.business_error(payload)
 
 
 async def _relay_stream(
@@ -346,34 +393,49 @@ async def _relay_stream(
     reasoning: ReasoningStore,
     call: Call,
 ) -> None:
-    turn = StreamedTurn()
     relay = openai_chat.StreamRelay(
-        include_usage=openai_chat.wants_usage_in_stream(request), classify=speaker.business_error
+        include_usage=openai_chat.wants_usage_in_stream(request),
+        classify=lambda payload: _in_band_error(speaker, payload),
     )
+    try:
+        await _pump(response, request, send, reasoning, call, relay)
+    except asyncio.CancelledError:
+        # The client left mid-answer: what was generated so far still counts against its key.
+        if relay.usage is not None:
+            call.note_usage(relay.usage)
+        elif relay.content:
+            _estimate_now(call, request, relay.output())
+        raise
+
+
+async def _pump(
+    response: Response,
+    request: dict[str, Any],
+    send: Send,
+    reasoning: ReasoningStore,
+    call: Call,
+    relay: openai_chat.StreamRelay,
+) -> None:
+    """Feed the upstream's stream through ``relay`` to the client (see ``StreamRelay``)."""
+    turn = StreamedTurn()
     decoder = SSEDecoder()
     started = False
     try:
         async for chunk in response.iter_chunks():
             frames: list[bytes] = []
             for data in decoder.feed(chunk):
-                if not started:
-                    error = _opening_error(speaker, data)
-                    if error is not None:
-                        raise error
                 turn.feed(data)
-                call.note_usage_in(data)
                 frames.extend(relay.feed(data))
+            if relay.failure is not None and not started:
+                # Nothing has reached the client: a failed attempt, for another account to take over.
+                raise relay.failure
             if frames:
                 if not started:
-                    if relay.failure is not None:
-                        raise relay.failure  # still time for a real HTTP error
-                    if relay.chunks == 0:
-                        break  # a bare [DONE]: an empty answer, reported below as an error
-                    # Only now, with the upstream's first event in hand, is the 200 certain.
+                    # Only now, with content in hand, is the 200 certain.
                     await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
                     started = True
                 await send({"type": "http.response.body", "body": b"".join(frames), "more_body": True})
-            if relay.done:
+            if relay.ended:
                 break
         tail = [frame for data in decoder.finish() for frame in relay.feed(data)]
     except http1.TransportError as exc:
@@ -384,16 +446,27 @@ async def _relay_stream(
         )
         if not started:
             raise failure from None
-        tail = [openai_chat.error_frame(failure)]
+        relay.fail(failure)
+        tail = []
     if not started:
-        if relay.chunks == 0:
+        if relay.failure is not None:
+            raise relay.failure
+        if not tail:
             raise UpstreamError("The upstream ended the stream without sending anything.")
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-    tail.extend(relay.finish())
+    estimate = None
+    if relay.usage is not None:
+        call.note_usage(relay.usage)
+    else:
+        estimate = await _estimate(call, request, token_count.chunks_output(relay.output()))
+    tail.extend(relay.finish(estimate))
     finished_turn = turn.message()
     if finished_turn is not None:
         reasoning.remember(finished_turn)
     await send({"type": "http.response.body", "body": b"".join(tail), "more_body": False})
+    if relay.failure is not None:
+        # Reported in the stream already; raised so the attempt counts as failed, not served.
+        raise relay.failure
     # The upstream's end of message often trails its [DONE]: wait a moment for it, so the
     # connection can be kept for the next request instead of being closed.
     await response.finish(0.2)

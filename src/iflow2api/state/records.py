@@ -108,3 +108,5 @@ class UsageRow:
     attempts: int = 1
     #: The error code shown to the client (``rate_limit_exceeded``...), None on success.
     error: str | None = None
+    #: Whether the token counts are our own estimate: the upstream sent no usage at all.
+    estimated: bool = False

@@ -93,7 +93,7 @@ _SCHEMA = (
         dialect TEXT NOT NULL, stream INTEGER NOT NULL, status INTEGER NOT NULL,
         prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
         reasoning_tokens INTEGER NOT NULL, latency_ms REAL NOT NULL, ttft_ms REAL,
-        attempts INTEGER NOT NULL, error TEXT)""",
+        attempts INTEGER NOT NULL, error TEXT, estimated INTEGER NOT NULL DEFAULT 0)""",
     "CREATE INDEX usage_at ON usage (at)",
     "CREATE TABLE affinity (session TEXT PRIMARY KEY, account_id TEXT NOT NULL, at REAL NOT NULL)",
     "CREATE INDEX affinity_at ON affinity (at)",
@@ -107,10 +107,12 @@ _SCHEMA = (
 
 # How a file of an older version v becomes the current one: the steps ``_STEPS[v - 1:]``, in order.
 _STEPS: tuple[tuple[str, ...], ...] = (
-    # 1 → 2: whether the upstream asked for a cooldown, and the code of a quarantine.
+    # 1 → 2: whether the upstream asked for a cooldown, and the code of a quarantine; usage rows
+    # whose tokens are our estimate (the upstream sent no usage).
     (
         "ALTER TABLE health ADD COLUMN upstream_asked INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE health ADD COLUMN code TEXT",
+        "ALTER TABLE usage ADD COLUMN estimated INTEGER NOT NULL DEFAULT 0",
     ),
 )
 
@@ -636,7 +638,7 @@ def _select_usage(db: sqlite3.Connection, since: float, until: float | None) -> 
     else:
         query = f"SELECT {_USAGE_COLUMNS} FROM usage WHERE at >= ? AND at < ? ORDER BY at, id"
         rows = db.execute(query, (since, until)).fetchall()
-    return [_from_row(UsageRow, row, stream=bool) for row in rows]
+    return [_from_row(UsageRow, row, stream=bool, estimated=bool) for row in rows]
 
 
 def _select_reasoning(db: sqlite3.Connection, limit: int) -> list[tuple[str, str]]:

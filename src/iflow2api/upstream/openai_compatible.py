@@ -32,7 +32,16 @@ def build_headers(api_key: str) -> dict[str, str]:
 
 
 def build_body(request: dict[str, Any]) -> dict[str, Any]:
-    return request
+    """The client's request as it came, except that a stream always asks for its usage: the
+    gateway records it and counts it against key limits whether or not the client wants to see it
+    (it is taken out again on the way back)."""
+    if request.get("stream") is not True:
+        return request
+    options = request.get("stream_options")
+    return {
+        **request,
+        "stream_options": {**(options if isinstance(options, dict) else {}), "include_usage": True},
+    }
 
 
 def _upstream_error(body: bytes) -> dict[str, Any]:
@@ -48,19 +57,21 @@ def _upstream_error(body: bytes) -> dict[str, Any]:
     return {}
 
 
-def http_error(status: int, body: bytes, *, retry_after: float | None = None) -> GatewayError:
-    error = _http_error(status, body, retry_after)
+def http_error(
+    status: int, body: bytes, *, retry_after: float | None = None, prefix: str | None = None
+) -> GatewayError:
+    error = _http_error(status, body, retry_after, prefix)
     if retry_after is not None and status in (429, 503):
         # The upstream's own word on when to come back: the pool honours it (``pool.outcomes``).
         error.retry_after = error.upstream_wait = retry_after
     return error
 
 
-def _http_error(status: int, body: bytes, retry_after: float | None) -> GatewayError:
+def _http_error(status: int, body: bytes, retry_after: float | None, prefix: str | None) -> GatewayError:
     error = _upstream_error(body)
     message = str(error.get("message") or body[:300].decode("utf-8", "replace") or f"HTTP {status}")
     code = error.get("code") if isinstance(error.get("code"), str) else None
-    prefix = f"Upstream answered {status}: "
+    prefix = f"Upstream answered {status}: " if prefix is None else prefix
     if status == 401:
         return UpstreamAuthError(prefix + message + " Check the apiKey in the iFlow settings.")
     if status == 403:
@@ -84,6 +95,56 @@ def business_error(payload: object) -> GatewayError | None:
     if isinstance(payload, dict) and isinstance(payload.get("error"), dict | str):
         return UpstreamError("Upstream error: " + str(_upstream_error(orjson.dumps(payload)).get("message")))
     return None
+
+
+# The HTTP status an error object sent inside a 200 (a stream's chunk) stands for, by its code or
+# type: OpenAI's names, and Anthropic's where a server borrowed them.
+_STATUS_OF = {
+    "rate_limit_exceeded": 429,
+    "rate_limit_error": 429,
+    "insufficient_quota": 429,
+    "too_many_requests": 429,
+    "invalid_api_key": 401,
+    "authentication_error": 401,
+    "permission_denied": 403,
+    "permission_error": 403,
+    "model_not_found": 404,
+    "not_found_error": 404,
+    "context_length_exceeded": 400,
+    "invalid_request_error": 400,
+    "overloaded_error": 503,
+    "server_error": 500,
+    "api_error": 500,
+}
+
+
+def in_band_error(payload: object) -> GatewayError | None:
+    """The error an OpenAI-style ``{"error": {...}}`` sent with a 200 stands for, classified like
+    the HTTP error it would have been (a rate limit cools the account, as a 429 does).
+
+    >>> type(in_band_error({"error": {"message": "slow down", "code": "rate_limit_exceeded"}})).__name__
+    'UpstreamRateLimited'
+    """
+    if (
+        not isinstance(payload, dict)
+        or not isinstance(payload.get("error"), dict | str)
+        or not payload["error"]
+    ):
+        return None
+    error = _upstream_error(orjson.dumps(payload))
+    status = 500
+    for name in ("code", "type", "status"):
+        value = error.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and 400 <= value <= 599:
+            status = value
+            break
+        if isinstance(value, str) and value.isdigit() and 400 <= int(value) <= 599:
+            status = int(value)
+            break
+        if isinstance(value, str) and value in _STATUS_OF:
+            status = _STATUS_OF[value]
+            break
+    return http_error(status, orjson.dumps(payload), prefix="The upstream reported an error in its answer: ")
 
 
 def model_ids(payload: object) -> list[str] | None:

@@ -110,6 +110,7 @@ def _recent(row: UsageRow) -> dict[str, Any]:
         "ttft_ms": row.ttft_ms,
         "attempts": row.attempts,
         "error": row.error,
+        "estimated": row.estimated,
     }
 
 
@@ -208,7 +209,7 @@ def csv_chunks(rows: Iterable[UsageRow]) -> Iterator[bytes]:
 
     >>> row = UsageRow(at=0.0, key=None, account="a", model="=1+1", dialect="chat", stream=True, status=200)
     >>> [line.decode() for line in csv_chunks([row])][1]
-    "1970-01-01T00:00:00.000Z,0.0,,a,'=1+1,chat,true,200,0,0,0,0.0,,1,\r\n"
+    "1970-01-01T00:00:00.000Z,0.0,,a,'=1+1,chat,true,200,0,0,0,0.0,,1,,false\r\n"
     """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")

@@ -995,6 +995,9 @@ const Usage = (() => {
 
   function recentRow(r) {
     const failed = r.status >= 400;
+    // The upstream sent no usage: the counts are the gateway's own estimate.
+    const about = r.estimated ? "≈" : "";
+    const estimate = r.estimated ? "estimated: the upstream reported no usage" : null;
     return el("tr", { class: failed ? "failed" : "" },
       el("td", { title: new Date(r.at * 1000).toLocaleString() }, stamp(r.at)),
       el("td", {}, r.key === null ? "(no key)" : r.key),
@@ -1002,8 +1005,8 @@ const Usage = (() => {
       el("td", {}, r.model),
       el("td", {}, r.dialect, r.stream ? el("span", { class: "muted small" }, " stream") : null),
       el("td", {}, el("span", { class: "state " + (failed ? "state-error" : "state-ok") }, r.status)),
-      el("td", { class: "num" }, count(r.prompt_tokens)),
-      el("td", { class: "num" }, count(r.completion_tokens)),
+      el("td", { class: "num", title: estimate }, about + count(r.prompt_tokens)),
+      el("td", { class: "num", title: estimate }, about + count(r.completion_tokens)),
       el("td", { class: "num" }, r.reasoning_tokens ? count(r.reasoning_tokens) : ""),
       el("td", { class: "num" }, ms(r.latency_ms)),
       el("td", { class: "num" }, r.ttft_ms === null ? "" : ms(r.ttft_ms)),
