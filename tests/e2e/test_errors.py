@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import httpx
 import openai
 import pytest
 
+from iflow2api.auth.credentials import RECHECK_SECONDS
 from tests.conftest import GatewayProcess
 from tests.fake_iflow import BusinessError, Completion, FakeIflow, HttpError, JsonOnStream, Stream
 
@@ -109,6 +111,9 @@ def test_wrong_api_key_is_a_401(gateway: GatewayProcess, fake: FakeIflow) -> Non
         gateway.iflow_home,
         {"selectedAuthType": "iflow", "apiKey": "sk-" + "f" * 32, "baseUrl": fake.base_url},
     )
+    # The files are looked at again at most every RECHECK_SECONDS; the previous test's request
+    # may have just looked.
+    time.sleep(RECHECK_SECONDS * 2)
     assert_openai_error(post(gateway, CHAT), 401, "invalid_api_key")
 
 
