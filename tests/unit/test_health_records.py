@@ -8,11 +8,7 @@ import sqlite3
 from pathlib import Path
 
 from iflow2api.state import STATE_FILE, AccountHealth, SQLiteStore
-
-# The health table as schema 1 made it, before ``upstream_asked`` and ``code``.
-SCHEMA_1_HEALTH = """CREATE TABLE health (
-    account_id TEXT PRIMARY KEY, state TEXT NOT NULL, until REAL NOT NULL,
-    strikes INTEGER NOT NULL, reason TEXT, since REAL NOT NULL, key_fingerprint TEXT)"""
+from tests.unit.schema_v1 import write_schema_1
 
 
 def test_whether_the_upstream_asked_and_a_quarantines_code_round_trip(tmp_path: Path) -> None:
@@ -33,20 +29,8 @@ def test_whether_the_upstream_asked_and_a_quarantines_code_round_trip(tmp_path: 
 
 def test_a_schema_1_file_is_read_and_upgraded(tmp_path: Path) -> None:
     path = tmp_path / STATE_FILE
-
-    async def create() -> None:
-        store = SQLiteStore(path)
-        try:
-            await store.accounts()  # creates the file at the current schema
-        finally:
-            await store.close()
-
-    asyncio.run(create())
-    db = sqlite3.connect(path)
-    db.execute("DROP TABLE health")
-    db.execute(SCHEMA_1_HEALTH)
+    db = write_schema_1(path)
     db.execute("INSERT INTO health VALUES ('old', 'quarantined', 0.0, 0, 'blocked', 5.0, 'f00d')")
-    db.execute("PRAGMA user_version = 1")
     db.commit()
     db.close()
 

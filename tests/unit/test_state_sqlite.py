@@ -30,6 +30,7 @@ from iflow2api.state import (
     open_store,
 )
 from iflow2api.state import sqlite as sqlite_module
+from tests.unit.schema_v1 import write_schema_1
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
 
@@ -223,15 +224,11 @@ def test_a_file_from_a_newer_schema_is_refused(tmp_path: Path) -> None:
 
 def test_a_file_of_schema_1_gains_the_estimated_column(tmp_path: Path) -> None:
     path = tmp_path / STATE_FILE
-    db = sqlite3.connect(path)
-    for statement in sqlite_module._SCHEMA:
-        # Schema 1 had no estimated column.
-        db.execute(statement.replace(", estimated INTEGER NOT NULL DEFAULT 0", ""))
+    db = write_schema_1(path)
     columns = [row[1] for row in db.execute("PRAGMA table_info(usage)")]
     assert "estimated" not in columns
     old = dataclasses.astuple(usage_row(10.0))[:-1]  # every field but estimated
     db.execute(f"INSERT INTO usage ({', '.join(columns[1:])}) VALUES ({', '.join('?' * len(old))})", old)
-    db.execute("PRAGMA user_version = 1")
     db.commit()
     db.close()
     estimated = usage_row(20.0, estimated=True)
