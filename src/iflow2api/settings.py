@@ -172,6 +172,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("queue_size", "64", _non_negative_int, "Requests that may wait per account; beyond it: 429."),
     Setting("queue_timeout", "300", _positive_float, "Seconds a request may wait in the queue before a 429."),
     Setting("max_body_bytes", str(32 * 1024 * 1024), _non_negative_int, "Largest request body; larger: 413."),
+    Setting(
+        "max_upstream_body",
+        str(64 * 1024 * 1024),
+        _positive_int,
+        "Most bytes read of one upstream answer, decoded (gzip inflated), streamed or not; beyond: 502. "
+        "One line of an event stream is capped at 16 MiB, or at this if smaller.",
+    ),
     Setting("connect_timeout", "10", _positive_float, "Seconds to connect to the upstream."),
     Setting(
         "first_byte_timeout",
@@ -288,6 +295,7 @@ class Settings:
     queue_size: int
     queue_timeout: float
     max_body_bytes: int
+    max_upstream_body: int
     connect_timeout: float
     first_byte_timeout: float
     stream_idle_timeout: float

@@ -21,6 +21,7 @@ from iflow2api.errors import (
     UpstreamError,
     UpstreamRateLimited,
 )
+from iflow2api.redact import redact
 
 
 def build_headers(api_key: str) -> dict[str, str]:
@@ -50,7 +51,8 @@ def _upstream_error(body: bytes) -> dict[str, Any]:
 
 def http_error(status: int, body: bytes, *, retry_after: float | None = None) -> GatewayError:
     error = _upstream_error(body)
-    message = str(error.get("message") or body[:300].decode("utf-8", "replace") or f"HTTP {status}")
+    # Masked: an upstream may quote back the key it was sent ("Incorrect API key provided: ...").
+    message = redact(str(error.get("message") or body[:300].decode("utf-8", "replace") or f"HTTP {status}"))
     code = error.get("code") if isinstance(error.get("code"), str) else None
     prefix = f"Upstream answered {status}: "
     if status == 401:
@@ -74,7 +76,8 @@ def http_error(status: int, body: bytes, *, retry_after: float | None = None) ->
 def business_error(payload: object) -> GatewayError | None:
     """An error object where a completion should be (some servers answer 200 with one)."""
     if isinstance(payload, dict) and isinstance(payload.get("error"), dict | str):
-        return UpstreamError("Upstream error: " + str(_upstream_error(orjson.dumps(payload)).get("message")))
+        message = str(_upstream_error(orjson.dumps(payload)).get("message"))
+        return UpstreamError("Upstream error: " + redact(message))
     return None
 
 
