@@ -21,9 +21,11 @@ from iflow2api.errors import (
     RateLimited,
     UpstreamError,
     UpstreamTimeout,
+    UpstreamTooLarge,
 )
 from iflow2api.pool.router import Pool
 from iflow2api.reasoning import ReasoningStore, StreamedTurn
+from iflow2api.redact import redact
 from iflow2api.sse import DONE, DONE_FRAME, SSEDecoder
 from iflow2api.upstream import http1
 from iflow2api.upstream.client import Response, retry_after_seconds
@@ -235,26 +237,67 @@ def _final(pool: Pool, model: str, last: GatewayError) -> GatewayError:
 
 
 async def _complete(gateway: Gateway, account: Account, request: dict[str, Any], relay: Relay) -> None:
-    speaker = gateway.speaker(account)
-    await gateway.models.check(account, request["model"])
-    # Reasoning the client left out of its history goes back in (see iflow2api.reasoning).
-    messages = gateway.reasoning.restore(request["messages"])
-    if messages is not request["messages"]:
-        request = {**request, "messages": messages}
-    outgoing = speaker.prepare(account, request)
-    response = await gateway.client.send("POST", outgoing.url, outgoing.headers, outgoing.body)
+    # An upstream may quote the key it was sent, whatever its shape: every error made from its
+    # words loses it here, before the pool stores it as a reason, the log shows it or a client does.
+    secrets = (account.api_key,)
+    speaker = _Redacting(gateway.speaker(account), secrets)
+    response: Response | None = None
     try:
-        if response.status >= 300:
-            raw = await _read(response)
-            retry_after = retry_after_seconds(response.headers.get("retry-after"))
-            raise speaker.http_error(
-                response.status, raw, response.headers.get("eagleeye-traceid"), retry_after
-            )
-        await relay(speaker, response, request, outgoing)
-    finally:
-        # Unread content means the client left or we failed: closing the connection is what
-        # tells the upstream to stop generating.
-        response.release()
+        await gateway.models.check(account, request["model"])
+        # Reasoning the client left out of its history goes back in (see iflow2api.reasoning).
+        messages = gateway.reasoning.restore(request["messages"])
+        if messages is not request["messages"]:
+            request = {**request, "messages": messages}
+        outgoing = speaker.prepare(account, request)
+        response = await gateway.client.send("POST", outgoing.url, outgoing.headers, outgoing.body)
+        try:
+            if response.status >= 300:
+                raw = await _read(response)
+                retry_after = retry_after_seconds(response.headers.get("retry-after"))
+                raise speaker.http_error(
+                    response.status, raw, response.headers.get("eagleeye-traceid"), retry_after
+                )
+            await relay(speaker, response, request, outgoing)
+        finally:
+            # Unread content means the client left or we failed: closing the connection is what
+            # tells the upstream to stop generating.
+            response.release()
+    except GatewayError as error:
+        if response is not None and isinstance(response.failure, http1.BodyTooLarge):
+            raise UpstreamTooLarge(
+                f"The upstream's answer was not read to its end: {response.failure} "
+                "(setting max_upstream_body)."
+            ) from None
+        raise _redacted(error, secrets) from None
+
+
+def _redacted(error: GatewayError, secrets: tuple[str, ...]) -> GatewayError:
+    error.message = redact(error.message, secrets)
+    error.args = (error.message,)
+    return error
+
+
+class _Redacting:
+    """A speaker whose errors never carry the account's secrets (see ``_complete``); this also
+    covers the errors a relay writes into a stream that has started."""
+
+    __slots__ = ("_secrets", "_speaker")
+
+    def __init__(self, speaker: Speaker, secrets: tuple[str, ...]) -> None:
+        self._speaker = speaker
+        self._secrets = secrets
+
+    def prepare(self, account: Account, request: dict[str, Any]) -> Outgoing:
+        return self._speaker.prepare(account, request)
+
+    def business_error(self, payload: object) -> GatewayError | None:
+        error = self._speaker.business_error(payload)
+        return None if error is None else _redacted(error, self._secrets)
+
+    def http_error(
+        self, status: int, body: bytes, trace_id: str | None, retry_after: float | None
+    ) -> GatewayError:
+        return _redacted(self._speaker.http_error(status, body, trace_id, retry_after), self._secrets)
 
 
 async def _read(response: Response) -> bytes:
