@@ -191,3 +191,30 @@ def test_corrupt_data_found_in_a_later_step_is_a_broken_response() -> None:
 def test_an_answer_over_the_cap_that_arrives_in_one_read_is_refused_too() -> None:
     sender = Sender(ok(b"x" * 3000), iter(()))
     assert isinstance(run(read_capped(sender, 1000)), BodyTooLarge)
+
+
+def test_finish_drops_a_compressed_rest_and_keeps_the_connection() -> None:
+    text = bytes(range(256)) * 16384  # 4 MiB: many steps
+    packed = gzip.compress(text)
+    head = b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: %d\r\n\r\n" % len(packed)
+
+    async def handler(conn: Conn) -> None:
+        await conn.request()
+        await conn.send(head + packed[: len(packed) // 2])
+        await asyncio.sleep(0.1)  # the rest comes later, while the client holds the first half
+        await conn.send(packed[len(packed) // 2 :])
+        await conn.until_eof()
+
+    async def main() -> int:
+        async with Server(handler) as server:
+            pool = Pool(connect_timeout=1)
+            response = await fetch(pool, server.url())
+            async for _ in response.iter_chunks():
+                break  # the first piece only; the rest waits, compressed
+            await response.finish(2)
+            response.release()
+            kept = idle_count(pool)
+            await pool.close()
+            return kept
+
+    assert run(main()) == 1

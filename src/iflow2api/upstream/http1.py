@@ -272,6 +272,15 @@ class _Connection(asyncio.Protocol):
             self.transport.pause_reading()
         self._wake()
 
+    def discard(self) -> None:
+        """Drop the rest of the body unread (not inflated either): only its end is still wanted."""
+        self._decoder = None
+        self._flush_owed = False
+        if self.backlog:
+            self.backlog.clear()
+            if self.transport is not None and not self.closed:
+                self.transport.resume_reading()
+
     def _refuse(self, error: TransportError) -> None:
         """Stop reading this answer: drop what is buffered, fail the reader, close the connection."""
         self.chunks.clear()
@@ -388,9 +397,8 @@ class Response:
         """Read what is left for at most ``seconds``, ignoring it, so the connection can be reused."""
         connection = self._connection
         give_up = ReadTimeout("gave up waiting for the end of the response")
+        connection.discard()
         try:
-            connection.backlog.clear()  # the rest is not wanted: only the end of the message is
-            connection._decoder = None
             while not connection.complete:
                 connection.chunks.clear()
                 await connection.wait(seconds, give_up)
