@@ -373,3 +373,36 @@ def test_a_key_quoted_by_the_upstream_is_shown_nowhere(
     log = gateway.log()
     assert "Incorrect API key provided" in log
     assert not any(secret in log for secret in leaked)
+
+
+def test_a_key_quoted_in_an_error_inside_a_started_stream_is_not_passed_on(
+    start_gateway: Any, upstream: HostileUpstream
+) -> None:
+    async def answer(writer: asyncio.StreamWriter, head: bytes, hold: Callable[[], Awaitable[None]]) -> None:
+        first = {"id": "c3", "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hel"}}]}
+        failure = {"status": "434", "msg": f"Incorrect API key provided: {ODD_KEY}"}
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+        )
+        writer.write(chunk(b"data: %s\n\n" % json.dumps(first).encode()))
+        await writer.drain()
+        await hold()  # until the client has the first event: the stream has started
+        await send_chunked(writer, iter([b"data: %s\n\n" % json.dumps(failure).encode()]))
+
+    upstream.answer = answer
+    gateway: GatewayProcess = start_gateway(settings_for(upstream, ODD_KEY))
+    with httpx.stream(
+        "POST",
+        gateway.url + "/v1/chat/completions",
+        json={"model": "glm-4.7", "messages": MESSAGES, "stream": True},
+        timeout=30,
+    ) as response:
+        assert response.status_code == 200
+        pieces = response.iter_bytes()
+        text = next(pieces).decode()
+        assert "Hel" in text
+        upstream.go_on()
+        text += b"".join(pieces).decode()
+    assert "Incorrect API key provided" in text  # the error event, after content
+    assert ODD_KEY not in text and ODD_KEY[6:] not in text
+    assert ODD_KEY not in gateway.log()
