@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable
 
 _SECRET = re.compile(
-    r"(?P<sk>\bsk-[A-Za-z0-9_\-]{8,})"
+    r"(?P<sk>(?<![A-Za-z0-9])sk-[A-Za-z0-9_\-]{8,})"  # also after "_" (key_sk-…), not in "disk-…"
     r"|(?P<bearer>(?i:bearer)\s+)(?P<token>[A-Za-z0-9._~+/\-]{8,}=*)"
     r"|(?P<label>(?i:access_token|refresh_token|api_?key|apiKey|client_secret)[\"']?\s*[:=]\s*[\"']?)"
     r"(?P<value>[A-Za-z0-9._~+/\-]{6,})"

@@ -109,3 +109,13 @@ def test_an_error_event_mid_stream_is_masked_before_it_is_passed_on() -> None:
     shown = b"".join(relay.feed(upstream_401(QUOTED)))
     assert b"Incorrect API key provided" in shown
     assert SK_KEY.encode() not in shown
+
+
+def test_an_upstreams_code_and_param_are_masked_too() -> None:
+    raw = orjson.dumps({"error": {"message": "bad", "code": f"key_{SK_KEY}", "param": f"Bearer {SK_KEY}"}})
+    error = openai_compatible.http_error(400, raw)
+    assert SK_KEY not in f"{error.code} {error.param}"
+
+
+def test_words_that_merely_end_in_sk_are_left_alone() -> None:
+    assert redact("the disk-usage-abcdefghij report") == "the disk-usage-abcdefghij report"

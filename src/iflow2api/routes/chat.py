@@ -274,6 +274,10 @@ async def _complete(gateway: Gateway, account: Account, request: dict[str, Any],
 def _redacted(error: GatewayError, secrets: tuple[str, ...]) -> GatewayError:
     error.message = redact(error.message, secrets)
     error.args = (error.message,)
+    if error.param:  # an upstream's own words too, on openai-compatible errors
+        error.param = redact(error.param, secrets)
+    if error.code and any(secret in error.code for secret in secrets):
+        error.code = redact(error.code, secrets)
     return error
 
 

@@ -53,7 +53,8 @@ def http_error(status: int, body: bytes, *, retry_after: float | None = None) ->
     error = _upstream_error(body)
     # Masked: an upstream may quote back the key it was sent ("Incorrect API key provided: ...").
     message = redact(str(error.get("message") or body[:300].decode("utf-8", "replace") or f"HTTP {status}"))
-    code = error.get("code") if isinstance(error.get("code"), str) else None
+    code = redact(error["code"]) if isinstance(error.get("code"), str) else None
+    param = redact(error["param"]) if isinstance(error.get("param"), str) else error.get("param")
     prefix = f"Upstream answered {status}: "
     if status == 401:
         return UpstreamAuthError(prefix + message + " Check the apiKey in the iFlow settings.")
@@ -69,7 +70,7 @@ def http_error(status: int, body: bytes, *, retry_after: float | None = None) ->
     if status == 404:
         return UpstreamError(prefix + message + " Check baseUrl in the iFlow settings.")
     if 400 <= status < 500:
-        return InvalidRequest(prefix + message, code=code, param=error.get("param"), status=status)
+        return InvalidRequest(prefix + message, code=code, param=param, status=status)
     return UpstreamError(prefix + message)
 
 
