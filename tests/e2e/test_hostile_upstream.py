@@ -236,12 +236,7 @@ def test_a_gzip_bomb_is_a_502_and_costs_no_more_than_the_cap(
 
     upstream.answer = answer
     gateway: GatewayProcess = start_gateway(settings_for(upstream))
-    future = run_while_held(
-        upstream,
-        gateway,
-        lambda: chat(gateway),
-    )
-    error = expect_502(future)
+    error = expect_502(run_while_held(upstream, gateway, lambda: chat(gateway)))
     assert "max_upstream_body" in str(error.body)
     # Inflated whole, the answer alone would take 512 MiB (and its copies more).
     assert peak_memory_mib(gateway) < 400
@@ -264,12 +259,7 @@ def test_a_plain_answer_beyond_the_cap_is_a_502(start_gateway: Any, upstream: Ho
 
     upstream.answer = answer
     gateway: GatewayProcess = start_gateway(settings_for(upstream), {"IFLOW2API_MAX_UPSTREAM_BODY": str(MiB)})
-    future = run_while_held(
-        upstream,
-        gateway,
-        lambda: chat(gateway),
-    )
-    error = expect_502(future)
+    error = expect_502(run_while_held(upstream, gateway, lambda: chat(gateway)))
     assert "1048576 bytes" in str(error.body)
     still_serves(gateway, upstream)
 
@@ -282,13 +272,12 @@ def test_one_sse_line_beyond_the_cap_is_a_502(start_gateway: Any, upstream: Host
         writer.write(chunk(b'data: {"choices": [{"index": 0, "delta": {"content": "'))
         await writer.drain()
         await hold()
-        # 20 MiB without a line end, in small pieces: a decoder that copies its buffer per piece
-        # does about 100 GB of copying here.
+        # 20 MiB without a line end, in small pieces: a decoder that copies its buffer for each
+        # piece does quadratic work here (gigabytes of copying).
         await send_chunked(writer, (b"y" * 16384 for _ in range(20 * 64)))
 
     upstream.answer = answer
     gateway: GatewayProcess = start_gateway(settings_for(upstream))
-
     error = expect_502(run_while_held(upstream, gateway, lambda: chat(gateway, stream=True)))
     assert "line longer than 16777216 bytes" in str(error.body)
     still_serves(gateway, upstream)
