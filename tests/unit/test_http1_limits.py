@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from iflow2api import settings
 from iflow2api.upstream.http1 import (
     HIGH_WATER,
     INFLATE_STEP,
@@ -218,3 +219,11 @@ def test_finish_drops_a_compressed_rest_and_keeps_the_connection() -> None:
             return kept
 
     assert run(main()) == 1
+
+
+def test_the_setting_defaults_to_the_clients_cap_and_must_be_positive() -> None:
+    assert settings.load(env={}, flags={}, config_path=None).max_upstream_body == MAX_BODY
+    loaded = settings.load(env={"IFLOW2API_MAX_UPSTREAM_BODY": "1048576"}, flags={}, config_path=None)
+    assert loaded.max_upstream_body == MiB
+    with pytest.raises(settings.SettingsError, match="max_upstream_body"):
+        settings.load(env={"IFLOW2API_MAX_UPSTREAM_BODY": "0"}, flags={}, config_path=None)
