@@ -202,6 +202,7 @@ class Gateway:
             connect_timeout=settings.connect_timeout,
             first_byte_timeout=settings.first_byte_timeout,
             idle_timeout=settings.stream_idle_timeout,
+            max_body=settings.max_upstream_body,
         )
         self.models = ModelDirectory(self.client, settings.models_cache_ttl)
         self._iflow = IflowSpeaker(thinking_default=settings.thinking_default)

@@ -30,6 +30,7 @@ a lookup table of its own::
         ├── LoginUnavailable              502 (the iFlow login service failed)
         ├── UpstreamRejected              502 (406: the signature or protocol was refused)
         ├── UpstreamUnavailable           502 (could not connect)
+        ├── UpstreamTooLarge              502 (an answer or an event line beyond the caps)
         └── UpstreamTimeout               504
 
 Messages never carry a secret: callers pass text that is already safe to show.
@@ -202,6 +203,10 @@ class UpstreamRejected(UpstreamError):
 class UpstreamUnavailable(UpstreamError):
     code = "upstream_unavailable"
     retryable = True
+
+
+class UpstreamTooLarge(UpstreamError):
+    code = "upstream_response_too_large"
 
 
 class UpstreamTimeout(UpstreamError):

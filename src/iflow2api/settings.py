@@ -179,6 +179,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Bytes of stored Responses kept for previous_response_id, in memory and on disk; the "
         "oldest go first. 0 means no byte limit (the count limits stay).",
     ),
+    Setting(
+        "max_upstream_body",
+        str(64 * 1024 * 1024),
+        _positive_int,
+        "Most bytes read of one upstream answer, decoded (gzip inflated), streamed or not; beyond: 502. "
+        "One line of an event stream is capped at 16 MiB, or at this if smaller.",
+    ),
     Setting("connect_timeout", "10", _positive_float, "Seconds to connect to the upstream."),
     Setting(
         "first_byte_timeout",
@@ -303,6 +310,7 @@ class Settings:
     queue_timeout: float
     max_body_bytes: int
     responses_store_max_bytes: int
+    max_upstream_body: int
     connect_timeout: float
     first_byte_timeout: float
     stream_idle_timeout: float

@@ -12,8 +12,16 @@ decoder accepts both; everything we emit uses the canonical ``data: <payload>\\n
 
 from __future__ import annotations
 
+from iflow2api.errors import UpstreamTooLarge
+
 DONE = b"[DONE]"
 DONE_FRAME = b"data: [DONE]\n\n"
+
+#: The longest line the decoder waits on. An event of a chat stream is a JSON chunk of a few hundred
+#: bytes; 16 MiB leaves room for a whole file in one tool call and still bounds what a broken or
+#: hostile upstream can make the gateway hold (the answer as a whole is capped by
+#: ``max_upstream_body``, so that is the limit when it is smaller).
+MAX_LINE = 16 * 1024 * 1024
 
 
 def frame(data: bytes) -> bytes:
@@ -24,37 +32,75 @@ def frame(data: bytes) -> bytes:
 
 
 class SSEDecoder:
-    """Collects the ``data`` of each event; comments, ``event:``, ``id:`` and ``retry:`` are dropped."""
+    """Collects the ``data`` of each event; comments, ``event:``, ``id:`` and ``retry:`` are dropped.
 
-    __slots__ = ("_buffer", "_data")
+    Linear in what it is fed: the pieces of an unfinished line are kept as they came and joined
+    once, when the line ends (appending each piece to a buffer would copy the line so far every
+    time, and one long line would cost quadratic time). A line longer than ``max_line`` raises
+    ``UpstreamTooLarge``.
+    """
 
-    def __init__(self) -> None:
-        self._buffer = b""
+    __slots__ = ("_data", "_max_line", "_partial", "_partial_size", "_skip_lf")
+
+    def __init__(self, max_line: int = MAX_LINE) -> None:
+        self._max_line = max_line
+        self._partial: list[bytes] = []
+        self._partial_size = 0
+        #: The last piece ended with CR: a LF starting the next one belongs to the same line end.
+        self._skip_lf = False
         self._data: list[bytes] = []
 
     def feed(self, chunk: bytes) -> list[bytes]:
-        buffer = self._buffer + chunk
-        if b"\r" in buffer:
-            # CRLF and lone CR are both line ends in SSE; normalise unless a CR may start a CRLF pair.
-            if buffer.endswith(b"\r"):
-                self._buffer = buffer
-                return []
-            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        lines = buffer.split(b"\n")
-        self._buffer = lines.pop()
+        if self._skip_lf:
+            self._skip_lf = False
+            if chunk[:1] == b"\n":
+                chunk = chunk[1:]
+        if b"\r" in chunk:
+            # CRLF and lone CR are both line ends in SSE.
+            self._skip_lf = chunk.endswith(b"\r")
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        lines = chunk.split(b"\n")
+        rest = lines.pop()
         events: list[bytes] = []
-        for line in lines:
-            self._line(line, events)
+        if lines:
+            if self._partial:
+                lines[0] = self._complete(lines[0])
+            for line in lines:
+                self._line(line, events)
+        if rest:
+            self._hold(rest)
         return events
 
     def finish(self) -> list[bytes]:
         """Events still pending when the stream ends without its final blank line."""
         events: list[bytes] = []
-        if self._buffer:
-            self._line(self._buffer, events)
-            self._buffer = b""
+        if self._partial:
+            self._line(self._complete(b""), events)
         self._line(b"", events)
         return events
+
+    def _hold(self, piece: bytes) -> None:
+        self._partial_size += len(piece)
+        if self._partial_size > self._max_line:
+            self._refuse()
+        self._partial.append(piece)
+
+    def _complete(self, end: bytes) -> bytes:
+        """The held pieces and ``end`` as one line, and nothing held any more."""
+        if self._partial_size + len(end) > self._max_line:
+            self._refuse()
+        self._partial.append(end)
+        line = b"".join(self._partial)
+        self._partial = []
+        self._partial_size = 0
+        return line
+
+    def _refuse(self) -> None:
+        self._partial = []
+        self._partial_size = 0
+        raise UpstreamTooLarge(
+            f"The upstream's stream has a line longer than {self._max_line} bytes; it was not read further."
+        )
 
     def _line(self, line: bytes, events: list[bytes]) -> None:
         if not line:

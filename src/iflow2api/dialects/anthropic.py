@@ -45,6 +45,7 @@ import orjson
 
 from iflow2api.dialects.checks import TypeTable, check_types, is_json_type
 from iflow2api.errors import GatewayError, InvalidRequest, UpstreamError
+from iflow2api.redact import redact
 
 #: Claude model names → iFlow models; the first matching pattern wins (see ``resolve_model``).
 DEFAULT_ALIASES: Final[Mapping[str, str]] = MappingProxyType(
@@ -540,7 +541,8 @@ def _error_type(error: GatewayError) -> str:
 
 
 def error_body(error: GatewayError) -> bytes:
-    return orjson.dumps({"type": "error", "error": {"type": _error_type(error), "message": error.message}})
+    message = redact(error.message)  # the last line of defence against an upstream quoting a key
+    return orjson.dumps({"type": "error", "error": {"type": _error_type(error), "message": message}})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -669,7 +671,7 @@ class StreamTranslator:
         if self.done:
             return []
         self.done = True
-        body = {"type": _error_type(error), "message": error.message}
+        body = {"type": _error_type(error), "message": redact(error.message)}
         return [_event("error", {"error": body})]
 
     def _start(self, upstream_id: object) -> list[bytes]:

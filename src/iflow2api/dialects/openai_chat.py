@@ -12,6 +12,7 @@ import orjson
 
 from iflow2api.dialects.checks import TypeTable, check_types
 from iflow2api.errors import GatewayError, InvalidRequest, UpstreamError
+from iflow2api.redact import redact
 from iflow2api.sse import DONE, DONE_FRAME, frame
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
@@ -100,8 +101,10 @@ def wants_usage_in_stream(request: dict[str, Any]) -> bool:
 
 
 def error_body(error: GatewayError) -> bytes:
+    # redact: the last line of defence against an upstream's words that quote a key.
+    message = redact(error.message)
     return orjson.dumps(
-        {"error": {"message": error.message, "type": error.type, "param": error.param, "code": error.code}}
+        {"error": {"message": message, "type": error.type, "param": error.param, "code": error.code}}
     )
 
 

@@ -47,6 +47,7 @@ import orjson
 from iflow2api.dialects import openai_chat
 from iflow2api.dialects.checks import TypeTable, check_types
 from iflow2api.errors import ContextTooLong, GatewayError, InvalidRequest, RateLimited
+from iflow2api.redact import redact
 
 #: ``reasoning.effort`` values the SDK knows; the iFlow speaker maps each one.
 EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
@@ -603,7 +604,7 @@ def error_body(error: GatewayError) -> bytes:
 def _failure(error: GatewayError) -> dict[str, Any]:
     """``response.error`` with the codes Codex acts on: compact (``context_length_exceeded``, which
     OpenAI sends though its schema does not list it), wait, give up, or retry (``server_error``)."""
-    message, code = error.message, "server_error"
+    message, code = redact(error.message), "server_error"
     if isinstance(error, ContextTooLong):
         code = "context_length_exceeded"
     elif isinstance(error, RateLimited):
@@ -726,7 +727,9 @@ class StreamTranslator:
         if self._final is not None:
             return frames
         frames.append(
-            self._event("error", code=error.code or error.type, message=error.message, param=error.param)
+            self._event(
+                "error", code=error.code or error.type, message=redact(error.message), param=error.param
+            )
         )
         output = [*self._items, self._open.item("incomplete")] if self._open else self._items
         self._final = self._snapshot("failed", output, error=_failure(error))

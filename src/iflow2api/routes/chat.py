@@ -22,11 +22,13 @@ from iflow2api.errors import (
     RateLimited,
     UpstreamError,
     UpstreamTimeout,
+    UpstreamTooLarge,
 )
 from iflow2api.pool.router import Pool
 from iflow2api.reasoning import ReasoningStore, StreamedTurn
+from iflow2api.redact import redact
 from iflow2api.sse import DONE, DONE_FRAME, SSEDecoder
-from iflow2api.upstream import http1, openai_compatible
+from iflow2api.upstream import http1
 from iflow2api.upstream.client import Response, retry_after_seconds
 from iflow2api.upstream.speakers import Outgoing, Speaker
 
@@ -135,7 +137,7 @@ async def _parsed_chunks(
                     continue
                 choices = chunk.get("choices")
                 if not isinstance(choices, list):
-                    error = _in_band_error(speaker, chunk)
+                    error = speaker.business_error(chunk)
                     if error is not None:
                         raise error
                     continue
@@ -289,26 +291,71 @@ def _final(pool: Pool, model: str, last: GatewayError) -> GatewayError:
 
 
 async def _complete(gateway: Gateway, account: Account, request: dict[str, Any], relay: Relay) -> None:
-    speaker = gateway.speaker(account)
-    await gateway.models.check(account, request["model"])
-    # Reasoning the client left out of its history goes back in (see iflow2api.reasoning).
-    messages = gateway.reasoning.restore(request["messages"])
-    if messages is not request["messages"]:
-        request = {**request, "messages": messages}
-    outgoing = speaker.prepare(account, request)
-    response = await gateway.client.send("POST", outgoing.url, outgoing.headers, outgoing.body)
+    # An upstream may quote the key it was sent, whatever its shape: every error made from its
+    # words loses it here, before the pool stores it as a reason, the log shows it or a client does.
+    secrets = (account.api_key,)
+    speaker = _Redacting(gateway.speaker(account), secrets)
+    response: Response | None = None
     try:
-        if response.status >= 300:
-            raw = await _read(response)
-            retry_after = retry_after_seconds(response.headers.get("retry-after"))
-            raise speaker.http_error(
-                response.status, raw, response.headers.get("eagleeye-traceid"), retry_after
-            )
-        await relay(speaker, response, request, outgoing)
-    finally:
-        # Unread content means the client left or we failed: closing the connection is what
-        # tells the upstream to stop generating.
-        response.release()
+        await gateway.models.check(account, request["model"])
+        # Reasoning the client left out of its history goes back in (see iflow2api.reasoning).
+        messages = gateway.reasoning.restore(request["messages"])
+        if messages is not request["messages"]:
+            request = {**request, "messages": messages}
+        outgoing = speaker.prepare(account, request)
+        response = await gateway.client.send("POST", outgoing.url, outgoing.headers, outgoing.body)
+        try:
+            if response.status >= 300:
+                raw = await _read(response)
+                retry_after = retry_after_seconds(response.headers.get("retry-after"))
+                raise speaker.http_error(
+                    response.status, raw, response.headers.get("eagleeye-traceid"), retry_after
+                )
+            await relay(speaker, response, request, outgoing)
+        finally:
+            # Unread content means the client left or we failed: closing the connection is what
+            # tells the upstream to stop generating.
+            response.release()
+    except GatewayError as error:
+        if response is not None and isinstance(response.failure, http1.BodyTooLarge):
+            raise UpstreamTooLarge(
+                f"The upstream's answer was not read to its end: {response.failure} "
+                "(setting max_upstream_body)."
+            ) from None
+        raise _redacted(error, secrets) from None
+
+
+def _redacted(error: GatewayError, secrets: tuple[str, ...]) -> GatewayError:
+    error.message = redact(error.message, secrets)
+    error.args = (error.message,)
+    if error.param:  # an upstream's own words too, on openai-compatible errors
+        error.param = redact(error.param, secrets)
+    if error.code and any(secret in error.code for secret in secrets):
+        error.code = redact(error.code, secrets)
+    return error
+
+
+class _Redacting:
+    """A speaker whose errors never carry the account's secrets (see ``_complete``); this also
+    covers the errors a relay writes into a stream that has started."""
+
+    __slots__ = ("_secrets", "_speaker")
+
+    def __init__(self, speaker: Speaker, secrets: tuple[str, ...]) -> None:
+        self._speaker = speaker
+        self._secrets = secrets
+
+    def prepare(self, account: Account, request: dict[str, Any]) -> Outgoing:
+        return self._speaker.prepare(account, request)
+
+    def business_error(self, payload: object) -> GatewayError | None:
+        error = self._speaker.business_error(payload)
+        return None if error is None else _redacted(error, self._secrets)
+
+    def http_error(
+        self, status: int, body: bytes, trace_id: str | None, retry_after: float | None
+    ) -> GatewayError:
+        return _redacted(self._speaker.http_error(status, body, trace_id, retry_after), self._secrets)
 
 
 async def _read(response: Response) -> bytes:
@@ -331,7 +378,7 @@ def _json(raw: bytes) -> Any:
 
 
 def _completion(speaker: Speaker, payload: object) -> dict[str, Any]:
-    error = _in_band_error(speaker, payload)
+    error = speaker.business_error(payload)
     if error is not None:
         raise error
     if not isinstance(payload, dict) or not payload.get("choices"):
@@ -376,15 +423,6 @@ async def _relay_json_on_stream(
     await send({"type": "http.response.body", "body": b"".join(frames)})
 
 
-def _in_band_error(speaker: Speaker, payload: object) -> GatewayError | None:
-    """The error a 200 answer or stream chunk stands for, if it is one: an OpenAI-style error
-    object is classified like the HTTP error it would have been (a rate limit is a rate limit),
-    anything else the way the upstream's speaker knows (iFlow's business errors, §7.3 B)."""
-    if isinstance(payload, dict) and "choices" not in payload and payload.get("error"):
-        return openai_compatible.in_band_error(payload) or speaker.business_error(payload)
-    return speaker.business_error(payload)
-
-
 async def _relay_stream(
     speaker: Speaker,
     response: Response,
@@ -395,7 +433,7 @@ async def _relay_stream(
 ) -> None:
     relay = openai_chat.StreamRelay(
         include_usage=openai_chat.wants_usage_in_stream(request),
-        classify=lambda payload: _in_band_error(speaker, payload),
+        classify=speaker.business_error,
     )
     try:
         await _pump(response, request, send, reasoning, call, relay)
@@ -438,12 +476,16 @@ async def _pump(
             if relay.ended:
                 break
         tail = [frame for data in decoder.finish() for frame in relay.feed(data)]
-    except http1.TransportError as exc:
-        failure: GatewayError = (
-            UpstreamTimeout("The upstream stream went silent for too long (setting stream_idle_timeout).")
-            if isinstance(exc, http1.ReadTimeout)
-            else UpstreamError("The upstream stream broke off before it was complete.")
-        )
+    except (http1.TransportError, UpstreamTooLarge) as exc:
+        failure: GatewayError
+        if isinstance(exc, UpstreamTooLarge):
+            failure = exc  # one event-stream line beyond the cap (sse.MAX_LINE)
+        elif isinstance(exc, http1.ReadTimeout):
+            failure = UpstreamTimeout(
+                "The upstream stream went silent for too long (setting stream_idle_timeout)."
+            )
+        else:
+            failure = UpstreamError("The upstream stream broke off before it was complete.")
         if not started:
             raise failure from None
         relay.fail(failure)

@@ -37,10 +37,17 @@ def retry_after_seconds(value: str | None) -> float | None:
 
 
 class UpstreamClient:
-    def __init__(self, *, connect_timeout: float, first_byte_timeout: float, idle_timeout: float) -> None:
+    def __init__(
+        self,
+        *,
+        connect_timeout: float,
+        first_byte_timeout: float,
+        idle_timeout: float,
+        max_body: int = http1.MAX_BODY,
+    ) -> None:
         self.first_byte_timeout = first_byte_timeout
         self.idle_timeout = idle_timeout
-        self._pool = http1.Pool(connect_timeout=connect_timeout)
+        self._pool = http1.Pool(connect_timeout=connect_timeout, max_body=max_body)
         #: The proxy for a URL (HTTPS_PROXY, NO_PROXY, ...), the same lookup the OAuth calls use.
         self.proxy_for = ProxyLookup()
 

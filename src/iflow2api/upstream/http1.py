@@ -7,6 +7,11 @@ client writes one prebuilt request, parses the answer with httptools (the parser
 and keeps connections alive per origin. It does what the upstream leg needs and nothing else:
 HTTP and HTTPS, proxies from the environment (CONNECT for HTTPS), gzip/deflate bodies, chunked
 or sized bodies, connect/first-byte/idle timeouts, and closing the connection to cancel.
+
+What it reads is bounded: an answer's decoded body stops at ``max_body`` bytes (``BodyTooLarge``,
+and the connection is closed), and a compressed body is inflated ``INFLATE_STEP`` bytes at a time,
+each step a turn of the event loop, so a small download that inflates to gigabytes neither fills
+memory nor holds up other requests.
 """
 
 from __future__ import annotations
@@ -31,6 +36,10 @@ HIGH_WATER = 1 << 20
 MAX_IDLE = 256
 #: Seconds an idle connection is trusted to still be open.
 MAX_IDLE_SECONDS = 60.0
+#: Decoded body bytes one answer may have, unless the pool is told otherwise (max_upstream_body).
+MAX_BODY = 64 * 1024 * 1024
+#: The most a compressed body is inflated by at once: a fraction of a millisecond of work.
+INFLATE_STEP = 256 * 1024
 
 
 class TransportError(Exception):
@@ -55,6 +64,10 @@ class BrokenResponse(TransportError):
 
 class _StaleConnection(BrokenResponse):
     """A kept-alive connection closed before any of the response arrived: safe to try afresh."""
+
+
+class BodyTooLarge(BrokenResponse):
+    """The decoded body grew beyond the pool's ``max_body``; reading stopped, the connection closed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,8 +131,9 @@ def build_request(
 class _Connection(asyncio.Protocol):
     """One TCP (or TLS) connection and the response currently arriving on it."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, max_body: int = MAX_BODY) -> None:
         self.loop = loop
+        self.max_body = max_body
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
@@ -135,6 +149,10 @@ class _Connection(asyncio.Protocol):
         self.keep_alive = False
         self.chunks: deque[bytes] = deque()
         self.buffered = 0
+        self.body_size = 0
+        #: Compressed input not inflated yet (reading is paused while there is any).
+        self.backlog: deque[bytes] = deque()
+        self._flush_owed = False
         self.error: TransportError | None = None
         self.waiter: asyncio.Future[None] | None = None
         self.received_any = False
@@ -203,24 +221,87 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def on_body(self, body: bytes) -> None:
+        if self.error is not None:
+            return  # refused already (too large): the rest of this read is dropped
         if self._decoder is not None:
-            body = self._decoder.decompress(body)
-            if not body:
+            if self.backlog:
+                self.backlog.append(body)  # inflated later, in order, by inflate_step
                 return
+            body = self._inflate(body)
+        if body:
+            self._take_in(body)
+
+    def _inflate(self, data: bytes) -> bytes:
+        """At most ``INFLATE_STEP`` bytes out of ``data``; what is left waits at the backlog's head."""
+        decoder = self._decoder
+        out: bytes = decoder.decompress(data, INFLATE_STEP)
+        # A full step may leave output inside zlib even with all input taken: ask again then.
+        if decoder.unconsumed_tail or len(out) >= INFLATE_STEP:
+            self.backlog.appendleft(decoder.unconsumed_tail)
+            if self.transport is not None:
+                self.transport.pause_reading()
+        return out
+
+    def inflate_step(self) -> None:
+        """Inflate the next step of the backlog (the reader calls this, one turn of the loop each)."""
+        try:
+            out = self._inflate(self.backlog.popleft())
+            if not self.backlog and self._flush_owed:
+                out += self._decoder.flush()
+                self._flush_owed = False
+        except zlib.error as exc:
+            corrupt = BrokenResponse(f"the upstream's compressed body is corrupt ({exc})")
+            self._refuse(corrupt)
+            raise corrupt from None
+        if out:
+            self._take_in(out)
+            if self.error is not None:
+                raise self.error
+        transport = self.transport
+        if not self.backlog and self.buffered <= HIGH_WATER and transport is not None and not self.closed:
+            transport.resume_reading()
+
+    def _take_in(self, body: bytes) -> None:
+        self.body_size += len(body)
+        if self.body_size > self.max_body:
+            self._refuse(BodyTooLarge(f"the answer is longer than {self.max_body} bytes, the most read"))
+            return
         self.chunks.append(body)
         self.buffered += len(body)
         if self.buffered > HIGH_WATER and self.transport is not None:
             self.transport.pause_reading()
         self._wake()
 
+    def discard(self) -> None:
+        """Drop the rest of the body unread (not inflated either): only its end is still wanted."""
+        self._decoder = None
+        self._flush_owed = False
+        if self.backlog:
+            self.backlog.clear()
+            if self.transport is not None and not self.closed:
+                self.transport.resume_reading()
+
+    def _refuse(self, error: TransportError) -> None:
+        """Stop reading this answer: drop what is buffered, fail the reader, close the connection."""
+        self.chunks.clear()
+        self.backlog.clear()
+        self.buffered = 0
+        self._fail(error)
+        self.close()
+
     def on_message_complete(self) -> None:
         if self._interim:
             self._interim = False
             return
+        if self.error is not None:
+            return  # refused: never complete, never reused
         if self._decoder is not None:
-            rest = self._decoder.flush()
-            if rest:
-                self.chunks.append(rest)
+            if self.backlog:
+                self._flush_owed = True  # the last steps are still to be inflated
+            else:
+                rest = self._decoder.flush()
+                if rest:
+                    self._take_in(rest)
         self.complete = True
         self.keep_alive = self.parser.should_keep_alive()
         self._wake()
@@ -264,7 +345,7 @@ class _Connection(asyncio.Protocol):
         chunk = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
         chunks.clear()
         self.buffered = 0
-        if self.transport is not None and not self.closed:
+        if self.transport is not None and not self.closed and not self.backlog:
             self.transport.resume_reading()
         return chunk
 
@@ -295,6 +376,11 @@ class Response:
             if connection.chunks:
                 yield connection.take()
                 continue
+            if connection.backlog:
+                # Whatever the reader does with the pieces, other requests get a turn between steps.
+                await asyncio.sleep(0)
+                connection.inflate_step()
+                continue
             if connection.complete:
                 return
             await connection.wait(self._read_timeout, timeout)
@@ -302,10 +388,16 @@ class Response:
     async def read(self) -> bytes:
         return b"".join([chunk async for chunk in self.iter_chunks()])
 
+    @property
+    def failure(self) -> TransportError | None:
+        """Why the body stopped before its end, once it has (e.g. ``BodyTooLarge``)."""
+        return self._connection.error
+
     async def finish(self, seconds: float) -> None:
         """Read what is left for at most ``seconds``, ignoring it, so the connection can be reused."""
         connection = self._connection
         give_up = ReadTimeout("gave up waiting for the end of the response")
+        connection.discard()
         try:
             while not connection.complete:
                 connection.chunks.clear()
@@ -343,8 +435,15 @@ class _Route:
 
 
 class Pool:
-    def __init__(self, *, connect_timeout: float, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        connect_timeout: float,
+        ssl_context: ssl.SSLContext | None = None,
+        max_body: int = MAX_BODY,
+    ) -> None:
         self.connect_timeout = connect_timeout
+        self._max_body = max_body
         self._ssl = ssl_context
         self._idle: dict[tuple[str, str, int, str | None], list[_Connection]] = {}
         self._keys: dict[int, tuple[str, str, int, str | None]] = {}
@@ -424,7 +523,7 @@ class Pool:
     async def _connect(self, route: _Route) -> _Connection:
         loop = asyncio.get_running_loop()
         hop = route.proxy or route.target
-        connection = _Connection(loop)
+        connection = _Connection(loop, self._max_body)
         try:
             async with asyncio.timeout(self.connect_timeout):
                 tls = hop.scheme == "https"

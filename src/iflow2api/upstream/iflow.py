@@ -36,6 +36,7 @@ from iflow2api.errors import (
     UpstreamRateLimited,
     UpstreamRejected,
 )
+from iflow2api.redact import redact
 from iflow2api.upstream.signing import USER_AGENT, sign
 
 # ---------------------------------------------------------------------------------------------
@@ -348,8 +349,9 @@ def _trace(trace_id: str | None) -> str:
 
 
 def _said(code: str | None, msg: str) -> str:
-    """How the upstream's own words appear in a message: `` (iFlow 434: the text)``."""
-    parts = [part for part in (f"iFlow {code}" if code else "", msg) if part]
+    """How the upstream's own words appear in a message: `` (iFlow 434: the text)``, anything
+    shaped like a key masked (an upstream may quote the one it was sent)."""
+    parts = [part for part in (f"iFlow {code}" if code else "", redact(msg)) if part]
     return f" ({': '.join(parts)})" if parts else ""
 
 
@@ -453,7 +455,7 @@ def business_error(payload: object, *, available_models: Sequence[str]) -> Gatew
     if isinstance(upstream, dict | str) and upstream:
         # An OpenAI-style error object where a completion should be.
         message = upstream.get("message") if isinstance(upstream, dict) else upstream
-        return UpstreamError(f"iFlow reported an error: {message or upstream}.")
+        return UpstreamError(f"iFlow reported an error: {redact(str(message or upstream))}.")
     return None
 
 
@@ -510,7 +512,7 @@ def _http_error(
             if isinstance(error, RateLimited) and retry_after is not None:
                 error.retry_after = retry_after
             return error
-    text = _upstream_text(payload, body)
+    text = redact(_upstream_text(payload, body))
     said = f" (HTTP {status}: {text}){suffix}" if text else f" (HTTP {status}){suffix}"
     if status in (511, 413):
         return _too_long(said)

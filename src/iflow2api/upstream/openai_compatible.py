@@ -21,6 +21,7 @@ from iflow2api.errors import (
     UpstreamError,
     UpstreamRateLimited,
 )
+from iflow2api.redact import redact
 
 
 def build_headers(api_key: str) -> dict[str, str]:
@@ -69,8 +70,10 @@ def http_error(
 
 def _http_error(status: int, body: bytes, retry_after: float | None, prefix: str | None) -> GatewayError:
     error = _upstream_error(body)
-    message = str(error.get("message") or body[:300].decode("utf-8", "replace") or f"HTTP {status}")
-    code = error.get("code") if isinstance(error.get("code"), str) else None
+    # Masked: an upstream may quote back the key it was sent ("Incorrect API key provided: ...").
+    message = redact(str(error.get("message") or body[:300].decode("utf-8", "replace") or f"HTTP {status}"))
+    code = redact(error["code"]) if isinstance(error.get("code"), str) else None
+    param = redact(error["param"]) if isinstance(error.get("param"), str) else error.get("param")
     prefix = f"Upstream answered {status}: " if prefix is None else prefix
     if status == 401:
         return UpstreamAuthError(prefix + message + " Check the apiKey in the iFlow settings.")
@@ -86,14 +89,15 @@ def _http_error(status: int, body: bytes, retry_after: float | None, prefix: str
     if status == 404:
         return UpstreamError(prefix + message + " Check baseUrl in the iFlow settings.")
     if 400 <= status < 500:
-        return InvalidRequest(prefix + message, code=code, param=error.get("param"), status=status)
+        return InvalidRequest(prefix + message, code=code, param=param, status=status)
     return UpstreamError(prefix + message)
 
 
 def business_error(payload: object) -> GatewayError | None:
     """An error object where a completion should be (some servers answer 200 with one)."""
     if isinstance(payload, dict) and isinstance(payload.get("error"), dict | str):
-        return UpstreamError("Upstream error: " + str(_upstream_error(orjson.dumps(payload)).get("message")))
+        message = str(_upstream_error(orjson.dumps(payload)).get("message"))
+        return UpstreamError("Upstream error: " + redact(message))
     return None
 
 

@@ -30,7 +30,8 @@ class Outgoing:
 class Speaker(Protocol):
     def prepare(self, account: Account, request: dict[str, Any]) -> Outgoing: ...
 
-    def business_error(self, payload: object) -> GatewayError | None: ...
+    def business_error(self, payload: object) -> GatewayError | None:
+        """The error a 200 answer or stream chunk stands for, if it is one."""
 
     def http_error(
         self, status: int, body: bytes, trace_id: str | None, retry_after: float | None
@@ -48,6 +49,14 @@ def uuid4() -> str:
 
 def iflow_model_ids() -> list[str]:
     return [model.id for model in catalogue.IFLOW_MODELS if not model.hidden]
+
+
+def _openai_style_error(payload: object) -> GatewayError | None:
+    """An OpenAI-style error object sent with a 200 (a whole answer or a stream chunk), classified
+    like the HTTP error it would have been: a rate limit is a rate limit, whoever the upstream."""
+    if isinstance(payload, dict) and "choices" not in payload and payload.get("error"):
+        return openai_compatible.in_band_error(payload)
+    return None
 
 
 class IflowSpeaker:
@@ -68,7 +77,7 @@ class IflowSpeaker:
         )
 
     def business_error(self, payload: object) -> GatewayError | None:
-        return iflow.business_error(payload, available_models=self._models)
+        return _openai_style_error(payload) or iflow.business_error(payload, available_models=self._models)
 
     def http_error(
         self, status: int, body: bytes, trace_id: str | None, retry_after: float | None
@@ -91,7 +100,7 @@ class OpenAICompatibleSpeaker:
         )
 
     def business_error(self, payload: object) -> GatewayError | None:
-        return openai_compatible.business_error(payload)
+        return _openai_style_error(payload) or openai_compatible.business_error(payload)
 
     def http_error(
         self, status: int, body: bytes, trace_id: str | None, retry_after: float | None
