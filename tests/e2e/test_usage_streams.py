@@ -397,6 +397,7 @@ def test_an_error_after_content_ends_a_chat_stream_with_an_error_event(
     assert caught.value.code == "rate_limit_exceeded"
     assert asked(two_keys) == ["first"]  # content had gone out: no second attempt
     assert recent_rows(fresh_pool)[0]["error"] == "rate_limit_exceeded"
+    assert account_states(fresh_pool)["iFlow CLI settings"] == "cooling"  # the failure counted
 
 
 def test_an_error_after_content_ends_a_messages_stream_with_an_error_event(
@@ -412,6 +413,8 @@ def test_an_error_after_content_ends_a_messages_stream_with_an_error_event(
         seen.extend(events.text_stream)
     assert seen == ["Hel"]
     assert asked(two_keys) == ["first"]
+    assert recent_rows(fresh_pool)[0]["error"] == "rate_limit_exceeded"
+    assert account_states(fresh_pool)["iFlow CLI settings"] == "cooling"
 
 
 def test_an_error_after_content_ends_a_responses_stream_with_an_error_event(
@@ -427,6 +430,8 @@ def test_an_error_after_content_ends_a_responses_stream_with_an_error_event(
     error = events[-2]
     assert error.type == "error" and "Rate limit reached" in error.message
     assert asked(two_keys) == ["first"]
+    assert recent_rows(fresh_pool)[0]["error"] == "rate_limit_exceeded"
+    assert account_states(fresh_pool)["iFlow CLI settings"] == "cooling"
 
 
 # -- wrongly typed choices -------------------------------------------------------------------------

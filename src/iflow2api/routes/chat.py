@@ -44,7 +44,8 @@ class ChatSink(Protocol):
     async def stream(self, chunks: AsyncIterator[dict[str, Any]]) -> None:
         """Consume the chunks; the first one is pulled before anything is sent, so errors before
         it still become real HTTP errors. Errors after it arrive as ``GatewayError`` raised by the
-        iterator, for the sink to report in its own dialect."""
+        iterator, for the sink to report in its own dialect and then raise again (the attempt
+        failed, and its account must hear of it)."""
 
 
 JSONDict = dict[str, Any]
@@ -247,6 +248,9 @@ async def serve(gateway: Gateway, scope: Scope, request: dict[str, Any], relay: 
             await _complete(gateway, member.account, request, relay)
         except GatewayError as error:
             if call.content_sent:
+                # Part of the answer is out, so nothing is retried; but the upstream failed all the
+                # same, and its account is told so (a rate limit mid-stream is still a rate limit).
+                pool.failed(member, error)
                 raise
             last = error
             if isinstance(error, ModelNotFound) and pool.serves(member, model) is not True:

@@ -42,7 +42,9 @@ class AnthropicSink:
                 await send_frames(self._send, translator.feed(chunk), more=True)
             tail = translator.finish()
         except GatewayError as error:
-            tail = translator.error(error)
+            # Reported in the stream; raised on so the attempt counts as failed, not served.
+            await send_frames(self._send, translator.error(error), more=False)
+            raise
         await send_frames(self._send, tail, more=False)
 
 

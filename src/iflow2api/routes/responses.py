@@ -130,7 +130,9 @@ class ResponsesSink:
             # The translator's own record, so the history uses the call ids the client saw.
             self._remember(translator.completion())
         except GatewayError as error:
-            tail = translator.error(error)
+            # Reported in the stream; raised on so the attempt counts as failed, not served.
+            await send_frames(self._send, translator.error(error), more=False)
+            raise
         await send_frames(self._send, tail, more=False)
 
 
