@@ -45,7 +45,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from iflow2api.dialects import openai_chat
-from iflow2api.dialects.checks import TypeTable, check_types
+from iflow2api.dialects.checks import TypeTable, check_model_length, check_types, load_object
 from iflow2api.errors import ContextTooLong, GatewayError, InvalidRequest, RateLimited
 
 #: ``reasoning.effort`` values the SDK knows; the iFlow speaker maps each one.
@@ -100,15 +100,11 @@ def parse_request(body: bytes) -> dict[str, Any]:
 
     Raises ``InvalidRequest`` naming the offending parameter (``input[2].call_id``).
     """
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise InvalidRequest("The request body is not valid JSON.") from None
-    if not isinstance(payload, dict):
-        raise InvalidRequest("The request body must be a JSON object.")
+    payload = load_object(body)
     model = payload.get("model")
     _ensure(model is not None, "model", "you must provide a model parameter", "missing_required_parameter")
     _ensure(isinstance(model, str) and bool(model.strip()), "model", "'model' must be a non-empty string.")
+    check_model_length(str(model))
     _check_input(payload.get("input"))
     check_types(payload, _TYPED)
     limit = payload.get("max_output_tokens")
