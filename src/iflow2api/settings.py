@@ -172,6 +172,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("queue_size", "64", _non_negative_int, "Requests that may wait per account; beyond it: 429."),
     Setting("queue_timeout", "300", _positive_float, "Seconds a request may wait in the queue before a 429."),
     Setting("max_body_bytes", str(32 * 1024 * 1024), _non_negative_int, "Largest request body; larger: 413."),
+    Setting(
+        "request_read_timeout",
+        "60",
+        _positive_float,
+        "Seconds a client may take to send a request's headers, and may go silent while sending its "
+        "body; then it gets a 408 (or, before its headers are in, the connection is closed).",
+    ),
     Setting("connect_timeout", "10", _positive_float, "Seconds to connect to the upstream."),
     Setting(
         "first_byte_timeout",
@@ -288,6 +295,7 @@ class Settings:
     queue_size: int
     queue_timeout: float
     max_body_bytes: int
+    request_read_timeout: float
     connect_timeout: float
     first_byte_timeout: float
     stream_idle_timeout: float
