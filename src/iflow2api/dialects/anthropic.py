@@ -49,6 +49,7 @@ from iflow2api.dialects.checks import (
     is_json_type,
     load_object,
     one_of,
+    shown,
 )
 from iflow2api.errors import GatewayError, InvalidRequest, UpstreamError
 
@@ -188,7 +189,7 @@ def _check_block(block: object, param: str, allowed: frozenset[str]) -> None:
         _fail(f"'{param}' must be a content block object with a 'type'.", param, "invalid_type")
     kind = block["type"]
     if kind not in allowed:
-        _fail(f"'{param}': a '{kind}' block is not supported here by this gateway.", f"{param}.type")
+        _fail(f"'{param}': a {shown(kind)} block is not supported here by this gateway.", f"{param}.type")
     if kind == "text":
         _need_str(block, "text", param)
     elif kind == "thinking":
@@ -244,7 +245,7 @@ def _check_tool(tool: object, param: str) -> None:
         _fail(f"'{param}.name' must be a non-empty string.", f"{param}.name", "invalid_type")
     if tool.get("type") not in (None, "custom"):
         _fail(
-            f"'{param}' is Anthropic's server tool {tool['type']}, which this gateway cannot provide.",
+            f"'{param}' is Anthropic's server tool {shown(tool['type'])}, which this gateway cannot provide.",
             f"{param}.type",
         )
     if not isinstance(tool.get("input_schema"), dict):

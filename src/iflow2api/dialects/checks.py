@@ -91,6 +91,20 @@ def check_model_length(model: str) -> None:
         )
 
 
+def shown(value: object, limit: int = 60) -> str:
+    """A client's value as an error message (and so the log) may quote it: in JSON, cut short.
+
+    >>> shown("web_search"), shown("x" * 100, limit=4), shown([1, 2])
+    ('"web_search"', '"xx…', 'an array')
+    """
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    text = orjson.dumps(value[: limit + 1]).decode() if isinstance(value, str) else str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def one_of(value: object, allowed: frozenset[str]) -> bool:
     """``value in allowed`` for any JSON value: a list or object is simply not one of them."""
     return isinstance(value, str) and value in allowed

@@ -45,7 +45,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from iflow2api.dialects import openai_chat
-from iflow2api.dialects.checks import TypeTable, check_model_length, check_types, load_object
+from iflow2api.dialects.checks import TypeTable, check_model_length, check_types, load_object, shown
 from iflow2api.errors import ContextTooLong, GatewayError, InvalidRequest, RateLimited
 
 #: ``reasoning.effort`` values the SDK knows; the iFlow speaker maps each one.
@@ -122,7 +122,7 @@ def parse_request(body: bytes) -> dict[str, Any]:
     _ensure(effort is None or effort in EFFORTS, "reasoning.effort", message, "invalid_value")
     _check_text_format(_dict(payload.get("text")).get("format"))
     for key, value in _dict(payload.get("metadata")).items():
-        _ensure(isinstance(value, str), f"metadata.{key}", "Metadata values must be strings.")
+        _ensure(isinstance(value, str), f"metadata.{key[:64]}", "Metadata values must be strings.")
     return payload
 
 
@@ -157,7 +157,7 @@ def _check_input(items: object) -> None:
                 _ensure(isinstance(item.get(name) or [], list), where, f"'{where}' must be an array.")
         else:
             message = (
-                f"Input items of type {kind!r} are not supported; this gateway takes message, "
+                f"Input items of type {shown(kind)} are not supported; this gateway takes message, "
                 "function_call, function_call_output and reasoning items."
             )
             _ensure(False, f"{param}.type", message, "invalid_value")
@@ -188,7 +188,7 @@ def _check_content(content: object, param: str, *, media: bool) -> None:
             _ensure(bool(_string(part.get("file_data"))), f"{where}.file_data", message, "invalid_value")
         else:
             place = "here" if media else "a message of this role, which takes text only"
-            message = f"Content parts of type {kind!r} are not supported in {place}."
+            message = f"Content parts of type {shown(kind)} are not supported in {place}."
             _ensure(False, f"{where}.type", message, "invalid_value")
 
 
