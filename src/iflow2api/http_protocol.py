@@ -1,4 +1,4 @@
-"""uvicorn's HTTP protocol (httptools), with a deadline for a request's headers.
+"""uvicorn's HTTP protocol (httptools), with a deadline and a size limit for a request's headers.
 
 uvicorn times out only an idle kept-alive connection between requests. A connection that sends
 nothing, or a request line and some headers and then nothing, is kept open for good; enough of
@@ -6,6 +6,9 @@ them and the gateway runs out of file descriptors. Here each request's headers m
 ``request_read_timeout`` seconds of the connection opening or of the request's first byte.
 The body has its own deadline, in the ASGI layer (``asgi.ReadDeadline``), where it can be answered
 in the route's error shape.
+
+Nor does uvicorn bound the headers' size with httptools (only with h11): megabytes of headers
+would be collected and handed to the gateway. Here they end at ``MAX_HEAD_BYTES`` with a 431.
 """
 
 from __future__ import annotations
@@ -14,6 +17,13 @@ import asyncio
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+#: The most a request line and its headers may take (nginx allows 32 KiB, Node.js 16 KiB).
+MAX_HEAD_BYTES = 64 * 1024
+
+_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"content-length: 35\r\nconnection: close\r\n\r\nThe request headers are too large.\n"
+)
 _TIMED_OUT = (
     b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
     b"content-length: 35\r\nconnection: close\r\n\r\nThe request headers took too long.\n"
@@ -26,6 +36,8 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
     _header_timer: asyncio.TimerHandle | None = None
     #: Whether some of a request has come, not yet all its headers (a 408 then, not a silent close).
     _begun = False
+    #: Bytes received since the request began, while its headers are not all in.
+    _head_bytes = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -35,9 +47,20 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         self._disarm()
         super().connection_lost(exc)
 
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._begun:
+            # Counted after parsing: a read that completed the headers (and may carry body) is not.
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing():
+                self._disarm()
+                self.transport.write(_TOO_LARGE)
+                self.transport.close()
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._begun = True
+        self._head_bytes = 0
         self._arm()  # on a kept-alive connection: the next request's headers start now
 
     def on_headers_complete(self) -> None:
