@@ -317,3 +317,9 @@ def test_known_hostile_bodies(client: httpx.Client, route: str, body: bytes, sta
     assert response.status_code == status, response.text[:500]
     if status >= 400:
         assert_dialect_error(response, BODIES[route][1])
+
+
+def test_a_long_model_id_in_the_path_is_a_short_404(client: httpx.Client) -> None:
+    response = client.get("/v1/models/" + "m" * 50_000)
+    assert response.status_code == 404
+    assert len(response.json()["error"]["message"]) < 1_000
