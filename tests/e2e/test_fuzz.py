@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from iflow2api.app import POST, ROUTES
-from tests.conftest import GatewayProcess
+from tests.conftest import GatewayProcess, iflow_settings, write_settings
+from tests.fake_iflow import FakeIflow
 
 SCHEMA = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
 ANTHROPIC_MESSAGES: list[Any] = [
@@ -77,7 +78,6 @@ CHAT: dict[str, Any] = {
     "max_tokens": 16,
     "stop": ["STOP"],
     "stream": False,
-    "stream_options": {"include_usage": True},
     "reasoning_effort": "low",
 }
 RESPONSES: dict[str, Any] = {
@@ -248,10 +248,30 @@ def test_every_post_route_is_fuzzed() -> None:
     assert client_routes == set(BODIES)
 
 
-@pytest.fixture(scope="module")
-def client(gateway_process: GatewayProcess) -> Iterator[httpx.Client]:
+@pytest.fixture(scope="module", params=["iflow", "openai-compatible"])
+def client(
+    request: pytest.FixtureRequest,
+    gateway_process: GatewayProcess,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[httpx.Client]:
+    """A client of a gateway in each upstream mode (their request preparation differs)."""
+    if request.param == "iflow":
+        yield from _client_of(gateway_process)
+        return
+    with FakeIflow(mode="openai", models=["glm-4.7"]) as plain:
+        home = tmp_path_factory.mktemp("fuzz-home")
+        write_settings(home, {**iflow_settings(plain), "selectedAuthType": "openai-compatible"})
+        process = GatewayProcess(home, tmp_path_factory.mktemp("fuzz-data"))
+        try:
+            process.wait_for_health()
+            yield from _client_of(process)
+        finally:
+            process.stop()
+
+
+def _client_of(process: GatewayProcess) -> Iterator[httpx.Client]:
     # A few seconds is the promise; a gateway stuck on a body makes this raise ReadTimeout.
-    with httpx.Client(base_url=gateway_process.url, timeout=10) as http:
+    with httpx.Client(base_url=process.url, timeout=10) as http:
         yield http
 
 
