@@ -48,6 +48,10 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self.cycle is None or self.cycle.response_complete:
+            # Between requests (uvicorn has just stopped its keep-alive timer): whatever comes
+            # must become a request in time, even bytes that start none, such as blank lines.
+            self._arm()
         super().data_received(data)
         if self._begun:
             # Counted after parsing: a read that completed the headers (and may carry body) is not.

@@ -203,3 +203,27 @@ def test_headers_beyond_the_limit_are_refused(impatient: GatewayProcess, request
 def test_headers_within_the_limit_are_served(impatient: GatewayProcess) -> None:
     headers = {"x-big": "a" * 40_000, "cookie": "c=" + "b" * 10_000}
     assert httpx.get(impatient.url + "/health", headers=headers, timeout=CLIENT_TIMEOUT).status_code == 200
+
+
+def test_line_breaks_between_requests_do_not_hold_a_connection(impatient: GatewayProcess) -> None:
+    """HTTP lets blank lines come before a request; they start no request, and no deadline but ours."""
+    import time
+
+    sock = connect(impatient)
+    sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    first = b""
+    while b"\r\n\r\n" not in first or len(first.partition(b"\r\n\r\n")[2]) < content_length(first):
+        first += sock.recv(65536)
+    sock.settimeout(0.3)
+    closed = False
+    give_up = time.monotonic() + 10  # uvicorn's own keep-alive deadline (5 s) restarts on every byte
+    with sock:
+        while not closed and time.monotonic() < give_up:
+            try:
+                sock.sendall(b"\r\n")
+                closed = sock.recv(65536) == b""
+            except TimeoutError:
+                continue
+            except (ConnectionResetError, BrokenPipeError):
+                closed = True
+    assert closed
