@@ -54,11 +54,13 @@ def test_load_object_takes_the_deepest_allowed_body() -> None:
 
 def test_too_deep_counts_objects_and_arrays() -> None:
     value: Any = "leaf"
-    for level in range(300):
+    for level in range(254):
         value = [value] if level % 2 else {"k": value}
-    assert too_deep(value, 300) is False
-    assert too_deep(value, 299) is True
+    assert too_deep(value, 254) is False
+    assert too_deep(value, 253) is True
+    assert too_deep([value], 254) is True
     assert too_deep("scalar", 0) is False
+    assert too_deep([], 0) is True
 
 
 @pytest.mark.parametrize(("parse", "valid"), PARSERS)

@@ -24,6 +24,7 @@ TypeTable = Mapping[str, tuple[type | tuple[type, ...], str]]
 #: sits a few levels deeper than the client's (a tool's ``input_schema`` becomes
 #: ``tools[i].function.parameters``); no real request comes near this.
 MAX_DEPTH = 200
+_ORJSON_MAX_DEPTH = 254
 #: The longest model name accepted. The name is matched against alias globs, model families and
 #: key patterns, and shown in logs and errors: a client must not make that work unbounded. Real
 #: model names are well under 100 characters.
@@ -59,26 +60,20 @@ def _too_deep() -> InvalidRequest:
 
 
 def too_deep(value: object, limit: int) -> bool:
-    """Whether ``value`` nests arrays and objects more than ``limit`` levels deep.
+    """Whether ``value`` nests arrays and objects more than ``limit`` (at most 254) levels deep.
 
-    Level by level rather than recursively: no recursion limit, and each level is one
-    comprehension (about as fast as parsing the JSON was).
+    orjson writes at most 254 levels, so it is asked to write ``value`` inside ``254 - limit``
+    more: in C, about ten times faster than walking the value in Python, and without recursion.
 
     >>> too_deep({"a": [1, {"b": 2}]}, 3), too_deep({"a": [1, {"b": 2}]}, 2)
     (False, True)
     """
-    level: list[Any] = [value] if isinstance(value, dict | list) else []
-    depth = 0
-    while level:
-        depth += 1
-        if depth > limit:
-            return True
-        level = [
-            item
-            for container in level
-            for item in (container.values() if isinstance(container, dict) else container)
-            if isinstance(item, dict | list)
-        ]
+    for _ in range(_ORJSON_MAX_DEPTH - limit):
+        value = [value]
+    try:
+        orjson.dumps(value)
+    except orjson.JSONEncodeError:  # the only thing it cannot write of what orjson.loads returns
+        return True
     return False
 
 
