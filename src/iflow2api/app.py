@@ -18,6 +18,7 @@ from iflow2api import admin, clientkeys, logs
 from iflow2api.addresses import is_loopback, is_loopback_host
 from iflow2api.asgi import (
     CORS_HEADERS,
+    ReadDeadline,
     Receive,
     Scope,
     Send,
@@ -331,6 +332,7 @@ class Gateway:
             return
         call = Call(send)
         path: str = scope["path"]
+        receive = ReadDeadline(receive, self.settings.request_read_timeout)
         try:
             await self._dispatch(scope, receive, call, path)
         except ClientGone:

@@ -1,4 +1,4 @@
-"""The little ASGI we need, written out: reading a bounded body, sending JSON, sending errors.
+"""The little ASGI we need, written out: reading a bounded body in time, sending JSON, sending errors.
 
 The gateway runs as a raw ASGI app rather than on a framework's request/response objects: measured
 here, that framework layer alone cost about a fifth of the non-streaming throughput.
@@ -6,13 +6,14 @@ here, that framework layer alone cost about a fifth of the non-streaming through
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import orjson
 
 from iflow2api.disconnects import ClientGone
-from iflow2api.errors import GatewayError, PayloadTooLarge
+from iflow2api.errors import GatewayError, PayloadTooLarge, RequestTimeout
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -67,6 +68,41 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
             chunks.append(chunk)
         if not message.get("more_body"):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class ReadDeadline:
+    """``receive`` with a deadline on each wait for more of the request body.
+
+    uvicorn waits for a body as long as the client likes; a client that stops sending (a
+    Content-Length it never reaches, a chunked body that never ends) would hold its connection
+    and its task forever. Once the body is complete, calls pass straight through: waiting for
+    the client to leave, while an answer streams, has no deadline.
+    """
+
+    __slots__ = ("_done", "_receive", "_seconds")
+
+    def __init__(self, receive: Receive, seconds: float) -> None:
+        self._receive = receive
+        self._seconds = seconds
+        self._done = False
+
+    async def __call__(self) -> Message:
+        if self._done:
+            return await self._receive()
+        try:
+            async with asyncio.timeout(self._seconds):
+                message = await self._receive()
+        except TimeoutError:
+            self._done = True
+            raise RequestTimeout(
+                f"The request body stalled: nothing more came for {self._seconds:g} seconds "
+                "(setting request_read_timeout).",
+                # The rest of the body may still come; the connection cannot serve another request.
+                headers=[(b"connection", b"close")],
+            ) from None
+        if message["type"] != "http.request" or not message.get("more_body"):
+            self._done = True
+        return message
 
 
 def _too_large(limit: int) -> PayloadTooLarge:

@@ -102,6 +102,7 @@ def serve(no_browser: bool, **flags: Any) -> None:
 
     from iflow2api import logs
     from iflow2api.app import create_app
+    from iflow2api.http_protocol import with_header_deadline
 
     settings = _settings({**flags, "open_browser": "false" if no_browser else flags.get("open_browser")})
     stored_keys, new_password = asyncio.run(_prepare_state(settings))
@@ -120,7 +121,8 @@ def serve(no_browser: bool, **flags: Any) -> None:
     config = uvicorn.Config(
         app,
         loop="auto",
-        http="httptools",
+        # httptools, plus a deadline for a request's headers, which uvicorn does not have.
+        http=with_header_deadline(settings.request_read_timeout),
         lifespan="on",
         log_config=None,
         access_log=False,

@@ -8,7 +8,8 @@ a lookup table of its own::
     ├── InvalidRequest                    400 invalid_request_error
     │   ├── LoginFailed                   400 (the OAuth code or state was refused)
     │   ├── ContextTooLong                400 context_length_exceeded
-    │   └── PayloadTooLarge               413
+    │   ├── PayloadTooLarge               413
+    │   └── RequestTimeout                408 (the client stalled while sending its body)
     ├── NotLoggedIn                       401 (no iFlow credentials on disk)
     ├── UpstreamAuthError                 401 (key invalid or expired, iFlow 434 / 439)
     ├── AccountBlocked                    403 (iFlow 434/438 "AK blocked")
@@ -93,6 +94,11 @@ class ContextTooLong(InvalidRequest):
 class PayloadTooLarge(InvalidRequest):
     status = 413
     code = "request_too_large"
+
+
+class RequestTimeout(InvalidRequest):
+    status = 408
+    code = "request_timeout"
 
 
 class NotLoggedIn(GatewayError):

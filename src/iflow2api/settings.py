@@ -186,6 +186,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Most bytes read of one upstream answer, decoded (gzip inflated), streamed or not; beyond: 502. "
         "One line of an event stream is capped at 16 MiB, or at this if smaller.",
     ),
+    Setting(
+        "request_read_timeout",
+        "60",
+        _positive_float,
+        "Seconds a client may take to send a request's headers, and may go silent while sending its "
+        "body; then it gets a 408 (or, before its headers are in, the connection is closed).",
+    ),
     Setting("connect_timeout", "10", _positive_float, "Seconds to connect to the upstream."),
     Setting(
         "first_byte_timeout",
@@ -311,6 +318,7 @@ class Settings:
     max_body_bytes: int
     responses_store_max_bytes: int
     max_upstream_body: int
+    request_read_timeout: float
     connect_timeout: float
     first_byte_timeout: float
     stream_idle_timeout: float

@@ -43,7 +43,15 @@ from typing import Any, Final, NoReturn
 
 import orjson
 
-from iflow2api.dialects.checks import TypeTable, check_types, is_json_type
+from iflow2api.dialects.checks import (
+    TypeTable,
+    check_model_length,
+    check_types,
+    is_json_type,
+    load_object,
+    one_of,
+    shown,
+)
 from iflow2api.errors import GatewayError, InvalidRequest, UpstreamError
 from iflow2api.redact import redact
 
@@ -124,17 +132,17 @@ def parse_request(body: bytes) -> dict[str, Any]:
     Raises ``InvalidRequest`` naming the offending parameter. Fields not named here (``cache_control``,
     ``service_tier``, ``container``, ...) are accepted and ignored.
     """
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise InvalidRequest("The request body is not valid JSON.") from None
-    if not isinstance(payload, dict):
-        raise InvalidRequest("The request body must be a JSON object.")
+    return check_request(load_object(body))
+
+
+def check_request(payload: dict[str, Any]) -> dict[str, Any]:
+    """``payload``, a parsed Messages request, if ``parse_request`` would accept it."""
     for name in ("model", "max_tokens", "messages"):
         if payload.get(name) is None:
             _fail(f"'{name}' is required.", name, "missing_required_parameter")
     if not isinstance(payload["model"], str) or not payload["model"].strip():
         _fail("'model' must be a non-empty string.", "model", "invalid_type")
+    check_model_length(payload["model"])
     if not is_json_type(payload["max_tokens"], int):
         _fail("'max_tokens' must be an integer.", "max_tokens", "invalid_type")
     if payload["max_tokens"] < 1:
@@ -183,7 +191,7 @@ def _check_block(block: object, param: str, allowed: frozenset[str]) -> None:
         _fail(f"'{param}' must be a content block object with a 'type'.", param, "invalid_type")
     kind = block["type"]
     if kind not in allowed:
-        _fail(f"'{param}': a '{kind}' block is not supported here by this gateway.", f"{param}.type")
+        _fail(f"'{param}': a {shown(kind)} block is not supported here by this gateway.", f"{param}.type")
     if kind == "text":
         _need_str(block, "text", param)
     elif kind == "thinking":
@@ -239,7 +247,7 @@ def _check_tool(tool: object, param: str) -> None:
         _fail(f"'{param}.name' must be a non-empty string.", f"{param}.name", "invalid_type")
     if tool.get("type") not in (None, "custom"):
         _fail(
-            f"'{param}' is Anthropic's server tool {tool['type']}, which this gateway cannot provide.",
+            f"'{param}' is Anthropic's server tool {shown(tool['type'])}, which this gateway cannot provide.",
             f"{param}.type",
         )
     if not isinstance(tool.get("input_schema"), dict):
@@ -251,13 +259,13 @@ def _check_tool(tool: object, param: str) -> None:
 def _check_options(payload: dict[str, Any]) -> None:
     choice = payload.get("tool_choice")
     if choice is not None:
-        if choice.get("type") not in _TOOL_CHOICES:
+        if not one_of(choice.get("type"), _TOOL_CHOICES):
             _fail("'tool_choice.type' must be one of auto, any, tool, none.", "tool_choice.type")
         if choice["type"] == "tool" and not isinstance(choice.get("name"), str):
             _fail("'tool_choice.name' must be a string.", "tool_choice.name", "invalid_type")
     thinking = payload.get("thinking")
     if thinking is not None:
-        if thinking.get("type") not in _THINKING:
+        if not one_of(thinking.get("type"), _THINKING):
             _fail(f"'thinking.type' must be one of {', '.join(sorted(_THINKING))}.", "thinking.type")
         if thinking["type"] == "enabled" and not is_json_type(thinking.get("budget_tokens"), int):
             _fail("'thinking.budget_tokens' must be an integer.", "thinking.budget_tokens", "invalid_type")
@@ -265,7 +273,7 @@ def _check_options(payload: dict[str, Any]) -> None:
     if user_id is not None and not isinstance(user_id, str):
         _fail("'metadata.user_id' must be a string.", "metadata.user_id", "invalid_type")
     effort = (payload.get("output_config") or {}).get("effort")
-    if effort is not None and effort not in _EFFORTS:
+    if effort is not None and not one_of(effort, _EFFORTS):
         _fail(f"'output_config.effort' must be one of {', '.join(sorted(_EFFORTS))}.", "output_config.effort")
 
 

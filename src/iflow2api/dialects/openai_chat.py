@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from iflow2api.dialects.checks import TypeTable, check_types
+from iflow2api.dialects.checks import TypeTable, check_model_length, check_types, load_object, one_of
 from iflow2api.errors import GatewayError, InvalidRequest, UpstreamError
 from iflow2api.redact import redact
 from iflow2api.sse import DONE, DONE_FRAME, frame
@@ -38,12 +38,7 @@ def parse_request(body: bytes) -> dict[str, Any]:
 
     Raises ``InvalidRequest`` naming the offending parameter.
     """
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise InvalidRequest("The request body is not valid JSON.") from None
-    if not isinstance(payload, dict):
-        raise InvalidRequest("The request body must be a JSON object.")
+    payload = load_object(body)
     model = payload.get("model")
     if model is None:
         raise InvalidRequest(
@@ -51,6 +46,7 @@ def parse_request(body: bytes) -> dict[str, Any]:
         )
     if not isinstance(model, str) or not model.strip():
         raise InvalidRequest("'model' must be a non-empty string.", param="model", code="invalid_type")
+    check_model_length(model)
     messages = payload.get("messages")
     if messages is None:
         raise InvalidRequest(
@@ -69,7 +65,7 @@ def parse_request(body: bytes) -> dict[str, Any]:
         if not isinstance(message, dict):
             raise InvalidRequest(f"'{param}' must be an object.", param=param, code="invalid_type")
         role = message.get("role")
-        if role not in _ROLES:
+        if not one_of(role, _ROLES):
             raise InvalidRequest(
                 f"'{param}.role' must be one of {', '.join(sorted(_ROLES))}.",
                 param=f"{param}.role",

@@ -45,7 +45,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from iflow2api.dialects import openai_chat
-from iflow2api.dialects.checks import TypeTable, check_types
+from iflow2api.dialects.checks import TypeTable, check_model_length, check_types, load_object, shown
 from iflow2api.errors import ContextTooLong, GatewayError, InvalidRequest, RateLimited
 from iflow2api.redact import redact
 
@@ -101,15 +101,11 @@ def parse_request(body: bytes) -> dict[str, Any]:
 
     Raises ``InvalidRequest`` naming the offending parameter (``input[2].call_id``).
     """
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise InvalidRequest("The request body is not valid JSON.") from None
-    if not isinstance(payload, dict):
-        raise InvalidRequest("The request body must be a JSON object.")
+    payload = load_object(body)
     model = payload.get("model")
     _ensure(model is not None, "model", "you must provide a model parameter", "missing_required_parameter")
     _ensure(isinstance(model, str) and bool(model.strip()), "model", "'model' must be a non-empty string.")
+    check_model_length(str(model))
     _check_input(payload.get("input"))
     check_types(payload, _TYPED)
     limit = payload.get("max_output_tokens")
@@ -127,7 +123,7 @@ def parse_request(body: bytes) -> dict[str, Any]:
     _ensure(effort is None or effort in EFFORTS, "reasoning.effort", message, "invalid_value")
     _check_text_format(_dict(payload.get("text")).get("format"))
     for key, value in _dict(payload.get("metadata")).items():
-        _ensure(isinstance(value, str), f"metadata.{key}", "Metadata values must be strings.")
+        _ensure(isinstance(value, str), f"metadata.{key[:64]}", "Metadata values must be strings.")
     return payload
 
 
@@ -162,7 +158,7 @@ def _check_input(items: object) -> None:
                 _ensure(isinstance(item.get(name) or [], list), where, f"'{where}' must be an array.")
         else:
             message = (
-                f"Input items of type {kind!r} are not supported; this gateway takes message, "
+                f"Input items of type {shown(kind)} are not supported; this gateway takes message, "
                 "function_call, function_call_output and reasoning items."
             )
             _ensure(False, f"{param}.type", message, "invalid_value")
@@ -193,7 +189,7 @@ def _check_content(content: object, param: str, *, media: bool) -> None:
             _ensure(bool(_string(part.get("file_data"))), f"{where}.file_data", message, "invalid_value")
         else:
             place = "here" if media else "a message of this role, which takes text only"
-            message = f"Content parts of type {kind!r} are not supported in {place}."
+            message = f"Content parts of type {shown(kind)} are not supported in {place}."
             _ensure(False, f"{where}.type", message, "invalid_value")
 
 

@@ -15,6 +15,7 @@ import orjson
 from iflow2api.asgi import JSON, SSE_HEADERS, Scope, Send, send_bytes, send_frames
 from iflow2api.calls import Call
 from iflow2api.dialects import anthropic
+from iflow2api.dialects.checks import load_object
 from iflow2api.dialects.token_count import counter_for, estimate_chat_tokens
 from iflow2api.errors import GatewayError
 from iflow2api.routes.chat import exchange
@@ -85,10 +86,9 @@ async def messages(gateway: Gateway, scope: Scope, body: bytes, call: Call) -> N
 
 async def count_tokens(gateway: Gateway, body: bytes, send: Send) -> None:
     """``POST /v1/messages/count_tokens``: an estimate (see ``dialects.token_count``)."""
-    payload = orjson.loads(body) if body else {}
-    if isinstance(payload, dict):
-        payload.setdefault("max_tokens", 1)  # count_tokens requests carry none
-    request = anthropic.parse_request(orjson.dumps(payload))
+    payload = load_object(body)
+    payload.setdefault("max_tokens", 1)  # count_tokens requests carry none
+    request = anthropic.check_request(payload)
     model = model_for(gateway, request["model"])
     chat = anthropic.to_chat_request(request, model=model)
     # Loading a tokenizer and counting a long prompt take a while: off the event loop.

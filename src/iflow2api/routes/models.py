@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from iflow2api import catalogue
 from iflow2api.asgi import Send, send_json
+from iflow2api.dialects.checks import shown
 from iflow2api.errors import ModelNotFound
 from iflow2api.upstream.models import describe
 
@@ -71,4 +72,6 @@ async def retrieve_model(gateway: Gateway, model_id: str, send: Send) -> None:
             await send_json(send, 200, entry)
             return
     ids = tuple(entry["id"] for entry in objects)
-    raise ModelNotFound(f"The model '{model_id}' does not exist. Available: {describe(ids)}.", param="model")
+    raise ModelNotFound(
+        f"The model {shown(model_id)} does not exist. Available: {describe(ids)}.", param="model"
+    )

@@ -194,9 +194,11 @@ _FAMILIES: Final[tuple[_Family, ...]] = (
     _Family(re.compile(r"glm-", re.I), _template_kwargs(True)),
     _Family(re.compile(r"^claude-3\.5-sonnet", re.I), _claude_35_sonnet),
     _Family(re.compile(r"claude|haiku|sonnet|opus", re.I), _template_kwargs(True)),
-    _Family(re.compile(r".*reasoning.*", re.I), _flag("reasoning")),
+    # The CLI writes ".*reasoning.*" and ".*thinking.*": a search finds the same names without
+    # the leading ".*", which makes it scan a long name quadratically.
+    _Family(re.compile(r"reasoning", re.I), _flag("reasoning")),
     _Family(re.compile(r"^kimi-k2\.5", re.I), _thinking_type("enabled"), _thinking_type("disabled")),
-    _Family(re.compile(r".*thinking.*", re.I), _flag("thinking_mode")),
+    _Family(re.compile(r"thinking", re.I), _flag("thinking_mode")),
     # Marked "no thinking": the main chat path then adds nothing, on or off. (Only the CLI's
     # helper calls rewrite such bodies; see §3.3 row 11.)
     _Family(re.compile(r"qwen.*4b", re.I), None),
