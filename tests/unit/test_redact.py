@@ -12,6 +12,7 @@ from iflow2api.dialects import anthropic, openai_chat, responses
 from iflow2api.errors import GatewayError, UpstreamAuthError
 from iflow2api.redact import redact
 from iflow2api.upstream import iflow, openai_compatible
+from iflow2api.upstream.speakers import OpenAICompatibleSpeaker
 
 SK_KEY = "sk-4f1c9a0b7e2d4c6a8b1e3f5a7c9d0e2f"
 ODD_KEY = "AKIAzq9mV7xR2pL4tN8wK3jH6"  # an account secret no pattern recognises
@@ -104,9 +105,10 @@ def test_renderers_mask_key_shaped_text(render: Any) -> None:
 
 
 def test_an_error_event_mid_stream_is_masked_before_it_is_passed_on() -> None:
-    relay = openai_chat.StreamRelay(include_usage=False, classify=lambda payload: None)
+    relay = openai_chat.StreamRelay(include_usage=False, classify=OpenAICompatibleSpeaker().business_error)
     relay.feed(b'{"choices": [{"index": 0, "delta": {"content": "hi"}}]}')
-    shown = b"".join(relay.feed(upstream_401(QUOTED)))
+    relay.feed(upstream_401(QUOTED))
+    shown = b"".join(relay.finish())  # the error event that ends the stream
     assert b"Incorrect API key provided" in shown
     assert SK_KEY.encode() not in shown
 
