@@ -283,6 +283,23 @@ def test_one_sse_line_beyond_the_cap_is_a_502(start_gateway: Any, upstream: Host
     still_serves(gateway, upstream)
 
 
+def stream_past_first_event(gateway: GatewayProcess, upstream: HostileUpstream) -> str:
+    """A chat stream's whole text; the upstream is let go on once the client has its first event
+    ("Hel"), so what it does next happens to a stream that has started."""
+    with httpx.stream(
+        "POST",
+        gateway.url + "/v1/chat/completions",
+        json={"model": "glm-4.7", "messages": MESSAGES, "stream": True},
+        timeout=30,
+    ) as response:
+        assert response.status_code == 200
+        pieces = response.iter_bytes()
+        text = next(pieces).decode()
+        assert "Hel" in text
+        upstream.go_on()
+        return text + b"".join(pieces).decode()
+
+
 def test_one_sse_line_beyond_the_cap_after_content_ends_the_stream_with_an_error_event(
     start_gateway: Any, upstream: HostileUpstream
 ) -> None:
@@ -298,18 +315,7 @@ def test_one_sse_line_beyond_the_cap_after_content_ends_the_stream_with_an_error
 
     upstream.answer = answer
     gateway: GatewayProcess = start_gateway(settings_for(upstream))
-    with httpx.stream(
-        "POST",
-        gateway.url + "/v1/chat/completions",
-        json={"model": "glm-4.7", "messages": MESSAGES, "stream": True},
-        timeout=30,
-    ) as response:
-        assert response.status_code == 200
-        pieces = response.iter_bytes()
-        text = next(pieces).decode()
-        assert "Hel" in text
-        upstream.go_on()
-        text += b"".join(pieces).decode()
+    text = stream_past_first_event(gateway, upstream)
     assert "upstream_response_too_large" in text
     assert text.endswith("data: [DONE]\n\n")
     still_serves(gateway, upstream)
@@ -407,18 +413,7 @@ def test_a_key_quoted_in_an_error_inside_a_started_stream_is_not_passed_on(
 
     upstream.answer = answer
     gateway: GatewayProcess = start_gateway(settings_for(upstream, ODD_KEY))
-    with httpx.stream(
-        "POST",
-        gateway.url + "/v1/chat/completions",
-        json={"model": "glm-4.7", "messages": MESSAGES, "stream": True},
-        timeout=30,
-    ) as response:
-        assert response.status_code == 200
-        pieces = response.iter_bytes()
-        text = next(pieces).decode()
-        assert "Hel" in text
-        upstream.go_on()
-        text += b"".join(pieces).decode()
+    text = stream_past_first_event(gateway, upstream)
     assert "Incorrect API key provided" in text  # the error event, after content
     assert ODD_KEY not in text and ODD_KEY[6:] not in text
     assert ODD_KEY not in gateway.log()
