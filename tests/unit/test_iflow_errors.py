@@ -21,6 +21,7 @@ from iflow2api.errors import (
     UpstreamRejected,
 )
 from iflow2api.upstream.iflow import business_error, http_error
+from iflow2api.upstream.speakers import IflowSpeaker
 
 MODELS = ["glm-4.7", "glm-5", "kimi-k2.5"]
 BLOCKED = "Access to the current AK has been blocked due to unauthorized requests"
@@ -133,6 +134,36 @@ BUSINESS: list[tuple[str, dict[str, Any], type[GatewayError], str, str]] = [
         UpstreamError,
         "upstream_error",
         "status 406",
+    ),
+    # iFlow's own code decides, even when the object also carries an error field.
+    (
+        "434 with an error field",
+        {"status": "434", "msg": "AK has been blocked", "error": "Forbidden"},
+        AccountBlocked,
+        "account_blocked",
+        "blocked",
+    ),
+    (
+        "439 with an error object",
+        {"status": "439", "msg": "Your API Token has expired", "error": {"message": "expired"}},
+        UpstreamAuthError,
+        "api_key_expired",
+        "expired",
+    ),
+    (
+        "449 with an error field",
+        {"status": "449", "msg": "busy", "error": "busy"},
+        UpstreamConcurrencyLimited,
+        "concurrency_limit_exceeded",
+        "one request at a time",
+    ),
+    # An OpenAI-style rate limit inside a 200 is a rate limit, for the pool to cool the account.
+    (
+        "an OpenAI rate-limit object",
+        {"error": {"message": "slow down", "code": "rate_limit_exceeded"}},
+        UpstreamRateLimited,
+        "rate_limit_exceeded",
+        "slow down",
     ),
 ]
 
@@ -321,3 +352,14 @@ def test_retry_hints(status: int, raw: bytes, given: float | None, expected: flo
 def test_long_bodies_are_cut() -> None:
     error = http_error(500, b"x" * 5000, None, available_models=MODELS)
     assert len(error.message) < 500
+
+
+@pytest.mark.parametrize(
+    ("payload", "cls", "code", "text"), [r[1:] for r in BUSINESS], ids=[r[0] for r in BUSINESS]
+)
+def test_the_iflow_speaker_reads_answers_the_same_way(
+    payload: dict[str, Any], cls: type[GatewayError], code: str, text: str
+) -> None:
+    error = IflowSpeaker(thinking_default=False).business_error(payload)
+    assert type(error) is cls
+    assert error.code == code

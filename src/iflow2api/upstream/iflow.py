@@ -37,6 +37,7 @@ from iflow2api.errors import (
     UpstreamRejected,
 )
 from iflow2api.redact import redact
+from iflow2api.upstream import openai_compatible
 from iflow2api.upstream.signing import USER_AGENT, sign
 
 # ---------------------------------------------------------------------------------------------
@@ -455,7 +456,12 @@ def business_error(payload: object, *, available_models: Sequence[str]) -> Gatew
             )
     upstream = payload.get("error")
     if isinstance(upstream, dict | str) and upstream:
-        # An OpenAI-style error object where a completion should be.
+        # An OpenAI-style error object where a completion should be. A rate limit or a refused key
+        # is what it says, so the pool can act on it; anything else (iFlow's 406 body, "status
+        # 406" as an invalid_request_error, among them) is the upstream failing, as before.
+        classified = openai_compatible.in_band_error(payload)
+        if isinstance(classified, RateLimited | UpstreamAuthError | AccountBlocked):
+            return classified
         message = upstream.get("message") if isinstance(upstream, dict) else upstream
         return UpstreamError(f"iFlow reported an error: {redact(str(message or upstream))}.")
     return None

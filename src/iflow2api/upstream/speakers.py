@@ -77,7 +77,8 @@ class IflowSpeaker:
         )
 
     def business_error(self, payload: object) -> GatewayError | None:
-        return _openai_style_error(payload) or iflow.business_error(payload, available_models=self._models)
+        # iFlow's own codes first: its table knows blocked, expired and busy accounts.
+        return iflow.business_error(payload, available_models=self._models)
 
     def http_error(
         self, status: int, body: bytes, trace_id: str | None, retry_after: float | None
