@@ -46,6 +46,20 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """
     # The longest first, so a secret that holds another is not left half there.
     for secret in sorted(set(secrets), key=len, reverse=True):
-        if len(secret) >= MIN_SECRET and secret in text:
-            text = text.replace(secret, "[redacted]")
+        if len(secret) >= MIN_SECRET:
+            text = _without(text, secret)
     return _SECRET.sub(_replace, text)
+
+
+def _without(text: str, secret: str) -> str:
+    """``text`` without ``secret``, nor the start of it that a cut short quote may have kept.
+
+    >>> _without("body: 'key=AKIAZXCVBNMA'", "AKIAZXCVBNMASDFGHJKL")
+    "body: 'key=[redacted]'"
+    """
+    text = text.replace(secret, "[redacted]")
+    # Upstream text is quoted cut to a few hundred characters, and the cut may fall inside a key.
+    for end in range(len(secret) - 1, MIN_SECRET - 1, -1):
+        if secret[:end] in text:
+            text = text.replace(secret[:end], "[redacted]")
+    return text
