@@ -78,10 +78,15 @@ def too_deep(value: object, limit: int) -> bool:
 
 
 def check_model_length(model: str) -> None:
-    if len(model) > MAX_MODEL_LENGTH:
+    check_length(model, "model")
+
+
+def check_length(value: str, param: str, limit: int = MAX_MODEL_LENGTH) -> None:
+    """A name or id the gateway looks up, matches or logs: bounded, so none of that can stall it."""
+    if len(value) > limit:
         raise InvalidRequest(
-            f"'model' must be at most {MAX_MODEL_LENGTH} characters.",
-            param="model",
+            f"'{param}' must be at most {limit} characters.",
+            param=param,
             code="string_above_max_length",
         )
 

@@ -45,7 +45,14 @@ from typing import Any, NamedTuple
 import orjson
 
 from iflow2api.dialects import openai_chat
-from iflow2api.dialects.checks import TypeTable, check_model_length, check_types, load_object, shown
+from iflow2api.dialects.checks import (
+    TypeTable,
+    check_length,
+    check_model_length,
+    check_types,
+    load_object,
+    shown,
+)
 from iflow2api.errors import ContextTooLong, GatewayError, InvalidRequest, RateLimited
 from iflow2api.redact import redact
 
@@ -108,6 +115,9 @@ def parse_request(body: bytes) -> dict[str, Any]:
     check_model_length(str(model))
     _check_input(payload.get("input"))
     check_types(payload, _TYPED)
+    previous = payload.get("previous_response_id")
+    if isinstance(previous, str):
+        check_length(previous, "previous_response_id")
     limit = payload.get("max_output_tokens")
     _ensure(
         limit is None or limit >= 1,
