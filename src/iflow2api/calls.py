@@ -47,6 +47,7 @@ class Call:
         "kind",
         "late_error",
         "model",
+        "on_content",
         "prompt_tokens",
         "reasoning_tokens",
         "same_origin_only",
@@ -82,6 +83,8 @@ class Call:
         #: Whether the token counts are our own: the upstream reported no usage.
         self.estimated = False
         self.late_error: Callable[[GatewayError], bytes] | None = None
+        #: Called once, when the first content goes out (the failover loop tells the pool then).
+        self.on_content: Callable[[], None] | None = None
         self._pinger: asyncio.Task[None] | None = None
         #: Made with the pinger (see ``keep_alive``): pings and real sends never interleave.
         self._sending: asyncio.Lock
@@ -111,6 +114,8 @@ class Call:
                 if self._pinger is not None:
                     self._pinger.cancel()
                     self._pinger = None
+                if self.on_content is not None:
+                    self.on_content()
             if not message.get("more_body"):
                 self.finished = True
         await self._send(message)

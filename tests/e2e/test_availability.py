@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import GatewayProcess, iflow_settings
-from tests.fake_iflow import DEFAULT_KEY, BusinessError, FakeIflow, HttpError
+from tests.fake_iflow import DEFAULT_KEY, BusinessError, FakeIflow, HttpError, Stream
 
 CHAT = {"model": "glm-4.7", "messages": [{"role": "user", "content": "hi"}]}
 MESSAGES = {"model": "glm-4.7", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
@@ -228,3 +228,37 @@ def test_a_pool_of_two_keeps_failing_over_and_steering(
         assert chat(gateway).status_code == 200
     keys = [r.headers["authorization"].removeprefix("Bearer ") for r in fake2.received if r.rejected is None]
     assert keys == [DEFAULT_KEY, SECOND_KEY, SECOND_KEY, SECOND_KEY, SECOND_KEY]
+
+
+def test_a_probe_frees_the_account_at_its_first_content_not_at_its_end(start_gateway: Any) -> None:
+    """An openai-compatible account takes many requests at once: while a probe after a failure
+    streams a long answer, the others need not wait for its end (nor for the rest's)."""
+    with FakeIflow(mode="openai", models=["gpt-x"]) as upstream:
+        gateway: GatewayProcess = start_gateway(
+            {
+                "selectedAuthType": "openai-compatible",
+                "baseUrl": upstream.base_url,
+                "apiKey": DEFAULT_KEY,
+                "modelName": "gpt-x",
+            },
+            {"IFLOW2API_ERROR_COOLDOWN": "30"},
+        )
+        upstream.enqueue(HttpError(500))
+        assert chat(gateway, model="gpt-x").status_code == 502
+        # The probe: its first piece at once, the rest after a long pause.
+        upstream.enqueue(Stream.of_text(["Hel", "lo"], model="gpt-x", delay=6))
+        with httpx.stream(
+            "POST",
+            gateway.url + "/v1/chat/completions",
+            json={**CHAT, "model": "gpt-x", "stream": True},
+            timeout=30,
+        ) as probe:
+            pieces = probe.iter_text()  # kept: a dropped iterator closes the stream
+            assert "Hel" in next(pieces)
+            # Had the probe kept the account until its end (6 s on), this would time out.
+            other = httpx.post(
+                gateway.url + "/v1/chat/completions", json={**CHAT, "model": "gpt-x"}, timeout=4
+            )
+            assert other.status_code == 200, other.text
+            assert account_state(gateway)["in_flight"] == 1  # the probe was still streaming
+        assert account_state(gateway)["state"] == "ok"

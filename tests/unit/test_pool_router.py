@@ -407,6 +407,22 @@ def test_a_probes_success_ends_the_rest_and_its_growth_and_wakes_the_line() -> N
     run(main())
 
 
+def test_a_probes_first_content_ends_the_rest_while_its_answer_still_streams() -> None:
+    async def main() -> None:
+        a = member("a", limit=None)  # openai-compatible: many requests at once
+        pool = make_pool([a])
+        pool.failed(a, UpstreamError("HTTP 500"))
+        probe = await pool.acquire(MODEL)
+        waiters = [asyncio.create_task(pool.acquire(MODEL)) for _ in range(5)]
+        await settle()
+        assert pool.waiting == 5  # one probe at a time, even with room for more
+        pool.answered(probe, START)  # its first content is out; the stream goes on
+        got = await asyncio.wait_for(asyncio.gather(*waiters), 1)
+        assert all(m is a for m in got) and a.health.state == "ok" and a.in_flight == 6
+
+    run(main())
+
+
 def test_a_probes_failure_starts_the_next_rest_and_hands_the_next_probe_to_the_line() -> None:
     async def main() -> None:
         a = member("a")

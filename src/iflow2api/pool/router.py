@@ -356,6 +356,18 @@ class Pool:
         if (health.strikes or health.state != "ok") and health.state != "quarantined":
             self._set_health(member, AccountHealth(since=self._clock()))
 
+    def answered(self, member: Member, started: float | None = None) -> None:
+        """The upstream's answer to a request begun at ``started`` has started reaching the
+        client: a rest ends now, not when the answer is whole, so a probe that streams for a
+        minute does not keep the line waiting that long. ``succeeded`` still follows at the end."""
+        member = self._current(member)
+        member.probing = False
+        health = member.health
+        if started is not None and health.since > started:
+            return
+        if health.state == "cooling":
+            self._set_health(member, AccountHealth(since=self._clock()))
+
     def failed(self, member: Member, error: GatewayError) -> Verdict:
         """Record what ``error`` means for ``member``; returns the verdict for the request."""
         member = self._current(member)

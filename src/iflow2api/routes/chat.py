@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
@@ -244,6 +245,7 @@ async def serve(gateway: Gateway, scope: Scope, request: dict[str, Any], relay: 
             raise _final(pool, model, last) from None
         call.attempts += 1
         call.account = member.label
+        call.on_content = functools.partial(pool.answered, member, started)
         try:
             await _complete(gateway, member.account, request, relay)
         except GatewayError as error:
@@ -278,6 +280,7 @@ async def serve(gateway: Gateway, scope: Scope, request: dict[str, Any], relay: 
             pool.succeeded(member, started)
             return
         finally:
+            call.on_content = None
             pool.release(member)
     assert last is not None
     raise _final(pool, model, last)
