@@ -297,6 +297,13 @@ SETTINGS: tuple[Setting, ...] = (
         _non_negative_float,
         "Days usage records are kept; 0 keeps them forever.",
     ),
+    Setting(
+        "shutdown_grace",
+        "10",
+        _non_negative_float,
+        "Seconds a stop (SIGTERM, Ctrl+C) lets open requests finish; those still open then end "
+        "with a 503 gateway_shutting_down (an error event, in a stream). A second signal ends them at once.",
+    ),
 )
 
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -338,6 +345,7 @@ class Settings:
     keepalive_interval: float
     record_usage: bool
     usage_retention_days: float
+    shutdown_grace: float
     #: Upstream accounts from the config file's ``[[accounts]]`` tables (read-only elsewhere).
     accounts: tuple[AccountRecord, ...] = ()
 
