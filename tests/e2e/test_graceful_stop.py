@@ -181,7 +181,7 @@ def test_a_second_sigterm_ends_the_open_streams_at_once(start_gateway: Any, fake
         while ": ping" not in seen:
             seen += next(chunks)
         gateway.process.terminate()
-        # The stream goes on during the grace (the default, 10 s): pings keep coming.
+        # The stream goes on during the grace (the default, 8 s): pings keep coming.
         after_signal = ""
         while after_signal.count(": ping") < 2:
             after_signal += next(chunks)
