@@ -7,6 +7,7 @@ because clients differ on whether the base URL includes it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import urllib.parse
@@ -37,7 +38,7 @@ from iflow2api.calls import Call, Dialect
 from iflow2api.clientkeys import KeyRing
 from iflow2api.dialects import anthropic
 from iflow2api.dialects.openai_chat import error_body
-from iflow2api.disconnects import ClientGone, DisconnectWatch
+from iflow2api.disconnects import ClientGone, DisconnectWatch, shutting_down
 from iflow2api.errors import (
     Forbidden,
     GatewayError,
@@ -265,6 +266,7 @@ class Gateway:
         self.assets = web.load_assets()
         self.started_at = time.time()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._stops = 0
 
     # -- what the routes ask of the gateway -------------------------------------------------------
 
@@ -365,6 +367,9 @@ class Gateway:
         if route is None:
             raise RouteNotFound(f"There is no {path} here. See /v1/models and /v1/chat/completions.")
         call.dialect = route.dialect
+        if self.disconnects.draining:
+            # A stop has begun (a request on a kept-alive connection, racing the signal).
+            raise shutting_down()
         if not self.needs_keys() and path != "/health" and not _from_loopback(scope):
             # Another ASGI server may listen more widely than the host setting says (0.0.0.0).
             raise Forbidden(
@@ -495,12 +500,20 @@ class Gateway:
                 return
 
     def stop_soon(self) -> None:
-        """A stop was asked for (SIGTERM, Ctrl+C): end the open requests now, each with an error.
+        """A stop was asked for (SIGTERM, Ctrl+C): drain, or end everything now if asked again.
 
-        Callable from a signal handler. Servers wait for open requests before they stop; without
-        this, a stream on a silent upstream would hold the stop up and then be cut off.
+        The first call refuses new requests and lets the open ones finish for ``shutdown_grace``
+        seconds; those still open then end with an error in their dialect (an error event, in a
+        stream). A second call ends them at once. Callable from a signal handler: it only sets a
+        count and hands the work to the loop. Without this, a stream on a silent upstream would
+        hold the stop up until the server's own timeout, and then be cut off without a word.
         """
-        if self._loop is not None:
+        if self._loop is None:
+            return  # not started: nothing open
+        self._stops += 1
+        if self._stops == 1:
+            self._loop.call_soon_threadsafe(self.disconnects.drain, self.settings.shutdown_grace)
+        else:
             self._loop.call_soon_threadsafe(self.disconnects.shut_down)
 
     async def _start(self) -> None:
@@ -579,10 +592,18 @@ class LazyApp:
         await self._gateway(scope, receive, send)
 
 
+@functools.cache
+def _the_app() -> LazyApp:
+    return LazyApp()
+
+
 def __getattr__(name: str) -> LazyApp:
-    # ``app`` is made when it is asked for, so that importing the module stays free of work.
+    # ``app`` is made when it is asked for, so that importing the module stays free of work; and
+    # made once: each LazyApp builds its own gateway, and two on the same state files would each
+    # keep their own pool, keys and usage. This cache is the one module-level state, because a
+    # server imports ``iflow2api.app:app`` by name and cannot be handed an object we built.
     if name == "app":
-        return LazyApp()
+        return _the_app()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

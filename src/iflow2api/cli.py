@@ -7,6 +7,7 @@ config file can never disagree on names. No logic lives here beyond turning flag
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import socket
 import sys
@@ -129,7 +130,9 @@ def serve(no_browser: bool, **flags: Any) -> None:
         server_header=False,
         # The gateway does not trust X-Forwarded-* headers; it never acts on the client's address.
         proxy_headers=False,
-        timeout_graceful_shutdown=5,
+        # uvicorn's hard cancel comes a moment after our grace, so that the requests still open
+        # when the grace is over (ended by ``Gateway.stop_soon``) can write their error events.
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace) + 1,
     )
     where = (
         f"{account.kind} at {account.base_url}" if account else "no credentials yet (see `iflow2api status`)"
@@ -153,12 +156,24 @@ def serve(no_browser: bool, **flags: Any) -> None:
 
 def _server(config: uvicorn.Config, gateway: Gateway) -> uvicorn.Server:
     """uvicorn's server, telling the gateway at once when a stop is asked for (see
-    ``Gateway.stop_soon``). Made here so that uvicorn is imported only by ``serve``."""
+    ``Gateway.stop_soon``). Made here so that uvicorn is imported only by ``serve``.
+
+    The first signal is uvicorn's graceful stop (no new connections, idle ones closed, the open
+    ones waited for) and starts the gateway's grace. The second ends the open requests at once,
+    each with its error; uvicorn's own answer to a second Ctrl+C (give up waiting and exit) would
+    cut them off unwritten, so it is kept for a third.
+    """
     import uvicorn
 
     class Server(uvicorn.Server):
+        signals = 0
+
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-            super().handle_exit(sig, frame)
+            self.signals += 1
+            if self.signals == 1:
+                super().handle_exit(sig, frame)
+            elif self.signals > 2:
+                self.force_exit = True
             gateway.stop_soon()
 
     return Server(config)

@@ -297,6 +297,14 @@ SETTINGS: tuple[Setting, ...] = (
         _non_negative_float,
         "Days usage records are kept; 0 keeps them forever.",
     ),
+    Setting(
+        "shutdown_grace",
+        # Fits inside `docker stop`'s 10 s (with uvicorn's extra second), so the error events go out.
+        "8",
+        _non_negative_float,
+        "Seconds a stop (SIGTERM, Ctrl+C) lets open requests finish; those still open then end "
+        "with a 503 gateway_shutting_down (an error event, in a stream). A second signal ends them at once.",
+    ),
 )
 
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -338,6 +346,7 @@ class Settings:
     keepalive_interval: float
     record_usage: bool
     usage_retention_days: float
+    shutdown_grace: float
     #: Upstream accounts from the config file's ``[[accounts]]`` tables (read-only elsewhere).
     accounts: tuple[AccountRecord, ...] = ()
 

@@ -177,3 +177,12 @@ def test_without_keys_only_this_machine_is_served_on_a_wide_address(
     refused = httpx.get(f"http://{outside}:{server.port}/v1/models", timeout=10)
     assert refused.status_code == 403
     assert "iflow2api keys create" in refused.json()["error"]["message"]
+
+
+def test_the_app_is_one_object_however_often_it_is_imported() -> None:
+    # Two gateways on the same state files would each hold their own pool, keys and usage.
+    import iflow2api.app as module
+    from iflow2api.app import app
+
+    assert module.app is app
+    assert module.app is module.app
