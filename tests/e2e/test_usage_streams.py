@@ -477,3 +477,35 @@ def test_a_whole_completion_on_a_stream_keeps_openais_usage_shape(
     assert payloads[-1] == "[DONE]"
     assert payloads[-2]["choices"] == [] and payloads[-2]["usage"] == DEFAULT_USAGE
     assert payloads[-3]["choices"][0]["finish_reason"] == "stop" and payloads[-3]["usage"] is None
+
+
+LATE_FAILURES = {
+    "error-chunk": LATE_FAILURE,
+    "connection-cut": Stream([chunk_with({"role": "assistant", "content": "Hel"}), ROLE_ONLY], cut_after=1),
+}
+
+
+def failure_shown(gateway: GatewayProcess, dialect: str) -> str:
+    """Stream one answer in ``dialect`` that fails after content; the error the client was shown."""
+    if dialect == "responses":
+        sdk = openai.OpenAI(base_url=gateway.url + "/v1", api_key="x", max_retries=0)
+        events = list(sdk.responses.create(model="glm-4.7", input="hi", stream=True))
+        return next(e.message for e in events if e.type == "error")
+    with pytest.raises((openai.APIError, anthropic.APIStatusError)) as caught:
+        stream_text(gateway, dialect)
+    return str(caught.value)
+
+
+@pytest.mark.parametrize("failure", list(LATE_FAILURES), ids=list(LATE_FAILURES))
+@pytest.mark.parametrize("dialect", ["chat", "messages", "responses"])
+def test_a_stream_that_fails_after_content_still_counts_what_was_written(
+    fresh_pool: GatewayProcess, two_keys: FakeIflow, dialect: str, failure: str
+) -> None:
+    two_keys.enqueue_for(KEY_A, LATE_FAILURES[failure])
+    assert failure_shown(fresh_pool, dialect)
+    assert asked(two_keys) == ["first"]  # content had gone out: no second attempt
+    row = recent_rows(fresh_pool)[0]
+    assert row["error"] in ("rate_limit_exceeded", "upstream_error")
+    # No usage came from the upstream: the prompt and what was written ("Hel") are estimated.
+    assert row["estimated"] is True
+    assert row["prompt_tokens"] > 0 and row["completion_tokens"] > 0

@@ -16,8 +16,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from iflow2api.dialects import openai_chat
-
 from iflow2api.dialects.openai_chat import OutputText, StreamRelay
 from iflow2api.dialects.token_count import chunks_output
 from iflow2api.errors import GatewayError
@@ -63,7 +61,7 @@ def test_null_usage_chunks_are_forwarded_without_parsing(
     relay = StreamRelay(include_usage=include_usage, classify=never)
     relay.feed(chunk("Hi"))  # content: from here on chunks flow
     loads = CountingLoads()
-    monkeypatch.setattr(openai_chat.orjson, "loads", loads)
+    monkeypatch.setattr(orjson, "loads", loads)
     frames = [payload(f) for _ in range(100) for f in relay.feed(data)]
     assert loads.calls == 0
     assert len(frames) == 100
