@@ -502,9 +502,15 @@ def test_a_stream_that_fails_after_content_still_counts_what_was_written(
     fresh_pool: GatewayProcess, two_keys: FakeIflow, dialect: str, failure: str
 ) -> None:
     two_keys.enqueue_for(KEY_A, LATE_FAILURES[failure])
+    started = time.time()
     assert failure_shown(fresh_pool, dialect)
     assert asked(two_keys) == ["first"]  # content had gone out: no second attempt
-    row = recent_rows(fresh_pool)[0]
+    # The client may read the error event before the gateway has recorded the request.
+    deadline = time.monotonic() + 10
+    while not (rows := [r for r in recent_rows(fresh_pool) if r["at"] >= started]):
+        assert time.monotonic() < deadline, "the request was never recorded"
+        time.sleep(0.05)
+    (row,) = rows
     assert row["error"] in ("rate_limit_exceeded", "upstream_error")
     # No usage came from the upstream: the prompt and what was written ("Hel") are estimated.
     assert row["estimated"] is True
