@@ -55,6 +55,13 @@ def plain() -> Iterator[FakeIflow]:
         yield server
 
 
+@pytest.fixture(scope="module")
+def nulls() -> Iterator[FakeIflow]:
+    """OpenAI's own shape, asked for usage: ``"usage": null`` on every chunk but the last."""
+    with FakeIflow(mode="openai", models=[OPENAI_MODEL], null_usage=True) as server:
+        yield server
+
+
 def upstream_settings(kind: str, fake: FakeIflow) -> dict[str, Any]:
     if kind == "iflow":
         return iflow_settings(fake, KEY_A)
@@ -70,14 +77,22 @@ def model_of(kind: str) -> str:
     return "glm-4.7" if kind == "iflow" else OPENAI_MODEL
 
 
-@pytest.fixture(params=["iflow", "openai"])
+@pytest.fixture(params=["iflow", "openai", "openai-nulls"])
 def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
 @pytest.fixture
-def upstream(kind: str, two_keys: FakeIflow, plain: FakeIflow) -> FakeIflow:
-    fake = two_keys if kind == "iflow" else plain
+def upstream(kind: str, two_keys: FakeIflow, plain: FakeIflow, nulls: FakeIflow) -> FakeIflow:
+    fake = {"iflow": two_keys, "openai": plain, "openai-nulls": nulls}[kind]
+    fake.reset()
+    return fake
+
+
+@pytest.fixture(params=["openai", "openai-nulls"])
+def compatible(request: pytest.FixtureRequest, plain: FakeIflow, nulls: FakeIflow) -> FakeIflow:
+    """An OpenAI-compatible upstream, with and without ``"usage": null`` on its chunks."""
+    fake = plain if request.param == "openai" else nulls
     fake.reset()
     return fake
 
@@ -198,10 +213,9 @@ def test_an_upstream_without_usage_gives_an_estimated_row(
 
 
 @pytest.mark.parametrize("dialect", ["messages", "responses"])
-def test_other_dialects_get_the_estimate_too(start_gateway: Any, plain: FakeIflow, dialect: str) -> None:
-    plain.reset()
-    gateway: GatewayProcess = start_gateway(upstream_settings("openai", plain))
-    plain.enqueue(Completion(content="The answer is four, as it always was.", usage=None))
+def test_other_dialects_get_the_estimate_too(start_gateway: Any, compatible: FakeIflow, dialect: str) -> None:
+    gateway: GatewayProcess = start_gateway(upstream_settings("openai", compatible))
+    compatible.enqueue(Completion(content="The answer is four, as it always was.", usage=None))
     if dialect == "messages":
         claude = anthropic.Anthropic(base_url=gateway.url, api_key="x", max_retries=0)
         with claude.messages.stream(model=OPENAI_MODEL, max_tokens=50, messages=HI) as events:
@@ -223,14 +237,13 @@ def test_other_dialects_get_the_estimate_too(start_gateway: Any, plain: FakeIflo
 
 
 def test_an_estimated_stream_counts_against_the_key(
-    start_gateway: Any, plain: FakeIflow, tmp_path: Path
+    start_gateway: Any, compatible: FakeIflow, tmp_path: Path
 ) -> None:
-    plain.reset()
     home, data = tmp_path / "home", tmp_path / "data"
-    write_settings(home, upstream_settings("openai", plain))
+    write_settings(home, upstream_settings("openai", compatible))
     key = create_key(data, "small", "--tokens-per-day", "10")
     gateway: GatewayProcess = start_gateway(None, {"IFLOW_HOME": str(home), "IFLOW2API_DATA_DIR": str(data)})
-    plain.enqueue(
+    compatible.enqueue(
         Completion(content="A rather long answer that is surely more than ten tokens long.", usage=None)
     )
     sdk = openai.OpenAI(base_url=gateway.url + "/v1", api_key=key, max_retries=0)
@@ -477,3 +490,41 @@ def test_a_whole_completion_on_a_stream_keeps_openais_usage_shape(
     assert payloads[-1] == "[DONE]"
     assert payloads[-2]["choices"] == [] and payloads[-2]["usage"] == DEFAULT_USAGE
     assert payloads[-3]["choices"][0]["finish_reason"] == "stop" and payloads[-3]["usage"] is None
+
+
+LATE_FAILURES = {
+    "error-chunk": LATE_FAILURE,
+    "connection-cut": Stream([chunk_with({"role": "assistant", "content": "Hel"}), ROLE_ONLY], cut_after=1),
+}
+
+
+def failure_shown(gateway: GatewayProcess, dialect: str) -> str:
+    """Stream one answer in ``dialect`` that fails after content; the error the client was shown."""
+    if dialect == "responses":
+        sdk = openai.OpenAI(base_url=gateway.url + "/v1", api_key="x", max_retries=0)
+        events = list(sdk.responses.create(model="glm-4.7", input="hi", stream=True))
+        return next(e.message for e in events if e.type == "error")
+    with pytest.raises((openai.APIError, anthropic.APIStatusError)) as caught:
+        stream_text(gateway, dialect)
+    return str(caught.value)
+
+
+@pytest.mark.parametrize("failure", list(LATE_FAILURES), ids=list(LATE_FAILURES))
+@pytest.mark.parametrize("dialect", ["chat", "messages", "responses"])
+def test_a_stream_that_fails_after_content_still_counts_what_was_written(
+    fresh_pool: GatewayProcess, two_keys: FakeIflow, dialect: str, failure: str
+) -> None:
+    two_keys.enqueue_for(KEY_A, LATE_FAILURES[failure])
+    started = time.time()
+    assert failure_shown(fresh_pool, dialect)
+    assert asked(two_keys) == ["first"]  # content had gone out: no second attempt
+    # The client may read the error event before the gateway has recorded the request.
+    deadline = time.monotonic() + 10
+    while not (rows := [r for r in recent_rows(fresh_pool) if r["at"] >= started]):
+        assert time.monotonic() < deadline, "the request was never recorded"
+        time.sleep(0.05)
+    (row,) = rows
+    assert row["error"] in ("rate_limit_exceeded", "upstream_error")
+    # No usage came from the upstream: the prompt and what was written ("Hel") are estimated.
+    assert row["estimated"] is True
+    assert row["prompt_tokens"] > 0 and row["completion_tokens"] > 0

@@ -94,7 +94,8 @@ class ChatCompletionChunk(TypedDict):
     created: int
     model: str
     choices: list[ChunkChoice]
-    usage: NotRequired[dict[str, Any]]
+    # null on the other chunks when OpenAI was asked for usage (``null_usage``).
+    usage: NotRequired[dict[str, Any] | None]
 
 
 # --- reply types --------------------------------------------------------------------------------
@@ -252,12 +253,18 @@ def completion_body(completion: Completion, model: str) -> ChatCompletion:
 
 
 def completion_chunks(
-    completion: Completion, model: str, *, include_usage: bool, separate_usage: bool = False
+    completion: Completion,
+    model: str,
+    *,
+    include_usage: bool,
+    separate_usage: bool = False,
+    null_usage: bool = False,
 ) -> list[ChatCompletionChunk]:
     """The chunks of a streamed :class:`Completion`.
 
     ``separate_usage`` puts usage on an extra chunk with no choices, as OpenAI does; otherwise it
-    rides on the finish chunk, which §7.2 allows and which a gateway has to handle.
+    rides on the finish chunk, which §7.2 allows and which a gateway has to handle. ``null_usage``
+    gives every chunk without usage a ``"usage": null``, as OpenAI does when asked for usage.
     """
     builder = _ChunkBuilder(completion.model or model)
     reasoning = split_words(completion.reasoning or "")
@@ -278,6 +285,9 @@ def completion_chunks(
         chunks += [builder.finish(completion.finish_reason, None), builder.usage_only(usage)]
     else:
         chunks.append(builder.finish(completion.finish_reason, usage))
+    if null_usage:
+        for chunk in chunks:
+            chunk.setdefault("usage", None)
     return chunks
 
 

@@ -151,6 +151,9 @@ class FakeIflow:
     (435) and, when ``single_flight``, one request per key at a time (449). Requests that pass get
     the next enqueued reply, or a short default :class:`Completion`. Keys handed out by ``oauth``
     logins are accepted too; one retired by a refresh, once past its grace, gets a 439.
+
+    ``null_usage`` answers a stream that asked ``stream_options.include_usage`` the way OpenAI does:
+    ``"usage": null`` on every chunk but the one that carries the usage.
     """
 
     def __init__(
@@ -161,9 +164,11 @@ class FakeIflow:
         require_signature: bool = True,
         single_flight: bool = True,
         models: Sequence[str] | None = None,
+        null_usage: bool = False,
     ) -> None:
         self.api_keys = frozenset(api_keys)
         self.mode = mode
+        self.null_usage = null_usage
         self.require_signature = require_signature
         self.single_flight = single_flight and mode == "iflow"
         if mode == "iflow":
@@ -385,7 +390,13 @@ class FakeIflow:
                 include_usage = isinstance(options, dict) and options.get("include_usage") is True
                 # OpenAI puts usage on a chunk of its own; for iFlow it rides on the finish chunk.
                 separate = self.mode == "openai"
-                chunks = completion_chunks(reply, model, include_usage=include_usage, separate_usage=separate)
+                chunks = completion_chunks(
+                    reply,
+                    model,
+                    include_usage=include_usage,
+                    separate_usage=separate,
+                    null_usage=self.null_usage and include_usage,
+                )
                 return await self._stream(request, Stream(chunks), ticket)
             case Stream():
                 return await self._stream(request, reply, ticket)

@@ -606,6 +606,20 @@ def test_openai_mode_streams_usage_only_when_asked(plain: FakeIflow, http: httpx
     assert joined(with_usage, "content") == joined(without, "content") == "Hello from fake iFlow"
 
 
+def test_null_usage_mode_is_openais_shape(http: httpx.Client) -> None:
+    body = {"model": "deepseek-chat", "messages": MESSAGES, "stream": True}
+    with FakeIflow(mode="openai", null_usage=True) as upstream:
+        without = chunks_of(openai_post(http, upstream, body).text)
+        asked = chunks_of(
+            openai_post(http, upstream, body | {"stream_options": {"include_usage": True}}).text
+        )
+    assert all("usage" not in chunk for chunk in without)  # not asked: no usage field at all
+    *rest, last = asked
+    assert last["choices"] == [] and last["usage"]["total_tokens"] == 17
+    assert rest and all("usage" in chunk and chunk["usage"] is None for chunk in rest)
+    assert joined(asked, "content") == "Hello from fake iFlow"
+
+
 # --- lifecycle ----------------------------------------------------------------------------------
 
 

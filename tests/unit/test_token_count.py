@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from iflow2api.dialects.token_count import (
+    PER_MESSAGE,
     chunks_output,
     completion_output,
     counter_for,
@@ -79,3 +84,47 @@ def test_an_estimated_usage_counts_input_and_everything_the_model_wrote() -> Non
         "total_tokens": estimate_chat_tokens(chat, count) + count(written),
     }
     assert estimate_usage(chat, "")["completion_tokens"] == 0
+
+
+def per_character(text: str) -> int:
+    """The heuristic as first written: one token per wide character, four characters otherwise."""
+    wide = sum(
+        1
+        for char in text
+        if 0x2E80 <= ord(char) <= 0x9FFF
+        or 0xAC00 <= ord(char) <= 0xD7AF
+        or 0xF900 <= ord(char) <= 0xFAFF
+        or 0xFF00 <= ord(char) <= 0xFFEF
+        or 0x20000 <= ord(char) <= 0x2FFFF
+    )
+    return wide + math.ceil((len(text) - wide) / 4)
+
+
+EDGES = "".join(
+    chr(c) for c in (0x2E7F, 0x2E80, 0x9FFF, 0xA000, 0xABFF, 0xAC00, 0xD7AF, 0xD7B0, 0xF8FF, 0xF900)
+) + "".join(
+    chr(c) for c in (0xFAFF, 0xFB00, 0xFEFF, 0xFF00, 0xFFEF, 0xFFF0, 0x1FFFF, 0x20000, 0x2FFFF, 0x30000)
+)
+
+
+@given(st.text() | st.text(alphabet=EDGES + "ab 中"))
+def test_the_heuristic_counts_as_it_always_did(text: str) -> None:
+    assert estimate_text_tokens(text) == per_character(text)
+
+
+class NoWalking(str):
+    """A text that refuses to be walked character by character in Python."""
+
+    def __iter__(self) -> Iterator[str]:
+        raise AssertionError("walked character by character")
+
+
+@pytest.mark.parametrize("text", [*PROMPTS.values(), "", "中文" * 10])
+def test_the_heuristic_never_walks_the_text_in_python(text: str) -> None:
+    # A client leaving mid-stream is estimated on the event loop (no time for a thread): a 32 MiB
+    # prompt walked in Python blocked it for over a second.
+    assert estimate_text_tokens(NoWalking(text)) == per_character(text)
+    chat = {"model": "glm-4.7", "messages": [{"role": "user", "content": NoWalking(text)}]}
+    assert estimate_usage(chat, NoWalking(text), estimate_text_tokens)["prompt_tokens"] == (
+        PER_MESSAGE + per_character(text)
+    )

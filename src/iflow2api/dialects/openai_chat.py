@@ -5,6 +5,7 @@ Pure functions and small state machines over bytes and dicts; no I/O.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -214,6 +215,65 @@ def error_frame(error: GatewayError) -> bytes:
 
 _USAGE_CHUNK_FIELDS = ("id", "object", "created", "model", "system_fingerprint")
 
+# The shape of every chunk but the last from an OpenAI-compatible upstream asked for usage (and
+# the gateway always asks). Matched where ``"usage"`` was found: a search from the start would
+# cost more than the rest of the fast path.
+_NULL_USAGE = re.compile(rb'"usage"\s*+:\s*+null')
+
+
+# A text field of a chunk and its JSON string body, escapes and all: a key is always a quote, the
+# name and a quote, which a string's inside cannot be (its quotes are escaped), so only real keys
+# match. Possessive, to stay linear on a long or unterminated string.
+_TEXT_FIELD = re.compile(rb'"(?:content|reasoning_content|name|arguments)"\s*+:\s*+"((?:[^"\\]++|\\.)*+)"')
+
+
+class OutputText:
+    """What a stream's model has written so far, read from its raw chunks as they pass.
+
+    What ``token_count.chunks_output`` finds in the parsed chunks (text, reasoning, tool-call names and
+    arguments), without parsing them: the string bodies are kept still escaped, in one buffer, and
+    decoded only when an estimate asks. Memory grows with the text written, not with the chunks.
+
+    >>> output = OutputText()
+    >>> output.feed(b'{"choices":[{"index":0,"delta":{"reasoning_content":"Hm.","content":"Hi"}}]}')
+    >>> output.text()
+    'Hm.Hi'
+    """
+
+    __slots__ = ("_escaped",)
+
+    def __init__(self) -> None:
+        self._escaped = bytearray()
+
+    def feed(self, data: bytes) -> None:
+        for body in _TEXT_FIELD.findall(data):
+            self._escaped += body
+
+    def clear(self) -> None:
+        """Forget the text (the upstream's own usage has arrived: no estimate will be needed)."""
+        self._escaped = bytearray()
+
+    def text(self) -> str:
+        # String bodies joined are one valid string body: every escape lies within its own.
+        try:
+            text = orjson.loads(b'"' + self._escaped + b'"')
+        except orjson.JSONDecodeError:  # raw control characters an upstream did not escape
+            return self._escaped.decode("utf-8", "replace")
+        return text if isinstance(text, str) else ""
+
+
+def _without_field(data: bytes, start: int, end: int) -> bytes:
+    """A JSON object's bytes without the member at ``data[start:end]``, and the comma that joined it.
+
+    >>> _without_field(b'{"a":1,"b":null}', 7, 15), _without_field(b'{"b":null, "a":1}', 1, 9)
+    (b'{"a":1}', b'{"a":1}')
+    """
+    before = data[:start].rstrip()
+    if before.endswith(b","):
+        return before[:-1] + data[end:]
+    after = data[end:].lstrip()
+    return before + (after[1:].lstrip() if after.startswith(b",") else after)
+
 
 class StreamRelay:
     """Turns the upstream's ``data`` payloads into the frames the client gets.
@@ -231,7 +291,7 @@ class StreamRelay:
     - A chunk without ``choices`` may be an upstream error in disguise (``classify``).
 
     The route feeds every payload, then sends ``finish(estimate)``: the usage chunk and ``[DONE]``,
-    or the error and ``[DONE]``. Until usage arrives the chunks are kept, for ``output()``.
+    or the error and ``[DONE]``. Until usage arrives the text written is kept, for ``output()``.
 
     >>> relay = StreamRelay(include_usage=False, classify=lambda payload: None)
     >>> relay.feed(b'{"choices":[{"index":0,"delta":{"role":"assistant"}}]}')
@@ -243,7 +303,7 @@ class StreamRelay:
     __slots__ = (
         "_classify",
         "_held",
-        "_seen",
+        "_output",
         "_usage_chunk",
         "content",
         "ended",
@@ -265,7 +325,7 @@ class StreamRelay:
         self.usage: dict[str, Any] | None = None
         self._usage_chunk: dict[str, Any] = {"object": "chat.completion.chunk"}
         self._held: list[bytes] = []
-        self._seen: list[bytes] = []
+        self._output = OutputText()
 
     def feed(self, data: bytes) -> list[bytes]:
         if self.ended:
@@ -273,13 +333,24 @@ class StreamRelay:
         if data == DONE:
             self.ended = True
             return []
-        if self.content and b'"choices"' in data and b'"usage"' not in data and b"network_error" not in data:
-            if self.usage is None:
-                self._seen.append(data)
-            if self.include_usage and data.endswith(b"}"):
-                # OpenAI's shape: with usage asked for, every other chunk has it, as null.
-                return [frame(data[:-1] + b',"usage":null}')]
-            return [frame(data)]
+        if self.content and b'"choices"' in data and b"network_error" not in data:
+            at = data.find(b'"usage"')
+            if at < 0:
+                if self.usage is None:
+                    self._output.feed(data)
+                if self.include_usage and data.endswith(b"}"):
+                    # OpenAI's shape: with usage asked for, every other chunk has it, as null.
+                    return [frame(data[:-1] + b',"usage":null}')]
+                return [frame(data)]
+            # A key is the only place ``"usage"`` can appear (quotes inside strings are escaped).
+            null = _NULL_USAGE.match(data, at) if data.find(b'"usage"', at + 7) < 0 else None
+            if null is not None:
+                if self.usage is None:
+                    self._output.feed(data)
+                if self.include_usage:
+                    return [frame(data)]  # OpenAI's shape already
+                # Present only when asked for (ChatCompletionStreamResponse.usage).
+                return [frame(_without_field(data, at, null.end()))]
         return self._inspect(data)
 
     def _inspect(self, data: bytes) -> list[bytes]:
@@ -303,13 +374,13 @@ class StreamRelay:
             # Reported for iFlow streams that broke upstream (protocol §7.3 C); the answer is cut short.
             self._fail(UpstreamError("The upstream stream broke off (network_error)."))
             return []
+        if self.usage is None:
+            self._output.feed(data)
         if "usage" in chunk or self.include_usage:
             self._take_usage(chunk)
             if not choices:
                 return []
             data = orjson.dumps(chunk)
-        if self.usage is None:
-            self._seen.append(data)
         if self.content:
             return [frame(data)]
         self._held.append(frame(data))
@@ -324,7 +395,7 @@ class StreamRelay:
         if isinstance(usage, dict):
             self.usage = usage
             self._usage_chunk = {name: chunk[name] for name in _USAGE_CHUNK_FIELDS if name in chunk}
-            self._seen = []
+            self._output.clear()
         if self.include_usage:
             chunk["usage"] = None
         else:
@@ -339,10 +410,9 @@ class StreamRelay:
         """The stream broke off for a reason found outside it (the connection, a timeout)."""
         self._fail(error)
 
-    def output(self) -> list[dict[str, Any]]:
-        """The chunks seen, parsed, for an estimate of the output (only until usage arrives)."""
-        chunks = (orjson.loads(data) for data in self._seen)
-        return [chunk for chunk in chunks if isinstance(chunk, dict)]
+    def output(self) -> str:
+        """What the model wrote, for an estimate of the output (kept only until usage arrives)."""
+        return self._output.text()
 
     def finish(self, estimate: dict[str, int] | None = None) -> list[bytes]:
         """The frames that end the stream: the error if it failed, else the usage chunk if the

@@ -118,63 +118,68 @@ async def _parsed_chunks(
 
     Chunks without content (a role alone) are held back until content or a finish arrives, so an
     error right after them still fails before the sink has sent anything: another account can
-    take the request. Without usage from the upstream, an estimated usage chunk ends the stream.
+    take the request. Without usage from the upstream, an estimated usage chunk ends the stream;
+    a stream that fails after content is estimated too, before its error is raised.
     """
     decoder = SSEDecoder()
     turn = StreamedTurn()
     held: list[dict[str, Any]] = []
-    seen: list[dict[str, Any]] = []  # for an estimate, until usage arrives
+    output = openai_chat.OutputText()  # for an estimate, until usage arrives
     content = ended = usage_seen = False
     try:
-        async for raw in response.iter_chunks():
-            for data in decoder.feed(raw):
-                if data == DONE:
-                    ended = True  # what follows [DONE] is not read; an empty stream is an error below
-                    break
-                try:
-                    chunk = orjson.loads(data)
-                except orjson.JSONDecodeError:
-                    continue
-                if not isinstance(chunk, dict):
-                    continue
-                choices = chunk.get("choices")
-                if not isinstance(choices, list):
-                    error = speaker.business_error(chunk)
-                    if error is not None:
-                        raise error
-                    continue
-                if not all(isinstance(choice, dict) for choice in choices):
-                    raise UpstreamError("The upstream sent a stream chunk with wrongly typed choices.")
-                if any(choice.get("finish_reason") == "network_error" for choice in choices):
-                    raise UpstreamError("The upstream stream broke off (network_error).")
-                turn.feed(data, chunk)
-                if isinstance(chunk.get("usage"), dict):
-                    call.note_usage(chunk["usage"])
-                    usage_seen, seen = True, []
-                elif not usage_seen:
-                    seen.append(chunk)
-                if not content:
-                    held.append(chunk)
-                    if not openai_chat.carries_content(chunk):
+        try:
+            async for raw in response.iter_chunks():
+                for data in decoder.feed(raw):
+                    if data == DONE:
+                        ended = True  # what follows [DONE] is not read; an empty stream is an error below
+                        break
+                    try:
+                        chunk = orjson.loads(data)
+                    except orjson.JSONDecodeError:
                         continue
-                    content = True
-                    for earlier in held:
-                        yield earlier
-                    held = []
-                    continue
-                yield chunk
-            if ended:
-                break
-    except http1.TransportError as exc:
-        if isinstance(exc, http1.ReadTimeout):
-            raise UpstreamTimeout(
-                "The upstream stream went silent for too long (setting stream_idle_timeout)."
-            ) from None
-        raise UpstreamError("The upstream stream broke off before it was complete.") from None
+                    if not isinstance(chunk, dict):
+                        continue
+                    choices = chunk.get("choices")
+                    if not isinstance(choices, list):
+                        error = speaker.business_error(chunk)
+                        if error is not None:
+                            raise error
+                        continue
+                    if not all(isinstance(choice, dict) for choice in choices):
+                        raise UpstreamError("The upstream sent a stream chunk with wrongly typed choices.")
+                    if any(choice.get("finish_reason") == "network_error" for choice in choices):
+                        raise UpstreamError("The upstream stream broke off (network_error).")
+                    turn.feed(data, chunk)
+                    if isinstance(chunk.get("usage"), dict):
+                        call.note_usage(chunk["usage"])
+                        usage_seen = True
+                        output.clear()
+                    elif not usage_seen:
+                        output.feed(data)
+                    if not content:
+                        held.append(chunk)
+                        if not openai_chat.carries_content(chunk):
+                            continue
+                        content = True
+                        for earlier in held:
+                            yield earlier
+                        held = []
+                        continue
+                    yield chunk
+                if ended:
+                    break
+        except http1.TransportError as exc:
+            raise _broken_stream(exc) from None
+    except GatewayError:
+        # Failed after content (an error in the stream, a break, silence): no other account takes
+        # over, and what was written still counts against the key, as on the chat route.
+        if content and not usage_seen:
+            await _estimate(call, request, output.text())
+        raise
     except (asyncio.CancelledError, GeneratorExit):
         # The client left mid-answer: what was generated so far still counts against its key.
         if content and not usage_seen:
-            _estimate_now(call, request, seen)
+            _estimate_now(call, request, output.text())
         raise
     finally:
         finished_turn = turn.message()
@@ -183,8 +188,14 @@ async def _parsed_chunks(
     if not content:
         raise UpstreamError("The upstream ended the stream without sending anything.")
     if not usage_seen:
-        usage = await _estimate(call, request, token_count.chunks_output(seen))
+        usage = await _estimate(call, request, output.text())
         yield {"object": "chat.completion.chunk", "choices": [], "usage": usage}
+
+
+def _broken_stream(exc: http1.TransportError) -> GatewayError:
+    if isinstance(exc, http1.ReadTimeout):
+        return UpstreamTimeout("The upstream stream went silent for too long (setting stream_idle_timeout).")
+    return UpstreamError("The upstream stream broke off before it was complete.")
 
 
 async def _estimate(call: Call, request: dict[str, Any], output: str) -> dict[str, int]:
@@ -194,9 +205,12 @@ async def _estimate(call: Call, request: dict[str, Any], output: str) -> dict[st
     return usage
 
 
-def _estimate_now(call: Call, request: dict[str, Any], chunks: list[dict[str, Any]]) -> None:
-    """A quick estimate where there is no time to wait for a tokenizer (the request is cancelled)."""
-    output = token_count.chunks_output(chunks)
+def _estimate_now(call: Call, request: dict[str, Any], output: str) -> None:
+    """A quick estimate where there is no time to wait for a tokenizer (the request is cancelled).
+
+    The character heuristic, prompt and output alike: it counts in C, so even a prompt of tens of
+    megabytes holds the event loop for milliseconds, not the second a tokenizer would take.
+    """
     call.note_estimate(token_count.estimate_usage(request, output, token_count.estimate_text_tokens))
 
 
@@ -507,7 +521,7 @@ async def _pump(
     if relay.usage is not None:
         call.note_usage(relay.usage)
     else:
-        estimate = await _estimate(call, request, token_count.chunks_output(relay.output()))
+        estimate = await _estimate(call, request, relay.output())
     tail.extend(relay.finish(estimate))
     finished_turn = turn.message()
     if finished_turn is not None:
