@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,57 @@ def private_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
             os.environ[name] = value
 
 
-class GatewayProcess:
+class LoggedProcess:
+    """A server started as a subprocess: waits for the line that says it listens (``started``),
+    then keeps reading what it prints, for ``log()``; when it fails to start, its output is in
+    the error."""
+
+    def __init__(self, argv: Sequence[str], env: Mapping[str, str], started: re.Pattern[str]) -> None:
+        self._lines: list[str] = []
+        self.process = subprocess.Popen(
+            argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        self.started = self._wait_for(started)
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+
+    def _wait_for(self, started: re.Pattern[str]) -> re.Match[str]:
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if not line:
+                break
+            self._lines.append(line)
+            match = started.search(line)
+            if match:
+                return match
+        self.process.kill()
+        self.process.wait()
+        self.process.stdout.close()
+        raise RuntimeError(f"{self.process.args!r} did not start:\n" + "".join(self._lines))
+
+    def _drain(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._lines.append(line)
+
+    def log(self) -> str:
+        return "".join(self._lines)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._reader.join(timeout=5)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+class GatewayProcess(LoggedProcess):
     """A running ``iflow2api serve``; ``url`` is its root, ``log()`` what it printed so far."""
 
     def __init__(self, iflow_home: Path, data_dir: Path, env: Mapping[str, str] | None = None) -> None:
@@ -59,39 +109,9 @@ class GatewayProcess:
             "PYTHONUNBUFFERED": "1",
             **(env or {}),
         }
-        self._lines: list[str] = []
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "iflow2api", "serve", "--host", "127.0.0.1", "--port", "0"],
-            env=full_env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.url = self._wait_for_address()
-        self._reader = threading.Thread(target=self._drain, daemon=True)
-        self._reader.start()
-
-    def _wait_for_address(self) -> str:
-        assert self.process.stdout is not None
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            line = self.process.stdout.readline()
-            if not line:
-                break
-            self._lines.append(line)
-            match = LISTENING.search(line)
-            if match:
-                return match.group(1)
-        self.process.kill()
-        raise RuntimeError("the gateway did not start:\n" + "".join(self._lines))
-
-    def _drain(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self._lines.append(line)
-
-    def log(self) -> str:
-        return "".join(self._lines)
+        argv = [sys.executable, "-m", "iflow2api", "serve", "--host", "127.0.0.1", "--port", "0"]
+        super().__init__(argv, full_env, LISTENING)
+        self.url = self.started.group(1)
 
     def reset_accounts(self) -> None:
         """Lift every cooldown and quarantine (the page's reset), so tests do not leak into each other."""
@@ -113,17 +133,6 @@ class GatewayProcess:
             except httpx.TransportError:
                 time.sleep(0.05)
         raise RuntimeError("the gateway never became healthy:\n" + self.log())
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self._reader.join(timeout=5)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
 
 
 def write_settings(iflow_home: Path, settings: dict[str, Any]) -> None:

@@ -7,8 +7,6 @@ import re
 import socket
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -16,7 +14,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import iflow_settings, write_settings
+from tests.conftest import LoggedProcess, iflow_settings, write_settings
 from tests.fake_iflow import DEFAULT_CONTENT, FakeIflow
 
 RUNNING = re.compile(r"Uvicorn running on (http://\S+):(\d+)")
@@ -24,47 +22,12 @@ RUNNING = re.compile(r"Uvicorn running on (http://\S+):(\d+)")
 RUN_APP = "import uvicorn; from iflow2api.app import app; uvicorn.run(app, host='{host}', port=0)"
 
 
-class Server:
+class Server(LoggedProcess):
+    """A plain uvicorn serving the gateway; ``port`` is where it listens."""
+
     def __init__(self, argv: Sequence[str], env: dict[str, str]) -> None:
-        self.process = subprocess.Popen(
-            argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        self.lines: list[str] = []
-        self.port = self._wait_for_port()
-        self._reader = threading.Thread(target=self._drain, daemon=True)
-        self._reader.start()
-
-    def _wait_for_port(self) -> int:
-        assert self.process.stdout is not None
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            line = self.process.stdout.readline()
-            if not line:
-                break
-            self.lines.append(line)
-            match = RUNNING.search(line)
-            if match:
-                return int(match.group(2))
-        self.process.kill()
-        self.process.wait()
-        self.process.stdout.close()
-        raise RuntimeError("uvicorn did not start:\n" + "".join(self.lines))
-
-    def _drain(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self._reader.join(timeout=5)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+        super().__init__(argv, env, RUNNING)
+        self.port = int(self.started.group(2))
 
 
 def _env(tmp_path: Path, fake: FakeIflow) -> dict[str, str]:
