@@ -301,6 +301,7 @@ class Gateway:
     async def _save_login(self, tokens: oauth.Tokens, user: oauth.UserInfo) -> object:
         account_id = await save_login(self.settings.iflow_home, self.store, tokens, user)
         await self.accounts.load()
+        self.accounts.issued(account_id, tokens)
         return account_id
 
     def needs_keys(self) -> bool:

@@ -81,6 +81,27 @@ def test_page_api_login_then_chat(start_gateway: Any, fake: FakeIflow) -> None:
     assert saved["apiKey"] not in gateway.log()
 
 
+def test_a_short_lived_login_made_on_the_page_is_refreshed_halfway_not_at_once(
+    start_gateway: Any, fake: FakeIflow
+) -> None:
+    """Ten minutes of life, an hour's lead: the gateway issued it, so it knows it is new."""
+    gateway: GatewayProcess = start_gateway(None, oauth_env(fake, IFLOW2API_REFRESH_LEAD="3600"))
+    fake.oauth.auto_consent = True
+    fake.oauth.token_lifetime = 600
+    with httpx.Client(base_url=gateway.url, timeout=20) as page:
+        started = page.post("/api/login", json={"mode": "browser"}).json()
+        assert httpx.get(started["url"], follow_redirects=True, timeout=20).url.params["login"] == "ok"
+        deadline = time.monotonic() + 15
+        login: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            login = page.get("/api/status").json()["login"]
+            if login["next_refresh_at"] is not None and login["next_refresh_at"] > time.time() + 100:
+                break
+            time.sleep(0.05)
+    assert fake.oauth.refreshes == 0, gateway.log()
+    assert 200 < login["next_refresh_at"] - time.time() <= 300  # halfway through its ten minutes
+
+
 def test_callback_with_an_unknown_state_is_refused(start_gateway: Any, fake: FakeIflow) -> None:
     gateway: GatewayProcess = start_gateway(None, oauth_env(fake))
     landed = httpx.get(gateway.url + "/oauth2callback?code=abc&state=forged", timeout=20)

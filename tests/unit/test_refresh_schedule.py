@@ -147,3 +147,12 @@ def test_halfway_counts_from_the_issued_lifetime_not_from_when_the_gateway_looke
         return due_after_now(schedule)
 
     assert asyncio.run(scenario()) <= 2 * HOUR
+
+
+def test_a_login_made_here_tells_the_refresher_its_lifetime() -> None:
+    # Logged in a moment ago (on the page) for twelve hours: inside the lead, but known to be new.
+    schedule, _, _ = refresher(12 * HOUR)
+    schedule.issued(
+        oauth.parse_tokens(200, b'{"access_token":"at-0","refresh_token":"rt-0","expires_in":43200}', now=NOW)
+    )
+    assert 6 * HOUR - JITTER <= due_after_now(schedule) <= 6 * HOUR  # halfway, not at once

@@ -230,6 +230,12 @@ class Refresher:
         """A new login was written: look at the schedule again now."""
         self._wake.set()
 
+    def issued(self, tokens: oauth.Tokens) -> None:
+        """A login this gateway just made was issued ``tokens``: their lifetime is known, so a
+        short-lived token is refreshed halfway through it rather than at once."""
+        self._issued = (tokens.refresh_token, tokens.expires_in)
+        self._wake.set()
+
     # -- the work ----------------------------------------------------------------------------------
 
     def due_at(self) -> float | None:

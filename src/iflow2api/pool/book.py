@@ -174,6 +174,12 @@ class AccountBook:
             names.update(dict.fromkeys(member.models or (listing.ids if listing is not None else ())))
         return list(names)
 
+    def issued(self, account_id: str, tokens: oauth.Tokens) -> None:
+        """A login made here was saved as ``account_id``: its refresher learns the tokens' lifetime."""
+        refresher = self.cli_refresher if account_id == CLI_ACCOUNT_ID else self._refreshers.get(account_id)
+        if refresher is not None:
+            refresher.issued(tokens)
+
     def sync_cli(self) -> None:
         """Follow the iFlow CLI's files (cheap: they are looked at most every 50 ms)."""
         if self._cli_account is None:
