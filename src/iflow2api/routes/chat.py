@@ -169,7 +169,7 @@ async def _parsed_chunks(
                 if ended:
                     break
         except http1.TransportError as exc:
-            raise _broken_stream(exc) from None
+            raise _transport_failure(exc) from None
     except GatewayError:
         # Failed after content (an error in the stream, a break, silence): no other account takes
         # over, and what was written still counts against the key, as on the chat route.
@@ -192,10 +192,16 @@ async def _parsed_chunks(
         yield {"object": "chat.completion.chunk", "choices": [], "usage": usage}
 
 
-def _broken_stream(exc: http1.TransportError) -> GatewayError:
+def _transport_failure(exc: http1.TransportError) -> GatewayError:
+    """What an upstream answer that could not be read to its end means for the client."""
+    if isinstance(exc, http1.BodyTooLarge):
+        return UpstreamTooLarge(
+            f"The upstream's answer was not read to its end: {exc} (setting max_upstream_body)."
+        )
     if isinstance(exc, http1.ReadTimeout):
-        return UpstreamTimeout("The upstream stream went silent for too long (setting stream_idle_timeout).")
-    return UpstreamError("The upstream stream broke off before it was complete.")
+        return UpstreamTimeout("The upstream went silent for too long (setting stream_idle_timeout).")
+    # Cut off mid-answer, or bytes that are not HTTP.
+    return UpstreamError(f"The upstream's answer broke off before it was complete: {exc}.")
 
 
 async def _estimate(call: Call, request: dict[str, Any], output: str) -> dict[str, int]:
@@ -338,11 +344,6 @@ async def _complete(gateway: Gateway, account: Account, request: dict[str, Any],
             # tells the upstream to stop generating.
             response.release()
     except GatewayError as error:
-        if response is not None and isinstance(response.failure, http1.BodyTooLarge):
-            raise UpstreamTooLarge(
-                f"The upstream's answer was not read to its end: {response.failure} "
-                "(setting max_upstream_body)."
-            ) from None
         raise _redacted(error, secrets) from None
 
 
@@ -382,12 +383,8 @@ class _Redacting:
 async def _read(response: Response) -> bytes:
     try:
         return await response.read()
-    except http1.ReadTimeout:
-        raise UpstreamTimeout(
-            "The upstream went silent while answering (setting stream_idle_timeout)."
-        ) from None
-    except http1.TransportError as exc:  # cut off mid-body, or bytes that are not HTTP
-        raise UpstreamError(f"The upstream's answer broke off: {exc}.") from None
+    except http1.TransportError as exc:
+        raise _transport_failure(exc) from None
 
 
 def _json(raw: bytes) -> Any:
@@ -498,15 +495,8 @@ async def _pump(
                 break
         tail = [frame for data in decoder.finish() for frame in relay.feed(data)]
     except (http1.TransportError, UpstreamTooLarge) as exc:
-        failure: GatewayError
-        if isinstance(exc, UpstreamTooLarge):
-            failure = exc  # one event-stream line beyond the cap (sse.MAX_LINE)
-        elif isinstance(exc, http1.ReadTimeout):
-            failure = UpstreamTimeout(
-                "The upstream stream went silent for too long (setting stream_idle_timeout)."
-            )
-        else:
-            failure = UpstreamError("The upstream stream broke off before it was complete.")
+        # UpstreamTooLarge: one event-stream line beyond the cap (sse.MAX_LINE).
+        failure = exc if isinstance(exc, UpstreamTooLarge) else _transport_failure(exc)
         if not started:
             raise failure from None
         relay.fail(failure)

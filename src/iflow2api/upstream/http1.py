@@ -388,11 +388,6 @@ class Response:
     async def read(self) -> bytes:
         return b"".join([chunk async for chunk in self.iter_chunks()])
 
-    @property
-    def failure(self) -> TransportError | None:
-        """Why the body stopped before its end, once it has (e.g. ``BodyTooLarge``)."""
-        return self._connection.error
-
     async def finish(self, seconds: float) -> None:
         """Read what is left for at most ``seconds``, ignoring it, so the connection can be reused."""
         connection = self._connection
