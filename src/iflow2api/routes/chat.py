@@ -511,6 +511,8 @@ async def _pump(
     if relay.usage is not None:
         call.note_usage(relay.usage)
     else:
+        # Before [DONE], even when the client did not ask for usage: a client's next request may
+        # follow at once, and a key's tokens_per_day must already know this one.
         estimate = await _estimate(call, request, relay.output())
     tail.extend(relay.finish(estimate))
     finished_turn = turn.message()
