@@ -15,7 +15,7 @@ from iflow2api.errors import (
     UpstreamError,
     UpstreamRateLimited,
 )
-from iflow2api.upstream.openai_compatible import build_body, in_band_error
+from iflow2api.upstream.openai_compatible import build_body, business_error
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -59,12 +59,14 @@ def test_a_request_without_stream_is_sent_as_it_came() -> None:
 def test_an_error_inside_a_200_is_classified_like_its_http_error(
     error: Any, kind: type[GatewayError], status: int
 ) -> None:
-    classified = in_band_error({"error": error})
+    classified = business_error({"error": error})
     assert type(classified) is kind and classified.status == status
     text = error if isinstance(error, str) else error["message"]
     assert classified.message.startswith("The upstream reported an error in its answer: " + text)
 
 
-@pytest.mark.parametrize("payload", [{"choices": []}, {"error": None}, {"error": ""}, [1], "x"])
+@pytest.mark.parametrize(
+    "payload", [{"choices": []}, {"choices": [], "error": "x"}, {"error": None}, {"error": ""}, [1], "x"]
+)
 def test_anything_else_is_no_error(payload: object) -> None:
-    assert in_band_error(payload) is None
+    assert business_error(payload) is None

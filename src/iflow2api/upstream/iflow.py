@@ -459,7 +459,7 @@ def business_error(payload: object, *, available_models: Sequence[str]) -> Gatew
         # An OpenAI-style error object where a completion should be. A rate limit or a refused key
         # is what it says, so the pool can act on it; anything else (iFlow's 406 body, "status
         # 406" as an invalid_request_error, among them) is the upstream failing, as before.
-        classified = openai_compatible.in_band_error(payload)
+        classified = openai_compatible.business_error(payload)
         if isinstance(classified, RateLimited | UpstreamAuthError | AccountBlocked):
             return classified
         message = upstream.get("message") if isinstance(upstream, dict) else upstream

@@ -93,14 +93,6 @@ def _http_error(status: int, body: bytes, retry_after: float | None, prefix: str
     return UpstreamError(prefix + message)
 
 
-def business_error(payload: object) -> GatewayError | None:
-    """An error object where a completion should be (some servers answer 200 with one)."""
-    if isinstance(payload, dict) and isinstance(payload.get("error"), dict | str):
-        message = str(_upstream_error(orjson.dumps(payload)).get("message"))
-        return UpstreamError("Upstream error: " + redact(message))
-    return None
-
-
 # The HTTP status an error object sent inside a 200 (a stream's chunk) stands for, by its code or
 # type: OpenAI's names, and Anthropic's where a server borrowed them.
 _STATUS_OF = {
@@ -122,15 +114,17 @@ _STATUS_OF = {
 }
 
 
-def in_band_error(payload: object) -> GatewayError | None:
-    """The error an OpenAI-style ``{"error": {...}}`` sent with a 200 stands for, classified like
-    the HTTP error it would have been (a rate limit cools the account, as a 429 does).
+def business_error(payload: object) -> GatewayError | None:
+    """The error an OpenAI-style ``{"error": {...}}`` sent with a 200 (a whole answer or a stream
+    chunk) stands for, classified like the HTTP error it would have been (a rate limit cools the
+    account, as a 429 does). A body with choices is an answer, whatever else it carries.
 
-    >>> type(in_band_error({"error": {"message": "slow down", "code": "rate_limit_exceeded"}})).__name__
+    >>> type(business_error({"error": {"message": "slow down", "code": "rate_limit_exceeded"}})).__name__
     'UpstreamRateLimited'
     """
     if (
         not isinstance(payload, dict)
+        or "choices" in payload
         or not isinstance(payload.get("error"), dict | str)
         or not payload["error"]
     ):

@@ -51,14 +51,6 @@ def iflow_model_ids() -> list[str]:
     return [model.id for model in catalogue.IFLOW_MODELS if not model.hidden]
 
 
-def _openai_style_error(payload: object) -> GatewayError | None:
-    """An OpenAI-style error object sent with a 200 (a whole answer or a stream chunk), classified
-    like the HTTP error it would have been: a rate limit is a rate limit, whoever the upstream."""
-    if isinstance(payload, dict) and "choices" not in payload and payload.get("error"):
-        return openai_compatible.in_band_error(payload)
-    return None
-
-
 class IflowSpeaker:
     """Speaks exactly what the iFlow CLI speaks (protocol §2, §3, §7)."""
 
@@ -101,7 +93,7 @@ class OpenAICompatibleSpeaker:
         )
 
     def business_error(self, payload: object) -> GatewayError | None:
-        return _openai_style_error(payload) or openai_compatible.business_error(payload)
+        return openai_compatible.business_error(payload)
 
     def http_error(
         self, status: int, body: bytes, trace_id: str | None, retry_after: float | None
