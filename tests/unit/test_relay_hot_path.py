@@ -17,8 +17,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from iflow2api.dialects.openai_chat import OutputText, StreamRelay
-from iflow2api.dialects.token_count import chunks_output
 from iflow2api.errors import GatewayError
+from tests.unit.stream_output import chunks_output
 
 HEAD = b'{"id":"c","object":"chat.completion.chunk","created":1,"model":"m",'
 

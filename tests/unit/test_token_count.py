@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 
 from iflow2api.dialects.token_count import (
     PER_MESSAGE,
-    chunks_output,
     completion_output,
     counter_for,
     estimate_chat_tokens,
@@ -21,6 +20,7 @@ from iflow2api.dialects.token_count import (
     estimate_usage,
     message_output,
 )
+from tests.unit.stream_output import chunks_output
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMPTS = {

