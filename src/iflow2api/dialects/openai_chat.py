@@ -366,14 +366,14 @@ class StreamRelay:
             # The usage chunk shares the stream's id, even when its usage is our estimate.
             self._usage_chunk = {name: chunk[name] for name in _USAGE_CHUNK_FIELDS if name in chunk}
         if not isinstance(choices, list):
-            self._fail(self._classify(chunk))
+            self.fail(self._classify(chunk))
             return []
         if not all(isinstance(choice, dict) for choice in choices):
-            self._fail(UpstreamError("The upstream sent a stream chunk with wrongly typed choices."))
+            self.fail(UpstreamError("The upstream sent a stream chunk with wrongly typed choices."))
             return []
         if any(choice.get("finish_reason") == "network_error" for choice in choices):
             # Reported for iFlow streams that broke upstream (protocol §7.3 C); the answer is cut short.
-            self._fail(UpstreamError("The upstream stream broke off (network_error)."))
+            self.fail(UpstreamError("The upstream stream broke off (network_error)."))
             return []
         if self.usage is None:
             self._output.feed(data)
@@ -402,14 +402,12 @@ class StreamRelay:
         else:
             chunk.pop("usage", None)
 
-    def _fail(self, error: GatewayError | None) -> None:
+    def fail(self, error: GatewayError | None) -> None:
+        """End the stream with ``error`` (if there is one): found in it, or outside it (the
+        connection, a timeout)."""
         if error is not None:
             self.failure = error
             self.ended = True
-
-    def fail(self, error: GatewayError) -> None:
-        """The stream broke off for a reason found outside it (the connection, a timeout)."""
-        self._fail(error)
 
     def output(self) -> str:
         """What the model wrote, for an estimate of the output (kept only until usage arrives)."""

@@ -21,6 +21,7 @@ from iflow2api.calls import Call
 from iflow2api.dialects import responses
 from iflow2api.errors import GatewayError, InvalidRequest
 from iflow2api.routes.chat import exchange
+from iflow2api.state.sqlite import MAX_RESPONSE_HISTORY_BYTES
 
 if TYPE_CHECKING:
     from iflow2api.app import Gateway
@@ -28,8 +29,9 @@ if TYPE_CHECKING:
 
 #: Responses remembered for ``previous_response_id``, at most; the oldest are forgotten first.
 MAX_STORED = 1000
-#: Their size as JSON, at most, by default (setting ``responses_store_max_bytes``; 0: no bound).
-MAX_STORED_BYTES = 64 * 1024 * 1024
+#: Their size as JSON, at most, by default (setting ``responses_store_max_bytes``; 0: no bound),
+#: the same bound as the store's.
+MAX_STORED_BYTES = MAX_RESPONSE_HISTORY_BYTES
 
 History = list[dict[str, Any]]
 

@@ -21,7 +21,7 @@ from iflow2api.state.records import (
     HealthState,
     UsageRow,
 )
-from iflow2api.state.sqlite import SQLiteStore, StateFileError
+from iflow2api.state.sqlite import MAX_RESPONSE_HISTORY_BYTES, SQLiteStore, StateFileError
 from iflow2api.state.store import StateStore
 
 __all__ = [
@@ -42,7 +42,9 @@ __all__ = [
 STATE_FILE = "state.sqlite3"
 
 
-def open_store(data_dir: Path, *, max_response_history_bytes: int | None = None) -> SQLiteStore:
+def open_store(
+    data_dir: Path, *, max_response_history_bytes: int = MAX_RESPONSE_HISTORY_BYTES
+) -> SQLiteStore:
     """The store in ``data_dir`` (made, 0700, if missing), ready to use.
 
     Only the folder is made here: the file is opened, and created if new, by the first call on the
@@ -50,6 +52,4 @@ def open_store(data_dir: Path, *, max_response_history_bytes: int | None = None)
     database raises ``StateFileError`` there, naming it.
     """
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if max_response_history_bytes is None:
-        return SQLiteStore(data_dir / STATE_FILE)
     return SQLiteStore(data_dir / STATE_FILE, max_response_history_bytes=max_response_history_bytes)
