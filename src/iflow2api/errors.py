@@ -71,6 +71,11 @@ class GatewayError(Exception):
         self.retry_after = retry_after
         self._headers = headers or []
 
+    def asked_to_wait(self, seconds: float) -> GatewayError:
+        """Mark this error with the upstream's own ``Retry-After``; the pool honours it."""
+        self.retry_after = self.upstream_wait = seconds
+        return self
+
     def headers(self) -> list[tuple[bytes, bytes]]:
         if self.retry_after is None:
             return self._headers

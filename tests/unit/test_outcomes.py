@@ -87,8 +87,7 @@ def test_rate_limit_cooldown_growth_and_ceiling() -> None:
 
 def asked(error: GatewayError, seconds: float) -> GatewayError:
     """``error`` as the speakers make it when the upstream sent ``Retry-After: seconds``."""
-    error.retry_after = error.upstream_wait = seconds
-    return error
+    return error.asked_to_wait(seconds)
 
 
 @pytest.mark.parametrize(

@@ -62,8 +62,7 @@ def member(name: str, *, limit: int | None = 1, key: str | None = None, enabled:
 
 def asked(error: GatewayError, seconds: float) -> GatewayError:
     """``error`` as the speakers make it when the upstream sent ``Retry-After: seconds``."""
-    error.retry_after = error.upstream_wait = seconds
-    return error
+    return error.asked_to_wait(seconds)
 
 
 def serves_anything(_member: Member, _model: str) -> bool | None:

@@ -504,8 +504,7 @@ def http_error(
     """
     error = _http_error(status, body, trace_id, available_models, retry_after)
     if retry_after is not None and status in (429, 503):
-        # The upstream's own word on when to come back: the pool honours it (``pool.outcomes``).
-        error.retry_after = error.upstream_wait = retry_after
+        error.asked_to_wait(retry_after)  # the upstream's own word on when to come back
     return error
 
 
