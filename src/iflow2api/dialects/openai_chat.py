@@ -192,6 +192,26 @@ def malformed(completion: dict[str, Any]) -> str | None:
     return None
 
 
+def chunk_failure(
+    chunk: dict[str, Any], classify: Callable[[object], GatewayError | None]
+) -> GatewayError | None:
+    """What a stream chunk says went wrong, if anything: an error object where the choices belong
+    (``classify`` is the speaker's reading of it), wrongly typed choices, or iFlow's
+    ``network_error`` finish (a stream that broke upstream, protocol §7.3 C).
+
+    >>> chunk_failure({"choices": [7]}, lambda _: None).message
+    'The upstream sent a stream chunk with wrongly typed choices.'
+    """
+    choices = chunk.get("choices")
+    if not isinstance(choices, list):
+        return classify(chunk)
+    if not all(isinstance(choice, dict) for choice in choices):
+        return UpstreamError("The upstream sent a stream chunk with wrongly typed choices.")
+    if any(choice.get("finish_reason") == "network_error" for choice in choices):
+        return UpstreamError("The upstream stream broke off (network_error).")
+    return None
+
+
 def carries_content(chunk: dict[str, Any]) -> bool:
     """Whether a chunk says anything: text, reasoning, a tool call or a finish (a role alone does not).
 
@@ -365,15 +385,9 @@ class StreamRelay:
         if "id" not in self._usage_chunk and "id" in chunk:
             # The usage chunk shares the stream's id, even when its usage is our estimate.
             self._usage_chunk = {name: chunk[name] for name in _USAGE_CHUNK_FIELDS if name in chunk}
-        if not isinstance(choices, list):
-            self.fail(self._classify(chunk))
-            return []
-        if not all(isinstance(choice, dict) for choice in choices):
-            self.fail(UpstreamError("The upstream sent a stream chunk with wrongly typed choices."))
-            return []
-        if any(choice.get("finish_reason") == "network_error" for choice in choices):
-            # Reported for iFlow streams that broke upstream (protocol §7.3 C); the answer is cut short.
-            self.fail(UpstreamError("The upstream stream broke off (network_error)."))
+        failure = chunk_failure(chunk, self._classify)
+        if failure is not None or not isinstance(choices, list):
+            self.fail(failure)  # a chunk without choices that is no error is passed over
             return []
         if self.usage is None:
             self._output.feed(data)

@@ -139,16 +139,11 @@ async def _parsed_chunks(
                         continue
                     if not isinstance(chunk, dict):
                         continue
-                    choices = chunk.get("choices")
-                    if not isinstance(choices, list):
-                        error = speaker.business_error(chunk)
-                        if error is not None:
-                            raise error
-                        continue
-                    if not all(isinstance(choice, dict) for choice in choices):
-                        raise UpstreamError("The upstream sent a stream chunk with wrongly typed choices.")
-                    if any(choice.get("finish_reason") == "network_error" for choice in choices):
-                        raise UpstreamError("The upstream stream broke off (network_error).")
+                    failure = openai_chat.chunk_failure(chunk, speaker.business_error)
+                    if failure is not None:
+                        raise failure
+                    if not isinstance(chunk.get("choices"), list):
+                        continue  # no choices, and no error either: nothing to pass on
                     turn.feed(data, chunk)
                     if isinstance(chunk.get("usage"), dict):
                         call.note_usage(chunk["usage"])
