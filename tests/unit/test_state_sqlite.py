@@ -413,9 +413,9 @@ def test_response_histories_round_trip_exactly(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with opened(tmp_path / STATE_FILE) as store:
             assert await store.response_history("resp_1") is None
-            await store.put_response_history("resp_1", history)
+            await store.put_response_history("resp_1", orjson.dumps(history))
             assert_identical(await store.response_history("resp_1"), history)
-            await store.put_response_history("resp_1", history[:1])
+            await store.put_response_history("resp_1", orjson.dumps(history[:1]))
             assert_identical(await store.response_history("resp_1"), history[:1])
 
     asyncio.run(scenario())
@@ -436,7 +436,7 @@ def test_another_instance_sees_writes_and_generation_tracks_only_config(tmp_path
                 lambda: cli.prune_usage(2.0),
                 lambda: cli.put_affinity("s1", KEY_ACCOUNT.id, 1.0),
                 lambda: cli.put_reasoning([("k", "r")]),
-                lambda: cli.put_response_history("resp_1", [{"role": "user"}]),
+                lambda: cli.put_response_history("resp_1", orjson.dumps([{"role": "user"}])),
                 lambda: cli.delete_account("nobody"),
                 lambda: cli.delete_client_key("nobody"),
                 lambda: cli.put_setting("nothing", None),
@@ -505,13 +505,13 @@ def test_memories_are_bounded_and_pruned_in_batches(tmp_path: Path) -> None:
             # The first insert prunes; then every 4th: in between the tables may run over.
             for i in range(4):
                 await store.put_reasoning([(f"k{i}", f"r{i}")])
-                await store.put_response_history(f"resp_{i}", [{"i": i}])
+                await store.put_response_history(f"resp_{i}", orjson.dumps([{"i": i}]))
             assert len(await store.reasoning(100)) == 4
             histories = [await store.response_history(f"resp_{i}") for i in range(4)]
             assert histories == [[{"i": i}] for i in range(4)]
 
             await store.put_reasoning([("k4", "r4")])
-            await store.put_response_history("resp_4", [{"i": 4}])
+            await store.put_response_history("resp_4", orjson.dumps([{"i": 4}]))
             assert await store.reasoning(100) == [("k2", "r2"), ("k3", "r3"), ("k4", "r4")]
             kept = [await store.response_history(f"resp_{i}") for i in range(5)]
             assert kept == [None, None, None, [{"i": 3}], [{"i": 4}]]
@@ -543,14 +543,14 @@ def test_response_histories_are_bounded_by_bytes(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with opened(tmp_path / STATE_FILE, max_response_history_bytes=1000) as store:
             for n in range(8):
-                await store.put_response_history(f"resp_{n}", history(n))
+                await store.put_response_history(f"resp_{n}", orjson.dumps(history(n)))
                 with sqlite3.connect(tmp_path / STATE_FILE) as db:
                     stored = db.execute("SELECT coalesce(sum(length(history)), 0) FROM response_history")
                     assert stored.fetchone()[0] <= 1000
             kept = [await store.response_history(f"resp_{n}") for n in range(8)]
             newest = 1000 // size
             assert kept == [None] * (8 - newest) + [history(n) for n in range(8 - newest, 8)]
-            await store.put_response_history("resp_huge", [{"content": "z" * 2000}])
+            await store.put_response_history("resp_huge", orjson.dumps([{"content": "z" * 2000}]))
             assert await store.response_history("resp_huge") is None
             assert await store.response_history("resp_7") == history(7)
 

@@ -49,7 +49,7 @@ class ResponseMemory:
         max_entries: int = MAX_STORED,
         *,
         max_bytes: int = MAX_STORED_BYTES,
-        save: Callable[[str, History], None] = lambda _id, _history: None,
+        save: Callable[[str, bytes], None] = lambda _id, _history: None,
         load: Callable[[str], Awaitable[History | None]] | None = None,
     ) -> None:
         self.max_entries = max_entries
@@ -61,13 +61,16 @@ class ResponseMemory:
         self._load = load
 
     def put(self, response_id: str, history: History) -> None:
-        if self._keep(response_id, history):
-            self._save(response_id, history)
+        encoded = self._keep(response_id, history)
+        if encoded is not None:
+            self._save(response_id, encoded)  # serialised once, for the bound and the store
 
-    def _keep(self, response_id: str, history: History) -> bool:
-        size = len(orjson.dumps(history))
+    def _keep(self, response_id: str, history: History) -> bytes | None:
+        """Remember ``history``; its JSON, or None when it is too large to remember at all."""
+        encoded = orjson.dumps(history)
+        size = len(encoded)
         if self.max_bytes and size > self.max_bytes:
-            return False
+            return None
         old = self._histories.pop(response_id, None)
         if old is not None:
             self.bytes -= old[1]
@@ -76,7 +79,7 @@ class ResponseMemory:
         while len(self._histories) > self.max_entries or (self.max_bytes and self.bytes > self.max_bytes):
             _, (_, dropped) = self._histories.popitem(last=False)
             self.bytes -= dropped
-        return True
+        return encoded
 
     async def get(self, response_id: str) -> History:
         kept = self._histories.get(response_id)

@@ -410,10 +410,10 @@ class SQLiteStore:
 
         return await self._run(job)
 
-    async def put_response_history(self, response_id: str, history: list[dict[str, Any]]) -> None:
+    async def put_response_history(self, response_id: str, history: bytes) -> None:
         # Stored as a BLOB (SQLite keeps it so in the TEXT column): its length is then read from
         # the row's header, which keeps pruning by bytes cheap however large the histories are.
-        blob = orjson.dumps(history)
+        blob = history
         max_bytes = self.max_response_history_bytes
         if max_bytes and len(blob) > max_bytes:
             return
