@@ -558,10 +558,8 @@ def _log_alone(level: str) -> None:
     ours = logging.getLogger("iflow2api")
     if ours.hasHandlers():
         return
-    handler = logging.StreamHandler()
-    handler.setFormatter(logs.RedactingFormatter("%(levelname)s:     %(name)s: %(message)s"))
-    handler.addFilter(logs.RedactingFilter())
-    ours.addHandler(handler)
+    # Beside the server's own lines, in their shape ("INFO:     ...").
+    ours.addHandler(logs.redacting_handler("%(levelname)s:     %(name)s: %(message)s"))
     ours.setLevel(level.upper())
 
 

@@ -30,10 +30,16 @@ class RedactingFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
+def redacting_handler(fmt: str, datefmt: str | None = None) -> logging.Handler:
+    """A handler to stderr that never writes a secret."""
+    stream = logging.StreamHandler()
+    stream.setFormatter(RedactingFormatter(fmt, datefmt))
+    stream.addFilter(RedactingFilter())
+    return stream
+
+
 def setup(level: str) -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
-    handler.addFilter(RedactingFilter())
+    handler = redacting_handler("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
