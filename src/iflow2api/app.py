@@ -445,17 +445,9 @@ class Gateway:
     async def _fail(self, call: Call, error: GatewayError) -> None:
         call.error_code = error.code or error.type
         if call.started:
+            after = "content" if call.content_sent else "keep-alive pings"
             if await call.fail_late(error):
-                log.info(
-                    "%s %s (reported in the stream, after keep-alive pings)", error.status, error.message
-                )
-                return
-            if call.late_error is not None and not call.finished:
-                # Content went out and the stream is still open (a stop cut its upstream wait):
-                # the error event ends it in the client's dialect.
-                body = call.late_error(error)
-                await call.send({"type": "http.response.body", "body": body, "more_body": False})
-                log.info("%s %s (reported in the stream, which it ended)", error.status, error.message)
+                log.info("%s %s (reported in the stream, after %s)", error.status, error.message, after)
                 return
             # Too late for a status code; the stream relay already wrote an error event if it could.
             log.warning("error after the response had started: %s", error.message)

@@ -141,16 +141,14 @@ class Call:
                     await self._send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
                 await self._send({"type": "http.response.body", "body": PING, "more_body": True})
 
-    @property
-    def only_pinged(self) -> bool:
-        return self.started and not self.content_sent and not self.finished
-
     async def fail_late(self, error: GatewayError) -> bool:
-        """Report ``error`` inside a stream that only carried pings so far; False if it cannot."""
-        if not self.only_pinged or self.late_error is None:
+        """Report ``error`` inside a stream that has started and is still open (it carried only
+        pings so far, or content whose upstream wait a stop cut); False if it cannot."""
+        if not self.started or self.finished or self.late_error is None:
             return False
         self.error_code = error.code or error.type
-        self.status = error.status  # for the usage record: the client got a 200 and then this
+        if not self.content_sent:
+            self.status = error.status  # for the usage record: the client got a 200 and then this
         await self.send({"type": "http.response.body", "body": self.late_error(error), "more_body": False})
         return True
 
