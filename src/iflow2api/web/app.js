@@ -838,13 +838,18 @@ const Keys = (() => {
     });
     const dialog = $("newkey-dialog");
     $("newkey-copy").addEventListener("click", () => copyText($("newkey-copy"), $("newkey-value").textContent));
-    $("newkey-close").addEventListener("click", () => dialog.close());
-    // Escape must not lose the key by accident: only the button closes it.
-    dialog.addEventListener("cancel", (event) => event.preventDefault());
-    dialog.addEventListener("close", () => {
+    // The key leaves the page as the dialog closes, not a task later (when "close" fires).
+    const forgetKey = () => {
       $("newkey-value").textContent = "";
       $("newkey-for").textContent = "";
+    };
+    $("newkey-close").addEventListener("click", () => {
+      forgetKey();
+      dialog.close();
     });
+    // Escape must not lose the key by accident: only the button closes it.
+    dialog.addEventListener("cancel", (event) => event.preventDefault());
+    dialog.addEventListener("close", forgetKey);
   }
 
   return { load: loadKeys, wire: wireKeys };
