@@ -40,12 +40,12 @@ from iflow2api.dialects import anthropic
 from iflow2api.dialects.openai_chat import error_body
 from iflow2api.disconnects import ClientGone, DisconnectWatch, shutting_down
 from iflow2api.errors import (
+    ClientAuthError,
     Forbidden,
     GatewayError,
     MethodNotAllowed,
     NotLoggedIn,
     RouteNotFound,
-    UpstreamAuthError,
 )
 from iflow2api.pool.book import AccountBook, save_login
 from iflow2api.pool.outcomes import CooldownPolicy
@@ -424,7 +424,7 @@ class Gateway:
 
     def _check_admin(self, scope: Scope) -> None:
         if not self.is_admin(scope):
-            raise UpstreamAuthError(
+            raise ClientAuthError(
                 "Sign in on the page with the admin password, or send an admin key "
                 "('Authorization: Bearer <key>').",
                 code="admin_required",

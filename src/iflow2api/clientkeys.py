@@ -19,7 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 
-from iflow2api.errors import InvalidRequest, KeyLimitReached, ModelNotAllowed, UpstreamAuthError
+from iflow2api.errors import ClientAuthError, InvalidRequest, KeyLimitReached, ModelNotAllowed
 from iflow2api.state.records import ClientKeyRecord
 from iflow2api.state.store import StateStore
 
@@ -122,7 +122,7 @@ class KeyRing:
     def authenticate(self, offered: bytes) -> ClientKeyRecord:
         record = self.find(offered) if offered else None
         if record is None:
-            raise UpstreamAuthError(
+            raise ClientAuthError(
                 "Missing or wrong API key for this gateway. Send one of its client keys as "
                 "'Authorization: Bearer <key>' (or 'x-api-key: <key>').",
                 code="invalid_api_key",

@@ -12,6 +12,7 @@ a lookup table of its own::
     │   └── RequestTimeout                408 (the client stalled while sending its body)
     ├── NotLoggedIn                       401 (no iFlow credentials on disk)
     ├── UpstreamAuthError                 401 (key invalid or expired, iFlow 434 / 439)
+    ├── ClientAuthError                   401 (no or a wrong client key of this gateway; admin only)
     ├── AccountBlocked                    403 (iFlow 434/438 "AK blocked")
     ├── Forbidden                         403 (the page's API from another site or host name)
     │   └── ModelNotAllowed               403 (a client key limited to other models)
@@ -113,6 +114,15 @@ class NotLoggedIn(GatewayError):
 
 
 class UpstreamAuthError(GatewayError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class ClientAuthError(GatewayError):
+    """The client did not show a key of this gateway (or not an admin one): the upstream was never
+    asked, so no account is at fault. Shown exactly as an upstream 401 is."""
+
     status = 401
     type = "authentication_error"
     code = "invalid_api_key"

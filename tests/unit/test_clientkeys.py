@@ -22,7 +22,7 @@ from iflow2api.clientkeys import (
     new_record,
     offered_key,
 )
-from iflow2api.errors import KeyLimitReached, ModelNotAllowed, UpstreamAuthError
+from iflow2api.errors import ClientAuthError, KeyLimitReached, ModelNotAllowed
 from iflow2api.state.records import ClientKeyRecord
 
 URLSAFE = set(string.ascii_letters + string.digits + "-_")
@@ -127,7 +127,7 @@ def test_authenticate_finds_the_record_by_bearer_or_x_api_key() -> None:
 def test_a_wrong_or_missing_key_is_refused(offered: bytes) -> None:
     ring = KeyRing()
     ring.load([record()])
-    with pytest.raises(UpstreamAuthError) as caught:
+    with pytest.raises(ClientAuthError) as caught:
         ring.authenticate(offered)
     assert caught.value.status == 401
     assert caught.value.code == "invalid_api_key"
@@ -137,7 +137,7 @@ def test_a_wrong_or_missing_key_is_refused(offered: bytes) -> None:
 def test_no_keys_at_all_refuses_every_key() -> None:
     ring = KeyRing()
     assert not ring and len(ring) == 0
-    with pytest.raises(UpstreamAuthError):
+    with pytest.raises(ClientAuthError):
         ring.authenticate(new_key().encode())
 
 

@@ -16,7 +16,7 @@ from iflow2api import admin, clientkeys
 from iflow2api.asgi import Receive, Scope, header, send_json
 from iflow2api.auth.credentials import IFLOW_BASE_URL, mask_secret
 from iflow2api.calls import Call
-from iflow2api.errors import InvalidRequest, RouteNotFound, UpstreamAuthError
+from iflow2api.errors import ClientAuthError, InvalidRequest, RouteNotFound
 from iflow2api.pool.members import Member
 from iflow2api.routes.web import json_body
 from iflow2api.state.records import AccountRecord, ClientKeyRecord
@@ -51,7 +51,7 @@ async def open_session(gateway: Gateway, scope: Scope, receive: Receive, call: C
         if record is not None and record.admin:
             credential = "key:" + record.id
     if not credential:
-        raise UpstreamAuthError("Wrong admin password or admin key.", code="admin_required")
+        raise ClientAuthError("Wrong admin password or admin key.", code="admin_required")
     token = gateway.sessions.open(credential)
     secure = "; Secure" if scope.get("scheme") == "https" else ""
     cookie = (
