@@ -1,7 +1,8 @@
 """The one HTTP client every upstream call goes through.
 
 It wraps ``upstream.http1`` (why a client of our own: see that module) with the gateway's settings
-and turns transport failures into ``iflow2api.errors``, here and nowhere else.
+and turns transport failures into ``iflow2api.errors`` (``transport_failure``), here and nowhere
+else: the dispatch service and the OAuth client use the same mapping.
 """
 
 from __future__ import annotations
@@ -9,13 +10,51 @@ from __future__ import annotations
 import email.utils
 import math
 import time
+from typing import Literal
 
-from iflow2api.errors import UpstreamAuthError, UpstreamTimeout, UpstreamUnavailable
+from iflow2api.errors import (
+    GatewayError,
+    UpstreamAuthError,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamTooLarge,
+    UpstreamUnavailable,
+)
 from iflow2api.upstream import http1
 from iflow2api.upstream.http1 import Response
 from iflow2api.upstream.proxies import ProxyLookup
 
-__all__ = ["Response", "UpstreamClient", "retry_after_seconds"]
+__all__ = ["Response", "UpstreamClient", "retry_after_seconds", "transport_failure"]
+
+#: Where a connection failed: ``asking`` (connecting, sending, waiting for the head) or
+#: ``reading`` (the body, after a status was in hand).
+Stage = Literal["asking", "reading"]
+
+
+def transport_failure(
+    exc: http1.TransportError, stage: Stage, *, first_byte_timeout: float = 0.0
+) -> GatewayError:
+    """What a connection that failed at ``stage`` means for the client: the one place that says so.
+
+    >>> transport_failure(http1.ReadTimeout("idle"), "reading").code
+    'upstream_timeout'
+    """
+    if stage == "asking":
+        if isinstance(exc, http1.ConnectTimeout):
+            return UpstreamTimeout(f"Upstream: {exc} (setting connect_timeout).")
+        if isinstance(exc, http1.ReadTimeout):
+            return UpstreamTimeout(
+                f"The upstream did not answer within {first_byte_timeout:g} s (setting first_byte_timeout)."
+            )
+        return UpstreamUnavailable(f"Upstream: {exc}.")
+    if isinstance(exc, http1.BodyTooLarge):
+        return UpstreamTooLarge(
+            f"The upstream's answer was not read to its end: {exc} (setting max_upstream_body)."
+        )
+    if isinstance(exc, http1.ReadTimeout):
+        return UpstreamTimeout("The upstream went silent for too long (setting stream_idle_timeout).")
+    # Cut off mid-answer, or bytes that are not HTTP.
+    return UpstreamError(f"The upstream's answer broke off before it was complete: {exc}.")
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -69,15 +108,8 @@ class UpstreamClient:
                 head_timeout=self.first_byte_timeout,
                 read_timeout=self.idle_timeout,
             )
-        except http1.ConnectTimeout as exc:
-            raise UpstreamTimeout(f"Upstream: {exc} (setting connect_timeout).") from None
-        except http1.ReadTimeout:
-            raise UpstreamTimeout(
-                f"The upstream did not answer within {self.first_byte_timeout:g} s "
-                "(setting first_byte_timeout)."
-            ) from None
         except http1.TransportError as exc:
-            raise UpstreamUnavailable(f"Upstream: {exc}.") from None
+            raise transport_failure(exc, "asking", first_byte_timeout=self.first_byte_timeout) from None
         except http1.InvalidHeader:
             raise UpstreamAuthError(
                 "The API key in the iFlow settings holds characters no HTTP header can carry; check it."
