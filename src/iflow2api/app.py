@@ -1,7 +1,7 @@
 """The gateway as an ASGI application: ``create_app(settings)`` builds everything it owns.
 
-Routing is a dict lookup on the exact path; the OpenAI paths are served with and without ``/v1``
-because clients differ on whether the base URL includes it.
+``Gateway`` is the composition root: it builds the services and hands each route the few it uses
+(``routing.ApiRoutes``); the route table itself is ``routing.ROUTES``.
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ import functools
 import logging
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from iflow2api import admin, clientkeys, logs
@@ -24,17 +22,16 @@ from iflow2api.asgi import (
     Scope,
     Send,
     header,
-    read_body,
     send_bytes,
     send_json,
 )
 from iflow2api.auth import iflow_files, oauth
-from iflow2api.auth.credentials import Account, CredentialSource
+from iflow2api.auth.credentials import CredentialSource
 from iflow2api.auth.login import LoginFlow
 from iflow2api.auth.oauth_client import OAuthClient
 from iflow2api.auth.refresher import REJECTION_FILE, Refresher
 from iflow2api.background import Background
-from iflow2api.calls import Call, Dialect
+from iflow2api.calls import Call
 from iflow2api.clientkeys import KeyRing
 from iflow2api.dialects import anthropic
 from iflow2api.dialects.openai_chat import error_body
@@ -44,135 +41,31 @@ from iflow2api.errors import (
     Forbidden,
     GatewayError,
     MethodNotAllowed,
-    NotLoggedIn,
     RouteNotFound,
 )
 from iflow2api.pool.book import AccountBook, save_login
 from iflow2api.pool.outcomes import CooldownPolicy
 from iflow2api.pool.router import Pool
 from iflow2api.reasoning import ReasoningStore
-from iflow2api.routes import manage, web
-from iflow2api.routes.chat import chat_completions
-from iflow2api.routes.health import health
-from iflow2api.routes.messages import count_tokens, messages
-from iflow2api.routes.models import list_models, retrieve_model
-from iflow2api.routes.responses import ResponseMemory, create_response
+from iflow2api.routes import web
+from iflow2api.routes.chat import ChatRoute
+from iflow2api.routes.health import HealthRoute
+from iflow2api.routes.messages import MessagesRoute
+from iflow2api.routes.models import ModelsRoute
+from iflow2api.routes.responses import ResponseMemory, ResponsesRoute
+from iflow2api.routing import GET, MODEL_PREFIXES, ROUTES, ApiRoutes, Route, model_handler
+from iflow2api.services.dispatch import Dispatcher, Speakers
+from iflow2api.services.membership import Membership
+from iflow2api.services.model_listing import ModelListing
 from iflow2api.settings import Settings, SettingsError, load
 from iflow2api.state import StateFileError, open_store
 from iflow2api.state.store import StateStore
 from iflow2api.upstream.client import UpstreamClient
 from iflow2api.upstream.models import ModelDirectory
-from iflow2api.upstream.speakers import IflowSpeaker, OpenAICompatibleSpeaker, Speaker
 from iflow2api.usage.metrics import Metrics
 from iflow2api.usage.recorder import UsageRecorder
 
 log = logging.getLogger("iflow2api")
-
-Handler = Callable[["Gateway", Scope, Receive, Call], Awaitable[None]]
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    methods: frozenset[str]
-    handler: Handler
-    #: Who may call it when client keys exist: ``client`` (any key), ``admin`` (an admin key or
-    #: the page's session), or ``open``.
-    access: str = "client"
-    #: The page and its API: same-origin only (no CORS), and only for this gateway's own host name.
-    web: bool = False
-    #: Whose error shape failures are shown in.
-    dialect: Dialect = "openai"
-    #: Requests to the upstream are recorded in the usage table, under this API's name.
-    usage: str | None = None
-
-
-async def _health(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
-    await health(gateway, call.send)
-
-
-async def _models(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
-    await list_models(gateway, call.send)
-
-
-def _upstream(run: Callable[[Gateway, Scope, bytes, Call], Awaitable[None]]) -> Handler:
-    """A route that sends a request upstream: bounded body, cancelled if the client leaves."""
-
-    async def handler(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
-        body = await read_body(scope, receive, gateway.settings.max_body_bytes)
-        with gateway.disconnects.watching(receive, lambda: call.finished):
-            await run(gateway, scope, body, call)
-
-    return handler
-
-
-_chat = _upstream(chat_completions)
-_messages = _upstream(messages)
-_responses = _upstream(create_response)
-
-
-async def _count_tokens(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
-    body = await read_body(scope, receive, gateway.settings.max_body_bytes)
-    await count_tokens(gateway, body, call.send)
-
-
-async def _page(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
-    await web.asset(gateway, scope["path"], call.send)
-
-
-async def _status(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
-    await web.api_status(gateway, call.send, signed_in=gateway.is_admin(scope))
-
-
-async def _login(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
-    await web.api_login(gateway, scope, receive, call.send)
-
-
-async def _login_code(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
-    await web.api_login_code(gateway, scope, receive, call.send)
-
-
-async def _logout(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
-    await web.api_logout(gateway, scope, receive, call.send)
-
-
-async def _callback(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
-    await web.oauth_callback(gateway, scope, call.send)
-
-
-GET = frozenset({"GET", "HEAD"})
-POST = frozenset({"POST"})
-ROUTES: dict[str, Route] = {
-    "/": Route(GET, _page, access="open", web=True),
-    "/static/app.js": Route(GET, _page, access="open", web=True),
-    "/static/style.css": Route(GET, _page, access="open", web=True),
-    "/api/status": Route(GET, _status, access="open", web=True),
-    "/api/session": Route(POST, manage.open_session, access="open", web=True),
-    "/api/session/end": Route(POST, manage.close_session, access="open", web=True),
-    "/api/login": Route(POST, _login, access="admin", web=True),
-    "/api/login/code": Route(POST, _login_code, access="admin", web=True),
-    "/api/logout": Route(POST, _logout, access="admin", web=True),
-    "/api/accounts": Route(frozenset({"GET", "POST"}), manage.accounts_route, access="admin", web=True),
-    "/api/accounts/action": Route(POST, manage.account_action, access="admin", web=True),
-    "/api/keys": Route(frozenset({"GET", "POST"}), manage.keys_route, access="admin", web=True),
-    "/api/keys/revoke": Route(POST, manage.revoke_key, access="admin", web=True),
-    "/api/usage": Route(GET, manage.usage_summary, access="admin", web=True),
-    "/api/usage.csv": Route(GET, manage.usage_csv, access="admin", web=True),
-    # Protected by the login's state instead: iFlow's redirect carries no key.
-    "/oauth2callback": Route(GET, _callback, access="open", web=True),
-    "/health": Route(GET, _health, access="open"),
-    "/metrics": Route(GET, manage.metrics, access="admin"),
-    "/v1/models": Route(GET, _models),
-    "/models": Route(GET, _models),
-    "/v1/chat/completions": Route(POST, _chat, usage="chat"),
-    "/chat/completions": Route(POST, _chat, usage="chat"),
-    "/v1/responses": Route(POST, _responses, usage="responses"),
-    "/responses": Route(POST, _responses, usage="responses"),
-    "/v1/messages": Route(POST, _messages, dialect="anthropic", usage="anthropic"),
-    "/messages": Route(POST, _messages, dialect="anthropic", usage="anthropic"),
-    "/v1/messages/count_tokens": Route(POST, _count_tokens, dialect="anthropic"),
-    "/messages/count_tokens": Route(POST, _count_tokens, dialect="anthropic"),
-}
-MODEL_PREFIXES = ("/v1/models/", "/models/")
 
 
 def _from_loopback(scope: Scope) -> bool:
@@ -207,8 +100,6 @@ class Gateway:
             max_body=settings.max_upstream_body,
         )
         self.models = ModelDirectory(self.client, settings.models_cache_ttl)
-        self._iflow = IflowSpeaker(thinking_default=settings.thinking_default)
-        self._openai = OpenAICompatibleSpeaker()
         self.disconnects = DisconnectWatch()
         self.background = Background()
         self._spawn = self.background.spawn
@@ -265,16 +156,32 @@ class Gateway:
         self.accounts.on_change = lambda: self._spawn(self.reload_keys())
         self.assets = web.load_assets()
         self.started_at = time.time()
+        self.api = self._api_routes()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stops = 0
 
-    # -- what the routes ask of the gateway -------------------------------------------------------
+    def _api_routes(self) -> ApiRoutes:
+        settings = self.settings
+        membership = Membership(self.accounts, self.pool, not_logged_in=not_logged_in_message(settings))
+        dispatcher = Dispatcher(
+            membership=membership,
+            client=self.client,
+            speakers=Speakers(thinking_default=settings.thinking_default),
+            models=self.models,
+            reasoning=self.reasoning,
+            aliases=settings.model_aliases,
+            max_attempts=settings.max_attempts,
+        )
+        keepalive = settings.keepalive_interval
+        return ApiRoutes(
+            chat=ChatRoute(dispatcher, self.reasoning, keepalive=keepalive),
+            messages=MessagesRoute(dispatcher, self.reasoning, keepalive=keepalive),
+            responses=ResponsesRoute(dispatcher, self.reasoning, self.responses, keepalive=keepalive),
+            models=ModelsRoute(ModelListing(membership, self.models, settings.model_aliases)),
+            health=HealthRoute(self.credentials, membership, self.refresher, started_at=self.started_at),
+        )
 
-    def no_accounts(self) -> GatewayError:
-        return NotLoggedIn(not_logged_in_message(self.settings))
-
-    def speaker(self, account: Account) -> Speaker:
-        return self._iflow if account.kind == "iflow" else self._openai
+    # -- what the page's routes ask of the gateway --------------------------------------------------
 
     async def reload_keys(self) -> None:
         generation = await self.store.generation()
@@ -364,7 +271,7 @@ class Gateway:
         route = ROUTES.get(path)
         if route is None and path.startswith(MODEL_PREFIXES):
             model_id = path.split("/models/", 1)[1]
-            route = Route(GET, lambda g, s, r, c: retrieve_model(g, model_id, c.send))
+            route = Route(GET, model_handler(model_id))
         if route is None:
             raise RouteNotFound(f"There is no {path} here. See /v1/models and /v1/chat/completions.")
         call.dialect = route.dialect

@@ -1,7 +1,7 @@
 """The dashboard page in headless Chromium, against a scripted stand-in for the management API.
 
 A small ``http.server`` on 127.0.0.1 serves the page's real files (``routes.web.load_assets``, at the
-paths the gateway's route table ``app.ROUTES`` lists) and answers ``/api/*`` with canned JSON in the
+paths the gateway's route table ``routing.ROUTES`` lists) and answers ``/api/*`` with canned JSON in the
 shapes of the design (/tmp/design/issue5.md), recording every request. So the page is tested before, and
 apart from, the backend; a test against the real gateway checks that the two agree.
 
@@ -37,8 +37,8 @@ from playwright.sync_api import (
     expect,
 )
 
-from iflow2api.app import ROUTES
 from iflow2api.routes.web import load_assets
+from iflow2api.routing import ROUTES
 from tests.e2e.browser import TIMEOUT_MS
 
 VIEWPORT: ViewportSize = {"width": 1280, "height": 900}

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from iflow2api.app import POST, ROUTES
+from iflow2api.routing import POST, ROUTES
 from tests.conftest import GatewayProcess, iflow_settings, write_settings
 from tests.fake_iflow import FakeIflow
 

@@ -17,7 +17,7 @@ import pytest
 from iflow2api.calls import Call
 from iflow2api.errors import GatewayError
 from iflow2api.reasoning import ReasoningStore
-from iflow2api.routes.chat import _parsed_chunks
+from iflow2api.services.streams import parsed_chunks
 from iflow2api.upstream import http1
 from iflow2api.upstream.speakers import IflowSpeaker
 
@@ -51,7 +51,7 @@ async def consume(upstream: Upstream) -> Call:
 
     call = Call(send)
     speaker = IflowSpeaker(thinking_default=False)
-    chunks = _parsed_chunks(speaker, upstream, REQUEST, ReasoningStore(save=lambda item: None), call)  # type: ignore[arg-type]
+    chunks = parsed_chunks(speaker, upstream, REQUEST, ReasoningStore(save=lambda item: None), call)  # type: ignore[arg-type]
     with pytest.raises(GatewayError):
         async for _ in chunks:
             pass

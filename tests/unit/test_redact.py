@@ -124,12 +124,13 @@ def test_words_that_merely_end_in_sk_are_left_alone() -> None:
 
 
 def test_a_key_cut_in_half_by_a_short_quote_is_removed_too() -> None:
-    from iflow2api.routes.chat import _json, _redacted
+    from iflow2api.services.answers import parse_json
+    from iflow2api.services.redaction import redacted
 
     key = "AKIAZXCVBNMASDFGHJKLQWERTY0123456789"
     body = b"x" * 185 + f"key={key} and more".encode()  # not JSON: quoted, cut at 200 bytes
     with pytest.raises(GatewayError) as caught:
-        _json(body)
+        parse_json(body)
     assert key[:10] in caught.value.message  # the cut fell inside the key
-    shown = _redacted(caught.value, (key,)).message
+    shown = redacted(caught.value, (key,)).message
     assert key[:8] not in shown and "[redacted]" in shown

@@ -1,27 +1,27 @@
 """``POST /v1/messages``: Anthropic Messages (Claude Code) in front of the chat upstream.
 
-The request is translated to Chat Completions, sent along the one upstream path (``chat.exchange``)
-and the answer translated back, streamed event by event.
+The request is translated to Chat Completions, dispatched (``services.dispatch``) and the answer
+translated back, streamed event by event through the one stream loop (``services.streams``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 import orjson
 
-from iflow2api.asgi import JSON, SSE_HEADERS, Scope, Send, send_bytes, send_frames
+from iflow2api.asgi import JSON, Scope, Send, send_bytes
 from iflow2api.calls import Call
 from iflow2api.dialects import anthropic
 from iflow2api.dialects.checks import load_object
 from iflow2api.dialects.token_count import counter_for, estimate_chat_tokens
+from iflow2api.dialects.translator import StreamTranslator
 from iflow2api.errors import GatewayError
-from iflow2api.routes.chat import exchange
-
-if TYPE_CHECKING:
-    from iflow2api.app import Gateway
+from iflow2api.reasoning import ReasoningStore
+from iflow2api.services.dispatch import Dispatcher
+from iflow2api.services.streams import sink_relay
 
 
 class AnthropicSink:
@@ -33,39 +33,11 @@ class AnthropicSink:
         message = anthropic.from_chat_completion(completion, model=self._model)
         await send_bytes(self._send, 200, orjson.dumps(message), JSON)
 
-    async def stream(self, chunks: AsyncIterator[dict[str, Any]]) -> None:
-        translator = anthropic.StreamTranslator(model=self._model)
-        first = await anext(chunks)  # an error here is still a real HTTP error
-        await self._send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-        await send_frames(self._send, translator.feed(first), more=True)
-        try:
-            async for chunk in chunks:
-                await send_frames(self._send, translator.feed(chunk), more=True)
-            tail = translator.finish()
-        except GatewayError as error:
-            # Reported in the stream; raised on so the attempt counts as failed, not served.
-            await send_frames(self._send, translator.error(error), more=False)
-            raise
-        await send_frames(self._send, tail, more=False)
+    def translator(self) -> StreamTranslator:
+        return anthropic.StreamTranslator(model=self._model)
 
-
-def model_for(gateway: Gateway, requested: str) -> str:
-    """The upstream model for what the client asked (Claude Code asks for claude-* names).
-
-    The user's aliases first; then, when the pool has an iFlow account, the built-in Claude table,
-    and otherwise the first OpenAI-compatible upstream's own ``modelName`` for any Claude name.
-    """
-    aliases = gateway.settings.model_aliases_map
-    gateway.accounts.sync_cli()
-    members = [m for m in gateway.pool.members() if m.enabled]
-    if any(m.kind != "openai-compatible" for m in members) or not members:
-        fallback = dict(anthropic.DEFAULT_ALIASES)
-    else:
-        names = [m.account.model_name for m in members if m.account.model_name]
-        fallback = {"claude*": names[0]} if names else {}
-    for pattern, target in fallback.items():
-        aliases.setdefault(pattern, target)
-    return anthropic.resolve_model(requested, aliases)
+    def streamed(self) -> None:
+        pass
 
 
 def _late_error(model: str) -> Callable[[GatewayError], bytes]:
@@ -75,22 +47,28 @@ def _late_error(model: str) -> Callable[[GatewayError], bytes]:
     return frames
 
 
-async def messages(gateway: Gateway, scope: Scope, body: bytes, call: Call) -> None:
-    request = anthropic.parse_request(body)
-    chat = anthropic.to_chat_request(request, model=model_for(gateway, request["model"]))
-    call.model, call.stream = chat["model"], bool(chat.get("stream"))
-    if call.stream:
-        call.keep_alive(gateway.settings.keepalive_interval, _late_error(request["model"]))
-    await exchange(gateway, scope, chat, AnthropicSink(call.send, model=request["model"]), call)
+class MessagesRoute:
+    def __init__(self, dispatcher: Dispatcher, reasoning: ReasoningStore, *, keepalive: float) -> None:
+        self._dispatcher = dispatcher
+        self._reasoning = reasoning
+        self._keepalive = keepalive
 
+    async def __call__(self, scope: Scope, body: bytes, call: Call) -> None:
+        request = anthropic.parse_request(body)
+        chat = anthropic.to_chat_request(request, model=self._dispatcher.anthropic_model(request["model"]))
+        call.model, call.stream = chat["model"], bool(chat.get("stream"))
+        if call.stream:
+            call.keep_alive(self._keepalive, _late_error(request["model"]))
+        sink = AnthropicSink(call.send, model=request["model"])
+        await self._dispatcher.dispatch(scope, chat, call, sink_relay(sink, call, self._reasoning))
 
-async def count_tokens(gateway: Gateway, body: bytes, send: Send) -> None:
-    """``POST /v1/messages/count_tokens``: an estimate (see ``dialects.token_count``)."""
-    payload = load_object(body)
-    payload.setdefault("max_tokens", 1)  # count_tokens requests carry none
-    request = anthropic.check_request(payload)
-    model = model_for(gateway, request["model"])
-    chat = anthropic.to_chat_request(request, model=model)
-    # Loading a tokenizer and counting a long prompt take a while: off the event loop.
-    tokens = await asyncio.to_thread(lambda: estimate_chat_tokens(chat, counter_for(model)))
-    await send_bytes(send, 200, orjson.dumps({"input_tokens": tokens}), JSON)
+    async def count_tokens(self, body: bytes, send: Send) -> None:
+        """``POST /v1/messages/count_tokens``: an estimate (see ``dialects.token_count``)."""
+        payload = load_object(body)
+        payload.setdefault("max_tokens", 1)  # count_tokens requests carry none
+        request = anthropic.check_request(payload)
+        model = self._dispatcher.anthropic_model(request["model"])
+        chat = anthropic.to_chat_request(request, model=model)
+        # Loading a tokenizer and counting a long prompt take a while: off the event loop.
+        tokens = await asyncio.to_thread(lambda: estimate_chat_tokens(chat, counter_for(model)))
+        await send_bytes(send, 200, orjson.dumps({"input_tokens": tokens}), JSON)

@@ -11,21 +11,19 @@ from __future__ import annotations
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
 
-from iflow2api.asgi import JSON, SSE_HEADERS, Scope, Send, send_bytes, send_frames
+from iflow2api.asgi import JSON, Scope, Send, send_bytes
 from iflow2api.calls import Call
 from iflow2api.dialects import responses
 from iflow2api.errors import GatewayError, InvalidRequest
-from iflow2api.routes.chat import exchange
+from iflow2api.reasoning import ReasoningStore
+from iflow2api.services.dispatch import Dispatcher
+from iflow2api.services.streams import sink_relay
 from iflow2api.state.sqlite import MAX_RESPONSE_HISTORY_BYTES
-
-if TYPE_CHECKING:
-    from iflow2api.app import Gateway
-
 
 #: Responses remembered for ``previous_response_id``, at most; the oldest are forgotten first.
 MAX_STORED = 1000
@@ -110,7 +108,7 @@ class ResponsesSink:
         self._chat = chat
         self.response_id = "resp_" + secrets.token_hex(12)
         #: The stream's translator once it has started, so a late error continues its events.
-        self.translator: responses.StreamTranslator | None = None
+        self.stream: responses.StreamTranslator | None = None
 
     def _remember(self, completion: dict[str, Any]) -> None:
         if self._request.get("store", True) is not False:
@@ -121,40 +119,41 @@ class ResponsesSink:
         body = responses.from_chat_completion(completion, request=self._request, response_id=self.response_id)
         await send_bytes(self._send, 200, orjson.dumps(body), JSON)
 
-    async def stream(self, chunks: AsyncIterator[dict[str, Any]]) -> None:
-        translator = self.translator = responses.StreamTranslator(
+    def translator(self) -> responses.StreamTranslator:
+        self.stream = self.new_translator()
+        return self.stream
+
+    def new_translator(self) -> responses.StreamTranslator:
+        return responses.StreamTranslator(
             request=self._request, response_id=self.response_id, created_at=int(time.time())
         )
-        first = await anext(chunks)  # an error here is still a real HTTP error
-        await self._send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-        await send_frames(self._send, translator.start() + translator.feed(first), more=True)
-        try:
-            async for chunk in chunks:
-                await send_frames(self._send, translator.feed(chunk), more=True)
-            tail = translator.finish()
-            # The translator's own record, so the history uses the call ids the client saw.
-            self._remember(translator.completion())
-        except GatewayError as error:
-            # Reported in the stream; raised on so the attempt counts as failed, not served.
-            await send_frames(self._send, translator.error(error), more=False)
-            raise
-        await send_frames(self._send, tail, more=False)
+
+    def streamed(self) -> None:
+        # The translator's own record, so the history uses the call ids the client saw.
+        assert self.stream is not None
+        self._remember(self.stream.completion())
 
 
-async def create_response(gateway: Gateway, scope: Scope, body: bytes, call: Call) -> None:
-    request = responses.parse_request(body)
-    previous = request.get("previous_response_id")
-    history = await gateway.responses.get(previous) if isinstance(previous, str) and previous else None
-    chat = responses.to_chat_request(request, history)
-    sink = ResponsesSink(call.send, gateway.responses, request, chat)
-    call.model, call.stream = chat["model"], bool(chat.get("stream"))
-    if call.stream:
+class ResponsesRoute:
+    def __init__(
+        self, dispatcher: Dispatcher, reasoning: ReasoningStore, memory: ResponseMemory, *, keepalive: float
+    ) -> None:
+        self._dispatcher = dispatcher
+        self._reasoning = reasoning
+        self._memory = memory
+        self._keepalive = keepalive
 
-        def late_error(error: GatewayError) -> bytes:
-            translator = sink.translator or responses.StreamTranslator(
-                request=request, response_id=sink.response_id, created_at=int(time.time())
-            )
-            return b"".join(translator.error(error))
+    async def __call__(self, scope: Scope, body: bytes, call: Call) -> None:
+        request = responses.parse_request(body)
+        previous = request.get("previous_response_id")
+        history = await self._memory.get(previous) if isinstance(previous, str) and previous else None
+        chat = responses.to_chat_request(request, history)
+        sink = ResponsesSink(call.send, self._memory, request, chat)
+        call.model, call.stream = chat["model"], bool(chat.get("stream"))
+        if call.stream:
 
-        call.keep_alive(gateway.settings.keepalive_interval, late_error)
-    await exchange(gateway, scope, chat, sink, call)
+            def late_error(error: GatewayError) -> bytes:
+                return b"".join((sink.stream or sink.new_translator()).error(error))
+
+            call.keep_alive(self._keepalive, late_error)
+        await self._dispatcher.dispatch(scope, chat, call, sink_relay(sink, call, self._reasoning))

@@ -24,7 +24,7 @@ from iflow2api.errors import (
     LoginUnavailable,
     RouteNotFound,
 )
-from iflow2api.routes.models import model_object
+from iflow2api.services.model_listing import model_object
 
 if TYPE_CHECKING:
     from iflow2api.app import Gateway

@@ -1,0 +1,152 @@
+"""Which handler serves which path, and who may call it: the gateway's route table.
+
+Routing is a dict lookup on the exact path; the OpenAI paths are served with and without ``/v1``
+because clients differ on whether the base URL includes it. The handlers here only pick, from the
+gateway (the composition root), the route object that serves the request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from iflow2api.asgi import Receive, Scope, read_body
+from iflow2api.calls import Call, Dialect
+from iflow2api.routes import manage, web
+from iflow2api.routes.chat import ChatRoute
+from iflow2api.routes.health import HealthRoute
+from iflow2api.routes.messages import MessagesRoute
+from iflow2api.routes.models import ModelsRoute
+from iflow2api.routes.responses import ResponsesRoute
+
+if TYPE_CHECKING:
+    from iflow2api.app import Gateway
+
+Handler = Callable[["Gateway", Scope, Receive, Call], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    methods: frozenset[str]
+    handler: Handler
+    #: Who may call it when client keys exist: ``client`` (any key), ``admin`` (an admin key or
+    #: the page's session), or ``open``.
+    access: str = "client"
+    #: The page and its API: same-origin only (no CORS), and only for this gateway's own host name.
+    web: bool = False
+    #: Whose error shape failures are shown in.
+    dialect: Dialect = "openai"
+    #: Requests to the upstream are recorded in the usage table, under this API's name.
+    usage: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiRoutes:
+    """The API's routes, each built with the few services it uses (by ``Gateway``)."""
+
+    chat: ChatRoute
+    messages: MessagesRoute
+    responses: ResponsesRoute
+    models: ModelsRoute
+    health: HealthRoute
+
+
+async def _health(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+    await gateway.api.health(call.send)
+
+
+async def _models(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+    await gateway.api.models.list(call.send)
+
+
+def model_handler(model_id: str) -> Handler:
+    async def handler(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+        await gateway.api.models.retrieve(model_id, call.send)
+
+    return handler
+
+
+class _Upstream(Protocol):
+    async def __call__(self, scope: Scope, body: bytes, call: Call) -> None: ...
+
+
+def _upstream(route: Callable[[ApiRoutes], _Upstream]) -> Handler:
+    """A route that sends a request upstream: bounded body, cancelled if the client leaves."""
+
+    async def handler(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+        body = await read_body(scope, receive, gateway.settings.max_body_bytes)
+        with gateway.disconnects.watching(receive, lambda: call.finished):
+            await route(gateway.api)(scope, body, call)
+
+    return handler
+
+
+_chat = _upstream(lambda api: api.chat)
+_messages = _upstream(lambda api: api.messages)
+_responses = _upstream(lambda api: api.responses)
+
+
+async def _count_tokens(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+    body = await read_body(scope, receive, gateway.settings.max_body_bytes)
+    await gateway.api.messages.count_tokens(body, call.send)
+
+
+async def _page(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+    await web.asset(gateway, scope["path"], call.send)
+
+
+async def _status(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+    await web.api_status(gateway, call.send, signed_in=gateway.is_admin(scope))
+
+
+async def _login(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+    await web.api_login(gateway, scope, receive, call.send)
+
+
+async def _login_code(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+    await web.api_login_code(gateway, scope, receive, call.send)
+
+
+async def _logout(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+    await web.api_logout(gateway, scope, receive, call.send)
+
+
+async def _callback(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+    await web.oauth_callback(gateway, scope, call.send)
+
+
+GET = frozenset({"GET", "HEAD"})
+POST = frozenset({"POST"})
+ROUTES: dict[str, Route] = {
+    "/": Route(GET, _page, access="open", web=True),
+    "/static/app.js": Route(GET, _page, access="open", web=True),
+    "/static/style.css": Route(GET, _page, access="open", web=True),
+    "/api/status": Route(GET, _status, access="open", web=True),
+    "/api/session": Route(POST, manage.open_session, access="open", web=True),
+    "/api/session/end": Route(POST, manage.close_session, access="open", web=True),
+    "/api/login": Route(POST, _login, access="admin", web=True),
+    "/api/login/code": Route(POST, _login_code, access="admin", web=True),
+    "/api/logout": Route(POST, _logout, access="admin", web=True),
+    "/api/accounts": Route(frozenset({"GET", "POST"}), manage.accounts_route, access="admin", web=True),
+    "/api/accounts/action": Route(POST, manage.account_action, access="admin", web=True),
+    "/api/keys": Route(frozenset({"GET", "POST"}), manage.keys_route, access="admin", web=True),
+    "/api/keys/revoke": Route(POST, manage.revoke_key, access="admin", web=True),
+    "/api/usage": Route(GET, manage.usage_summary, access="admin", web=True),
+    "/api/usage.csv": Route(GET, manage.usage_csv, access="admin", web=True),
+    # Protected by the login's state instead: iFlow's redirect carries no key.
+    "/oauth2callback": Route(GET, _callback, access="open", web=True),
+    "/health": Route(GET, _health, access="open"),
+    "/metrics": Route(GET, manage.metrics, access="admin"),
+    "/v1/models": Route(GET, _models),
+    "/models": Route(GET, _models),
+    "/v1/chat/completions": Route(POST, _chat, usage="chat"),
+    "/chat/completions": Route(POST, _chat, usage="chat"),
+    "/v1/responses": Route(POST, _responses, usage="responses"),
+    "/responses": Route(POST, _responses, usage="responses"),
+    "/v1/messages": Route(POST, _messages, dialect="anthropic", usage="anthropic"),
+    "/messages": Route(POST, _messages, dialect="anthropic", usage="anthropic"),
+    "/v1/messages/count_tokens": Route(POST, _count_tokens, dialect="anthropic"),
+    "/messages/count_tokens": Route(POST, _count_tokens, dialect="anthropic"),
+}
+MODEL_PREFIXES = ("/v1/models/", "/models/")

@@ -1,0 +1,93 @@
+"""Reading a whole upstream answer, and counting what an answer cost.
+
+The I/O half of the answers that are not streams: the body read to its end (its transport
+failures mapped by ``upstream.client.transport_failure``), parsed and judged once; and the usage
+recorded on the request's ``Call``, estimated when the upstream reported none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+
+from iflow2api.calls import Call
+from iflow2api.dialects import openai_chat, token_count
+from iflow2api.errors import UpstreamError
+from iflow2api.reasoning import ReasoningStore
+from iflow2api.upstream import http1
+from iflow2api.upstream.client import Response, transport_failure
+from iflow2api.upstream.speakers import Speaker
+
+
+def is_sse(response: Response) -> bool:
+    return "text/event-stream" in response.headers.get("content-type", "")
+
+
+async def read(response: Response) -> bytes:
+    try:
+        return await response.read()
+    except http1.TransportError as exc:
+        raise transport_failure(exc, "reading") from None
+
+
+def parse_json(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        snippet = raw[:200].decode("utf-8", "replace")
+        raise UpstreamError(f"The upstream answered with something that is not JSON: {snippet!r}") from None
+
+
+def completion_of(speaker: Speaker, payload: object) -> dict[str, Any]:
+    """The ``chat.completion`` in ``payload``, or the error it is instead."""
+    error = speaker.business_error(payload)
+    if error is not None:
+        raise error
+    if not isinstance(payload, dict) or not payload.get("choices"):
+        # The CLI refuses these too ("missing or empty choices array", protocol §7.1).
+        raise UpstreamError("The upstream's answer has no choices.")
+    problem = openai_chat.malformed(payload)
+    if problem is not None:
+        raise UpstreamError(f"The upstream's answer is malformed: {problem}.")
+    return payload
+
+
+async def whole_completion(
+    speaker: Speaker, response: Response, request: dict[str, Any], call: Call, reasoning: ReasoningStore
+) -> tuple[bytes, dict[str, Any], bool]:
+    """The answer read, judged, remembered and counted: its bytes, the completion, and whether
+    usage was estimated (and filled in), so the bytes no longer match it."""
+    raw = await read(response)
+    completion = completion_of(speaker, parse_json(raw))
+    choice = completion["choices"][0]
+    if isinstance(choice, dict) and isinstance(choice.get("message"), dict):
+        reasoning.remember(choice["message"])
+    return raw, completion, await note_usage(call, request, completion)
+
+
+async def estimate(call: Call, request: dict[str, Any], output: str) -> dict[str, int]:
+    """Count the tokens ourselves, for an answer the upstream reported no usage for."""
+    usage = await asyncio.to_thread(token_count.estimate_usage, request, output)
+    call.note_estimate(usage)
+    return usage
+
+
+def estimate_now(call: Call, request: dict[str, Any], output: str) -> None:
+    """A quick estimate where there is no time to wait for a tokenizer (the request is cancelled).
+
+    The character heuristic, prompt and output alike: it counts in C, so even a prompt of tens of
+    megabytes holds the event loop for milliseconds, not the second a tokenizer would take.
+    """
+    call.note_estimate(token_count.estimate_usage(request, output, token_count.estimate_text_tokens))
+
+
+async def note_usage(call: Call, request: dict[str, Any], completion: dict[str, Any]) -> bool:
+    """Record a whole completion's usage, estimating (and filling it in) when there is none;
+    True if the completion changed."""
+    if isinstance(completion.get("usage"), dict):
+        call.note_usage(completion["usage"])
+        return False
+    completion["usage"] = await estimate(call, request, token_count.completion_output(completion))
+    return True

@@ -1,0 +1,131 @@
+"""Chat Completions answers for ``/v1/chat/completions``: the fast path, bytes passed through.
+
+Nothing needs translating here, so a stream is relayed through ``openai_chat.StreamRelay``, which
+forwards most chunks byte for byte and parses only those that decide something; a whole answer is
+sent as it came unless usage had to be filled in or the answer normalised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+
+from iflow2api.asgi import JSON, SSE_HEADERS, send_bytes
+from iflow2api.calls import Call
+from iflow2api.dialects import openai_chat
+from iflow2api.errors import UpstreamError, UpstreamTooLarge
+from iflow2api.reasoning import ReasoningStore, StreamedTurn
+from iflow2api.services.answers import estimate, estimate_now, is_sse, whole_completion
+from iflow2api.services.dispatch import Relay
+from iflow2api.sse import SSEDecoder
+from iflow2api.upstream import http1
+from iflow2api.upstream.client import Response, transport_failure
+from iflow2api.upstream.speakers import Outgoing, Speaker
+
+
+def chat_relay(call: Call, reasoning: ReasoningStore) -> Relay:
+    """The relay of ``/v1/chat/completions`` (see ``services.dispatch.Relay``)."""
+
+    async def relay(
+        speaker: Speaker, response: Response, request: dict[str, Any], outgoing: Outgoing
+    ) -> None:
+        if outgoing.stream and is_sse(response):
+            await _relay_stream(speaker, response, request, call, reasoning)
+            return
+        raw, completion, estimated = await whole_completion(speaker, response, request, call, reasoning)
+        if not outgoing.stream:
+            if openai_chat.normalize_completion(completion) or estimated:
+                raw = orjson.dumps(completion)
+            await send_bytes(call.send, 200, raw, JSON)
+            return
+        # iFlow sometimes answers a stream request with JSON: an error, or the whole answer (§7.3 C).
+        frames = openai_chat.completion_as_chunks(
+            completion, include_usage=openai_chat.wants_usage_in_stream(request)
+        )
+        await call.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        await call.send({"type": "http.response.body", "body": b"".join(frames)})
+
+    return relay
+
+
+async def _relay_stream(
+    speaker: Speaker, response: Response, request: dict[str, Any], call: Call, reasoning: ReasoningStore
+) -> None:
+    relay = openai_chat.StreamRelay(
+        include_usage=openai_chat.wants_usage_in_stream(request),
+        classify=speaker.business_error,
+    )
+    try:
+        await _pump(response, request, call, reasoning, relay)
+    except asyncio.CancelledError:
+        # The client left mid-answer: what was generated so far still counts against its key.
+        if relay.usage is not None:
+            call.note_usage(relay.usage)
+        elif relay.content:
+            estimate_now(call, request, relay.output())
+        raise
+
+
+async def _pump(
+    response: Response,
+    request: dict[str, Any],
+    call: Call,
+    reasoning: ReasoningStore,
+    relay: openai_chat.StreamRelay,
+) -> None:
+    """Feed the upstream's stream through ``relay`` to the client (see ``StreamRelay``)."""
+    send = call.send
+    turn = StreamedTurn()
+    decoder = SSEDecoder()
+    started = False
+    try:
+        async for chunk in response.iter_chunks():
+            frames: list[bytes] = []
+            for data in decoder.feed(chunk):
+                turn.feed(data)
+                frames.extend(relay.feed(data))
+            if relay.failure is not None and not started:
+                # Nothing has reached the client: a failed attempt, for another account to take over.
+                raise relay.failure
+            if frames:
+                if not started:
+                    # Only now, with content in hand, is the 200 certain.
+                    await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+                    started = True
+                await send({"type": "http.response.body", "body": b"".join(frames), "more_body": True})
+            if relay.ended:
+                break
+        tail = [frame for data in decoder.finish() for frame in relay.feed(data)]
+    except (http1.TransportError, UpstreamTooLarge) as exc:
+        # UpstreamTooLarge: one event-stream line beyond the cap (sse.MAX_LINE).
+        failure = exc if isinstance(exc, UpstreamTooLarge) else transport_failure(exc, "reading")
+        if not started:
+            raise failure from None
+        relay.fail(failure)
+        tail = []
+    if not started:
+        if relay.failure is not None:
+            raise relay.failure
+        if not tail:
+            raise UpstreamError("The upstream ended the stream without sending anything.")
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+    usage_estimate = None
+    if relay.usage is not None:
+        call.note_usage(relay.usage)
+    else:
+        # Before [DONE], even when the client did not ask for usage: a client's next request may
+        # follow at once, and a key's tokens_per_day must already know this one.
+        usage_estimate = await estimate(call, request, relay.output())
+    tail.extend(relay.finish(usage_estimate))
+    finished_turn = turn.message()
+    if finished_turn is not None:
+        reasoning.remember(finished_turn)
+    await send({"type": "http.response.body", "body": b"".join(tail), "more_body": False})
+    if relay.failure is not None:
+        # Reported in the stream already; raised so the attempt counts as failed, not served.
+        raise relay.failure
+    # The upstream's end of message often trails its [DONE]: wait a moment for it, so the
+    # connection can be kept for the next request instead of being closed.
+    await response.finish(0.2)

@@ -1,0 +1,205 @@
+"""The dispatch service: sends a Chat Completions request to an account of the pool.
+
+Choosing the account, waiting for one, failing over to another, the model aliases, a client key's
+model limits, renewing a refused key, quarantine and the redaction of the account's secrets all
+live here; what the answer becomes for the client is the ``Relay``'s business (``chat_stream``
+for ``/v1/chat/completions``, ``streams.sink_relay`` for the APIs that translate).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import Any, Protocol
+
+from iflow2api import affinity
+from iflow2api.asgi import Scope
+from iflow2api.auth.credentials import Account
+from iflow2api.calls import Call
+from iflow2api.clientkeys import KeyRing
+from iflow2api.dialects import anthropic
+from iflow2api.errors import GatewayError, ModelNotFound, NoAccountAvailable, RateLimited
+from iflow2api.pool.router import Pool
+from iflow2api.reasoning import ReasoningStore
+from iflow2api.services.answers import read
+from iflow2api.services.membership import Membership
+from iflow2api.services.redaction import Redacting, redacted
+from iflow2api.upstream.client import Response, UpstreamClient, retry_after_seconds
+from iflow2api.upstream.models import ModelDirectory
+from iflow2api.upstream.speakers import IflowSpeaker, OpenAICompatibleSpeaker, Outgoing, Speaker
+
+
+class Relay(Protocol):
+    """What becomes of an upstream answer with a 2xx status: the client's answer, sent.
+
+    Raises ``GatewayError`` when the answer turns out to be a failure (another account may then
+    take the request, as long as nothing but keep-alive pings reached the client).
+    """
+
+    async def __call__(
+        self, speaker: Speaker, response: Response, request: dict[str, Any], outgoing: Outgoing
+    ) -> None: ...
+
+
+class Speakers:
+    """The speaker for each kind of account (iFlow, or any OpenAI-compatible upstream)."""
+
+    def __init__(self, *, thinking_default: bool) -> None:
+        self._iflow = IflowSpeaker(thinking_default=thinking_default)
+        self._openai = OpenAICompatibleSpeaker()
+
+    def for_account(self, account: Account) -> Speaker:
+        return self._iflow if account.kind == "iflow" else self._openai
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        membership: Membership,
+        client: UpstreamClient,
+        speakers: Speakers,
+        models: ModelDirectory,
+        reasoning: ReasoningStore,
+        aliases: tuple[tuple[str, str], ...],
+        max_attempts: int,
+    ) -> None:
+        self._membership = membership
+        self._pool: Pool = membership.pool
+        self._client = client
+        self._speakers = speakers
+        self._models = models
+        self._reasoning = reasoning
+        self._aliases = aliases
+        self._max_attempts = max_attempts
+
+    def anthropic_model(self, requested: str) -> str:
+        """The upstream model for what an Anthropic client asked (Claude Code asks for claude-*).
+
+        The user's aliases first; then, when the pool has an iFlow account, the built-in Claude
+        table, and otherwise the first OpenAI-compatible upstream's own ``modelName`` for any
+        Claude name.
+        """
+        aliases = dict(self._aliases)
+        members = self._membership.enabled()
+        if any(m.kind != "openai-compatible" for m in members) or not members:
+            fallback = dict(anthropic.DEFAULT_ALIASES)
+        else:
+            names = [m.account.model_name for m in members if m.account.model_name]
+            fallback = {"claude*": names[0]} if names else {}
+        for pattern, target in fallback.items():
+            aliases.setdefault(pattern, target)
+        return anthropic.resolve_model(requested, aliases)
+
+    async def dispatch(self, scope: Scope, request: dict[str, Any], call: Call, relay: Relay) -> None:
+        """Send ``request`` to an account of the pool, failing over to others until content flows.
+
+        A failed attempt is retried on another account (at most ``max_attempts`` in all) as long
+        as nothing but keep-alive pings has reached the client; what the failure means for the
+        account that produced it (cooldown, refresh, quarantine) is the pool's business
+        (``pool.outcomes``). An account the upstream asked to wait (its ``Retry-After``) stays a
+        candidate for the retry: with nothing else free, the retry waits out that rest
+        (``max_cooldown_wait``) in the pool.
+        """
+        pool = self._pool
+        if not self._membership.members():
+            raise self._membership.no_accounts()
+        if self._aliases:
+            resolved = anthropic.resolve_model(request["model"], dict(self._aliases))
+            if resolved != request["model"]:
+                request = {**request, "model": resolved}
+        model = call.model = request["model"]
+        KeyRing.check_model(call.key, model)
+        if pool.affinity:
+            call.session = affinity.session_key(scope, request)
+        tried: set[str] = set()
+        renewed: set[str] = set()
+        last: GatewayError | None = None
+        for _ in range(self._max_attempts):
+            try:
+                member = await pool.acquire(model, session=call.session, exclude=frozenset(tried))
+                started = time.time()
+            except NoAccountAvailable:
+                if last is None:
+                    raise
+                raise self._final(model, last) from None
+            call.attempts += 1
+            call.account = member.label
+            call.on_content = functools.partial(pool.answered, member, started)
+            try:
+                await self._attempt(member.account, request, relay)
+            except GatewayError as error:
+                if call.content_sent:
+                    # Part of the answer is out, so nothing is retried; but the upstream failed all
+                    # the same, and its account is told so (a rate limit mid-stream is still one).
+                    pool.failed(member, error)
+                    raise
+                last = error
+                if isinstance(error, ModelNotFound) and pool.serves(member, model) is not True:
+                    # An account that was only thought to serve the model: no fault of its own.
+                    tried.add(member.id)
+                    continue
+                verdict = pool.failed(member, error)
+                if verdict.action == "refresh":
+                    # The key expired (iFlow 439) or was refused: a fresh one, then the same account.
+                    renewal = (
+                        "impossible" if member.renew is None or member.id in renewed else await member.renew()
+                    )
+                    renewed.add(member.id)
+                    if renewal == "renewed":
+                        continue
+                    if renewal == "impossible":
+                        pool.quarantine(member, f"{verdict.reason}: {error.message}", code=error.code)
+                    else:
+                        pool.cool_down(member, f"{verdict.reason}; renewing the key failed for now")
+                if not verdict.retry_elsewhere:
+                    raise
+                if not verdict.upstream_asked:
+                    tried.add(member.id)
+            else:
+                pool.succeeded(member, started)
+                return
+            finally:
+                call.on_content = None
+                pool.release(member)
+        assert last is not None
+        raise self._final(model, last)
+
+    def _final(self, model: str, last: GatewayError) -> GatewayError:
+        """The error that ends a request every account failed: the last one, and when that was a
+        rate limit and every account rests at the upstream's request, with the ``Retry-After`` of
+        the first rest to end (a rest of the gateway's own choosing is no reason to keep a client
+        away)."""
+        if isinstance(last, RateLimited):
+            wait = self._pool.asked_rest(model)
+            if wait is not None:
+                last.retry_after = wait
+        return last
+
+    async def _attempt(self, account: Account, request: dict[str, Any], relay: Relay) -> None:
+        """One account's try; every error made from the upstream's words loses the account's key
+        here, before the pool stores it as a reason, the log shows it or a client does."""
+        secrets = (account.api_key,)
+        speaker = Redacting(self._speakers.for_account(account), secrets)
+        try:
+            await self._models.check(account, request["model"])
+            # Reasoning the client left out of its history goes back in (see iflow2api.reasoning).
+            messages = self._reasoning.restore(request["messages"])
+            if messages is not request["messages"]:
+                request = {**request, "messages": messages}
+            outgoing = speaker.prepare(account, request)
+            response = await self._client.send("POST", outgoing.url, outgoing.headers, outgoing.body)
+            try:
+                if response.status >= 300:
+                    raw = await read(response)
+                    retry_after = retry_after_seconds(response.headers.get("retry-after"))
+                    raise speaker.http_error(
+                        response.status, raw, response.headers.get("eagleeye-traceid"), retry_after
+                    )
+                await relay(speaker, response, request, outgoing)
+            finally:
+                # Unread content means the client left or we failed: closing the connection is
+                # what tells the upstream to stop generating.
+                response.release()
+        except GatewayError as error:
+            raise redacted(error, secrets) from None

@@ -1,0 +1,135 @@
+"""Answers in another API's words: the upstream read through ``UpstreamStream``, and the one loop
+that sends any ``StreamTranslator``'s frames to the client.
+
+A route that translates (Anthropic Messages, OpenAI Responses) hands the dispatch service a
+``Sink`` through ``sink_relay``: a whole answer goes to ``Sink.completion``; a stream goes through
+the sink's translator, chunk by chunk, in ``run_stream``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+from iflow2api.asgi import SSE_HEADERS, Send, send_frames
+from iflow2api.calls import Call
+from iflow2api.dialects import openai_chat
+from iflow2api.dialects.translator import StreamTranslator
+from iflow2api.errors import GatewayError
+from iflow2api.reasoning import ReasoningStore
+from iflow2api.services.answers import estimate, estimate_now, is_sse, whole_completion
+from iflow2api.services.dispatch import Relay
+from iflow2api.services.upstream_stream import UpstreamStream
+from iflow2api.upstream import http1
+from iflow2api.upstream.client import Response, transport_failure
+from iflow2api.upstream.speakers import Outgoing, Speaker
+
+
+class Sink(Protocol):
+    """Where a translating route receives the upstream's answer."""
+
+    async def completion(self, completion: dict[str, Any]) -> None:
+        """A whole answer (not streamed)."""
+
+    def translator(self) -> StreamTranslator:
+        """The translator of a stream that is about to start (asked once per attempt)."""
+
+    def streamed(self) -> None:
+        """The stream ended well; called before its last frames are sent."""
+
+
+def sink_relay(sink: Sink, call: Call, reasoning: ReasoningStore) -> Relay:
+    """The relay that answers through ``sink`` (see ``services.dispatch.Relay``)."""
+
+    async def relay(
+        speaker: Speaker, response: Response, request: dict[str, Any], outgoing: Outgoing
+    ) -> None:
+        if not outgoing.stream:
+            _, completion, _ = await whole_completion(speaker, response, request, call, reasoning)
+            openai_chat.normalize_completion(completion)
+            await sink.completion(completion)
+            return
+        if is_sse(response):
+            chunks = parsed_chunks(speaker, response, request, reasoning, call)
+        else:
+            # iFlow sometimes answers a stream request with JSON: an error, or the whole answer (§7.3 C).
+            _, completion, _ = await whole_completion(speaker, response, request, call, reasoning)
+            chunks = _as_async(openai_chat.completion_as_chunk_dicts(completion))
+        await run_stream(call.send, sink.translator(), chunks, sink.streamed)
+
+    return relay
+
+
+async def run_stream(
+    send: Send, translator: StreamTranslator, chunks: AsyncIterator[dict[str, Any]], streamed: Any = None
+) -> None:
+    """The one stream loop: ``chunks`` through ``translator`` to the client.
+
+    The first chunk is pulled before anything is sent, so errors before it are still real HTTP
+    errors (and another account may take the request). An error after it is reported in the
+    stream, in the translator's words, and raised again: the attempt failed, and its account must
+    hear of it.
+    """
+    first = await anext(chunks)
+    await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+    await send_frames(send, translator.feed(first), more=True)
+    try:
+        async for chunk in chunks:
+            await send_frames(send, translator.feed(chunk), more=True)
+        tail = translator.finish()
+        if streamed is not None:
+            streamed()
+    except GatewayError as error:
+        await send_frames(send, translator.error(error), more=False)
+        raise
+    await send_frames(send, tail, more=False)
+
+
+async def _as_async(items: list[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+    for item in items:
+        yield item
+
+
+async def parsed_chunks(
+    speaker: Speaker, response: Response, request: dict[str, Any], reasoning: ReasoningStore, call: Call
+) -> AsyncIterator[dict[str, Any]]:
+    """The upstream's stream as chunk dicts (``UpstreamStream``), with its errors raised.
+
+    Usage is recorded as it arrives; without usage from the upstream, an estimated usage chunk
+    ends the stream. A stream that fails after content is estimated too, before its error is
+    raised, and so is one the client leaves: what was written still counts against its key.
+    """
+    stream = UpstreamStream(classify=speaker.business_error)
+    noted: dict[str, Any] | None = None
+    try:
+        try:
+            async for raw in response.iter_chunks():
+                chunks = stream.feed(raw)
+                if stream.usage is not noted:
+                    noted = stream.usage
+                    call.note_usage(noted)
+                for chunk in chunks:
+                    yield chunk
+                if stream.failure is not None:
+                    raise stream.failure
+                if stream.ended:
+                    break
+        except http1.TransportError as exc:
+            raise transport_failure(exc, "reading") from None
+    except GatewayError:
+        if stream.content and stream.usage is None:
+            await estimate(call, request, stream.output.text())
+        raise
+    except (asyncio.CancelledError, GeneratorExit):
+        if stream.content and stream.usage is None:
+            estimate_now(call, request, stream.output.text())
+        raise
+    finally:
+        finished_turn = stream.turn.message()
+        if finished_turn is not None:
+            reasoning.remember(finished_turn)
+    stream.finish()
+    if stream.usage is None:
+        usage = await estimate(call, request, stream.output.text())
+        yield {"object": "chat.completion.chunk", "choices": [], "usage": usage}

@@ -1,0 +1,106 @@
+"""The upstream's event stream, normalised: the one place its chunks are parsed and judged.
+
+Pure: bytes in, chunk dicts out, no I/O (the loop that reads the socket is ``services.streams``).
+Each ``data`` payload is decoded from SSE and parsed once; here alone a stream's in-band errors
+(an error object, a business error, iFlow's ``network_error``), its usage and its reasoning
+(``reasoning.StreamedTurn``) are found. The raw byte pass-through of ``/v1/chat/completions``
+(``dialects.openai_chat.StreamRelay``) is the fast path beside it, for when nothing needs parsing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from iflow2api.dialects import openai_chat
+from iflow2api.errors import GatewayError, UpstreamError
+from iflow2api.reasoning import StreamedTurn
+from iflow2api.sse import DONE, SSEDecoder
+
+#: A speaker's reading of a payload that may be an error in disguise (``Speaker.business_error``).
+Classify = Callable[[object], GatewayError | None]
+
+
+class UpstreamStream:
+    """Feeds on the upstream's raw bytes; hands out the chunks worth passing on.
+
+    Chunks without content (a role alone) are held back until content or a finish arrives, so an
+    error right after them still fails before anything was sent: another account can take the
+    request. A stream's own error (or an event line beyond ``sse.MAX_LINE``) ends it: ``feed``
+    hands out the chunks before it and keeps it as ``failure``, for the loop to raise once those
+    are out. ``usage`` is the last
+    usage the upstream reported, and ``output`` what the model wrote until then (for an estimate).
+
+    >>> stream = UpstreamStream(classify=lambda payload: None)
+    >>> stream.feed(b'data: {"choices":[{"index":0,"delta":{"role":"assistant"}}]}\\n\\n')
+    []
+    >>> len(stream.feed(b'data: {"choices":[{"index":0,"delta":{"content":"Hi"}}]}\\n\\n'))
+    2
+    """
+
+    __slots__ = ("_classify", "_decoder", "_held", "content", "ended", "failure", "output", "turn", "usage")
+
+    def __init__(self, *, classify: Classify) -> None:
+        self._classify = classify
+        self._decoder = SSEDecoder()
+        self._held: list[dict[str, Any]] = []
+        #: Whether content has been seen (and handed out, with what was held before it).
+        self.content = False
+        #: Whether the upstream said ``[DONE]``, or the stream failed: what follows is not read.
+        self.ended = False
+        #: Why the stream failed, when it said so itself.
+        self.failure: GatewayError | None = None
+        #: The upstream's usage, the last one seen; None until it reports any.
+        self.usage: dict[str, Any] | None = None
+        #: What the model wrote, kept until usage arrives.
+        self.output = openai_chat.OutputText()
+        #: The assistant turn, rebuilt when it shows reasoning (for ``ReasoningStore``).
+        self.turn = StreamedTurn()
+
+    def feed(self, raw: bytes) -> list[dict[str, Any]]:
+        """The chunks ``raw`` completes that may go to the client (before a ``failure``)."""
+        chunks: list[dict[str, Any]] = []
+        try:
+            for data in self._decoder.feed(raw):
+                if data == DONE:
+                    self.ended = True  # an empty stream is an error (``finish``)
+                    break
+                chunks.extend(self._take(data))
+        except GatewayError as error:
+            self.failure = error
+            self.ended = True
+        return chunks
+
+    def _take(self, data: bytes) -> list[dict[str, Any]]:
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return []
+        if not isinstance(chunk, dict):
+            return []
+        failure = openai_chat.chunk_failure(chunk, self._classify)
+        if failure is not None:
+            raise failure
+        if not isinstance(chunk.get("choices"), list):
+            return []  # no choices, and no error either: nothing to pass on
+        self.turn.feed(data, chunk)
+        if isinstance(chunk.get("usage"), dict):
+            self.usage = chunk["usage"]
+            self.output.clear()
+        elif self.usage is None:
+            self.output.feed(data)
+        if self.content:
+            return [chunk]
+        self._held.append(chunk)
+        if not openai_chat.carries_content(chunk):
+            return []
+        self.content = True
+        held, self._held = self._held, []
+        return held
+
+    def finish(self) -> None:
+        """Check the stream that ended: one without content is an error."""
+        if not self.content:
+            raise UpstreamError("The upstream ended the stream without sending anything.")
