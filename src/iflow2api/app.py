@@ -44,6 +44,7 @@ from iflow2api.errors import (
     RouteNotFound,
 )
 from iflow2api.pool.book import AccountBook, save_login
+from iflow2api.pool.directory import Directory
 from iflow2api.pool.outcomes import CooldownPolicy
 from iflow2api.pool.router import Pool
 from iflow2api.reasoning import ReasoningStore
@@ -127,6 +128,7 @@ class Gateway:
         #: The store's generation when the keys were last loaded (see ``_catch_up_keys``).
         self._keys_generation: int | None = None
         self.beyond_loopback = not is_loopback(settings.host)
+        directory = Directory(models=self.models, store=self.store, spawn=self._spawn)
         self.pool = Pool(
             strategy="fill-first" if settings.strategy == "fill-first" else "round-robin",
             affinity=settings.session_affinity,
@@ -138,22 +140,20 @@ class Gateway:
                 settings.error_cooldown,
                 settings.max_cooldown_wait,
             ),
-            serves=lambda member, model: self.accounts.serves(member, model),
-            known_models=lambda: self.accounts.known_models(),
-            persist_health=lambda account_id, health: self.accounts.persist_health(account_id, health),
-            persist_affinity=lambda session, account_id: self.accounts.persist_affinity(session, account_id),
+            directory=directory,
         )
         self.accounts = AccountBook(
             settings=settings,
             store=self.store,
             pool=self.pool,
+            directory=directory,
             credentials=self.credentials,
             cli_refresher=self.refresher,
             oauth_client=self.oauth,
-            models=self.models,
             background=self.background,
+            # The client keys live in the same store: a change seen there may be theirs too.
+            on_change=self._keys_may_have_changed,
         )
-        self.accounts.on_change = lambda: self._spawn(self.reload_keys())
         self.assets = web.load_assets()
         self.started_at = time.time()
         self.api = self._api_routes()
@@ -182,6 +182,9 @@ class Gateway:
         )
 
     # -- what the page's routes ask of the gateway --------------------------------------------------
+
+    def _keys_may_have_changed(self) -> None:
+        self._spawn(self.reload_keys())
 
     async def reload_keys(self) -> None:
         generation = await self.store.generation()

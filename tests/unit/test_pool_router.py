@@ -28,7 +28,7 @@ from iflow2api.errors import (
 )
 from iflow2api.pool.members import Member, key_fingerprint
 from iflow2api.pool.outcomes import CooldownPolicy
-from iflow2api.pool.router import Pool, Serves, Strategy
+from iflow2api.pool.router import Pool, Strategy
 from iflow2api.state.records import AccountHealth
 
 MODEL = "glm-4.7"
@@ -69,6 +69,38 @@ def serves_anything(_member: Member, _model: str) -> bool | None:
     return None
 
 
+#: Answers whether a member serves a model: True (it says so), False (it says not), None (unknown).
+Serves = Callable[[Member, str], bool | None]
+
+
+class Directory:
+    """The pool's account directory, scripted: what it answers, and what it was handed to keep."""
+
+    def __init__(
+        self,
+        serves: Serves = serves_anything,
+        known_models: Callable[[], Iterable[str]] = tuple,
+        health_log: list[tuple[str, AccountHealth]] | None = None,
+        affinity_log: list[tuple[str, str]] | None = None,
+    ) -> None:
+        self._serves = serves
+        self._known_models = known_models
+        self.health_log = health_log if health_log is not None else []
+        self.affinity_log = affinity_log if affinity_log is not None else []
+
+    def serves(self, member: Member, model: str) -> bool | None:
+        return self._serves(member, model)
+
+    def known_models(self, members: Iterable[Member]) -> list[str]:
+        return list(self._known_models())
+
+    def persist_health(self, account_id: str, health: AccountHealth) -> None:
+        self.health_log.append((account_id, health))
+
+    def persist_affinity(self, session: str, account_id: str) -> None:
+        self.affinity_log.append((session, account_id))
+
+
 def make_pool(
     members: Iterable[Member],
     *,
@@ -88,10 +120,7 @@ def make_pool(
         queue_size=queue_size,
         queue_timeout=queue_timeout,
         policy=POLICY,
-        serves=serves,
-        known_models=known_models,
-        persist_health=lambda i, h: (health_log if health_log is not None else []).append((i, h)),
-        persist_affinity=lambda s, i: (affinity_log if affinity_log is not None else []).append((s, i)),
+        directory=Directory(serves, known_models, health_log, affinity_log),
         clock=clock or Clock(),
     )
     pool.set_members(members)
@@ -305,7 +334,7 @@ def test_a_rest_the_upstream_asked_for_is_waited_only_within_max_cooldown_wait_a
         queue_size=10,
         queue_timeout=8,
         policy=policy,
-        serves=serves_anything,
+        directory=Directory(),
         clock=clock,
     )
     pool.set_members([member("a")])

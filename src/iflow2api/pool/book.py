@@ -23,12 +23,12 @@ from typing import Any
 
 import orjson
 
-from iflow2api import catalogue
 from iflow2api.auth import iflow_files, oauth
 from iflow2api.auth.credentials import IFLOW_BASE_URL, Account, CredentialSource
 from iflow2api.auth.oauth_client import OAuthClient
 from iflow2api.auth.refresher import Refresher, usable_creds
 from iflow2api.background import Background
+from iflow2api.pool.directory import Directory
 from iflow2api.pool.members import CLI_ACCOUNT_ID, Member, Renewal, Source, account_for
 from iflow2api.pool.router import Pool
 from iflow2api.settings import Settings
@@ -122,57 +122,36 @@ class AccountBook:
         settings: Settings,
         store: StateStore,
         pool: Pool,
+        directory: Directory,
         credentials: CredentialSource,
         cli_refresher: Refresher,
         oauth_client: OAuthClient,
-        models: ModelDirectory,
         background: Background,
+        on_change: Callable[[], None] = lambda: None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.pool = pool
+        self.directory = directory
+        self.models: ModelDirectory = directory.models
         self.credentials = credentials
         self.cli_refresher = cli_refresher
         self.oauth_client = oauth_client
-        self.models = models
         self._spawn = background.spawn
         self._records: dict[str, AccountRecord] = {}
         self._refreshers: dict[str, Refresher] = {}
         self._disabled: frozenset[str] = frozenset()
-        self._health: dict[str, AccountHealth] = {}
         self._cli_account: Account | None = None
         self._generation: int | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._changing = asyncio.Lock()
-        self.on_change: Callable[[], None] = lambda: None
+        #: Called after the accounts changed (the client keys live in the same store).
+        self._on_change = on_change
 
     # -- reading -----------------------------------------------------------------------------------
 
     def record(self, account_id: str) -> AccountRecord | None:
         return self._records.get(account_id)
-
-    def serves(self, member: Member, model: str) -> bool | None:
-        """Whether ``member`` serves ``model``: True, False, or None when it cannot be known."""
-        if member.kind == "openai-compatible":
-            if member.models:
-                return model in member.models
-            # An expired list still says where a model most likely is (it is asked again anyway).
-            listing = self.models.cached(member.account, stale=True)
-            if listing is not None and listing.complete:
-                return model in listing.ids
-            return None
-        # iFlow: its catalogue for sure; other names go upstream, which has the last word (a 435).
-        return True if catalogue.find(model) is not None else None
-
-    def known_models(self) -> list[str]:
-        """The models the enabled accounts are known to serve, without asking anyone."""
-        names: dict[str, None] = {}
-        for member in self.pool.members():
-            if not member.enabled:
-                continue
-            listing = self.models.cached(member.account)
-            names.update(dict.fromkeys(member.models or (listing.ids if listing is not None else ())))
-        return list(names)
 
     def issued(self, account_id: str, tokens: oauth.Tokens) -> None:
         """A login made here was saved as ``account_id``: its refresher learns the tokens' lifetime."""
@@ -212,12 +191,12 @@ class AccountBook:
             self._generation = await self.store.generation()
             records = await self.store.accounts()
             self._records = {r.id: r for r in sorted(records, key=lambda r: (r.created_at, r.id))}
-            self._health = await self.store.health()
+            self.directory.restore_health(await self.store.health())
             self._disabled = frozenset(await disabled_accounts(self.store))
         self._sync_refreshers()
         self._cli_account = self.credentials.current()
         self._rebuild()
-        self.on_change()
+        self._on_change()
 
     async def _watch(self) -> None:
         while True:
@@ -268,7 +247,7 @@ class AccountBook:
             limit=self._limit(record.kind, record.concurrency),
             models=record.models,
             enabled=record.enabled and record.id not in self._disabled,
-            health=self._health.get(record.id, AccountHealth()),
+            health=self.directory.health(record.id),
         )
         refresher = self._refreshers.get(record.id)
         if refresher is not None:
@@ -292,7 +271,7 @@ class AccountBook:
                 limit=self._limit(kind, None),
                 models=(),
                 enabled=CLI_ACCOUNT_ID not in self._disabled,
-                health=self._health.get(CLI_ACCOUNT_ID, AccountHealth()),
+                health=self.directory.health(CLI_ACCOUNT_ID),
                 refresher=self.cli_refresher if kind == "iflow-oauth" else None,
             )
             member.renew = functools.partial(self._renew_cli, member)
@@ -300,7 +279,7 @@ class AccountBook:
         members += [self._member(record, "config") for record in self.settings.accounts]
         members += [self._member(record, "store") for record in self._records.values()]
         self.pool.set_members(members)
-        self._health = {m.id: m.health for m in self.pool.members()}
+        self.directory.restore_health({m.id: m.health for m in self.pool.members()})
         for member in members:
             if member.kind == "openai-compatible" and not member.models:
                 self._warm_models(member.account)
@@ -351,7 +330,7 @@ class AccountBook:
             self._generation = await self.store.generation()
         self._sync_refreshers()
         self._rebuild()
-        self.on_change()
+        self._on_change()
 
     async def remove(self, account_id: str) -> bool:
         if account_id not in self._records:
@@ -366,13 +345,6 @@ class AccountBook:
         await set_account_enabled(self.store, account_id, enabled)
         await self.load()
         return True
-
-    def persist_health(self, account_id: str, health: AccountHealth) -> None:
-        self._health[account_id] = health
-        self._spawn(self.store.put_health(account_id, health))
-
-    def persist_affinity(self, session: str, account_id: str) -> None:
-        self._spawn(self.store.put_affinity(session, account_id, time.time()))
 
 
 async def disabled_accounts(store: StateStore) -> set[str]:

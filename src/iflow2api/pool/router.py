@@ -20,8 +20,8 @@ depends on why (``pool.outcomes`` tells the rests apart):
   saying what to do (403 ``account_blocked``, 401 ``invalid_api_key``, ``api_key_expired`` or
   ``not_logged_in``).
 
-Nothing here awaits the state store: health and affinity changes are handed to ``persist``
-callbacks that write them off the request path.
+Nothing here awaits the state store: health and affinity changes are handed to the account
+directory (``AccountDirectory``, given at construction), which writes them off the request path.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 from iflow2api.errors import (
     AccountBlocked,
@@ -56,8 +56,19 @@ Strategy = Literal["round-robin", "fill-first"]
 MAX_AFFINITIES = 20_000
 
 
-#: Answers whether a member serves a model: True (it says so), False (it says not), None (unknown).
-Serves = Callable[[Member, str], bool | None]
+class AccountDirectory(Protocol):
+    """What the pool asks about its accounts, and where it hands their changes to be kept
+    (``pool.directory.Directory``)."""
+
+    def serves(self, member: Member, model: str) -> bool | None:
+        """True (it says so), False (it says not), or None (unknown)."""
+        ...
+
+    def known_models(self, members: Iterable[Member]) -> list[str]: ...
+
+    def persist_health(self, account_id: str, health: AccountHealth) -> None: ...
+
+    def persist_affinity(self, session: str, account_id: str) -> None: ...
 
 
 @dataclass(slots=True)
@@ -77,10 +88,7 @@ class Pool:
         queue_size: int,
         queue_timeout: float,
         policy: CooldownPolicy,
-        serves: Serves,
-        known_models: Callable[[], Iterable[str]] = tuple,
-        persist_health: Callable[[str, AccountHealth], None] = lambda _id, _health: None,
-        persist_affinity: Callable[[str, str], None] = lambda _session, _id: None,
+        directory: AccountDirectory,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.strategy = strategy
@@ -88,10 +96,7 @@ class Pool:
         self.queue_size = queue_size
         self.queue_timeout = queue_timeout
         self.policy = policy
-        self._serves = serves
-        self._known_models = known_models
-        self._persist_health = persist_health
-        self._persist_affinity = persist_affinity
+        self._directory = directory
         self._clock = clock
         self._members: dict[str, Member] = {}
         self._order: list[Member] = []
@@ -137,7 +142,7 @@ class Pool:
         return sum(
             1
             for waiter in self._waiters
-            if member.id not in waiter.exclude and self._serves(member, waiter.model) is not False
+            if member.id not in waiter.exclude and self._directory.serves(member, waiter.model) is not False
         )
 
     # -- taking and giving back ------------------------------------------------------------------
@@ -205,7 +210,7 @@ class Pool:
             member.probing = True
         if self.affinity and session is not None:
             if self._sessions.get(session) != member.id:
-                self._persist_affinity(session, member.id)
+                self._directory.persist_affinity(session, member.id)
             self._sessions[session] = member.id
             self._sessions.move_to_end(session)
             while len(self._sessions) > MAX_AFFINITIES:
@@ -223,7 +228,7 @@ class Pool:
         for member in self._order:
             if not member.enabled or member.id in exclude:
                 continue
-            serves = self._serves(member, model)
+            serves = self._directory.serves(member, model)
             if serves:
                 sure.append(member)
             elif serves is None:
@@ -239,7 +244,7 @@ class Pool:
             if any(m.enabled for m in self._order):
                 if exclude:
                     raise NoAccountAvailable("Every account that serves this model failed this request.")
-                known = ", ".join(self._known_models()) or "(none known)"
+                known = ", ".join(self._directory.known_models(self._order)) or "(none known)"
                 raise ModelNotFound(
                     f"No account of this gateway serves the model '{model}'. Available: {known}.",
                     param="model",
@@ -343,7 +348,7 @@ class Pool:
     # -- outcomes --------------------------------------------------------------------------------
 
     def serves(self, member: Member, model: str) -> bool | None:
-        return self._serves(member, model)
+        return self._directory.serves(member, model)
 
     def succeeded(self, member: Member, started: float | None = None) -> None:
         """A request that began at ``started`` succeeded: clear the strikes, unless something
@@ -432,7 +437,7 @@ class Pool:
     def _set_health(self, member: Member, health: AccountHealth) -> None:
         member = self._current(member)
         member.health = health
-        self._persist_health(member.id, health)
+        self._directory.persist_health(member.id, health)
         if self._waiters:
             self._dispatch()
 
