@@ -49,11 +49,8 @@ from iflow2api.pool.outcomes import CooldownPolicy
 from iflow2api.pool.router import Pool
 from iflow2api.reasoning import ReasoningStore
 from iflow2api.routes import web
-from iflow2api.routes.chat import ChatRoute
 from iflow2api.routes.health import HealthRoute
-from iflow2api.routes.messages import MessagesRoute
-from iflow2api.routes.models import ModelsRoute
-from iflow2api.routes.responses import ResponseMemory, ResponsesRoute
+from iflow2api.routes.responses import ResponseMemory
 from iflow2api.routing import GET, MODEL_PREFIXES, ROUTES, ApiRoutes, Route, model_handler
 from iflow2api.services.dispatch import Dispatcher, Speakers
 from iflow2api.services.membership import Membership
@@ -163,22 +160,15 @@ class Gateway:
     def _api_routes(self) -> ApiRoutes:
         settings = self.settings
         membership = Membership(self.accounts, self.pool, not_logged_in=not_logged_in_message(settings))
+        speakers = Speakers(thinking_default=settings.thinking_default)
         dispatcher = Dispatcher(
-            membership=membership,
-            client=self.client,
-            speakers=Speakers(thinking_default=settings.thinking_default),
-            models=self.models,
-            reasoning=self.reasoning,
-            aliases=settings.model_aliases,
-            max_attempts=settings.max_attempts,
+            membership, self.client, speakers, models=self.models, reasoning=self.reasoning, settings=settings
         )
-        keepalive = settings.keepalive_interval
         return ApiRoutes(
-            chat=ChatRoute(dispatcher, self.reasoning, keepalive=keepalive),
-            messages=MessagesRoute(dispatcher, self.reasoning, keepalive=keepalive),
-            responses=ResponsesRoute(dispatcher, self.reasoning, self.responses, keepalive=keepalive),
-            models=ModelsRoute(ModelListing(membership, self.models, settings.model_aliases)),
-            health=HealthRoute(self.credentials, membership, self.refresher, started_at=self.started_at),
+            dispatcher,
+            self.responses,
+            ModelListing(membership, self.models, settings.model_aliases),
+            HealthRoute(self.credentials, membership, self.refresher, started_at=self.started_at),
         )
 
     # -- what the page's routes ask of the gateway --------------------------------------------------

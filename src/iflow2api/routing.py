@@ -18,7 +18,9 @@ from iflow2api.routes.chat import ChatRoute
 from iflow2api.routes.health import HealthRoute
 from iflow2api.routes.messages import MessagesRoute
 from iflow2api.routes.models import ModelsRoute
-from iflow2api.routes.responses import ResponsesRoute
+from iflow2api.routes.responses import ResponseMemory, ResponsesRoute
+from iflow2api.services.dispatch import Dispatcher
+from iflow2api.services.model_listing import ModelListing
 
 if TYPE_CHECKING:
     from iflow2api.app import Gateway
@@ -41,15 +43,17 @@ class Route:
     usage: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
 class ApiRoutes:
     """The API's routes, each built with the few services it uses (by ``Gateway``)."""
 
-    chat: ChatRoute
-    messages: MessagesRoute
-    responses: ResponsesRoute
-    models: ModelsRoute
-    health: HealthRoute
+    def __init__(
+        self, dispatcher: Dispatcher, memory: ResponseMemory, listing: ModelListing, health: HealthRoute
+    ) -> None:
+        self.chat = ChatRoute(dispatcher)
+        self.messages = MessagesRoute(dispatcher)
+        self.responses = ResponsesRoute(dispatcher, memory)
+        self.models = ModelsRoute(listing)
+        self.health = health
 
 
 async def _health(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:

@@ -6,7 +6,6 @@ from iflow2api.asgi import Scope
 from iflow2api.calls import Call
 from iflow2api.dialects import openai_chat
 from iflow2api.errors import GatewayError
-from iflow2api.reasoning import ReasoningStore
 from iflow2api.services.chat_stream import chat_relay
 from iflow2api.services.dispatch import Dispatcher
 from iflow2api.sse import DONE_FRAME
@@ -17,14 +16,9 @@ def _late_error(error: GatewayError) -> bytes:
 
 
 class ChatRoute:
-    def __init__(self, dispatcher: Dispatcher, reasoning: ReasoningStore, *, keepalive: float) -> None:
+    def __init__(self, dispatcher: Dispatcher) -> None:
         self._dispatcher = dispatcher
-        self._reasoning = reasoning
-        self._keepalive = keepalive
 
     async def __call__(self, scope: Scope, body: bytes, call: Call) -> None:
         request = openai_chat.parse_request(body)
-        call.model, call.stream = request["model"], bool(request.get("stream"))
-        if call.stream:
-            call.keep_alive(self._keepalive, _late_error)
-        await self._dispatcher.dispatch(scope, request, call, chat_relay(call, self._reasoning))
+        await self._dispatcher.dispatch(scope, request, call, chat_relay, _late_error)

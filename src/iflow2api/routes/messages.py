@@ -7,6 +7,7 @@ translated back, streamed event by event through the one stream loop (``services
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +20,6 @@ from iflow2api.dialects.checks import load_object
 from iflow2api.dialects.token_count import counter_for, estimate_chat_tokens
 from iflow2api.dialects.translator import StreamTranslator
 from iflow2api.errors import GatewayError
-from iflow2api.reasoning import ReasoningStore
 from iflow2api.services.dispatch import Dispatcher
 from iflow2api.services.streams import sink_relay
 
@@ -48,19 +48,16 @@ def _late_error(model: str) -> Callable[[GatewayError], bytes]:
 
 
 class MessagesRoute:
-    def __init__(self, dispatcher: Dispatcher, reasoning: ReasoningStore, *, keepalive: float) -> None:
+    def __init__(self, dispatcher: Dispatcher) -> None:
         self._dispatcher = dispatcher
-        self._reasoning = reasoning
-        self._keepalive = keepalive
 
     async def __call__(self, scope: Scope, body: bytes, call: Call) -> None:
         request = anthropic.parse_request(body)
         chat = anthropic.to_chat_request(request, model=self._dispatcher.anthropic_model(request["model"]))
-        call.model, call.stream = chat["model"], bool(chat.get("stream"))
-        if call.stream:
-            call.keep_alive(self._keepalive, _late_error(request["model"]))
         sink = AnthropicSink(call.send, model=request["model"])
-        await self._dispatcher.dispatch(scope, chat, call, sink_relay(sink, call, self._reasoning))
+        await self._dispatcher.dispatch(
+            scope, chat, call, functools.partial(sink_relay, sink), _late_error(request["model"])
+        )
 
     async def count_tokens(self, body: bytes, send: Send) -> None:
         """``POST /v1/messages/count_tokens``: an estimate (see ``dialects.token_count``)."""

@@ -8,6 +8,7 @@ each time.
 
 from __future__ import annotations
 
+import functools
 import secrets
 import time
 from collections import OrderedDict
@@ -20,7 +21,6 @@ from iflow2api.asgi import JSON, Scope, Send, send_bytes
 from iflow2api.calls import Call
 from iflow2api.dialects import responses
 from iflow2api.errors import GatewayError, InvalidRequest
-from iflow2api.reasoning import ReasoningStore
 from iflow2api.services.dispatch import Dispatcher
 from iflow2api.services.streams import sink_relay
 from iflow2api.state.sqlite import MAX_RESPONSE_HISTORY_BYTES
@@ -135,13 +135,9 @@ class ResponsesSink:
 
 
 class ResponsesRoute:
-    def __init__(
-        self, dispatcher: Dispatcher, reasoning: ReasoningStore, memory: ResponseMemory, *, keepalive: float
-    ) -> None:
+    def __init__(self, dispatcher: Dispatcher, memory: ResponseMemory) -> None:
         self._dispatcher = dispatcher
-        self._reasoning = reasoning
         self._memory = memory
-        self._keepalive = keepalive
 
     async def __call__(self, scope: Scope, body: bytes, call: Call) -> None:
         request = responses.parse_request(body)
@@ -149,11 +145,8 @@ class ResponsesRoute:
         history = await self._memory.get(previous) if isinstance(previous, str) and previous else None
         chat = responses.to_chat_request(request, history)
         sink = ResponsesSink(call.send, self._memory, request, chat)
-        call.model, call.stream = chat["model"], bool(chat.get("stream"))
-        if call.stream:
 
-            def late_error(error: GatewayError) -> bytes:
-                return b"".join((sink.stream or sink.new_translator()).error(error))
+        def late_error(error: GatewayError) -> bytes:
+            return b"".join((sink.stream or sink.new_translator()).error(error))
 
-            call.keep_alive(self._keepalive, late_error)
-        await self._dispatcher.dispatch(scope, chat, call, sink_relay(sink, call, self._reasoning))
+        await self._dispatcher.dispatch(scope, chat, call, functools.partial(sink_relay, sink), late_error)

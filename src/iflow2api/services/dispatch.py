@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from iflow2api import affinity
@@ -19,11 +20,11 @@ from iflow2api.calls import Call
 from iflow2api.clientkeys import KeyRing
 from iflow2api.dialects import anthropic
 from iflow2api.errors import GatewayError, ModelNotFound, NoAccountAvailable, RateLimited
-from iflow2api.pool.router import Pool
 from iflow2api.reasoning import ReasoningStore
 from iflow2api.services.answers import read
 from iflow2api.services.membership import Membership
 from iflow2api.services.redaction import Redacting, redacted
+from iflow2api.settings import Settings
 from iflow2api.upstream.client import Response, UpstreamClient, retry_after_seconds
 from iflow2api.upstream.models import ModelDirectory
 from iflow2api.upstream.speakers import IflowSpeaker, OpenAICompatibleSpeaker, Outgoing, Speaker
@@ -52,26 +53,28 @@ class Speakers:
         return self._iflow if account.kind == "iflow" else self._openai
 
 
+#: What a relay is made with: the request's ``Call`` and the store of reasoning to remember.
+MakeRelay = Callable[[Call, ReasoningStore], Relay]
+
+
 class Dispatcher:
     def __init__(
         self,
-        *,
         membership: Membership,
         client: UpstreamClient,
         speakers: Speakers,
+        *,
         models: ModelDirectory,
         reasoning: ReasoningStore,
-        aliases: tuple[tuple[str, str], ...],
-        max_attempts: int,
+        settings: Settings,
     ) -> None:
-        self._membership = membership
-        self._pool: Pool = membership.pool
-        self._client = client
-        self._speakers = speakers
-        self._models = models
-        self._reasoning = reasoning
-        self._aliases = aliases
-        self._max_attempts = max_attempts
+        self._membership, self._pool = membership, membership.pool
+        self._client, self._speakers = client, speakers
+        self._models, self._reasoning = models, reasoning
+        #: The user's model aliases, how many accounts one request may try, and how often a
+        #: stream waiting for its first content is pinged.
+        self._aliases, self._max_attempts = settings.model_aliases, settings.max_attempts
+        self._keepalive = settings.keepalive_interval
 
     def anthropic_model(self, requested: str) -> str:
         """The upstream model for what an Anthropic client asked (Claude Code asks for claude-*).
@@ -91,8 +94,18 @@ class Dispatcher:
             aliases.setdefault(pattern, target)
         return anthropic.resolve_model(requested, aliases)
 
-    async def dispatch(self, scope: Scope, request: dict[str, Any], call: Call, relay: Relay) -> None:
+    async def dispatch(
+        self,
+        scope: Scope,
+        request: dict[str, Any],
+        call: Call,
+        relay: MakeRelay,
+        late_error: Callable[[GatewayError], bytes],
+    ) -> None:
         """Send ``request`` to an account of the pool, failing over to others until content flows.
+
+        The answer goes to the client through the relay ``relay`` makes; a stream is kept alive
+        with pings until its first content, and an error after them is sent as ``late_error``.
 
         A failed attempt is retried on another account (at most ``max_attempts`` in all) as long
         as nothing but keep-alive pings has reached the client; what the failure means for the
@@ -101,6 +114,10 @@ class Dispatcher:
         candidate for the retry: with nothing else free, the retry waits out that rest
         (``max_cooldown_wait``) in the pool.
         """
+        call.model, call.stream = request["model"], bool(request.get("stream"))
+        if call.stream:
+            call.keep_alive(self._keepalive, late_error)
+        answer = relay(call, self._reasoning)
         pool = self._pool
         if not self._membership.members():
             raise self._membership.no_accounts()
@@ -127,7 +144,7 @@ class Dispatcher:
             call.account = member.label
             call.on_content = functools.partial(pool.answered, member, started)
             try:
-                await self._attempt(member.account, request, relay)
+                await self._attempt(member.account, request, answer)
             except GatewayError as error:
                 if call.content_sent:
                     # Part of the answer is out, so nothing is retried; but the upstream failed all

@@ -40,7 +40,8 @@ class Sink(Protocol):
 
 
 def sink_relay(sink: Sink, call: Call, reasoning: ReasoningStore) -> Relay:
-    """The relay that answers through ``sink`` (see ``services.dispatch.Relay``)."""
+    """The relay that answers through ``sink`` (see ``services.dispatch.Relay``); with ``sink``
+    bound, a ``services.dispatch.MakeRelay``."""
 
     async def relay(
         speaker: Speaker, response: Response, request: dict[str, Any], outgoing: Outgoing
