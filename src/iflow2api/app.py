@@ -13,7 +13,7 @@ import time
 import urllib.parse
 from typing import Any
 
-from iflow2api import admin, clientkeys, logs
+from iflow2api import clientkeys, logs
 from iflow2api.addresses import is_loopback, is_loopback_host
 from iflow2api.asgi import (
     CORS_HEADERS,
@@ -37,7 +37,6 @@ from iflow2api.dialects import anthropic
 from iflow2api.dialects.openai_chat import error_body
 from iflow2api.disconnects import ClientGone, DisconnectWatch, shutting_down
 from iflow2api.errors import (
-    ClientAuthError,
     Forbidden,
     GatewayError,
     MethodNotAllowed,
@@ -52,6 +51,7 @@ from iflow2api.routes import web
 from iflow2api.routes.health import HealthRoute
 from iflow2api.routes.responses import ResponseMemory
 from iflow2api.routing import GET, MODEL_PREFIXES, ROUTES, ApiRoutes, Route, model_handler
+from iflow2api.services.access import Access, offered_key
 from iflow2api.services.dispatch import Dispatcher, Speakers
 from iflow2api.services.membership import Membership
 from iflow2api.services.model_listing import ModelListing
@@ -114,17 +114,15 @@ class Gateway:
         )
         self.usage = UsageRecorder(self.store, retention_days=settings.usage_retention_days)
         self.metrics = Metrics()
-        self.keys = KeyRing(tokens_today=self.usage.tokens_today)
-        self._env_keys = clientkeys.env_records(settings.api_keys)
-        self.keys.load(self._env_keys)
-        self.sessions = admin.Sessions()
-        self.password_checks = asyncio.Semaphore(1)
+        self.access = Access(
+            self.store,
+            KeyRing(tokens_today=self.usage.tokens_today),
+            env_keys=clientkeys.env_records(settings.api_keys),
+            beyond_loopback=not is_loopback(settings.host),
+            spawn=self._spawn,
+        )
         #: Recent usage summaries by range in days, with when they were made (see routes.manage).
         self.summaries: dict[int, tuple[float, dict[str, Any]]] = {}
-        self._admin_hash: str | None = None
-        #: The store's generation when the keys were last loaded (see ``_catch_up_keys``).
-        self._keys_generation: int | None = None
-        self.beyond_loopback = not is_loopback(settings.host)
         directory = Directory(models=self.models, store=self.store, spawn=self._spawn)
         self.pool = Pool(
             strategy="fill-first" if settings.strategy == "fill-first" else "round-robin",
@@ -149,7 +147,7 @@ class Gateway:
             oauth_client=self.oauth,
             background=self.background,
             # The client keys live in the same store: a change seen there may be theirs too.
-            on_change=self._keys_may_have_changed,
+            on_change=self.access.reload_soon,
         )
         self.assets = web.load_assets()
         self.started_at = time.time()
@@ -171,59 +169,11 @@ class Gateway:
             HealthRoute(self.credentials, membership, self.refresher, started_at=self.started_at),
         )
 
-    # -- what the page's routes ask of the gateway --------------------------------------------------
-
-    def _keys_may_have_changed(self) -> None:
-        self._spawn(self.reload_keys())
-
-    async def reload_keys(self) -> None:
-        generation = await self.store.generation()
-        self.keys.load([*self._env_keys, *await self.store.client_keys()])
-        self._admin_hash = await self.store.get_setting(admin.ADMIN_PASSWORD_SETTING)
-        self._keys_generation = generation
-
-    async def _catch_up_keys(self, offered: bytes) -> None:
-        """Reload the keys if ``offered`` is unknown and the store changed since they were loaded.
-
-        The account book notices changes within a second, but a key made with ``iflow2api keys
-        create`` must work on the very next request: a key the ring does not know costs one cheap
-        read of the store's generation before it is refused. Known keys cost nothing.
-        """
-        if not offered or self.keys.find(offered) is not None:
-            return
-        try:
-            if await self.store.generation() == self._keys_generation:
-                return
-            await self.reload_keys()
-        except Exception:  # the key is refused as unknown; the failure is for the log
-            log.warning("could not look for new client keys in the state store", exc_info=True)
-
     async def _save_login(self, tokens: oauth.Tokens, user: oauth.UserInfo) -> object:
         account_id = await save_login(self.settings.iflow_home, self.store, tokens, user)
         await self.accounts.load()
         self.accounts.issued(account_id, tokens)
         return account_id
-
-    def needs_keys(self) -> bool:
-        """Whether clients must show a key: when any exists, and always beyond loopback (revoking
-        the last key must not open a gateway that listens on the network)."""
-        return self.beyond_loopback or bool(self.keys)
-
-    def _credential_holds(self, credential: str) -> bool:
-        kind, _, value = credential.partition(":")
-        if kind == "key":
-            return any(record.id == value and record.admin for record in self.keys.records)
-        return kind == "password" and value == self._admin_hash
-
-    def is_admin(self, scope: Scope) -> bool:
-        """Whether this request may manage the gateway: always, when no keys are needed."""
-        if not self.needs_keys():
-            return True
-        if self.sessions.valid(admin.cookie_value(header(scope, b"cookie")), self._credential_holds):
-            return True
-        offered = clientkeys.offered_key(header(scope, b"authorization"), header(scope, b"x-api-key"))
-        record = self.keys.find(offered) if offered else None
-        return record is not None and record.admin
 
     # -- ASGI ------------------------------------------------------------------------------------
 
@@ -271,7 +221,7 @@ class Gateway:
         if self.disconnects.draining:
             # A stop has begun (a request on a kept-alive connection, racing the signal).
             raise shutting_down()
-        if not self.needs_keys() and path != "/health" and not _from_loopback(scope):
+        if not self.access.needs_keys() and path != "/health" and not _from_loopback(scope):
             # Another ASGI server may listen more widely than the host setting says (0.0.0.0).
             raise Forbidden(
                 "This gateway has no client keys, so it serves only its own machine. Create one "
@@ -290,20 +240,17 @@ class Gateway:
             raise MethodNotAllowed(
                 f"{path} accepts {allowed}, not {method}.", headers=[(b"allow", allowed.encode())]
             )
-        if route.access != "open" and self.needs_keys():
-            await self._catch_up_keys(
-                clientkeys.offered_key(header(scope, b"authorization"), header(scope, b"x-api-key"))
-            )
+        access = self.access
+        if route.access != "open" and access.needs_keys():
+            await access.catch_up(offered_key(scope))
             if route.access == "admin":
-                self._check_admin(scope)
+                access.check_admin(scope)
             else:
-                call.key = self.keys.authenticate(
-                    clientkeys.offered_key(header(scope, b"authorization"), header(scope, b"x-api-key"))
-                )
+                call.key = access.keys.authenticate(offered_key(scope))
                 # From here on a refusal is recorded too (a key's own limits, under its name);
                 # requests without a valid key are not, so nobody can fill the database.
                 call.kind = route.usage
-                self.keys.admit(call.key)
+                access.keys.admit(call.key)
         call.kind = route.usage  # usage-recorded routes only: chat, anthropic or responses
         await route.handler(self, scope, receive, call)
 
@@ -315,20 +262,12 @@ class Gateway:
         Host header must then name loopback itself.
         """
         host = (header(scope, b"host") or b"").decode("latin-1")
-        if not self.needs_keys() and not is_loopback_host(host):
+        if not self.access.needs_keys() and not is_loopback_host(host):
             raise Forbidden(f"This page answers only on a loopback address, not on {host!r}.")
         origin = header(scope, b"origin")
         writes = method not in ("GET", "HEAD")
         if writes and origin is not None and urllib.parse.urlsplit(origin.decode("latin-1")).netloc != host:
             raise Forbidden("Requests from other sites are refused.")
-
-    def _check_admin(self, scope: Scope) -> None:
-        if not self.is_admin(scope):
-            raise ClientAuthError(
-                "Sign in on the page with the admin password, or send an admin key "
-                "('Authorization: Bearer <key>').",
-                code="admin_required",
-            )
 
     async def _preflight(self, scope: Scope, call: Call, route: Route) -> None:
         requested = header(scope, b"access-control-request-headers") or b"authorization, content-type"
@@ -415,7 +354,7 @@ class Gateway:
         await self.client.start()
         self.disconnects.start()
         self.refresher.start()
-        await self.reload_keys()
+        await self.access.reload()
         await self.store.open()  # a broken database stops the start here, with its path
         await self.accounts.start()
         self.pool.restore_affinities(await self.store.affinities(time.time() - 86_400))

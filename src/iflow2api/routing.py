@@ -101,7 +101,7 @@ async def _page(gateway: Gateway, scope: Scope, receive: Receive, call: Call) ->
 
 
 async def _status(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
-    await web.api_status(gateway, call.send, signed_in=gateway.is_admin(scope))
+    await web.api_status(gateway, call.send, signed_in=gateway.access.is_admin(scope))
 
 
 async def _login(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:

@@ -26,16 +26,16 @@ def gateway(tmp_path: Path, host: str) -> Gateway:
 async def exercise(app: Gateway) -> dict[str, int]:
     key = clientkeys.new_key()
     await app.store.put_client_key(clientkeys.new_record("only", key, admin=True))
-    await app.reload_keys()
+    await app.access.reload()
     admin = {"authorization": f"Bearer {key}"}
     statuses: dict[str, int] = {}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
         statuses["anonymous chat"] = (await client.post("/v1/chat/completions", json=CHAT)).status_code
-        record_id = app.keys.records[0].id
+        record_id = app.access.keys.records[0].id
         revoke = await client.post("/api/keys/revoke", json={"id": record_id}, headers=admin)
         statuses["revoke the last key"] = revoke.status_code
         await app.store.delete_client_key(record_id)  # as `iflow2api keys revoke` would, from outside
-        await app.reload_keys()
+        await app.access.reload()
         statuses["anonymous chat, no keys left"] = (
             await client.post("/v1/chat/completions", json=CHAT)
         ).status_code

@@ -1,7 +1,7 @@
 """The page's management API: sign-in, accounts, client keys, usage, and ``/metrics``.
 
 Same-origin JSON only (see ``routes.web.json_body``). When client keys exist, everything here but
-the sign-in needs an admin session or an admin key (``Gateway._check_admin``).
+the sign-in needs an admin session or an admin key (``Access.check_admin``).
 """
 
 from __future__ import annotations
@@ -41,18 +41,18 @@ async def open_session(gateway: Gateway, scope: Scope, receive: Receive, call: C
         stored = await gateway.store.get_setting(admin.ADMIN_PASSWORD_SETTING)
         # scrypt takes tens of milliseconds: off the event loop, one at a time, and a wrong guess
         # costs half a second more, so the page cannot be used to guess quickly or to stall the gateway.
-        async with gateway.password_checks:
+        async with gateway.access.password_checks:
             if stored is not None and await asyncio.to_thread(admin.verify_password, password, stored):
                 credential = "password:" + stored
             else:
                 await asyncio.sleep(WRONG_PASSWORD_DELAY)
     elif isinstance(key, str) and key:
-        record = gateway.keys.find(key.encode())
+        record = gateway.access.keys.find(key.encode())
         if record is not None and record.admin:
             credential = "key:" + record.id
     if not credential:
         raise ClientAuthError("Wrong admin password or admin key.", code="admin_required")
-    token = gateway.sessions.open(credential)
+    token = gateway.access.sessions.open(credential)
     secure = "; Secure" if scope.get("scheme") == "https" else ""
     cookie = (
         f"{admin.COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={admin.SESSION_SECONDS}{secure}"
@@ -62,7 +62,7 @@ async def open_session(gateway: Gateway, scope: Scope, receive: Receive, call: C
 
 async def close_session(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
     await json_body(scope, receive)
-    gateway.sessions.close(admin.cookie_value(header(scope, b"cookie")))
+    gateway.access.sessions.close(admin.cookie_value(header(scope, b"cookie")))
     cookie = f"{admin.COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"
     await send_json(call.send, 200, {"ok": True}, [(b"set-cookie", cookie.encode())])
 
@@ -220,7 +220,7 @@ def key_view(gateway: Gateway, record: ClientKeyRecord) -> dict[str, Any]:
 
 
 async def list_keys(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
-    await send_json(call.send, 200, {"keys": [key_view(gateway, r) for r in gateway.keys.records]})
+    await send_json(call.send, 200, {"keys": [key_view(gateway, r) for r in gateway.access.keys.records]})
 
 
 async def create_key(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
@@ -233,22 +233,22 @@ async def create_key(gateway: Gateway, scope: Scope, receive: Receive, call: Cal
         tokens_per_day=_optional_count(payload, "tokens_per_day"),
         models=_names(payload, "models"),
     )
-    await gateway.reload_keys()
+    await gateway.access.reload()
     await send_json(call.send, 201, {"key": key, "record": key_view(gateway, record)})
 
 
 async def revoke_key(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
     payload = await json_body(scope, receive)
     key_id = payload.get("id")
-    last_key = len(gateway.keys) <= 1 and any(r.id == key_id for r in gateway.keys.records)
-    if gateway.beyond_loopback and last_key:
+    last_key = len(gateway.access.keys) <= 1 and any(r.id == key_id for r in gateway.access.keys.records)
+    if gateway.access.beyond_loopback and last_key:
         raise InvalidRequest(
             "This is the gateway's last key, and it listens beyond loopback: create another "
             "key first, so that the gateway is never left open."
         )
     if not isinstance(key_id, str) or not await gateway.store.delete_client_key(key_id):
         raise RouteNotFound(f"There is no key {key_id!r}.")
-    await gateway.reload_keys()
+    await gateway.access.reload()
     await send_json(call.send, 200, {"ok": True})
 
 

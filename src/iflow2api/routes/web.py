@@ -54,7 +54,7 @@ async def asset(gateway: Gateway, path: str, send: Send) -> None:
 
 
 def status_document(gateway: Gateway, *, signed_in: bool = True) -> dict[str, Any]:
-    needs_admin = gateway.needs_keys()
+    needs_admin = gateway.access.needs_keys()
     head: dict[str, Any] = {
         "version": __version__,
         "admin": {"required": needs_admin, "signed_in": needs_admin and signed_in},
