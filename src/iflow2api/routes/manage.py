@@ -10,21 +10,38 @@ import asyncio
 import secrets
 import time
 import urllib.parse
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from iflow2api import admin, clientkeys
 from iflow2api.asgi import Receive, Scope, header, send_json
 from iflow2api.auth.credentials import IFLOW_BASE_URL, mask_secret
 from iflow2api.calls import Call
 from iflow2api.errors import ClientAuthError, InvalidRequest, RouteNotFound
+from iflow2api.pool.book import AccountBook
 from iflow2api.pool.members import Member
+from iflow2api.pool.router import Pool
 from iflow2api.routes.web import json_body
+from iflow2api.services.access import Access
 from iflow2api.state.records import AccountRecord, ClientKeyRecord
+from iflow2api.state.store import StateStore
+from iflow2api.upstream.models import ModelDirectory
 from iflow2api.usage import stats
-from iflow2api.usage.metrics import AccountGauge
+from iflow2api.usage.metrics import AccountGauge, Metrics
+from iflow2api.usage.recorder import UsageRecorder
 
-if TYPE_CHECKING:
-    from iflow2api.app import Gateway
+
+class Console(Protocol):
+    """The services the management API uses (the gateway, the composition root, holds them)."""
+
+    access: Access
+    accounts: AccountBook
+    pool: Pool
+    models: ModelDirectory
+    store: StateStore
+    usage: UsageRecorder
+    metrics: Metrics
+    #: Recent usage summaries by range in days, with when they were made.
+    summaries: dict[int, tuple[float, dict[str, Any]]]
 
 
 #: Seconds a wrong admin password costs its sender.
@@ -33,7 +50,7 @@ WRONG_PASSWORD_DELAY = 0.5
 # -- sign-in -------------------------------------------------------------------------------------------
 
 
-async def open_session(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+async def open_session(gateway: Console, scope: Scope, receive: Receive, call: Call) -> None:
     payload = await json_body(scope, receive)
     password, key = payload.get("password"), payload.get("key")
     credential = ""
@@ -60,7 +77,7 @@ async def open_session(gateway: Gateway, scope: Scope, receive: Receive, call: C
     await send_json(call.send, 200, {"ok": True}, [(b"set-cookie", cookie.encode())])
 
 
-async def close_session(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+async def close_session(gateway: Console, scope: Scope, receive: Receive, call: Call) -> None:
     await json_body(scope, receive)
     gateway.access.sessions.close(admin.cookie_value(header(scope, b"cookie")))
     cookie = f"{admin.COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"
@@ -70,7 +87,7 @@ async def close_session(gateway: Gateway, scope: Scope, receive: Receive, call: 
 # -- accounts --------------------------------------------------------------------------------------------
 
 
-def account_view(gateway: Gateway, member: Member) -> dict[str, Any]:
+def account_view(gateway: Console, member: Member) -> dict[str, Any]:
     now = time.time()
     state = member.shown_state(now)
     health = member.current_health()
@@ -107,7 +124,7 @@ def account_view(gateway: Gateway, member: Member) -> dict[str, Any]:
     }
 
 
-async def list_accounts(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+async def list_accounts(gateway: Console, scope: Scope, receive: Receive, call: Call) -> None:
     gateway.accounts.sync_cli()
     await send_json(
         call.send,
@@ -171,7 +188,7 @@ def account_record(payload: dict[str, Any]) -> AccountRecord:
     )
 
 
-async def add_account(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+async def add_account(gateway: Console, scope: Scope, receive: Receive, call: Call) -> None:
     record = account_record(await json_body(scope, receive))
     await gateway.accounts.save(record)
     member = gateway.pool.get(record.id)
@@ -179,7 +196,7 @@ async def add_account(gateway: Gateway, scope: Scope, receive: Receive, call: Ca
     await send_json(call.send, 201, {"account": account_view(gateway, member)})
 
 
-async def account_action(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+async def account_action(gateway: Console, scope: Scope, receive: Receive, call: Call) -> None:
     payload = await json_body(scope, receive)
     account_id, action = payload.get("id"), payload.get("action")
     member = gateway.pool.get(account_id) if isinstance(account_id, str) else None
@@ -204,7 +221,7 @@ async def account_action(gateway: Gateway, scope: Scope, receive: Receive, call:
 # -- client keys -------------------------------------------------------------------------------------------
 
 
-def key_view(gateway: Gateway, record: ClientKeyRecord) -> dict[str, Any]:
+def key_view(gateway: Console, record: ClientKeyRecord) -> dict[str, Any]:
     return {
         "id": record.id,
         "name": record.name,
@@ -219,11 +236,11 @@ def key_view(gateway: Gateway, record: ClientKeyRecord) -> dict[str, Any]:
     }
 
 
-async def list_keys(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+async def list_keys(gateway: Console, scope: Scope, receive: Receive, call: Call) -> None:
     await send_json(call.send, 200, {"keys": [key_view(gateway, r) for r in gateway.access.keys.records]})
 
 
-async def create_key(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+async def create_key(gateway: Console, scope: Scope, receive: Receive, call: Call) -> None:
     payload = await json_body(scope, receive)
     key, record = await clientkeys.create(
         gateway.store,
@@ -237,7 +254,7 @@ async def create_key(gateway: Gateway, scope: Scope, receive: Receive, call: Cal
     await send_json(call.send, 201, {"key": key, "record": key_view(gateway, record)})
 
 
-async def revoke_key(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+async def revoke_key(gateway: Console, scope: Scope, receive: Receive, call: Call) -> None:
     payload = await json_body(scope, receive)
     key_id = payload.get("id")
     last_key = len(gateway.access.keys) <= 1 and any(r.id == key_id for r in gateway.access.keys.records)
@@ -270,7 +287,7 @@ def _days(scope: Scope) -> int:
 SUMMARY_SECONDS = 3.0
 
 
-async def usage_summary(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+async def usage_summary(gateway: Console, scope: Scope, receive: Receive, call: Call) -> None:
     days = _days(scope)
     now = time.time()
     cached = gateway.summaries.get(days)
@@ -283,7 +300,7 @@ async def usage_summary(gateway: Gateway, scope: Scope, receive: Receive, call: 
     await send_json(call.send, 200, cached[1])
 
 
-async def usage_csv(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+async def usage_csv(gateway: Console, scope: Scope, receive: Receive, call: Call) -> None:
     days = _days(scope)
     await gateway.usage.flush()
     rows = await gateway.store.usage(time.time() - days * 86400)
@@ -299,7 +316,7 @@ async def usage_csv(gateway: Gateway, scope: Scope, receive: Receive, call: Call
     await call.send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-async def metrics(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+async def metrics(gateway: Console, scope: Scope, receive: Receive, call: Call) -> None:
     gateway.accounts.sync_cli()
     gauges = [
         AccountGauge(m.label, m.shown_state(), m.in_flight, gateway.pool.waiting_for(m))
@@ -314,14 +331,14 @@ async def metrics(gateway: Gateway, scope: Scope, receive: Receive, call: Call) 
     await call.send({"type": "http.response.body", "body": body})
 
 
-async def accounts_route(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+async def accounts_route(gateway: Console, scope: Scope, receive: Receive, call: Call) -> None:
     if scope["method"] == "POST":
         await add_account(gateway, scope, receive, call)
     else:
         await list_accounts(gateway, scope, receive, call)
 
 
-async def keys_route(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
+async def keys_route(gateway: Console, scope: Scope, receive: Receive, call: Call) -> None:
     if scope["method"] == "POST":
         await create_key(gateway, scope, receive, call)
     else:

@@ -8,14 +8,16 @@ from __future__ import annotations
 import asyncio
 import importlib.resources
 import urllib.parse
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 
 from iflow2api import __version__, catalogue
 from iflow2api.asgi import Receive, Scope, Send, header, read_body, send_bytes, send_json
 from iflow2api.auth import iflow_files, oauth
-from iflow2api.auth.credentials import mask_secret
+from iflow2api.auth.credentials import CredentialSource, mask_secret
+from iflow2api.auth.login import LoginFlow
+from iflow2api.auth.refresher import Refresher
 from iflow2api.errors import (
     Forbidden,
     GatewayError,
@@ -24,10 +26,21 @@ from iflow2api.errors import (
     LoginUnavailable,
     RouteNotFound,
 )
+from iflow2api.services.access import Access
 from iflow2api.services.model_listing import model_object
+from iflow2api.settings import Settings
 
-if TYPE_CHECKING:
-    from iflow2api.app import Gateway
+
+class Page(Protocol):
+    """The services the page and its login API use (the gateway, the composition root, holds them)."""
+
+    access: Access
+    assets: dict[str, tuple[bytes, bytes]]
+    credentials: CredentialSource
+    login: LoginFlow
+    refresher: Refresher
+    settings: Settings
+
 
 _TYPES = {".html": b"text/html; charset=utf-8", ".js": b"text/javascript; charset=utf-8", ".css": b"text/css"}
 _NO_STORE = [(b"cache-control", b"no-store")]
@@ -46,14 +59,14 @@ def load_assets() -> dict[str, tuple[bytes, bytes]]:
     return assets
 
 
-async def asset(gateway: Gateway, path: str, send: Send) -> None:
+async def asset(gateway: Page, path: str, send: Send) -> None:
     found = gateway.assets.get(path)
     if found is None:
         raise RouteNotFound(f"There is no {path} here.")
     await send_bytes(send, 200, found[1], found[0], _NO_STORE)
 
 
-def status_document(gateway: Gateway, *, signed_in: bool = True) -> dict[str, Any]:
+def status_document(gateway: Page, *, signed_in: bool = True) -> dict[str, Any]:
     needs_admin = gateway.access.needs_keys()
     head: dict[str, Any] = {
         "version": __version__,
@@ -92,7 +105,7 @@ def status_document(gateway: Gateway, *, signed_in: bool = True) -> dict[str, An
     }
 
 
-async def api_status(gateway: Gateway, send: Send, *, signed_in: bool) -> None:
+async def api_status(gateway: Page, send: Send, *, signed_in: bool) -> None:
     await send_json(send, 200, status_document(gateway, signed_in=signed_in))
 
 
@@ -119,7 +132,7 @@ def callback_uri(scope: Scope) -> str:
     return f"{scheme}://{host}/oauth2callback"
 
 
-async def api_login(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+async def api_login(gateway: Page, scope: Scope, receive: Receive, send: Send) -> None:
     payload = await json_body(scope, receive)
     mode = payload.get("mode", "browser")
     if mode not in ("browser", "code"):
@@ -128,7 +141,7 @@ async def api_login(gateway: Gateway, scope: Scope, receive: Receive, send: Send
     await send_json(send, 200, {"url": pending.url, "state": pending.state})
 
 
-async def _finish(gateway: Gateway, code_or_text: str, state: str | None, *, pasted: bool) -> oauth.UserInfo:
+async def _finish(gateway: Page, code_or_text: str, state: str | None, *, pasted: bool) -> oauth.UserInfo:
     try:
         if pasted:
             user = await gateway.login.finish_pasted(code_or_text, state)
@@ -142,7 +155,7 @@ async def _finish(gateway: Gateway, code_or_text: str, state: str | None, *, pas
     return user
 
 
-async def api_login_code(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+async def api_login_code(gateway: Page, scope: Scope, receive: Receive, send: Send) -> None:
     payload = await json_body(scope, receive)
     text, state = payload.get("text"), payload.get("state")
     if not isinstance(text, str) or not text.strip():
@@ -151,7 +164,7 @@ async def api_login_code(gateway: Gateway, scope: Scope, receive: Receive, send:
     await send_json(send, 200, {"ok": True, "account": user.label})
 
 
-async def oauth_callback(gateway: Gateway, scope: Scope, send: Send) -> None:
+async def oauth_callback(gateway: Page, scope: Scope, send: Send) -> None:
     query = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"))
     code, state, error = (query.get(name, [""])[0] for name in ("code", "state", "error"))
     if error or not code:
@@ -179,7 +192,7 @@ async def oauth_callback(gateway: Gateway, scope: Scope, send: Send) -> None:
     await send({"type": "http.response.body", "body": b""})
 
 
-async def api_logout(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+async def api_logout(gateway: Page, scope: Scope, receive: Receive, send: Send) -> None:
     await json_body(scope, receive)
     await asyncio.to_thread(iflow_files.remove_oauth_login, gateway.settings.iflow_home)
     gateway.refresher.files_changed()
