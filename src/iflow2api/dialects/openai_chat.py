@@ -130,17 +130,41 @@ def normalize_completion(completion: dict[str, Any]) -> bool:
 
 
 def completion_as_chunks(completion: dict[str, Any], *, include_usage: bool) -> list[bytes]:
-    """SSE frames carrying a whole completion, for an upstream that answered a stream with JSON.
+    """SSE frames carrying a whole completion, for an upstream that answered a stream with JSON
+    (see ``ChunkEncoder``)."""
+    encoder = ChunkEncoder(include_usage=include_usage)
+    frames = [data for chunk in completion_as_chunk_dicts(completion) for data in encoder.feed(chunk)]
+    return frames + encoder.finish()
 
-    With ``include_usage`` they take OpenAI's shape: ``usage`` null on every chunk but the last,
-    which has no choices.
+
+class ChunkEncoder:
+    """Parsed chunks in, Chat Completions frames out: the ``StreamTranslator`` of this API, for
+    chunks that were parsed anyway (the byte fast path is ``StreamRelay``).
+
+    With ``include_usage`` the frames take OpenAI's shape: ``usage`` null on every chunk but the
+    last, which has no choices; without it, no usage at all.
+
+    >>> ChunkEncoder(include_usage=False).feed({"choices": [], "usage": {"total_tokens": 1}})
+    []
     """
-    chunks = completion_as_chunk_dicts(completion)
-    if include_usage:
-        chunks = [chunk if "usage" in chunk else {**chunk, "usage": None} for chunk in chunks]
-    else:
-        chunks = [chunk for chunk in chunks if "usage" not in chunk]
-    return [frame(orjson.dumps(chunk)) for chunk in chunks] + [DONE_FRAME]
+
+    __slots__ = ("include_usage",)
+
+    def __init__(self, *, include_usage: bool) -> None:
+        self.include_usage = include_usage
+
+    def feed(self, chunk: dict[str, Any]) -> list[bytes]:
+        if "usage" in chunk:
+            return [frame(orjson.dumps(chunk))] if self.include_usage else []
+        if self.include_usage:
+            chunk = {**chunk, "usage": None}
+        return [frame(orjson.dumps(chunk))]
+
+    def finish(self) -> list[bytes]:
+        return [DONE_FRAME]
+
+    def error(self, error: GatewayError) -> list[bytes]:
+        return [error_frame(error), DONE_FRAME]
 
 
 def completion_as_chunk_dicts(completion: dict[str, Any]) -> list[dict[str, Any]]:

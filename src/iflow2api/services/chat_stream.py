@@ -19,6 +19,7 @@ from iflow2api.errors import UpstreamError, UpstreamTooLarge
 from iflow2api.reasoning import ReasoningStore, StreamedTurn
 from iflow2api.services.answers import estimate, estimate_now, is_sse, whole_completion
 from iflow2api.services.dispatch import Relay
+from iflow2api.services.streams import as_chunks, run_stream
 from iflow2api.sse import SSEDecoder
 from iflow2api.upstream import http1
 from iflow2api.upstream.client import Response, transport_failure
@@ -41,11 +42,8 @@ def chat_relay(call: Call, reasoning: ReasoningStore) -> Relay:
             await send_bytes(call.send, 200, raw, JSON)
             return
         # iFlow sometimes answers a stream request with JSON: an error, or the whole answer (§7.3 C).
-        frames = openai_chat.completion_as_chunks(
-            completion, include_usage=openai_chat.wants_usage_in_stream(request)
-        )
-        await call.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-        await call.send({"type": "http.response.body", "body": b"".join(frames)})
+        encoder = openai_chat.ChunkEncoder(include_usage=openai_chat.wants_usage_in_stream(request))
+        await run_stream(call.send, encoder, as_chunks(completion))
 
     return relay
 

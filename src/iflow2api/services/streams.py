@@ -1,9 +1,11 @@
 """Answers in another API's words: the upstream read through ``UpstreamStream``, and the one loop
 that sends any ``StreamTranslator``'s frames to the client.
 
-A route that translates (Anthropic Messages, OpenAI Responses) hands the dispatch service a
-``Sink`` through ``sink_relay``: a whole answer goes to ``Sink.completion``; a stream goes through
-the sink's translator, chunk by chunk, in ``run_stream``.
+Every API's stream that is parsed goes through ``run_stream`` (Chat Completions too, with
+``openai_chat.ChunkEncoder``, when the upstream answered a stream with JSON; its byte fast path is
+``services.chat_stream``). A route that translates (Anthropic Messages, OpenAI Responses) hands
+the dispatch service a ``Sink`` through ``sink_relay``: a whole answer goes to
+``Sink.completion``; a stream goes through the sink's translator, chunk by chunk, in ``run_stream``.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ def sink_relay(sink: Sink, call: Call, reasoning: ReasoningStore) -> Relay:
         else:
             # iFlow sometimes answers a stream request with JSON: an error, or the whole answer (§7.3 C).
             _, completion, _ = await whole_completion(speaker, response, request, call, reasoning)
-            chunks = _as_async(openai_chat.completion_as_chunk_dicts(completion))
+            chunks = as_chunks(completion)
         await run_stream(call.send, sink.translator(), chunks, sink.streamed)
 
     return relay
@@ -87,9 +89,10 @@ async def run_stream(
     await send_frames(send, tail, more=False)
 
 
-async def _as_async(items: list[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
-    for item in items:
-        yield item
+async def as_chunks(completion: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    """A whole completion as the chunks a stream would have carried, for ``run_stream``."""
+    for chunk in openai_chat.completion_as_chunk_dicts(completion):
+        yield chunk
 
 
 async def parsed_chunks(
