@@ -1,7 +1,7 @@
 """The Responses ⇄ Chat Completions translation, over golden literals.
 
-Every Response and every stream event is checked twice: against OpenAI's published schema
-(``tests/openapi_schema.py``; skipped without the document) and against the ``openai`` SDK's own
+Every Response and every stream event is checked twice: against OpenAI's published shapes
+(``tests/openai_shapes.py``, through ``tests/openapi_schema.py``) and against the ``openai`` SDK's own
 types. Streams are also replayed through the SDK's real client (over an in-memory ``httpx2``
 transport: httpx2 is the SDK's HTTP library), which accumulates the events the way applications see
 them and refuses ones out of order.
@@ -29,18 +29,15 @@ from iflow2api.dialects.responses import (
     to_chat_request,
 )
 from iflow2api.errors import ContextTooLong, GatewayError, InvalidRequest, UpstreamError, UpstreamRateLimited
-from tests.openapi_schema import SPEC_PATH, OpenApiSchemas, load
+from tests.openapi_schema import OpenApiSchemas, load
 
 MODEL = "glm-4.7"
 STREAM_EVENT: TypeAdapter[ResponseStreamEvent] = TypeAdapter(ResponseStreamEvent)
 
 
 @pytest.fixture(scope="session")
-def openapi(pytestconfig: pytest.Config) -> OpenApiSchemas:
-    if not SPEC_PATH.is_file():
-        pytest.skip(f"OpenAI's OpenAPI document is not at {SPEC_PATH}")
-    cache = getattr(pytestconfig, "cache", None)  # absent under ``-p no:cacheprovider``
-    return load(SPEC_PATH, cache.mkdir("openapi") if cache is not None else None)
+def openapi() -> OpenApiSchemas:
+    return load()
 
 
 def request(**fields: Any) -> dict[str, Any]:
