@@ -63,50 +63,48 @@ ITEM_STATUS = one_of("in_progress", "completed", "incomplete")
 TOKEN_LOGPROBS = nullable(array(ref("ChatCompletionTokenLogprob")))
 BYTES = nullable(array(INTEGER))
 
-CHAT: dict[str, Schema] = {
-    "CreateChatCompletionResponse": obj(
+CHOICE_LOGPROBS = nullable(obj(("content", "refusal"), content=TOKEN_LOGPROBS, refusal=TOKEN_LOGPROBS))
+
+
+def chat_answer(kind: str, choice: Schema, usage: Schema) -> Schema:
+    """A whole completion or one chunk of it: they differ in ``object``, the choice and the usage."""
+    return obj(
         ("choices", "created", "id", "model", "object"),
         id=STRING,
-        object=one_of("chat.completion"),
+        object=one_of(kind),
         created=INTEGER,
         model=STRING,
-        choices=array(
-            obj(
-                ("finish_reason", "index", "message", "logprobs"),
-                finish_reason=one_of(*FINISH_REASONS),
-                index=INTEGER,
-                message=ref("ChatCompletionResponseMessage"),
-                logprobs=nullable(
-                    obj(("content", "refusal"), content=TOKEN_LOGPROBS, refusal=TOKEN_LOGPROBS)
-                ),
-            )
-        ),
-        usage=ref("CompletionUsage"),
+        choices=array(choice),
+        usage=usage,
         service_tier=ref("ServiceTier"),
         system_fingerprint=STRING,
+    )
+
+
+CHAT: dict[str, Schema] = {
+    "CreateChatCompletionResponse": chat_answer(
+        "chat.completion",
+        obj(
+            ("finish_reason", "index", "message", "logprobs"),
+            finish_reason=one_of(*FINISH_REASONS),
+            index=INTEGER,
+            message=ref("ChatCompletionResponseMessage"),
+            logprobs=CHOICE_LOGPROBS,
+        ),
+        usage=ref("CompletionUsage"),
     ),
-    "CreateChatCompletionStreamResponse": obj(
-        ("choices", "created", "id", "model", "object"),
-        id=STRING,
-        object=one_of("chat.completion.chunk"),
-        created=INTEGER,
-        model=STRING,
-        choices=array(
-            obj(
-                ("delta", "finish_reason", "index"),
-                delta=ref("ChatCompletionStreamResponseDelta"),
-                # Null on every chunk but the one that ends the choice.
-                finish_reason=nullable(one_of(*FINISH_REASONS)),
-                index=INTEGER,
-                logprobs=nullable(
-                    obj(("content", "refusal"), content=TOKEN_LOGPROBS, refusal=TOKEN_LOGPROBS)
-                ),
-            )
+    "CreateChatCompletionStreamResponse": chat_answer(
+        "chat.completion.chunk",
+        obj(
+            ("delta", "finish_reason", "index"),
+            delta=ref("ChatCompletionStreamResponseDelta"),
+            # Null on every chunk but the one that ends the choice.
+            finish_reason=nullable(one_of(*FINISH_REASONS)),
+            index=INTEGER,
+            logprobs=CHOICE_LOGPROBS,
         ),
         # Only the last chunk of an ``include_usage`` stream carries counts; the others may say null.
         usage=nullable(ref("CompletionUsage")),
-        service_tier=ref("ServiceTier"),
-        system_fingerprint=STRING,
     ),
     "ChatCompletionResponseMessage": obj(
         ("role", "content", "refusal"),
@@ -155,15 +153,11 @@ CHAT: dict[str, Schema] = {
     "ServiceTier": nullable(one_of("auto", "default", "flex", "scale", "priority", "fast")),
 }
 
+MODEL_REQUIRED = ("id", "object", "created", "owned_by")
+
 MODELS_AND_ERRORS: dict[str, Schema] = {
     "ListModelsResponse": obj(("object", "data"), object=one_of("list"), data=array(ref("Model"))),
-    "Model": obj(
-        ("id", "object", "created", "owned_by"),
-        id=STRING,
-        object=one_of("model"),
-        created=INTEGER,
-        owned_by=STRING,
-    ),
+    "Model": obj(MODEL_REQUIRED, id=STRING, object=one_of("model"), created=INTEGER, owned_by=STRING),
     "ErrorResponse": obj(("error",), error=ref("Error")),
     # ``param`` and ``code`` must be there even when they have nothing to say (null).
     "Error": obj(
