@@ -11,7 +11,17 @@ from typing import Any
 
 import orjson
 
-from iflow2api.dialects.checks import TypeTable, check_model_length, check_types, load_object, one_of
+from iflow2api.dialects.checks import check_model_length, check_types, load_object, one_of
+from iflow2api.dialects.params import (
+    ARRAY,
+    BOOLEAN,
+    INTEGER,
+    NUMBER,
+    OBJECT,
+    STRING,
+    STRING_OR_STRINGS,
+    table,
+)
 from iflow2api.errors import GatewayError, InvalidRequest, UpstreamError
 from iflow2api.redact import redact
 from iflow2api.sse import DONE, DONE_FRAME, frame
@@ -20,18 +30,18 @@ _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "functio
 
 # Parameters whose JSON type we check, so a wrong one is a clear 400 here rather than an obscure
 # upstream failure. Anything not listed passes through untouched.
-_TYPED: TypeTable = {
-    "stream": (bool, "a boolean"),
-    "max_tokens": (int, "an integer"),
-    "max_completion_tokens": (int, "an integer"),
-    "temperature": ((int, float), "a number"),
-    "top_p": ((int, float), "a number"),
-    "n": (int, "an integer"),
-    "tools": (list, "an array"),
-    "stream_options": (dict, "an object"),
-    "reasoning_effort": (str, "a string"),
-    "stop": ((str, list), "a string or an array of strings"),
-}
+_TYPED = table(
+    stream=BOOLEAN,
+    max_tokens=INTEGER,
+    max_completion_tokens=INTEGER,
+    temperature=NUMBER,
+    top_p=NUMBER,
+    n=INTEGER,
+    tools=ARRAY,
+    stream_options=OBJECT,
+    reasoning_effort=STRING,
+    stop=STRING_OR_STRINGS,
+)
 
 
 def parse_request(body: bytes) -> dict[str, Any]:
