@@ -12,16 +12,7 @@ from typing import Any
 import orjson
 
 from iflow2api.dialects.checks import check_model_length, check_types, load_object, one_of
-from iflow2api.dialects.params import (
-    ARRAY,
-    BOOLEAN,
-    INTEGER,
-    NUMBER,
-    OBJECT,
-    STRING,
-    STRING_OR_STRINGS,
-    table,
-)
+from iflow2api.dialects.params import checked
 from iflow2api.errors import GatewayError, InvalidRequest, UpstreamError
 from iflow2api.redact import redact
 from iflow2api.sse import DONE, DONE_FRAME, frame
@@ -30,17 +21,8 @@ _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "functio
 
 # Parameters whose JSON type we check, so a wrong one is a clear 400 here rather than an obscure
 # upstream failure. Anything not listed passes through untouched.
-_TYPED = table(
-    stream=BOOLEAN,
-    max_tokens=INTEGER,
-    max_completion_tokens=INTEGER,
-    temperature=NUMBER,
-    top_p=NUMBER,
-    n=INTEGER,
-    tools=ARRAY,
-    stream_options=OBJECT,
-    reasoning_effort=STRING,
-    stop=STRING_OR_STRINGS,
+_TYPED = checked(
+    "stream max_tokens max_completion_tokens temperature top_p n tools stream_options reasoning_effort stop"
 )
 
 

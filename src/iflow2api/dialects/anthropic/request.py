@@ -19,7 +19,7 @@ from iflow2api.dialects.checks import (
     one_of,
     shown,
 )
-from iflow2api.dialects.params import ARRAY, BOOLEAN, INTEGER, NUMBER, OBJECT, STRINGS, table
+from iflow2api.dialects.params import OBJECT, checked
 
 _EFFORTS = frozenset({"low", "medium", "high", "xhigh", "max"})
 _THINKING = frozenset({"enabled", "disabled", "adaptive", "between_tools"})
@@ -31,17 +31,9 @@ _BLOCKS: Mapping[str, frozenset[str]] = MappingProxyType(
         "system": frozenset({"text"}),
     }
 )
-_TYPED = table(
-    stream=BOOLEAN,
-    temperature=NUMBER,
-    top_p=NUMBER,
-    top_k=INTEGER,
-    stop_sequences=STRINGS,
-    metadata=OBJECT,
-    tools=ARRAY,
-    tool_choice=OBJECT,
-    thinking=OBJECT,
-    output_config=OBJECT,
+_TYPED = checked(
+    "stream temperature top_p top_k stop_sequences metadata tools tool_choice thinking output_config",
+    tool_choice=OBJECT,  # Anthropic's is always an object
 )
 
 

@@ -18,6 +18,7 @@ from iflow2api.dialects.anthropic.wire import (
     StreamUsage,
 )
 from iflow2api.dialects.checks import as_object, as_text, is_json_type
+from iflow2api.dialects.chunks import deltas
 from iflow2api.errors import GatewayError, UpstreamError
 from iflow2api.sse import event
 
@@ -88,20 +89,16 @@ class StreamTranslator:
             self._input, self._cached = usage["input_tokens"], usage["cache_read_input_tokens"]
             self._output = usage["output_tokens"]
         frames = [] if self.started else self._start(chunk.get("id"))
-        for choice in chunk.get("choices") or ():
-            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                continue
-            delta = as_object(choice.get("delta"))
-            reasoning = as_text(delta.get("reasoning_content")) or as_text(delta.get("reasoning"))
-            if reasoning:
-                frames += self._text("thinking", reasoning)
-            self._signature = as_text(delta.get("signature")) or self._signature
-            if as_text(delta.get("content")):
-                frames += self._text("text", delta["content"])
-            for position, call in enumerate(delta.get("tool_calls") or ()):
+        for delta in deltas(chunk):
+            if delta.reasoning:
+                frames += self._text("thinking", delta.reasoning)
+            self._signature = as_text(delta.fields.get("signature")) or self._signature
+            if delta.content:
+                frames += self._text("text", delta.content)
+            for position, call in enumerate(delta.fields.get("tool_calls") or ()):
                 if isinstance(call, dict):
                     frames += self._tool_call(call, position)
-            finish = choice.get("finish_reason")
+            finish = delta.finish_reason
             if finish == "network_error":
                 # iFlow's word for a stream that broke upstream (protocol §7.3 C): the answer is cut short.
                 self.failure = UpstreamError("The upstream stream broke off (network_error).")

@@ -16,16 +16,7 @@ from iflow2api.dialects.checks import (
     load_object,
     shown,
 )
-from iflow2api.dialects.params import (
-    ARRAY,
-    BOOLEAN,
-    INTEGER,
-    NUMBER,
-    OBJECT,
-    STRING,
-    STRING_OR_OBJECT,
-    table,
-)
+from iflow2api.dialects.params import checked
 from iflow2api.dialects.responses.wire import ResponsesRequest
 
 #: ``reasoning.effort`` values the SDK knows; the iFlow speaker maps each one.
@@ -35,21 +26,9 @@ _ROLES = ("assistant", "developer", "system", "user")
 _TEXT_FORMATS = ("text", "json_object", "json_schema")
 
 # Parameters whose JSON type we check (null is always allowed); anything else passes untouched.
-_TYPED = table(
-    instructions=STRING,
-    tools=ARRAY,
-    tool_choice=STRING_OR_OBJECT,
-    max_output_tokens=INTEGER,
-    reasoning=OBJECT,
-    text=OBJECT,
-    stream=BOOLEAN,
-    store=BOOLEAN,
-    parallel_tool_calls=BOOLEAN,
-    previous_response_id=STRING,
-    temperature=NUMBER,
-    top_p=NUMBER,
-    metadata=OBJECT,
-    user=STRING,
+_TYPED = checked(
+    "instructions tools tool_choice max_output_tokens reasoning text stream store parallel_tool_calls "
+    "previous_response_id temperature top_p metadata user"
 )
 
 

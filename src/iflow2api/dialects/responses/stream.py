@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from iflow2api.dialects.checks import as_object, as_text
+from iflow2api.dialects.chunks import deltas
 from iflow2api.dialects.responses.answer import (
     INCOMPLETE,
     Call,
@@ -110,21 +111,16 @@ class StreamTranslator:
             return frames
         if as_object(chunk.get("usage")):
             self._usage = chunk["usage"]  # the last one counts (MiniMax ends with an empty one)
-        choices = chunk.get("choices")
-        for choice in choices if isinstance(choices, list) else ():
-            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                continue
-            delta = as_object(choice.get("delta"))
-            thinking = as_text(delta.get("reasoning_content")) or as_text(delta.get("reasoning"))
-            if thinking:
-                frames += self._text("reasoning", thinking)
-            if as_text(delta.get("content")):
-                frames += self._text("message", delta["content"])
-            fragments = delta.get("tool_calls")
+        for delta in deltas(chunk):
+            if delta.reasoning:
+                frames += self._text("reasoning", delta.reasoning)
+            if delta.content:
+                frames += self._text("message", delta.content)
+            fragments = delta.fields.get("tool_calls")
             for fragment in fragments if isinstance(fragments, list) else ():
                 frames += self._tool_fragment(as_object(fragment))
-            if as_text(choice.get("finish_reason")):
-                self._finish_reason = choice["finish_reason"]
+            if isinstance(delta.finish_reason, str) and delta.finish_reason:
+                self._finish_reason = delta.finish_reason
                 frames += self._close()
         return frames
 
