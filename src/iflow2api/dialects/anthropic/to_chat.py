@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, cast
 
 import orjson
@@ -20,7 +22,8 @@ from iflow2api.dialects.anthropic.wire import (
 )
 from iflow2api.dialects.chat_wire import ChatMessage, ChatPart, ChatTextPart, ChatTool, ChatToolCall
 
-_TOOL_CHOICES: dict[str, object] = {"auto": "auto", "any": "required", "none": "none"}
+#: Anthropic's ``tool_choice.type`` → OpenAI's ``tool_choice`` (``tool`` names its function instead).
+_TOOL_CHOICES: Mapping[str, str] = MappingProxyType({"auto": "auto", "any": "required", "none": "none"})
 
 
 def to_chat_request(request: MessagesRequest, *, model: str) -> dict[str, Any]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Literal
 
 from iflow2api.dialects.checks import as_object, as_text
@@ -48,7 +50,9 @@ from iflow2api.redact import redact
 from iflow2api.sse import event
 
 _Kind = Literal["reasoning", "message", "function_call"]
-_PREFIXES: dict[_Kind, str] = {"reasoning": "rs", "message": "msg", "function_call": "fc"}
+_PREFIXES: Mapping[_Kind, str] = MappingProxyType(
+    {"reasoning": "rs", "message": "msg", "function_call": "fc"}
+)
 
 
 @dataclass(slots=True)
