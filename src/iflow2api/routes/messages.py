@@ -15,7 +15,10 @@ import orjson
 
 from iflow2api.asgi import JSON, Scope, Send, send_bytes
 from iflow2api.calls import Call
-from iflow2api.dialects import anthropic
+from iflow2api.dialects.anthropic.answer import from_chat_completion
+from iflow2api.dialects.anthropic.request import check_request, parse_request
+from iflow2api.dialects.anthropic.stream import StreamTranslator as AnthropicTranslator
+from iflow2api.dialects.anthropic.to_chat import to_chat_request
 from iflow2api.dialects.checks import load_object
 from iflow2api.dialects.token_count import counter_for, estimate_chat_tokens
 from iflow2api.dialects.translator import StreamTranslator
@@ -30,11 +33,11 @@ class AnthropicSink:
         self._model = model
 
     async def completion(self, completion: dict[str, Any]) -> None:
-        message = anthropic.from_chat_completion(completion, model=self._model)
+        message = from_chat_completion(completion, model=self._model)
         await send_bytes(self._send, 200, orjson.dumps(message), JSON)
 
     def translator(self) -> StreamTranslator:
-        return anthropic.StreamTranslator(model=self._model)
+        return AnthropicTranslator(model=self._model)
 
     def streamed(self) -> None:
         pass
@@ -42,7 +45,7 @@ class AnthropicSink:
 
 def _late_error(model: str) -> Callable[[GatewayError], bytes]:
     def frames(error: GatewayError) -> bytes:
-        return b"".join(anthropic.StreamTranslator(model=model).error(error))
+        return b"".join(AnthropicTranslator(model=model).error(error))
 
     return frames
 
@@ -52,8 +55,8 @@ class MessagesRoute:
         self._dispatcher = dispatcher
 
     async def __call__(self, scope: Scope, body: bytes, call: Call) -> None:
-        request = anthropic.parse_request(body)
-        chat = anthropic.to_chat_request(request, model=self._dispatcher.anthropic_model(request["model"]))
+        request = parse_request(body)
+        chat = to_chat_request(request, model=self._dispatcher.anthropic_model(request["model"]))
         sink = AnthropicSink(call.send, model=request["model"])
         await self._dispatcher.dispatch(
             scope, chat, call, functools.partial(sink_relay, sink), _late_error(request["model"])
@@ -63,9 +66,9 @@ class MessagesRoute:
         """``POST /v1/messages/count_tokens``: an estimate (see ``dialects.token_count``)."""
         payload = load_object(body)
         payload.setdefault("max_tokens", 1)  # count_tokens requests carry none
-        request = anthropic.check_request(payload)
+        request = check_request(payload)
         model = self._dispatcher.anthropic_model(request["model"])
-        chat = anthropic.to_chat_request(request, model=model)
+        chat = to_chat_request(request, model=model)
         # Loading a tokenizer and counting a long prompt take a while: off the event loop.
         tokens = await asyncio.to_thread(lambda: estimate_chat_tokens(chat, counter_for(model)))
         await send_bytes(send, 200, orjson.dumps({"input_tokens": tokens}), JSON)

@@ -19,7 +19,11 @@ import orjson
 
 from iflow2api.asgi import JSON, Scope, Send, send_bytes
 from iflow2api.calls import Call
-from iflow2api.dialects import responses
+from iflow2api.dialects.responses.answer import from_chat_completion, history_messages
+from iflow2api.dialects.responses.request import parse_request
+from iflow2api.dialects.responses.stream import StreamTranslator
+from iflow2api.dialects.responses.to_chat import to_chat_request
+from iflow2api.dialects.responses.wire import ResponsesRequest
 from iflow2api.errors import GatewayError, InvalidRequest
 from iflow2api.services.dispatch import Dispatcher
 from iflow2api.services.streams import sink_relay
@@ -100,7 +104,7 @@ class ResponseMemory:
 
 class ResponsesSink:
     def __init__(
-        self, send: Send, memory: ResponseMemory, request: dict[str, Any], chat: dict[str, Any]
+        self, send: Send, memory: ResponseMemory, request: ResponsesRequest, chat: dict[str, Any]
     ) -> None:
         self._send = send
         self._memory = memory
@@ -108,23 +112,23 @@ class ResponsesSink:
         self._chat = chat
         self.response_id = "resp_" + secrets.token_hex(12)
         #: The stream's translator once it has started, so a late error continues its events.
-        self.stream: responses.StreamTranslator | None = None
+        self.stream: StreamTranslator | None = None
 
     def _remember(self, completion: dict[str, Any]) -> None:
         if self._request.get("store", True) is not False:
-            self._memory.put(self.response_id, responses.history_messages(self._chat, completion))
+            self._memory.put(self.response_id, history_messages(self._chat, completion))
 
     async def completion(self, completion: dict[str, Any]) -> None:
         self._remember(completion)
-        body = responses.from_chat_completion(completion, request=self._request, response_id=self.response_id)
+        body = from_chat_completion(completion, request=self._request, response_id=self.response_id)
         await send_bytes(self._send, 200, orjson.dumps(body), JSON)
 
-    def translator(self) -> responses.StreamTranslator:
+    def translator(self) -> StreamTranslator:
         self.stream = self.new_translator()
         return self.stream
 
-    def new_translator(self) -> responses.StreamTranslator:
-        return responses.StreamTranslator(
+    def new_translator(self) -> StreamTranslator:
+        return StreamTranslator(
             request=self._request, response_id=self.response_id, created_at=int(time.time())
         )
 
@@ -140,10 +144,10 @@ class ResponsesRoute:
         self._memory = memory
 
     async def __call__(self, scope: Scope, body: bytes, call: Call) -> None:
-        request = responses.parse_request(body)
+        request = parse_request(body)
         previous = request.get("previous_response_id")
         history = await self._memory.get(previous) if isinstance(previous, str) and previous else None
-        chat = responses.to_chat_request(request, history)
+        chat = to_chat_request(request, history)
         sink = ResponsesSink(call.send, self._memory, request, chat)
 
         def late_error(error: GatewayError) -> bytes:

@@ -18,7 +18,7 @@ from iflow2api.asgi import Scope
 from iflow2api.auth.credentials import Account
 from iflow2api.calls import Call
 from iflow2api.clientkeys import KeyRing
-from iflow2api.dialects import anthropic
+from iflow2api.dialects.aliases import DEFAULT_ALIASES, resolve_model
 from iflow2api.errors import GatewayError, ModelNotFound, NoAccountAvailable, RateLimited
 from iflow2api.reasoning import ReasoningStore
 from iflow2api.services.answers import read
@@ -86,13 +86,13 @@ class Dispatcher:
         aliases = dict(self._aliases)
         members = self._membership.enabled()
         if any(m.kind != "openai-compatible" for m in members) or not members:
-            fallback = dict(anthropic.DEFAULT_ALIASES)
+            fallback = dict(DEFAULT_ALIASES)
         else:
             names = [m.account.model_name for m in members if m.account.model_name]
             fallback = {"claude*": names[0]} if names else {}
         for pattern, target in fallback.items():
             aliases.setdefault(pattern, target)
-        return anthropic.resolve_model(requested, aliases)
+        return resolve_model(requested, aliases)
 
     async def dispatch(
         self,
@@ -122,7 +122,7 @@ class Dispatcher:
         if not self._membership.members():
             raise self._membership.no_accounts()
         if self._aliases:
-            resolved = anthropic.resolve_model(request["model"], dict(self._aliases))
+            resolved = resolve_model(request["model"], dict(self._aliases))
             if resolved != request["model"]:
                 request = {**request, "model": resolved}
         model = call.model = request["model"]
