@@ -1,6 +1,6 @@
 """The page's management API: sign-in, accounts, client keys, usage, and ``/metrics``.
 
-Same-origin JSON only (see ``routes.web.json_body``). When client keys exist, everything here but
+Same-origin JSON only (see ``web.api.json_body``). When client keys exist, everything here but
 the sign-in needs an admin session or an admin key (``Access.check_admin``).
 """
 
@@ -20,7 +20,6 @@ from iflow2api.errors import ClientAuthError, InvalidRequest, RouteNotFound
 from iflow2api.pool.book import AccountBook
 from iflow2api.pool.members import Member
 from iflow2api.pool.router import Pool
-from iflow2api.routes.web import json_body
 from iflow2api.services.access import Access
 from iflow2api.state.records import AccountRecord, ClientKeyRecord
 from iflow2api.state.store import StateStore
@@ -28,6 +27,7 @@ from iflow2api.upstream.models import ModelDirectory
 from iflow2api.usage import stats
 from iflow2api.usage.metrics import AccountGauge, Metrics
 from iflow2api.usage.recorder import UsageRecorder
+from iflow2api.web.api import json_body
 
 
 class Console(Protocol):
