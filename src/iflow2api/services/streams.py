@@ -11,7 +11,7 @@ the dispatch service a ``Sink`` through ``sink_relay``: a whole answer goes to
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 from iflow2api.asgi import SSE_HEADERS, Send, send_frames
@@ -65,7 +65,10 @@ def sink_relay(sink: Sink, call: Call, reasoning: ReasoningStore) -> Relay:
 
 
 async def run_stream(
-    send: Send, translator: StreamTranslator, chunks: AsyncIterator[dict[str, Any]], streamed: Any = None
+    send: Send,
+    translator: StreamTranslator,
+    chunks: AsyncIterator[dict[str, Any]],
+    streamed: Callable[[], None] | None = None,
 ) -> None:
     """The one stream loop: ``chunks`` through ``translator`` to the client.
 

@@ -1,0 +1,39 @@
+"""Transport failures become gateway errors in one place (``upstream.client.transport_failure``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from iflow2api.errors import (
+    GatewayError,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamTooLarge,
+    UpstreamUnavailable,
+)
+from iflow2api.upstream import http1
+from iflow2api.upstream.client import Stage, transport_failure
+
+CASES = [
+    ("asking", http1.ConnectTimeout("connect timed out"), UpstreamTimeout, "connect_timeout"),
+    ("asking", http1.ReadTimeout("no head"), UpstreamTimeout, "within 12 s (setting first_byte_timeout)"),
+    ("asking", http1.ConnectFailed("refused"), UpstreamUnavailable, "Upstream: refused."),
+    ("reading", http1.BodyTooLarge("beyond 10 bytes"), UpstreamTooLarge, "max_upstream_body"),
+    ("reading", http1.ReadTimeout("idle"), UpstreamTimeout, "stream_idle_timeout"),
+    ("reading", http1.BrokenResponse("reset"), UpstreamError, "broke off before it was complete: reset"),
+]
+
+
+@pytest.mark.parametrize(("stage", "exc", "kind", "words"), CASES)
+def test_each_failure_has_its_error(
+    stage: Stage, exc: http1.TransportError, kind: type[GatewayError], words: str
+) -> None:
+    error = transport_failure(exc, stage, first_byte_timeout=12)
+    assert type(error) is kind
+    assert words in error.message
+
+
+def test_only_a_failure_to_connect_or_answer_in_time_is_worth_another_account() -> None:
+    asking = [transport_failure(exc, "asking") for exc in (http1.ConnectFailed("x"), http1.ReadTimeout("x"))]
+    assert all(error.retryable for error in asking)
+    assert not transport_failure(http1.BodyTooLarge("x"), "reading").retryable
