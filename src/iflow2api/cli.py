@@ -23,6 +23,7 @@ import click
 from iflow2api import __version__, catalogue
 from iflow2api.addresses import is_loopback
 from iflow2api.auth.credentials import Account, CredentialSource, mask_secret
+from iflow2api.auth.iflow_files import OAUTH_AUTH_TYPE
 from iflow2api.auth.refresher import login_rejected
 from iflow2api.settings import SETTINGS, Settings, SettingsError, load
 
@@ -232,7 +233,7 @@ def status(**flags: Any) -> None:
             ("Upstream", f"{account.kind} at {account.base_url}"),
             ("API key", mask_secret(account.api_key)),
         ]
-        if account.auth_type == "oauth-iflow" or account.token_expires_at:
+        if account.auth_type == OAUTH_AUTH_TYPE or account.token_expires_at:
             rows.append(("Token expires", _when(account.token_expires_at)))
             rejected = login_rejected(settings.iflow_home, settings.data_dir)
             if rejected:
