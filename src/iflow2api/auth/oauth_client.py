@@ -12,6 +12,7 @@ import logging
 import time
 
 from iflow2api.auth import oauth
+from iflow2api.errors import LoginUnavailable
 from iflow2api.upstream import http1
 from iflow2api.upstream.proxies import ProxyLookup
 
@@ -53,7 +54,7 @@ class OAuthClient:
             finally:
                 response.release()
         except http1.TransportError as exc:
-            raise oauth.OAuthUnavailable(f"The iFlow login service could not be reached: {exc}.") from None
+            raise LoginUnavailable(f"The iFlow login service could not be reached: {exc}.") from None
 
     async def exchange_code(self, code: str, redirect_uri: str) -> oauth.Tokens:
         status, body = await self._call(
@@ -75,7 +76,7 @@ class OAuthClient:
         for delay in (*_RETRY_DELAYS, None):
             try:
                 status, body = await self._call("GET", url, {"accept": "application/json"}, None)
-            except oauth.OAuthUnavailable:
+            except LoginUnavailable:
                 if delay is None:
                     raise
             else:

@@ -14,6 +14,7 @@ from iflow2api.auth import iflow_files, oauth
 from iflow2api.auth.callback_server import CallbackServer
 from iflow2api.auth.login import LoginFlow
 from iflow2api.auth.oauth_client import OAuthClient
+from iflow2api.errors import ConsentDenied, LoginError
 from iflow2api.pool.book import save_login
 from iflow2api.settings import Settings
 from iflow2api.state import open_store
@@ -49,7 +50,7 @@ async def login(settings: Settings, use_browser: bool) -> int:
                 click.echo(f"No login came back within {LOGIN_WAIT_SECONDS // 60} minutes.", err=True)
                 return 1
             if query.get("error"):
-                raise oauth.ConsentDenied()
+                raise ConsentDenied()
             user = await flow.finish(query.get("code", ""), query.get("state"))
         else:
             pending = flow.start(None)
@@ -59,7 +60,7 @@ async def login(settings: Settings, use_browser: bool) -> int:
             )
             text = await asyncio.get_running_loop().run_in_executor(None, read_code)
             user = await flow.finish_pasted(text, pending.state)
-    except oauth.OAuthError as exc:
+    except LoginError as exc:
         click.echo(f"Login failed: {exc}", err=True)
         return 1
     finally:
