@@ -34,7 +34,7 @@ from iflow2api.auth.login import LoginFlow
 from iflow2api.auth.oauth_client import OAuthClient
 from iflow2api.auth.refresher import REJECTION_FILE, Refresher
 from iflow2api.background import Background
-from iflow2api.calls import Call, Dialect
+from iflow2api.calls import Call, ErrorShape
 from iflow2api.clientkeys import KeyRing
 from iflow2api.dialects import anthropic
 from iflow2api.dialects.openai_chat import error_body
@@ -81,7 +81,7 @@ class Route:
     #: The page and its API: same-origin only (no CORS), and only for this gateway's own host name.
     web: bool = False
     #: Whose error shape failures are shown in.
-    dialect: Dialect = "openai"
+    error_shape: ErrorShape = "openai"
     #: Requests to the upstream are recorded in the usage table, under this API's name.
     usage: str | None = None
 
@@ -167,10 +167,10 @@ ROUTES: dict[str, Route] = {
     "/chat/completions": Route(POST, _chat, usage="chat"),
     "/v1/responses": Route(POST, _responses, usage="responses"),
     "/responses": Route(POST, _responses, usage="responses"),
-    "/v1/messages": Route(POST, _messages, dialect="anthropic", usage="anthropic"),
-    "/messages": Route(POST, _messages, dialect="anthropic", usage="anthropic"),
-    "/v1/messages/count_tokens": Route(POST, _count_tokens, dialect="anthropic"),
-    "/messages/count_tokens": Route(POST, _count_tokens, dialect="anthropic"),
+    "/v1/messages": Route(POST, _messages, error_shape="anthropic", usage="anthropic"),
+    "/messages": Route(POST, _messages, error_shape="anthropic", usage="anthropic"),
+    "/v1/messages/count_tokens": Route(POST, _count_tokens, error_shape="anthropic"),
+    "/messages/count_tokens": Route(POST, _count_tokens, error_shape="anthropic"),
 }
 MODEL_PREFIXES = ("/v1/models/", "/models/")
 
@@ -348,7 +348,7 @@ class Gateway:
             await self._fail(call, GatewayError("iflow2api hit an internal error; the log has the details."))
         finally:
             await call.close()
-        if call.kind is not None:
+        if call.dialect is not None:
             row = call.usage_row()
             self.metrics.observe(row)
             if self.settings.record_usage:
@@ -367,7 +367,7 @@ class Gateway:
             route = Route(GET, lambda g, s, r, c: retrieve_model(g, model_id, c.send))
         if route is None:
             raise RouteNotFound(f"There is no {path} here. See /v1/models and /v1/chat/completions.")
-        call.dialect = route.dialect
+        call.error_shape = route.error_shape
         if self.disconnects.draining:
             # A stop has begun (a request on a kept-alive connection, racing the signal).
             raise shutting_down()
@@ -402,9 +402,9 @@ class Gateway:
                 )
                 # From here on a refusal is recorded too (a key's own limits, under its name);
                 # requests without a valid key are not, so nobody can fill the database.
-                call.kind = route.usage
+                call.dialect = route.usage
                 self.keys.admit(call.key)
-        call.kind = route.usage  # usage-recorded routes only: chat, anthropic or responses
+        call.dialect = route.usage  # usage-recorded routes only: chat, anthropic or responses
         await route.handler(self, scope, receive, call)
 
     def _check_browser_origin(self, scope: Scope, method: str) -> None:
@@ -455,7 +455,7 @@ class Gateway:
         log.log(
             logging.WARNING if error.status >= 500 else logging.INFO, "%s %s", error.status, error.message
         )
-        if call.dialect == "anthropic":
+        if call.error_shape == "anthropic":
             status, body = anthropic.error_status(error), anthropic.error_body(error)
         else:
             status, body = error.status, error_body(error)
@@ -496,7 +496,7 @@ class Gateway:
         """A stop was asked for (SIGTERM, Ctrl+C): drain, or end everything now if asked again.
 
         The first call refuses new requests and lets the open ones finish for ``shutdown_grace``
-        seconds; those still open then end with an error in their dialect (an error event, in a
+        seconds; those still open then end with an error in their error shape (an error event, in a
         stream). A second call ends them at once. Callable from a signal handler: it only sets a
         count and hands the work to the loop. Without this, a stream on a silent upstream would
         hold the stop up until the server's own timeout, and then be cut off without a word.
