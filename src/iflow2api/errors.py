@@ -31,10 +31,10 @@ a lookup table of its own::
     ├── NoAccountAvailable                503 (no account enabled, or every one tried)
     ├── ShuttingDown                      503 (the gateway is stopping; open requests end with it)
     ├── LoginError                        (any login or refresh failure; never raised itself)
-    │   └── CodeNotFound                  502 login_unavailable (what was pasted holds no code)
     └── UpstreamError                     502 (anything else the upstream did wrong)
         ├── UpstreamModelError            502 (iFlow 514)
         ├── LoginUnavailable              502 (the iFlow login service failed for now; a LoginError)
+        │   └── CodeNotFound              502 (what was pasted holds no authorization code)
         ├── UpstreamRejected              502 (406: the signature or protocol was refused)
         ├── UpstreamUnavailable           502 (could not connect)
         ├── UpstreamTooLarge              502 (an answer or an event line beyond the caps)
@@ -42,10 +42,9 @@ a lookup table of its own::
 
 Messages never carry a secret: callers pass text that is already safe to show.
 
-A ``LoginError`` is also a ``LoginFailed`` (400) or a ``LoginUnavailable`` (502) or a
-``CodeNotFound``: one ``except LoginError`` catches every way a login or a refresh can fail, and
-each still shows itself with its own status. ``CodeNotFound`` is shown as ``login_unavailable``
-(502), as the page's login API has always answered a paste it could not read.
+A ``LoginError`` is also a ``LoginFailed`` (400) or a ``LoginUnavailable`` (502): one
+``except LoginError`` catches every way a login or a refresh can fail, and each still shows itself
+with its own status.
 """
 
 from __future__ import annotations
@@ -135,12 +134,6 @@ class StateMismatch(LoginFailed):
 
 class ConsentDenied(LoginFailed):
     default_message = "The authorization was declined on the iFlow page. Please try again and allow it."
-
-
-class CodeNotFound(LoginError):
-    status = 502
-    type = "upstream_error"
-    code = "login_unavailable"
 
 
 class ContextTooLong(InvalidRequest):
@@ -261,6 +254,13 @@ class LoginUnavailable(LoginError, UpstreamError):
     default_message = "The iFlow login service is unavailable right now. Please try again later."
     code = "login_unavailable"
     retryable = True
+
+
+class CodeNotFound(LoginUnavailable):
+    """What was pasted holds no authorization code. Shown as ``login_unavailable`` (502), as the
+    page's login API has always answered such a paste; trying the same text again cannot help."""
+
+    retryable = False
 
 
 class UpstreamRejected(UpstreamError):

@@ -8,11 +8,11 @@ back to ``parse_tokens`` / ``parse_user_info``, which either return typed values
     ├── InvalidGrant            the server said no for good (400/401 ``invalid_grant``,
     │                           ``invalid_client``, ...): the login has to be redone
     ├── LoginUnavailable        temporary (5xx, 408, 429, the HTTP-200 "busy" body of §4.6, an
-    │                           unreadable answer, getUserInfo refusing a token): try again later
+    │   │                       unreadable answer, getUserInfo refusing a token): try again later
+    │   └── CodeNotFound        what was pasted holds no authorization code
     ├── NoApiKey                getUserInfo answered, but without an ``apiKey`` (§4.4)
     ├── StateMismatch           the ``state`` that came back is not the one we sent (§4.3 step 5)
-    ├── ConsentDenied           the user refused on the iFlow page (``?error=access_denied``)
-    └── CodeNotFound            what was pasted holds no authorization code
+    └── ConsentDenied           the user refused on the iFlow page (``?error=access_denied``)
 
 >>> url = authorize_url(DEFAULT_BASE_URL, code_display_uri(DEFAULT_BASE_URL), "ab12")
 >>> url.split("?")[1]
