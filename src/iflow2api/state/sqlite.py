@@ -28,6 +28,9 @@ keys, the newest ``max_response_histories`` response histories, affinities seen 
 are bounded by bytes too (``max_response_history_bytes``; one input can be megabytes): they are
 pruned to it whenever an eighth of it has been added since the last time, so the table overshoots
 by at most that; a history larger than the whole bound is not stored.
+
+The file itself (schema, upgrades, opening it) is ``state.sqlite_file``; the statements and the
+record ↔ row conversions are ``state.sqlite_rows``.
 """
 
 from __future__ import annotations

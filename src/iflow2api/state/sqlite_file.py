@@ -28,7 +28,7 @@ WAL_SIZE_LIMIT = 32 * 1024 * 1024
 
 _PRIVATE = 0o600
 
-# A table's columns carry its record's field names (``to_row``/``from_row`` rely on it): a field
+# A table's columns carry its record's field names (``sqlite_rows`` relies on it): a field
 # added to a record needs its column here and a new SCHEMA_VERSION with a step in ``migrate``.
 _SCHEMA = (
     "CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
