@@ -36,7 +36,7 @@ from iflow2api.auth.refresher import REJECTION_FILE, Refresher
 from iflow2api.background import Background
 from iflow2api.calls import Call, ErrorShape
 from iflow2api.clientkeys import KeyRing
-from iflow2api.dialects import anthropic
+from iflow2api.dialects.anthropic import errors as anthropic_errors
 from iflow2api.dialects.openai_chat import error_body
 from iflow2api.disconnects import ClientGone, DisconnectWatch, shutting_down
 from iflow2api.errors import (
@@ -456,7 +456,7 @@ class Gateway:
             logging.WARNING if error.status >= 500 else logging.INFO, "%s %s", error.status, error.message
         )
         if call.error_shape == "anthropic":
-            status, body = anthropic.error_status(error), anthropic.error_body(error)
+            status, body = anthropic_errors.error_status(error), anthropic_errors.error_body(error)
         else:
             status, body = error.status, error_body(error)
         call.status = status
