@@ -142,9 +142,7 @@ async def _callback(gateway: Gateway, scope: Scope, receive: Receive, call: Call
 GET = frozenset({"GET", "HEAD"})
 POST = frozenset({"POST"})
 ROUTES: dict[str, Route] = {
-    "/": Route(GET, _page, access="open", web=True),
-    "/static/app.js": Route(GET, _page, access="open", web=True),
-    "/static/style.css": Route(GET, _page, access="open", web=True),
+    **{path: Route(GET, _page, access="open", web=True) for path in web.PAGE_PATHS},
     "/api/status": Route(GET, _status, access="open", web=True),
     "/api/session": Route(POST, manage.open_session, access="open", web=True),
     "/api/session/end": Route(POST, manage.close_session, access="open", web=True),
