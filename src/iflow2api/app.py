@@ -198,7 +198,7 @@ class Gateway:
             await self._fail(call, GatewayError("iflow2api hit an internal error; the log has the details."))
         finally:
             await call.close()
-        if call.kind is not None:
+        if call.dialect is not None:
             row = call.usage_row()
             self.metrics.observe(row)
             if self.settings.record_usage:
@@ -217,7 +217,7 @@ class Gateway:
             route = Route(GET, model_handler(model_id))
         if route is None:
             raise RouteNotFound(f"There is no {path} here. See /v1/models and /v1/chat/completions.")
-        call.dialect = route.dialect
+        call.error_shape = route.error_shape
         if self.disconnects.draining:
             # A stop has begun (a request on a kept-alive connection, racing the signal).
             raise shutting_down()
@@ -249,9 +249,9 @@ class Gateway:
                 call.key = access.keys.authenticate(offered_key(scope))
                 # From here on a refusal is recorded too (a key's own limits, under its name);
                 # requests without a valid key are not, so nobody can fill the database.
-                call.kind = route.usage
+                call.dialect = route.usage
                 access.keys.admit(call.key)
-        call.kind = route.usage  # usage-recorded routes only: chat, anthropic or responses
+        call.dialect = route.usage  # usage-recorded routes only: chat, anthropic or responses
         await route.handler(self, scope, receive, call)
 
     def _check_browser_origin(self, scope: Scope, method: str) -> None:
@@ -294,7 +294,7 @@ class Gateway:
         log.log(
             logging.WARNING if error.status >= 500 else logging.INFO, "%s %s", error.status, error.message
         )
-        if call.dialect == "anthropic":
+        if call.error_shape == "anthropic":
             status, body = anthropic_errors.error_status(error), anthropic_errors.error_body(error)
         else:
             status, body = error.status, error_body(error)
@@ -335,7 +335,7 @@ class Gateway:
         """A stop was asked for (SIGTERM, Ctrl+C): drain, or end everything now if asked again.
 
         The first call refuses new requests and lets the open ones finish for ``shutdown_grace``
-        seconds; those still open then end with an error in their dialect (an error event, in a
+        seconds; those still open then end with an error in their error shape (an error event, in a
         stream). A second call ends them at once. Callable from a signal handler: it only sets a
         count and hands the work to the loop. Without this, a stream on a silent upstream would
         hold the stop up until the server's own timeout, and then be cut off without a word.

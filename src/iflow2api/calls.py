@@ -8,7 +8,7 @@ first token, attempts.
 While a streaming request waits for its first token (a queue, a failover, a slow upstream), it can
 send SSE comment pings, which every SSE client ignores, so that proxies and clients with idle
 timeouts keep the connection open. A failure after a ping can no longer change the status code; it
-goes out as an error event in the client's dialect instead (``late_error``).
+goes out as an error event in the client's error shape instead (``late_error``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ from iflow2api.asgi import SSE_HEADERS, Message, Send
 from iflow2api.errors import GatewayError
 from iflow2api.state.records import ClientKeyRecord, UsageRow
 
-Dialect = Literal["openai", "anthropic"]
+#: How the client expects an error: OpenAI's ``{"error": {...}}`` or Anthropic's. Not a dialect:
+#: a dialect is an API family (chat, anthropic, responses), as in ``UsageRow.dialect``.
+ErrorShape = Literal["openai", "anthropic"]
 PING = b": ping\n\n"
 
 
@@ -40,11 +42,11 @@ class Call:
         "content_sent",
         "dialect",
         "error_code",
+        "error_shape",
         "estimated",
         "finished",
         "first_content_at",
         "key",
-        "kind",
         "late_error",
         "model",
         "on_content",
@@ -64,12 +66,12 @@ class Call:
         self.content_sent = False
         self.status = 0
         self.same_origin_only = False
-        self.dialect: Dialect = "openai"
+        self.error_shape: ErrorShape = "openai"
         self.began = time.perf_counter()
         self.arrived = time.time()
         self.first_content_at: float | None = None
         #: Usage-recorded requests name their API family here: chat, anthropic or responses.
-        self.kind: str | None = None
+        self.dialect: str | None = None
         self.key: ClientKeyRecord | None = None
         self.account: str | None = None
         self.model = ""
@@ -186,7 +188,7 @@ class Call:
             key=self.key.name if self.key is not None else None,
             account=self.account,
             model=self.model or "-",
-            dialect=self.kind or "chat",
+            dialect=self.dialect or "chat",
             stream=self.stream,
             status=self.status,
             prompt_tokens=self.prompt_tokens,

@@ -8,7 +8,7 @@ starts watchers for those, and a request that finishes in time pays for a dict e
 The same register serves a graceful stop, drained the way uvicorn, nginx or envoy drain:
 ``drain(grace)`` refuses new requests and gives the open ones ``grace`` seconds to finish; then
 ``shut_down()`` cancels every watched request still open, which then fails with ``ShuttingDown``
-(a ``GatewayError``), so each client gets an error in its own dialect (an error event, in a stream)
+(a ``GatewayError``), so each client gets an error in its own error shape (an error event, in a stream)
 instead of a stream cut off when the server gives up waiting.
 """
 

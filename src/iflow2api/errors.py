@@ -6,7 +6,11 @@ a lookup table of its own::
 
     GatewayError                          500 server_error
     ├── InvalidRequest                    400 invalid_request_error
-    │   ├── LoginFailed                   400 (the OAuth code or state was refused)
+    │   ├── LoginFailed                   400 (this login has to be done again; a LoginError)
+    │   │   ├── InvalidGrant              (iFlow said no for good: invalid_grant, invalid_client...)
+    │   │   ├── NoApiKey                  (getUserInfo answered without an ``apiKey``, protocol §4.4)
+    │   │   ├── StateMismatch             (the ``state`` that came back is not ours, §4.3 step 5)
+    │   │   └── ConsentDenied             (the user refused on the iFlow page)
     │   ├── ContextTooLong                400 context_length_exceeded
     │   ├── PayloadTooLarge               413
     │   └── RequestTimeout                408 (the client stalled while sending its body)
@@ -27,15 +31,21 @@ a lookup table of its own::
     │   └── KeyLimitReached               429 (a client key's requests/minute or tokens/day)
     ├── NoAccountAvailable                503 (no account enabled, or every one tried)
     ├── ShuttingDown                      503 (the gateway is stopping; open requests end with it)
+    ├── LoginError                        (any login or refresh failure; never raised itself)
     └── UpstreamError                     502 (anything else the upstream did wrong)
         ├── UpstreamModelError            502 (iFlow 514)
-        ├── LoginUnavailable              502 (the iFlow login service failed)
+        ├── LoginUnavailable              502 (the iFlow login service failed for now; a LoginError)
+        │   └── CodeNotFound              502 (what was pasted holds no authorization code)
         ├── UpstreamRejected              502 (406: the signature or protocol was refused)
         ├── UpstreamUnavailable           502 (could not connect)
         ├── UpstreamTooLarge              502 (an answer or an event line beyond the caps)
         └── UpstreamTimeout               504
 
 Messages never carry a secret: callers pass text that is already safe to show.
+
+A ``LoginError`` is also a ``LoginFailed`` (400) or a ``LoginUnavailable`` (502): one
+``except LoginError`` catches every way a login or a refresh can fail, and each still shows itself
+with its own status.
 """
 
 from __future__ import annotations
@@ -89,8 +99,42 @@ class InvalidRequest(GatewayError):
     type = "invalid_request_error"
 
 
-class LoginFailed(InvalidRequest):
+class LoginError(GatewayError):
+    """A login or refresh failure (``auth.oauth``); ``str(exc)`` is safe to show and to log."""
+
+    default_message = "The iFlow login failed."
+
+    def __init__(self, message: str | None = None, *, upstream_status: int | None = None) -> None:
+        super().__init__(message or self.default_message)
+        #: The HTTP status of the login service's answer this came from, when there was one.
+        self.upstream_status = upstream_status
+
+
+class LoginFailed(LoginError, InvalidRequest):
     code = "login_failed"
+
+
+class InvalidGrant(LoginFailed):
+    default_message = "iFlow no longer accepts this login. Please log in again."
+
+
+class NoApiKey(LoginFailed):
+    # The CLI's words (protocol §4.4), so users searching for them find the same cause.
+    default_message = (
+        "Failed to retrieve API key from server: iFlow accepted the login but gave no API key "
+        "for this account."
+    )
+
+
+class StateMismatch(LoginFailed):
+    default_message = (
+        "State mismatch: this code belongs to a different login attempt (or a forged link). "
+        "Please start the login again."
+    )
+
+
+class ConsentDenied(LoginFailed):
+    default_message = "The authorization was declined on the iFlow page. Please try again and allow it."
 
 
 class ContextTooLong(InvalidRequest):
@@ -213,8 +257,20 @@ class UpstreamModelError(UpstreamError):
     retryable = True
 
 
-class LoginUnavailable(UpstreamError):
+class LoginUnavailable(LoginError, UpstreamError):
+    """Temporary (5xx, 408, 429, the HTTP-200 "busy" body of protocol §4.6, an unreadable answer,
+    getUserInfo refusing a token): the same request may work later."""
+
+    default_message = "The iFlow login service is unavailable right now. Please try again later."
     code = "login_unavailable"
+    retryable = True
+
+
+class CodeNotFound(LoginUnavailable):
+    """What was pasted holds no authorization code. Shown as ``login_unavailable`` (502), as the
+    page's login API has always answered such a paste; trying the same text again cannot help."""
+
+    retryable = False
 
 
 class UpstreamRejected(UpstreamError):

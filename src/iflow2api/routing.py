@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from iflow2api.asgi import Receive, Scope, read_body
-from iflow2api.calls import Call, Dialect
+from iflow2api.calls import Call, ErrorShape
 from iflow2api.routes import manage, web
 from iflow2api.routes.chat import ChatRoute
 from iflow2api.routes.health import HealthRoute
@@ -38,7 +38,7 @@ class Route:
     #: The page and its API: same-origin only (no CORS), and only for this gateway's own host name.
     web: bool = False
     #: Whose error shape failures are shown in.
-    dialect: Dialect = "openai"
+    error_shape: ErrorShape = "openai"
     #: Requests to the upstream are recorded in the usage table, under this API's name.
     usage: str | None = None
 
@@ -146,9 +146,9 @@ ROUTES: dict[str, Route] = {
     "/chat/completions": Route(POST, _chat, usage="chat"),
     "/v1/responses": Route(POST, _responses, usage="responses"),
     "/responses": Route(POST, _responses, usage="responses"),
-    "/v1/messages": Route(POST, _messages, dialect="anthropic", usage="anthropic"),
-    "/messages": Route(POST, _messages, dialect="anthropic", usage="anthropic"),
-    "/v1/messages/count_tokens": Route(POST, _count_tokens, dialect="anthropic"),
-    "/messages/count_tokens": Route(POST, _count_tokens, dialect="anthropic"),
+    "/v1/messages": Route(POST, _messages, error_shape="anthropic", usage="anthropic"),
+    "/messages": Route(POST, _messages, error_shape="anthropic", usage="anthropic"),
+    "/v1/messages/count_tokens": Route(POST, _count_tokens, error_shape="anthropic"),
+    "/messages/count_tokens": Route(POST, _count_tokens, error_shape="anthropic"),
 }
 MODEL_PREFIXES = ("/v1/models/", "/models/")

@@ -9,15 +9,16 @@ from urllib.parse import parse_qsl
 import pytest
 
 from iflow2api.auth import oauth
-from iflow2api.auth.oauth import (
+from iflow2api.auth.oauth import Tokens, UserInfo
+from iflow2api.errors import (
+    CodeNotFound,
     ConsentDenied,
+    GatewayError,
     InvalidGrant,
+    LoginError,
+    LoginUnavailable,
     NoApiKey,
-    OAuthError,
-    OAuthUnavailable,
     StateMismatch,
-    Tokens,
-    UserInfo,
 )
 
 STATE = "0123456789abcdef" * 4
@@ -181,7 +182,7 @@ def test_parse_tokens_lenient_fields(
 @pytest.mark.parametrize(
     ("status", "raw", "error", "words"),
     [
-        (200, body(BUSY), OAuthUnavailable, "当前找我聊的人太多了"),  # §4.6: HTTP 200 "busy", no token
+        (200, body(BUSY), LoginUnavailable, "当前找我聊的人太多了"),  # §4.6: HTTP 200 "busy", no token
         (
             400,
             body({"error": "invalid_grant", "error_description": "Invalid refresh token"}),
@@ -196,28 +197,28 @@ def test_parse_tokens_lenient_fields(
         ),
         (400, body({"error": "unsupported_grant_type"}), InvalidGrant, "unsupported_grant_type"),
         (200, body({"error": "invalid_grant"}), InvalidGrant, "invalid_grant"),
-        (502, b"<html>Bad Gateway</html>", OAuthUnavailable, "HTTP 502"),
-        (503, body({"error": "invalid_grant"}), OAuthUnavailable, "HTTP 503"),  # 5xx is never a verdict
-        (429, b"", OAuthUnavailable, "HTTP 429"),
+        (502, b"<html>Bad Gateway</html>", LoginUnavailable, "HTTP 502"),
+        (503, body({"error": "invalid_grant"}), LoginUnavailable, "HTTP 503"),  # 5xx is never a verdict
+        (429, b"", LoginUnavailable, "HTTP 429"),
         (
             404,
             body({"status": 404, "error": "Not Found", "path": "/oauth/token"}),
-            OAuthUnavailable,
+            LoginUnavailable,
             "Not Found",
         ),
-        (200, body({"token_type": "bearer"}), OAuthUnavailable, "issue a token"),  # missing access_token
-        (200, body({"access_token": ""}), OAuthUnavailable, "issue a token"),
-        (200, b"not json", OAuthUnavailable, "not JSON"),
-        (200, b"[1, 2]", OAuthUnavailable, "not JSON"),
+        (200, body({"token_type": "bearer"}), LoginUnavailable, "issue a token"),  # missing access_token
+        (200, body({"access_token": ""}), LoginUnavailable, "issue a token"),
+        (200, b"not json", LoginUnavailable, "not JSON"),
+        (200, b"[1, 2]", LoginUnavailable, "not JSON"),
     ],
 )
-def test_parse_tokens_errors(status: int, raw: bytes, error: type[OAuthError], words: str) -> None:
+def test_parse_tokens_errors(status: int, raw: bytes, error: type[LoginError], words: str) -> None:
     with pytest.raises(error) as caught:
         oauth.parse_tokens(status, raw, now=NOW)
     assert type(caught.value) is error
     assert words in str(caught.value)
-    assert caught.value.status == status
-    assert caught.value.retryable is (error is OAuthUnavailable)
+    assert caught.value.upstream_status == status
+    assert caught.value.retryable is (error is LoginUnavailable)
 
 
 def test_token_errors_never_repeat_a_token() -> None:
@@ -227,7 +228,7 @@ def test_token_errors_never_repeat_a_token() -> None:
         oauth.parse_tokens(400, raw, now=NOW)
     assert SECRET_TOKEN not in str(caught.value)
     assert "Invalid refresh token" in str(caught.value)
-    with pytest.raises(OAuthUnavailable) as unavailable:
+    with pytest.raises(LoginUnavailable) as unavailable:
         oauth.parse_tokens(500, body({"message": f"boom {SECRET_TOKEN}"}), now=NOW)
     assert SECRET_TOKEN not in str(unavailable.value)
 
@@ -283,20 +284,20 @@ def test_user_label(fields: dict[str, str], label: str | None) -> None:
         ),
         (200, body({"success": True, "data": {"apiKey": ""}}), NoApiKey, "no API key"),
         (200, body({"success": True, "data": None}), NoApiKey, "no API key"),
-        (200, body(BUSY), OAuthUnavailable, "当前找我聊的人太多了"),  # the CLI loops again on success:false
-        (401, b"", OAuthUnavailable, "did not accept the access token"),
-        (403, body({"message": "forbidden"}), OAuthUnavailable, "HTTP 403"),
-        (500, b"oops", OAuthUnavailable, "HTTP 500"),
-        (400, body({"message": "bad"}), OAuthUnavailable, "bad"),
-        (200, b"<html>", OAuthUnavailable, "not JSON"),
+        (200, body(BUSY), LoginUnavailable, "当前找我聊的人太多了"),  # the CLI loops again on success:false
+        (401, b"", LoginUnavailable, "did not accept the access token"),
+        (403, body({"message": "forbidden"}), LoginUnavailable, "HTTP 403"),
+        (500, b"oops", LoginUnavailable, "HTTP 500"),
+        (400, body({"message": "bad"}), LoginUnavailable, "bad"),
+        (200, b"<html>", LoginUnavailable, "not JSON"),
     ],
 )
-def test_parse_user_info_errors(status: int, raw: bytes, error: type[OAuthError], words: str) -> None:
+def test_parse_user_info_errors(status: int, raw: bytes, error: type[LoginError], words: str) -> None:
     with pytest.raises(error) as caught:
         oauth.parse_user_info(status, raw)
     assert type(caught.value) is error
     assert words in str(caught.value)
-    assert caught.value.status == status
+    assert caught.value.upstream_status == status
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,17 +325,17 @@ def test_parse_pasted(text: str, expected_state: str | None, code: str) -> None:
 @pytest.mark.parametrize(
     ("text", "error", "words"),
     [
-        ("", OAuthError, "Nothing was pasted"),
-        ("   \n", OAuthError, "Nothing was pasted"),
+        ("", CodeNotFound, "Nothing was pasted"),
+        ("   \n", CodeNotFound, "Nothing was pasted"),
         (f"http://localhost:1/oauth2callback?code=c0de&state={'f' * 64}", StateMismatch, "State mismatch"),
         ("code=c0de&state=é", StateMismatch, "State mismatch"),
         (f"http://localhost:1/oauth2callback?error=access_denied&state={STATE}", ConsentDenied, "declined"),
-        ("error=server_error", OAuthError, "server_error"),
-        (f"https://iflow.cn/oauth?loginMethod=phone&state={STATE}", OAuthError, "No authorization code"),
-        ("the code is c0de", OAuthError, "does not look like"),
+        ("error=server_error", CodeNotFound, "server_error"),
+        (f"https://iflow.cn/oauth?loginMethod=phone&state={STATE}", CodeNotFound, "No authorization code"),
+        ("the code is c0de", CodeNotFound, "does not look like"),
     ],
 )
-def test_parse_pasted_errors(text: str, error: type[OAuthError], words: str) -> None:
+def test_parse_pasted_errors(text: str, error: type[LoginError], words: str) -> None:
     with pytest.raises(error) as caught:
         oauth.parse_pasted(text, STATE)
     assert type(caught.value) is error
@@ -342,5 +343,33 @@ def test_parse_pasted_errors(text: str, error: type[OAuthError], words: str) -> 
 
 
 def test_errors_have_a_message_without_arguments() -> None:
-    for error in (OAuthError, InvalidGrant, OAuthUnavailable, NoApiKey, StateMismatch, ConsentDenied):
-        assert str(error()) and error().status is None
+    for error in (
+        LoginError,
+        InvalidGrant,
+        LoginUnavailable,
+        NoApiKey,
+        StateMismatch,
+        ConsentDenied,
+        CodeNotFound,
+    ):
+        assert str(error()) and error().upstream_status is None
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "code"),
+    [
+        (InvalidGrant, 400, "login_failed"),
+        (NoApiKey, 400, "login_failed"),
+        (StateMismatch, 400, "login_failed"),
+        (ConsentDenied, 400, "login_failed"),
+        (LoginUnavailable, 502, "login_unavailable"),
+        (CodeNotFound, 502, "login_unavailable"),
+    ],
+)
+def test_login_errors_are_gateway_errors_shown_as_the_page_always_showed_them(
+    error: type[LoginError], status: int, code: str
+) -> None:
+    shown = error()
+    assert isinstance(shown, GatewayError)
+    assert (shown.status, shown.code) == (status, code)
+    assert shown.type == ("invalid_request_error" if status == 400 else "upstream_error")

@@ -12,6 +12,7 @@ import pytest
 
 from iflow2api.auth import oauth
 from iflow2api.auth.oauth_client import OAuthClient
+from iflow2api.errors import LoginUnavailable
 from iflow2api.upstream.client import UpstreamClient
 from tests.fake_iflow import FakeIflow
 from tests.forward_proxy import ForwardProxy
@@ -57,7 +58,7 @@ def test_refresh_and_key_fetch_go_through_http_proxy(
 def test_https_oauth_asks_the_https_proxy_for_a_tunnel(clean_environment: pytest.MonkeyPatch) -> None:
     with ForwardProxy() as proxy:
         clean_environment.setenv("HTTPS_PROXY", proxy.url)
-        with pytest.raises(oauth.OAuthUnavailable) as caught:
+        with pytest.raises(LoginUnavailable) as caught:
             refresh("https://oauth.iflow.test", "rt-" + "7" * 40)
     assert proxy.seen() == ["CONNECT oauth.iflow.test:443 HTTP/1.1"]
     assert "7777777" not in str(caught.value)

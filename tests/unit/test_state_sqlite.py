@@ -29,7 +29,7 @@ from iflow2api.state import (
     UsageRow,
     open_store,
 )
-from iflow2api.state import sqlite as sqlite_module
+from iflow2api.state.sqlite_file import SCHEMA_VERSION
 from tests.unit.schema_v1 import write_schema_1
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
@@ -240,7 +240,7 @@ def test_a_file_of_schema_1_gains_the_estimated_column(tmp_path: Path) -> None:
 
     asyncio.run(scenario())
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == sqlite_module.SCHEMA_VERSION
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     db.close()
 
 
@@ -296,6 +296,22 @@ def test_accounts_round_trip_in_the_order_added(tmp_path: Path) -> None:
             assert await store.delete_account(OAUTH_ACCOUNT.id) is True
             assert await store.delete_account(OAUTH_ACCOUNT.id) is False
             assert_identical(await store.accounts(), [KEY_ACCOUNT])
+
+    asyncio.run(scenario())
+
+
+def test_an_oauth_account_stored_with_the_iflow_cli_spelling_still_loads(tmp_path: Path) -> None:
+    # The iFlow CLI spells its login ``oauth-iflow``; a row holding that word reads as our kind.
+    async def scenario() -> None:
+        async with opened(tmp_path / STATE_FILE) as store:
+            await store.put_account(OAUTH_ACCOUNT)
+        with sqlite3.connect(tmp_path / STATE_FILE) as db:
+            db.execute("UPDATE accounts SET kind = 'oauth-iflow' WHERE id = ?", (OAUTH_ACCOUNT.id,))
+        async with opened(tmp_path / STATE_FILE) as store:
+            assert_identical(await store.accounts(), [OAUTH_ACCOUNT])
+            await store.put_account(OAUTH_ACCOUNT)
+        with sqlite3.connect(tmp_path / STATE_FILE) as db:
+            assert db.execute("SELECT kind FROM accounts").fetchall() == [("iflow-oauth",)]
 
     asyncio.run(scenario())
 

@@ -6,6 +6,7 @@ import pytest
 
 from iflow2api.errors import (
     GatewayError,
+    LoginUnavailable,
     UpstreamError,
     UpstreamTimeout,
     UpstreamTooLarge,
@@ -21,6 +22,12 @@ CASES = [
     ("reading", http1.BodyTooLarge("beyond 10 bytes"), UpstreamTooLarge, "max_upstream_body"),
     ("reading", http1.ReadTimeout("idle"), UpstreamTimeout, "stream_idle_timeout"),
     ("reading", http1.BrokenResponse("reset"), UpstreamError, "broke off before it was complete: reset"),
+    (
+        "login",
+        http1.ReadTimeout("no answer"),
+        LoginUnavailable,
+        "login service could not be reached: no answer.",
+    ),
 ]
 
 

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from iflow2api.auth.iflow_files import OAUTH_CREDS_FILE, SETTINGS_FILE, read_json_object
+from iflow2api.auth.iflow_files import OAUTH_AUTH_TYPE, OAUTH_CREDS_FILE, SETTINGS_FILE, read_json_object
 
 log = logging.getLogger("iflow2api.credentials")
 
 IFLOW_BASE_URL = "https://apis.iflow.cn/v1"
-IFLOW_AUTH_TYPES = frozenset({"iflow", "oauth-iflow", "api-key"})
+IFLOW_AUTH_TYPES = frozenset({"iflow", OAUTH_AUTH_TYPE, "api-key"})
 OPENAI_COMPATIBLE = "openai-compatible"
 
 UpstreamKind = Literal["iflow", "openai-compatible"]
@@ -32,6 +32,7 @@ UpstreamKind = Literal["iflow", "openai-compatible"]
 @dataclass(frozen=True, slots=True)
 class Account:
     kind: UpstreamKind
+    #: ``selectedAuthType`` as the iFlow CLI spells it (``OAUTH_AUTH_TYPE`` after a login).
     auth_type: str
     base_url: str
     api_key: str
@@ -77,7 +78,7 @@ def account_from_files(
     if not settings and not oauth_creds:
         return None
     settings = settings or {}
-    auth_type = _text(settings.get("selectedAuthType")) or ("oauth-iflow" if oauth_creds else "iflow")
+    auth_type = _text(settings.get("selectedAuthType")) or (OAUTH_AUTH_TYPE if oauth_creds else "iflow")
     settings_key = _text(settings.get("apiKey"))
     oauth_key = _text((oauth_creds or {}).get("apiKey"))
     label = None
@@ -100,7 +101,7 @@ def account_from_files(
     if auth_type not in IFLOW_AUTH_TYPES:
         log.warning("selectedAuthType %r is not one iflow2api can use", auth_type)
         return None
-    if auth_type == "oauth-iflow":
+    if auth_type == OAUTH_AUTH_TYPE:
         api_key = oauth_key or settings_key
     elif auth_type == "iflow":
         api_key = oauth_key if _oauth_complete(oauth_creds) and oauth_key else settings_key

@@ -36,7 +36,9 @@ if sys.platform != "win32":
 
 SETTINGS_FILE = "settings.json"
 OAUTH_CREDS_FILE = "oauth_creds.json"
-#: What ``selectedAuthType`` says after a login with iFlow (§4.1).
+#: What ``selectedAuthType`` says after a login with iFlow (§4.1). The iFlow CLI's word, kept as it
+#: is in its files and wherever the gateway shows that setting; the gateway's own name for an
+#: account made by such a login is ``state.records.OAUTH_KIND``.
 OAUTH_AUTH_TYPE = "oauth-iflow"
 
 #: Tries at reading a file that is not valid JSON before giving up: the CLI truncates, then writes,

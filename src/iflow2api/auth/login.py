@@ -20,6 +20,7 @@ from pathlib import Path
 from iflow2api.auth import iflow_files, oauth
 from iflow2api.auth.credentials import IFLOW_BASE_URL
 from iflow2api.auth.oauth_client import OAuthClient
+from iflow2api.errors import StateMismatch
 
 #: How long a started login may wait for its code.
 PENDING_SECONDS = 15 * 60
@@ -91,11 +92,11 @@ class LoginFlow:
             # A bare pasted code carries no state: it can only belong to the latest code-display login.
             displays = [p for p in self._pending.values() if p.redirect_uri.endswith("/oauth/code-display")]
             if not displays:
-                raise oauth.StateMismatch()
+                raise StateMismatch()
             pending = displays[-1]
             del self._pending[pending.state]
             return pending
         found: PendingLogin | None = self._pending.pop(state, None)
         if found is None or time.time() - found.started_at > PENDING_SECONDS:
-            raise oauth.StateMismatch()
+            raise StateMismatch()
         return found

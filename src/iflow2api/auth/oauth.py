@@ -1,13 +1,15 @@
 """The iFlow OAuth protocol (protocol §4) as pure functions: URLs, headers, bodies, parsed answers.
 
 Nothing here does I/O. The caller sends what these functions build and hands the status and body
-back to ``parse_tokens`` / ``parse_user_info``, which either return typed values or raise::
+back to ``parse_tokens`` / ``parse_user_info``, which either return typed values or raise a
+``LoginError`` from the gateway's one error tree (``iflow2api.errors``)::
 
-    OAuthError                  any login or refresh failure; the message is safe to show
+    LoginError                  any login or refresh failure; the message is safe to show
     ├── InvalidGrant            the server said no for good (400/401 ``invalid_grant``,
     │                           ``invalid_client``, ...): the login has to be redone
-    ├── OAuthUnavailable        temporary (5xx, 408, 429, the HTTP-200 "busy" body of §4.6, an
-    │                           unreadable answer, getUserInfo refusing a token): try again later
+    ├── LoginUnavailable        temporary (5xx, 408, 429, the HTTP-200 "busy" body of §4.6, an
+    │   │                       unreadable answer, getUserInfo refusing a token): try again later
+    │   └── CodeNotFound        what was pasted holds no authorization code
     ├── NoApiKey                getUserInfo answered, but without an ``apiKey`` (§4.4)
     ├── StateMismatch           the ``state`` that came back is not the one we sent (§4.3 step 5)
     └── ConsentDenied           the user refused on the iFlow page (``?error=access_denied``)
@@ -22,7 +24,7 @@ Retries are the caller's job; the rules differ between implementations (§4.5, �
   error; any other non-2xx gives it "no key"; ``success:false`` makes it loop again at once. CPA
   fails on any non-200 or ``success:false``; i2a reads 401 as "access token invalid or expired".
 - refresh: the CLI clears the credentials on any refresh failure. We never do that on
-  ``OAuthUnavailable`` (the "busy" body of §4.6 is an HTTP 200 and goes away by itself); only
+  ``LoginUnavailable`` (the "busy" body of §4.6 is an HTTP 200 and goes away by itself); only
   ``InvalidGrant`` means the refresh token is dead.
 
 Messages never carry a token: server text is included only after anything token-shaped in it has
@@ -40,6 +42,15 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlencode
 
 import orjson
+
+from iflow2api.errors import (
+    CodeNotFound,
+    ConsentDenied,
+    InvalidGrant,
+    LoginUnavailable,
+    NoApiKey,
+    StateMismatch,
+)
 
 # §4.2: the CLI's public client credentials (the same in CPA, i2a, Mirrowel and AIClient2API).
 CLIENT_ID = "10009311001"
@@ -68,52 +79,6 @@ _TOKEN_LIKE = re.compile(r"[A-Za-z0-9._~+/=-]{16,}")
 _URI_COMPONENT_SAFE = "!*'()"
 _CODE = re.compile(r"[A-Za-z0-9._~+/=-]+")
 _QUERY = re.compile(r"(?:.*&)?(?:code|state|error)=")
-
-
-# ---------------------------------------------------------------------------------------------
-# Errors
-
-
-class OAuthError(Exception):
-    """A login or refresh failure. ``str(exc)`` is safe to show to the user and to log."""
-
-    default_message = "The iFlow login failed."
-    #: Whether the same request may succeed later (the caller's retry loop decides how often).
-    retryable = False
-
-    def __init__(self, message: str | None = None, *, status: int | None = None) -> None:
-        self.message = message or self.default_message
-        #: The HTTP status of the answer this came from, when there was one.
-        self.status = status
-        super().__init__(self.message)
-
-
-class InvalidGrant(OAuthError):
-    default_message = "iFlow no longer accepts this login. Please log in again."
-
-
-class OAuthUnavailable(OAuthError):
-    default_message = "The iFlow login service is unavailable right now. Please try again later."
-    retryable = True
-
-
-class NoApiKey(OAuthError):
-    # The CLI's words (§4.4), so users searching for them find the same cause.
-    default_message = (
-        "Failed to retrieve API key from server: iFlow accepted the login but gave no API key "
-        "for this account."
-    )
-
-
-class StateMismatch(OAuthError):
-    default_message = (
-        "State mismatch: this code belongs to a different login attempt (or a forged link). "
-        "Please start the login again."
-    )
-
-
-class ConsentDenied(OAuthError):
-    default_message = "The authorization was declined on the iFlow page. Please try again and allow it."
 
 
 def _safe(text: object, limit: int = 200) -> str:
@@ -275,12 +240,12 @@ def _server_says(payload: dict[str, Any] | None) -> str:
     return ""
 
 
-def _unavailable(what: str, status: int, payload: dict[str, Any] | None) -> OAuthUnavailable:
+def _unavailable(what: str, status: int, payload: dict[str, Any] | None) -> LoginUnavailable:
     said = _server_says(payload)
     detail = f" (HTTP {status}: {said})" if said else f" (HTTP {status})"
-    return OAuthUnavailable(
+    return LoginUnavailable(
         f"The iFlow login service could not {what} right now{detail}. Please try again later.",
-        status=status,
+        upstream_status=status,
     )
 
 
@@ -311,14 +276,16 @@ def parse_tokens(status: int, body: bytes, *, now: float) -> Tokens:
             message = f"iFlow rejected this program's client credentials ({reason})."
         else:
             message = f"iFlow no longer accepts this login ({reason}). Please log in again."
-        raise InvalidGrant(message, status=status)
+        raise InvalidGrant(message, upstream_status=status)
     if not 200 <= status < 300:
         # 5xx, 408, 429 are temporary by nature. Other 4xx without an OAuth error body are most
         # likely a proxy or a shut-down endpoint, not a verdict on the grant: never destroy a
         # login on those.
         raise _unavailable("sign in", status, payload)
     if payload is None:
-        raise OAuthUnavailable("The iFlow login service sent an answer that is not JSON.", status=status)
+        raise LoginUnavailable(
+            "The iFlow login service sent an answer that is not JSON.", upstream_status=status
+        )
     access_token = _text(payload.get("access_token"))
     if not access_token:
         # §4.6: HTTP 200 {"success":false,"code":"500","message":"当前找我聊的人太多了…"} means "busy".
@@ -337,22 +304,24 @@ def parse_tokens(status: int, body: bytes, *, now: float) -> Tokens:
 def parse_user_info(status: int, body: bytes) -> UserInfo:
     """The answer of getUserInfo (§4.5): ``{"success":true,"data":{"apiKey":"sk-…",…}}``.
 
-    A 401/403 here raises ``OAuthUnavailable`` (with ``status`` set), not ``InvalidGrant``: this call
+    A 401/403 here raises ``LoginUnavailable`` (``upstream_status`` set), not ``InvalidGrant``: this call
     is only made with an access token just issued, and only the token endpoint can say whether the
     *login* is dead. A caller seeing 401 refreshes once and asks again; if the refresh is refused,
     *that* raises ``InvalidGrant``. (i2a reads 401 as "token expired"; the CLI as "no key".)
     """
     payload = _json_object(body)
     if status in (401, 403):
-        raise OAuthUnavailable(
+        raise LoginUnavailable(
             f"iFlow did not accept the access token when asked for the API key (HTTP {status}). "
             "Refresh the login and try again.",
-            status=status,
+            upstream_status=status,
         )
     if not 200 <= status < 300:
         raise _unavailable("look up the API key", status, payload)
     if payload is None:
-        raise OAuthUnavailable("The iFlow user-info service sent an answer that is not JSON.", status=status)
+        raise LoginUnavailable(
+            "The iFlow user-info service sent an answer that is not JSON.", upstream_status=status
+        )
     if payload.get("success") is False:
         # The CLI loops again at once on this (§4.5): the server's way of saying "not now".
         raise _unavailable("look up the API key", status, payload)
@@ -360,7 +329,7 @@ def parse_user_info(status: int, body: bytes) -> UserInfo:
     data = data if isinstance(data, dict) else {}
     api_key = _text(data.get("apiKey"))
     if not api_key:
-        raise NoApiKey(status=status)
+        raise NoApiKey(upstream_status=status)
     return UserInfo(
         api_key=api_key,
         user_id=_text(data.get("userId")),
@@ -385,7 +354,7 @@ def parse_pasted(text: str, expected_state: str | None) -> str:
     """
     pasted = text.strip().strip("\"'").strip()
     if not pasted:
-        raise OAuthError("Nothing was pasted. Please paste the authorization code shown by iFlow.")
+        raise CodeNotFound("Nothing was pasted. Please paste the authorization code shown by iFlow.")
     if "?" in pasted:
         query = pasted.split("?", 1)[1].split("#", 1)[0]
     elif "#" in pasted:
@@ -394,7 +363,7 @@ def parse_pasted(text: str, expected_state: str | None) -> str:
         query = pasted
     else:
         if not _CODE.fullmatch(pasted):
-            raise OAuthError("That does not look like an authorization code. Please paste it again.")
+            raise CodeNotFound("That does not look like an authorization code. Please paste it again.")
         return pasted
     params = parse_qs(query, keep_blank_values=True)
 
@@ -406,7 +375,7 @@ def parse_pasted(text: str, expected_state: str | None) -> str:
     if error == "access_denied":
         raise ConsentDenied()
     if error:
-        raise OAuthError(f"iFlow reported an error instead of a code: {_safe(error, 80)}.")
+        raise CodeNotFound(f"iFlow reported an error instead of a code: {_safe(error, 80)}.")
     state = first("state")
     if (
         state
@@ -416,5 +385,5 @@ def parse_pasted(text: str, expected_state: str | None) -> str:
         raise StateMismatch()
     code = first("code")
     if not code:
-        raise OAuthError("No authorization code in what was pasted. Please paste the code shown by iFlow.")
+        raise CodeNotFound("No authorization code in what was pasted. Please paste the code shown by iFlow.")
     return code

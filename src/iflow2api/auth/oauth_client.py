@@ -12,7 +12,9 @@ import logging
 import time
 
 from iflow2api.auth import oauth
+from iflow2api.errors import LoginUnavailable
 from iflow2api.upstream import http1
+from iflow2api.upstream.client import transport_failure
 from iflow2api.upstream.proxies import ProxyLookup
 
 log = logging.getLogger("iflow2api.oauth")
@@ -53,7 +55,7 @@ class OAuthClient:
             finally:
                 response.release()
         except http1.TransportError as exc:
-            raise oauth.OAuthUnavailable(f"The iFlow login service could not be reached: {exc}.") from None
+            raise transport_failure(exc, "login") from None
 
     async def exchange_code(self, code: str, redirect_uri: str) -> oauth.Tokens:
         status, body = await self._call(
@@ -75,7 +77,7 @@ class OAuthClient:
         for delay in (*_RETRY_DELAYS, None):
             try:
                 status, body = await self._call("GET", url, {"accept": "application/json"}, None)
-            except oauth.OAuthUnavailable:
+            except LoginUnavailable:
                 if delay is None:
                     raise
             else:

@@ -28,6 +28,7 @@ from typing import Any, Literal, Protocol
 
 from iflow2api.auth import iflow_files, oauth
 from iflow2api.auth.oauth_client import OAuthClient
+from iflow2api.errors import InvalidGrant, LoginError
 
 log = logging.getLogger("iflow2api.refresh")
 
@@ -268,14 +269,14 @@ class Refresher:
         self._state = "refreshing"
         try:
             tokens = await self.client.refresh(refresh_token)
-        except oauth.InvalidGrant as exc:
+        except InvalidGrant as exc:
             self._state, self._rejected_token, self._last_error = "needs-login", refresh_token, str(exc)
             await self.storage.record_rejection(refresh_token, str(exc))
             log.error(
                 "%s was rejected (%s); log in again with `iflow2api login` or the web page", self.name, exc
             )
             return False
-        except oauth.OAuthError as exc:
+        except LoginError as exc:
             self._failures += 1
             self._retry_at = self._clock() + self._pause()
             self._state, self._last_error = "retrying", str(exc)
@@ -284,7 +285,7 @@ class Refresher:
         api_key: str | None = None
         try:
             api_key = (await self.client.user_info(tokens.access_token)).api_key
-        except oauth.OAuthError as exc:
+        except LoginError as exc:
             # The new tokens are saved regardless; the key is fetched again at the next refresh.
             log.warning("refreshed the login, but could not fetch the API key again (%s)", exc)
         saved = await self.storage.save_refreshed(tokens, api_key, previous_refresh_token=refresh_token)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from iflow2api.auth.credentials import IFLOW_BASE_URL, Account
+from iflow2api.auth.iflow_files import OAUTH_AUTH_TYPE
 from iflow2api.auth.refresher import Refresher
 from iflow2api.state.records import AccountHealth, AccountKind, AccountRecord
 
@@ -40,7 +41,7 @@ def account_for(record: AccountRecord, default_iflow_url: str = IFLOW_BASE_URL) 
         expiry = oauth.get("expiry_date")
         expires_at = expiry / 1000 if isinstance(expiry, int | float) else None
         return Account(
-            "iflow", "oauth-iflow", base_url, api_key or record.secret, None, record.label, expires_at
+            "iflow", OAUTH_AUTH_TYPE, base_url, api_key or record.secret, None, record.label, expires_at
         )
     return Account("iflow", "api-key", base_url, record.secret, None, record.label)
 

@@ -20,8 +20,6 @@ from iflow2api.errors import (
     Forbidden,
     GatewayError,
     InvalidRequest,
-    LoginFailed,
-    LoginUnavailable,
     RouteNotFound,
 )
 from iflow2api.services.access import Access
@@ -139,15 +137,11 @@ async def api_login(gateway: Page, scope: Scope, receive: Receive, send: Send) -
 
 
 async def _finish(gateway: Page, code_or_text: str, state: str | None, *, pasted: bool) -> oauth.UserInfo:
-    try:
-        if pasted:
-            user = await gateway.login.finish_pasted(code_or_text, state)
-        else:
-            user = await gateway.login.finish(code_or_text, state)
-    except (oauth.StateMismatch, oauth.ConsentDenied, oauth.InvalidGrant, oauth.NoApiKey) as exc:
-        raise LoginFailed(str(exc)) from None
-    except oauth.OAuthError as exc:
-        raise LoginUnavailable(str(exc)) from None
+    # A failed login raises a LoginError, which shows itself (400 login_failed or 502 login_unavailable).
+    if pasted:
+        user = await gateway.login.finish_pasted(code_or_text, state)
+    else:
+        user = await gateway.login.finish(code_or_text, state)
     gateway.refresher.files_changed()
     return user
 

@@ -21,7 +21,8 @@ from iflow2api.state.records import (
     HealthState,
     UsageRow,
 )
-from iflow2api.state.sqlite import MAX_RESPONSE_HISTORY_BYTES, SQLiteStore, StateFileError
+from iflow2api.state.sqlite import MAX_RESPONSE_HISTORY_BYTES, SQLiteStore
+from iflow2api.state.sqlite_file import StateFileError
 from iflow2api.state.store import StateStore
 
 __all__ = [

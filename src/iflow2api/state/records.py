@@ -8,9 +8,12 @@ SHA-256 hash, never as itself.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Final, Literal, cast
 
 AccountKind = Literal["iflow-oauth", "iflow-key", "openai-compatible"]
+#: An account made by an iFlow login. The iFlow CLI's files spell such a login the other way round
+#: (``auth.iflow_files.OAUTH_AUTH_TYPE``); the store, the management API and the page use this.
+OAUTH_KIND: Final = "iflow-oauth"
 HealthState = Literal["ok", "cooling", "quarantined"]
 
 
@@ -110,3 +113,12 @@ class UsageRow:
     error: str | None = None
     #: Whether the token counts are our own estimate: the upstream sent no usage at all.
     estimated: bool = False
+
+
+def account_kind(text: str) -> AccountKind:
+    """A stored kind, read with either spelling of the OAuth one; kinds are written as ``OAUTH_KIND``.
+
+    >>> account_kind("oauth-iflow"), account_kind("iflow-key")
+    ('iflow-oauth', 'iflow-key')
+    """
+    return OAUTH_KIND if text == "oauth-iflow" else cast(AccountKind, text)

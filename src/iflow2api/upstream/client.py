@@ -14,6 +14,7 @@ from typing import Literal
 
 from iflow2api.errors import (
     GatewayError,
+    LoginUnavailable,
     UpstreamAuthError,
     UpstreamError,
     UpstreamTimeout,
@@ -27,8 +28,9 @@ from iflow2api.upstream.proxies import ProxyLookup
 __all__ = ["Response", "UpstreamClient", "retry_after_seconds", "transport_failure"]
 
 #: Where a connection failed: ``asking`` (connecting, sending, waiting for the head) or
-#: ``reading`` (the body, after a status was in hand).
-Stage = Literal["asking", "reading"]
+#: ``reading`` (the body, after a status was in hand); or ``login``, anywhere in a call to the
+#: iFlow login service (``auth.oauth_client``).
+Stage = Literal["asking", "reading", "login"]
 
 
 def transport_failure(
@@ -39,6 +41,10 @@ def transport_failure(
     >>> transport_failure(http1.ReadTimeout("idle"), "reading").code
     'upstream_timeout'
     """
+    if stage == "login":
+        # Every way a call to the login service fails is a temporary one: retried, and refreshes
+        # keep the login (a timeout there is its own fixed one, not a setting of the gateway's).
+        return LoginUnavailable(f"The iFlow login service could not be reached: {exc}.")
     if stage == "asking":
         if isinstance(exc, http1.ConnectTimeout):
             return UpstreamTimeout(f"Upstream: {exc} (setting connect_timeout).")

@@ -1,0 +1,109 @@
+"""``iflow2api status`` and ``iflow2api models``: what the gateway would use, read from the files."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+
+import click
+
+from iflow2api import catalogue
+from iflow2api.auth.credentials import Account, CredentialSource, mask_secret
+from iflow2api.auth.iflow_files import OAUTH_AUTH_TYPE
+from iflow2api.auth.refresher import login_rejected
+from iflow2api.settings import Settings
+
+
+def current_account(settings: Settings) -> Account | None:
+    return CredentialSource(settings.iflow_home, base_url_override=settings.upstream_base_url).current()
+
+
+def show_status(settings: Settings) -> None:
+    """Print who is logged in and which upstream is used; exit 1 when there is no account at all."""
+    account = current_account(settings)
+    rows = [("iFlow folder", str(settings.iflow_home)), ("Data folder", str(settings.data_dir))]
+    if account is None:
+        rows.append(("Logged in", "no: no usable credentials in settings.json"))
+    else:
+        rows += [
+            ("Logged in", f"yes ({account.auth_type}{', ' + account.label if account.label else ''})"),
+            ("Upstream", f"{account.kind} at {account.base_url}"),
+            ("API key", mask_secret(account.api_key)),
+        ]
+        if account.auth_type == OAUTH_AUTH_TYPE or account.token_expires_at:
+            rows.append(("Token expires", when(account.token_expires_at)))
+            rejected = login_rejected(settings.iflow_home, settings.data_dir)
+            if rejected:
+                rows.append(("Attention", f"iFlow refused this login ({rejected}); run `iflow2api login`"))
+        if account.kind == "iflow":
+            rows.append(
+                ("Key expiry", "iFlow API keys last 7 days from issue; the issue date is not recorded")
+            )
+        if account.model_name:
+            rows.append(("Default model", account.model_name))
+    others = len(settings.accounts) + _stored_accounts(settings)
+    if others:
+        rows.append(("Other accounts", f"{others} more in the pool (see `iflow2api accounts list`)"))
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        click.echo(f"{name.ljust(width)}  {value}")
+    sys.exit(0 if account or others else 1)
+
+
+def list_models(settings: Settings) -> None:
+    """Print the models the current upstream serves (iFlow's catalogue for iFlow)."""
+    account = current_account(settings)
+    if account is None or account.kind == "iflow":
+        click.echo(f"{'id':<24} {'name':<22} {'context':>9} {'max out':>8}")
+        for model in catalogue.IFLOW_MODELS:
+            if not model.hidden:
+                context = f"{model.context_window:,}" if model.context_window else "?"
+                out = f"{model.max_output:,}" if model.max_output else "?"
+                click.echo(f"{model.id:<24} {model.label:<22} {context:>9} {out:>8}")
+        if account is None:
+            click.echo("(not logged in: this is iFlow's catalogue)", err=True)
+        return
+    click.echo("\n".join(asyncio.run(upstream_models(settings, account))))
+
+
+def when(epoch: float | None) -> str:
+    if epoch is None:
+        return "unknown"
+    left = epoch - time.time()
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(epoch))
+    if left <= 0:
+        return f"{stamp} (expired)"
+    days, rest = divmod(int(left), 86400)
+    return f"{stamp} (in {days} d {rest // 3600} h)"
+
+
+def _stored_accounts(settings: Settings) -> int:
+    from iflow2api.state import StateFileError, open_store
+
+    async def count() -> int:
+        store = open_store(settings.data_dir)
+        try:
+            return len(await store.accounts())
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(count())
+    except StateFileError:
+        return 0
+
+
+async def upstream_models(settings: Settings, account: Account) -> list[str]:
+    from iflow2api.upstream.client import UpstreamClient
+    from iflow2api.upstream.models import ModelDirectory
+
+    client = UpstreamClient(connect_timeout=settings.connect_timeout, first_byte_timeout=30, idle_timeout=30)
+    await client.start()
+    try:
+        listing = await ModelDirectory(client, settings.models_cache_ttl).models(account)
+    finally:
+        await client.close()
+    if not listing.complete:
+        click.echo("(the upstream did not list its models; showing modelName from settings.json)", err=True)
+    return list(listing.ids)
