@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.harness import BENCH, CHAT_PATH, run_json, say
+from bench.harness import BENCH, CHAT_PATH, WRK_REPORT, run_json, say, wrk
 from bench.servers import BenchError, Server, cpu_seconds
 
 #: The sizes of the conversation, in bytes of JSON (each is reached to within one turn).
@@ -31,21 +31,10 @@ TARGETS = ("direct", "naive", "iflow2api")
 SLOPE_LIMITS = {"chat": 1.5, "messages": 2.0}
 MODEL = "qwen3-coder-plus"
 
-WRK_SCRIPT = """\
-wrk.method = "POST"
-local file = io.open("@FILE@", "rb")
-wrk.body = file:read("*a")
-file:close()
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer sk-bench"
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    '\\nBENCH {"requests":%d,"duration_us":%d,"errors":%d,"p50":%d,"p90":%d,"p99":%d,"max":%d}\\n',
-    summary.requests, summary.duration, e.connect + e.read + e.write + e.status + e.timeout,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
-end
-"""
+WRK_SCRIPT = (
+    'wrk.method = "POST"\nlocal file = io.open("@FILE@", "rb")\nwrk.body = file:read("*a")\nfile:close()\n'
+    + WRK_REPORT
+)
 
 _PROSE = (
     "the function returns a list of paths that match the pattern and skips hidden folders unless "
@@ -223,15 +212,7 @@ class BodyRuns:
 
 def _load(url: str, path: Path, script: Path, connections: int, seconds: float, plan: Plan) -> dict[str, Any]:
     if plan.use_wrk:
-        argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s"]
-        raw: dict[str, Any] = run_json([*argv, "-s", str(script), url], timeout=seconds + 30, marker="BENCH ")
-        elapsed = raw["duration_us"] / 1e6
-        return {
-            "requests": raw["requests"],
-            "errors": raw["errors"],
-            "rps": raw["requests"] / elapsed if elapsed else 0.0,
-            "latency_us": {k: float(raw[k]) for k in ("p50", "p90", "p99", "max")},
-        }
+        return wrk(url, connections, seconds, script, timeout="10s")
     argv = [sys.executable, str(BENCH / "loadgen.py"), "http", "--url", url, "--body-file", str(path)]
     argv += ["--connections", str(connections), "--duration", str(seconds)]
     result: dict[str, Any] = run_json(argv, timeout=seconds + 30)

@@ -51,6 +51,7 @@ from bench.harness import (
     BENCH,
     CHAT_PATH,
     GATEWAY_CMD,
+    WRK_REPORT,
     base_env,
     body,
     gateway_argv,
@@ -59,25 +60,14 @@ from bench.harness import (
     probe,
     run_json,
     say,
+    wrk,
 )
 from bench.report import PROXIES, TARGETS, Check, Outcome, PathComparison, count
 from bench.servers import BenchError, Server, cpu_seconds, free_port, peak_rss_mb, start, stop
 
 PARTS = ("core", "bodies", "pool")
 
-WRK_SCRIPT = """\
-wrk.method = "POST"
-wrk.body = [==[@BODY@]==]
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer sk-bench"
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    '\\nBENCH {"requests":%d,"duration_us":%d,"errors":%d,"p50":%d,"p90":%d,"p99":%d,"max":%d}\\n',
-    summary.requests, summary.duration, e.connect + e.read + e.write + e.status + e.timeout,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
-end
-"""
+WRK_SCRIPT = 'wrk.method = "POST"\nwrk.body = [==[@BODY@]==]\n' + WRK_REPORT
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,20 +117,6 @@ def stream_loadgen(urls: list[str], opts: Options) -> list[dict[str, Any]]:
     seconds = len(urls) * (opts.stream_duration + opts.warmup)
     results: list[dict[str, Any]] = run_json(argv, timeout=seconds + 30)
     return results
-
-
-def wrk(url: str, connections: int, duration: float, script: Path) -> dict[str, Any]:
-    seconds = max(1, round(duration))
-    argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "-s", str(script)]
-    raw: dict[str, Any] = run_json([*argv, url + CHAT_PATH], timeout=seconds + 30, marker="BENCH ")
-    elapsed = raw["duration_us"] / 1e6
-    return {
-        "requests": raw["requests"],
-        "errors": raw["errors"],
-        "seconds": elapsed,
-        "rps": raw["requests"] / elapsed if elapsed else 0.0,
-        "latency_us": {"n": raw["requests"], **{k: float(raw[k]) for k in ("p50", "p90", "p99", "max")}},
-    }
 
 
 def summary(result: dict[str, Any]) -> str:
@@ -257,7 +233,7 @@ def measure_memory(servers: dict[str, Server], outcomes: dict[str, Outcome], opt
 def http_loader(opts: Options, connections: int, script: Path) -> Callable[[str, float], dict[str, Any]]:
     def load(url: str, seconds: float) -> dict[str, Any]:
         if opts.use_wrk:
-            return wrk(url, connections, seconds, script)
+            return wrk(url + CHAT_PATH, connections, seconds, script)
         return loadgen(url, connections, seconds)
 
     return load
