@@ -345,7 +345,7 @@ def test_request_bytes_on_the_wire() -> None:
 
 def test_default_port_is_left_out_of_host() -> None:
     assert wire.build_request("GET", wire.parse_url("https://api.example.com/x"), {}, None, False) == (
-        b"GET /x HTTP/1.1\r\nhost: api.example.com\r\n\r\n"
+        b"GET /x HTTP/1.1\r\nhost: api.example.com\r\n\r\n",
     )
     assert wire.parse_url("http://[::1]:8080").host_header == "[::1]:8080"
 

@@ -217,10 +217,11 @@ class Connection(asyncio.Protocol):
             self.error = error
         self._wake()
 
-    def send(self, request: bytes) -> None:
+    def send(self, *pieces: bytes) -> None:
         self._reset()
         assert self.transport is not None
-        self.transport.write(request)
+        for piece in pieces:
+            self.transport.write(piece)
 
     async def wait(self, seconds: float, timeout_error: TransportError) -> None:
         """Wait for the next thing to happen on this connection, at most ``seconds``.

@@ -160,7 +160,7 @@ class ConnectionPool:
             reused = connection is not None
             if connection is None:
                 connection = await self._connect(route)
-            connection.send(request)
+            connection.send(*request)
             try:
                 while not connection.head_done:
                     await connection.wait(head_timeout, timeout)

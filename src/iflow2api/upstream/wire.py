@@ -3,7 +3,7 @@ transport can fail (``TransportError`` and its kinds, which ``upstream.client`` 
 gateway's errors).
 
 >>> build_request("GET", parse_url("http://127.0.0.1:8080/v1/models"), {}, None, False)
-b'GET /v1/models HTTP/1.1\\r\\nhost: 127.0.0.1:8080\\r\\n\\r\\n'
+(b'GET /v1/models HTTP/1.1\\r\\nhost: 127.0.0.1:8080\\r\\n\\r\\n',)
 """
 
 from __future__ import annotations
@@ -85,9 +85,15 @@ def _check_header(name: str, value: str) -> None:
         raise InvalidHeader(f"header {name!r} holds a line break")
 
 
+#: A body up to this size is sent in one piece with the head; a larger one after it, as it is,
+#: rather than copied into one buffer with it (a conversation can be megabytes).
+JOIN_LIMIT = 64 * 1024
+
+
 def build_request(
     method: str, target: Target, headers: dict[str, str], body: bytes | None, absolute: bool
-) -> bytes:
+) -> tuple[bytes, ...]:
+    """The request's bytes, as the pieces to write one after the other."""
     request_target = f"{target.scheme}://{target.host_header}{target.path}" if absolute else target.path
     lines = [f"{method} {request_target} HTTP/1.1", f"host: {target.host_header}"]
     for name, value in headers.items():
@@ -96,4 +102,6 @@ def build_request(
     if body is not None:
         lines.append(f"content-length: {len(body)}")
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-    return head + body if body else head
+    if not body:
+        return (head,)
+    return (head + body,) if len(body) <= JOIN_LIMIT else (head, body)
