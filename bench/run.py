@@ -1,4 +1,4 @@
-"""How much iflow2api adds on top of a fast upstream: one command, about two and a half minutes.
+"""How much iflow2api adds on top of a fast upstream: one command, about five minutes.
 
     python bench/run.py [--json results.json] [--check]
 
