@@ -1,53 +1,37 @@
-"""OpenAI's official OpenAPI document as JSON Schema validators, for checking what the gateway answers.
+"""OpenAI's response shapes as JSON Schema validators, for checking what the gateway answers.
 
-The document lives outside the repository, in ``shared/specs/openai-openapi.yaml`` beside the clone
-(:data:`SPEC_PATH`). :func:`load` parses it once per process and returns :class:`OpenApiSchemas`,
-whose :meth:`~OpenApiSchemas.problems` validates a body against ``#/components/schemas/<name>``.
+The shapes are the repo's own (:data:`tests.openai_shapes.DOCUMENT`, written from OpenAI's API
+reference), so the checks run on any clone. :func:`load` registers that document once per process
+and returns :class:`OpenApiSchemas`, whose :meth:`~OpenApiSchemas.problems` validates a body against
+``#/components/schemas/<name>`` and says, for each broken rule, where in the document it is.
 
-The whole document is the root resource of a :class:`referencing.Registry`, so every ``$ref`` into
-``#/components/schemas/...`` resolves as written. Two adjustments make it plain JSON Schema 2020-12:
-
-* ``nullable: true`` (OpenAPI 3.0's spelling of "or null") becomes ``anyOf: [<schema>, {type: null}]``.
-  The document says ``openapi: 3.1.0`` but still uses ``nullable`` in places (for instance on a
-  chunk's ``finish_reason``), where a literal 3.1 reading would ignore it and reject ``null``;
-  converting keeps OpenAI's evident meaning. For a 3.0 document the boolean ``exclusiveMinimum`` /
-  ``exclusiveMaximum`` of draft 4 become numbers as well.
-* YAML scalars JSON has no type for (an unquoted date in an example) become strings.
+>>> load().problems("ErrorResponse", {"error": {"message": "x", "type": "y", "param": None}})
+["$.error: 'code' is a required property  [required @ #/components/schemas/Error/required]"]
 """
 
 from __future__ import annotations
 
-import datetime
 import functools
-import hashlib
-import json
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import jsonschema  # type: ignore[import-untyped]
-import yaml  # type: ignore[import-untyped]
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SPEC_PATH = REPO_ROOT.parent / "shared" / "specs" / "openai-openapi.yaml"
-SPEC_URI = "urn:openai:openapi"
+from tests.openai_shapes import DOCUMENT
+
+SPEC_URI = "urn:iflow2api:openai-shapes"
 
 
 @dataclass
 class OpenApiSchemas:
-    """The parsed document and a validator per component schema, made on first use."""
+    """The document and a validator per component schema, made on first use."""
 
     spec: dict[str, Any] = field(repr=False)
     registry: Registry[Any] = field(repr=False)
     _validators: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    @property
-    def version(self) -> str:
-        return str(self.spec["openapi"])
 
     def schema(self, name: str) -> dict[str, Any]:
         schemas: dict[str, dict[str, Any]] = self.spec["components"]["schemas"]
@@ -64,7 +48,7 @@ class OpenApiSchemas:
     def assert_conforms(self, name: str, instance: object, what: str = "the body") -> None:
         problems = self.problems(name, instance)
         assert not problems, (
-            f"{what} does not conform to OpenAI's {name} (openapi {self.version}):\n  "
+            f"{what} does not conform to OpenAI's {name} (tests/openai_shapes.py):\n  "
             + "\n  ".join(problems)
             + f"\nbody: {instance!r}"
         )
@@ -89,8 +73,7 @@ class OpenApiSchemas:
 
     def _pointer(self, name: str, schema_path: Iterable[str | int]) -> str:
         """Where in the document the broken rule is. jsonschema leaves ``$ref`` out of schema paths,
-        so a step the current schema lacks means its ``$ref`` was followed. (``anyOf/1`` under a
-        property the document marks ``nullable`` is the ``{type: null}`` branch the conversion added.)"""
+        so a step the current schema lacks means its ``$ref`` was followed."""
         steps = list(schema_path)
         resolver = self.registry.resolver(base_uri=SPEC_URI)
         node: Any = {"$ref": f"#/components/schemas/{name}"}
@@ -109,63 +92,12 @@ class OpenApiSchemas:
         return "#" + pointer
 
 
-# Bump when _normalise changes, so that no cache keeps what an older version made.
-_NORMALISED_BY = 1
-
-
 @functools.cache
-def load(path: Path = SPEC_PATH, cache_dir: Path | None = None) -> OpenApiSchemas:
-    """Parse the document and register it for ``$ref`` resolution, once per process.
-
-    Parsing the ~3 MB of YAML takes over a second; with a ``cache_dir`` (pytest's cache) the
-    normalised document is also kept there as JSON, keyed by the file's hash, for the next run.
-    """
-    data = path.read_bytes()
-    cached = None
-    if cache_dir is not None:
-        digest = hashlib.sha256(data).hexdigest()[:16]
-        cached = cache_dir / f"openai-openapi-{digest}-v{_NORMALISED_BY}.json"
-        if cached.is_file():
-            return _register(json.loads(cached.read_bytes()))
-    raw = yaml.load(data, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    version = str(raw.get("openapi", ""))
-    if not version.startswith(("3.0.", "3.1.")):
-        raise ValueError(f"{path}: openapi {version!r} is neither 3.0 nor 3.1")
-    spec = _normalise(raw, draft4_bounds=version.startswith("3.0."))
-    if cached is not None:
-        temp = cached.with_suffix(f".{os.getpid()}.tmp")
-        temp.write_text(json.dumps(spec), encoding="utf-8")
-        temp.replace(cached)
-    return _register(spec)
-
-
-def _register(spec: dict[str, Any]) -> OpenApiSchemas:
-    resource: Resource[Any] = Resource.from_contents(spec, default_specification=DRAFT202012)
+def load() -> OpenApiSchemas:
+    """Register the document for ``$ref`` resolution, once per process."""
+    resource: Resource[Any] = Resource.from_contents(DOCUMENT, default_specification=DRAFT202012)
     registry: Registry[Any] = Registry().with_resource(SPEC_URI, resource)
-    return OpenApiSchemas(spec, registry)
-
-
-def _normalise(node: Any, *, draft4_bounds: bool) -> Any:
-    if isinstance(node, list):
-        return [_normalise(item, draft4_bounds=draft4_bounds) for item in node]
-    if isinstance(node, datetime.date):
-        return node.isoformat()
-    if not isinstance(node, dict):
-        return node
-    result = {str(key): _normalise(value, draft4_bounds=draft4_bounds) for key, value in node.items()}
-    if draft4_bounds:
-        for bound, limit in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
-            exclusive = result.get(bound)
-            if isinstance(exclusive, bool):
-                del result[bound]
-                if exclusive and limit in result:
-                    result[bound] = result.pop(limit)
-    nullable = result.get("nullable")
-    if isinstance(nullable, bool):
-        del result["nullable"]
-        if nullable:
-            return {"anyOf": [result, {"type": "null"}]}
-    return result
+    return OpenApiSchemas(DOCUMENT, registry)
 
 
 def _short(text: str, limit: int = 300) -> str:

@@ -36,7 +36,7 @@ from iflow2api.auth.refresher import REJECTION_FILE, Refresher
 from iflow2api.background import Background
 from iflow2api.calls import Call, Dialect
 from iflow2api.clientkeys import KeyRing
-from iflow2api.dialects import anthropic
+from iflow2api.dialects.anthropic import errors as anthropic_errors
 from iflow2api.dialects.openai_chat import error_body
 from iflow2api.disconnects import ClientGone, DisconnectWatch, shutting_down
 from iflow2api.errors import (
@@ -142,9 +142,7 @@ async def _callback(gateway: Gateway, scope: Scope, receive: Receive, call: Call
 GET = frozenset({"GET", "HEAD"})
 POST = frozenset({"POST"})
 ROUTES: dict[str, Route] = {
-    "/": Route(GET, _page, access="open", web=True),
-    "/static/app.js": Route(GET, _page, access="open", web=True),
-    "/static/style.css": Route(GET, _page, access="open", web=True),
+    **{path: Route(GET, _page, access="open", web=True) for path in web.PAGE_PATHS},
     "/api/status": Route(GET, _status, access="open", web=True),
     "/api/session": Route(POST, manage.open_session, access="open", web=True),
     "/api/session/end": Route(POST, manage.close_session, access="open", web=True),
@@ -456,7 +454,7 @@ class Gateway:
             logging.WARNING if error.status >= 500 else logging.INFO, "%s %s", error.status, error.message
         )
         if call.dialect == "anthropic":
-            status, body = anthropic.error_status(error), anthropic.error_body(error)
+            status, body = anthropic_errors.error_status(error), anthropic_errors.error_body(error)
         else:
             status, body = error.status, error_body(error)
         call.status = status

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,3 +107,24 @@ def find(model_id: str) -> ModelInfo | None:
 
 
 _BY_ID = {model.id: model for model in IFLOW_MODELS}
+
+
+# OpenAI's model objects carry a creation time; ours is the day the catalogue was last checked.
+_CATALOGUE_DATE = 1_775_000_000
+
+
+def model_object(model_id: str, owner: str) -> dict[str, Any]:
+    """A model as OpenAI's ``/v1/models`` shows one, with what the catalogue knows of it::
+
+    >>> model_object("glm-4.7", "iflow")["context_length"]
+    200000
+    """
+    entry: dict[str, Any] = {"id": model_id, "object": "model", "created": _CATALOGUE_DATE, "owned_by": owner}
+    info = find(model_id) if owner == "iflow" else None
+    if info is not None:
+        entry["name"] = info.label
+        if info.context_window:
+            entry["context_length"] = info.context_window
+        if info.max_output:
+            entry["max_output_tokens"] = info.max_output
+    return entry

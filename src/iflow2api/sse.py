@@ -12,6 +12,10 @@ decoder accepts both; everything we emit uses the canonical ``data: <payload>\\n
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+import orjson
+
 from iflow2api.errors import UpstreamTooLarge
 
 DONE = b"[DONE]"
@@ -29,6 +33,16 @@ def frame(data: bytes) -> bytes:
     if b"\n" in data:
         data = data.replace(b"\n", b"\ndata: ")
     return b"data: " + data + b"\n\n"
+
+
+def event(kind: str, payload: Mapping[str, object]) -> bytes:
+    """One named event, as Anthropic Messages and OpenAI Responses stream them: the ``event:`` line
+    names it and the JSON repeats the name as ``type``, first, before ``payload``'s fields.
+
+    >>> event("ping", {})
+    b'event: ping\\ndata: {"type":"ping"}\\n\\n'
+    """
+    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps({"type": kind, **payload}) + b"\n\n"
 
 
 class SSEDecoder:

@@ -1,6 +1,6 @@
 """What the fake checks on each request, as pure functions over headers, query and parsed body.
 
-The checks follow ``/work/shared/iflow-protocol.md`` (§2 headers and signature, §3 body rules, §6
+The checks follow ``docs/protocol/iflow.md`` (§2 headers and signature, §3 body rules, §6
 model ids, §4 OAuth requests). Where the real server's behaviour is unknown the fake is *stricter*:
 it insists on what the iFlow CLI 0.5.19 sends, so a gateway that deviates from the CLI fails a test
 instead of passing by luck. A check returns ``None`` when the request passes, or a

@@ -22,16 +22,12 @@ from anthropic.types import (
     RawMessageStopEvent,
 )
 
-from iflow2api.dialects.anthropic import (
-    DEFAULT_ALIASES,
-    StreamTranslator,
-    error_body,
-    error_status,
-    from_chat_completion,
-    parse_request,
-    resolve_model,
-    to_chat_request,
-)
+from iflow2api.dialects.aliases import DEFAULT_ALIASES, resolve_model
+from iflow2api.dialects.anthropic.answer import from_chat_completion
+from iflow2api.dialects.anthropic.errors import error_body, error_status
+from iflow2api.dialects.anthropic.request import parse_request
+from iflow2api.dialects.anthropic.stream import StreamTranslator
+from iflow2api.dialects.anthropic.to_chat import to_chat_request
 from iflow2api.errors import (
     AccountBlocked,
     ContextTooLong,
@@ -881,6 +877,7 @@ def test_response_without_ids_gets_fresh_ones() -> None:
     answer = from_chat_completion({"choices": [{"message": {"tool_calls": [call]}}]}, model="claude-x")
     assert answer["id"].startswith("msg_") and len(answer["id"]) > 10
     (block,) = answer["content"]
+    assert block["type"] == "tool_use"
     assert block["id"].startswith("toolu_") and block["input"] == {"all": True}
     assert from_chat_completion({}, model="m")["content"] == []
 

@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
 import pytest
 
-from iflow2api.dialects import anthropic, openai_chat, responses
+from iflow2api.dialects import openai_chat
+from iflow2api.dialects.anthropic.request import parse_request as parse_messages
 from iflow2api.dialects.checks import MAX_DEPTH, MAX_MODEL_LENGTH, load_object, too_deep
+from iflow2api.dialects.responses.request import parse_request as parse_responses
 from iflow2api.errors import InvalidRequest
 
-Parser = Callable[[bytes], dict[str, Any]]
+Parser = Callable[[bytes], Mapping[str, Any]]
 CHAT: dict[str, Any] = {"model": "glm-4.7", "messages": [{"role": "user", "content": "hi"}]}
 MESSAGES: dict[str, Any] = {**CHAT, "max_tokens": 5}
 RESPONSES: dict[str, Any] = {"model": "glm-4.7", "input": "hi"}
 PARSERS = [
     pytest.param(openai_chat.parse_request, CHAT, id="chat"),
-    pytest.param(anthropic.parse_request, MESSAGES, id="messages"),
-    pytest.param(responses.parse_request, RESPONSES, id="responses"),
+    pytest.param(parse_messages, MESSAGES, id="messages"),
+    pytest.param(parse_responses, RESPONSES, id="responses"),
 ]
 
 
@@ -99,34 +101,34 @@ def test_a_chat_role_of_any_json_type_is_refused(role: Any) -> None:
 )
 def test_anthropic_options_of_any_json_type_are_refused(field: str, value: Any, param: str) -> None:
     body = orjson.dumps({**MESSAGES, field: value})
-    assert refusal(anthropic.parse_request, body).param == param
+    assert refusal(parse_messages, body).param == param
 
 
 @pytest.mark.parametrize(
     ("parse", "body"),
     [
         pytest.param(
-            anthropic.parse_request,
+            parse_messages,
             {**MESSAGES, "messages": [{"role": "user", "content": [{"type": "x" * 300_000}]}]},
             id="anthropic-block-type",
         ),
         pytest.param(
-            anthropic.parse_request,
+            parse_messages,
             {**MESSAGES, "tools": [{"name": "t", "type": "x" * 300_000, "input_schema": {}}]},
             id="anthropic-tool-type",
         ),
         pytest.param(
-            responses.parse_request,
+            parse_responses,
             {**RESPONSES, "input": [{"type": "x" * 300_000}]},
             id="responses-item-type",
         ),
         pytest.param(
-            responses.parse_request,
+            parse_responses,
             {**RESPONSES, "input": [{"role": "user", "content": [{"type": "x" * 300_000}]}]},
             id="responses-part-type",
         ),
         pytest.param(
-            responses.parse_request,
+            parse_responses,
             {**RESPONSES, "metadata": {"x" * 300_000: 1}},
             id="responses-metadata-key",
         ),

@@ -8,7 +8,11 @@ from typing import Any
 import orjson
 import pytest
 
-from iflow2api.dialects import anthropic, openai_chat, responses
+from iflow2api.dialects import openai_chat
+from iflow2api.dialects.anthropic import errors as anthropic_errors
+from iflow2api.dialects.anthropic import stream as anthropic_stream
+from iflow2api.dialects.responses import errors as responses_errors
+from iflow2api.dialects.responses import stream as responses_stream
 from iflow2api.errors import GatewayError, UpstreamAuthError
 from iflow2api.redact import redact
 from iflow2api.upstream import iflow, openai_compatible
@@ -87,11 +91,11 @@ def test_upstream_errors_mask_key_shaped_text(make: Any) -> None:
     [
         openai_chat.error_body,
         openai_chat.error_frame,
-        anthropic.error_body,
-        responses.error_body,
-        lambda error: b"".join(anthropic.StreamTranslator(model="m").error(error)),
+        anthropic_errors.error_body,
+        responses_errors.error_body,
+        lambda error: b"".join(anthropic_stream.StreamTranslator(model="m").error(error)),
         lambda error: b"".join(
-            responses.StreamTranslator(
+            responses_stream.StreamTranslator(
                 request={"model": "m", "input": "hi"}, response_id="resp_1", created_at=1
             ).error(error)
         ),

@@ -1,7 +1,7 @@
 """The Responses ⇄ Chat Completions translation, over golden literals.
 
-Every Response and every stream event is checked twice: against OpenAI's published schema
-(``tests/openapi_schema.py``; skipped without the document) and against the ``openai`` SDK's own
+Every Response and every stream event is checked twice: against OpenAI's published shapes
+(``tests/openai_shapes.py``, through ``tests/openapi_schema.py``) and against the ``openai`` SDK's own
 types. Streams are also replayed through the SDK's real client (over an in-memory ``httpx2``
 transport: httpx2 is the SDK's HTTP library), which accumulates the events the way applications see
 them and refuses ones out of order.
@@ -10,6 +10,7 @@ them and refuses ones out of order.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import httpx2
@@ -20,30 +21,25 @@ from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
 from iflow2api.dialects import openai_chat
-from iflow2api.dialects.responses import (
-    StreamTranslator,
-    error_body,
-    from_chat_completion,
-    history_messages,
-    parse_request,
-    to_chat_request,
-)
+from iflow2api.dialects.responses.answer import from_chat_completion, history_messages
+from iflow2api.dialects.responses.errors import error_body
+from iflow2api.dialects.responses.request import parse_request
+from iflow2api.dialects.responses.stream import StreamTranslator
+from iflow2api.dialects.responses.to_chat import to_chat_request
+from iflow2api.dialects.responses.wire import ResponsesRequest
 from iflow2api.errors import ContextTooLong, GatewayError, InvalidRequest, UpstreamError, UpstreamRateLimited
-from tests.openapi_schema import SPEC_PATH, OpenApiSchemas, load
+from tests.openapi_schema import OpenApiSchemas, load
 
 MODEL = "glm-4.7"
 STREAM_EVENT: TypeAdapter[ResponseStreamEvent] = TypeAdapter(ResponseStreamEvent)
 
 
 @pytest.fixture(scope="session")
-def openapi(pytestconfig: pytest.Config) -> OpenApiSchemas:
-    if not SPEC_PATH.is_file():
-        pytest.skip(f"OpenAI's OpenAPI document is not at {SPEC_PATH}")
-    cache = getattr(pytestconfig, "cache", None)  # absent under ``-p no:cacheprovider``
-    return load(SPEC_PATH, cache.mkdir("openapi") if cache is not None else None)
+def openapi() -> OpenApiSchemas:
+    return load()
 
 
-def request(**fields: Any) -> dict[str, Any]:
+def request(**fields: Any) -> ResponsesRequest:
     return parse_request(orjson.dumps({"model": MODEL, **fields}))
 
 
@@ -579,7 +575,7 @@ def completion(message: dict[str, Any], finish_reason: str = "stop", usage: Any 
     return body
 
 
-def check_response(response: dict[str, Any], openapi: OpenApiSchemas) -> Response:
+def check_response(response: Mapping[str, Any], openapi: OpenApiSchemas) -> Response:
     openapi.assert_conforms("Response", response)
     return Response.model_validate(response)
 
@@ -651,7 +647,8 @@ def test_the_request_is_echoed(openapi: OpenApiSchemas) -> None:
     response = from_chat_completion(
         completion({"content": "{}"}), request=request(**fields), response_id="resp_1"
     )
-    echoed = {name: response[name] for name in fields if name not in ("input", "tools")}
+    body: Mapping[str, Any] = response
+    echoed = {name: body[name] for name in fields if name not in ("input", "tools")}
     assert echoed == {name: value for name, value in fields.items() if name not in ("input", "tools")}
     assert response["tools"] == [
         WEATHER,
@@ -985,7 +982,7 @@ def run(chunks: list[dict[str, Any]], **fields: Any) -> tuple[StreamTranslator, 
     translator = StreamTranslator(
         request=request(input="hi", stream=True, **fields), response_id="resp_s", created_at=1700000000
     )
-    frames = translator.start()
+    frames: list[bytes] = []
     for piece in chunks:
         frames += translator.feed(piece)
     return translator, frames + translator.finish()
@@ -1324,7 +1321,9 @@ def test_failure_codes_clients_act_on(error: GatewayError, code: str, message: s
 
 def test_start_once_and_chunks_without_choices() -> None:
     translator = StreamTranslator(request=request(input="hi"), response_id="resp_x", created_at=1)
-    assert len(translator.start()) == 2 and translator.start() == []
+    # The first feed opens the response (and this chunk adds nothing to it); no later call again.
+    opening = translator.feed(chunk(usage={}))
+    assert [event["type"] for event in decode(opening)] == ["response.created", "response.in_progress"]
     assert translator.feed(chunk(usage={})) == []
     assert translator.feed({"choices": [{"index": 1, "delta": {"content": "other choice"}}]}) == []
     assert translator.completed_response()["status"] == "in_progress"

@@ -16,8 +16,9 @@ import httpx2
 import orjson
 from openai import OpenAI
 
-from iflow2api.dialects import anthropic as anthropic_dialect
-from iflow2api.dialects import responses
+from iflow2api.dialects.anthropic import stream as anthropic_dialect
+from iflow2api.dialects.responses import request as responses_request
+from iflow2api.dialects.responses import stream as responses_stream
 
 READ: Any = {
     "name": "Read",
@@ -179,7 +180,7 @@ def test_anthropic_a_call_that_never_got_an_id_is_sent_at_the_end() -> None:
 
 
 def responses_frames(chunks: list[dict[str, Any]]) -> list[bytes]:
-    request = responses.parse_request(
+    request = responses_request.parse_request(
         json.dumps(
             {
                 "model": "glm-4.7",
@@ -189,8 +190,8 @@ def responses_frames(chunks: list[dict[str, Any]]) -> list[bytes]:
             }
         ).encode()
     )
-    translator = responses.StreamTranslator(request=request, response_id="resp_1", created_at=1)
-    frames = translator.start()
+    translator = responses_stream.StreamTranslator(request=request, response_id="resp_1", created_at=1)
+    frames: list[bytes] = []
     for item in chunks:
         frames += translator.feed(item)
     return frames + translator.finish()

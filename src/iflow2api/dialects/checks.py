@@ -12,14 +12,16 @@ iflow2api.errors.InvalidRequest: 'stream' must be a boolean.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 
 from iflow2api.errors import InvalidRequest
 from iflow2api.written import WrittenList
 
-TypeTable = Mapping[str, tuple[type | tuple[type, ...], str]]
+#: The JSON type a parameter must have, and how an error message describes it.
+ParamType = tuple[type | tuple[type, ...], str]
+TypeTable = Mapping[str, ParamType]
 
 #: How deep a request body may nest. orjson writes at most 254 levels, and a translated request
 #: sits a few levels deeper than the client's (a tool's ``input_schema`` becomes
@@ -136,3 +138,29 @@ def check_types(payload: Mapping[str, Any], table: TypeTable) -> None:
         value = payload.get(name)
         if value is not None and not is_json_type(value, expected):
             raise InvalidRequest(f"'{name}' must be {described}.", param=name, code="invalid_type")
+
+
+def fail(message: str, param: str, code: str = "invalid_value") -> NoReturn:
+    """Refuse the request: ``message`` names what is wrong with ``param``."""
+    raise InvalidRequest(message, param=param, code=code)
+
+
+def ensure(ok: bool, param: str, message: str, code: str = "invalid_type") -> None:
+    """``fail`` unless ``ok``."""
+    if not ok:
+        fail(message, param, code)
+
+
+def as_object(value: object) -> dict[str, Any]:
+    """``value`` if it is a JSON object, else an empty one: for reading what may be missing."""
+    return value if isinstance(value, dict) else {}
+
+
+def as_text(value: object) -> str:
+    """``value`` if it is a string, else the empty string."""
+    return value if isinstance(value, str) else ""
+
+
+def count(value: object) -> int:
+    """A token count as reported: a positive integer, else 0 (absent, null, negative or not a number)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0

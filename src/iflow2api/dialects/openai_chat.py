@@ -11,7 +11,8 @@ from typing import Any
 
 import orjson
 
-from iflow2api.dialects.checks import TypeTable, check_model_length, check_types, load_object, one_of
+from iflow2api.dialects.checks import check_model_length, check_types, load_object, one_of
+from iflow2api.dialects.params import checked
 from iflow2api.errors import GatewayError, InvalidRequest, UpstreamError
 from iflow2api.redact import redact
 from iflow2api.sse import DONE, DONE_FRAME, frame
@@ -20,18 +21,9 @@ _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "functio
 
 # Parameters whose JSON type we check, so a wrong one is a clear 400 here rather than an obscure
 # upstream failure. Anything not listed passes through untouched.
-_TYPED: TypeTable = {
-    "stream": (bool, "a boolean"),
-    "max_tokens": (int, "an integer"),
-    "max_completion_tokens": (int, "an integer"),
-    "temperature": ((int, float), "a number"),
-    "top_p": ((int, float), "a number"),
-    "n": (int, "an integer"),
-    "tools": (list, "an array"),
-    "stream_options": (dict, "an object"),
-    "reasoning_effort": (str, "a string"),
-    "stop": ((str, list), "a string or an array of strings"),
-}
+_TYPED = checked(
+    "stream max_tokens max_completion_tokens temperature top_p n tools stream_options reasoning_effort stop"
+)
 
 
 def parse_request(body: bytes) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from iflow2api.asgi import JSON, SSE_HEADERS, Scope, Send, send_bytes
 from iflow2api.auth.credentials import Account
 from iflow2api.calls import Call
 from iflow2api.dialects import openai_chat, token_count
-from iflow2api.dialects.anthropic import resolve_model
+from iflow2api.dialects.aliases import resolve_model
 from iflow2api.errors import (
     GatewayError,
     ModelNotFound,

@@ -1,6 +1,6 @@
 """The page's management API: sign-in, accounts, client keys, usage, and ``/metrics``.
 
-Same-origin JSON only (see ``routes.web.json_body``). When client keys exist, everything here but
+Same-origin JSON only (see ``web.api.json_body``). When client keys exist, everything here but
 the sign-in needs an admin session or an admin key (``Gateway._check_admin``).
 """
 
@@ -18,10 +18,10 @@ from iflow2api.auth.credentials import IFLOW_BASE_URL, mask_secret
 from iflow2api.calls import Call
 from iflow2api.errors import InvalidRequest, RouteNotFound, UpstreamAuthError
 from iflow2api.pool.members import Member
-from iflow2api.routes.web import json_body
 from iflow2api.state.records import AccountRecord, ClientKeyRecord
 from iflow2api.usage import stats
 from iflow2api.usage.metrics import AccountGauge
+from iflow2api.web.api import json_body
 
 if TYPE_CHECKING:
     from iflow2api.app import Gateway

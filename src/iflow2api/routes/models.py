@@ -17,21 +17,6 @@ from iflow2api.upstream.models import describe
 if TYPE_CHECKING:
     from iflow2api.app import Gateway
 
-# OpenAI's model objects carry a creation time; ours is the day the catalogue was last checked.
-_CATALOGUE_DATE = 1_775_000_000
-
-
-def model_object(model_id: str, owner: str) -> dict[str, Any]:
-    entry: dict[str, Any] = {"id": model_id, "object": "model", "created": _CATALOGUE_DATE, "owned_by": owner}
-    info = catalogue.find(model_id) if owner == "iflow" else None
-    if info is not None:
-        entry["name"] = info.label
-        if info.context_window:
-            entry["context_length"] = info.context_window
-        if info.max_output:
-            entry["max_output_tokens"] = info.max_output
-    return entry
-
 
 def is_pattern(name: str) -> bool:
     return any(c in name for c in "*?[")
@@ -52,10 +37,10 @@ async def available(gateway: Gateway) -> list[dict[str, Any]]:
         owner = "iflow" if member.account.kind == "iflow" else "upstream"
         for model_id in ids:
             owners.setdefault(model_id, owner)
-    objects = [model_object(model_id, owner) for model_id, owner in owners.items()]
+    objects = [catalogue.model_object(model_id, owner) for model_id, owner in owners.items()]
     for alias, target in gateway.settings.model_aliases:
         if not is_pattern(alias) and alias not in owners:
-            entry = model_object(alias, "alias")
+            entry = catalogue.model_object(alias, "alias")
             entry["alias_for"] = target
             objects.append(entry)
     return objects

@@ -18,7 +18,11 @@ import orjson
 
 from iflow2api.asgi import JSON, SSE_HEADERS, Scope, Send, send_bytes, send_frames
 from iflow2api.calls import Call
-from iflow2api.dialects import responses
+from iflow2api.dialects.responses.answer import from_chat_completion, history_messages
+from iflow2api.dialects.responses.request import parse_request
+from iflow2api.dialects.responses.stream import StreamTranslator
+from iflow2api.dialects.responses.to_chat import to_chat_request
+from iflow2api.dialects.responses.wire import ResponsesRequest
 from iflow2api.errors import GatewayError, InvalidRequest
 from iflow2api.routes.chat import exchange
 from iflow2api.state.sqlite import MAX_RESPONSE_HISTORY_BYTES
@@ -102,7 +106,7 @@ class ResponseMemory:
 
 class ResponsesSink:
     def __init__(
-        self, send: Send, memory: ResponseMemory, request: dict[str, Any], chat: dict[str, Any]
+        self, send: Send, memory: ResponseMemory, request: ResponsesRequest, chat: dict[str, Any]
     ) -> None:
         self._send = send
         self._memory = memory
@@ -110,24 +114,24 @@ class ResponsesSink:
         self._chat = chat
         self.response_id = "resp_" + secrets.token_hex(12)
         #: The stream's translator once it has started, so a late error continues its events.
-        self.translator: responses.StreamTranslator | None = None
+        self.translator: StreamTranslator | None = None
 
     def _remember(self, completion: dict[str, Any]) -> None:
         if self._request.get("store", True) is not False:
-            self._memory.put(self.response_id, responses.history_messages(self._chat, completion))
+            self._memory.put(self.response_id, history_messages(self._chat, completion))
 
     async def completion(self, completion: dict[str, Any]) -> None:
         self._remember(completion)
-        body = responses.from_chat_completion(completion, request=self._request, response_id=self.response_id)
+        body = from_chat_completion(completion, request=self._request, response_id=self.response_id)
         await send_bytes(self._send, 200, orjson.dumps(body), JSON)
 
     async def stream(self, chunks: AsyncIterator[dict[str, Any]]) -> None:
-        translator = self.translator = responses.StreamTranslator(
+        translator = self.translator = StreamTranslator(
             request=self._request, response_id=self.response_id, created_at=int(time.time())
         )
         first = await anext(chunks)  # an error here is still a real HTTP error
         await self._send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-        await send_frames(self._send, translator.start() + translator.feed(first), more=True)
+        await send_frames(self._send, translator.feed(first), more=True)
         try:
             async for chunk in chunks:
                 await send_frames(self._send, translator.feed(chunk), more=True)
@@ -142,16 +146,16 @@ class ResponsesSink:
 
 
 async def create_response(gateway: Gateway, scope: Scope, body: bytes, call: Call) -> None:
-    request = responses.parse_request(body)
+    request = parse_request(body)
     previous = request.get("previous_response_id")
     history = await gateway.responses.get(previous) if isinstance(previous, str) and previous else None
-    chat = responses.to_chat_request(request, history)
+    chat = to_chat_request(request, history)
     sink = ResponsesSink(call.send, gateway.responses, request, chat)
     call.model, call.stream = chat["model"], bool(chat.get("stream"))
     if call.stream:
 
         def late_error(error: GatewayError) -> bytes:
-            translator = sink.translator or responses.StreamTranslator(
+            translator = sink.translator or StreamTranslator(
                 request=request, response_id=sink.response_id, created_at=int(time.time())
             )
             return b"".join(translator.error(error))

@@ -10,10 +10,8 @@ import importlib.resources
 import urllib.parse
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from iflow2api import __version__, catalogue
-from iflow2api.asgi import Receive, Scope, Send, header, read_body, send_bytes, send_json
+from iflow2api.asgi import Receive, Scope, Send, header, send_bytes, send_json
 from iflow2api.auth import iflow_files, oauth
 from iflow2api.auth.credentials import mask_secret
 from iflow2api.errors import (
@@ -24,26 +22,41 @@ from iflow2api.errors import (
     LoginUnavailable,
     RouteNotFound,
 )
-from iflow2api.routes.models import model_object
+from iflow2api.web.api import json_body
 
 if TYPE_CHECKING:
     from iflow2api.app import Gateway
 
+#: The page's files in ``iflow2api/web``: the HTML, its style sheet and its ES modules (``app.js`` is
+#: the entry the HTML loads; it imports the rest). Only these are served, each at a fixed path, so no
+#: part of a request's path ever reaches the file system.
+PAGE_FILES = (
+    "index.html",
+    "style.css",
+    "app.js",
+    "page.js",
+    "dom.js",
+    "format.js",
+    "api.js",
+    "charts.js",
+    "overview.js",
+    "accounts.js",
+    "keys.js",
+    "usage.js",
+)
+#: Where each of ``PAGE_FILES`` is served: ``index.html`` at ``/``, the others under ``/static/``.
+PAGE_PATHS = tuple("/" if name == "index.html" else "/static/" + name for name in PAGE_FILES)
 _TYPES = {".html": b"text/html; charset=utf-8", ".js": b"text/javascript; charset=utf-8", ".css": b"text/css"}
 _NO_STORE = [(b"cache-control", b"no-store")]
-#: Small JSON bodies only: a login code, a mode.
-_MAX_API_BODY = 16 * 1024
 
 
 def load_assets() -> dict[str, tuple[bytes, bytes]]:
-    """Path → (content type, bytes) for everything in ``iflow2api/web``."""
-    assets: dict[str, tuple[bytes, bytes]] = {}
-    for entry in importlib.resources.files("iflow2api.web").iterdir():
-        suffix = "." + entry.name.rsplit(".", 1)[-1]
-        if entry.is_file() and suffix in _TYPES:
-            path = "/" if entry.name == "index.html" else "/static/" + entry.name
-            assets[path] = (_TYPES[suffix], entry.read_bytes())
-    return assets
+    """Path → (content type, bytes) for every one of ``PAGE_FILES``; a missing file fails the start."""
+    folder = importlib.resources.files("iflow2api.web")
+    return {
+        path: (_TYPES["." + name.rsplit(".", 1)[-1]], folder.joinpath(name).read_bytes())
+        for path, name in zip(PAGE_PATHS, PAGE_FILES, strict=True)
+    }
 
 
 async def asset(gateway: Gateway, path: str, send: Send) -> None:
@@ -64,7 +77,7 @@ def status_document(gateway: Gateway, *, signed_in: bool = True) -> dict[str, An
     account = gateway.credentials.current()
     login = gateway.refresher.status()
     if account is not None and account.kind == "iflow":
-        models = [model_object(m.id, "iflow") for m in catalogue.IFLOW_MODELS if not m.hidden]
+        models = [catalogue.model_object(m.id, "iflow") for m in catalogue.IFLOW_MODELS if not m.hidden]
     else:
         models = []
     return {
@@ -94,22 +107,6 @@ def status_document(gateway: Gateway, *, signed_in: bool = True) -> dict[str, An
 
 async def api_status(gateway: Gateway, send: Send, *, signed_in: bool) -> None:
     await send_json(send, 200, status_document(gateway, signed_in=signed_in))
-
-
-async def json_body(scope: Scope, receive: Receive) -> dict[str, Any]:
-    # A JSON content type cannot be sent cross-site without a CORS preflight, which we never grant
-    # with credentials: that is what keeps another site from driving these endpoints.
-    content_type = header(scope, b"content-type") or b""
-    if not content_type.startswith(b"application/json"):
-        raise InvalidRequest("Send JSON (content-type: application/json).")
-    body = await read_body(scope, receive, _MAX_API_BODY)
-    try:
-        payload = orjson.loads(body or b"{}")
-    except orjson.JSONDecodeError:
-        raise InvalidRequest("The request body is not valid JSON.") from None
-    if not isinstance(payload, dict):
-        raise InvalidRequest("The request body must be a JSON object.")
-    return payload
 
 
 def callback_uri(scope: Scope) -> str:

@@ -1,7 +1,7 @@
 """Speaking iFlow exactly as the iFlow CLI 0.5.19 did: headers, request body, and error table.
 
 Pure: dicts and strings in, dicts, strings and ``GatewayError`` out. Section numbers refer to
-``iflow-protocol.md``; ``CLI:_ln Lnnn`` to the CLI source it cites. A client's OpenAI request
+``docs/protocol/iflow.md``; ``CLI:_ln Lnnn`` to the CLI source it cites. A client's OpenAI request
 becomes what the CLI would have sent for the same conversation::
 
     >>> body = build_body({"model": "glm-4.6", "messages": []}, thinking_default=True)

@@ -1,0 +1,249 @@
+// @ts-check
+// The accounts section: the pool's upstream accounts, their state, and adding or managing them.
+
+import { api, asError, handledElsewhere, tableLoader } from "./api.js";
+import {
+  $, closest, confirmAction, el, find, labelCells, optionalInt, placeholderRow, say, splitList, tableBody,
+} from "./dom.js";
+import { clock, count, percent } from "./format.js";
+import { startBrowserLogin } from "./overview.js";
+
+/**
+ * One account as /api/accounts lists it (routes/manage.py).
+ * @typedef {object} Account
+ * @property {string} id
+ * @property {string} label
+ * @property {string} kind "iflow-oauth", "iflow-key" or "openai-compatible"
+ * @property {string} source "iflow-cli", "config" or "store"
+ * @property {string | null} base_url
+ * @property {string} secret the key, masked
+ * @property {string[]} [models]
+ * @property {boolean} enabled
+ * @property {string} state "ok", "cooling", "quarantined", "needs-login"...
+ * @property {number | null} [until] when a cooldown ends (epoch seconds)
+ * @property {string | null} [reason]
+ * @property {number} in_flight
+ * @property {number | null} [limit]
+ * @property {number} waiting
+ * @property {number} requests
+ * @property {number} errors
+ */
+
+/** @typedef {{ strategy: string, affinity: boolean, accounts: Account[] }} AccountList */
+
+/** @type {Record<string, string>} */
+const KINDS = { "iflow-oauth": "iFlow login", "iflow-key": "iFlow API key", "openai-compatible": "OpenAI-compatible" };
+/** @type {Record<string, [name: string, help: string]>} */
+const SOURCES = {
+  "iflow-cli": ["~/.iflow", "The iFlow CLI's own login; log out on the overview to drop it."],
+  config: ["config file", "Set in the gateway's configuration; change it there."],
+  store: ["added here", "Added on this page or with the CLI."],
+};
+/** @type {Record<string, string>} */
+const STRATEGIES = {
+  "round-robin": "round-robin (requests take turns across the accounts)",
+  "fill-first": "fill-first (the first account until it is busy or cooling, then the next)",
+};
+
+/**
+ * @param {string} text
+ * @param {string} kind
+ */
+function message(text, kind) {
+  say($("accounts-message"), text, kind);
+}
+
+/** @param {unknown} error */
+function fail(error) {
+  if (!handledElsewhere(error)) message(asError(error).message, "error");
+}
+
+/**
+ * The countdown text for a cooldown ending at `until` (epoch seconds).
+ * @param {number} until
+ */
+function countdownText(until) {
+  const left = until - Date.now() / 1000;
+  return left > 0 ? clock(left) + " left" : "ending…";
+}
+
+/** Called every second: cooldowns count down without asking the gateway. */
+export function tick() {
+  for (const node of document.querySelectorAll("#accounts-table [data-until]")) {
+    if (node instanceof HTMLElement) node.textContent = countdownText(Number(node.dataset.until));
+  }
+}
+
+/** @param {Account} account */
+function modelsCell(account) {
+  const models = account.models || [];
+  if (account.kind !== "openai-compatible") return el("td", { class: "muted" }, "all iFlow models");
+  if (!models.length) return el("td", { class: "muted" }, "from its /models");
+  const more = models.length > 3 ? " +" + (models.length - 3) + " more" : "";
+  return el("td", { title: models.join(", ") }, models.slice(0, 3).join(", ") + more);
+}
+
+/** @param {Account} account */
+function stateCell(account) {
+  const badge = el("span", { class: "state state-" + account.state, "data-testid": "account-state" }, account.state);
+  const cell = el("td", {}, badge);
+  if (account.state === "cooling" && account.until) {
+    cell.append(" ", el("span", {
+      class: "countdown", "data-testid": "countdown", "data-until": account.until,
+      title: "until " + new Date(account.until * 1000).toLocaleTimeString(),
+    }, countdownText(account.until)));
+  }
+  if (account.state === "needs-login") {
+    cell.append(el("div", { class: "muted small" }, "iFlow refused its login: log in again."));
+  }
+  if (account.reason && account.state !== "ok") {
+    cell.append(el("div", { class: "muted small reason", "data-testid": "account-reason" }, account.reason));
+  }
+  return cell;
+}
+
+/**
+ * @param {Account} account
+ * @param {string} action
+ * @param {string} label
+ * @param {string} [className]
+ */
+function actionButton(account, action, label, className = "") {
+  return el("button", {
+    type: "button", class: "small " + className, "data-action": action, "data-id": account.id,
+    "aria-label": label + " " + account.label,
+  }, label);
+}
+
+/** @param {Account} account */
+function actionsCell(account) {
+  const buttons = [];
+  if (account.enabled) buttons.push(actionButton(account, "disable", "Disable"));
+  else buttons.push(actionButton(account, "enable", "Enable"));
+  if (account.state === "cooling" || account.state === "quarantined") buttons.push(actionButton(account, "reset", "Reset"));
+  if (account.state === "needs-login" && account.kind === "iflow-oauth") buttons.push(actionButton(account, "login", "Log in"));
+  // Accounts from the config file or the iFlow CLI's own login are not the page's to remove.
+  if (account.source === "store") buttons.push(actionButton(account, "remove", "Remove", "danger"));
+  return el("td", { class: "row-actions" }, ...buttons);
+}
+
+/** @param {Account} account */
+function accountRow(account) {
+  const [source, sourceHelp] = SOURCES[account.source] || [account.source, ""];
+  const errorRate = account.requests ? account.errors / account.requests : 0;
+  return el("tr", { "data-id": account.id, "data-state": account.state, "data-source": account.source },
+    el("td", {}, el("div", { class: "strong" }, account.label), el("div", { class: "muted small" }, account.id)),
+    el("td", {}, el("span", { class: "nowrap" }, KINDS[account.kind] || account.kind),
+      account.kind === "openai-compatible" ? el("div", { class: "muted small url" }, account.base_url) : null),
+    el("td", { title: sourceHelp, class: "nowrap" }, source),
+    el("td", {}, el("code", {}, account.secret)),
+    modelsCell(account),
+    stateCell(account),
+    el("td", { class: "num" }, account.in_flight + " / " + (account.limit === null || account.limit === undefined ? "∞" : account.limit)),
+    el("td", { class: "num" }, count(account.waiting)),
+    el("td", { class: "num" }, count(account.requests)),
+    el("td", { class: "num", title: percent(errorRate) + " of requests" }, count(account.errors)),
+    actionsCell(account));
+}
+
+/** @param {AccountList} data */
+function render(data) {
+  const policy = $("accounts-policy");
+  policy.replaceChildren(
+    "Strategy: ", el("strong", { "data-testid": "strategy" }, STRATEGIES[data.strategy] ? data.strategy : String(data.strategy)),
+    " · Affinity: ", el("strong", { "data-testid": "affinity" }, data.affinity ? "on" : "off"));
+  policy.title = (STRATEGIES[data.strategy] || "") +
+    (data.affinity ? "; a conversation stays on the account that served it" : "");
+  const table = $("accounts-table");
+  const body = tableBody(table);
+  body.replaceChildren(...data.accounts.map(accountRow));
+  if (!data.accounts.length) {
+    body.append(placeholderRow(table, "No accounts yet: log in with iFlow, or add a key below."));
+  }
+  labelCells(table);
+}
+
+/** Fetch the accounts and show them if they changed. */
+export const load = tableLoader("/api/accounts", render, message, fail);
+
+/** @type {Record<string, string>} */
+const DONE = { enable: "Enabled", disable: "Disabled", reset: "Reset", remove: "Removed" };
+
+/**
+ * @param {string} id
+ * @param {string} action
+ * @param {string} label
+ */
+async function act(id, action, label) {
+  if (action === "login") {
+    await startBrowserLogin("accounts").catch(fail);
+    return;
+  }
+  if (action === "remove") {
+    const sure = await confirmAction(
+      `Remove the account “${label}”? The gateway stops using it and forgets its key.`, "Remove");
+    if (!sure) return;
+  }
+  try {
+    await api("/api/accounts/action", { id, action });
+    message(`${DONE[action]} ${label}.`, "");
+    await load();
+  } catch (error) { fail(error); }
+}
+
+function syncKindFields() {
+  const openai = $("account-kind", HTMLSelectElement).value === "openai-compatible";
+  $("account-base-url-row").hidden = !openai;
+  $("account-models-row").hidden = !openai;
+  $("account-base-url", HTMLInputElement).required = openai;
+}
+
+/**
+ * What the form sends to POST /api/accounts.
+ * @typedef {{ kind: string, label: string, api_key: string, base_url?: string, models?: string[], concurrency?: number | null }} NewAccount
+ */
+
+/** @param {SubmitEvent} event */
+async function addAccount(event) {
+  event.preventDefault();
+  const kind = $("account-kind", HTMLSelectElement).value;
+  /** @type {NewAccount} */
+  const body = {
+    kind,
+    label: $("account-label", HTMLInputElement).value.trim(),
+    api_key: $("account-key", HTMLInputElement).value.trim(),
+  };
+  if (kind === "openai-compatible") {
+    body.base_url = $("account-base-url", HTMLInputElement).value.trim();
+    body.models = splitList($("account-models", HTMLInputElement).value);
+  }
+  body.concurrency = optionalInt($("account-concurrency", HTMLInputElement));
+  try {
+    const created = await api("/api/accounts", body);
+    $("account-form", HTMLFormElement).reset();
+    syncKindFields();
+    message(`Added ${(created && created.account && created.account.label) || body.label}.`, "");
+    await load();
+  } catch (error) { fail(error); }
+}
+
+/** @param {(view: string) => void} showView */
+export function wire(showView) {
+  $("accounts-table").addEventListener("click", (event) => {
+    const button = closest(event, "button[data-action]");
+    if (!button) return;
+    const row = button.closest("tr");
+    act(button.dataset.id || "", button.dataset.action || "", row ? find(row, ".strong").textContent || "" : "");
+  });
+  $("account-kind").addEventListener("change", syncKindFields);
+  $("account-form").addEventListener("submit", addAccount);
+  $("account-add-login").addEventListener("click", () => startBrowserLogin("accounts").catch(fail));
+  $("account-code-flow").addEventListener("click", (event) => {
+    event.preventDefault();
+    showView("overview");
+    const codeFlow = $("code-flow", HTMLDetailsElement);
+    codeFlow.open = true;
+    codeFlow.scrollIntoView({ behavior: "smooth" });
+  });
+  syncKindFields();
+}
