@@ -29,7 +29,7 @@ from iflow2api.pool.router import Pool
 from iflow2api.reasoning import ReasoningStore, StreamedTurn
 from iflow2api.redact import redact
 from iflow2api.sse import DONE, DONE_FRAME, SSEDecoder
-from iflow2api.upstream import http1
+from iflow2api.upstream import wire
 from iflow2api.upstream.client import Response, retry_after_seconds
 from iflow2api.upstream.speakers import Outgoing, Speaker
 
@@ -163,7 +163,7 @@ async def _parsed_chunks(
                     yield chunk
                 if ended:
                     break
-        except http1.TransportError as exc:
+        except wire.TransportError as exc:
             raise _transport_failure(exc) from None
     except GatewayError:
         # Failed after content (an error in the stream, a break, silence): no other account takes
@@ -187,13 +187,13 @@ async def _parsed_chunks(
         yield {"object": "chat.completion.chunk", "choices": [], "usage": usage}
 
 
-def _transport_failure(exc: http1.TransportError) -> GatewayError:
+def _transport_failure(exc: wire.TransportError) -> GatewayError:
     """What an upstream answer that could not be read to its end means for the client."""
-    if isinstance(exc, http1.BodyTooLarge):
+    if isinstance(exc, wire.BodyTooLarge):
         return UpstreamTooLarge(
             f"The upstream's answer was not read to its end: {exc} (setting max_upstream_body)."
         )
-    if isinstance(exc, http1.ReadTimeout):
+    if isinstance(exc, wire.ReadTimeout):
         return UpstreamTimeout("The upstream went silent for too long (setting stream_idle_timeout).")
     # Cut off mid-answer, or bytes that are not HTTP.
     return UpstreamError(f"The upstream's answer broke off before it was complete: {exc}.")
@@ -378,7 +378,7 @@ class _Redacting:
 async def _read(response: Response) -> bytes:
     try:
         return await response.read()
-    except http1.TransportError as exc:
+    except wire.TransportError as exc:
         raise _transport_failure(exc) from None
 
 
@@ -489,7 +489,7 @@ async def _pump(
             if relay.ended:
                 break
         tail = [frame for data in decoder.finish() for frame in relay.feed(data)]
-    except (http1.TransportError, UpstreamTooLarge) as exc:
+    except (wire.TransportError, UpstreamTooLarge) as exc:
         # UpstreamTooLarge: one event-stream line beyond the cap (sse.MAX_LINE).
         failure = exc if isinstance(exc, UpstreamTooLarge) else _transport_failure(exc)
         if not started:

@@ -11,7 +11,8 @@ import math
 import time
 
 from iflow2api.errors import UpstreamAuthError, UpstreamTimeout, UpstreamUnavailable
-from iflow2api.upstream import http1
+from iflow2api.upstream import http1, wire
+from iflow2api.upstream.connection import MAX_BODY
 from iflow2api.upstream.http1 import Response
 from iflow2api.upstream.proxies import ProxyLookup
 
@@ -43,11 +44,11 @@ class UpstreamClient:
         connect_timeout: float,
         first_byte_timeout: float,
         idle_timeout: float,
-        max_body: int = http1.MAX_BODY,
+        max_body: int = MAX_BODY,
     ) -> None:
         self.first_byte_timeout = first_byte_timeout
         self.idle_timeout = idle_timeout
-        self._pool = http1.Pool(connect_timeout=connect_timeout, max_body=max_body)
+        self._pool = http1.ConnectionPool(connect_timeout=connect_timeout, max_body=max_body)
         #: The proxy for a URL (HTTPS_PROXY, NO_PROXY, ...), the same lookup the OAuth calls use.
         self.proxy_for = ProxyLookup()
 
@@ -69,16 +70,16 @@ class UpstreamClient:
                 head_timeout=self.first_byte_timeout,
                 read_timeout=self.idle_timeout,
             )
-        except http1.ConnectTimeout as exc:
+        except wire.ConnectTimeout as exc:
             raise UpstreamTimeout(f"Upstream: {exc} (setting connect_timeout).") from None
-        except http1.ReadTimeout:
+        except wire.ReadTimeout:
             raise UpstreamTimeout(
                 f"The upstream did not answer within {self.first_byte_timeout:g} s "
                 "(setting first_byte_timeout)."
             ) from None
-        except http1.TransportError as exc:
+        except wire.TransportError as exc:
             raise UpstreamUnavailable(f"Upstream: {exc}.") from None
-        except http1.InvalidHeader:
+        except wire.InvalidHeader:
             raise UpstreamAuthError(
                 "The API key in the iFlow settings holds characters no HTTP header can carry; check it."
             ) from None
