@@ -7,6 +7,8 @@ encoding per request, no checks on what it receives (the iFlow headers and signa
   SSE stream (chunked transfer encoding) of ``--chunks`` content chunks ``--interval-ms`` apart,
   then a finish chunk, a usage chunk and ``data: [DONE]``. The first chunk goes out at once, so the
   time to first chunk measures only what sits in between.
+- ``POST /v1/messages``: a fixed Anthropic ``message``, so that large Messages bodies can be sent
+  to it directly and through the naive proxy too (bench/bodies.py).
 - ``GET /v1/models`` a short list; ``GET /health`` 200.
 
 Each streamed chunk's ``content`` is the ``CLOCK_MONOTONIC`` nanosecond at which it was written.
@@ -81,6 +83,22 @@ MODELS = _response(
                 {"id": name, "object": "model", "created": _CREATED, "owned_by": "iflow"}
                 for name in (MODEL, "kimi-k2", "deepseek-v3.2", "glm-4.6")
             ],
+        }
+    ),
+)
+MESSAGE = _response(
+    "200 OK",
+    "application/json",
+    _compact(
+        {
+            "id": "msg_bench",
+            "type": "message",
+            "role": "assistant",
+            "model": MODEL,
+            "content": [{"type": "text", "text": "Hello! How can I help you today?"}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": {"input_tokens": 25, "output_tokens": 10},
         }
     ),
 )
@@ -225,6 +243,8 @@ class Connection(asyncio.Protocol):
                 self._schedule(1)
             else:
                 self._transport.write(COMPLETION)
+        elif method == b"POST" and path == b"/v1/messages":
+            self._transport.write(MESSAGE)
         elif method == b"GET" and path == b"/v1/models":
             self._transport.write(MODELS)
         elif method == b"GET" and path == b"/health":

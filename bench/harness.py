@@ -119,6 +119,35 @@ def run_json(argv: list[str], timeout: float, marker: str = "") -> Any:
     raise BenchError(f"{Path(argv[0]).name} exited with {done.returncode}: {done.stderr.strip()[-500:]}")
 
 
+#: The end of every wrk script: the headers, and a report line with the numbers, for ``wrk``.
+WRK_REPORT = """\
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer sk-bench"
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '\\nBENCH {"requests":%d,"duration_us":%d,"errors":%d,"p50":%d,"p90":%d,"p99":%d,"max":%d}\\n',
+    summary.requests, summary.duration, e.connect + e.read + e.write + e.status + e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
+end
+"""
+
+
+def wrk(url: str, connections: int, duration: float, script: Path, timeout: str = "5s") -> dict[str, Any]:
+    """One wrk run of ``script`` (which ends with ``WRK_REPORT``) over whole seconds."""
+    seconds = max(1, round(duration))
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", timeout, "-s", str(script)]
+    raw: dict[str, Any] = run_json([*argv, url], timeout=seconds + 30, marker="BENCH ")
+    elapsed = raw["duration_us"] / 1e6
+    return {
+        "requests": raw["requests"],
+        "errors": raw["errors"],
+        "seconds": elapsed,
+        "rps": raw["requests"] / elapsed if elapsed else 0.0,
+        "latency_us": {"n": raw["requests"], **{k: float(raw[k]) for k in ("p50", "p90", "p99", "max")}},
+    }
+
+
 def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 

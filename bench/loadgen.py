@@ -33,6 +33,7 @@ import urllib.parse
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import httptools
@@ -389,8 +390,10 @@ def main() -> None:
     parser.add_argument("--url", required=True, action="append", help="stream, turns: may be repeated")
     parser.add_argument("--key", action="append", default=[], help="turns: the Bearer key of each --url")
     parser.add_argument(
-        "--body", required=True, action="append", help="the JSON request body (turns: may be repeated)"
+        "--body", action="append", default=[], help="the JSON request body (turns: may be repeated)"
     )
+    # A large body does not fit in one argument (Linux takes at most 128 KiB each).
+    parser.add_argument("--body-file", action="append", default=[], help="a file holding a --body")
     parser.add_argument("--connections", type=int, default=1)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds (stream: per URL)")
     parser.add_argument(
@@ -402,6 +405,9 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=5, help="turns: how many turns each URL gets")
     parser.add_argument("--warmup-requests", type=int, default=0, help="turns: per URL, not counted")
     args = parser.parse_args()
+    args.body += [Path(name).read_text() for name in args.body_file]
+    if not args.body:
+        parser.error("give a --body or a --body-file")
     if args.mode != "turns" and len(args.body) != 1:
         parser.error(f"{args.mode} takes one --body")
     if args.key and len(args.key) != len(args.url):

@@ -28,14 +28,18 @@ def create_app(upstream: str) -> Starlette:
             yield {"client": client}
 
     async def chat(request: Request) -> Response:
+        return await forward(request, "chat/completions")
+
+    async def messages(request: Request) -> Response:
+        return await forward(request, "messages")
+
+    async def forward(request: Request, path: str) -> Response:
         client: httpx.AsyncClient = request.state.client
         headers = {
             "content-type": "application/json",
             "authorization": request.headers.get("authorization", ""),
         }
-        outgoing = client.build_request(
-            "POST", "chat/completions", content=await request.body(), headers=headers
-        )
+        outgoing = client.build_request("POST", path, content=await request.body(), headers=headers)
         incoming = await client.send(outgoing, stream=True)
         return StreamingResponse(
             incoming.aiter_raw(),
@@ -47,7 +51,11 @@ def create_app(upstream: str) -> Starlette:
     async def health(request: Request) -> Response:
         return PlainTextResponse("ok")
 
-    routes = [Route("/v1/chat/completions", chat, methods=["POST"]), Route("/health", health)]
+    routes = [
+        Route("/v1/chat/completions", chat, methods=["POST"]),
+        Route("/v1/messages", messages, methods=["POST"]),
+        Route("/health", health),
+    ]
     return Starlette(routes=routes, lifespan=lifespan)
 
 

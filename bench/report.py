@@ -299,6 +299,7 @@ def render(
     results: list[Check],
     heading: list[str],
     titles: list[str],
+    body_table: list[str] | None = None,
 ) -> str:
     """The whole report: ``titles`` name the non-streaming and the streaming tables. Either part may
     be missing (``--only``)."""
@@ -307,6 +308,8 @@ def render(
         lines += ["", *table(titles[0], HTTP_ROWS, outcomes)]
         lines += ["", *table(titles[1], STREAM_ROWS, outcomes)]
         lines += ["", *memory_table(outcomes)]
+    if body_table is not None:
+        lines += ["", *body_table]
     if comparison is not None:
         lines += ["", *pool_table(comparison)]
     lines += ["", "Targets (iflow2api)"]
@@ -327,6 +330,7 @@ def write_json(
     comparison: PathComparison | None,
     results: list[Check],
     options: dict[str, Any],
+    bodies: Any = None,
 ) -> None:
     document = {
         "machine": {
@@ -337,6 +341,7 @@ def write_json(
         "options": options,
         "targets": {name: dataclasses.asdict(outcome) for name, outcome in (outcomes or {}).items()},
         "pool_vs_core": None if comparison is None else dataclasses.asdict(comparison),
+        "bodies": None if bodies is None else dataclasses.asdict(bodies),
         "checks": [dataclasses.asdict(check) for check in results],
     }
     path.write_text(json.dumps(document, indent=2) + "\n")

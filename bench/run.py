@@ -1,4 +1,4 @@
-"""How much iflow2api adds on top of a fast upstream: one command, about two and a half minutes.
+"""How much iflow2api adds on top of a fast upstream: one command, about five minutes.
 
     python bench/run.py [--json results.json] [--check]
 
@@ -17,8 +17,13 @@ the upstream directly, through the naive proxy and through iflow2api, one after 
   client key and usage recording, one request at a time in alternating turns; then the usage rows
   the second wrote, which must equal the requests it was sent.
 
-``--only core`` runs the first part, ``--only pool`` the second. It prints the tables and the
-targets, and exits 0 even when a target is missed (it is a measurement) unless ``--check`` is given.
+- large bodies (bench/bodies.py): conversations of about 2 KB to 1 MB through /v1/chat/completions
+  and /v1/messages, direct, naive and iflow2api, at 1 and 8 connections; latency and each proxy's
+  CPU per request, and from those its CPU per MB of body.
+
+``--only core`` runs the first part, ``--only bodies`` the large bodies, ``--only pool`` the pool
+part. It prints the tables and the targets, and exits 0 even when a target is missed (it is a
+measurement) unless ``--check`` is given.
 """
 
 from __future__ import annotations
@@ -41,11 +46,12 @@ if __package__ in {None, ""}:
     # `python bench/run.py` puts bench/ itself on sys.path; the package lives one level up.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import pool_path, report
+from bench import bodies, pool_path, report
 from bench.harness import (
     BENCH,
     CHAT_PATH,
     GATEWAY_CMD,
+    WRK_REPORT,
     base_env,
     body,
     gateway_argv,
@@ -54,25 +60,14 @@ from bench.harness import (
     probe,
     run_json,
     say,
+    wrk,
 )
-from bench.report import PROXIES, TARGETS, Outcome, PathComparison, count
+from bench.report import PROXIES, TARGETS, Check, Outcome, PathComparison, count
 from bench.servers import BenchError, Server, cpu_seconds, free_port, peak_rss_mb, start, stop
 
-PARTS = ("core", "pool")
+PARTS = ("core", "bodies", "pool")
 
-WRK_SCRIPT = """\
-wrk.method = "POST"
-wrk.body = [==[@BODY@]==]
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer sk-bench"
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    '\\nBENCH {"requests":%d,"duration_us":%d,"errors":%d,"p50":%d,"p90":%d,"p99":%d,"max":%d}\\n',
-    summary.requests, summary.duration, e.connect + e.read + e.write + e.status + e.timeout,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
-end
-"""
+WRK_SCRIPT = 'wrk.method = "POST"\nwrk.body = [==[@BODY@]==]\n' + WRK_REPORT
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +86,7 @@ class Options:
     check: bool
     parts: tuple[str, ...]
     pool_plan: pool_path.Plan
+    bodies_plan: bodies.Plan
 
 
 # --- load -----------------------------------------------------------------------------------------
@@ -121,20 +117,6 @@ def stream_loadgen(urls: list[str], opts: Options) -> list[dict[str, Any]]:
     seconds = len(urls) * (opts.stream_duration + opts.warmup)
     results: list[dict[str, Any]] = run_json(argv, timeout=seconds + 30)
     return results
-
-
-def wrk(url: str, connections: int, duration: float, script: Path) -> dict[str, Any]:
-    seconds = max(1, round(duration))
-    argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "-s", str(script)]
-    raw: dict[str, Any] = run_json([*argv, url + CHAT_PATH], timeout=seconds + 30, marker="BENCH ")
-    elapsed = raw["duration_us"] / 1e6
-    return {
-        "requests": raw["requests"],
-        "errors": raw["errors"],
-        "seconds": elapsed,
-        "rps": raw["requests"] / elapsed if elapsed else 0.0,
-        "latency_us": {"n": raw["requests"], **{k: float(raw[k]) for k in ("p50", "p90", "p99", "max")}},
-    }
 
 
 def summary(result: dict[str, Any]) -> str:
@@ -251,7 +233,7 @@ def measure_memory(servers: dict[str, Server], outcomes: dict[str, Outcome], opt
 def http_loader(opts: Options, connections: int, script: Path) -> Callable[[str, float], dict[str, Any]]:
     def load(url: str, seconds: float) -> dict[str, Any]:
         if opts.use_wrk:
-            return wrk(url, connections, seconds, script)
+            return wrk(url + CHAT_PATH, connections, seconds, script)
         return loadgen(url, connections, seconds)
 
     return load
@@ -309,16 +291,40 @@ def measure_pool(opts: Options, workdir: Path, upstream: Server) -> PathComparis
     return comparison
 
 
-def bench(opts: Options) -> tuple[dict[str, Outcome] | None, PathComparison | None]:
-    outcomes, comparison = None, None
+def measure_bodies(
+    opts: Options, workdir: Path, upstream: Server, stack: contextlib.ExitStack
+) -> bodies.BodyRuns:
+    """The naive proxy and a fresh gateway, each sent conversations of growing size."""
+    workdir = workdir / "bodies"
+    workdir.mkdir()
+    outcomes = {name: Outcome() for name in TARGETS}
+    servers = start_servers(opts, workdir, upstream, stack, outcomes)
+    try:
+        runs = bodies.measure(servers, workdir, opts.bodies_plan)
+    finally:
+        for name, server in servers.items():
+            if name != "direct":
+                stop(server)
+    failed = [f"{name} {outcome.error}" for name, outcome in outcomes.items() if outcome.error]
+    runs.error = "; ".join(failed) or None
+    return runs
+
+
+Results = tuple[dict[str, Outcome] | None, bodies.BodyRuns | None, PathComparison | None]
+
+
+def bench(opts: Options) -> Results:
+    outcomes, body_runs, comparison = None, None, None
     with tempfile.TemporaryDirectory(prefix="iflow2api-bench-") as tmp, contextlib.ExitStack() as stack:
         workdir = Path(tmp)
         upstream = start_upstream(opts, workdir, stack)
         if "core" in opts.parts:
             outcomes = measure_core(opts, workdir, upstream, stack)
+        if "bodies" in opts.parts:
+            body_runs = measure_bodies(opts, workdir, upstream, stack)
         if "pool" in opts.parts:
             comparison = measure_pool(opts, workdir, upstream)
-    return outcomes, comparison
+    return outcomes, body_runs, comparison
 
 
 # --- the command ---------------------------------------------------------------------------------
@@ -347,8 +353,11 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument(
         "--only",
         choices=PARTS,
-        help="core: direct, naive and iflow2api; pool: the pool path vs the core path",
+        help="core: direct, naive and iflow2api; bodies: large request bodies; pool: the pool path vs "
+        "the core path",
     )
+    parser.add_argument("--bodies-duration", type=float, default=2.0, help="bodies: seconds per run")
+    parser.add_argument("--bodies-warmup", type=float, default=1.0, help="bodies: warm-up seconds per run")
     parser.add_argument("--pool-requests", type=int, default=1500, help="pool part: requests per turn")
     parser.add_argument("--pool-turns", type=int, default=10, help="pool part: turns per gateway")
     parser.add_argument(
@@ -381,6 +390,11 @@ def parse_args(argv: list[str] | None) -> Options:
             turns=max(1, args.pool_turns),
             warmup=max(0, args.pool_warmup),
         ),
+        bodies_plan=bodies.Plan(
+            duration=max(1.0, args.bodies_duration),
+            warmup=max(0.0, args.bodies_warmup),
+            use_wrk=args.loadgen != "python" and shutil.which("wrk") is not None,
+        ),
     )
 
 
@@ -405,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, exit_on_signal)
     started = time.monotonic()
     try:
-        outcomes, comparison = bench(opts)
+        outcomes, body_runs, comparison = bench(opts)
     except KeyboardInterrupt:
         say("interrupted; every server was stopped")
         return 130
@@ -413,14 +427,17 @@ def main(argv: list[str] | None = None) -> int:
         say(f"the benchmark could not run: {exc}")
         return 2
     results = [] if outcomes is None else report.checks(outcomes, opts.rss_requests)
+    if body_runs is not None:
+        results += [Check(*check) for check in bodies.checks(body_runs)]
     if comparison is not None:
         results.append(report.pool_check(comparison))
     heading = [f"iflow2api: {opts.gateway_cmd}"]
-    print(report.render(outcomes, comparison, results, heading, titles(opts)))
+    body_table = None if body_runs is None else bodies.table(body_runs)
+    print(report.render(outcomes, comparison, results, heading, titles(opts), body_table))
     print(f"\n(took {time.monotonic() - started:.0f} s)")
     if opts.json_path is not None:
         options = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(opts).items()}
-        report.write_json(opts.json_path, outcomes, comparison, results, options)
+        report.write_json(opts.json_path, outcomes, comparison, results, options, body_runs)
     missed = any(check.passed is not True for check in results)
     return 1 if opts.check and missed else 0
 

@@ -36,12 +36,16 @@ def _content_key(content: object) -> str | None:
     return "text:" + hashlib.sha256(text.encode()).hexdigest()
 
 
-def _keys(message: dict[str, Any]) -> list[str]:
-    keys = [
+def _call_keys(message: dict[str, Any]) -> list[str]:
+    return [
         "call:" + call["id"]
         for call in message.get("tool_calls") or ()
         if isinstance(call, dict) and isinstance(call.get("id"), str) and call["id"]
     ]
+
+
+def _keys(message: dict[str, Any]) -> list[str]:
+    keys = _call_keys(message)
     content_key = _content_key(message.get("content"))
     if content_key:
         keys.append(content_key)
@@ -99,13 +103,23 @@ class ReasoningStore:
                 continue
             if message.get("reasoning_content"):
                 continue
-            reasoning = next((self._entries[k] for k in _keys(message) if k in self._entries), None)
+            reasoning = self._remembered(message)
             if reasoning is None:
                 continue
             if restored is None:
                 restored = list(messages)
             restored[index] = {**message, "reasoning_content": reasoning}
         return messages if restored is None else restored
+
+    def _remembered(self, message: dict[str, Any]) -> str | None:
+        """The reasoning kept for this turn, by its tool calls' ids first: a history's text is
+        hashed only for a turn that no id finds, so a long history costs little more than a walk."""
+        entries = self._entries
+        for key in _call_keys(message):
+            if key in entries:
+                return entries[key]
+        content_key = _content_key(message.get("content"))
+        return entries.get(content_key) if content_key else None
 
 
 class StreamedTurn:

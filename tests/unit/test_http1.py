@@ -21,16 +21,16 @@ from typing import Any, TypeVar
 
 import pytest
 
-from iflow2api.upstream import http1
+from iflow2api.upstream import http1, wire
 from iflow2api.upstream.client import UpstreamClient
-from iflow2api.upstream.http1 import (
-    HIGH_WATER,
+from iflow2api.upstream.connection import HIGH_WATER
+from iflow2api.upstream.http1 import ConnectionPool, Response
+from iflow2api.upstream.wire import (
     BrokenResponse,
     ConnectFailed,
     ConnectTimeout,
-    Pool,
     ReadTimeout,
-    Response,
+    StaleConnection,
 )
 
 T = TypeVar("T")
@@ -152,7 +152,7 @@ def keep_answering(response: bytes = b"") -> Handler:
 
 
 async def fetch(
-    pool: Pool,
+    pool: ConnectionPool,
     url: str,
     *,
     method: str = "GET",
@@ -180,14 +180,14 @@ async def read_all(response: Response) -> bytes:
         response.release()
 
 
-def idle_count(pool: Pool) -> int:
+def idle_count(pool: ConnectionPool) -> int:
     return sum(len(idle) for idle in pool._idle.values())
 
 
 async def get_once(handler: Handler, path: str = "/") -> tuple[Response, bytes]:
     """One GET against a fresh server running ``handler``; the response and its whole body."""
     async with Server(handler) as server:
-        pool = Pool(connect_timeout=1)
+        pool = ConnectionPool(connect_timeout=1)
         try:
             response = await fetch(pool, server.url(path))
             return response, await read_all(response)
@@ -232,7 +232,7 @@ def test_chunked_body_in_many_small_writes() -> None:
 
     async def main() -> None:
         async with Server(handler) as server:
-            pool = Pool(connect_timeout=1)
+            pool = ConnectionPool(connect_timeout=1)
             response = await fetch(pool, server.url())
             pieces.extend([piece async for piece in response.iter_chunks()])
             response.release()
@@ -319,7 +319,7 @@ def test_informational_answers_are_skipped() -> None:
 def test_request_bytes_on_the_wire() -> None:
     async def main() -> Server:
         async with Server(answer_once(ok())) as server:
-            pool = Pool(connect_timeout=1)
+            pool = ConnectionPool(connect_timeout=1)
             response = await fetch(
                 pool,
                 server.url("/v1/chat/completions?x=1&y=2"),
@@ -344,10 +344,10 @@ def test_request_bytes_on_the_wire() -> None:
 
 
 def test_default_port_is_left_out_of_host() -> None:
-    assert http1.build_request("GET", http1.parse_url("https://api.example.com/x"), {}, None, False) == (
-        b"GET /x HTTP/1.1\r\nhost: api.example.com\r\n\r\n"
+    assert wire.build_request("GET", wire.parse_url("https://api.example.com/x"), {}, None, False) == (
+        b"GET /x HTTP/1.1\r\nhost: api.example.com\r\n\r\n",
     )
-    assert http1.parse_url("http://[::1]:8080").host_header == "[::1]:8080"
+    assert wire.parse_url("http://[::1]:8080").host_header == "[::1]:8080"
 
 
 @pytest.mark.parametrize(
@@ -357,7 +357,7 @@ def test_default_port_is_left_out_of_host() -> None:
 def test_line_break_in_a_header_is_refused_before_sending(headers: dict[str, str]) -> None:
     async def main() -> int:
         async with Server(keep_answering()) as server:
-            pool = Pool(connect_timeout=1)
+            pool = ConnectionPool(connect_timeout=1)
             with pytest.raises(ValueError, match="line break"):
                 await fetch(pool, server.url(), headers=headers)
             await asyncio.sleep(0.05)
@@ -373,7 +373,7 @@ def test_line_break_in_a_header_is_refused_before_sending(headers: dict[str, str
 def test_sequential_requests_share_one_connection() -> None:
     async def main() -> Server:
         async with Server(keep_answering()) as server:
-            pool = Pool(connect_timeout=1)
+            pool = ConnectionPool(connect_timeout=1)
             for _ in range(3):
                 assert await read_all(await fetch(pool, server.url())) == b"ok"
             assert idle_count(pool) == 1
@@ -394,7 +394,7 @@ def test_connection_close_answer_is_not_reused() -> None:
 
     async def main() -> Server:
         async with Server(handler) as server:
-            pool = Pool(connect_timeout=1)
+            pool = ConnectionPool(connect_timeout=1)
             assert await read_all(await fetch(pool, server.url())) == b"ok"
             await asyncio.wait_for(server.conns[0].eof.wait(), 1)
             assert await read_all(await fetch(pool, server.url())) == b"ok"
@@ -412,7 +412,7 @@ def test_response_released_unread_closes_the_connection() -> None:
 
     async def main() -> Server:
         async with Server(handler) as server:
-            pool = Pool(connect_timeout=1)
+            pool = ConnectionPool(connect_timeout=1)
             response = await fetch(pool, server.url())
             assert response.status == 200
             response.release()
@@ -441,7 +441,7 @@ def test_idle_connection_closed_by_the_server_is_replaced() -> None:
 
     async def main() -> Server:
         async with Server(handler) as server:
-            pool = Pool(connect_timeout=1)
+            pool = ConnectionPool(connect_timeout=1)
             assert await read_all(await fetch(pool, server.url())) == b"first"
             await asyncio.sleep(0.05)
             assert await read_all(await fetch(pool, server.url())) == b"again"
@@ -462,7 +462,7 @@ def test_connection_dropped_as_the_request_arrives_is_retried_once() -> None:
 
     async def main() -> Server:
         async with Server(handler) as server:
-            pool = Pool(connect_timeout=1)
+            pool = ConnectionPool(connect_timeout=1)
             assert await read_all(await fetch(pool, server.url())) == b"conn 1"
             assert await read_all(await fetch(pool, server.url(), body=b"x")) == b"conn 2"
             await pool.close()
@@ -484,7 +484,7 @@ def test_the_retry_uses_a_fresh_connection_not_another_idle_one() -> None:
 
     async def main() -> Server:
         async with Server(handler) as server:
-            pool = Pool(connect_timeout=1)
+            pool = ConnectionPool(connect_timeout=1)
             first, second = await asyncio.gather(fetch(pool, server.url()), fetch(pool, server.url()))
             assert {await read_all(first), await read_all(second)} == {b"conn 1", b"conn 2"}
             assert idle_count(pool) == 2
@@ -501,7 +501,7 @@ def test_fresh_connection_closed_before_answering_is_not_retried() -> None:
 
     async def main() -> int:
         async with Server(handler) as server:
-            pool = Pool(connect_timeout=1)
+            pool = ConnectionPool(connect_timeout=1)
             with pytest.raises(BrokenResponse, match="before answering"):
                 await fetch(pool, server.url())
             await asyncio.sleep(0.05)
@@ -521,7 +521,7 @@ def test_head_timeout() -> None:
 
     async def main() -> float:
         async with Server(handler) as server:
-            pool = Pool(connect_timeout=1)
+            pool = ConnectionPool(connect_timeout=1)
             start = time.monotonic()
             with pytest.raises(ReadTimeout, match=r"did not answer within 0\.2 s"):
                 await fetch(pool, server.url(), head_timeout=0.2)
@@ -541,7 +541,7 @@ def test_idle_timeout_while_streaming() -> None:
 
     async def main() -> float:
         async with Server(handler) as server:
-            pool = Pool(connect_timeout=1)
+            pool = ConnectionPool(connect_timeout=1)
             response = await fetch(pool, server.url(), read_timeout=0.2)
             chunks = response.iter_chunks()
             assert await anext(chunks) == b"first"
@@ -563,7 +563,7 @@ def test_connect_failure_to_a_closed_port() -> None:
         port = sock.getsockname()[1]  # nobody listens here once the socket is closed
 
     async def main() -> None:
-        pool = Pool(connect_timeout=1)
+        pool = ConnectionPool(connect_timeout=1)
         with pytest.raises(ConnectFailed, match=f"cannot connect to http://127.0.0.1:{port}") as caught:
             await fetch(pool, f"http://127.0.0.1:{port}/")
         assert not isinstance(caught.value, ConnectTimeout)
@@ -587,7 +587,7 @@ def test_chunks_are_passed_on_before_the_rest_exists() -> None:
             await conn.until_eof()
 
         async with Server(handler) as server:
-            pool = Pool(connect_timeout=1)
+            pool = ConnectionPool(connect_timeout=1)
             response = await fetch(pool, server.url())
             got: list[bytes] = []
             async for chunk in response.iter_chunks():
@@ -613,13 +613,13 @@ def test_chunks_are_passed_on_before_the_rest_exists() -> None:
 def test_body_cut_short_is_broken_after_the_partial_data(wire: bytes) -> None:
     async def main() -> bytes:
         async with Server(answer_once(wire, close=True)) as server:
-            pool = Pool(connect_timeout=1)
+            pool = ConnectionPool(connect_timeout=1)
             response = await fetch(pool, server.url())
             got = b""
             with pytest.raises(BrokenResponse, match="before the response was complete") as caught:
                 async for chunk in response.iter_chunks():
                     got += chunk
-            assert not isinstance(caught.value, http1._StaleConnection)  # not "safe to send again"
+            assert not isinstance(caught.value, StaleConnection)  # not "safe to send again"
             response.release()
             assert idle_count(pool) == 0
             await pool.close()
@@ -644,7 +644,7 @@ def test_cancelled_stream_closes_the_connection() -> None:
 
     async def main() -> None:
         async with Server(handler) as server:
-            pool = Pool(connect_timeout=1)
+            pool = ConnectionPool(connect_timeout=1)
             response = await fetch(pool, server.url(), read_timeout=5)
             first = asyncio.Event()
 
@@ -685,7 +685,7 @@ def test_unread_body_pauses_reading() -> None:
             await conn.until_eof()
 
         async with Server(handler) as server:
-            pool = Pool(connect_timeout=1)
+            pool = ConnectionPool(connect_timeout=1)
             response = await fetch(pool, server.url())
             await asyncio.sleep(0.3)  # not reading: the client must stop taking bytes off the socket
             buffered = response._connection.buffered
@@ -710,7 +710,7 @@ def test_unread_body_pauses_reading() -> None:
 def test_plain_http_through_a_proxy(userinfo: str, authorization: str | None) -> None:
     async def main() -> Server:
         async with Server(keep_answering()) as proxy:
-            pool = Pool(connect_timeout=1)
+            pool = ConnectionPool(connect_timeout=1)
             response = await fetch(
                 pool,
                 "http://upstream.invalid:8080/v1/models?all=1",
@@ -742,7 +742,7 @@ def test_https_through_a_proxy_opens_a_tunnel(url: str, authority: bytes) -> Non
     async def main() -> Server:
         answer = b"HTTP/1.1 407 Proxy Authentication Required\r\ncontent-length: 0\r\n\r\n"
         async with Server(keep_answering(answer)) as proxy:
-            pool = Pool(connect_timeout=1)
+            pool = ConnectionPool(connect_timeout=1)
             with pytest.raises(ConnectFailed, match=r"refused .*\(HTTP 407\)") as caught:
                 await fetch(pool, url, proxy=f"http://me:secret@127.0.0.1:{proxy.port}")
             assert "secret" not in str(caught.value)
@@ -814,7 +814,7 @@ def test_https_tunnel_through_a_proxy(certificate: tuple[Path, Path]) -> None:
                 await asyncio.gather(pipe(conn.reader, writer), pipe(reader, conn.writer))
 
             async with Server(tunnel) as proxy:
-                pool = Pool(connect_timeout=2, ssl_context=client_context)
+                pool = ConnectionPool(connect_timeout=2, ssl_context=client_context)
                 url = f"https://localhost:{origin.port}/secure"
                 for _ in range(2):
                     response = await fetch(pool, url, proxy=f"http://127.0.0.1:{proxy.port}")
@@ -876,7 +876,7 @@ def test_finish_waits_for_a_trailing_end_so_the_connection_is_kept() -> None:
 
     async def main() -> Server:
         async with Server(handler) as server:
-            pool = Pool(connect_timeout=1)
+            pool = ConnectionPool(connect_timeout=1)
             for _ in range(2):
                 response = await fetch(pool, server.url())
                 async for chunk in response.iter_chunks():
@@ -894,7 +894,7 @@ def test_finish_waits_for_a_trailing_end_so_the_connection_is_kept() -> None:
 def test_idle_connections_expire(monkeypatch: pytest.MonkeyPatch) -> None:
     async def main() -> Server:
         async with Server(keep_answering()) as server:
-            pool = Pool(connect_timeout=1)
+            pool = ConnectionPool(connect_timeout=1)
             assert await read_all(await fetch(pool, server.url())) == b"ok"
             monkeypatch.setattr(http1, "MAX_IDLE_SECONDS", -1.0)  # everything idle is now too old
             assert await read_all(await fetch(pool, server.url())) == b"ok"

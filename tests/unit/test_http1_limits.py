@@ -13,14 +13,9 @@ from collections.abc import Iterator
 import pytest
 
 from iflow2api import settings
-from iflow2api.upstream.http1 import (
-    HIGH_WATER,
-    INFLATE_STEP,
-    MAX_BODY,
-    BodyTooLarge,
-    BrokenResponse,
-    Pool,
-)
+from iflow2api.upstream.connection import HIGH_WATER, INFLATE_STEP, MAX_BODY
+from iflow2api.upstream.http1 import ConnectionPool
+from iflow2api.upstream.wire import BodyTooLarge, BrokenResponse
 from tests.unit.test_http1 import CHUNKED_HEAD, Conn, Handler, Server, fetch, idle_count, ok, read_all, run
 
 MiB = 1024 * 1024
@@ -65,7 +60,7 @@ class Sender:
 
 async def read_capped(handler: Handler, max_body: int) -> BaseException:
     async with Server(handler) as server:
-        pool = Pool(connect_timeout=1, max_body=max_body)
+        pool = ConnectionPool(connect_timeout=1, max_body=max_body)
         with pytest.raises(BrokenResponse) as caught:
             # An answer refused within its first read fails as it is received, before any reading.
             await read_all(await fetch(pool, server.url()))
@@ -76,7 +71,7 @@ async def read_capped(handler: Handler, max_body: int) -> BaseException:
 
 def test_the_default_cap() -> None:
     assert 64 * MiB == MAX_BODY
-    assert Pool(connect_timeout=1)._max_body == MAX_BODY
+    assert ConnectionPool(connect_timeout=1)._max_body == MAX_BODY
 
 
 def test_a_sized_body_beyond_the_cap_stops_the_reading() -> None:
@@ -99,7 +94,7 @@ def test_a_body_up_to_the_cap_is_read() -> None:
 
     async def main() -> bytes:
         async with Server(Sender(ok(body), iter(()))) as server:
-            pool = Pool(connect_timeout=1, max_body=len(body))
+            pool = ConnectionPool(connect_timeout=1, max_body=len(body))
             try:
                 return await read_all(await fetch(pool, server.url()))
             finally:
@@ -138,7 +133,7 @@ def test_a_compressed_body_is_inflated_a_step_at_a_time_between_other_work() -> 
                 await asyncio.sleep(0)
 
         async with Server(sender) as server:
-            pool = Pool(connect_timeout=1, max_body=inflated)
+            pool = ConnectionPool(connect_timeout=1, max_body=inflated)
             response = await fetch(pool, server.url())
             ticker = asyncio.create_task(other_work())
             sizes: list[int] = []
@@ -172,7 +167,7 @@ def test_a_stepwise_inflated_body_is_whole_and_the_connection_kept() -> None:
 
     async def main() -> list[bytes]:
         async with Server(handler) as server:
-            pool = Pool(connect_timeout=1, max_body=len(text))
+            pool = ConnectionPool(connect_timeout=1, max_body=len(text))
             bodies = [await read_all(await fetch(pool, server.url())) for _ in range(2)]
             assert server.connections == 1
             await pool.close()
@@ -208,7 +203,7 @@ def test_finish_drops_a_compressed_rest_and_keeps_the_connection() -> None:
 
     async def main() -> int:
         async with Server(handler) as server:
-            pool = Pool(connect_timeout=1)
+            pool = ConnectionPool(connect_timeout=1)
             response = await fetch(pool, server.url())
             async for _ in response.iter_chunks():
                 break  # the first piece only; the rest waits, compressed

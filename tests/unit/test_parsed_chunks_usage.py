@@ -18,7 +18,7 @@ from iflow2api.calls import Call
 from iflow2api.errors import GatewayError
 from iflow2api.reasoning import ReasoningStore
 from iflow2api.services.streams import parsed_chunks
-from iflow2api.upstream import http1
+from iflow2api.upstream import wire
 from iflow2api.upstream.speakers import IflowSpeaker
 
 REQUEST = {"model": "glm-4.7", "messages": [{"role": "user", "content": "hi " * 100}], "stream": True}
@@ -60,8 +60,8 @@ async def consume(upstream: Upstream) -> Call:
 
 FAILURES = {
     "error-in-stream": ([ERROR], None),
-    "connection-broke": ([], http1.TransportError("reset")),
-    "went-silent": ([], http1.ReadTimeout("idle")),
+    "connection-broke": ([], wire.TransportError("reset")),
+    "went-silent": ([], wire.ReadTimeout("idle")),
 }
 
 

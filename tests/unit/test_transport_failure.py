@@ -12,19 +12,19 @@ from iflow2api.errors import (
     UpstreamTooLarge,
     UpstreamUnavailable,
 )
-from iflow2api.upstream import http1
+from iflow2api.upstream import wire
 from iflow2api.upstream.client import Stage, transport_failure
 
 CASES = [
-    ("asking", http1.ConnectTimeout("connect timed out"), UpstreamTimeout, "connect_timeout"),
-    ("asking", http1.ReadTimeout("no head"), UpstreamTimeout, "within 12 s (setting first_byte_timeout)"),
-    ("asking", http1.ConnectFailed("refused"), UpstreamUnavailable, "Upstream: refused."),
-    ("reading", http1.BodyTooLarge("beyond 10 bytes"), UpstreamTooLarge, "max_upstream_body"),
-    ("reading", http1.ReadTimeout("idle"), UpstreamTimeout, "stream_idle_timeout"),
-    ("reading", http1.BrokenResponse("reset"), UpstreamError, "broke off before it was complete: reset"),
+    ("asking", wire.ConnectTimeout("connect timed out"), UpstreamTimeout, "connect_timeout"),
+    ("asking", wire.ReadTimeout("no head"), UpstreamTimeout, "within 12 s (setting first_byte_timeout)"),
+    ("asking", wire.ConnectFailed("refused"), UpstreamUnavailable, "Upstream: refused."),
+    ("reading", wire.BodyTooLarge("beyond 10 bytes"), UpstreamTooLarge, "max_upstream_body"),
+    ("reading", wire.ReadTimeout("idle"), UpstreamTimeout, "stream_idle_timeout"),
+    ("reading", wire.BrokenResponse("reset"), UpstreamError, "broke off before it was complete: reset"),
     (
         "login",
-        http1.ReadTimeout("no answer"),
+        wire.ReadTimeout("no answer"),
         LoginUnavailable,
         "login service could not be reached: no answer.",
     ),
@@ -33,7 +33,7 @@ CASES = [
 
 @pytest.mark.parametrize(("stage", "exc", "kind", "words"), CASES)
 def test_each_failure_has_its_error(
-    stage: Stage, exc: http1.TransportError, kind: type[GatewayError], words: str
+    stage: Stage, exc: wire.TransportError, kind: type[GatewayError], words: str
 ) -> None:
     error = transport_failure(exc, stage, first_byte_timeout=12)
     assert type(error) is kind
@@ -41,6 +41,6 @@ def test_each_failure_has_its_error(
 
 
 def test_only_a_failure_to_connect_or_answer_in_time_is_worth_another_account() -> None:
-    asking = [transport_failure(exc, "asking") for exc in (http1.ConnectFailed("x"), http1.ReadTimeout("x"))]
+    asking = [transport_failure(exc, "asking") for exc in (wire.ConnectFailed("x"), wire.ReadTimeout("x"))]
     assert all(error.retryable for error in asking)
-    assert not transport_failure(http1.BodyTooLarge("x"), "reading").retryable
+    assert not transport_failure(wire.BodyTooLarge("x"), "reading").retryable

@@ -13,7 +13,7 @@ import time
 
 from iflow2api.auth import oauth
 from iflow2api.errors import LoginUnavailable
-from iflow2api.upstream import http1
+from iflow2api.upstream import http1, wire
 from iflow2api.upstream.client import transport_failure
 from iflow2api.upstream.proxies import ProxyLookup
 
@@ -26,9 +26,9 @@ _RETRY_STATUSES = frozenset({408, 429})
 
 
 class OAuthClient:
-    def __init__(self, base_url: str, *, pool: http1.Pool | None = None) -> None:
+    def __init__(self, base_url: str, *, pool: http1.ConnectionPool | None = None) -> None:
         self.base_url = base_url.rstrip("/")
-        self._pool = pool or http1.Pool(connect_timeout=TIMEOUT)
+        self._pool = pool or http1.ConnectionPool(connect_timeout=TIMEOUT)
         self._owns_pool = pool is None
         #: HTTPS_PROXY, NO_PROXY, ...: looked up as for every other outgoing request.
         self.proxy_for = ProxyLookup()
@@ -54,7 +54,7 @@ class OAuthClient:
                 return response.status, await response.read()
             finally:
                 response.release()
-        except http1.TransportError as exc:
+        except wire.TransportError as exc:
             raise transport_failure(exc, "login") from None
 
     async def exchange_code(self, code: str, redirect_uri: str) -> oauth.Tokens:

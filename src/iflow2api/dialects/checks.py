@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 import orjson
 
 from iflow2api.errors import InvalidRequest
+from iflow2api.written import WrittenList
 
 #: The JSON type a parameter must have, and how an error message describes it.
 ParamType = tuple[type | tuple[type, ...], str]
@@ -46,14 +47,24 @@ def load_object(body: bytes) -> dict[str, Any]:
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        # orjson refuses over 1,024 levels while reading; below that, too_deep() decides.
+        # orjson refuses over 1,024 levels while reading; below that, the depth is checked here.
         if "depth" in str(exc):
             raise _too_deep() from None
         raise InvalidRequest("The request body is not valid JSON.") from None
-    if too_deep(payload, MAX_DEPTH):
-        raise _too_deep()
     if not isinstance(payload, dict):
+        if too_deep(payload, MAX_DEPTH):
+            raise _too_deep()
         raise InvalidRequest("The request body must be a JSON object.")
+    # An object is as deep as its deepest value plus one. Each array is checked by writing it, and
+    # keeps what was written: passed upstream unchanged, it is not written again (``written``).
+    for name, value in payload.items():
+        if isinstance(value, list):
+            wrapped = _written_within(value, MAX_DEPTH - 1)
+            if wrapped is None:
+                raise _too_deep()
+            payload[name] = WrittenList(value, wrapped, _ORJSON_MAX_DEPTH - MAX_DEPTH + 1)
+        elif isinstance(value, dict) and too_deep(value, MAX_DEPTH - 1):
+            raise _too_deep()
     return payload
 
 
@@ -70,13 +81,17 @@ def too_deep(value: object, limit: int) -> bool:
     >>> too_deep({"a": [1, {"b": 2}]}, 3), too_deep({"a": [1, {"b": 2}]}, 2)
     (False, True)
     """
+    return _written_within(value, limit) is None
+
+
+def _written_within(value: object, limit: int) -> bytes | None:
+    """``value`` written inside ``254 - limit`` arrays, or None if it nests deeper than ``limit``."""
     for _ in range(_ORJSON_MAX_DEPTH - limit):
         value = [value]
     try:
-        orjson.dumps(value)
+        return orjson.dumps(value)
     except orjson.JSONEncodeError:  # the only thing it cannot write of what orjson.loads returns
-        return True
-    return False
+        return None
 
 
 def check_model_length(model: str) -> None:

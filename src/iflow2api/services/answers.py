@@ -16,7 +16,7 @@ from iflow2api.calls import Call
 from iflow2api.dialects import openai_chat, token_count
 from iflow2api.errors import UpstreamError
 from iflow2api.reasoning import ReasoningStore
-from iflow2api.upstream import http1
+from iflow2api.upstream import wire
 from iflow2api.upstream.client import Response, transport_failure
 from iflow2api.upstream.speakers import Speaker
 
@@ -28,7 +28,7 @@ def is_sse(response: Response) -> bool:
 async def read(response: Response) -> bytes:
     try:
         return await response.read()
-    except http1.TransportError as exc:
+    except wire.TransportError as exc:
         raise transport_failure(exc, "reading") from None
 
 

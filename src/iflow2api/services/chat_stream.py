@@ -21,7 +21,7 @@ from iflow2api.services.answers import estimate, estimate_now, is_sse, whole_com
 from iflow2api.services.dispatch import Relay
 from iflow2api.services.streams import as_chunks, run_stream
 from iflow2api.sse import SSEDecoder
-from iflow2api.upstream import http1
+from iflow2api.upstream import wire
 from iflow2api.upstream.client import Response, transport_failure
 from iflow2api.upstream.speakers import Outgoing, Speaker
 
@@ -96,7 +96,7 @@ async def _pump(
             if relay.ended:
                 break
         tail = [frame for data in decoder.finish() for frame in relay.feed(data)]
-    except (http1.TransportError, UpstreamTooLarge) as exc:
+    except (wire.TransportError, UpstreamTooLarge) as exc:
         # UpstreamTooLarge: one event-stream line beyond the cap (sse.MAX_LINE).
         failure = exc if isinstance(exc, UpstreamTooLarge) else transport_failure(exc, "reading")
         if not started:

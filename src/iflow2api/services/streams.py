@@ -23,7 +23,7 @@ from iflow2api.reasoning import ReasoningStore
 from iflow2api.services.answers import estimate, estimate_now, is_sse, whole_completion
 from iflow2api.services.dispatch import Relay
 from iflow2api.services.upstream_stream import UpstreamStream
-from iflow2api.upstream import http1
+from iflow2api.upstream import wire
 from iflow2api.upstream.client import Response, transport_failure
 from iflow2api.upstream.speakers import Outgoing, Speaker
 
@@ -122,7 +122,7 @@ async def parsed_chunks(
                     raise stream.failure
                 if stream.ended:
                     break
-        except http1.TransportError as exc:
+        except wire.TransportError as exc:
             raise transport_failure(exc, "reading") from None
     except GatewayError:
         if stream.content and stream.usage is None:

@@ -21,7 +21,8 @@ from iflow2api.errors import (
     UpstreamTooLarge,
     UpstreamUnavailable,
 )
-from iflow2api.upstream import http1
+from iflow2api.upstream import http1, wire
+from iflow2api.upstream.connection import MAX_BODY
 from iflow2api.upstream.http1 import Response
 from iflow2api.upstream.proxies import ProxyLookup
 
@@ -34,11 +35,11 @@ Stage = Literal["asking", "reading", "login"]
 
 
 def transport_failure(
-    exc: http1.TransportError, stage: Stage, *, first_byte_timeout: float = 0.0
+    exc: wire.TransportError, stage: Stage, *, first_byte_timeout: float = 0.0
 ) -> GatewayError:
     """What a connection that failed at ``stage`` means for the client: the one place that says so.
 
-    >>> transport_failure(http1.ReadTimeout("idle"), "reading").code
+    >>> transport_failure(wire.ReadTimeout("idle"), "reading").code
     'upstream_timeout'
     """
     if stage == "login":
@@ -46,18 +47,18 @@ def transport_failure(
         # keep the login (a timeout there is its own fixed one, not a setting of the gateway's).
         return LoginUnavailable(f"The iFlow login service could not be reached: {exc}.")
     if stage == "asking":
-        if isinstance(exc, http1.ConnectTimeout):
+        if isinstance(exc, wire.ConnectTimeout):
             return UpstreamTimeout(f"Upstream: {exc} (setting connect_timeout).")
-        if isinstance(exc, http1.ReadTimeout):
+        if isinstance(exc, wire.ReadTimeout):
             return UpstreamTimeout(
                 f"The upstream did not answer within {first_byte_timeout:g} s (setting first_byte_timeout)."
             )
         return UpstreamUnavailable(f"Upstream: {exc}.")
-    if isinstance(exc, http1.BodyTooLarge):
+    if isinstance(exc, wire.BodyTooLarge):
         return UpstreamTooLarge(
             f"The upstream's answer was not read to its end: {exc} (setting max_upstream_body)."
         )
-    if isinstance(exc, http1.ReadTimeout):
+    if isinstance(exc, wire.ReadTimeout):
         return UpstreamTimeout("The upstream went silent for too long (setting stream_idle_timeout).")
     # Cut off mid-answer, or bytes that are not HTTP.
     return UpstreamError(f"The upstream's answer broke off before it was complete: {exc}.")
@@ -88,11 +89,11 @@ class UpstreamClient:
         connect_timeout: float,
         first_byte_timeout: float,
         idle_timeout: float,
-        max_body: int = http1.MAX_BODY,
+        max_body: int = MAX_BODY,
     ) -> None:
         self.first_byte_timeout = first_byte_timeout
         self.idle_timeout = idle_timeout
-        self._pool = http1.Pool(connect_timeout=connect_timeout, max_body=max_body)
+        self._pool = http1.ConnectionPool(connect_timeout=connect_timeout, max_body=max_body)
         #: The proxy for a URL (HTTPS_PROXY, NO_PROXY, ...), the same lookup the OAuth calls use.
         self.proxy_for = ProxyLookup()
 
@@ -114,9 +115,9 @@ class UpstreamClient:
                 head_timeout=self.first_byte_timeout,
                 read_timeout=self.idle_timeout,
             )
-        except http1.TransportError as exc:
+        except wire.TransportError as exc:
             raise transport_failure(exc, "asking", first_byte_timeout=self.first_byte_timeout) from None
-        except http1.InvalidHeader:
+        except wire.InvalidHeader:
             raise UpstreamAuthError(
                 "The API key in the iFlow settings holds characters no HTTP header can carry; check it."
             ) from None

@@ -17,7 +17,7 @@ import orjson
 from iflow2api import catalogue
 from iflow2api.auth.credentials import Account
 from iflow2api.errors import GatewayError, ModelNotFound
-from iflow2api.upstream import http1, openai_compatible
+from iflow2api.upstream import openai_compatible, wire
 from iflow2api.upstream.client import UpstreamClient
 
 log = logging.getLogger("iflow2api.models")
@@ -77,7 +77,7 @@ class ModelDirectory:
                 status = response.status
             finally:
                 response.release()
-        except (GatewayError, http1.TransportError) as exc:
+        except (GatewayError, wire.TransportError) as exc:
             log.warning("could not list the upstream's models (%s); using modelName", exc)
             return fallback, _RETRY_AFTER_FAILURE
         ids = None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import urllib.request
 
-from iflow2api.upstream import http1
+from iflow2api.upstream import wire
 
 
 def environment_proxy(scheme: str, host: str) -> str | None:
@@ -33,7 +33,7 @@ class ProxyLookup:
         self._by_origin: dict[str, str | None] = {}
 
     def __call__(self, url: str) -> str | None:
-        target = http1.parse_url(url)
+        target = wire.parse_url(url)
         if target.origin not in self._by_origin:
             self._by_origin[target.origin] = environment_proxy(target.scheme, target.host)
         return self._by_origin[target.origin]

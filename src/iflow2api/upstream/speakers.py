@@ -11,9 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import orjson
-
-from iflow2api import catalogue
+from iflow2api import catalogue, written
 from iflow2api.auth.credentials import Account
 from iflow2api.errors import GatewayError
 from iflow2api.upstream import iflow, openai_compatible
@@ -65,7 +63,7 @@ class IflowSpeaker:
         # A new conversation id per request, as the CLI's interactive mode sets one per prompt.
         headers = iflow.build_headers(account.api_key, self.session_id, uuid4(), int(time.time() * 1000))
         return Outgoing(
-            account.base_url + "/chat/completions", headers, orjson.dumps(body), bool(body.get("stream"))
+            account.base_url + "/chat/completions", headers, written.dumps(body), bool(body.get("stream"))
         )
 
     def business_error(self, payload: object) -> GatewayError | None:
@@ -88,7 +86,7 @@ class OpenAICompatibleSpeaker:
         return Outgoing(
             account.base_url + "/chat/completions",
             openai_compatible.build_headers(account.api_key),
-            orjson.dumps(body),
+            written.dumps(body),
             bool(body.get("stream")),
         )
 
