@@ -18,7 +18,7 @@ import hashlib
 from typing import Any
 
 from iflow2api.asgi import Scope, header
-from iflow2api.dialects.openai_chat import content_text
+from iflow2api.dialects.openai_chat.request import content_text
 
 _SESSION_HEADERS = (b"session_id", b"x-session-id", b"conversation_id", b"x-conversation-id")
 

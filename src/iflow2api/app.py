@@ -34,7 +34,7 @@ from iflow2api.background import Background
 from iflow2api.calls import Call
 from iflow2api.clientkeys import KeyRing
 from iflow2api.dialects.anthropic import errors as anthropic_errors
-from iflow2api.dialects.openai_chat import error_body
+from iflow2api.dialects.openai_chat.errors import error_body
 from iflow2api.disconnects import ClientGone, DisconnectWatch, shutting_down
 from iflow2api.errors import (
     Forbidden,

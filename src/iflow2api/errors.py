@@ -1,7 +1,7 @@
 """Every failure the gateway can report, as one tree.
 
 Each error knows the HTTP status, the OpenAI error ``type`` and ``code`` it is shown with, so the
-edge (``dialects.openai_chat.error_body``) can turn any of them into a client-facing body without
+edge (``dialects.openai_chat.errors.error_body``) can turn any of them into a client-facing body without
 a lookup table of its own::
 
     GatewayError                          500 server_error

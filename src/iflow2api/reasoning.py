@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from iflow2api.dialects.openai_chat import content_text
+from iflow2api.dialects.openai_chat.request import content_text
 
 #: Remembered turns, at most; the oldest are forgotten first.
 MAX_ENTRIES = 4096

@@ -8,9 +8,9 @@ from typing import Any
 import orjson
 import pytest
 
-from iflow2api.dialects import openai_chat
 from iflow2api.dialects.anthropic.request import parse_request as parse_messages
 from iflow2api.dialects.checks import MAX_DEPTH, MAX_MODEL_LENGTH, load_object, too_deep
+from iflow2api.dialects.openai_chat import request as chat_request
 from iflow2api.dialects.responses.request import parse_request as parse_responses
 from iflow2api.errors import InvalidRequest
 
@@ -19,7 +19,7 @@ CHAT: dict[str, Any] = {"model": "glm-4.7", "messages": [{"role": "user", "conte
 MESSAGES: dict[str, Any] = {**CHAT, "max_tokens": 5}
 RESPONSES: dict[str, Any] = {"model": "glm-4.7", "input": "hi"}
 PARSERS = [
-    pytest.param(openai_chat.parse_request, CHAT, id="chat"),
+    pytest.param(chat_request.parse_request, CHAT, id="chat"),
     pytest.param(parse_messages, MESSAGES, id="messages"),
     pytest.param(parse_responses, RESPONSES, id="responses"),
 ]
@@ -85,7 +85,7 @@ def test_every_dialect_bounds_the_model_name(parse: Parser, valid: dict[str, Any
 @pytest.mark.parametrize("role", [[], [[[]]], {}, {"a": 1}, 1, True])
 def test_a_chat_role_of_any_json_type_is_refused(role: Any) -> None:
     body = orjson.dumps({**CHAT, "messages": [{"role": role, "content": "hi"}]})
-    assert refusal(openai_chat.parse_request, body).param == "messages[0].role"
+    assert refusal(chat_request.parse_request, body).param == "messages[0].role"
 
 
 @pytest.mark.parametrize(

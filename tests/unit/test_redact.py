@@ -8,9 +8,10 @@ from typing import Any
 import orjson
 import pytest
 
-from iflow2api.dialects import openai_chat
 from iflow2api.dialects.anthropic import errors as anthropic_errors
 from iflow2api.dialects.anthropic import stream as anthropic_stream
+from iflow2api.dialects.openai_chat import errors as chat_errors
+from iflow2api.dialects.openai_chat import stream as chat_chunks
 from iflow2api.dialects.responses import errors as responses_errors
 from iflow2api.dialects.responses import stream as responses_stream
 from iflow2api.errors import GatewayError, UpstreamAuthError
@@ -89,8 +90,8 @@ def test_upstream_errors_mask_key_shaped_text(make: Any) -> None:
 @pytest.mark.parametrize(
     "render",
     [
-        openai_chat.error_body,
-        openai_chat.error_frame,
+        chat_errors.error_body,
+        chat_errors.error_frame,
         anthropic_errors.error_body,
         responses_errors.error_body,
         lambda error: b"".join(anthropic_stream.StreamTranslator(model="m").error(error)),
@@ -109,7 +110,7 @@ def test_renderers_mask_key_shaped_text(render: Any) -> None:
 
 
 def test_an_error_event_mid_stream_is_masked_before_it_is_passed_on() -> None:
-    relay = openai_chat.StreamRelay(include_usage=False, classify=OpenAICompatibleSpeaker().business_error)
+    relay = chat_chunks.StreamRelay(include_usage=False, classify=OpenAICompatibleSpeaker().business_error)
     relay.feed(b'{"choices": [{"index": 0, "delta": {"content": "hi"}}]}')
     relay.feed(upstream_401(QUOTED))
     shown = b"".join(relay.finish())  # the error event that ends the stream

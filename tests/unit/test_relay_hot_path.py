@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from iflow2api.dialects.openai_chat import OutputText, StreamRelay
+from iflow2api.dialects.openai_chat.stream import OutputText, StreamRelay
 from iflow2api.errors import GatewayError
 from tests.unit.stream_output import chunks_output
 

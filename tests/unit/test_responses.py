@@ -20,7 +20,7 @@ from openai import OpenAI
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
-from iflow2api.dialects import openai_chat
+from iflow2api.dialects.openai_chat import errors as chat_errors
 from iflow2api.dialects.responses.answer import from_chat_completion, history_messages
 from iflow2api.dialects.responses.errors import error_body
 from iflow2api.dialects.responses.request import parse_request
@@ -928,7 +928,7 @@ def test_history_of_a_plain_answer() -> None:
 
 def test_error_body_is_the_chat_one() -> None:
     error = InvalidRequest("bad", param="input", code="invalid_value")
-    assert error_body(error) == openai_chat.error_body(error)
+    assert error_body(error) == chat_errors.error_body(error)
     assert json.loads(error_body(error)) == {
         "error": {
             "message": "bad",

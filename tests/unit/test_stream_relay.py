@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from iflow2api.dialects.openai_chat import StreamRelay, carries_content, completion_as_chunks, malformed
+from iflow2api.dialects.openai_chat.answer import completion_as_chunks, malformed
+from iflow2api.dialects.openai_chat.stream import StreamRelay, carries_content
 from iflow2api.errors import GatewayError, UpstreamConcurrencyLimited
 
 CHUNK = b'{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"hi"}}]}'

@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from iflow2api.dialects.openai_chat import content_text
+from iflow2api.dialects.openai_chat.request import content_text
 
 #: Framing tokens per message (role markers and separators in the chat templates).
 PER_MESSAGE = 4

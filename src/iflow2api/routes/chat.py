@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from iflow2api.asgi import Scope
 from iflow2api.calls import Call
-from iflow2api.dialects import openai_chat
+from iflow2api.dialects.openai_chat import errors as chat_errors
+from iflow2api.dialects.openai_chat import request as chat_request
 from iflow2api.errors import GatewayError
 from iflow2api.services.chat_stream import chat_relay
 from iflow2api.services.dispatch import Dispatcher
@@ -12,7 +13,7 @@ from iflow2api.sse import DONE_FRAME
 
 
 def _late_error(error: GatewayError) -> bytes:
-    return openai_chat.error_frame(error) + DONE_FRAME
+    return chat_errors.error_frame(error) + DONE_FRAME
 
 
 class ChatRoute:
@@ -20,5 +21,5 @@ class ChatRoute:
         self._dispatcher = dispatcher
 
     async def __call__(self, scope: Scope, body: bytes, call: Call) -> None:
-        request = openai_chat.parse_request(body)
+        request = chat_request.parse_request(body)
         await self._dispatcher.dispatch(scope, request, call, chat_relay, _late_error)

@@ -13,7 +13,8 @@ from typing import Any
 import orjson
 
 from iflow2api.calls import Call
-from iflow2api.dialects import openai_chat, token_count
+from iflow2api.dialects import token_count
+from iflow2api.dialects.openai_chat import answer as chat_answer
 from iflow2api.errors import UpstreamError
 from iflow2api.reasoning import ReasoningStore
 from iflow2api.upstream import wire
@@ -48,7 +49,7 @@ def completion_of(speaker: Speaker, payload: object) -> dict[str, Any]:
     if not isinstance(payload, dict) or not payload.get("choices"):
         # The CLI refuses these too ("missing or empty choices array", protocol §7.1).
         raise UpstreamError("The upstream's answer has no choices.")
-    problem = openai_chat.malformed(payload)
+    problem = chat_answer.malformed(payload)
     if problem is not None:
         raise UpstreamError(f"The upstream's answer is malformed: {problem}.")
     return payload

@@ -1,6 +1,6 @@
 """Chat Completions answers for ``/v1/chat/completions``: the fast path, bytes passed through.
 
-Nothing needs translating here, so a stream is relayed through ``openai_chat.StreamRelay``, which
+Nothing needs translating here, so a stream is relayed through ``chat_chunks.StreamRelay``, which
 forwards most chunks byte for byte and parses only those that decide something; a whole answer is
 sent as it came unless usage had to be filled in or the answer normalised.
 """
@@ -14,7 +14,9 @@ import orjson
 
 from iflow2api.asgi import JSON, SSE_HEADERS, send_bytes
 from iflow2api.calls import Call
-from iflow2api.dialects import openai_chat
+from iflow2api.dialects.openai_chat import answer as chat_answer
+from iflow2api.dialects.openai_chat import request as chat_request
+from iflow2api.dialects.openai_chat import stream as chat_chunks
 from iflow2api.errors import UpstreamError, UpstreamTooLarge
 from iflow2api.reasoning import ReasoningStore, StreamedTurn
 from iflow2api.services.answers import estimate, estimate_now, is_sse, whole_completion
@@ -37,12 +39,12 @@ def chat_relay(call: Call, reasoning: ReasoningStore) -> Relay:
             return
         raw, completion, estimated = await whole_completion(speaker, response, request, call, reasoning)
         if not outgoing.stream:
-            if openai_chat.normalize_completion(completion) or estimated:
+            if chat_answer.normalize_completion(completion) or estimated:
                 raw = orjson.dumps(completion)
             await send_bytes(call.send, 200, raw, JSON)
             return
         # iFlow sometimes answers a stream request with JSON: an error, or the whole answer (§7.3 C).
-        encoder = openai_chat.ChunkEncoder(include_usage=openai_chat.wants_usage_in_stream(request))
+        encoder = chat_chunks.ChunkEncoder(include_usage=chat_request.wants_usage_in_stream(request))
         await run_stream(call.send, encoder, as_chunks(completion))
 
     return relay
@@ -51,8 +53,8 @@ def chat_relay(call: Call, reasoning: ReasoningStore) -> Relay:
 async def _relay_stream(
     speaker: Speaker, response: Response, request: dict[str, Any], call: Call, reasoning: ReasoningStore
 ) -> None:
-    relay = openai_chat.StreamRelay(
-        include_usage=openai_chat.wants_usage_in_stream(request),
+    relay = chat_chunks.StreamRelay(
+        include_usage=chat_request.wants_usage_in_stream(request),
         classify=speaker.business_error,
     )
     try:
@@ -71,7 +73,7 @@ async def _pump(
     request: dict[str, Any],
     call: Call,
     reasoning: ReasoningStore,
-    relay: openai_chat.StreamRelay,
+    relay: chat_chunks.StreamRelay,
 ) -> None:
     """Feed the upstream's stream through ``relay`` to the client (see ``StreamRelay``)."""
     send = call.send

@@ -2,9 +2,9 @@
 that sends any ``StreamTranslator``'s frames to the client.
 
 Every API's stream that is parsed goes through ``run_stream`` (Chat Completions too, with
-``openai_chat.ChunkEncoder``, when the upstream answered a stream with JSON; its byte fast path is
-``services.chat_stream``). A route that translates (Anthropic Messages, OpenAI Responses) hands
-the dispatch service a ``Sink`` through ``sink_relay``: a whole answer goes to
+``dialects.openai_chat.stream.ChunkEncoder``, when the upstream answered a stream with JSON; its
+byte fast path is ``services.chat_stream``). A route that translates (Anthropic Messages, OpenAI
+Responses) hands the dispatch service a ``Sink`` through ``sink_relay``: a whole answer goes to
 ``Sink.completion``; a stream goes through the sink's translator, chunk by chunk, in ``run_stream``.
 """
 
@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from iflow2api.asgi import SSE_HEADERS, Send, send_frames
 from iflow2api.calls import Call
-from iflow2api.dialects import openai_chat
+from iflow2api.dialects.openai_chat import answer as chat_answer
 from iflow2api.dialects.translator import StreamTranslator
 from iflow2api.errors import GatewayError
 from iflow2api.reasoning import ReasoningStore
@@ -50,7 +50,7 @@ def sink_relay(sink: Sink, call: Call, reasoning: ReasoningStore) -> Relay:
     ) -> None:
         if not outgoing.stream:
             _, completion, _ = await whole_completion(speaker, response, request, call, reasoning)
-            openai_chat.normalize_completion(completion)
+            chat_answer.normalize_completion(completion)
             await sink.completion(completion)
             return
         if is_sse(response):
@@ -94,7 +94,7 @@ async def run_stream(
 
 async def as_chunks(completion: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
     """A whole completion as the chunks a stream would have carried, for ``run_stream``."""
-    for chunk in openai_chat.completion_as_chunk_dicts(completion):
+    for chunk in chat_answer.completion_as_chunk_dicts(completion):
         yield chunk
 
 

@@ -4,7 +4,7 @@ Pure: bytes in, chunk dicts out, no I/O (the loop that reads the socket is ``ser
 Each ``data`` payload is decoded from SSE and parsed once; here alone a stream's in-band errors
 (an error object, a business error, iFlow's ``network_error``), its usage and its reasoning
 (``reasoning.StreamedTurn``) are found. The raw byte pass-through of ``/v1/chat/completions``
-(``dialects.openai_chat.StreamRelay``) is the fast path beside it, for when nothing needs parsing.
+(``dialects.chat_chunks.StreamRelay``) is the fast path beside it, for when nothing needs parsing.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from iflow2api.dialects import openai_chat
+from iflow2api.dialects.openai_chat import stream as chat_chunks
 from iflow2api.errors import GatewayError, UpstreamError
 from iflow2api.reasoning import StreamedTurn
 from iflow2api.sse import DONE, SSEDecoder
@@ -55,7 +55,7 @@ class UpstreamStream:
         #: The upstream's usage, the last one seen; None until it reports any.
         self.usage: dict[str, Any] | None = None
         #: What the model wrote, kept until usage arrives.
-        self.output = openai_chat.OutputText()
+        self.output = chat_chunks.OutputText()
         #: The assistant turn, rebuilt when it shows reasoning (for ``ReasoningStore``).
         self.turn = StreamedTurn()
 
@@ -80,7 +80,7 @@ class UpstreamStream:
             return []
         if not isinstance(chunk, dict):
             return []
-        failure = openai_chat.chunk_failure(chunk, self._classify)
+        failure = chat_chunks.chunk_failure(chunk, self._classify)
         if failure is not None:
             raise failure
         if not isinstance(chunk.get("choices"), list):
@@ -94,7 +94,7 @@ class UpstreamStream:
         if self.content:
             return [chunk]
         self._held.append(chunk)
-        if not openai_chat.carries_content(chunk):
+        if not chat_chunks.carries_content(chunk):
             return []
         self.content = True
         held, self._held = self._held, []

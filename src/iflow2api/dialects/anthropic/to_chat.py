@@ -20,7 +20,7 @@ from iflow2api.dialects.anthropic.wire import (
     ToolResultBlock,
     UserBlock,
 )
-from iflow2api.dialects.chat_wire import ChatMessage, ChatPart, ChatTextPart, ChatTool, ChatToolCall
+from iflow2api.dialects.openai_chat.wire import ChatMessage, ChatPart, ChatTextPart, ChatTool, ChatToolCall
 
 #: Anthropic's ``tool_choice.type`` → OpenAI's ``tool_choice`` (``tool`` names its function instead).
 _TOOL_CHOICES: Mapping[str, str] = MappingProxyType({"auto": "auto", "any": "required", "none": "none"})

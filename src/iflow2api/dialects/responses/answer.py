@@ -18,8 +18,8 @@ from typing import Any, Final, NamedTuple, cast
 
 import orjson
 
-from iflow2api.dialects.chat_wire import ChatMessage
 from iflow2api.dialects.checks import as_object, as_text, count
+from iflow2api.dialects.openai_chat.wire import ChatMessage
 from iflow2api.dialects.responses.wire import (
     IncompleteDetails,
     OutputFunctionCall,

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from iflow2api.dialects import openai_chat
+from iflow2api.dialects.openai_chat import errors as chat_errors
 from iflow2api.dialects.responses.wire import ResponseError
 from iflow2api.errors import ContextTooLong, GatewayError, InvalidRequest, RateLimited
 from iflow2api.redact import redact
@@ -11,7 +11,7 @@ from iflow2api.redact import redact
 
 def error_body(error: GatewayError) -> bytes:
     """The body for a request that fails before a stream starts: the same as for chat."""
-    return openai_chat.error_body(error)
+    return chat_errors.error_body(error)
 
 
 def response_error(error: GatewayError) -> ResponseError:

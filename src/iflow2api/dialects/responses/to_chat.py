@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from iflow2api.dialects.chat_wire import ChatMessage, ChatPart, ChatTool, ChatToolCall
 from iflow2api.dialects.checks import as_object, as_text
+from iflow2api.dialects.openai_chat.wire import ChatMessage, ChatPart, ChatTool, ChatToolCall
 from iflow2api.dialects.responses.wire import (
     ContentPart,
     FunctionCallItem,

@@ -1,7 +1,4 @@
-"""OpenAI Chat Completions as clients speak it: request checks, error bodies, and the stream relay.
-
-Pure functions and small state machines over bytes and dicts; no I/O.
-"""
+"""Chat Completions streams: the translator for parsed chunks, what a chunk says, and the byte fast path."""
 
 from __future__ import annotations
 
@@ -11,122 +8,9 @@ from typing import Any
 
 import orjson
 
-from iflow2api.dialects.checks import check_model_length, check_types, load_object, one_of
-from iflow2api.dialects.params import checked
-from iflow2api.errors import GatewayError, InvalidRequest, UpstreamError
-from iflow2api.redact import redact
+from iflow2api.dialects.openai_chat.errors import error_frame
+from iflow2api.errors import GatewayError, UpstreamError
 from iflow2api.sse import DONE, DONE_FRAME, frame
-
-_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
-
-# Parameters whose JSON type we check, so a wrong one is a clear 400 here rather than an obscure
-# upstream failure. Anything not listed passes through untouched.
-_TYPED = checked(
-    "stream max_tokens max_completion_tokens temperature top_p n tools stream_options reasoning_effort stop"
-)
-
-
-def parse_request(body: bytes) -> dict[str, Any]:
-    """The client's request body, checked enough to fail early and clearly.
-
-    Raises ``InvalidRequest`` naming the offending parameter.
-    """
-    payload = load_object(body)
-    model = payload.get("model")
-    if model is None:
-        raise InvalidRequest(
-            "you must provide a model parameter", param="model", code="missing_required_parameter"
-        )
-    if not isinstance(model, str) or not model.strip():
-        raise InvalidRequest("'model' must be a non-empty string.", param="model", code="invalid_type")
-    check_model_length(model)
-    messages = payload.get("messages")
-    if messages is None:
-        raise InvalidRequest(
-            "'messages' is a required property", param="messages", code="missing_required_parameter"
-        )
-    if not isinstance(messages, list):
-        raise InvalidRequest(
-            "'messages' must be an array of message objects.", param="messages", code="invalid_type"
-        )
-    if not messages:
-        raise InvalidRequest(
-            "'messages' must contain at least one message.", param="messages", code="empty_array"
-        )
-    for index, message in enumerate(messages):
-        param = f"messages[{index}]"
-        if not isinstance(message, dict):
-            raise InvalidRequest(f"'{param}' must be an object.", param=param, code="invalid_type")
-        role = message.get("role")
-        if not one_of(role, _ROLES):
-            raise InvalidRequest(
-                f"'{param}.role' must be one of {', '.join(sorted(_ROLES))}.",
-                param=f"{param}.role",
-                code="invalid_value",
-            )
-    check_types(payload, _TYPED)
-    for name in ("max_tokens", "max_completion_tokens", "n"):
-        value = payload.get(name)
-        if value is not None and value < 1:
-            raise InvalidRequest(f"'{name}' must be at least 1.", param=name, code="invalid_value")
-    return payload
-
-
-def content_text(content: object) -> str:
-    """The text of a message's ``content``, whether a string or a list of parts."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        texts = (
-            part.get("text") for part in content if isinstance(part, dict) and part.get("type") == "text"
-        )
-        return "".join(str(text or "") for text in texts)
-    return ""
-
-
-def wants_usage_in_stream(request: dict[str, Any]) -> bool:
-    options = request.get("stream_options")
-    return isinstance(options, dict) and options.get("include_usage") is True
-
-
-def error_body(error: GatewayError) -> bytes:
-    # redact: the last line of defence against an upstream's words that quote a key.
-    message = redact(error.message)
-    return orjson.dumps(
-        {"error": {"message": message, "type": error.type, "param": error.param, "code": error.code}}
-    )
-
-
-def normalize_completion(completion: dict[str, Any]) -> bool:
-    """Fill in what OpenAI's schema requires and iFlow leaves out; True if anything was added.
-
-    ``usage`` (the original iflow2api found it missing at times), and the nullable but required
-    ``logprobs`` of each choice and ``refusal`` of each message, which strictly typed clients
-    insist on.
-    """
-    changed = False
-    if not isinstance(completion.get("usage"), dict):
-        completion["usage"] = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
-        changed = True
-    for choice in completion.get("choices") or ():
-        if not isinstance(choice, dict):
-            continue
-        if "logprobs" not in choice:
-            choice["logprobs"] = None
-            changed = True
-        message = choice.get("message")
-        if isinstance(message, dict) and "refusal" not in message:
-            message["refusal"] = None
-            changed = True
-    return changed
-
-
-def completion_as_chunks(completion: dict[str, Any], *, include_usage: bool) -> list[bytes]:
-    """SSE frames carrying a whole completion, for an upstream that answered a stream with JSON
-    (see ``ChunkEncoder``)."""
-    encoder = ChunkEncoder(include_usage=include_usage)
-    frames = [data for chunk in completion_as_chunk_dicts(completion) for data in encoder.feed(chunk)]
-    return frames + encoder.finish()
 
 
 class ChunkEncoder:
@@ -157,55 +41,6 @@ class ChunkEncoder:
 
     def error(self, error: GatewayError) -> list[bytes]:
         return [error_frame(error), DONE_FRAME]
-
-
-def completion_as_chunk_dicts(completion: dict[str, Any]) -> list[dict[str, Any]]:
-    """A whole completion as the chunks a stream would have carried (usage last, if known)."""
-    base = {
-        "id": completion.get("id", "chatcmpl-iflow2api"),
-        "object": "chat.completion.chunk",
-        "created": completion.get("created", 0),
-        "model": completion.get("model", ""),
-    }
-    chunks: list[dict[str, Any]] = []
-    for choice in completion.get("choices") or []:
-        message = dict(choice.get("message") or {})
-        tool_calls = message.get("tool_calls")
-        if tool_calls:
-            message["tool_calls"] = [{"index": i, **call} for i, call in enumerate(tool_calls)]
-        delta = {k: v for k, v in message.items() if v is not None}
-        index = choice.get("index", 0)
-        chunks.append({**base, "choices": [{"index": index, "delta": delta, "finish_reason": None}]})
-        finish = {"index": index, "delta": {}, "finish_reason": choice.get("finish_reason") or "stop"}
-        chunks.append({**base, "choices": [finish]})
-    if isinstance(completion.get("usage"), dict):
-        chunks.append({**base, "choices": [], "usage": completion["usage"]})
-    return chunks
-
-
-def malformed(completion: dict[str, Any]) -> str | None:
-    """What is wrong with a ``chat.completion``'s choices, or None if nothing is.
-
-    Relayed as they are, wrongly typed choices would break the client instead (or our own
-    translation to another dialect), so they are the upstream's error: a 502.
-
-    >>> malformed({"choices": [{"message": 5}, 7]})
-    'choice 0 has no message object'
-    """
-    choices = completion.get("choices")
-    if not isinstance(choices, list) or not choices:
-        return "it has no choices"
-    for index, choice in enumerate(choices):
-        if not isinstance(choice, dict):
-            return f"choice {index} is not an object"
-        message = choice.get("message")
-        if not isinstance(message, dict):
-            return f"choice {index} has no message object"
-        if not isinstance(message.get("content"), str | list | None):
-            return f"the content of choice {index} is neither text nor a list of parts"
-        if not isinstance(message.get("tool_calls"), list | None):
-            return f"the tool_calls of choice {index} are not a list"
-    return None
 
 
 def chunk_failure(
@@ -243,10 +78,6 @@ def carries_content(chunk: dict[str, Any]) -> bool:
         if isinstance(delta, dict) and any(value for name, value in delta.items() if name != "role"):
             return True
     return False
-
-
-def error_frame(error: GatewayError) -> bytes:
-    return frame(error_body(error))
 
 
 _USAGE_CHUNK_FIELDS = ("id", "object", "created", "model", "system_fingerprint")
