@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jsonschema  # type: ignore[import-untyped]
+import openai
+import pydantic
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
@@ -38,12 +40,15 @@ class OpenApiSchemas:
         return schemas[name]
 
     def problems(self, name: str, instance: object) -> list[str]:
-        """Every way ``instance`` breaks ``#/components/schemas/<name>``, one readable line each."""
+        """Every way ``instance`` breaks ``#/components/schemas/<name>``, one readable line each,
+        and every way it fails the OpenAI SDK's own type for it (:func:`sdk_problems`)."""
         validator = self._validator(name)
         errors = sorted(
             validator.iter_errors(instance), key=lambda e: (e.json_path, [str(s) for s in e.schema_path])
         )
-        return [line for error in errors for line in self._describe(name, error)]
+        return [line for error in errors for line in self._describe(name, error)] + sdk_problems(
+            name, instance
+        )
 
     def assert_conforms(self, name: str, instance: object, what: str = "the body") -> None:
         problems = self.problems(name, instance)
@@ -90,6 +95,43 @@ class OpenApiSchemas:
         except (KeyError, IndexError, TypeError):
             return f"#/components/schemas/{name} > " + "/".join(map(str, steps))
         return "#" + pointer
+
+
+# The OpenAI SDK's types, generated from OpenAI's own OpenAPI document: a second judge beside the
+# shapes written down here, so a rule misread there is still caught by the vendor's reading.
+_SDK_TYPES: dict[str, Any] = {
+    "CreateChatCompletionResponse": openai.types.chat.ChatCompletion,
+    "CreateChatCompletionStreamResponse": openai.types.chat.ChatCompletionChunk,
+    "Model": openai.types.Model,
+    "Response": openai.types.responses.Response,
+    "ResponseStreamEvent": openai.types.responses.ResponseStreamEvent,
+}
+
+
+@functools.cache
+def _sdk_adapter(name: str) -> pydantic.TypeAdapter[Any] | None:
+    sdk_type = _SDK_TYPES.get(name)
+    return None if sdk_type is None else pydantic.TypeAdapter(sdk_type)
+
+
+def sdk_problems(name: str, instance: object) -> list[str]:
+    """How ``instance`` fails the OpenAI SDK's type for ``name`` (strictly: no coercion), if it has one.
+
+    >>> sdk_problems("Model", {"id": "m", "object": "model", "created": 0})
+    ['sdk Model: owned_by: Field required']
+    """
+    adapter = _sdk_adapter(name)
+    if adapter is None:
+        return []
+    try:
+        adapter.validate_python(instance, strict=True)
+    except pydantic.ValidationError as error:
+        label = getattr(_SDK_TYPES[name], "__name__", name)
+        return [
+            f"sdk {label}: {'.'.join(map(str, problem['loc'])) or '$'}: {problem['msg']}"
+            for problem in error.errors()
+        ]
+    return []
 
 
 @functools.cache

@@ -1,7 +1,9 @@
 """What the gateway answers, validated against OpenAI's published shapes.
 
 The shapes are written down in the repo (``tests/openai_shapes.py``, from OpenAI's API reference;
-``tests/openapi_schema.py`` turns them into validators), so this module always runs. Every body is
+``tests/openapi_schema.py`` turns them into validators), so this module always runs; where the
+OpenAI SDK has a type for the same shape (generated from OpenAI's own OpenAPI document), the body
+must pass it too, strictly. Every body is
 checked against ``#/components/schemas/<name>``: a failure lists each field that breaks a rule and
 where that rule is in the document. Extra fields (``reasoning_content``, a model's ``name``) are
 fine: as in OpenAI's reference, no schema says ``additionalProperties: false``.
