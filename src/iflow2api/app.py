@@ -23,7 +23,6 @@ from iflow2api.asgi import (
     Send,
     header,
     send_bytes,
-    send_json,
 )
 from iflow2api.auth import iflow_files, oauth
 from iflow2api.auth.credentials import CredentialSource
@@ -49,12 +48,12 @@ from iflow2api.pool.router import Pool
 from iflow2api.reasoning import ReasoningStore
 from iflow2api.routes import web
 from iflow2api.routes.health import HealthRoute
-from iflow2api.routes.responses import ResponseMemory
 from iflow2api.routing import GET, MODEL_PREFIXES, ROUTES, ApiRoutes, Route, model_handler
 from iflow2api.services.access import Access, offered_key
 from iflow2api.services.dispatch import Dispatcher, Speakers
 from iflow2api.services.membership import Membership
 from iflow2api.services.model_listing import ModelListing
+from iflow2api.services.response_memory import ResponseMemory
 from iflow2api.settings import Settings, SettingsError, load
 from iflow2api.state import StateFileError, open_store
 from iflow2api.state.store import StateStore
@@ -437,4 +436,4 @@ def __getattr__(name: str) -> LazyApp:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["Gateway", "LazyApp", "create_app", "send_json"]
+__all__ = ["Gateway", "LazyApp", "create_app"]

@@ -18,9 +18,10 @@ from iflow2api.routes.chat import ChatRoute
 from iflow2api.routes.health import HealthRoute
 from iflow2api.routes.messages import MessagesRoute
 from iflow2api.routes.models import ModelsRoute
-from iflow2api.routes.responses import ResponseMemory, ResponsesRoute
+from iflow2api.routes.responses import ResponsesRoute
 from iflow2api.services.dispatch import Dispatcher
 from iflow2api.services.model_listing import ModelListing
+from iflow2api.services.response_memory import ResponseMemory
 
 if TYPE_CHECKING:
     from iflow2api.app import Gateway

@@ -350,10 +350,6 @@ class Settings:
     #: Upstream accounts from the config file's ``[[accounts]]`` tables (read-only elsewhere).
     accounts: tuple[AccountRecord, ...] = ()
 
-    @property
-    def model_aliases_map(self) -> dict[str, str]:
-        return dict(self.model_aliases)
-
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 

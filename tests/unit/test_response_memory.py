@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from iflow2api.errors import InvalidRequest
-from iflow2api.routes.responses import ResponseMemory
+from iflow2api.services.response_memory import ResponseMemory
 
 
 def history(n: int, size: int) -> list[dict[str, Any]]:

@@ -11,7 +11,8 @@ Responses) hands the dispatch service a ``Sink`` through ``sink_relay``: a whole
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import contextlib
+from collections.abc import AsyncGenerator, Callable
 from typing import Any, Protocol
 
 from iflow2api.asgi import SSE_HEADERS, Send, send_frames
@@ -67,7 +68,7 @@ def sink_relay(sink: Sink, call: Call, reasoning: ReasoningStore) -> Relay:
 async def run_stream(
     send: Send,
     translator: StreamTranslator,
-    chunks: AsyncIterator[dict[str, Any]],
+    chunks: AsyncGenerator[dict[str, Any], None],
     streamed: Callable[[], None] | None = None,
 ) -> None:
     """The one stream loop: ``chunks`` through ``translator`` to the client.
@@ -77,22 +78,25 @@ async def run_stream(
     stream, in the translator's words, and raised again: the attempt failed, and its account must
     hear of it.
     """
-    first = await anext(chunks)
-    await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-    await send_frames(send, translator.feed(first), more=True)
-    try:
-        async for chunk in chunks:
-            await send_frames(send, translator.feed(chunk), more=True)
-        tail = translator.finish()
-        if streamed is not None:
-            streamed()
-    except GatewayError as error:
-        await send_frames(send, translator.error(error), more=False)
-        raise
-    await send_frames(send, tail, more=False)
+    # Closed here, not whenever it is collected: a client that leaves while a frame is being sent
+    # must still have what was written estimated before its usage row is recorded.
+    async with contextlib.aclosing(chunks):
+        first = await anext(chunks)
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        await send_frames(send, translator.feed(first), more=True)
+        try:
+            async for chunk in chunks:
+                await send_frames(send, translator.feed(chunk), more=True)
+            tail = translator.finish()
+            if streamed is not None:
+                streamed()
+        except GatewayError as error:
+            await send_frames(send, translator.error(error), more=False)
+            raise
+        await send_frames(send, tail, more=False)
 
 
-async def as_chunks(completion: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+async def as_chunks(completion: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
     """A whole completion as the chunks a stream would have carried, for ``run_stream``."""
     for chunk in chat_answer.completion_as_chunk_dicts(completion):
         yield chunk
@@ -100,7 +104,7 @@ async def as_chunks(completion: dict[str, Any]) -> AsyncIterator[dict[str, Any]]
 
 async def parsed_chunks(
     speaker: Speaker, response: Response, request: dict[str, Any], reasoning: ReasoningStore, call: Call
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncGenerator[dict[str, Any], None]:
     """The upstream's stream as chunk dicts (``UpstreamStream``), with its errors raised.
 
     Usage is recorded as it arrives; without usage from the upstream, an estimated usage chunk

@@ -4,7 +4,7 @@ Pure: bytes in, chunk dicts out, no I/O (the loop that reads the socket is ``ser
 Each ``data`` payload is decoded from SSE and parsed once; here alone a stream's in-band errors
 (an error object, a business error, iFlow's ``network_error``), its usage and its reasoning
 (``reasoning.StreamedTurn``) are found. The raw byte pass-through of ``/v1/chat/completions``
-(``dialects.chat_chunks.StreamRelay``) is the fast path beside it, for when nothing needs parsing.
+(``dialects.openai_chat.stream.StreamRelay``) is the fast path beside it, for when nothing needs parsing.
 """
 
 from __future__ import annotations

@@ -5,9 +5,3 @@
 - ``stats``: the dashboard's summary and the CSV export, as pure functions over rows;
 - ``metrics``: Prometheus counters, histograms and gauges for ``GET /metrics``.
 """
-
-from iflow2api.usage.metrics import CONTENT_TYPE, AccountGauge, Metrics
-from iflow2api.usage.recorder import UsageRecorder
-from iflow2api.usage.stats import csv_chunks, summarize
-
-__all__ = ["CONTENT_TYPE", "AccountGauge", "Metrics", "UsageRecorder", "csv_chunks", "summarize"]
