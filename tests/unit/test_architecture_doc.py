@@ -130,7 +130,13 @@ def test_each_dotted_name_exists(token: str) -> None:
         assert _has_attribute(owner, name), (
             f"ARCHITECTURE.md names `{token}`, but {'.'.join(parts[:index])} has no {name!r}"
         )
-        owner = getattr(owner, name, None)
+        value = getattr(owner, name, None)
+        if inspect.ismodule(owner) and (inspect.isclass(value) or inspect.isfunction(value)):
+            # Where it is defined, not a module that merely imports it: the document says where.
+            assert value.__module__ == owner.__name__, (
+                f"ARCHITECTURE.md names `{token}`, but {name} lives in {value.__module__}"
+            )
+        owner = value
 
 
 def test_each_bare_class_name_is_defined() -> None:
