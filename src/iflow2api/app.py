@@ -149,7 +149,26 @@ class Gateway:
             on_change=self.access.reload_soon,
         )
         self.started_at = time.time()
-        self.routes = Routes(self._api_routes(), self._page_routes(), self._console_routes())
+        page = PageRoutes(
+            self.access,
+            self.credentials,
+            self.login,
+            self.refresher,
+            iflow_home=settings.iflow_home,
+            model_aliases=settings.model_aliases,
+        )
+        summaries = UsageSummaries(self.usage, self.store)
+        console = ConsoleRoutes(
+            self.access,
+            self.accounts,
+            self.pool,
+            self.models,
+            self.store,
+            self.usage,
+            summaries,
+            self.metrics,
+        )
+        self.routes = Routes(self._api_routes(), page, console)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stops = 0
 
@@ -173,28 +192,6 @@ class Gateway:
             HealthRoute(self.credentials, membership, self.refresher, started_at=self.started_at),
             max_body_bytes=settings.max_body_bytes,
             disconnects=self.disconnects,
-        )
-
-    def _page_routes(self) -> PageRoutes:
-        return PageRoutes(
-            self.access,
-            self.credentials,
-            self.login,
-            self.refresher,
-            iflow_home=self.settings.iflow_home,
-            model_aliases=self.settings.model_aliases,
-        )
-
-    def _console_routes(self) -> ConsoleRoutes:
-        return ConsoleRoutes(
-            self.access,
-            self.accounts,
-            self.pool,
-            self.models,
-            self.store,
-            self.usage,
-            UsageSummaries(self.usage, self.store),
-            self.metrics,
         )
 
     async def _save_login(self, tokens: oauth.Tokens, user: oauth.UserInfo) -> object:

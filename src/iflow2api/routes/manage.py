@@ -112,14 +112,9 @@ class ConsoleRoutes:
         summaries: UsageSummaries,
         metrics: Metrics,
     ) -> None:
-        self._access = access
-        self._accounts = accounts
-        self._pool = pool
-        self._models = models
-        self._store = store
-        self._usage = usage
-        self._summaries = summaries
-        self._metrics = metrics
+        self._access, self._store = access, store
+        self._accounts, self._pool, self._models = accounts, pool, models
+        self._usage, self._summaries, self._metrics = usage, summaries, metrics
 
     async def open_session(self, scope: Scope, receive: Receive, call: Call) -> None:
         payload = await json_body(scope, receive)

@@ -72,13 +72,10 @@ class PageRoutes:
         iflow_home: Path,
         model_aliases: tuple[tuple[str, str], ...],
     ) -> None:
-        self._access = access
+        self._access, self._credentials = access, credentials
+        self._login, self._refresher = login, refresher
+        self._iflow_home, self._aliases = iflow_home, model_aliases
         self._assets = load_assets()
-        self._credentials = credentials
-        self._login = login
-        self._refresher = refresher
-        self._iflow_home = iflow_home
-        self._aliases = model_aliases
 
     async def asset(self, scope: Scope, receive: Receive, call: Call) -> None:
         path: str = scope["path"]
