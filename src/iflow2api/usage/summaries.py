@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 from iflow2api.state.records import UsageRow
@@ -20,9 +21,10 @@ SUMMARY_SECONDS = 3.0
 
 
 class UsageSummaries:
-    def __init__(self, recorder: UsageRecorder, store: StateStore) -> None:
-        self._recorder = recorder
-        self._store = store
+    def __init__(
+        self, recorder: UsageRecorder, store: StateStore, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._recorder, self._store, self._clock = recorder, store, clock
         #: Recent summaries by range in days, with when they were made.
         self._recent: dict[int, tuple[float, dict[str, Any]]] = {}
 
@@ -33,7 +35,7 @@ class UsageSummaries:
 
     async def summary(self, days: int) -> dict[str, Any]:
         """``stats.summarize`` of the last ``days`` days, at most ``SUMMARY_SECONDS`` old."""
-        now = time.time()
+        now = self._clock()
         cached = self._recent.get(days)
         if cached is None or now - cached[0] > SUMMARY_SECONDS:
             rows = await self.rows(days, now)
