@@ -1,7 +1,8 @@
 """The gateway as an ASGI application: ``create_app(settings)`` builds everything it owns.
 
 ``Gateway`` is the composition root: it builds the services and hands each route the few it uses
-(``routing.ApiRoutes``); the route table itself is ``routing.ROUTES``.
+(``routing.Routes``: the API's, the page's and the management API's route objects); the route
+table itself is ``routing.ROUTES``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import functools
 import logging
 import time
 import urllib.parse
-from typing import Any
 
 from iflow2api import clientkeys, logs
 from iflow2api.addresses import is_loopback, is_loopback_host
@@ -46,9 +46,10 @@ from iflow2api.pool.directory import Directory
 from iflow2api.pool.outcomes import CooldownPolicy
 from iflow2api.pool.router import Pool
 from iflow2api.reasoning import ReasoningStore
-from iflow2api.routes import web
 from iflow2api.routes.health import HealthRoute
-from iflow2api.routing import GET, MODEL_PREFIXES, ROUTES, ApiRoutes, Route, model_handler
+from iflow2api.routes.manage import ConsoleRoutes
+from iflow2api.routes.web import PageRoutes
+from iflow2api.routing import GET, MODEL_PREFIXES, ROUTES, ApiRoutes, Route, Routes, model_handler
 from iflow2api.services.access import Access, offered_key
 from iflow2api.services.dispatch import Dispatcher, Speakers
 from iflow2api.services.membership import Membership
@@ -61,6 +62,7 @@ from iflow2api.upstream.client import UpstreamClient
 from iflow2api.upstream.models import ModelDirectory
 from iflow2api.usage.metrics import Metrics
 from iflow2api.usage.recorder import UsageRecorder
+from iflow2api.usage.summaries import UsageSummaries
 
 log = logging.getLogger("iflow2api")
 
@@ -120,8 +122,6 @@ class Gateway:
             beyond_loopback=not is_loopback(settings.host),
             spawn=self._spawn,
         )
-        #: Recent usage summaries by range in days, with when they were made (see routes.manage).
-        self.summaries: dict[int, tuple[float, dict[str, Any]]] = {}
         directory = Directory(models=self.models, store=self.store, spawn=self._spawn)
         self.pool = Pool(
             strategy="fill-first" if settings.strategy == "fill-first" else "round-robin",
@@ -148,9 +148,27 @@ class Gateway:
             # The client keys live in the same store: a change seen there may be theirs too.
             on_change=self.access.reload_soon,
         )
-        self.assets = web.load_assets()
         self.started_at = time.time()
-        self.api = self._api_routes()
+        page = PageRoutes(
+            self.access,
+            self.credentials,
+            self.login,
+            self.refresher,
+            iflow_home=settings.iflow_home,
+            model_aliases=settings.model_aliases,
+        )
+        summaries = UsageSummaries(self.usage, self.store)
+        console = ConsoleRoutes(
+            self.access,
+            self.accounts,
+            self.pool,
+            self.models,
+            self.store,
+            self.usage,
+            summaries,
+            self.metrics,
+        )
+        self.routes = Routes(self._api_routes(), page, console)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stops = 0
 
@@ -159,13 +177,21 @@ class Gateway:
         membership = Membership(self.accounts, self.pool, not_logged_in=not_logged_in_message(settings))
         speakers = Speakers(thinking_default=settings.thinking_default)
         dispatcher = Dispatcher(
-            membership, self.client, speakers, models=self.models, reasoning=self.reasoning, settings=settings
+            membership,
+            self.pool,
+            self.client,
+            speakers,
+            models=self.models,
+            reasoning=self.reasoning,
+            settings=settings,
         )
         return ApiRoutes(
             dispatcher,
             self.responses,
             ModelListing(membership, self.models, settings.model_aliases),
             HealthRoute(self.credentials, membership, self.refresher, started_at=self.started_at),
+            max_body_bytes=settings.max_body_bytes,
+            disconnects=self.disconnects,
         )
 
     async def _save_login(self, tokens: oauth.Tokens, user: oauth.UserInfo) -> object:
@@ -251,7 +277,7 @@ class Gateway:
                 call.dialect = route.usage
                 access.keys.admit(call.key)
         call.dialect = route.usage  # usage-recorded routes only: chat, anthropic or responses
-        await route.handler(self, scope, receive, call)
+        await route.handler(self.routes, scope, receive, call)
 
     def _check_browser_origin(self, scope: Scope, method: str) -> None:
         """Refuse the page and its API to other sites, and to DNS-rebound host names.

@@ -2,31 +2,63 @@
 
 Routing is a dict lookup on the exact path; the OpenAI paths are served with and without ``/v1``
 because clients differ on whether the base URL includes it. The handlers here only pick, from the
-gateway (the composition root), the route object that serves the request.
+route objects the gateway (the composition root) built (``Routes``), the one that serves the request.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from iflow2api.asgi import Receive, Scope, read_body
 from iflow2api.calls import Call, ErrorShape
-from iflow2api.routes import manage, web
+from iflow2api.disconnects import DisconnectWatch
 from iflow2api.routes.chat import ChatRoute
 from iflow2api.routes.health import HealthRoute
+from iflow2api.routes.manage import ConsoleRoutes
 from iflow2api.routes.messages import MessagesRoute
 from iflow2api.routes.models import ModelsRoute
 from iflow2api.routes.responses import ResponsesRoute
+from iflow2api.routes.web import PAGE_PATHS, PageRoutes
 from iflow2api.services.dispatch import Dispatcher
 from iflow2api.services.model_listing import ModelListing
 from iflow2api.services.response_memory import ResponseMemory
 
-if TYPE_CHECKING:
-    from iflow2api.app import Gateway
 
-Handler = Callable[["Gateway", Scope, Receive, Call], Awaitable[None]]
+class ApiRoutes:
+    """The API's routes, each built with the few services it uses (by ``Gateway``)."""
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        memory: ResponseMemory,
+        listing: ModelListing,
+        health: HealthRoute,
+        *,
+        max_body_bytes: int,
+        disconnects: DisconnectWatch,
+    ) -> None:
+        self.chat = ChatRoute(dispatcher)
+        self.messages = MessagesRoute(dispatcher)
+        self.responses = ResponsesRoute(dispatcher, memory)
+        self.models = ModelsRoute(listing)
+        self.health = health
+        #: The largest request body read, and the watch that cancels a request its client left.
+        self.max_body_bytes = max_body_bytes
+        self.disconnects = disconnects
+
+
+@dataclass(frozen=True, slots=True)
+class Routes:
+    """Every route object a handler may call: the API's, the page's and the management API's."""
+
+    api: ApiRoutes
+    page: PageRoutes
+    console: ConsoleRoutes
+
+
+Handler = Callable[[Routes, Scope, Receive, Call], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,30 +76,17 @@ class Route:
     usage: str | None = None
 
 
-class ApiRoutes:
-    """The API's routes, each built with the few services it uses (by ``Gateway``)."""
-
-    def __init__(
-        self, dispatcher: Dispatcher, memory: ResponseMemory, listing: ModelListing, health: HealthRoute
-    ) -> None:
-        self.chat = ChatRoute(dispatcher)
-        self.messages = MessagesRoute(dispatcher)
-        self.responses = ResponsesRoute(dispatcher, memory)
-        self.models = ModelsRoute(listing)
-        self.health = health
+async def _health(routes: Routes, scope: Scope, receive: Receive, call: Call) -> None:
+    await routes.api.health(call.send)
 
 
-async def _health(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
-    await gateway.api.health(call.send)
-
-
-async def _models(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
-    await gateway.api.models.list(call.send)
+async def _models(routes: Routes, scope: Scope, receive: Receive, call: Call) -> None:
+    await routes.api.models.list(call.send)
 
 
 def model_handler(model_id: str) -> Handler:
-    async def handler(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
-        await gateway.api.models.retrieve(model_id, call.send)
+    async def handler(routes: Routes, scope: Scope, receive: Receive, call: Call) -> None:
+        await routes.api.models.retrieve(model_id, call.send)
 
     return handler
 
@@ -79,10 +98,10 @@ class _Upstream(Protocol):
 def _upstream(route: Callable[[ApiRoutes], _Upstream]) -> Handler:
     """A route that sends a request upstream: bounded body, cancelled if the client leaves."""
 
-    async def handler(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
-        body = await read_body(scope, receive, gateway.settings.max_body_bytes)
-        with gateway.disconnects.watching(receive, lambda: call.finished):
-            await route(gateway.api)(scope, body, call)
+    async def handler(routes: Routes, scope: Scope, receive: Receive, call: Call) -> None:
+        body = await read_body(scope, receive, routes.api.max_body_bytes)
+        with routes.api.disconnects.watching(receive, lambda: call.finished):
+            await route(routes.api)(scope, body, call)
 
     return handler
 
@@ -92,55 +111,50 @@ _messages = _upstream(lambda api: api.messages)
 _responses = _upstream(lambda api: api.responses)
 
 
-async def _count_tokens(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
-    body = await read_body(scope, receive, gateway.settings.max_body_bytes)
-    await gateway.api.messages.count_tokens(body, call.send)
+async def _count_tokens(routes: Routes, scope: Scope, receive: Receive, call: Call) -> None:
+    body = await read_body(scope, receive, routes.api.max_body_bytes)
+    await routes.api.messages.count_tokens(body, call.send)
 
 
-async def _page(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
-    await web.asset(gateway, scope["path"], call.send)
+class _Method(Protocol):
+    async def __call__(self, scope: Scope, receive: Receive, call: Call) -> None: ...
 
 
-async def _status(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
-    await web.api_status(gateway, call.send, signed_in=gateway.access.is_admin(scope))
+def _served(method: Callable[[Routes], _Method]) -> Handler:
+    """A route of the page (``routes.web``) or of the management API (``routes.manage``)."""
 
+    async def handler(routes: Routes, scope: Scope, receive: Receive, call: Call) -> None:
+        await method(routes)(scope, receive, call)
 
-async def _login(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
-    await web.api_login(gateway, scope, receive, call.send)
-
-
-async def _login_code(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
-    await web.api_login_code(gateway, scope, receive, call.send)
-
-
-async def _logout(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
-    await web.api_logout(gateway, scope, receive, call.send)
-
-
-async def _callback(gateway: Gateway, scope: Scope, receive: Receive, call: Call) -> None:
-    await web.oauth_callback(gateway, scope, call.send)
+    return handler
 
 
 GET = frozenset({"GET", "HEAD"})
 POST = frozenset({"POST"})
 ROUTES: dict[str, Route] = {
-    **{path: Route(GET, _page, access="open", web=True) for path in web.PAGE_PATHS},
-    "/api/status": Route(GET, _status, access="open", web=True),
-    "/api/session": Route(POST, manage.open_session, access="open", web=True),
-    "/api/session/end": Route(POST, manage.close_session, access="open", web=True),
-    "/api/login": Route(POST, _login, access="admin", web=True),
-    "/api/login/code": Route(POST, _login_code, access="admin", web=True),
-    "/api/logout": Route(POST, _logout, access="admin", web=True),
-    "/api/accounts": Route(frozenset({"GET", "POST"}), manage.accounts_route, access="admin", web=True),
-    "/api/accounts/action": Route(POST, manage.account_action, access="admin", web=True),
-    "/api/keys": Route(frozenset({"GET", "POST"}), manage.keys_route, access="admin", web=True),
-    "/api/keys/revoke": Route(POST, manage.revoke_key, access="admin", web=True),
-    "/api/usage": Route(GET, manage.usage_summary, access="admin", web=True),
-    "/api/usage.csv": Route(GET, manage.usage_csv, access="admin", web=True),
+    **{path: Route(GET, _served(lambda r: r.page.asset), access="open", web=True) for path in PAGE_PATHS},
+    "/api/status": Route(GET, _served(lambda r: r.page.status), access="open", web=True),
+    "/api/session": Route(POST, _served(lambda r: r.console.open_session), access="open", web=True),
+    "/api/session/end": Route(POST, _served(lambda r: r.console.close_session), access="open", web=True),
+    "/api/login": Route(POST, _served(lambda r: r.page.start_login), access="admin", web=True),
+    "/api/login/code": Route(POST, _served(lambda r: r.page.login_code), access="admin", web=True),
+    "/api/logout": Route(POST, _served(lambda r: r.page.logout), access="admin", web=True),
+    "/api/accounts": Route(
+        frozenset({"GET", "POST"}), _served(lambda r: r.console.accounts), access="admin", web=True
+    ),
+    "/api/accounts/action": Route(
+        POST, _served(lambda r: r.console.account_action), access="admin", web=True
+    ),
+    "/api/keys": Route(
+        frozenset({"GET", "POST"}), _served(lambda r: r.console.keys), access="admin", web=True
+    ),
+    "/api/keys/revoke": Route(POST, _served(lambda r: r.console.revoke_key), access="admin", web=True),
+    "/api/usage": Route(GET, _served(lambda r: r.console.usage_summary), access="admin", web=True),
+    "/api/usage.csv": Route(GET, _served(lambda r: r.console.usage_csv), access="admin", web=True),
     # Protected by the login's state instead: iFlow's redirect carries no key.
-    "/oauth2callback": Route(GET, _callback, access="open", web=True),
+    "/oauth2callback": Route(GET, _served(lambda r: r.page.oauth_callback), access="open", web=True),
     "/health": Route(GET, _health, access="open"),
-    "/metrics": Route(GET, manage.metrics, access="admin"),
+    "/metrics": Route(GET, _served(lambda r: r.console.metrics), access="admin"),
     "/v1/models": Route(GET, _models),
     "/models": Route(GET, _models),
     "/v1/chat/completions": Route(POST, _chat, usage="chat"),

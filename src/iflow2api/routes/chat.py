@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import functools
+
 from iflow2api.asgi import Scope
 from iflow2api.calls import Call
-from iflow2api.dialects.openai_chat import errors as chat_errors
 from iflow2api.dialects.openai_chat import request as chat_request
-from iflow2api.errors import GatewayError
+from iflow2api.dialects.openai_chat.stream import ChunkEncoder
 from iflow2api.services.chat_stream import chat_relay
 from iflow2api.services.dispatch import Dispatcher
-from iflow2api.sse import DONE_FRAME
+from iflow2api.services.streams import late_error
 
-
-def _late_error(error: GatewayError) -> bytes:
-    return chat_errors.error_frame(error) + DONE_FRAME
+#: A late error needs no state of the stream: a fresh encoder writes it.
+_late_error = late_error(functools.partial(ChunkEncoder, include_usage=False))
 
 
 class ChatRoute:

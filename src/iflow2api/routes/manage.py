@@ -10,7 +10,7 @@ import asyncio
 import secrets
 import time
 import urllib.parse
-from typing import Any, Protocol
+from typing import Any
 
 from iflow2api import admin, clientkeys
 from iflow2api.asgi import Receive, Scope, header, send_json
@@ -27,114 +27,13 @@ from iflow2api.upstream.models import ModelDirectory
 from iflow2api.usage import stats
 from iflow2api.usage.metrics import AccountGauge, Metrics
 from iflow2api.usage.recorder import UsageRecorder
+from iflow2api.usage.summaries import UsageSummaries
 from iflow2api.web.api import json_body
-
-
-class Console(Protocol):
-    """The services the management API uses (the gateway, the composition root, holds them)."""
-
-    access: Access
-    accounts: AccountBook
-    pool: Pool
-    models: ModelDirectory
-    store: StateStore
-    usage: UsageRecorder
-    metrics: Metrics
-    #: Recent usage summaries by range in days, with when they were made.
-    summaries: dict[int, tuple[float, dict[str, Any]]]
-
 
 #: Seconds a wrong admin password costs its sender.
 WRONG_PASSWORD_DELAY = 0.5
 
-# -- sign-in -------------------------------------------------------------------------------------------
-
-
-async def open_session(gateway: Console, scope: Scope, receive: Receive, call: Call) -> None:
-    payload = await json_body(scope, receive)
-    password, key = payload.get("password"), payload.get("key")
-    credential = ""
-    if isinstance(password, str) and password:
-        stored = await gateway.store.get_setting(admin.ADMIN_PASSWORD_SETTING)
-        # scrypt takes tens of milliseconds: off the event loop, one at a time, and a wrong guess
-        # costs half a second more, so the page cannot be used to guess quickly or to stall the gateway.
-        async with gateway.access.password_checks:
-            if stored is not None and await asyncio.to_thread(admin.verify_password, password, stored):
-                credential = "password:" + stored
-            else:
-                await asyncio.sleep(WRONG_PASSWORD_DELAY)
-    elif isinstance(key, str) and key:
-        record = gateway.access.keys.find(key.encode())
-        if record is not None and record.admin:
-            credential = "key:" + record.id
-    if not credential:
-        raise ClientAuthError("Wrong admin password or admin key.", code="admin_required")
-    token = gateway.access.sessions.open(credential)
-    secure = "; Secure" if scope.get("scheme") == "https" else ""
-    cookie = (
-        f"{admin.COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={admin.SESSION_SECONDS}{secure}"
-    )
-    await send_json(call.send, 200, {"ok": True}, [(b"set-cookie", cookie.encode())])
-
-
-async def close_session(gateway: Console, scope: Scope, receive: Receive, call: Call) -> None:
-    await json_body(scope, receive)
-    gateway.access.sessions.close(admin.cookie_value(header(scope, b"cookie")))
-    cookie = f"{admin.COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"
-    await send_json(call.send, 200, {"ok": True}, [(b"set-cookie", cookie.encode())])
-
-
-# -- accounts --------------------------------------------------------------------------------------------
-
-
-def account_view(gateway: Console, member: Member) -> dict[str, Any]:
-    now = time.time()
-    state = member.shown_state(now)
-    health = member.current_health()
-    login = None
-    if member.refresher is not None:
-        status = member.refresher.status()
-        login = {
-            "state": status.state,
-            "token_expires_at": status.token_expires_at,
-            "next_refresh_at": status.next_refresh_at,
-            "last_refresh_at": status.last_refresh_at,
-            "last_error": status.last_error,
-        }
-    listing = gateway.models.cached(member.account)
-    models = list(member.models) or (list(listing.ids) if listing is not None else [])
-    return {
-        "id": member.id,
-        "label": member.label,
-        "kind": member.kind,
-        "source": member.source,
-        "base_url": member.account.base_url,
-        "secret": mask_secret(member.account.api_key),
-        "models": models,
-        "enabled": member.enabled,
-        "state": state,
-        "until": health.until if state == "cooling" else None,
-        "reason": health.reason if state in ("cooling", "quarantined") else None,
-        "in_flight": member.in_flight,
-        "limit": member.limit,
-        "waiting": gateway.pool.waiting_for(member),
-        "requests": member.requests,
-        "errors": member.errors,
-        "login": login,
-    }
-
-
-async def list_accounts(gateway: Console, scope: Scope, receive: Receive, call: Call) -> None:
-    gateway.accounts.sync_cli()
-    await send_json(
-        call.send,
-        200,
-        {
-            "strategy": gateway.pool.strategy,
-            "affinity": gateway.pool.affinity,
-            "accounts": [account_view(gateway, m) for m in gateway.pool.members()],
-        },
-    )
+# -- the forms' fields ---------------------------------------------------------------------------------
 
 
 def _text_field(payload: dict[str, Any], name: str, *, required: bool = True) -> str:
@@ -188,90 +87,6 @@ def account_record(payload: dict[str, Any]) -> AccountRecord:
     )
 
 
-async def add_account(gateway: Console, scope: Scope, receive: Receive, call: Call) -> None:
-    record = account_record(await json_body(scope, receive))
-    await gateway.accounts.save(record)
-    member = gateway.pool.get(record.id)
-    assert member is not None
-    await send_json(call.send, 201, {"account": account_view(gateway, member)})
-
-
-async def account_action(gateway: Console, scope: Scope, receive: Receive, call: Call) -> None:
-    payload = await json_body(scope, receive)
-    account_id, action = payload.get("id"), payload.get("action")
-    member = gateway.pool.get(account_id) if isinstance(account_id, str) else None
-    if member is None:
-        raise RouteNotFound(f"There is no account {account_id!r}.")
-    if action in ("enable", "disable"):
-        await gateway.accounts.set_enabled(member.id, action == "enable")
-    elif action == "reset":
-        gateway.pool.reset(member)
-    elif action == "remove":
-        if member.source != "store":
-            where = (
-                "the config file" if member.source == "config" else "the iFlow CLI's files (log out instead)"
-            )
-            raise InvalidRequest(f"This account comes from {where}; remove it there, or disable it.")
-        await gateway.accounts.remove(member.id)
-    else:
-        raise InvalidRequest("'action' must be enable, disable, reset or remove.", param="action")
-    await send_json(call.send, 200, {"ok": True})
-
-
-# -- client keys -------------------------------------------------------------------------------------------
-
-
-def key_view(gateway: Console, record: ClientKeyRecord) -> dict[str, Any]:
-    return {
-        "id": record.id,
-        "name": record.name,
-        "prefix": record.prefix,
-        "created_at": record.created_at,
-        "admin": record.admin,
-        "rpm": record.rpm,
-        "tokens_per_day": record.tokens_per_day,
-        "models": list(record.models),
-        "requests_today": gateway.usage.requests_today(record.name),
-        "tokens_today": gateway.usage.tokens_today(record.name),
-    }
-
-
-async def list_keys(gateway: Console, scope: Scope, receive: Receive, call: Call) -> None:
-    await send_json(call.send, 200, {"keys": [key_view(gateway, r) for r in gateway.access.keys.records]})
-
-
-async def create_key(gateway: Console, scope: Scope, receive: Receive, call: Call) -> None:
-    payload = await json_body(scope, receive)
-    key, record = await clientkeys.create(
-        gateway.store,
-        _text_field(payload, "name"),
-        admin=payload.get("admin") is True,
-        rpm=_optional_count(payload, "rpm"),
-        tokens_per_day=_optional_count(payload, "tokens_per_day"),
-        models=_names(payload, "models"),
-    )
-    await gateway.access.reload()
-    await send_json(call.send, 201, {"key": key, "record": key_view(gateway, record)})
-
-
-async def revoke_key(gateway: Console, scope: Scope, receive: Receive, call: Call) -> None:
-    payload = await json_body(scope, receive)
-    key_id = payload.get("id")
-    last_key = len(gateway.access.keys) <= 1 and any(r.id == key_id for r in gateway.access.keys.records)
-    if gateway.access.beyond_loopback and last_key:
-        raise InvalidRequest(
-            "This is the gateway's last key, and it listens beyond loopback: create another "
-            "key first, so that the gateway is never left open."
-        )
-    if not isinstance(key_id, str) or not await gateway.store.delete_client_key(key_id):
-        raise RouteNotFound(f"There is no key {key_id!r}.")
-    await gateway.access.reload()
-    await send_json(call.send, 200, {"ok": True})
-
-
-# -- usage and metrics ---------------------------------------------------------------------------------------
-
-
 def _days(scope: Scope) -> int:
     query = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"))
     try:
@@ -283,63 +98,217 @@ def _days(scope: Scope) -> int:
     return days
 
 
-#: Seconds a usage summary is served again rather than computed anew (the page polls it).
-SUMMARY_SECONDS = 3.0
+class ConsoleRoutes:
+    """The management API, built (by ``Gateway``) with the services it uses."""
 
+    def __init__(
+        self,
+        access: Access,
+        accounts: AccountBook,
+        pool: Pool,
+        models: ModelDirectory,
+        store: StateStore,
+        usage: UsageRecorder,
+        summaries: UsageSummaries,
+        metrics: Metrics,
+    ) -> None:
+        self._access, self._store = access, store
+        self._accounts, self._pool, self._models = accounts, pool, models
+        self._usage, self._summaries, self._metrics = usage, summaries, metrics
 
-async def usage_summary(gateway: Console, scope: Scope, receive: Receive, call: Call) -> None:
-    days = _days(scope)
-    now = time.time()
-    cached = gateway.summaries.get(days)
-    if cached is None or now - cached[0] > SUMMARY_SECONDS:
-        await gateway.usage.flush()
-        rows = await gateway.store.usage(now - days * 86400)
-        # Hundreds of thousands of rows take a while to sum up: off the event loop.
-        summary = await asyncio.to_thread(stats.summarize, rows, now=now, days=days)
-        cached = gateway.summaries[days] = (now, summary)
-    await send_json(call.send, 200, cached[1])
+    async def open_session(self, scope: Scope, receive: Receive, call: Call) -> None:
+        payload = await json_body(scope, receive)
+        password, key = payload.get("password"), payload.get("key")
+        credential = ""
+        if isinstance(password, str) and password:
+            stored = await self._store.get_setting(admin.ADMIN_PASSWORD_SETTING)
+            # scrypt takes tens of milliseconds: off the event loop, one at a time, and a wrong guess
+            # costs half a second more, so the page cannot be used to guess quickly or to stall the gateway.
+            async with self._access.password_checks:
+                if stored is not None and await asyncio.to_thread(admin.verify_password, password, stored):
+                    credential = "password:" + stored
+                else:
+                    await asyncio.sleep(WRONG_PASSWORD_DELAY)
+        elif isinstance(key, str) and key:
+            record = self._access.keys.find(key.encode())
+            if record is not None and record.admin:
+                credential = "key:" + record.id
+        if not credential:
+            raise ClientAuthError("Wrong admin password or admin key.", code="admin_required")
+        token = self._access.sessions.open(credential)
+        secure = "; Secure" if scope.get("scheme") == "https" else ""
+        cookie = (
+            f"{admin.COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; "
+            f"Max-Age={admin.SESSION_SECONDS}{secure}"
+        )
+        await send_json(call.send, 200, {"ok": True}, [(b"set-cookie", cookie.encode())])
 
+    async def close_session(self, scope: Scope, receive: Receive, call: Call) -> None:
+        await json_body(scope, receive)
+        self._access.sessions.close(admin.cookie_value(header(scope, b"cookie")))
+        cookie = f"{admin.COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"
+        await send_json(call.send, 200, {"ok": True}, [(b"set-cookie", cookie.encode())])
 
-async def usage_csv(gateway: Console, scope: Scope, receive: Receive, call: Call) -> None:
-    days = _days(scope)
-    await gateway.usage.flush()
-    rows = await gateway.store.usage(time.time() - days * 86400)
-    stamp = time.strftime("%Y%m%d", time.gmtime())
-    headers = [
-        (b"content-type", b"text/csv; charset=utf-8"),
-        (b"content-disposition", f'attachment; filename="iflow2api-usage-{stamp}.csv"'.encode()),
-        (b"cache-control", b"no-store"),
-    ]
-    await call.send({"type": "http.response.start", "status": 200, "headers": headers})
-    for chunk in stats.csv_chunks(rows):
-        await call.send({"type": "http.response.body", "body": chunk, "more_body": True})
-    await call.send({"type": "http.response.body", "body": b"", "more_body": False})
+    def _account_view(self, member: Member) -> dict[str, Any]:
+        now = time.time()
+        state = member.shown_state(now)
+        health = member.current_health()
+        login = None
+        if member.refresher is not None:
+            status = member.refresher.status()
+            login = {
+                "state": status.state,
+                "token_expires_at": status.token_expires_at,
+                "next_refresh_at": status.next_refresh_at,
+                "last_refresh_at": status.last_refresh_at,
+                "last_error": status.last_error,
+            }
+        listing = self._models.cached(member.account)
+        models = list(member.models) or (list(listing.ids) if listing is not None else [])
+        return {
+            "id": member.id,
+            "label": member.label,
+            "kind": member.kind,
+            "source": member.source,
+            "base_url": member.account.base_url,
+            "secret": mask_secret(member.account.api_key),
+            "models": models,
+            "enabled": member.enabled,
+            "state": state,
+            "until": health.until if state == "cooling" else None,
+            "reason": health.reason if state in ("cooling", "quarantined") else None,
+            "in_flight": member.in_flight,
+            "limit": member.limit,
+            "waiting": self._pool.waiting_for(member),
+            "requests": member.requests,
+            "errors": member.errors,
+            "login": login,
+        }
 
+    async def _list_accounts(self, scope: Scope, receive: Receive, call: Call) -> None:
+        self._accounts.sync_cli()
+        await send_json(
+            call.send,
+            200,
+            {
+                "strategy": self._pool.strategy,
+                "affinity": self._pool.affinity,
+                "accounts": [self._account_view(m) for m in self._pool.members()],
+            },
+        )
 
-async def metrics(gateway: Console, scope: Scope, receive: Receive, call: Call) -> None:
-    gateway.accounts.sync_cli()
-    gauges = [
-        AccountGauge(m.label, m.shown_state(), m.in_flight, gateway.pool.waiting_for(m))
-        for m in gateway.pool.members()
-    ]
-    body = gateway.metrics.render(gauges, queue_depth=gateway.pool.waiting)
-    headers = [
-        (b"content-type", b"text/plain; version=0.0.4; charset=utf-8"),
-        (b"cache-control", b"no-store"),
-    ]
-    await call.send({"type": "http.response.start", "status": 200, "headers": headers})
-    await call.send({"type": "http.response.body", "body": body})
+    async def _add_account(self, scope: Scope, receive: Receive, call: Call) -> None:
+        record = account_record(await json_body(scope, receive))
+        await self._accounts.save(record)
+        member = self._pool.get(record.id)
+        assert member is not None
+        await send_json(call.send, 201, {"account": self._account_view(member)})
 
+    async def account_action(self, scope: Scope, receive: Receive, call: Call) -> None:
+        payload = await json_body(scope, receive)
+        account_id, action = payload.get("id"), payload.get("action")
+        member = self._pool.get(account_id) if isinstance(account_id, str) else None
+        if member is None:
+            raise RouteNotFound(f"There is no account {account_id!r}.")
+        if action in ("enable", "disable"):
+            await self._accounts.set_enabled(member.id, action == "enable")
+        elif action == "reset":
+            self._pool.reset(member)
+        elif action == "remove":
+            if member.source != "store":
+                where = (
+                    "the config file"
+                    if member.source == "config"
+                    else "the iFlow CLI's files (log out instead)"
+                )
+                raise InvalidRequest(f"This account comes from {where}; remove it there, or disable it.")
+            await self._accounts.remove(member.id)
+        else:
+            raise InvalidRequest("'action' must be enable, disable, reset or remove.", param="action")
+        await send_json(call.send, 200, {"ok": True})
 
-async def accounts_route(gateway: Console, scope: Scope, receive: Receive, call: Call) -> None:
-    if scope["method"] == "POST":
-        await add_account(gateway, scope, receive, call)
-    else:
-        await list_accounts(gateway, scope, receive, call)
+    def _key_view(self, record: ClientKeyRecord) -> dict[str, Any]:
+        return {
+            "id": record.id,
+            "name": record.name,
+            "prefix": record.prefix,
+            "created_at": record.created_at,
+            "admin": record.admin,
+            "rpm": record.rpm,
+            "tokens_per_day": record.tokens_per_day,
+            "models": list(record.models),
+            "requests_today": self._usage.requests_today(record.name),
+            "tokens_today": self._usage.tokens_today(record.name),
+        }
 
+    async def _list_keys(self, scope: Scope, receive: Receive, call: Call) -> None:
+        await send_json(call.send, 200, {"keys": [self._key_view(r) for r in self._access.keys.records]})
 
-async def keys_route(gateway: Console, scope: Scope, receive: Receive, call: Call) -> None:
-    if scope["method"] == "POST":
-        await create_key(gateway, scope, receive, call)
-    else:
-        await list_keys(gateway, scope, receive, call)
+    async def _create_key(self, scope: Scope, receive: Receive, call: Call) -> None:
+        payload = await json_body(scope, receive)
+        key, record = await clientkeys.create(
+            self._store,
+            _text_field(payload, "name"),
+            admin=payload.get("admin") is True,
+            rpm=_optional_count(payload, "rpm"),
+            tokens_per_day=_optional_count(payload, "tokens_per_day"),
+            models=_names(payload, "models"),
+        )
+        await self._access.reload()
+        await send_json(call.send, 201, {"key": key, "record": self._key_view(record)})
+
+    async def revoke_key(self, scope: Scope, receive: Receive, call: Call) -> None:
+        payload = await json_body(scope, receive)
+        key_id = payload.get("id")
+        last_key = len(self._access.keys) <= 1 and any(r.id == key_id for r in self._access.keys.records)
+        if self._access.beyond_loopback and last_key:
+            raise InvalidRequest(
+                "This is the gateway's last key, and it listens beyond loopback: create another "
+                "key first, so that the gateway is never left open."
+            )
+        if not isinstance(key_id, str) or not await self._store.delete_client_key(key_id):
+            raise RouteNotFound(f"There is no key {key_id!r}.")
+        await self._access.reload()
+        await send_json(call.send, 200, {"ok": True})
+
+    async def usage_summary(self, scope: Scope, receive: Receive, call: Call) -> None:
+        await send_json(call.send, 200, await self._summaries.summary(_days(scope)))
+
+    async def usage_csv(self, scope: Scope, receive: Receive, call: Call) -> None:
+        rows = await self._summaries.rows(_days(scope), time.time())
+        stamp = time.strftime("%Y%m%d", time.gmtime())
+        headers = [
+            (b"content-type", b"text/csv; charset=utf-8"),
+            (b"content-disposition", f'attachment; filename="iflow2api-usage-{stamp}.csv"'.encode()),
+            (b"cache-control", b"no-store"),
+        ]
+        await call.send({"type": "http.response.start", "status": 200, "headers": headers})
+        for chunk in stats.csv_chunks(rows):
+            await call.send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await call.send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def metrics(self, scope: Scope, receive: Receive, call: Call) -> None:
+        self._accounts.sync_cli()
+        gauges = [
+            AccountGauge(m.label, m.shown_state(), m.in_flight, self._pool.waiting_for(m))
+            for m in self._pool.members()
+        ]
+        body = self._metrics.render(gauges, queue_depth=self._pool.waiting)
+        headers = [
+            (b"content-type", b"text/plain; version=0.0.4; charset=utf-8"),
+            (b"cache-control", b"no-store"),
+        ]
+        await call.send({"type": "http.response.start", "status": 200, "headers": headers})
+        await call.send({"type": "http.response.body", "body": body})
+
+    async def accounts(self, scope: Scope, receive: Receive, call: Call) -> None:
+        if scope["method"] == "POST":
+            await self._add_account(scope, receive, call)
+        else:
+            await self._list_accounts(scope, receive, call)
+
+    async def keys(self, scope: Scope, receive: Receive, call: Call) -> None:
+        if scope["method"] == "POST":
+            await self._create_key(scope, receive, call)
+        else:
+            await self._list_keys(scope, receive, call)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -22,9 +21,8 @@ from iflow2api.dialects.anthropic.to_chat import to_chat_request
 from iflow2api.dialects.checks import load_object
 from iflow2api.dialects.token_count import counter_for, estimate_chat_tokens
 from iflow2api.dialects.translator import StreamTranslator
-from iflow2api.errors import GatewayError
 from iflow2api.services.dispatch import Dispatcher
-from iflow2api.services.streams import sink_relay
+from iflow2api.services.streams import late_error, sink_relay
 
 
 class AnthropicSink:
@@ -42,12 +40,9 @@ class AnthropicSink:
     def streamed(self) -> None:
         pass
 
-
-def _late_error(model: str) -> Callable[[GatewayError], bytes]:
-    def frames(error: GatewayError) -> bytes:
-        return b"".join(AnthropicTranslator(model=model).error(error))
-
-    return frames
+    def late_translator(self) -> StreamTranslator:
+        # Anthropic's error event carries nothing of the stream before it: a fresh translator.
+        return self.translator()
 
 
 class MessagesRoute:
@@ -58,9 +53,8 @@ class MessagesRoute:
         request = parse_request(body)
         chat = to_chat_request(request, model=self._dispatcher.anthropic_model(request["model"]))
         sink = AnthropicSink(call.send, model=request["model"])
-        await self._dispatcher.dispatch(
-            scope, chat, call, functools.partial(sink_relay, sink), _late_error(request["model"])
-        )
+        relay = functools.partial(sink_relay, sink)
+        await self._dispatcher.dispatch(scope, chat, call, relay, late_error(sink.late_translator))
 
     async def count_tokens(self, body: bytes, send: Send) -> None:
         """``POST /v1/messages/count_tokens``: an estimate (see ``dialects.token_count``)."""

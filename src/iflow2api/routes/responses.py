@@ -22,10 +22,9 @@ from iflow2api.dialects.responses.request import parse_request
 from iflow2api.dialects.responses.stream import StreamTranslator
 from iflow2api.dialects.responses.to_chat import to_chat_request
 from iflow2api.dialects.responses.wire import ResponsesRequest
-from iflow2api.errors import GatewayError
 from iflow2api.services.dispatch import Dispatcher
 from iflow2api.services.response_memory import ResponseMemory
-from iflow2api.services.streams import sink_relay
+from iflow2api.services.streams import late_error, sink_relay
 
 
 class ResponsesSink:
@@ -50,10 +49,10 @@ class ResponsesSink:
         await send_bytes(self._send, 200, orjson.dumps(body), JSON)
 
     def translator(self) -> StreamTranslator:
-        self.stream = self.new_translator()
+        self.stream = self._new_translator()
         return self.stream
 
-    def new_translator(self) -> StreamTranslator:
+    def _new_translator(self) -> StreamTranslator:
         return StreamTranslator(
             request=self._request, response_id=self.response_id, created_at=int(time.time())
         )
@@ -62,6 +61,10 @@ class ResponsesSink:
         # The translator's own record, so the history uses the call ids the client saw.
         assert self.stream is not None
         self._remember(self.stream.completion())
+
+    def late_translator(self) -> StreamTranslator:
+        # The error continues the stream's own response (its id, its events' sequence numbers).
+        return self.stream or self._new_translator()
 
 
 class ResponsesRoute:
@@ -75,8 +78,5 @@ class ResponsesRoute:
         history = await self._memory.get(previous) if isinstance(previous, str) and previous else None
         chat = to_chat_request(request, history)
         sink = ResponsesSink(call.send, self._memory, request, chat)
-
-        def late_error(error: GatewayError) -> bytes:
-            return b"".join((sink.stream or sink.new_translator()).error(error))
-
-        await self._dispatcher.dispatch(scope, chat, call, functools.partial(sink_relay, sink), late_error)
+        relay = functools.partial(sink_relay, sink)
+        await self._dispatcher.dispatch(scope, chat, call, relay, late_error(sink.late_translator))

@@ -8,14 +8,16 @@ from __future__ import annotations
 import asyncio
 import importlib.resources
 import urllib.parse
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any
 
 from iflow2api import __version__, catalogue
-from iflow2api.asgi import Receive, Scope, Send, header, send_bytes, send_json
+from iflow2api.asgi import Receive, Scope, header, send_bytes, send_json
 from iflow2api.auth import iflow_files, oauth
 from iflow2api.auth.credentials import CredentialSource, mask_secret
 from iflow2api.auth.login import LoginFlow
 from iflow2api.auth.refresher import Refresher
+from iflow2api.calls import Call
 from iflow2api.errors import (
     Forbidden,
     GatewayError,
@@ -23,20 +25,7 @@ from iflow2api.errors import (
     RouteNotFound,
 )
 from iflow2api.services.access import Access
-from iflow2api.settings import Settings
 from iflow2api.web.api import json_body
-
-
-class Page(Protocol):
-    """The services the page and its login API use (the gateway, the composition root, holds them)."""
-
-    access: Access
-    assets: dict[str, tuple[bytes, bytes]]
-    credentials: CredentialSource
-    login: LoginFlow
-    refresher: Refresher
-    settings: Settings
-
 
 #: The page's files in ``iflow2api/web``: the HTML, its style sheet and its ES modules (``app.js`` is
 #: the entry the HTML loads; it imports the rest). Only these are served, each at a fixed path, so no
@@ -70,54 +59,129 @@ def load_assets() -> dict[str, tuple[bytes, bytes]]:
     }
 
 
-async def asset(gateway: Page, path: str, send: Send) -> None:
-    found = gateway.assets.get(path)
-    if found is None:
-        raise RouteNotFound(f"There is no {path} here.")
-    await send_bytes(send, 200, found[1], found[0], _NO_STORE)
+class PageRoutes:
+    """The page, its assets and its login API, built (by ``Gateway``) with the services they use."""
 
+    def __init__(
+        self,
+        access: Access,
+        credentials: CredentialSource,
+        login: LoginFlow,
+        refresher: Refresher,
+        *,
+        iflow_home: Path,
+        model_aliases: tuple[tuple[str, str], ...],
+    ) -> None:
+        self._access, self._credentials = access, credentials
+        self._login, self._refresher = login, refresher
+        self._iflow_home, self._aliases = iflow_home, model_aliases
+        self._assets = load_assets()
 
-def status_document(gateway: Page, *, signed_in: bool = True) -> dict[str, Any]:
-    needs_admin = gateway.access.needs_keys()
-    head: dict[str, Any] = {
-        "version": __version__,
-        "admin": {"required": needs_admin, "signed_in": needs_admin and signed_in},
-    }
-    if needs_admin and not signed_in:
-        return head  # who is logged in, and where, is for the admin only
-    account = gateway.credentials.current()
-    login = gateway.refresher.status()
-    if account is not None and account.kind == "iflow":
-        models = [catalogue.model_object(m.id, "iflow") for m in catalogue.IFLOW_MODELS if not m.hidden]
-    else:
-        models = []
-    return {
-        **head,
-        "logged_in": account is not None,
-        "account": account.label if account else None,
-        "auth_type": account.auth_type if account else None,
-        "oauth_login": login.state != "no-login",
-        "upstream": account.kind if account else None,
-        "base_url": account.base_url if account else None,
-        "api_key": mask_secret(account.api_key) if account else None,
-        "key_note": "iFlow API keys last 7 days; a login refreshes its key"
-        if account and account.kind == "iflow"
-        else None,
-        "login": {
-            "state": login.state,
-            "token_expires_at": login.token_expires_at,
-            "next_refresh_at": login.next_refresh_at,
-            "last_refresh_at": login.last_refresh_at,
-            "last_error": login.last_error,
-        },
-        "needs_client_key": needs_admin,
-        "models": models,
-        "aliases": dict(gateway.settings.model_aliases),
-    }
+    async def asset(self, scope: Scope, receive: Receive, call: Call) -> None:
+        path: str = scope["path"]
+        found = self._assets.get(path)
+        if found is None:
+            raise RouteNotFound(f"There is no {path} here.")
+        await send_bytes(call.send, 200, found[1], found[0], _NO_STORE)
 
+    def status_document(self, *, signed_in: bool = True) -> dict[str, Any]:
+        needs_admin = self._access.needs_keys()
+        head: dict[str, Any] = {
+            "version": __version__,
+            "admin": {"required": needs_admin, "signed_in": needs_admin and signed_in},
+        }
+        if needs_admin and not signed_in:
+            return head  # who is logged in, and where, is for the admin only
+        account = self._credentials.current()
+        login = self._refresher.status()
+        if account is not None and account.kind == "iflow":
+            models = [catalogue.model_object(m.id, "iflow") for m in catalogue.IFLOW_MODELS if not m.hidden]
+        else:
+            models = []
+        return {
+            **head,
+            "logged_in": account is not None,
+            "account": account.label if account else None,
+            "auth_type": account.auth_type if account else None,
+            "oauth_login": login.state != "no-login",
+            "upstream": account.kind if account else None,
+            "base_url": account.base_url if account else None,
+            "api_key": mask_secret(account.api_key) if account else None,
+            "key_note": "iFlow API keys last 7 days; a login refreshes its key"
+            if account and account.kind == "iflow"
+            else None,
+            "login": {
+                "state": login.state,
+                "token_expires_at": login.token_expires_at,
+                "next_refresh_at": login.next_refresh_at,
+                "last_refresh_at": login.last_refresh_at,
+                "last_error": login.last_error,
+            },
+            "needs_client_key": needs_admin,
+            "models": models,
+            "aliases": dict(self._aliases),
+        }
 
-async def api_status(gateway: Page, send: Send, *, signed_in: bool) -> None:
-    await send_json(send, 200, status_document(gateway, signed_in=signed_in))
+    async def status(self, scope: Scope, receive: Receive, call: Call) -> None:
+        await send_json(call.send, 200, self.status_document(signed_in=self._access.is_admin(scope)))
+
+    async def start_login(self, scope: Scope, receive: Receive, call: Call) -> None:
+        payload = await json_body(scope, receive)
+        mode = payload.get("mode", "browser")
+        if mode not in ("browser", "code"):
+            raise InvalidRequest("'mode' must be 'browser' or 'code'.", param="mode")
+        pending = self._login.start(callback_uri(scope) if mode == "browser" else None)
+        await send_json(call.send, 200, {"url": pending.url, "state": pending.state})
+
+    async def _finish(self, code_or_text: str, state: str | None, *, pasted: bool) -> oauth.UserInfo:
+        # A failed login raises a LoginError, which shows itself (400 login_failed or 502 login_unavailable).
+        if pasted:
+            user = await self._login.finish_pasted(code_or_text, state)
+        else:
+            user = await self._login.finish(code_or_text, state)
+        self._refresher.files_changed()
+        return user
+
+    async def login_code(self, scope: Scope, receive: Receive, call: Call) -> None:
+        payload = await json_body(scope, receive)
+        text, state = payload.get("text"), payload.get("state")
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidRequest("Paste the code the iFlow page showed.", param="text")
+        user = await self._finish(text, state if isinstance(state, str) else None, pasted=True)
+        await send_json(call.send, 200, {"ok": True, "account": user.label})
+
+    async def oauth_callback(self, scope: Scope, receive: Receive, call: Call) -> None:
+        query = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        code, state, error = (query.get(name, [""])[0] for name in ("code", "state", "error"))
+        if error or not code:
+            # Only a login started here may put a message on the page.
+            if not self._login.cancel(state):
+                raise Forbidden("This login was not started from this gateway's page.")
+            message = (
+                "You declined access on the iFlow page." if error == "access_denied" else "No code came back."
+            )
+            target = "/?" + urllib.parse.urlencode({"login": "error", "message": message})
+        else:
+            try:
+                user = await self._finish(code, state, pasted=False)
+            except GatewayError as exc:
+                target = "/?" + urllib.parse.urlencode({"login": "error", "message": exc.message})
+            else:
+                target = "/?" + urllib.parse.urlencode({"login": "ok", "account": user.label or ""})
+        await call.send(
+            {
+                "type": "http.response.start",
+                "status": 302,
+                "headers": [(b"location", target.encode()), *_NO_STORE],
+            }
+        )
+        await call.send({"type": "http.response.body", "body": b""})
+
+    async def logout(self, scope: Scope, receive: Receive, call: Call) -> None:
+        await json_body(scope, receive)
+        await asyncio.to_thread(iflow_files.remove_oauth_login, self._iflow_home)
+        self._refresher.files_changed()
+        await send_json(call.send, 200, {"ok": True})
 
 
 def callback_uri(scope: Scope) -> str:
@@ -125,66 +189,3 @@ def callback_uri(scope: Scope) -> str:
     host = (header(scope, b"host") or b"127.0.0.1").decode("latin-1")
     scheme = "https" if scope.get("scheme") == "https" else "http"
     return f"{scheme}://{host}/oauth2callback"
-
-
-async def api_login(gateway: Page, scope: Scope, receive: Receive, send: Send) -> None:
-    payload = await json_body(scope, receive)
-    mode = payload.get("mode", "browser")
-    if mode not in ("browser", "code"):
-        raise InvalidRequest("'mode' must be 'browser' or 'code'.", param="mode")
-    pending = gateway.login.start(callback_uri(scope) if mode == "browser" else None)
-    await send_json(send, 200, {"url": pending.url, "state": pending.state})
-
-
-async def _finish(gateway: Page, code_or_text: str, state: str | None, *, pasted: bool) -> oauth.UserInfo:
-    # A failed login raises a LoginError, which shows itself (400 login_failed or 502 login_unavailable).
-    if pasted:
-        user = await gateway.login.finish_pasted(code_or_text, state)
-    else:
-        user = await gateway.login.finish(code_or_text, state)
-    gateway.refresher.files_changed()
-    return user
-
-
-async def api_login_code(gateway: Page, scope: Scope, receive: Receive, send: Send) -> None:
-    payload = await json_body(scope, receive)
-    text, state = payload.get("text"), payload.get("state")
-    if not isinstance(text, str) or not text.strip():
-        raise InvalidRequest("Paste the code the iFlow page showed.", param="text")
-    user = await _finish(gateway, text, state if isinstance(state, str) else None, pasted=True)
-    await send_json(send, 200, {"ok": True, "account": user.label})
-
-
-async def oauth_callback(gateway: Page, scope: Scope, send: Send) -> None:
-    query = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"))
-    code, state, error = (query.get(name, [""])[0] for name in ("code", "state", "error"))
-    if error or not code:
-        # Only a login started here may put a message on the page.
-        if not gateway.login.cancel(state):
-            raise Forbidden("This login was not started from this gateway's page.")
-        message = (
-            "You declined access on the iFlow page." if error == "access_denied" else "No code came back."
-        )
-        target = "/?" + urllib.parse.urlencode({"login": "error", "message": message})
-    else:
-        try:
-            user = await _finish(gateway, code, state, pasted=False)
-        except GatewayError as exc:
-            target = "/?" + urllib.parse.urlencode({"login": "error", "message": exc.message})
-        else:
-            target = "/?" + urllib.parse.urlencode({"login": "ok", "account": user.label or ""})
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 302,
-            "headers": [(b"location", target.encode()), *_NO_STORE],
-        }
-    )
-    await send({"type": "http.response.body", "body": b""})
-
-
-async def api_logout(gateway: Page, scope: Scope, receive: Receive, send: Send) -> None:
-    await json_body(scope, receive)
-    await asyncio.to_thread(iflow_files.remove_oauth_login, gateway.settings.iflow_home)
-    gateway.refresher.files_changed()
-    await send_json(send, 200, {"ok": True})

@@ -41,7 +41,7 @@ class Access:
         self.keys, self._env_keys = keys, env_keys
         self.keys.load(env_keys)
         self.sessions = admin.Sessions()
-        #: One password check at a time (see ``routes.manage.open_session``).
+        #: One password check at a time (see ``routes.manage.ConsoleRoutes.open_session``).
         self.password_checks = asyncio.Semaphore(1)
         self.beyond_loopback = beyond_loopback
         self._admin_hash: str | None = None

@@ -20,6 +20,7 @@ from iflow2api.calls import Call
 from iflow2api.clientkeys import KeyRing
 from iflow2api.dialects.aliases import DEFAULT_ALIASES, resolve_model
 from iflow2api.errors import GatewayError, ModelNotFound, NoAccountAvailable, RateLimited
+from iflow2api.pool.router import Pool
 from iflow2api.reasoning import ReasoningStore
 from iflow2api.services.answers import read
 from iflow2api.services.membership import Membership
@@ -61,6 +62,7 @@ class Dispatcher:
     def __init__(
         self,
         membership: Membership,
+        pool: Pool,
         client: UpstreamClient,
         speakers: Speakers,
         *,
@@ -68,7 +70,7 @@ class Dispatcher:
         reasoning: ReasoningStore,
         settings: Settings,
     ) -> None:
-        self._membership, self._pool = membership, membership.pool
+        self._membership, self._pool = membership, pool
         self._client, self._speakers = client, speakers
         self._models, self._reasoning = models, reasoning
         #: The user's model aliases, how many accounts one request may try, and how often a

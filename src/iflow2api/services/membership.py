@@ -15,13 +15,13 @@ from iflow2api.pool.router import Pool
 class Membership:
     def __init__(self, accounts: AccountBook, pool: Pool, *, not_logged_in: str) -> None:
         self._accounts = accounts
-        self.pool = pool
+        self._pool = pool
         self._not_logged_in = not_logged_in
 
     def members(self) -> list[Member]:
         """Every account of the pool, the CLI's login as it is on disk now."""
         self._accounts.sync_cli()
-        return self.pool.members()
+        return self._pool.members()
 
     def enabled(self) -> list[Member]:
         return [member for member in self.members() if member.enabled]

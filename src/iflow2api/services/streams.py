@@ -41,6 +41,9 @@ class Sink(Protocol):
     def streamed(self) -> None:
         """The stream ended well; called before its last frames are sent."""
 
+    def late_translator(self) -> StreamTranslator:
+        """The translator whose ``error`` ends a stream after keep-alive pings (see ``late_error``)."""
+
 
 def sink_relay(sink: Sink, call: Call, reasoning: ReasoningStore) -> Relay:
     """The relay that answers through ``sink`` (see ``services.dispatch.Relay``); with ``sink``
@@ -63,6 +66,16 @@ def sink_relay(sink: Sink, call: Call, reasoning: ReasoningStore) -> Relay:
         await run_stream(call.send, sink.translator(), chunks, sink.streamed)
 
     return relay
+
+
+def late_error(translator: Callable[[], StreamTranslator]) -> Callable[[GatewayError], bytes]:
+    """How every API writes an error into a stream that has started (keep-alive pings, or content
+    a stop cut short): as the frames of ``translator()``'s ``error``, for ``Dispatcher.dispatch``."""
+
+    def frames(error: GatewayError) -> bytes:
+        return b"".join(translator().error(error))
+
+    return frames
 
 
 async def run_stream(
