@@ -212,7 +212,7 @@ class Gateway:
         path: str = scope["path"]
         receive = ReadDeadline(receive, self.settings.request_read_timeout)
         try:
-            await self._dispatch(scope, receive, call, path)
+            await self._route(scope, receive, call, path)
         except ClientGone:
             log.info("%s %s: the client went away; upstream request cancelled", scope["method"], path)
             call.status, call.error_code = 499, "client_gone"
@@ -234,7 +234,7 @@ class Gateway:
             elapsed = (time.perf_counter() - call.began) * 1000
             log.info("%s %s %s %.1f ms", scope["method"], path, call.status, elapsed)
 
-    async def _dispatch(self, scope: Scope, receive: Receive, call: Call, path: str) -> None:
+    async def _route(self, scope: Scope, receive: Receive, call: Call, path: str) -> None:
         method: str = scope["method"]
         route = ROUTES.get(path)
         if route is None and path.startswith(MODEL_PREFIXES):

@@ -127,7 +127,7 @@ class Pool:
             fresh[member.id] = member
         self._members = fresh
         self._order = list(fresh.values())
-        self._dispatch()
+        self._serve_waiters()
 
     def restore_affinities(self, sessions: dict[str, str]) -> None:
         for session, member_id in sessions.items():
@@ -174,7 +174,7 @@ class Pool:
             )
         waiter = _Waiter(model, session, exclude, asyncio.get_running_loop().create_future())
         self._waiters.append(waiter)
-        self._dispatch()
+        self._serve_waiters()
         try:
             async with asyncio.timeout(self.queue_timeout):
                 return await waiter.future
@@ -201,7 +201,7 @@ class Pool:
         member.in_flight -= 1
         member.probing = False
         if self._waiters:
-            self._dispatch()
+            self._serve_waiters()
 
     def _take(self, member: Member, session: str | None) -> None:
         member.in_flight += 1
@@ -314,7 +314,7 @@ class Pool:
                 ends.append(health.until)
         return max(0.0, min(ends) - now) if ends else None
 
-    def _dispatch(self) -> None:
+    def _serve_waiters(self) -> None:
         """Hand free members to waiting requests, first come first served."""
         if self._wakeup is not None:
             self._wakeup.cancel()
@@ -343,7 +343,7 @@ class Pool:
             ]
             if ends:
                 loop = asyncio.get_running_loop()
-                self._wakeup = loop.call_later(min(ends) - now + 0.01, self._dispatch)
+                self._wakeup = loop.call_later(min(ends) - now + 0.01, self._serve_waiters)
 
     # -- outcomes --------------------------------------------------------------------------------
 
@@ -439,7 +439,7 @@ class Pool:
         member.health = health
         self._directory.persist_health(member.id, health)
         if self._waiters:
-            self._dispatch()
+            self._serve_waiters()
 
 
 def _probe(resting: list[Member]) -> Member | None:

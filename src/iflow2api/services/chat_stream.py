@@ -1,8 +1,9 @@
 """Chat Completions answers for ``/v1/chat/completions``: the fast path, bytes passed through.
 
-Nothing needs translating here, so a stream is relayed through ``chat_chunks.StreamRelay``, which
-forwards most chunks byte for byte and parses only those that decide something; a whole answer is
-sent as it came unless usage had to be filled in or the answer normalised.
+Nothing needs translating here, so a stream is relayed through
+``dialects.openai_chat.stream.StreamRelay``, which forwards most chunks byte for byte and parses only
+those that decide something; a whole answer is sent as it came unless usage had to be filled in or
+the answer normalised.
 """
 
 from __future__ import annotations
