@@ -83,6 +83,16 @@ class LoggedProcess:
     def log(self) -> str:
         return "".join(self._lines)
 
+    def log_matching(self, pattern: str, timeout: float = 10) -> str:
+        """The log once ``pattern`` is in it: the server writes its lines from a thread of their
+        own, a moment after the request that logged them has been answered."""
+        deadline = time.monotonic() + timeout
+        while not re.search(pattern, log := self.log()):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no line matching {pattern!r} in the log:\n{log}")
+            time.sleep(0.02)
+        return log
+
     def stop(self) -> None:
         self.process.terminate()
         try:

@@ -353,7 +353,7 @@ def test_rejected_refresh_asks_for_a_new_login_and_deletes_nothing(
     assert creds(home) == before
     status = httpx.get(gateway.url + "/api/status", timeout=20).json()
     assert status["login"]["state"] == "needs-login"
-    assert "log in" in gateway.log().lower()
+    assert gateway.log_matching(r"(?i)log in")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("IFLOW2API_", "IFLOW_"))}
     data_dir = next(p for p in gateway.iflow_home.parent.iterdir() if p.name.startswith("data-"))
     result = subprocess.run(
