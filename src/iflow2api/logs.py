@@ -71,8 +71,10 @@ class _Queueing(logging.handlers.QueueHandler):
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         args = record.args
-        if record.exc_info is None and (
-            not args or (isinstance(args, tuple) and all(isinstance(arg, _FIXED) for arg in args))
+        if (
+            record.exc_info is None
+            and isinstance(record.msg, str)
+            and (not args or (isinstance(args, tuple) and all(isinstance(arg, _FIXED) for arg in args)))
         ):
             return record
         # A mutable argument or a traceback: the message is made now, as the stdlib's handler does.
