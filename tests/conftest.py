@@ -83,6 +83,18 @@ class LoggedProcess:
     def log(self) -> str:
         return "".join(self._lines)
 
+    def log_matching(self, pattern: str, count: int = 1, timeout: float = 10) -> str:
+        """The log once ``pattern`` is in it ``count`` times: the server writes its lines from a
+        thread of their own, a moment after the request that logged them has been answered. Lines
+        are written in the order they were logged, so once a request's own line is in, whatever
+        was logged before it is too."""
+        deadline = time.monotonic() + timeout
+        while len(re.findall(pattern, log := self.log())) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not {count} lines matching {pattern!r} in the log:\n{log}")
+            time.sleep(0.02)
+        return log
+
     def stop(self) -> None:
         self.process.terminate()
         try:

@@ -78,7 +78,7 @@ def test_page_api_login_then_chat(start_gateway: Any, fake: FakeIflow) -> None:
     reply = httpx.post(gateway.url + "/v1/chat/completions", json=CHAT, timeout=20)
     assert reply.status_code == 200, reply.text
     assert fake.received[-1].headers["authorization"] == f"Bearer {saved['apiKey']}"
-    assert saved["apiKey"] not in gateway.log()
+    assert saved["apiKey"] not in gateway.log_matching("POST /v1/chat/completions 200 ")
 
 
 def test_a_short_lived_login_made_on_the_page_is_refreshed_halfway_not_at_once(
@@ -353,7 +353,7 @@ def test_rejected_refresh_asks_for_a_new_login_and_deletes_nothing(
     assert creds(home) == before
     status = httpx.get(gateway.url + "/api/status", timeout=20).json()
     assert status["login"]["state"] == "needs-login"
-    assert "log in" in gateway.log().lower()
+    assert gateway.log_matching(r"(?i)log in")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("IFLOW2API_", "IFLOW_"))}
     data_dir = next(p for p in gateway.iflow_home.parent.iterdir() if p.name.startswith("data-"))
     result = subprocess.run(

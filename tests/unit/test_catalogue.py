@@ -6,7 +6,7 @@ import pytest
 
 from iflow2api import catalogue
 from iflow2api.catalogue import ModelInfo
-from iflow2api.upstream import iflow
+from iflow2api.upstream import iflow_thinking
 
 # §6's table, in the CLI's picker order: id, label, context window, default max output, thinking, images.
 CLI_PICKER = [
@@ -60,7 +60,7 @@ def test_ids_are_unique() -> None:
 @pytest.mark.parametrize("model", catalogue.IFLOW_MODELS, ids=lambda m: m.id)
 def test_entries_agree_with_the_rules_that_use_them(model: ModelInfo) -> None:
     assert model.max_output == catalogue.default_max_output(model.id)
-    assert model.thinking == iflow.sends_thinking_fields(model.id)
+    assert model.thinking == iflow_thinking.sends_thinking_fields(model.id)
 
 
 @pytest.mark.parametrize(

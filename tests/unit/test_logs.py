@@ -45,3 +45,24 @@ def test_formatter_masks_tracebacks_too() -> None:
     line = RedactingFormatter("%(message)s").format(record)
     assert "RuntimeError" in line
     assert "sk-0123456789abcdef0123456789abcdef" not in line
+
+
+def test_setup_writes_lines_from_a_thread_and_all_of_them_by_stop(capsys: pytest.CaptureFixture[str]) -> None:
+    from iflow2api import logs
+
+    root, access = logging.getLogger(), logging.getLogger("uvicorn.access")
+    handlers, level, disabled = root.handlers[:], root.level, access.disabled
+    try:
+        logs.setup("info")
+        log = logging.getLogger("iflow2api.test")
+        shown = ["before"]
+        log.info("%s %s %s %.1f ms", "POST", "/v1/chat/completions", 200, 3.14)
+        log.info("key sk-%s in %s", "abcdefghijklmnopqrstuvwxyz", shown)
+        shown[0] = "after"  # a mutable argument is formatted as it was when logged
+        logs.stop()
+        lines = capsys.readouterr().err.splitlines()
+    finally:
+        logs.stop()
+        root.handlers[:], root.level, access.disabled = handlers, level, disabled
+    assert lines[0].endswith(" INFO    iflow2api.test: POST /v1/chat/completions 200 3.1 ms")
+    assert "['before']" in lines[1] and "abcdefghijklmnopqrstuvwxyz" not in lines[1]

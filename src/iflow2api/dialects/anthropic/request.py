@@ -31,14 +31,29 @@ _BLOCKS: Mapping[str, frozenset[str]] = MappingProxyType(
         "system": frozenset({"text"}),
     }
 )
+_RESULT_BLOCKS = frozenset({"text", "image", "document"})
 _TYPED = checked(
     "stream temperature top_p top_k stop_sequences metadata tools tool_choice thinking output_config",
     tool_choice=OBJECT,  # Anthropic's is always an object
 )
 
 
-def _need_str(block: dict[str, Any], key: str, param: str) -> None:
+#: Where a value sits in the request, as the keys and indices that lead to it; written out as a
+#: parameter name (``messages[3].content[0]``) only for an error, not for every block checked.
+Path = tuple[str | int, ...]
+
+
+def _name(path: Path) -> str:
+    """
+    >>> _name(("messages", 3, "content", 0))
+    'messages[3].content[0]'
+    """
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path).lstrip(".")
+
+
+def _need_str(block: dict[str, Any], key: str, path: Path) -> None:
     if not isinstance(block.get(key), str):
+        param = _name(path)
         fail(f"'{param}.{key}' must be a string.", f"{param}.{key}", "invalid_type")
 
 
@@ -69,9 +84,9 @@ def check_request(payload: dict[str, Any]) -> MessagesRequest:
     if not messages:
         fail("'messages' must contain at least one message.", "messages", "empty_array")
     for index, message in enumerate(messages):
-        _check_message(message, f"messages[{index}]")
+        _check_message(message, index)
     if payload.get("system") is not None:
-        _check_content(payload["system"], "system", _BLOCKS["system"])
+        _check_content(payload["system"], ("system",), _BLOCKS["system"])
     check_types(payload, _TYPED)
     for index, stop in enumerate(payload.get("stop_sequences") or ()):
         if not isinstance(stop, str):
@@ -82,52 +97,60 @@ def check_request(payload: dict[str, Any]) -> MessagesRequest:
     return cast(MessagesRequest, payload)
 
 
-def _check_message(message: object, param: str) -> None:
+def _check_message(message: object, index: int) -> None:
     if not isinstance(message, dict):
-        fail(f"'{param}' must be an object.", param, "invalid_type")
+        fail(f"'messages[{index}]' must be an object.", f"messages[{index}]", "invalid_type")
     role = message.get("role")
     if not isinstance(role, str) or role not in _BLOCKS:
-        fail(f"'{param}.role' must be 'user', 'assistant' or 'system'.", f"{param}.role")
+        fail(f"'messages[{index}].role' must be 'user', 'assistant' or 'system'.", f"messages[{index}].role")
     if "content" not in message:
-        fail(f"'{param}.content' is required.", f"{param}.content", "missing_required_parameter")
-    _check_content(message["content"], f"{param}.content", _BLOCKS[role])
+        param = f"messages[{index}].content"
+        fail(f"'{param}' is required.", param, "missing_required_parameter")
+    content = message["content"]
+    if not isinstance(content, str):
+        _check_content(content, ("messages", index, "content"), _BLOCKS[role])
 
 
-def _check_content(content: object, param: str, allowed: frozenset[str]) -> None:
+def _check_content(content: object, path: Path, allowed: frozenset[str]) -> None:
     if isinstance(content, str):
         return
     if not isinstance(content, list):
+        param = _name(path)
         fail(f"'{param}' must be a string or an array of content blocks.", param, "invalid_type")
     for index, block in enumerate(content):
-        _check_block(block, f"{param}[{index}]", allowed)
+        _check_block(block, (*path, index), allowed)
 
 
-def _check_block(block: object, param: str, allowed: frozenset[str]) -> None:
+def _check_block(block: object, path: Path, allowed: frozenset[str]) -> None:
     if not isinstance(block, dict) or not isinstance(block.get("type"), str):
+        param = _name(path)
         fail(f"'{param}' must be a content block object with a 'type'.", param, "invalid_type")
     kind = block["type"]
     if kind not in allowed:
+        param = _name(path)
         fail(f"'{param}': a {shown(kind)} block is not supported here by this gateway.", f"{param}.type")
     if kind == "text":
-        _need_str(block, "text", param)
+        _need_str(block, "text", path)
     elif kind == "thinking":
-        _need_str(block, "thinking", param)
+        _need_str(block, "thinking", path)
     elif kind == "image":
-        image_url(block, param)
+        image_url(block, _name(path))
     elif kind == "document":
-        document_text(block, param)
+        document_text(block, _name(path))
     elif kind == "tool_use":
         for key in ("id", "name"):
-            _need_str(block, key, param)
+            _need_str(block, key, path)
         if not isinstance(block.get("input"), dict):
+            param = _name(path)
             fail(f"'{param}.input' must be an object.", f"{param}.input", "invalid_type")
     elif kind == "tool_result":
-        _need_str(block, "tool_use_id", param)
+        _need_str(block, "tool_use_id", path)
         if block.get("is_error") is not None and not isinstance(block["is_error"], bool):
+            param = _name(path)
             fail(f"'{param}.is_error' must be a boolean.", f"{param}.is_error", "invalid_type")
         content = block.get("content")
         if content is not None:
-            _check_content(content, f"{param}.content", frozenset({"text", "image", "document"}))
+            _check_content(content, (*path, "content"), _RESULT_BLOCKS)
 
 
 def image_url(block: Mapping[str, Any], param: str) -> str:

@@ -186,6 +186,7 @@ def _tool_result(block: ToolResultBlock) -> tuple[str, list[ChatPart]]:
         text = "\n\n".join(part["text"] for part in texts)
     else:
         text = content or ""
-    if block.get("is_error") and not text.lower().startswith("error"):
+    # Lowercasing the first five characters decides as the whole text would, without copying it.
+    if block.get("is_error") and not text[:5].lower().startswith("error"):
         text = f"Error: {text}" if text else "Error"
     return text, images
