@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from iflow2api.disconnects import ClientGone
-from iflow2api.errors import GatewayError, PayloadTooLarge, RequestTimeout
+from iflow2api.errors import PayloadTooLarge, RequestTimeout
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -127,10 +127,3 @@ async def send_json(
     send: Send, status: int, payload: object, extra: list[tuple[bytes, bytes]] | None = None
 ) -> None:
     await send_bytes(send, status, orjson.dumps(payload), extra=extra)
-
-
-ErrorRenderer = Callable[[GatewayError], bytes]
-
-
-async def send_error(send: Send, error: GatewayError, render: ErrorRenderer) -> None:
-    await send_bytes(send, error.status, render(error), extra=error.headers())

@@ -25,7 +25,7 @@ from iflow2api.state.records import AccountRecord, ClientKeyRecord
 from iflow2api.state.store import StateStore
 from iflow2api.upstream.models import ModelDirectory
 from iflow2api.usage import stats
-from iflow2api.usage.metrics import AccountGauge, Metrics
+from iflow2api.usage.metrics import CONTENT_TYPE, AccountGauge, Metrics
 from iflow2api.usage.recorder import UsageRecorder
 from iflow2api.usage.summaries import UsageSummaries
 from iflow2api.web.api import json_body
@@ -295,7 +295,7 @@ class ConsoleRoutes:
         ]
         body = self._metrics.render(gauges, queue_depth=self._pool.waiting)
         headers = [
-            (b"content-type", b"text/plain; version=0.0.4; charset=utf-8"),
+            (b"content-type", CONTENT_TYPE.encode()),
             (b"cache-control", b"no-store"),
         ]
         await call.send({"type": "http.response.start", "status": 200, "headers": headers})
