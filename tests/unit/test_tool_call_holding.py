@@ -14,11 +14,11 @@ from typing import Any
 import anthropic
 import httpx2
 import orjson
-from openai import OpenAI
 
 from iflow2api.dialects.anthropic import stream as anthropic_dialect
 from iflow2api.dialects.responses import request as responses_request
 from iflow2api.dialects.responses import stream as responses_stream
+from tests.unit.test_responses import through_sdk
 
 READ: Any = {
     "name": "Read",
@@ -205,17 +205,8 @@ def responses_calls(chunks: list[dict[str, Any]]) -> list[tuple[str, str, object
         for event in events
         if event["type"] == "response.output_item.added" and event["item"]["type"] == "function_call"
     ]
-    body = b"".join(frames)
-
-    def answer(_: httpx2.Request) -> httpx2.Response:
-        return httpx2.Response(200, content=body, headers={"content-type": "text/event-stream"})
-
-    with (
-        httpx2.Client(transport=httpx2.MockTransport(answer)) as http,
-        OpenAI(api_key="sk-test", base_url="http://gateway.test/v1", http_client=http) as client,
-        client.responses.stream(model="glm-4.7", input="hi") as stream,
-    ):
-        final = stream.get_final_response()
+    _, final = through_sdk(frames)
+    assert final is not None, "the stream did not complete"
     calls = [
         (item.call_id, item.name, json.loads(item.arguments))
         for item in final.output
