@@ -45,13 +45,14 @@ from iflow2api.pool.book import AccountBook, save_login
 from iflow2api.pool.directory import Directory
 from iflow2api.pool.outcomes import CooldownPolicy
 from iflow2api.pool.router import Pool
+from iflow2api.providers import Profiles
 from iflow2api.reasoning import ReasoningStore
 from iflow2api.routes.health import HealthRoute
 from iflow2api.routes.manage import ConsoleRoutes
 from iflow2api.routes.web import PageRoutes
 from iflow2api.routing import GET, MODEL_PREFIXES, ROUTES, ApiRoutes, Route, Routes, model_handler
 from iflow2api.services.access import Access, offered_key
-from iflow2api.services.dispatch import Dispatcher, Speakers
+from iflow2api.services.dispatch import Dispatcher
 from iflow2api.services.membership import Membership
 from iflow2api.services.model_listing import ModelListing
 from iflow2api.services.response_memory import ResponseMemory
@@ -175,12 +176,12 @@ class Gateway:
     def _api_routes(self) -> ApiRoutes:
         settings = self.settings
         membership = Membership(self.accounts, self.pool, not_logged_in=not_logged_in_message(settings))
-        speakers = Speakers(thinking_default=settings.thinking_default)
+        profiles = Profiles(thinking_default=settings.thinking_default, options=settings.provider_options)
         dispatcher = Dispatcher(
             membership,
             self.pool,
             self.client,
-            speakers,
+            profiles,
             models=self.models,
             reasoning=self.reasoning,
             settings=settings,

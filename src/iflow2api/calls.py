@@ -29,6 +29,10 @@ ErrorShape = Literal["openai", "anthropic"]
 PING = b": ping\n\n"
 
 
+#: The response header that says what was sent upstream for thinking (see ``providers``).
+THINKING_HEADER = b"x-iflow2api-thinking"
+
+
 class Call:
     __slots__ = (
         "_pinger",
@@ -57,6 +61,7 @@ class Call:
         "started",
         "status",
         "stream",
+        "thinking",
     )
 
     def __init__(self, send: Send) -> None:
@@ -77,6 +82,8 @@ class Call:
         self.model = ""
         self.stream = False
         self.session: str | None = None
+        #: What the profile sent upstream for thinking; the answer's ``x-iflow2api-thinking`` header.
+        self.thinking: str | None = None
         self.attempts = 0
         self.error_code: str | None = None
         self.prompt_tokens = 0
@@ -104,6 +111,8 @@ class Call:
                 return  # the keep-alive pings already sent the stream's head
             self.started = True
             self.status = message["status"]
+            if self.thinking is not None:
+                message["headers"] = [*message["headers"], (THINKING_HEADER, self.thinking.encode())]
             if self.same_origin_only:
                 # Other sites' scripts must not read the page's API (it shows who is logged in).
                 message["headers"] = [

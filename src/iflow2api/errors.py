@@ -213,6 +213,15 @@ class UpstreamRateLimited(RateLimited):
     pass
 
 
+class OutOfCredit(GatewayError):
+    """The account's balance or quota is spent: it rests until a person tops it up (or until the
+    reset time the host stated, kept as ``upstream_wait``). OpenAI's own status and code for it."""
+
+    status = 429
+    type = "insufficient_quota"
+    code = "insufficient_quota"
+
+
 class UpstreamConcurrencyLimited(RateLimited):
     code = "concurrency_limit_exceeded"
 

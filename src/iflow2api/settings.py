@@ -56,6 +56,10 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _optional_bool(text: str) -> bool | None:
+    return None if text.strip().lower() in {"", "auto"} else _bool(text)
+
+
 def _optional_int(text: str) -> int | None:
     if text.strip().lower() in {"", "auto"}:
         return None
@@ -86,6 +90,24 @@ def _aliases(text: str) -> tuple[tuple[str, str], ...]:
             raise ValueError("expected pattern=model pairs, e.g. claude-*sonnet*=glm-4.7")
         pairs.append((pattern.strip(), target.strip()))
     return tuple(pairs)
+
+
+def _provider_options(text: str) -> tuple[tuple[str, str, str], ...]:
+    """``profile.option=value`` pairs, e.g. ``moonshot.reasoning_filler=``; each profile reads its own
+    (``providers.base.Profile.options``), and an unknown one stops the start."""
+    options = []
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        name, sep, value = item.partition("=")
+        profile, dot, option = name.strip().partition(".")
+        if not sep or not dot or not profile or not option:
+            raise ValueError("expected profile.option=value pairs, e.g. moonshot.reasoning_filler=")
+        options.append((profile, option, value.strip()))
+    from iflow2api.providers import Profiles  # here: the profiles import much that imports settings
+
+    Profiles(thinking_default=None, options=options)  # a ValueError names what is wrong
+    return tuple(options)
 
 
 def _strategy(text: str) -> str:
@@ -208,10 +230,11 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "thinking_default",
-        "true",
-        _bool,
-        "Thinking for models that have a switch when the client states no reasoning_effort "
-        "(the iFlow CLI's default is on).",
+        "auto",
+        _optional_bool,
+        "Thinking when the client states no intent (reasoning_effort, Anthropic thinking): true or "
+        "false forces it on every provider that has a switch; auto leaves it to each host's "
+        "default (iFlow: on, as the iFlow CLI).",
     ),
     Setting(
         "models_cache_ttl", "300", _positive_float, "Seconds an openai-compatible /models list is cached."
@@ -222,6 +245,13 @@ SETTINGS: tuple[Setting, ...] = (
         _aliases,
         "Model names to rewrite, as pattern=model pairs (shell-style patterns), e.g. "
         "claude-*sonnet*=glm-5. Tried before the built-in Claude aliases.",
+    ),
+    Setting(
+        "provider_options",
+        "",
+        _provider_options,
+        "Per provider profile, what its host's documents leave open, as profile.option=value pairs "
+        "(e.g. moonshot.reasoning_filler=); each profile's options are listed in docs/providers.md.",
     ),
     Setting(
         "oauth_base_url",
@@ -330,9 +360,10 @@ class Settings:
     connect_timeout: float
     first_byte_timeout: float
     stream_idle_timeout: float
-    thinking_default: bool
+    thinking_default: bool | None
     models_cache_ttl: float
     model_aliases: tuple[tuple[str, str], ...]
+    provider_options: tuple[tuple[str, str, str], ...]
     oauth_base_url: str
     open_browser: bool
     refresh_lead: float
@@ -360,11 +391,21 @@ def _parse(setting: Setting, raw: object, source: str) -> Any:
     elif isinstance(raw, list):  # a TOML array, e.g. api_keys = ["…", "…"]
         raw = ",".join(str(item) for item in raw)
     elif isinstance(raw, dict):  # a TOML table, e.g. [model_aliases] gpt-4o = "glm-4.7"
-        raw = ",".join(f"{name}={value}" for name, value in raw.items())
+        # [provider_options.moonshot] reasoning_filler = "" is moonshot.reasoning_filler=
+        raw = ",".join(
+            ",".join(f"{name}.{key}={_toml_text(item)}" for key, item in value.items())
+            if isinstance(value, dict)
+            else f"{name}={value}"
+            for name, value in raw.items()
+        )
     try:
         return setting.parse(str(raw))
     except ValueError as exc:
         raise SettingsError(f"{setting.name} ({source}): {raw!r} is not valid: {exc}") from None
+
+
+def _toml_text(value: object) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -425,7 +466,17 @@ def load(
 
 
 _ACCOUNT_KINDS = {"iflow-key", "openai-compatible"}
-_ACCOUNT_FIELDS = {"id", "label", "kind", "base_url", "api_key", "models", "enabled", "concurrency"}
+_ACCOUNT_FIELDS = {
+    "id",
+    "label",
+    "kind",
+    "provider",
+    "base_url",
+    "api_key",
+    "models",
+    "enabled",
+    "concurrency",
+}
 
 
 def config_accounts(tables: object, source: str) -> tuple[AccountRecord, ...]:
@@ -442,7 +493,9 @@ def config_accounts(tables: object, source: str) -> tuple[AccountRecord, ...]:
         unknown = sorted(set(table) - _ACCOUNT_FIELDS)
         if unknown:
             raise SettingsError(f"{where}: unknown field(s): {', '.join(unknown)}")
-        kind = table.get("kind", "iflow-key")
+        provider = table.get("provider")
+        # Naming a provider makes an OpenAI-compatible account of its host.
+        kind = table.get("kind", "iflow-key" if provider is None else "openai-compatible")
         label = table.get("label")
         key = table.get("api_key")
         if kind not in _ACCOUNT_KINDS:
@@ -451,6 +504,17 @@ def config_accounts(tables: object, source: str) -> tuple[AccountRecord, ...]:
             raise SettingsError(f"{where}: give it a label")
         if not isinstance(key, str) or not key.strip():
             raise SettingsError(f"{where}: api_key is missing")
+        if provider is not None:
+            from iflow2api import providers  # here: the profiles import much that imports settings
+
+            if kind != "openai-compatible" or not isinstance(provider, str):
+                raise SettingsError(f"{where}: provider is for openai-compatible accounts, by name")
+            try:
+                profile = providers.PROFILES[providers.check_name(provider)]
+            except ValueError as exc:
+                raise SettingsError(f"{where}: {exc}") from None
+            # Without a base URL of its own, the provider's public one.
+            table = {"base_url": profile.base_url, **table}
         base_url = table.get("base_url", "")
         try:
             base_url = _url(str(base_url))
@@ -475,6 +539,7 @@ def config_accounts(tables: object, source: str) -> tuple[AccountRecord, ...]:
                 models=tuple(models),
                 enabled=bool(table.get("enabled", True)),
                 concurrency=concurrency,
+                provider=provider,
             )
         )
     ids = [record.id for record in records]

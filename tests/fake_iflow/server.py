@@ -22,12 +22,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 from aiohttp import web
 
-from tests.fake_iflow import checks
+from tests.fake_iflow import checks, hosts
 from tests.fake_iflow.oauth import FakeOAuth, Handler
 from tests.fake_iflow.replies import (
     BusinessError,
@@ -160,7 +160,7 @@ class FakeIflow:
         self,
         *,
         api_keys: Iterable[str] = (checks.DEFAULT_KEY,),
-        mode: Literal["iflow", "openai"] = "iflow",
+        mode: str = "iflow",
         require_signature: bool = True,
         single_flight: bool = True,
         models: Sequence[str] | None = None,
@@ -171,6 +171,8 @@ class FakeIflow:
         self.null_usage = null_usage
         self.require_signature = require_signature
         self.single_flight = single_flight and mode == "iflow"
+        #: The provider this fake plays (``hosts``); None in iFlow mode.
+        self.host = None if mode == "iflow" else hosts.HOSTS[mode]
         if mode == "iflow":
             self.models = tuple(dict.fromkeys([*checks.IFLOW_MODEL_IDS, *(models or ())]))
         else:
@@ -309,7 +311,7 @@ class FakeIflow:
 
     async def _models(self, request: web.Request) -> web.StreamResponse:
         if checks.bearer_key(_lower(request.headers)) not in self._accepted_keys():
-            if self.mode == "openai":
+            if self.host is not None:
                 return _json(401, checks.openai_invalid_key().body)
             return _json(401, {"error": {"message": "status 401", "type": "invalid_request_error"}})
         owner = "iflow" if self.mode == "iflow" else "fake"
@@ -350,8 +352,8 @@ class FakeIflow:
 
     def _judge(self, headers: Mapping[str, str], body: dict[str, Any] | None) -> checks.Rejection | None:
         api_keys = self._accepted_keys()
-        if self.mode == "openai":
-            return checks.judge_openai(headers, body, api_keys=api_keys, models=self.models)
+        if self.host is not None:
+            return self.host.judge(headers, body, api_keys=api_keys, models=self.models)
         key = checks.bearer_key(headers)
         if key is not None and key not in api_keys and self.oauth.is_expired_key(key):
             return checks.expired_api_key(f"key ...{key[-4:]} was retired by an OAuth refresh")
@@ -382,14 +384,14 @@ class FakeIflow:
             case RawJson(body=raw):
                 return _json(200, raw)
             case JsonOnStream(completion=completion):
-                return _json(200, completion_body(completion, model))
+                return _json(200, self._shaped(completion_body(completion, model), body))
             case Completion() if not checks.wants_stream(body):
-                return _json(200, completion_body(reply, model))
+                return _json(200, self._shaped(completion_body(reply, model), body))
             case Completion():
                 options = body.get("stream_options")
                 include_usage = isinstance(options, dict) and options.get("include_usage") is True
                 # OpenAI puts usage on a chunk of its own; for iFlow it rides on the finish chunk.
-                separate = self.mode == "openai"
+                separate = self.host is not None and self.host.separate_usage
                 chunks = completion_chunks(
                     reply,
                     model,
@@ -397,9 +399,14 @@ class FakeIflow:
                     separate_usage=separate,
                     null_usage=self.null_usage and include_usage,
                 )
+                if self.host is not None:
+                    chunks = self.host.shape_chunks(chunks, body)  # type: ignore[arg-type,assignment]
                 return await self._stream(request, Stream(chunks), ticket)
             case Stream():
                 return await self._stream(request, reply, ticket)
+
+    def _shaped(self, completion: Any, request: dict[str, Any]) -> Any:
+        return completion if self.host is None else self.host.shape_completion(completion, request)
 
     async def _stream(self, request: web.Request, stream: Stream, ticket: _Ticket) -> web.StreamResponse:
         response = web.StreamResponse(headers={"content-type": SSE_CONTENT_TYPE, "cache-control": "no-cache"})

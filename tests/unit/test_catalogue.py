@@ -6,7 +6,7 @@ import pytest
 
 from iflow2api import catalogue
 from iflow2api.catalogue import ModelInfo
-from iflow2api.upstream import iflow_thinking
+from iflow2api.providers.iflow import thinking as iflow_thinking
 
 # §6's table, in the CLI's picker order: id, label, context window, default max output, thinking, images.
 CLI_PICKER = [

@@ -8,6 +8,7 @@ import sqlite3
 from pathlib import Path
 
 from iflow2api.state import STATE_FILE, AccountHealth, SQLiteStore
+from iflow2api.state.sqlite_file import SCHEMA_VERSION
 from tests.unit.schema_v1 import write_schema_1
 
 
@@ -48,5 +49,5 @@ def test_a_schema_1_file_is_read_and_upgraded(tmp_path: Path) -> None:
 
     asyncio.run(reopen())
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     db.close()

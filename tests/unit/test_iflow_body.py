@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from iflow2api.errors import InvalidRequest
-from iflow2api.upstream.iflow import build_body
+from iflow2api.providers.iflow.rules import build_body
 
 M = [{"role": "user", "content": "hi"}]
 TOOLS = [{"type": "function", "function": {"name": "ls", "parameters": {"type": "object", "properties": {}}}}]

@@ -20,8 +20,8 @@ from iflow2api.errors import (
     UpstreamRateLimited,
     UpstreamRejected,
 )
-from iflow2api.upstream.iflow import business_error, http_error
-from iflow2api.upstream.speakers import IflowSpeaker
+from iflow2api.providers.iflow import Iflow
+from iflow2api.providers.iflow.rules import business_error, http_error
 
 MODELS = ["glm-4.7", "glm-5", "kimi-k2.5"]
 BLOCKED = "Access to the current AK has been blocked due to unauthorized requests"
@@ -360,6 +360,6 @@ def test_long_bodies_are_cut() -> None:
 def test_the_iflow_speaker_reads_answers_the_same_way(
     payload: dict[str, Any], cls: type[GatewayError], code: str, text: str
 ) -> None:
-    error = IflowSpeaker(thinking_default=False).business_error(payload)
+    error = Iflow(thinking_default=False).business_error(payload)
     assert type(error) is cls
     assert error.code == code

@@ -15,7 +15,7 @@ from iflow2api.errors import (
     UpstreamError,
     UpstreamRateLimited,
 )
-from iflow2api.upstream.openai_compatible import build_body, business_error
+from iflow2api.providers.openai_wire import build_body, business_error
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 

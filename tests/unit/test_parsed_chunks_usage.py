@@ -16,10 +16,10 @@ import pytest
 
 from iflow2api.calls import Call
 from iflow2api.errors import GatewayError
+from iflow2api.providers.iflow import Iflow
 from iflow2api.reasoning import ReasoningStore
 from iflow2api.services.streams import parsed_chunks
 from iflow2api.upstream import wire
-from iflow2api.upstream.speakers import IflowSpeaker
 
 REQUEST = {"model": "glm-4.7", "messages": [{"role": "user", "content": "hi " * 100}], "stream": True}
 
@@ -50,7 +50,7 @@ async def consume(upstream: Upstream) -> Call:
         pass
 
     call = Call(send)
-    speaker = IflowSpeaker(thinking_default=False)
+    speaker = Iflow(thinking_default=False)
     chunks = parsed_chunks(speaker, upstream, REQUEST, ReasoningStore(save=lambda item: None), call)  # type: ignore[arg-type]
     with pytest.raises(GatewayError):
         async for _ in chunks:

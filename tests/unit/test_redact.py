@@ -15,9 +15,10 @@ from iflow2api.dialects.openai_chat import stream as chat_chunks
 from iflow2api.dialects.responses import errors as responses_errors
 from iflow2api.dialects.responses import stream as responses_stream
 from iflow2api.errors import GatewayError, UpstreamAuthError
+from iflow2api.providers import openai_wire as openai_compatible
+from iflow2api.providers.generic import Generic
+from iflow2api.providers.iflow import rules as iflow
 from iflow2api.redact import redact
-from iflow2api.upstream import iflow, openai_compatible
-from iflow2api.upstream.speakers import OpenAICompatibleSpeaker
 
 SK_KEY = "sk-4f1c9a0b7e2d4c6a8b1e3f5a7c9d0e2f"
 ODD_KEY = "AKIAzq9mV7xR2pL4tN8wK3jH6"  # an account secret no pattern recognises
@@ -110,7 +111,7 @@ def test_renderers_mask_key_shaped_text(render: Any) -> None:
 
 
 def test_an_error_event_mid_stream_is_masked_before_it_is_passed_on() -> None:
-    relay = chat_chunks.StreamRelay(include_usage=False, classify=OpenAICompatibleSpeaker().business_error)
+    relay = chat_chunks.StreamRelay(include_usage=False, classify=Generic().business_error)
     relay.feed(b'{"choices": [{"index": 0, "delta": {"content": "hi"}}]}')
     relay.feed(upstream_401(QUOTED))
     shown = b"".join(relay.finish())  # the error event that ends the stream

@@ -10,7 +10,7 @@ from iflow2api.settings import SettingsError, load
 def test_defaults(tmp_path: Path) -> None:
     settings = load(env={"IFLOW2API_DATA_DIR": str(tmp_path)}, flags={})
     assert (settings.host, settings.port) == ("127.0.0.1", 8000)
-    assert settings.concurrency is None and settings.thinking_default is True
+    assert settings.concurrency is None and settings.thinking_default is None
     assert settings.iflow_home == Path("~/.iflow").expanduser()
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from iflow2api.upstream import iflow, signing
+from iflow2api.providers.iflow import rules as iflow
+from iflow2api.upstream import signing
 
 KEY = "sk-0123456789abcdef0123456789abcdef"
 SESSION = "session-00000000-0000-4000-8000-000000000000"

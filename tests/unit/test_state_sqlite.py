@@ -571,3 +571,22 @@ def test_response_histories_are_bounded_by_bytes(tmp_path: Path) -> None:
             assert await store.response_history("resp_7") == history(7)
 
     asyncio.run(scenario())
+
+
+def test_an_older_file_gains_the_provider_column_and_its_accounts_keep_none(tmp_path: Path) -> None:
+    path = tmp_path / STATE_FILE
+    db = write_schema_1(path)
+    assert "provider" not in [row[1] for row in db.execute("PRAGMA table_info(accounts)")]
+    db.commit()
+    db.close()
+    named = dataclasses.replace(KEY_ACCOUNT, id="acc-ds", provider="deepseek")
+
+    async def scenario() -> None:
+        async with opened(path) as store:
+            await store.put_account(KEY_ACCOUNT)
+            await store.put_account(named)
+            stored = {account.id: account for account in await store.accounts()}
+            assert stored[KEY_ACCOUNT.id].provider is None
+            assert stored["acc-ds"] == named
+
+    asyncio.run(scenario())

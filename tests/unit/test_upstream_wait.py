@@ -7,7 +7,8 @@ from collections.abc import Callable
 import pytest
 
 from iflow2api.errors import GatewayError, UpstreamError, UpstreamRateLimited
-from iflow2api.upstream import iflow, openai_compatible
+from iflow2api.providers import openai_wire as openai_compatible
+from iflow2api.providers.iflow import rules as iflow
 
 
 def from_iflow(status: int, body: bytes, retry_after: float | None) -> GatewayError:

@@ -13,7 +13,9 @@ import pytest
 
 from iflow2api.auth.credentials import Account
 from iflow2api.dialects.openai_chat.request import parse_request
-from iflow2api.upstream.speakers import IflowSpeaker, OpenAICompatibleSpeaker, Speaker
+from iflow2api.providers.base import Profile
+from iflow2api.providers.generic import Generic
+from iflow2api.providers.iflow import Iflow
 from iflow2api.written import WrittenList, dumps
 
 CONVERSATION: dict[str, Any] = {
@@ -36,13 +38,13 @@ CONVERSATION: dict[str, Any] = {
     "temperature": 0.5,
 }
 
-SPEAKERS: dict[str, tuple[Speaker, Account]] = {
+SPEAKERS: dict[str, tuple[Profile, Account]] = {
     "iflow": (
-        IflowSpeaker(thinking_default=True),
+        Iflow(thinking_default=True),
         Account("iflow", "api-key", "http://up", "sk-iflow-0123456789"),
     ),
     "openai-compatible": (
-        OpenAICompatibleSpeaker(),
+        Generic(),
         Account("openai-compatible", "openai-compatible", "http://up", "sk-oc-0123456789"),
     ),
 }

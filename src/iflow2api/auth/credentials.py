@@ -41,6 +41,8 @@ class Account:
     label: str | None = None
     #: When the OAuth access token expires, in seconds since the epoch.
     token_expires_at: float | None = None
+    #: The provider profile it is spoken to with (``iflow2api.providers``); None: by its host.
+    provider: str | None = None
     #: Identifies the account for per-account limits without holding the secret in plain sight.
     key: str = field(init=False, repr=False, compare=False)
 

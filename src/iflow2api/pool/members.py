@@ -16,7 +16,7 @@ from iflow2api.state.records import AccountHealth, AccountKind, AccountRecord
 Source = Literal["iflow-cli", "config", "store"]
 Renewal = Literal["renewed", "temporary", "impossible"]
 #: What the page shows: the health state, or why the account is out of rotation otherwise.
-ShownState = Literal["ok", "cooling", "quarantined", "disabled", "needs-login"]
+ShownState = Literal["ok", "cooling", "quarantined", "out-of-credit", "disabled", "needs-login"]
 
 #: The id of the account the iFlow CLI's own files describe (~/.iflow); always one of the pool.
 CLI_ACCOUNT_ID = "iflow-cli"
@@ -32,7 +32,13 @@ def account_for(record: AccountRecord, default_iflow_url: str = IFLOW_BASE_URL) 
     if record.kind == "openai-compatible":
         model = record.models[0] if record.models else None
         return Account(
-            "openai-compatible", "openai-compatible", record.base_url, record.secret, model, record.label
+            "openai-compatible",
+            "openai-compatible",
+            record.base_url,
+            record.secret,
+            model,
+            record.label,
+            provider=record.provider,
         )
     base_url = record.base_url or default_iflow_url
     if record.kind == "iflow-oauth":
@@ -55,7 +61,7 @@ def shown_state(
     if needs_login:
         return "needs-login"
     if health.state == "quarantined":
-        return "quarantined"
+        return "out-of-credit" if health.code == "insufficient_quota" else "quarantined"
     if health.state == "cooling" and health.until > (time.time() if now is None else now):
         return "cooling"
     return "ok"

@@ -16,6 +16,9 @@ busy (449)                                choosing,
 key expired or refused (439, 401)         refresh      same account with the new key, once;
                                                        without a login to refresh: quarantine
 blocked (434/438 "AK blocked", 403)       quarantine   another account
+out of credit (a provider's balance or   quarantine,  another account
+quota error: ``OutOfCredit``)            or rest to
+                                          its reset
 the request's own fault (400, 404, 413,   untouched    fails as it is: another account would
 422, 435 model not supported)                          refuse it too
 =======================================  ===========  ========================================
@@ -43,6 +46,7 @@ from typing import Literal
 from iflow2api.errors import (
     AccountBlocked,
     GatewayError,
+    OutOfCredit,
     RateLimited,
     UpstreamAuthError,
     UpstreamConcurrencyLimited,
@@ -83,6 +87,7 @@ class Verdict:
 RATE_LIMITED = "rate limited"
 BUSY = "busy elsewhere (449)"
 UNAVAILABLE = "unavailable"
+OUT_OF_CREDIT = "out of credit"
 
 
 def rate_limit_cooldown(strikes: int, policy: CooldownPolicy) -> float:
@@ -97,6 +102,11 @@ def rate_limit_cooldown(strikes: int, policy: CooldownPolicy) -> float:
 
 def verdict_for(error: GatewayError, *, strikes: int, policy: CooldownPolicy) -> Verdict:
     """What to do after ``error``; ``strikes`` counts this failure and those right before it."""
+    if isinstance(error, OutOfCredit):
+        # Spent credit comes back when a person tops it up, or at the reset time the host named.
+        if error.upstream_wait is not None:
+            return Verdict("cooldown", error.upstream_wait, True, OUT_OF_CREDIT, upstream_asked=True)
+        return Verdict("quarantine", 0.0, True, OUT_OF_CREDIT)
     if error.upstream_wait is not None and isinstance(error, RateLimited | UpstreamError):
         # Asking again sooner would only be refused; asking later than told loses time for nothing.
         reason = RATE_LIMITED if isinstance(error, RateLimited) else UNAVAILABLE

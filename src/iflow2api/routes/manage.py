@@ -176,7 +176,7 @@ class ConsoleRoutes:
             "enabled": member.enabled,
             "state": state,
             "until": health.until if state == "cooling" else None,
-            "reason": health.reason if state in ("cooling", "quarantined") else None,
+            "reason": health.reason if state in ("cooling", "quarantined", "out-of-credit") else None,
             "in_flight": member.in_flight,
             "limit": member.limit,
             "waiting": self._pool.waiting_for(member),

@@ -19,6 +19,7 @@ from iflow2api.dialects.anthropic.request import check_request, parse_request
 from iflow2api.dialects.anthropic.stream import StreamTranslator as AnthropicTranslator
 from iflow2api.dialects.anthropic.to_chat import to_chat_request
 from iflow2api.dialects.checks import load_object
+from iflow2api.dialects.intent import intent_of_anthropic
 from iflow2api.dialects.token_count import counter_for, estimate_chat_tokens
 from iflow2api.dialects.translator import StreamTranslator
 from iflow2api.services.dispatch import Dispatcher
@@ -54,7 +55,8 @@ class MessagesRoute:
         chat = to_chat_request(request, model=self._dispatcher.anthropic_model(request["model"]))
         sink = AnthropicSink(call.send, model=request["model"])
         relay = functools.partial(sink_relay, sink)
-        await self._dispatcher.dispatch(scope, chat, call, relay, late_error(sink.late_translator))
+        intent = intent_of_anthropic(request)
+        await self._dispatcher.dispatch(scope, chat, call, relay, late_error(sink.late_translator), intent)
 
     async def count_tokens(self, body: bytes, send: Send) -> None:
         """``POST /v1/messages/count_tokens``: an estimate (see ``dialects.token_count``)."""

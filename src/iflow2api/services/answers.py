@@ -16,10 +16,10 @@ from iflow2api.calls import Call
 from iflow2api.dialects import token_count
 from iflow2api.dialects.openai_chat import answer as chat_answer
 from iflow2api.errors import UpstreamError
+from iflow2api.providers.base import Profile
 from iflow2api.reasoning import ReasoningStore
 from iflow2api.upstream import wire
 from iflow2api.upstream.client import Response, transport_failure
-from iflow2api.upstream.speakers import Speaker
 
 
 def is_sse(response: Response) -> bool:
@@ -41,9 +41,9 @@ def parse_json(raw: bytes) -> Any:
         raise UpstreamError(f"The upstream answered with something that is not JSON: {snippet!r}") from None
 
 
-def completion_of(speaker: Speaker, payload: object) -> dict[str, Any]:
+def completion_of(profile: Profile, payload: object) -> dict[str, Any]:
     """The ``chat.completion`` in ``payload``, or the error it is instead."""
-    error = speaker.business_error(payload)
+    error = profile.business_error(payload)
     if error is not None:
         raise error
     if not isinstance(payload, dict) or not payload.get("choices"):
@@ -56,16 +56,19 @@ def completion_of(speaker: Speaker, payload: object) -> dict[str, Any]:
 
 
 async def whole_completion(
-    speaker: Speaker, response: Response, request: dict[str, Any], call: Call, reasoning: ReasoningStore
+    profile: Profile, response: Response, request: dict[str, Any], call: Call, reasoning: ReasoningStore
 ) -> tuple[bytes, dict[str, Any], bool]:
-    """The answer read, judged, remembered and counted: its bytes, the completion, and whether
-    usage was estimated (and filled in), so the bytes no longer match it."""
+    """The answer read, judged, brought into the gateway's shape (the profile's
+    ``normalize_completion``), remembered and counted: its bytes, the completion, and whether the
+    completion changed (reshaped, or usage estimated and filled in), so the bytes no longer match it."""
     raw = await read(response)
-    completion = completion_of(speaker, parse_json(raw))
+    completion = completion_of(profile, parse_json(raw))
+    reshaped = profile.normalize_completion(completion)
     choice = completion["choices"][0]
     if isinstance(choice, dict) and isinstance(choice.get("message"), dict):
         reasoning.remember(choice["message"])
-    return raw, completion, await note_usage(call, request, completion)
+    estimated = await note_usage(call, request, completion)
+    return raw, completion, reshaped or estimated
 
 
 async def estimate(call: Call, request: dict[str, Any], output: str) -> dict[str, int]:

@@ -19,6 +19,7 @@ from iflow2api.dialects.openai_chat import answer as chat_answer
 from iflow2api.dialects.openai_chat import request as chat_request
 from iflow2api.dialects.openai_chat import stream as chat_chunks
 from iflow2api.errors import UpstreamError, UpstreamTooLarge
+from iflow2api.providers.base import ChunkRewriter, EventRewriter, Outgoing, Profile
 from iflow2api.reasoning import ReasoningStore, StreamedTurn
 from iflow2api.services.answers import estimate, estimate_now, is_sse, whole_completion
 from iflow2api.services.dispatch import Relay
@@ -26,19 +27,18 @@ from iflow2api.services.streams import as_chunks, run_stream
 from iflow2api.sse import SSEDecoder
 from iflow2api.upstream import wire
 from iflow2api.upstream.client import Response, transport_failure
-from iflow2api.upstream.speakers import Outgoing, Speaker
 
 
 def chat_relay(call: Call, reasoning: ReasoningStore) -> Relay:
     """The relay of ``/v1/chat/completions`` (see ``services.dispatch.Relay``)."""
 
     async def relay(
-        speaker: Speaker, response: Response, request: dict[str, Any], outgoing: Outgoing
+        profile: Profile, response: Response, request: dict[str, Any], outgoing: Outgoing
     ) -> None:
         if outgoing.stream and is_sse(response):
-            await _relay_stream(speaker, response, request, call, reasoning)
+            await _relay_stream(profile, response, request, call, reasoning)
             return
-        raw, completion, estimated = await whole_completion(speaker, response, request, call, reasoning)
+        raw, completion, estimated = await whole_completion(profile, response, request, call, reasoning)
         if not outgoing.stream:
             if chat_answer.normalize_completion(completion) or estimated:
                 raw = orjson.dumps(completion)
@@ -52,14 +52,14 @@ def chat_relay(call: Call, reasoning: ReasoningStore) -> Relay:
 
 
 async def _relay_stream(
-    speaker: Speaker, response: Response, request: dict[str, Any], call: Call, reasoning: ReasoningStore
+    profile: Profile, response: Response, request: dict[str, Any], call: Call, reasoning: ReasoningStore
 ) -> None:
     relay = chat_chunks.StreamRelay(
         include_usage=chat_request.wants_usage_in_stream(request),
-        classify=speaker.business_error,
+        classify=profile.business_error,
     )
     try:
-        await _pump(response, request, call, reasoning, relay)
+        await _pump(response, request, call, reasoning, relay, profile.rewriter(request))
     except asyncio.CancelledError:
         # The client left mid-answer: what was generated so far still counts against its key.
         if relay.usage is not None:
@@ -75,16 +75,23 @@ async def _pump(
     call: Call,
     reasoning: ReasoningStore,
     relay: chat_chunks.StreamRelay,
+    rewriter: ChunkRewriter | None,
 ) -> None:
-    """Feed the upstream's stream through ``relay`` to the client (see ``StreamRelay``)."""
+    """Feed the upstream's stream through ``relay`` to the client (see ``StreamRelay``).
+
+    A host whose chunks are not in the gateway's shape has them rewritten first (``rewriter``,
+    from its profile); every other stream passes byte for byte.
+    """
     send = call.send
     turn = StreamedTurn()
     decoder = SSEDecoder()
+    rewriting = EventRewriter(rewriter) if rewriter is not None else None
     started = False
     try:
         async for chunk in response.iter_chunks():
             frames: list[bytes] = []
-            for data in decoder.feed(chunk):
+            events = decoder.feed(chunk)
+            for data in rewriting.feed(events) if rewriting is not None else events:
                 turn.feed(data)
                 frames.extend(relay.feed(data))
             if relay.failure is not None and not started:
@@ -98,7 +105,10 @@ async def _pump(
                 await send({"type": "http.response.body", "body": b"".join(frames), "more_body": True})
             if relay.ended:
                 break
-        tail = [frame for data in decoder.finish() for frame in relay.feed(data)]
+        events = decoder.finish()
+        if rewriting is not None:
+            events = rewriting.feed(events) + rewriting.finish()
+        tail = [frame for data in events for frame in relay.feed(data)]
     except (wire.TransportError, UpstreamTooLarge) as exc:
         # UpstreamTooLarge: one event-stream line beyond the cap (sse.MAX_LINE).
         failure = exc if isinstance(exc, UpstreamTooLarge) else transport_failure(exc, "reading")

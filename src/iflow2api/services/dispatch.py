@@ -19,8 +19,11 @@ from iflow2api.auth.credentials import Account
 from iflow2api.calls import Call
 from iflow2api.clientkeys import KeyRing
 from iflow2api.dialects.aliases import DEFAULT_ALIASES, resolve_model
+from iflow2api.dialects.intent import Intent
 from iflow2api.errors import GatewayError, ModelNotFound, NoAccountAvailable, RateLimited
 from iflow2api.pool.router import Pool
+from iflow2api.providers import Profiles
+from iflow2api.providers.base import Outgoing, Profile
 from iflow2api.reasoning import ReasoningStore
 from iflow2api.services.answers import read
 from iflow2api.services.membership import Membership
@@ -28,7 +31,6 @@ from iflow2api.services.redaction import Redacting, redacted
 from iflow2api.settings import Settings
 from iflow2api.upstream.client import Response, UpstreamClient, retry_after_seconds
 from iflow2api.upstream.models import ModelDirectory
-from iflow2api.upstream.speakers import IflowSpeaker, OpenAICompatibleSpeaker, Outgoing, Speaker
 
 
 class Relay(Protocol):
@@ -39,19 +41,8 @@ class Relay(Protocol):
     """
 
     async def __call__(
-        self, speaker: Speaker, response: Response, request: dict[str, Any], outgoing: Outgoing
+        self, profile: Profile, response: Response, request: dict[str, Any], outgoing: Outgoing
     ) -> None: ...
-
-
-class Speakers:
-    """The speaker for each kind of account (iFlow, or any OpenAI-compatible upstream)."""
-
-    def __init__(self, *, thinking_default: bool) -> None:
-        self._iflow = IflowSpeaker(thinking_default=thinking_default)
-        self._openai = OpenAICompatibleSpeaker()
-
-    def for_account(self, account: Account) -> Speaker:
-        return self._iflow if account.kind == "iflow" else self._openai
 
 
 #: What a relay is made with: the request's ``Call`` and the store of reasoning to remember.
@@ -64,14 +55,14 @@ class Dispatcher:
         membership: Membership,
         pool: Pool,
         client: UpstreamClient,
-        speakers: Speakers,
+        profiles: Profiles,
         *,
         models: ModelDirectory,
         reasoning: ReasoningStore,
         settings: Settings,
     ) -> None:
         self._membership, self._pool = membership, pool
-        self._client, self._speakers = client, speakers
+        self._client, self._profiles = client, profiles
         self._models, self._reasoning = models, reasoning
         #: The user's model aliases, how many accounts one request may try, and how often a
         #: stream waiting for its first content is pinged.
@@ -103,6 +94,7 @@ class Dispatcher:
         call: Call,
         relay: MakeRelay,
         late_error: Callable[[GatewayError], bytes],
+        intent: Intent | None = None,
     ) -> None:
         """Send ``request`` to an account of the pool, failing over to others until content flows.
 
@@ -115,6 +107,10 @@ class Dispatcher:
         (``pool.outcomes``). An account the upstream asked to wait (its ``Retry-After``) stays a
         candidate for the retry: with nothing else free, the retry waits out that rest
         (``max_cooldown_wait``) in the pool.
+
+        ``intent`` is what the client asked of thinking when its dialect says more than the chat
+        request's ``reasoning_effort`` can (Anthropic's budget, or adaptive thinking); each account's
+        profile turns it into its host's switch.
         """
         call.model, call.stream = request["model"], bool(request.get("stream"))
         if call.stream:
@@ -146,7 +142,7 @@ class Dispatcher:
             call.account = member.label
             call.on_content = functools.partial(pool.answered, member, started)
             try:
-                await self._attempt(member.account, request, answer)
+                await self._attempt(member.account, request, answer, call, intent)
             except GatewayError as error:
                 if call.content_sent:
                     # Part of the answer is out, so nothing is retried; but the upstream failed all
@@ -195,27 +191,30 @@ class Dispatcher:
                 last.retry_after = wait
         return last
 
-    async def _attempt(self, account: Account, request: dict[str, Any], relay: Relay) -> None:
+    async def _attempt(
+        self, account: Account, request: dict[str, Any], relay: Relay, call: Call, intent: Intent | None
+    ) -> None:
         """One account's try; every error made from the upstream's words loses the account's key
         here, before the pool stores it as a reason, the log shows it or a client does."""
         secrets = (account.api_key,)
-        speaker = Redacting(self._speakers.for_account(account), secrets)
+        profile = Redacting(self._profiles.for_account(account), secrets)
         try:
             await self._models.check(account, request["model"])
             # Reasoning the client left out of its history goes back in (see iflow2api.reasoning).
             messages = self._reasoning.restore(request["messages"])
             if messages is not request["messages"]:
                 request = {**request, "messages": messages}
-            outgoing = speaker.prepare(account, request)
+            outgoing = profile.prepare(account, request, intent)
+            call.thinking = outgoing.thinking
             response = await self._client.send("POST", outgoing.url, outgoing.headers, outgoing.body)
             try:
                 if response.status >= 300:
                     raw = await read(response)
                     retry_after = retry_after_seconds(response.headers.get("retry-after"))
-                    raise speaker.http_error(
+                    raise profile.http_error(
                         response.status, raw, response.headers.get("eagleeye-traceid"), retry_after
                     )
-                await relay(speaker, response, request, outgoing)
+                await relay(profile, response, request, outgoing)
             finally:
                 # Unread content means the client left or we failed: closing the connection is
                 # what tells the upstream to stop generating.

@@ -20,13 +20,13 @@ from iflow2api.calls import Call
 from iflow2api.dialects.openai_chat import answer as chat_answer
 from iflow2api.dialects.translator import StreamTranslator
 from iflow2api.errors import GatewayError
+from iflow2api.providers.base import Outgoing, Profile
 from iflow2api.reasoning import ReasoningStore
 from iflow2api.services.answers import estimate, estimate_now, is_sse, whole_completion
 from iflow2api.services.dispatch import Relay
 from iflow2api.services.upstream_stream import UpstreamStream
 from iflow2api.upstream import wire
 from iflow2api.upstream.client import Response, transport_failure
-from iflow2api.upstream.speakers import Outgoing, Speaker
 
 
 class Sink(Protocol):
@@ -50,18 +50,18 @@ def sink_relay(sink: Sink, call: Call, reasoning: ReasoningStore) -> Relay:
     bound, a ``services.dispatch.MakeRelay``."""
 
     async def relay(
-        speaker: Speaker, response: Response, request: dict[str, Any], outgoing: Outgoing
+        profile: Profile, response: Response, request: dict[str, Any], outgoing: Outgoing
     ) -> None:
         if not outgoing.stream:
-            _, completion, _ = await whole_completion(speaker, response, request, call, reasoning)
+            _, completion, _ = await whole_completion(profile, response, request, call, reasoning)
             chat_answer.normalize_completion(completion)
             await sink.completion(completion)
             return
         if is_sse(response):
-            chunks = parsed_chunks(speaker, response, request, reasoning, call)
+            chunks = parsed_chunks(profile, response, request, reasoning, call)
         else:
             # iFlow sometimes answers a stream request with JSON: an error, or the whole answer (§7.3 C).
-            _, completion, _ = await whole_completion(speaker, response, request, call, reasoning)
+            _, completion, _ = await whole_completion(profile, response, request, call, reasoning)
             chunks = as_chunks(completion)
         await run_stream(call.send, sink.translator(), chunks, sink.streamed)
 
@@ -116,7 +116,7 @@ async def as_chunks(completion: dict[str, Any]) -> AsyncGenerator[dict[str, Any]
 
 
 async def parsed_chunks(
-    speaker: Speaker, response: Response, request: dict[str, Any], reasoning: ReasoningStore, call: Call
+    profile: Profile, response: Response, request: dict[str, Any], reasoning: ReasoningStore, call: Call
 ) -> AsyncGenerator[dict[str, Any], None]:
     """The upstream's stream as chunk dicts (``UpstreamStream``), with its errors raised.
 
@@ -124,7 +124,7 @@ async def parsed_chunks(
     ends the stream. A stream that fails after content is estimated too, before its error is
     raised, and so is one the client leaves: what was written still counts against its key.
     """
-    stream = UpstreamStream(classify=speaker.business_error)
+    stream = UpstreamStream(classify=profile.business_error, rewriter=profile.rewriter(request))
     noted: dict[str, Any] | None = None
     try:
         try:
@@ -153,6 +153,8 @@ async def parsed_chunks(
         finished_turn = stream.turn.message()
         if finished_turn is not None:
             reasoning.remember(finished_turn)
+    for chunk in stream.flush():  # a stream that ended without [DONE]
+        yield chunk
     stream.finish()
     if stream.usage is None:
         usage = await estimate(call, request, stream.output.text())

@@ -16,10 +16,11 @@ import orjson
 
 from iflow2api.dialects.openai_chat import stream as chat_chunks
 from iflow2api.errors import GatewayError, UpstreamError
+from iflow2api.providers.base import ChunkRewriter
 from iflow2api.reasoning import StreamedTurn
 from iflow2api.sse import DONE, SSEDecoder
 
-#: A speaker's reading of a payload that may be an error in disguise (``Speaker.business_error``).
+#: A profile's reading of a payload that may be an error in disguise (``Profile.business_error``).
 Classify = Callable[[object], GatewayError | None]
 
 
@@ -40,10 +41,23 @@ class UpstreamStream:
     2
     """
 
-    __slots__ = ("_classify", "_decoder", "_held", "content", "ended", "failure", "output", "turn", "usage")
+    __slots__ = (
+        "_classify",
+        "_decoder",
+        "_held",
+        "_rewriter",
+        "content",
+        "ended",
+        "failure",
+        "output",
+        "turn",
+        "usage",
+    )
 
-    def __init__(self, *, classify: Classify) -> None:
+    def __init__(self, *, classify: Classify, rewriter: ChunkRewriter | None = None) -> None:
         self._classify = classify
+        #: The host's chunks into the gateway's shape, when its profile has a rewriter.
+        self._rewriter = rewriter
         self._decoder = SSEDecoder()
         self._held: list[dict[str, Any]] = []
         #: Whether content has been seen (and handed out, with what was held before it).
@@ -65,6 +79,7 @@ class UpstreamStream:
         try:
             for data in self._decoder.feed(raw):
                 if data == DONE:
+                    chunks.extend(self.flush())
                     self.ended = True  # an empty stream is an error (``finish``)
                     break
                 chunks.extend(self._take(data))
@@ -73,6 +88,15 @@ class UpstreamStream:
             self.ended = True
         return chunks
 
+    def flush(self) -> list[dict[str, Any]]:
+        """What the rewriter still held when the stream ended (with or without ``[DONE]``)."""
+        rewriter, self._rewriter = self._rewriter, None
+        if rewriter is None:
+            return []
+        return [
+            taken for chunk in rewriter.finish() for taken in self._take_chunk(orjson.dumps(chunk), chunk)
+        ]
+
     def _take(self, data: bytes) -> list[dict[str, Any]]:
         try:
             chunk = orjson.loads(data)
@@ -80,6 +104,19 @@ class UpstreamStream:
             return []
         if not isinstance(chunk, dict):
             return []
+        if self._rewriter is None:
+            return self._take_chunk(data, chunk)
+        # Errors are judged as the host sent them, before the rewriter sees the chunk.
+        failure = chat_chunks.chunk_failure(chunk, self._classify)
+        if failure is not None:
+            raise failure
+        return [
+            taken
+            for rewritten in self._rewriter.feed(chunk)
+            for taken in self._take_chunk(orjson.dumps(rewritten), rewritten)
+        ]
+
+    def _take_chunk(self, data: bytes, chunk: dict[str, Any]) -> list[dict[str, Any]]:
         failure = chat_chunks.chunk_failure(chunk, self._classify)
         if failure is not None:
             raise failure

@@ -38,6 +38,8 @@ class AccountRecord:
     #: Requests in flight at once; None: the kind's default (iFlow 1, others unlimited).
     concurrency: int | None = None
     created_at: float = 0.0
+    #: The provider profile it is spoken to with (``iflow2api.providers``); None: by its base URL's host.
+    provider: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

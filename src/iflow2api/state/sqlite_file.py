@@ -20,7 +20,7 @@ from pathlib import Path
 log = logging.getLogger("iflow2api.state")
 
 #: ``PRAGMA user_version`` of the schema below; a file with a higher one is refused, not guessed at.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: How long a write waits for another process's write to finish before it fails.
 BUSY_TIMEOUT_MS = 5000
 #: Where SQLite truncates the ``-wal`` file after a checkpoint, so one burst does not leave it huge.
@@ -36,7 +36,7 @@ _SCHEMA = (
     """CREATE TABLE accounts (
         id TEXT PRIMARY KEY, label TEXT NOT NULL, kind TEXT NOT NULL, base_url TEXT NOT NULL,
         secret TEXT NOT NULL, models TEXT NOT NULL, enabled INTEGER NOT NULL, oauth TEXT,
-        concurrency INTEGER, created_at REAL NOT NULL)""",
+        concurrency INTEGER, created_at REAL NOT NULL, provider TEXT)""",
     """CREATE TABLE health (
         account_id TEXT PRIMARY KEY, state TEXT NOT NULL, until REAL NOT NULL,
         strikes INTEGER NOT NULL, reason TEXT, since REAL NOT NULL, key_fingerprint TEXT,
@@ -72,6 +72,8 @@ _STEPS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE health ADD COLUMN code TEXT",
         "ALTER TABLE usage ADD COLUMN estimated INTEGER NOT NULL DEFAULT 0",
     ),
+    # 2 → 3: the provider profile an account names (NULL: chosen by its base URL's host).
+    ("ALTER TABLE accounts ADD COLUMN provider TEXT",),
 )
 
 

@@ -17,7 +17,8 @@ import orjson
 from iflow2api import catalogue
 from iflow2api.auth.credentials import Account
 from iflow2api.errors import GatewayError, ModelNotFound
-from iflow2api.upstream import openai_compatible, wire
+from iflow2api.providers import openai_wire as openai_compatible
+from iflow2api.upstream import wire
 from iflow2api.upstream.client import UpstreamClient
 
 log = logging.getLogger("iflow2api.models")

@@ -31,7 +31,7 @@ DURATION_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 
 TTFT_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300)
 
 TOKEN_TYPES = ("prompt", "completion", "reasoning")
-ACCOUNT_STATES: tuple[str, ...] = ("ok", "cooling", "quarantined", "disabled", "needs-login")
+ACCOUNT_STATES: tuple[str, ...] = ("ok", "cooling", "quarantined", "out-of-credit", "disabled", "needs-login")
 
 
 @dataclass(frozen=True, slots=True)

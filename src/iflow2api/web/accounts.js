@@ -120,7 +120,7 @@ function actionsCell(account) {
   const buttons = [];
   if (account.enabled) buttons.push(actionButton(account, "disable", "Disable"));
   else buttons.push(actionButton(account, "enable", "Enable"));
-  if (account.state === "cooling" || account.state === "quarantined") buttons.push(actionButton(account, "reset", "Reset"));
+  if (account.state === "cooling" || account.state === "quarantined" || account.state === "out-of-credit") buttons.push(actionButton(account, "reset", "Reset"));
   if (account.state === "needs-login" && account.kind === "iflow-oauth") buttons.push(actionButton(account, "login", "Log in"));
   // Accounts from the config file or the iFlow CLI's own login are not the page's to remove.
   if (account.source === "store") buttons.push(actionButton(account, "remove", "Remove", "danger"));

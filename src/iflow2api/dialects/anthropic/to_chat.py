@@ -20,6 +20,7 @@ from iflow2api.dialects.anthropic.wire import (
     ToolResultBlock,
     UserBlock,
 )
+from iflow2api.dialects.intent import effort_of_budget
 from iflow2api.dialects.openai_chat.wire import ChatMessage, ChatPart, ChatTextPart, ChatTool, ChatToolCall
 
 #: Anthropic's ``tool_choice.type`` → OpenAI's ``tool_choice`` (``tool`` names its function instead).
@@ -79,8 +80,7 @@ def _reasoning_effort(request: MessagesRequest) -> str | None:
     if thinking and thinking["type"] == "disabled":
         return "none"
     if thinking and thinking["type"] == "enabled":
-        budget = thinking.get("budget_tokens", 0)
-        return "low" if budget < 4_000 else "medium" if budget < 16_000 else "high"
+        return effort_of_budget(thinking.get("budget_tokens", 0))
     effort = (request.get("output_config") or {}).get("effort")
     return str(effort) if effort is not None else None
 

@@ -1,6 +1,6 @@
 """Speaking iFlow exactly as the iFlow CLI 0.5.19 did: headers, request body, and error table.
 
-The thinking fields of the body follow the CLI's model families, in ``upstream.iflow_thinking``.
+The thinking fields of the body follow the CLI's model families, in ``providers.iflow.thinking``.
 
 Pure: dicts and strings in, dicts, strings and ``GatewayError`` out. Section numbers refer to
 ``docs/protocol/iflow.md``; ``CLI:_ln Lnnn`` to the CLI source it cites. A client's OpenAI request
@@ -34,9 +34,9 @@ from iflow2api.errors import (
     UpstreamRateLimited,
     UpstreamRejected,
 )
+from iflow2api.providers import openai_wire as openai_compatible
+from iflow2api.providers.iflow.thinking import OFF, apply_thinking, thinking_for
 from iflow2api.redact import redact
-from iflow2api.upstream import openai_compatible
-from iflow2api.upstream.iflow_thinking import OFF, apply_thinking, thinking_for
 from iflow2api.upstream.signing import USER_AGENT, sign
 
 # ---------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Which thinking fields the iFlow CLI 0.5.19 sent for a model (§3.3 of ``docs/protocol/iflow.md``).
 
 Pure: a client's ``reasoning_effort`` becomes a ``Thinking``, and the CLI's registry of model
-families decides which fields that adds to a request body. ``upstream.iflow`` builds the rest of
+families decides which fields that adds to a request body. ``providers.iflow.rules`` builds the rest of
 the body around it.
 """
 
