@@ -1,6 +1,7 @@
 """The ``minimax`` profile: MiniMax's OpenAI-compatible API (``api.minimax.io``, ``api.minimaxi.com``).
 
-Sources, checked 2026-12-03 (the facts, with their citations: ``/work/wt11/facts/zhipu_minimax.md`` §B):
+Sources, checked 2026-12-03 (the facts with their citations are in the
+team's ``facts/zhipu_minimax.md`` §B):
 platform.minimax.io/docs/api-reference/text-openai-api ("TOA"), .../text-chat ("TC"),
 .../errorcode ("EC"); reports quoted where the docs are silent.
 
