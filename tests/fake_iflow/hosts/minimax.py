@@ -37,9 +37,9 @@ def http_error(status: int, kind: str, message: str) -> HttpError:
     return HttpError(status, error_body(kind, message, status))
 
 
-def base_resp_error(code: int, message: str) -> dict[str, Any]:
-    """An error inside an HTTP 200 (a ``RawJson`` body, or a stream chunk)."""
-    return {"id": "", "choices": None, "base_resp": {"status_code": code, "status_msg": message}}
+def base_resp_error(code: int, message: str, choices: list[Any] | None = None) -> dict[str, Any]:
+    """An error inside an HTTP 200 (a ``RawJson`` body, or a stream chunk), its choices null or empty."""
+    return {"id": "", "choices": choices, "base_resp": {"status_code": code, "status_msg": message}}
 
 
 def _invalid(reason: str, message: str) -> checks.Rejection:
