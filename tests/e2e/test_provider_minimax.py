@@ -9,7 +9,6 @@ get each earlier turn's reasoning back exactly as it wrote it.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -18,6 +17,7 @@ import openai
 import pytest
 
 from tests.conftest import GatewayProcess
+from tests.e2e.provider_gateway import THINKING, reset_accounts, sent, served_by, start, states
 from tests.fake_iflow import Completion, FakeIflow, RawJson, Stream
 from tests.fake_iflow.hosts import minimax as host
 from tests.fake_iflow.replies import completion_chunks
@@ -25,7 +25,7 @@ from tests.fake_iflow.replies import completion_chunks
 KEY_A = "sk-api-" + "a" * 32
 KEY_B = "sk-api-" + "b" * 32
 MODELS = ["MiniMax-M3", "MiniMax-M2.7"]
-THINKING = "x-iflow2api-thinking"
+KEYS = {"a": KEY_A, "b": KEY_B}
 CALLS = [
     {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}
 ]
@@ -53,33 +53,11 @@ def fake(fake_minimax: FakeIflow) -> FakeIflow:
     return fake_minimax
 
 
-def start(tmp_path: Path, fake: FakeIflow, options: str = "") -> GatewayProcess:
-    """A gateway whose only accounts are two MiniMax keys ("a" first: fill-first)."""
-    config = tmp_path / "config.toml"
-    config.write_text(
-        "".join(
-            f'[[accounts]]\nlabel = "{label}"\nprovider = "minimax"\nbase_url = "{fake.base_url}"\n'
-            f'api_key = "{key}"\n\n'
-            for label, key in (("a", KEY_A), ("b", KEY_B))
-        )
-    )
-    home = tmp_path / "home"
-    home.mkdir()
-    env = {
-        "IFLOW2API_CONFIG": str(config),
-        "IFLOW2API_STRATEGY": "fill-first",
-        "IFLOW2API_PROVIDER_OPTIONS": options,
-    }
-    process = GatewayProcess(home, tmp_path / "data", env)
-    process.wait_for_health()
-    return process
-
-
 @pytest.fixture(scope="module")
 def split_gateway(
     tmp_path_factory: pytest.TempPathFactory, fake_minimax: FakeIflow
 ) -> Iterator[GatewayProcess]:
-    process = start(tmp_path_factory.mktemp("split"), fake_minimax)
+    process = start(tmp_path_factory.mktemp("split"), fake_minimax, "minimax", KEYS)
     yield process
     process.stop()
 
@@ -88,18 +66,11 @@ def split_gateway(
 def tag_gateway(
     tmp_path_factory: pytest.TempPathFactory, fake_minimax: FakeIflow
 ) -> Iterator[GatewayProcess]:
-    process = start(tmp_path_factory.mktemp("tags"), fake_minimax, "minimax.reasoning_split=false")
+    process = start(
+        tmp_path_factory.mktemp("tags"), fake_minimax, "minimax", KEYS, "minimax.reasoning_split=false"
+    )
     yield process
     process.stop()
-
-
-def reset_accounts(gateway: GatewayProcess) -> None:
-    """Every account back in rotation: out of credit too (``GatewayProcess.reset_accounts`` lifts
-    only cooling and quarantined ones)."""
-    for account in httpx.get(gateway.url + "/api/accounts", timeout=5).json()["accounts"]:
-        if account["state"] != "ok":
-            action = {"id": account["id"], "action": "reset"}
-            httpx.post(gateway.url + "/api/accounts/action", json=action, timeout=5).raise_for_status()
 
 
 @pytest.fixture
@@ -110,22 +81,6 @@ def gateway(split_gateway: GatewayProcess, fake: FakeIflow) -> GatewayProcess:
 
 def sdk(gateway: GatewayProcess) -> openai.OpenAI:
     return openai.OpenAI(base_url=gateway.url + "/v1", api_key="unused", max_retries=0, timeout=20)
-
-
-def sent(fake: FakeIflow) -> dict[str, Any]:
-    body = fake.received[-1].body
-    assert body is not None and fake.received[-1].rejected is None, fake.received[-1].rejected
-    return body
-
-
-def served_by(fake: FakeIflow) -> list[str]:
-    keys = [r.headers["authorization"].removeprefix("Bearer ") for r in fake.received if r.rejected is None]
-    return ["a" if key == KEY_A else "b" for key in keys]
-
-
-def states(gateway: GatewayProcess) -> dict[str, str]:
-    listing = httpx.get(gateway.url + "/api/accounts", timeout=5).json()
-    return {account["label"]: account["state"] for account in listing["accounts"]}
 
 
 def test_whole_answer_reasoning_split(gateway: GatewayProcess, fake: FakeIflow) -> None:
@@ -282,7 +237,7 @@ def test_an_error_inside_a_200_fails_over(gateway: GatewayProcess, fake: FakeIfl
         model="MiniMax-M3", messages=[{"role": "user", "content": "hi"}]
     )
     assert reply.choices[0].message.content == "from b"
-    assert served_by(fake) == ["a", "b"]
+    assert served_by(fake, KEYS) == ["a", "b"]
     assert states(gateway)["a"] == "cooling"
 
 
@@ -298,7 +253,7 @@ def test_an_error_chunk_before_content_fails_over(
         )
     )
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "from b"
-    assert served_by(fake) == ["a", "b"]
+    assert served_by(fake, KEYS) == ["a", "b"]
     assert states(gateway)["a"] == "out-of-credit"
 
 
