@@ -8,16 +8,26 @@ get each earlier turn's reasoning back exactly as it wrote it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import anthropic
 import httpx
-import openai
 import pytest
 
 from tests.conftest import GatewayProcess
-from tests.e2e.provider_gateway import THINKING, reset_accounts, sent, served_by, start, states
+from tests.e2e.provider_gateway import (
+    CALLS,
+    THINKING,
+    anthropic_tool_loop,
+    fake_fixture,
+    fresh_fixture,
+    gateway_fixture,
+    openai_client,
+    sent,
+    served_by,
+    states,
+    streamed,
+)
 from tests.fake_iflow import Completion, FakeIflow, RawJson, Stream
 from tests.fake_iflow.hosts import minimax as host
 from tests.fake_iflow.replies import completion_chunks
@@ -26,9 +36,6 @@ KEY_A = "sk-api-" + "a" * 32
 KEY_B = "sk-api-" + "b" * 32
 MODELS = ["MiniMax-M3", "MiniMax-M2.7"]
 KEYS = {"a": KEY_A, "b": KEY_B}
-CALLS = [
-    {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}
-]
 TOOLS: list[Any] = [
     {
         "type": "function",
@@ -41,51 +48,15 @@ TOOLS: list[Any] = [
 ]
 
 
-@pytest.fixture(scope="module")
-def fake_minimax() -> Iterator[FakeIflow]:
-    with FakeIflow(mode="minimax", api_keys=[KEY_A, KEY_B], models=MODELS) as server:
-        yield server
-
-
-@pytest.fixture
-def fake(fake_minimax: FakeIflow) -> FakeIflow:
-    fake_minimax.reset()
-    return fake_minimax
-
-
-@pytest.fixture(scope="module")
-def split_gateway(
-    tmp_path_factory: pytest.TempPathFactory, fake_minimax: FakeIflow
-) -> Iterator[GatewayProcess]:
-    process = start(tmp_path_factory.mktemp("split"), fake_minimax, "minimax", KEYS)
-    yield process
-    process.stop()
-
-
-@pytest.fixture(scope="module")
-def tag_gateway(
-    tmp_path_factory: pytest.TempPathFactory, fake_minimax: FakeIflow
-) -> Iterator[GatewayProcess]:
-    process = start(
-        tmp_path_factory.mktemp("tags"), fake_minimax, "minimax", KEYS, "minimax.reasoning_split=false"
-    )
-    yield process
-    process.stop()
-
-
-@pytest.fixture
-def gateway(split_gateway: GatewayProcess, fake: FakeIflow) -> GatewayProcess:
-    reset_accounts(split_gateway)
-    return split_gateway
-
-
-def sdk(gateway: GatewayProcess) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.url + "/v1", api_key="unused", max_retries=0, timeout=20)
+fake_host = fake_fixture("minimax", KEYS, MODELS)
+split_gateway = gateway_fixture("minimax", KEYS)
+tag_gateway = gateway_fixture("minimax", KEYS, "minimax.reasoning_split=false")
+fake, gateway, tags = fresh_fixture("fake_host"), fresh_fixture("split_gateway"), fresh_fixture("tag_gateway")
 
 
 def test_whole_answer_reasoning_split(gateway: GatewayProcess, fake: FakeIflow) -> None:
     fake.enqueue(Completion(content="Four.", reasoning="2+2 is 4."))
-    raw = sdk(gateway).chat.completions.with_raw_response.create(
+    raw = openai_client(gateway).chat.completions.with_raw_response.create(
         model="MiniMax-M3",
         messages=[{"role": "user", "content": "2+2?"}],
         reasoning_effort="high",
@@ -106,21 +77,18 @@ def test_whole_answer_reasoning_split(gateway: GatewayProcess, fake: FakeIflow) 
 def test_streamed_reasoning_split(gateway: GatewayProcess, fake: FakeIflow, model: str) -> None:
     fake.enqueue(Completion(content="The answer is four.", reasoning="Adding two and two."))
     chunks = list(
-        sdk(gateway).chat.completions.create(
+        openai_client(gateway).chat.completions.create(
             model=model, messages=[{"role": "user", "content": "2+2?"}], stream=True
         )
     )
     assert not any("reasoning_details" in (c.choices[0].delta.model_extra or {}) for c in chunks if c.choices)
-    reasoning = "".join(
-        getattr(c.choices[0].delta, "reasoning_content", None) or "" for c in chunks if c.choices
-    )
-    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    reasoning, content = streamed(chunks)
     # M2.7 sends reasoning_details only; M3 reasoning_content too: relayed once.
     assert (reasoning, content) == ("Adding two and two.", "The answer is four.")
 
 
-def test_think_tags_never_reach_the_client(tag_gateway: GatewayProcess, fake: FakeIflow) -> None:
-    client = sdk(tag_gateway)
+def test_think_tags_never_reach_the_client(tags: GatewayProcess, fake: FakeIflow) -> None:
+    client = openai_client(tags)
     fake.enqueue(
         Completion(content="Four.", reasoning="2+2 is 4."),
         Completion(content="Still four.", reasoning="Again."),
@@ -136,17 +104,14 @@ def test_think_tags_never_reach_the_client(tag_gateway: GatewayProcess, fake: Fa
             model="MiniMax-M2.7", messages=[{"role": "user", "content": "2+2?"}], stream=True
         )
     )
-    reasoning = "".join(
-        getattr(c.choices[0].delta, "reasoning_content", None) or "" for c in chunks if c.choices
-    )
-    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    reasoning, content = streamed(chunks)
     assert (reasoning, content) == ("\nAgain.\n", "Still four.")
 
 
 def test_openai_tool_loop_gets_reasoning_details_back_verbatim(
     gateway: GatewayProcess, fake: FakeIflow
 ) -> None:
-    client = sdk(gateway)
+    client = openai_client(gateway)
     fake.enqueue(
         Completion(content="", reasoning="Look it up.", tool_calls=CALLS, finish_reason="tool_calls")
     )
@@ -173,58 +138,35 @@ def test_openai_tool_loop_gets_reasoning_details_back_verbatim(
     assert host.replayed(sent(fake)) == ["Look it up."]
 
 
-def test_anthropic_tool_loop_gets_think_text_back_verbatim(
-    tag_gateway: GatewayProcess, fake: FakeIflow
-) -> None:
-    reset_accounts(tag_gateway)
-    claude = anthropic.Anthropic(base_url=tag_gateway.url, api_key="unused", max_retries=0, timeout=20)
-    fake.enqueue(Completion(content="", reasoning="Need Oslo.", tool_calls=CALLS, finish_reason="tool_calls"))
-    tools: list[Any] = [{"name": "get_weather", "input_schema": {"type": "object"}}]
-    raw = claude.messages.with_raw_response.create(
-        model="MiniMax-M3",
-        max_tokens=1000,
-        thinking={"type": "enabled", "budget_tokens": 2048},
-        tools=tools,
-        messages=[{"role": "user", "content": "Oslo?"}],
+def test_anthropic_tool_loop_gets_think_text_back_verbatim(tags: GatewayProcess, fake: FakeIflow) -> None:
+    first, header, second = anthropic_tool_loop(
+        tags, fake, "MiniMax-M3", {"type": "enabled", "budget_tokens": 2048}
     )
-    first = raw.parse()
-    assert raw.headers[THINKING] == "adaptive"
-    assert sent(fake)["thinking"] == {"type": "adaptive"}  # "enabled" is refused with 2013
+    assert header == "adaptive"
     assert [block.type for block in first.content] == ["thinking", "tool_use"]
     assert first.content[0].thinking == "\nNeed Oslo.\n"  # type: ignore[union-attr]
-    uses = [block.model_dump() for block in first.content if block.type == "tool_use"]
-    fake.enqueue(Completion(content="5C."))
-    history: list[Any] = [
-        {"role": "user", "content": "Oslo?"},
-        {"role": "assistant", "content": uses},  # the thinking block dropped
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_1", "content": "5C"}]},
-    ]
-    second = claude.messages.create(
-        model="MiniMax-M3",
-        max_tokens=1000,
-        thinking={"type": "enabled", "budget_tokens": 2048},
-        tools=tools,
-        messages=history,
-    )
     assert second.content[-1].type == "text" and second.content[-1].text == "5C."
+    assert sent(fake)["thinking"] == {"type": "adaptive"}  # "enabled" is refused with 2013
     assert host.replayed(sent(fake)) == ["<think>\nNeed Oslo.\n</think>"]
 
 
 def test_responses_clients_get_reasoning_items(gateway: GatewayProcess, fake: FakeIflow) -> None:
     fake.enqueue(Completion(content="Four.", reasoning="2+2=4"))
-    response = sdk(gateway).responses.create(model="MiniMax-M3", input="2+2?", reasoning={"effort": "low"})
+    response = openai_client(gateway).responses.create(
+        model="MiniMax-M3", input="2+2?", reasoning={"effort": "low"}
+    )
     assert [item.type for item in response.output] == ["reasoning", "message"]
     assert response.output_text == "Four."
     assert "<think>" not in str(response.output)
 
 
 def test_off_on_a_model_that_always_thinks_is_clamped(gateway: GatewayProcess, fake: FakeIflow) -> None:
-    raw = sdk(gateway).chat.completions.with_raw_response.create(
+    raw = openai_client(gateway).chat.completions.with_raw_response.create(
         model="MiniMax-M2.7", messages=[{"role": "user", "content": "hi"}], reasoning_effort="none"
     )
     assert raw.headers[THINKING] == "always on (the M2 family cannot turn thinking off)"
     assert "thinking" not in sent(fake)
-    off = sdk(gateway).chat.completions.with_raw_response.create(
+    off = openai_client(gateway).chat.completions.with_raw_response.create(
         model="MiniMax-M3", messages=[{"role": "user", "content": "hi"}], reasoning_effort="none"
     )
     assert off.headers[THINKING] == "disabled" and sent(fake)["thinking"] == {"type": "disabled"}
@@ -233,7 +175,7 @@ def test_off_on_a_model_that_always_thinks_is_clamped(gateway: GatewayProcess, f
 def test_an_error_inside_a_200_fails_over(gateway: GatewayProcess, fake: FakeIflow) -> None:
     fake.enqueue_for(KEY_A, RawJson(host.base_resp_error(1002, "rate limit exceeded")))
     fake.enqueue_for(KEY_B, Completion(content="from b"))
-    reply = sdk(gateway).chat.completions.create(
+    reply = openai_client(gateway).chat.completions.create(
         model="MiniMax-M3", messages=[{"role": "user", "content": "hi"}]
     )
     assert reply.choices[0].message.content == "from b"
@@ -248,7 +190,7 @@ def test_an_error_chunk_before_content_fails_over(
     fake.enqueue_for(KEY_A, Stream([host.base_resp_error(1008, "insufficient balance", choices)]))
     fake.enqueue_for(KEY_B, Completion(content="from b"))
     chunks = list(
-        sdk(gateway).chat.completions.create(
+        openai_client(gateway).chat.completions.create(
             model="MiniMax-M3", messages=[{"role": "user", "content": "hi"}], stream=True
         )
     )
@@ -260,7 +202,7 @@ def test_an_error_chunk_before_content_fails_over(
 def test_spent_balance_is_out_of_credit(gateway: GatewayProcess, fake: FakeIflow) -> None:
     fake.enqueue_for(KEY_A, host.http_error(402, "insufficient_balance_error", "insufficient balance (1008)"))
     fake.enqueue_for(KEY_B, Completion(content="from b"))
-    reply = sdk(gateway).chat.completions.create(
+    reply = openai_client(gateway).chat.completions.create(
         model="MiniMax-M3", messages=[{"role": "user", "content": "hi"}]
     )
     assert reply.choices[0].message.content == "from b"

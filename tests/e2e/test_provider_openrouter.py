@@ -7,15 +7,21 @@ The fake plays OpenRouter (``tests/fake_iflow/hosts/openrouter.py``): reasoning 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
 import anthropic
 import openai
 import pytest
 
 from tests.conftest import GatewayProcess
-from tests.e2e.provider_gateway import THINKING, reset_accounts, sent, served_by, start, states
+from tests.e2e import provider_gateway as made
+from tests.e2e.provider_gateway import (
+    THINKING,
+    anthropic_tool_loop,
+    openai_client,
+    sent,
+    served_by,
+    states,
+    streamed,
+)
 from tests.fake_iflow import Completion, FakeIflow, Stream
 from tests.fake_iflow.hosts import openrouter as host
 from tests.fake_iflow.replies import completion_chunks
@@ -23,45 +29,15 @@ from tests.fake_iflow.replies import completion_chunks
 KEYS = {"a": "sk-or-v1-" + "a" * 32, "b": "sk-or-v1-" + "b" * 32}
 MODEL = "deepseek/deepseek-v4-flash"
 MODELS = [MODEL, "z-ai/glm-5.3"]
-CALLS = [
-    {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}
-]
 
-
-@pytest.fixture(scope="module")
-def fake_openrouter() -> Iterator[FakeIflow]:
-    with FakeIflow(mode="openrouter", api_keys=KEYS.values(), models=MODELS) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def gateway_process(
-    tmp_path_factory: pytest.TempPathFactory, fake_openrouter: FakeIflow
-) -> Iterator[GatewayProcess]:
-    process = start(tmp_path_factory.mktemp("openrouter"), fake_openrouter, "openrouter", KEYS)
-    yield process
-    process.stop()
-
-
-@pytest.fixture
-def fake(fake_openrouter: FakeIflow) -> FakeIflow:
-    fake_openrouter.reset()
-    return fake_openrouter
-
-
-@pytest.fixture
-def gateway(gateway_process: GatewayProcess, fake: FakeIflow) -> GatewayProcess:
-    reset_accounts(gateway_process)
-    return gateway_process
-
-
-def sdk(gateway: GatewayProcess) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.url + "/v1", api_key="unused", max_retries=0, timeout=20)
+fake_host = made.fake_fixture("openrouter", KEYS, MODELS)
+gateway_process = made.gateway_fixture("openrouter", KEYS)
+fake, gateway = made.fresh_fixture("fake_host"), made.fresh_fixture("gateway_process")
 
 
 def test_whole_answer_with_reasoning(gateway: GatewayProcess, fake: FakeIflow) -> None:
     fake.enqueue(Completion(content="Four.", reasoning="2+2 is 4."))
-    raw = sdk(gateway).chat.completions.with_raw_response.create(
+    raw = openai_client(gateway).chat.completions.with_raw_response.create(
         model=MODEL, messages=[{"role": "user", "content": "2+2?"}], reasoning_effort="high", max_tokens=50
     )
     message = raw.parse().choices[0].message
@@ -79,54 +55,42 @@ def test_streamed_reasoning_past_processing_comments(gateway: GatewayProcess, fa
     )
     shaped = host.HOST().shape_chunks(chunks, {})  # type: ignore[arg-type]
     fake.enqueue(Stream([": OPENROUTER PROCESSING", *shaped]))
-    stream = sdk(gateway).chat.completions.create(
+    stream = openai_client(gateway).chat.completions.create(
         model=MODEL,
         messages=[{"role": "user", "content": "2+2?"}],
         stream=True,
         stream_options={"include_usage": True},
     )
     got = list(stream)
-    reasoning = "".join(
-        getattr(c.choices[0].delta, "reasoning_content", None) or "" for c in got if c.choices
-    )
-    content = "".join(c.choices[0].delta.content or "" for c in got if c.choices)
+    reasoning, content = streamed(got)
     assert (reasoning, content) == ("Two and two.", "Four.")
     assert got[-1].usage is not None
 
 
 def test_anthropic_tool_loop_with_a_budget(gateway: GatewayProcess, fake: FakeIflow) -> None:
-    claude = anthropic.Anthropic(base_url=gateway.url, api_key="unused", max_retries=0, timeout=20)
-    tools: list[Any] = [{"name": "get_weather", "input_schema": {"type": "object"}}]
-    fake.enqueue(Completion(content="", reasoning="Need Oslo.", tool_calls=CALLS, finish_reason="tool_calls"))
-    raw = claude.messages.with_raw_response.create(
-        model=MODEL,
-        max_tokens=4000,
-        thinking={"type": "enabled", "budget_tokens": 2048},
-        tools=tools,
-        messages=[{"role": "user", "content": "Oslo?"}],
+    first, header, second = anthropic_tool_loop(
+        gateway, fake, MODEL, {"type": "enabled", "budget_tokens": 2048}
     )
-    turn = raw.parse()
-    assert raw.headers[THINKING] == "max_tokens=2048"
-    assert sent(fake)["reasoning"] == {"max_tokens": 2048}
-    assert [block.type for block in turn.content] == ["thinking", "tool_use"]
-    uses = [block.model_dump() for block in turn.content if block.type == "tool_use"]
-    fake.enqueue(Completion(content="5C."))
-    history: list[Any] = [
-        {"role": "user", "content": "Oslo?"},
-        {"role": "assistant", "content": uses},  # the thinking block dropped
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_1", "content": "5C"}]},
-    ]
-    second = claude.messages.create(
-        model=MODEL, max_tokens=4000, thinking={"type": "disabled"}, tools=tools, messages=history
-    )
+    assert header == "max_tokens=2048"
+    assert [block.type for block in first.content] == ["thinking", "tool_use"]
     assert second.content[-1].type == "text" and second.content[-1].text == "5C."
-    assert host.replayed(sent(fake)) == ["Need Oslo."]
+    assert sent(fake)["reasoning"] == {"max_tokens": 2048}
+    assert host.replayed(sent(fake)) == ["Need Oslo."]  # the text, as ``reasoning``
+
+
+def test_anthropic_tool_loop_without_thinking(gateway: GatewayProcess, fake: FakeIflow) -> None:
+    first, header, second = anthropic_tool_loop(gateway, fake, MODEL, {"type": "disabled"}, reasoning="")
+    assert header == "disabled"
+    assert [block.type for block in first.content] == ["tool_use"]
+    assert second.content[-1].type == "text"
     assert sent(fake)["reasoning"] == {"enabled": False}
 
 
 def test_responses_clients_get_reasoning_items(gateway: GatewayProcess, fake: FakeIflow) -> None:
     fake.enqueue(Completion(content="Four.", reasoning="2+2=4"))
-    with sdk(gateway).responses.stream(model=MODEL, input="2+2?", reasoning={"effort": "low"}) as stream:
+    with openai_client(gateway).responses.stream(
+        model=MODEL, input="2+2?", reasoning={"effort": "low"}
+    ) as stream:
         final = stream.get_final_response()
     assert [item.type for item in final.output] == ["reasoning", "message"]
     assert final.output_text == "Four."
@@ -134,7 +98,7 @@ def test_responses_clients_get_reasoning_items(gateway: GatewayProcess, fake: Fa
 
 
 def test_off_on_a_mandatory_model_is_clamped(gateway: GatewayProcess, fake: FakeIflow) -> None:
-    raw = sdk(gateway).chat.completions.with_raw_response.create(
+    raw = openai_client(gateway).chat.completions.with_raw_response.create(
         model="z-ai/glm-5.3", messages=[{"role": "user", "content": "hi"}], reasoning_effort="none"
     )
     assert raw.headers[THINKING] == "mandatory (not turned off)"
@@ -147,7 +111,7 @@ def test_an_error_chunk_before_content_fails_over(gateway: GatewayProcess, fake:
     )
     fake.enqueue_for(KEYS["b"], Completion(content="from b"))
     got = list(
-        sdk(gateway).chat.completions.create(
+        openai_client(gateway).chat.completions.create(
             model=MODEL, messages=[{"role": "user", "content": "hi"}], stream=True
         )
     )
@@ -175,7 +139,9 @@ def test_an_error_after_content_reaches_the_client(gateway: GatewayProcess, fake
 def test_spent_credits_are_out_of_credit(gateway: GatewayProcess, fake: FakeIflow) -> None:
     fake.enqueue_for(KEYS["a"], host.http_error(402, "Insufficient credits", error_type="payment_required"))
     fake.enqueue_for(KEYS["b"], Completion(content="from b"))
-    reply = sdk(gateway).chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+    reply = openai_client(gateway).chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "hi"}]
+    )
     assert reply.choices[0].message.content == "from b"
     assert states(gateway)["a"] == "out-of-credit"
 
@@ -186,5 +152,7 @@ def test_the_routed_host_words_reach_the_client(gateway: GatewayProcess, fake: F
     )
     fake.enqueue(host.http_error(400, "Provider returned error", raw=raw, provider_name="DeepSeek"))
     with pytest.raises(openai.BadRequestError, match="DeepSeek: The `reasoning_content`"):
-        sdk(gateway).chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+        openai_client(gateway).chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "hi"}]
+        )
     assert states(gateway) == {"a": "ok", "b": "ok"}

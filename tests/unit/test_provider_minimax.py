@@ -7,17 +7,8 @@ from typing import Any
 
 import pytest
 
+from iflow2api import errors
 from iflow2api.dialects.intent import Intent
-from iflow2api.errors import (
-    ContextTooLong,
-    GatewayError,
-    InvalidRequest,
-    ModelNotFound,
-    OutOfCredit,
-    UpstreamAuthError,
-    UpstreamError,
-    UpstreamRateLimited,
-)
 from iflow2api.providers import Profiles, for_host
 from iflow2api.providers.minimax import Minimax, MinimaxRewriter, ThinkSplitter, split_think
 from tests.fake_iflow.hosts.minimax import error_body
@@ -209,7 +200,7 @@ def test_an_error_chunk_loses_its_choices_so_it_is_judged() -> None:
     failed = {"choices": [], "base_resp": {"status_code": 1002, "status_msg": "rate limit"}}
     (out,) = rewriter().feed(failed)
     assert "choices" not in out
-    assert isinstance(profile().business_error(out), UpstreamRateLimited)
+    assert isinstance(profile().business_error(out), errors.UpstreamRateLimited)
     ok = rewriter().feed(chunk({"content": "x"}, base_resp={"status_code": 0, "status_msg": ""}))
     assert "base_resp" not in ok[0] and profile().business_error({"base_resp": {"status_code": 0}}) is None
 
@@ -240,24 +231,24 @@ def test_whole_answers_are_normalized() -> None:
 @pytest.mark.parametrize(
     ("status", "kind", "message", "error", "client_status"),
     [
-        (401, "authorized_error", "login fail: bad key (1004)", UpstreamAuthError, 401),
-        (402, "insufficient_balance_error", "insufficient balance (1008)", OutOfCredit, 429),
-        (500, "api_error", "insufficient balance (1008)", OutOfCredit, 429),
-        (400, "bad_request_error", "invalid params, unknown model 'x' (2013)", ModelNotFound, 404),
+        (401, "authorized_error", "login fail: bad key (1004)", errors.UpstreamAuthError, 401),
+        (402, "insufficient_balance_error", "insufficient balance (1008)", errors.OutOfCredit, 429),
+        (500, "api_error", "insufficient balance (1008)", errors.OutOfCredit, 429),
+        (400, "bad_request_error", "invalid params, unknown model 'x' (2013)", errors.ModelNotFound, 404),
         (
             400,
             "bad_request_error",
             "invalid params, context window exceeds limit (2013)",
-            ContextTooLong,
+            errors.ContextTooLong,
             400,
         ),
-        (400, "bad_request_error", "invalid params, binding: missing (2013)", InvalidRequest, 400),
-        (429, "rate_limit_error", "too many requests (1002)", UpstreamRateLimited, 429),
-        (500, "api_error", "internal error (1024)", UpstreamError, 502),
+        (400, "bad_request_error", "invalid params, binding: missing (2013)", errors.InvalidRequest, 400),
+        (429, "rate_limit_error", "too many requests (1002)", errors.UpstreamRateLimited, 429),
+        (500, "api_error", "internal error (1024)", errors.UpstreamError, 502),
     ],
 )
 def test_http_errors_by_their_code(
-    status: int, kind: str, message: str, error: type[GatewayError], client_status: int
+    status: int, kind: str, message: str, error: type[errors.GatewayError], client_status: int
 ) -> None:
     import orjson
 
@@ -270,14 +261,14 @@ def test_http_errors_by_their_code(
 @pytest.mark.parametrize(
     ("code", "error"),
     [
-        (1002, UpstreamRateLimited),
-        (1004, UpstreamAuthError),
-        (1008, OutOfCredit),
-        (2013, InvalidRequest),
-        (1000, UpstreamError),
+        (1002, errors.UpstreamRateLimited),
+        (1004, errors.UpstreamAuthError),
+        (1008, errors.OutOfCredit),
+        (2013, errors.InvalidRequest),
+        (1000, errors.UpstreamError),
     ],
 )
-def test_errors_inside_a_200(code: int, error: type[GatewayError]) -> None:
+def test_errors_inside_a_200(code: int, error: type[errors.GatewayError]) -> None:
     found = profile().business_error(
         {"choices": None, "base_resp": {"status_code": code, "status_msg": "why"}}
     )

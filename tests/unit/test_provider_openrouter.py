@@ -7,17 +7,8 @@ from typing import Any
 import orjson
 import pytest
 
+from iflow2api import errors
 from iflow2api.dialects.intent import Intent
-from iflow2api.errors import (
-    ContextTooLong,
-    GatewayError,
-    InvalidRequest,
-    ModelNotFound,
-    OutOfCredit,
-    UpstreamAuthError,
-    UpstreamError,
-    UpstreamRateLimited,
-)
 from iflow2api.providers import for_host
 from iflow2api.providers.openrouter import OpenRouter, OpenRouterRewriter
 from tests.fake_iflow.hosts.openrouter import error_body, error_chunk
@@ -112,9 +103,9 @@ def test_an_error_chunk_becomes_an_error() -> None:
         error_chunk("m", 502, "Provider returned error", error_type="provider_unavailable")
     )
     assert "choices" not in out
-    assert isinstance(profile().business_error(out), UpstreamError)
+    assert isinstance(profile().business_error(out), errors.UpstreamError)
     (bare,) = OpenRouterRewriter().feed(chunk({}, "error"))
-    assert isinstance(profile().business_error(bare), UpstreamError)
+    assert isinstance(profile().business_error(bare), errors.UpstreamError)
 
 
 def test_whole_answers_are_normalized() -> None:
@@ -133,7 +124,7 @@ def test_whole_answers_are_normalized() -> None:
 
 def test_a_failed_choice_in_a_200_is_an_error() -> None:
     payload = {"choices": [{"message": {"content": ""}, "error": {"code": 429, "message": "slow"}}]}
-    assert isinstance(profile().business_error(payload), UpstreamRateLimited)
+    assert isinstance(profile().business_error(payload), errors.UpstreamRateLimited)
     assert profile().business_error({"choices": [{"message": {"content": "ok"}}]}) is None
 
 
@@ -143,23 +134,28 @@ RAW = '{"error":{"message":"The `reasoning_content` in the thinking mode must be
 @pytest.mark.parametrize(
     ("status", "body", "error", "client_status"),
     [
-        (402, error_body(402, "Insufficient credits"), OutOfCredit, 429),
-        (401, error_body(401, "No auth credentials found"), UpstreamAuthError, 401),
-        (429, error_body(429, "Rate limited", error_type="rate_limit_exceeded"), UpstreamRateLimited, 429),
-        (400, error_body(400, "too long", error_type="context_length_exceeded"), ContextTooLong, 400),
-        (403, error_body(403, "flagged", reasons=["x"]), InvalidRequest, 403),
-        (404, error_body(404, "No endpoints found"), ModelNotFound, 404),
-        (502, error_body(502, "Provider returned error"), UpstreamError, 502),
+        (402, error_body(402, "Insufficient credits"), errors.OutOfCredit, 429),
+        (401, error_body(401, "No auth credentials found"), errors.UpstreamAuthError, 401),
+        (
+            429,
+            error_body(429, "Rate limited", error_type="rate_limit_exceeded"),
+            errors.UpstreamRateLimited,
+            429,
+        ),
+        (400, error_body(400, "too long", error_type="context_length_exceeded"), errors.ContextTooLong, 400),
+        (403, error_body(403, "flagged", reasons=["x"]), errors.InvalidRequest, 403),
+        (404, error_body(404, "No endpoints found"), errors.ModelNotFound, 404),
+        (502, error_body(502, "Provider returned error"), errors.UpstreamError, 502),
         (
             400,
             error_body(400, "Provider returned error", raw=RAW, provider_name="DeepSeek"),
-            InvalidRequest,
+            errors.InvalidRequest,
             400,
         ),
     ],
 )
 def test_http_errors(
-    status: int, body: dict[str, Any], error: type[GatewayError], client_status: int
+    status: int, body: dict[str, Any], error: type[errors.GatewayError], client_status: int
 ) -> None:
     found = profile().http_error(status, orjson.dumps(body), None, None)
     assert type(found) is error
@@ -189,4 +185,4 @@ def test_retry_after_is_the_upstream_word() -> None:
         None,
         None,
     )
-    assert isinstance(unknown, ModelNotFound)
+    assert isinstance(unknown, errors.ModelNotFound)

@@ -32,8 +32,6 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar, Literal
 
-import orjson
-
 from iflow2api.dialects.intent import Intent
 from iflow2api.errors import (
     ContextTooLong,
@@ -445,7 +443,7 @@ class Minimax(Profile):
     def http_error(
         self, status: int, body: bytes, trace_id: str | None, retry_after: float | None
     ) -> GatewayError:
-        error = _error_object(body)
+        error = openai_wire._upstream_error(body)  # its error object, or {}
         message = redact(str(error.get("message") or ""))
         kind = error.get("type") if isinstance(error.get("type"), str) else ""
         found = error_of(_code(message), f"MiniMax answered {status}: {message}", status, str(kind))
@@ -456,20 +454,6 @@ class Minimax(Profile):
         if retry_after is not None and status in (429, 503):
             found.asked_to_wait(retry_after)
         return found
-
-
-def _error_object(body: bytes) -> dict[str, Any]:
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return {}
-    error = payload.get("error") if isinstance(payload, dict) else None
-    if isinstance(error, dict):
-        return error
-    base = payload.get("base_resp") if isinstance(payload, dict) else None
-    if isinstance(base, dict):  # a native endpoint's shape, with its code in the message's place
-        return {"message": f"{base.get('status_msg', '')} ({base.get('status_code')})"}
-    return {}
 
 
 def _client_thinking(thinking: object) -> Literal["off", "on"] | None:

@@ -35,17 +35,9 @@ from typing import Any, ClassVar
 
 import orjson
 
+from iflow2api import errors
 from iflow2api.dialects.intent import Intent
-from iflow2api.errors import (
-    ContextTooLong,
-    GatewayError,
-    InvalidRequest,
-    ModelNotFound,
-    OutOfCredit,
-    UpstreamAuthError,
-    UpstreamError,
-    UpstreamRateLimited,
-)
+from iflow2api.errors import GatewayError
 from iflow2api.providers import openai_wire
 from iflow2api.providers.base import ChunkRewriter, ModelInfo, Prepared, Profile
 from iflow2api.providers.rules import renamed, without
@@ -151,22 +143,22 @@ def error_of(status: int, error: Mapping[str, Any], retry_after: float | None, p
         retry_after = float(wait) if isinstance(wait, int | float) and not isinstance(wait, bool) else None
     found: GatewayError
     if status == 402:
-        found = OutOfCredit(message)
+        found = errors.OutOfCredit(message)
     elif status == 401:
-        found = UpstreamAuthError(message + " Check the account's api_key.")
+        found = errors.UpstreamAuthError(message + " Check the account's api_key.")
     elif unavailable in ("model_not_found", "no_endpoints", "model_deprecated") or status == 404:
-        found = ModelNotFound(message)
+        found = errors.ModelNotFound(message)
     elif kind == "context_length_exceeded":
-        found = ContextTooLong(message)
+        found = errors.ContextTooLong(message)
     elif status == 429:
-        found = UpstreamRateLimited(message, retry_after=10.0 if retry_after is None else retry_after)
+        found = errors.UpstreamRateLimited(message, retry_after=10.0 if retry_after is None else retry_after)
     elif status == 403:
         # A guardrail or moderation refused this input (ERR): another account would refuse it too.
-        found = InvalidRequest(message, code="content_flagged", status=403)
+        found = errors.InvalidRequest(message, code="content_flagged", status=403)
     elif status in (400, 413, 422):
-        found = InvalidRequest(message, status=status)
+        found = errors.InvalidRequest(message, status=status)
     else:
-        found = UpstreamError(message)  # 408, 5xx: the routed host failed
+        found = errors.UpstreamError(message)  # 408, 5xx: the routed host failed
     if retry_after is not None and status in (429, 503):
         found.asked_to_wait(retry_after)
     return found

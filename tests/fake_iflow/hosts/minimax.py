@@ -22,6 +22,10 @@ from tests.fake_iflow import checks
 from tests.fake_iflow.hosts import Host
 from tests.fake_iflow.replies import HttpError
 
+Headers = Mapping[str, str]
+Body = dict[str, Any] | None
+Verdict = checks.Rejection | None
+
 DETAIL = {"type": "reasoning.text", "id": "reasoning-text-1", "format": "MiniMax-response-v1", "index": 0}
 M3_MAX_OUTPUT = 524_288
 
@@ -76,13 +80,8 @@ class Minimax(Host):
     separate_usage = False
 
     def judge(
-        self,
-        headers: Mapping[str, str],
-        body: dict[str, Any] | None,
-        *,
-        api_keys: Iterable[str],
-        models: Iterable[str],
-    ) -> checks.Rejection | None:
+        self, headers: Headers, body: Body, *, api_keys: Iterable[str], models: Iterable[str]
+    ) -> Verdict:
         key = checks.bearer_key(headers)
         if key is None or key not in api_keys:
             message = "login fail: Please carry the API secret key in the 'Authorization' field (1004)"

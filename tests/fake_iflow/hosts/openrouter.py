@@ -17,6 +17,10 @@ from tests.fake_iflow import checks
 from tests.fake_iflow.hosts import Host
 from tests.fake_iflow.replies import HttpError
 
+Headers = Mapping[str, str]
+Body = dict[str, Any] | None
+Verdict = checks.Rejection | None
+
 EFFORTS = ("max", "xhigh", "high", "medium", "low", "minimal", "none")
 REASONING_KEYS = frozenset({"effort", "max_tokens", "exclude", "enabled", "summary"})
 #: Models whose reasoning cannot be turned off here (``/models`` ``reasoning.mandatory``).
@@ -74,13 +78,8 @@ class OpenRouter(Host):
     name = "openrouter"
 
     def judge(
-        self,
-        headers: Mapping[str, str],
-        body: dict[str, Any] | None,
-        *,
-        api_keys: Iterable[str],
-        models: Iterable[str],
-    ) -> checks.Rejection | None:
+        self, headers: Headers, body: Body, *, api_keys: Iterable[str], models: Iterable[str]
+    ) -> Verdict:
         key = checks.bearer_key(headers)
         if key is None or key not in api_keys:
             return _refused("No auth credentials found", 401)
