@@ -147,15 +147,22 @@ def fresh_fixture(name: str) -> Callable[..., Any]:
 
 
 def anthropic_tool_loop(
-    gateway: GatewayProcess, fake: FakeIflow, model: str, thinking: Any, reasoning: str = "Need Oslo."
+    gateway: GatewayProcess,
+    fake: FakeIflow,
+    model: str,
+    thinking: Any,
+    reasoning: str = "Need Oslo.",
+    call_id: str = "call_1",
 ) -> tuple[Message, str | None, Message]:
     """Two turns of Claude Code's loop: the host thinks ``reasoning`` and calls a tool; the client
     sends the tool's result back with the ``tool_use`` blocks but without the thinking block (the
     gateway must put the reasoning back). The first answer, its thinking header, the second answer.
+    A ``call_id`` of its own keeps a test clear of the reasoning an earlier one left in the store.
     """
+    calls = [{**CALLS[0], "id": call_id}]
     claude = anthropic.Anthropic(base_url=gateway.url, api_key="unused", max_retries=0, timeout=20)
     tools: list[Any] = [{"name": "get_weather", "input_schema": {"type": "object"}}]
-    fake.enqueue(Completion(content="", reasoning=reasoning, tool_calls=CALLS, finish_reason="tool_calls"))
+    fake.enqueue(Completion(content="", reasoning=reasoning, tool_calls=calls, finish_reason="tool_calls"))
     question: list[Any] = [{"role": "user", "content": "Oslo?"}]
     raw = claude.messages.with_raw_response.create(
         model=model, max_tokens=4000, thinking=thinking, tools=tools, messages=question
@@ -163,7 +170,7 @@ def anthropic_tool_loop(
     first = raw.parse()
     uses = [block.model_dump() for block in first.content if block.type == "tool_use"]
     fake.enqueue(Completion(content="5C."))
-    result = [{"type": "tool_result", "tool_use_id": "call_1", "content": "5C"}]
+    result = [{"type": "tool_result", "tool_use_id": call_id, "content": "5C"}]
     history: list[Any] = [
         *question,
         {"role": "assistant", "content": uses},

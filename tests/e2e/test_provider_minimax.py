@@ -150,6 +150,17 @@ def test_anthropic_tool_loop_gets_think_text_back_verbatim(tags: GatewayProcess,
     assert host.replayed(sent(fake)) == ["<think>\nNeed Oslo.\n</think>"]
 
 
+def test_anthropic_tool_loop_with_thinking_off(gateway: GatewayProcess, fake: FakeIflow) -> None:
+    first, header, second = anthropic_tool_loop(
+        gateway, fake, "MiniMax-M3", {"type": "disabled"}, reasoning="", call_id="call_off"
+    )
+    assert header == "disabled"
+    assert [block.type for block in first.content] == ["tool_use"]
+    assert second.content[-1].type == "text" and second.content[-1].text == "5C."
+    assert sent(fake)["thinking"] == {"type": "disabled"}
+    assert host.replayed(sent(fake)) == [None]  # nothing to give back, and MiniMax takes that
+
+
 def test_responses_clients_get_reasoning_items(gateway: GatewayProcess, fake: FakeIflow) -> None:
     fake.enqueue(Completion(content="Four.", reasoning="2+2=4"))
     response = openai_client(gateway).responses.create(
