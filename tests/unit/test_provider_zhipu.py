@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from iflow2api import providers
+from iflow2api import providers, settings
 from iflow2api.dialects.intent import Intent
 from iflow2api.errors import (
     ContextTooLong,
@@ -142,10 +142,10 @@ def test_the_fake_refuses_disabled_thinking_on_glm_5_3_as_the_host_does() -> Non
 
 
 def test_the_effort_levels_are_options() -> None:
-    body, thinking = sent(chat("glm-5.3"), Intent("on", "medium"), glm_5_3_efforts="low,medium,high,max")
+    body, thinking = sent(chat("glm-5.3"), Intent("on", "medium"), glm_5_3_efforts="low/medium/high/max")
     assert body["reasoning_effort"] == "medium" and thinking == "enabled; reasoning_effort=medium"
     with pytest.raises(ValueError, match="glm_5_3_efforts"):
-        Zhipu(options={"glm_5_3_efforts": " , "})
+        Zhipu(options={"glm_5_3_efforts": " / "})
     with pytest.raises(ValueError, match="plan"):
         Zhipu(options={"plan": "gold"})
 
@@ -306,3 +306,20 @@ def test_the_stream_rewriter_turns_a_failed_finish_into_the_hosts_error() -> Non
     assert error["error"]["code"] == "1301" and "choices" not in error
     assert isinstance(Zhipu().business_error(error), InvalidRequest)
     assert rewriter.finish() == []
+
+
+def test_the_options_pass_through_the_setting() -> None:
+    options = settings._provider_options("zhipu.glm_5_3_efforts=low/medium/high/max, zhipu.plan=coding")
+    profile = providers.Profiles(thinking_default=None, options=options).for_account(
+        GlmAccount(kind="openai-compatible", base_url=STANDARD, provider=None)
+    )
+    assert isinstance(profile, Zhipu) and profile.coding(STANDARD)
+    body = orjson.loads(profile.prepare(Account(), chat("glm-5.3"), Intent("on", "medium")).body)
+    assert body["reasoning_effort"] == "medium" and body["thinking"]["clear_thinking"] is False
+
+
+@dataclass(frozen=True)
+class GlmAccount:
+    kind: str
+    base_url: str
+    provider: str | None

@@ -352,11 +352,12 @@ class Zhipu(Profile):
             # on the Coding Plan, where it is the documented default, and leaves the pay-as-you-go
             # default (cleared) alone; "on" asks for it everywhere, "off" nowhere (clear_thinking: true).
             "preserved_thinking": "auto",
-            # GLM-5.3's effort levels, least first: low/high/max per OpenRouter and AIHubMix, Together
+            # GLM-5.3's effort levels, least first, "/" between (a "," ends the option): low/high/max
+            # per OpenRouter and AIHubMix, Together
             # adds medium (CONFLICT; checked 2026-12-03).
-            "glm_5_3_efforts": "low,high,max",
+            "glm_5_3_efforts": "low/high/max",
             # GLM-5.2's: high and max ([bm-glm-new]).
-            "glm_5_2_efforts": "high,max",
+            "glm_5_2_efforts": "high/max",
             # stream_options is not in the request schema ([zai-api]); usage comes on the last chunk
             # unasked (zai SDK ChatCompletionChunk.usage). True sends the client's anyway.
             "stream_options": False,
@@ -431,7 +432,7 @@ class Zhipu(Profile):
 
 
 def _levels(value: object, option: str) -> tuple[str, ...]:
-    levels = tuple(level.strip() for level in str(value).split(",") if level.strip())
+    levels = tuple(level for level in str(value).replace("/", " ").split() if level)
     if not levels:
         raise ValueError(f"provider_options: zhipu.{option} needs at least one level")
     return levels
