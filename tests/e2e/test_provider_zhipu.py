@@ -7,6 +7,7 @@ other serves."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -49,9 +50,11 @@ def glm() -> Iterator[FakeIflow]:
         yield server
 
 
-@pytest.fixture(scope="module")
-def gateway_process(tmp_path_factory: pytest.TempPathFactory, glm: FakeIflow) -> Iterator[GatewayProcess]:
-    config = tmp_path_factory.mktemp("zhipu") / "config.toml"
+@pytest.fixture
+def gateway(start_gateway: Any, glm: FakeIflow, tmp_path: Path) -> GatewayProcess:
+    """A gateway of the test's own: the accounts' states (out of credit...) do not leak."""
+    glm.reset()
+    config = tmp_path / "config.toml"
     config.write_text(
         "".join(
             f'[[accounts]]\nlabel = "{label}"\nprovider = "zhipu"\nbase_url = "{glm.base_url}"\n'
@@ -59,27 +62,8 @@ def gateway_process(tmp_path_factory: pytest.TempPathFactory, glm: FakeIflow) ->
             for key, label in LABELS.items()
         )
     )
-    process = GatewayProcess(
-        tmp_path_factory.mktemp("iflow-home"),
-        tmp_path_factory.mktemp("data"),
-        {"IFLOW2API_CONFIG": str(config), "IFLOW2API_COOLDOWN_BASE": "30"},
-    )
-    process.wait_for_health()
-    yield process
-    process.stop()
-
-
-@pytest.fixture
-def gateway(gateway_process: GatewayProcess, glm: FakeIflow) -> GatewayProcess:
-    glm.reset()
-    for account in accounts(gateway_process).values():
-        if account["state"] != "ok":
-            httpx.post(
-                gateway_process.url + "/api/accounts/action",
-                json={"id": account["id"], "action": "reset"},
-                timeout=5,
-            ).raise_for_status()
-    return gateway_process
+    gateway: GatewayProcess = start_gateway(None, {"IFLOW2API_CONFIG": str(config)})
+    return gateway
 
 
 @pytest.fixture

@@ -11,17 +11,8 @@ from typing import Any
 import orjson
 import pytest
 
-from iflow2api import providers, settings
+from iflow2api import errors, providers, settings
 from iflow2api.dialects.intent import Intent
-from iflow2api.errors import (
-    ContextTooLong,
-    GatewayError,
-    InvalidRequest,
-    ModelNotFound,
-    OutOfCredit,
-    UpstreamAuthError,
-    UpstreamRateLimited,
-)
 from iflow2api.providers.zhipu import FinishRewriter, Zhipu, reset_in
 from tests.fake_iflow import DEFAULT_KEY
 from tests.fake_iflow.hosts import HOSTS
@@ -65,6 +56,10 @@ def test_the_hosts_and_the_name_choose_the_profile() -> None:
     assert Zhipu.models["glm-4.5"].max_output == 98_304
 
 
+def enabled(effort: str) -> dict[str, Any]:
+    return {"thinking": {"type": "enabled"}, "reasoning_effort": effort}
+
+
 # model, intent, what goes in the body, the header's words
 THINKING: list[tuple[str, Intent, dict[str, Any], str | None]] = [
     ("glm-4.7", Intent(), {}, None),
@@ -72,37 +67,12 @@ THINKING: list[tuple[str, Intent, dict[str, Any], str | None]] = [
     ("glm-4.7", Intent("on", "high"), {"thinking": {"type": "enabled"}}, "enabled"),
     ("glm-4.7", Intent("adaptive"), {"thinking": {"type": "enabled"}}, "enabled"),
     ("glm-5.2", Intent("off"), {"thinking": {"type": "disabled"}}, "disabled"),
-    (
-        "glm-5.2",
-        Intent("on", "low"),
-        {"thinking": {"type": "enabled"}, "reasoning_effort": "high"},
-        "enabled; reasoning_effort=high",
-    ),
-    (
-        "glm-5.2",
-        Intent("on", "xhigh"),
-        {"thinking": {"type": "enabled"}, "reasoning_effort": "max"},
-        "enabled; reasoning_effort=max",
-    ),
+    ("glm-5.2", Intent("on", "low"), enabled("high"), "enabled; reasoning_effort=high"),
+    ("glm-5.2", Intent("on", "xhigh"), enabled("max"), "enabled; reasoning_effort=max"),
     ("glm-5.3", Intent(), {}, None),
-    (
-        "glm-5.3",
-        Intent("off"),
-        {"thinking": {"type": "enabled"}, "reasoning_effort": "low"},
-        "enabled; reasoning_effort=low (always thinks)",
-    ),
-    (
-        "glm-5.3",
-        Intent("on", "medium", 8000),
-        {"thinking": {"type": "enabled"}, "reasoning_effort": "high"},
-        "enabled; reasoning_effort=high",
-    ),
-    (
-        "glm-5.3-flash",
-        Intent("on", "minimal"),
-        {"thinking": {"type": "enabled"}, "reasoning_effort": "low"},
-        "enabled; reasoning_effort=low",
-    ),
+    ("glm-5.3", Intent("off"), enabled("low"), "enabled; reasoning_effort=low (always thinks)"),
+    ("glm-5.3", Intent("on", "medium", 8000), enabled("high"), "enabled; reasoning_effort=high"),
+    ("glm-5.3-flash", Intent("on", "minimal"), enabled("low"), "enabled; reasoning_effort=low"),
     ("glm-5.3", Intent("adaptive"), {"thinking": {"type": "enabled"}}, "enabled"),
     ("glm-4-32b-0414-128k", Intent("on", "high"), {}, "none (the model does not think)"),
     ("glm-4-32b-0414-128k", Intent(), {}, None),
@@ -227,7 +197,9 @@ def test_stream_options_can_be_kept() -> None:
     assert body["stream_options"] == {"include_usage": True}
 
 
-def zhipu_error(status: int, code: str | int, message: str, retry_after: float | None = None) -> GatewayError:
+def zhipu_error(
+    status: int, code: str | int, message: str, retry_after: float | None = None
+) -> errors.GatewayError:
     payload = orjson.dumps({"error": {"code": code, "message": message}})
     return Zhipu().http_error(status, payload, None, retry_after)
 
@@ -235,18 +207,18 @@ def zhipu_error(status: int, code: str | int, message: str, retry_after: float |
 @pytest.mark.parametrize(
     ("status", "code", "kind"),
     [
-        (401, "1000", UpstreamAuthError),
-        (401, "1002", UpstreamAuthError),
-        (429, "1302", UpstreamRateLimited),
-        (429, 1305, UpstreamRateLimited),
-        (429, "1113", OutOfCredit),
-        (400, "1261", ContextTooLong),
-        (400, "1211", ModelNotFound),
-        (400, "1210", InvalidRequest),
-        (400, "1214", InvalidRequest),
+        (401, "1000", errors.UpstreamAuthError),
+        (401, "1002", errors.UpstreamAuthError),
+        (429, "1302", errors.UpstreamRateLimited),
+        (429, 1305, errors.UpstreamRateLimited),
+        (429, "1113", errors.OutOfCredit),
+        (400, "1261", errors.ContextTooLong),
+        (400, "1211", errors.ModelNotFound),
+        (400, "1210", errors.InvalidRequest),
+        (400, "1214", errors.InvalidRequest),
     ],
 )
-def test_the_business_codes(status: int, code: str, kind: type[GatewayError]) -> None:
+def test_the_business_codes(status: int, code: str, kind: type[errors.GatewayError]) -> None:
     error = zhipu_error(status, code, "words")
     assert type(error) is kind
     assert "words" in error.message
@@ -260,7 +232,7 @@ def test_a_rate_limit_keeps_the_hosts_retry_after() -> None:
 
 def test_arrears_are_out_of_credit_and_say_why_a_key_may_be_on_the_wrong_plan() -> None:
     error = zhipu_error(429, "1113", "Your account is in arrears, please recharge and try again")
-    assert isinstance(error, OutOfCredit) and error.upstream_wait is None
+    assert isinstance(error, errors.OutOfCredit) and error.upstream_wait is None
     assert "/api/coding/paas/v4" in error.message
 
 
@@ -268,7 +240,11 @@ def test_a_spent_plan_rests_until_the_time_it_names() -> None:
     error = zhipu_error(
         429, "1310", "Weekly/Monthly Limit Exhausted. Your limit will reset at 2099-01-01T00:00:00Z"
     )
-    assert isinstance(error, OutOfCredit) and error.upstream_wait is not None and error.upstream_wait > 3600
+    assert (
+        isinstance(error, errors.OutOfCredit)
+        and error.upstream_wait is not None
+        and error.upstream_wait > 3600
+    )
     assert reset_in("已达到 5 小时的使用上限。您的限额将在 2026-08-25 07:41:44 重置。", 1787614904.0) == 0.0
     assert reset_in("reset at 2026-08-25T07:41:44+08:00", 1787611304.0) == 3600.0
     assert reset_in("no time here", 0) is None
@@ -276,23 +252,23 @@ def test_a_spent_plan_rests_until_the_time_it_names() -> None:
 
 def test_unknown_codes_and_bodies_fall_back_to_the_status() -> None:
     assert type(zhipu_error(500, "9999", "odd")).__name__ == "UpstreamError"
-    assert isinstance(Zhipu().http_error(429, b"busy", None, None), UpstreamRateLimited)
+    assert isinstance(Zhipu().http_error(429, b"busy", None, None), errors.UpstreamRateLimited)
     top_level = orjson.dumps({"code": 1113, "message": "arrears"})  # the OpenAPI's own shape
-    assert isinstance(Zhipu().http_error(429, top_level, None, None), OutOfCredit)
+    assert isinstance(Zhipu().http_error(429, top_level, None, None), errors.OutOfCredit)
 
 
 def test_errors_inside_a_200() -> None:
     profile = Zhipu()
-    assert isinstance(profile.business_error({"error": {"code": "1113", "message": "x"}}), OutOfCredit)
+    assert isinstance(profile.business_error({"error": {"code": "1113", "message": "x"}}), errors.OutOfCredit)
     blocked = {"choices": [{"index": 0, "message": {"content": ""}, "finish_reason": "sensitive"}]}
     error = profile.business_error(blocked)
-    assert isinstance(error, InvalidRequest) and error.code == "content_filter"
+    assert isinstance(error, errors.InvalidRequest) and error.code == "content_filter"
     full = {
         "choices": [
             {"index": 0, "message": {"content": "x"}, "finish_reason": "model_context_window_exceeded"}
         ]
     }
-    assert isinstance(profile.business_error(full), ContextTooLong)
+    assert isinstance(profile.business_error(full), errors.ContextTooLong)
     fine = {"choices": [{"index": 0, "message": {"content": "x"}, "finish_reason": "stop"}]}
     assert profile.business_error(fine) is None
 
@@ -304,7 +280,7 @@ def test_the_stream_rewriter_turns_a_failed_finish_into_the_hosts_error() -> Non
     assert rewriter.feed(chunk) == [chunk]
     [error] = rewriter.feed({"choices": [{"index": 0, "delta": {}, "finish_reason": "sensitive"}]})
     assert error["error"]["code"] == "1301" and "choices" not in error
-    assert isinstance(Zhipu().business_error(error), InvalidRequest)
+    assert isinstance(Zhipu().business_error(error), errors.InvalidRequest)
     assert rewriter.finish() == []
 
 

@@ -61,14 +61,10 @@ class ZhipuHost(Host):
     usage_unasked = True
 
     def judge(
-        self,
-        headers: Mapping[str, str],
-        body: dict[str, Any] | None,
-        *,
-        api_keys: Iterable[str],
-        models: Iterable[str],
+        self, headers: Mapping[str, str], body: dict[str, Any] | None, **known: Iterable[str]
     ) -> checks.Rejection | None:
-        rejection = super().judge(headers, body, api_keys=api_keys, models=models)
+        """The plain server's checks (``known``: its keys and models) in Zhipu's words, then GLM's."""
+        rejection = super().judge(headers, body, **known)
         if rejection is not None and rejection.status == 401:
             return error(rejection.reason, 401, "1000", "Authentication Failed")
         if rejection is not None and rejection.status == 404:
