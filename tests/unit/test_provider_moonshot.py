@@ -30,7 +30,7 @@ from tests.fake_iflow.hosts import moonshot as fake_kimi
 
 MODELS = ["kimi-k3", "kimi-k3.1-pro", "kimi-k2.7-code", "kimi-k2.6", "kimi-k2.5", "moonshot-v1-8k"]
 CALL = {"id": "call_1", "type": "function", "function": {"name": "ls", "arguments": "{}"}}
-LOOP = [
+LOOP: list[dict[str, Any]] = [
     {"role": "user", "content": "list"},
     {"role": "assistant", "content": None, "tool_calls": [CALL]},
     {"role": "tool", "tool_call_id": "call_1", "content": "a b"},
@@ -273,7 +273,7 @@ def test_usage_cached_tokens_in_openai_shape() -> None:
     }
     already = {"prompt_tokens": 20, "prompt_tokens_details": {"cached_tokens": 8}}
     assert profile.normalize_usage(already) is already
-    completion = {"choices": [], "usage": dict(usage)}
+    completion: dict[str, Any] = {"choices": [], "usage": dict(usage)}
     assert profile.normalize_completion(completion)
     assert completion["usage"]["prompt_tokens_details"] == {"cached_tokens": 8}
     assert not profile.normalize_completion(completion)
