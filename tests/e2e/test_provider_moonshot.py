@@ -36,6 +36,13 @@ def call(call_id: str, name: str = "ls", arguments: str = "{}") -> dict[str, Any
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
 
 
+def answered(call_id: str, result: str) -> list[dict[str, Any]]:
+    """An assistant turn that called ``ls`` as an OpenAI client sends it back (no reasoning), and
+    the tool's answer."""
+    turn = {"role": "assistant", "content": None, "tool_calls": [call(call_id)]}
+    return [turn, {"role": "tool", "tool_call_id": call_id, "content": result}]
+
+
 def config_text(fake: FakeIflow) -> str:
     return "".join(
         f'[[accounts]]\nlabel = "{label}"\nprovider = "moonshot"\nbase_url = "{fake.base_url}"\n'
@@ -57,9 +64,11 @@ def kimi_gateway(tmp_path_factory: pytest.TempPathFactory, kimi: FakeIflow) -> I
     config.write_text(config_text(kimi))
     env = {"IFLOW2API_CONFIG": str(config), "IFLOW2API_COOLDOWN_BASE": "30", "IFLOW2API_ERROR_COOLDOWN": "30"}
     process = GatewayProcess(tmp_path_factory.mktemp("kimi-iflow-home"), data, env)
-    process.wait_for_health()
-    yield process
-    process.stop()
+    try:
+        process.wait_for_health()
+        yield process
+    finally:
+        process.stop()
 
 
 @pytest.fixture
@@ -92,6 +101,14 @@ def sent(fake: FakeIflow, index: int = -1) -> dict[str, Any]:
 
 # --- the two-turn tool loop, OpenAI Chat Completions ---------------------------------------------
 
+QUESTION = [{"role": "user", "content": "What is here?"}]
+
+
+def ask_k26(gateway: GatewayProcess, messages: list[dict[str, Any]], effort: str, **extra: Any) -> Any:
+    """kimi-k2.6 asked with the ``ls`` tool; the raw response, for its headers."""
+    create = sdk(gateway).chat.completions.with_raw_response.create
+    return create(model="kimi-k2.6", messages=messages, tools=[LS], reasoning_effort=effort, **extra)
+
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_chat_tool_loop_thinking_gets_its_reasoning_back(
@@ -106,15 +123,7 @@ def test_chat_tool_loop_thinking_gets_its_reasoning_back(
         ),
         Completion(content="Two files.", reasoning="Done."),
     )
-    client = sdk(gateway)
-    question = [{"role": "user", "content": "What is here?"}]
-    first = client.chat.completions.with_raw_response.create(
-        model="kimi-k2.6",
-        messages=question,
-        tools=[LS],
-        reasoning_effort="high",
-        stream=stream,
-    )
+    first = ask_k26(gateway, QUESTION, "high", stream=stream)
     assert first.headers[THINKING] == "enabled"
     assert sent(kimi)["thinking"] == {"type": "enabled"} and "reasoning_effort" not in sent(kimi)
     if stream:
@@ -127,26 +136,15 @@ def test_chat_tool_loop_thinking_gets_its_reasoning_back(
         message = first.parse().choices[0].message
         assert (message.model_extra or {})["reasoning_content"] == "I should list the folder."
     # The client sends its history back without the reasoning, as OpenAI clients do.
-    history = [
-        *question,
-        {"role": "assistant", "content": None, "tool_calls": [call("call_k1")]},
-        {"role": "tool", "tool_call_id": "call_k1", "content": "a.txt b.txt"},
-    ]
-    second = client.chat.completions.create(
-        model="kimi-k2.6", messages=history, tools=[LS], reasoning_effort="high"
-    )
-    assert second.choices[0].message.content == "Two files."
+    second = ask_k26(gateway, [*QUESTION, *answered("call_k1", "a.txt b.txt")], "high")
+    assert second.parse().choices[0].message.content == "Two files."
     assert sent(kimi)["messages"][1]["reasoning_content"] == "I should list the folder."
 
 
 def test_chat_tool_loop_with_unknown_reasoning_gets_the_filler(
     gateway: GatewayProcess, kimi: FakeIflow
 ) -> None:
-    history = [
-        {"role": "user", "content": "What is here?"},
-        {"role": "assistant", "content": None, "tool_calls": [call("call_never_seen")]},
-        {"role": "tool", "tool_call_id": "call_never_seen", "content": "a.txt"},
-    ]
+    history = [*QUESTION, *answered("call_never_seen", "a.txt")]
     reply = sdk(gateway).chat.completions.create(model="kimi-k2.7-code", messages=history, tools=[LS])
     assert reply.choices[0].message.content
     assert sent(kimi)["messages"][1]["reasoning_content"] == ""
@@ -159,28 +157,13 @@ def test_chat_tool_loop_thinking_off(gateway: GatewayProcess, kimi: FakeIflow) -
         ),
         Completion(content="Listed."),
     )
-    client = sdk(gateway)
-    question = [{"role": "user", "content": "What is here?"}]
-    first = client.chat.completions.with_raw_response.create(
-        model="kimi-k2.6",
-        messages=question,
-        tools=[LS],
-        reasoning_effort="none",
-        temperature=0.3,
-    )
+    first = ask_k26(gateway, QUESTION, "none", temperature=0.3)
     assert first.headers[THINKING] == "disabled"
     body = sent(kimi)
     assert body["thinking"] == {"type": "disabled"} and "temperature" not in body
     assert "reasoning_content" not in (first.parse().choices[0].message.model_extra or {})
-    history = [
-        *question,
-        {"role": "assistant", "content": None, "tool_calls": [call("call_off")]},
-        {"role": "tool", "tool_call_id": "call_off", "content": "a.txt"},
-    ]
-    second = client.chat.completions.create(
-        model="kimi-k2.6", messages=history, tools=[LS], reasoning_effort="none"
-    )
-    assert second.choices[0].message.content == "Listed."
+    second = ask_k26(gateway, [*QUESTION, *answered("call_off", "a.txt")], "none")
+    assert second.parse().choices[0].message.content == "Listed."
     assert "reasoning_content" not in sent(kimi)["messages"][1]
 
 
@@ -203,12 +186,9 @@ def test_chat_parameter_rules(gateway: GatewayProcess, kimi: FakeIflow) -> None:
 def test_stream_usage_inside_choices_reaches_the_client_and_the_records(
     gateway: GatewayProcess, kimi: FakeIflow
 ) -> None:
-    usage = {
-        "prompt_tokens": 40,
-        "completion_tokens": 6,
-        "total_tokens": 46,
-        "prompt_tokens_details": {"cached_tokens": 32},
-    }
+    usage = dict(
+        prompt_tokens=40, completion_tokens=6, total_tokens=46, prompt_tokens_details={"cached_tokens": 32}
+    )
     kimi.enqueue(Completion(content="cached", usage=usage))
     chunks = list(
         sdk(gateway).chat.completions.create(

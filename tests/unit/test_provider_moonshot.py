@@ -11,18 +11,8 @@ from typing import Any
 import orjson
 import pytest
 
-from iflow2api import providers
+from iflow2api import errors, providers
 from iflow2api.dialects.intent import Intent
-from iflow2api.errors import (
-    AccountBlocked,
-    ContextTooLong,
-    GatewayError,
-    InvalidRequest,
-    ModelNotFound,
-    OutOfCredit,
-    UpstreamAuthError,
-    UpstreamRateLimited,
-)
 from iflow2api.providers.base import EventRewriter
 from iflow2api.providers.moonshot import Moonshot
 from tests.fake_iflow import DEFAULT_KEY
@@ -192,7 +182,7 @@ def test_stream_asks_for_usage() -> None:
     assert body["stream_options"] == {"include_usage": True}
 
 
-def kimi_error(status: int, kind: str, message: str, retry_after: float | None = None) -> GatewayError:
+def kimi_error(status: int, kind: str, message: str, retry_after: float | None = None) -> errors.GatewayError:
     body = orjson.dumps(fake_kimi.error_body(kind, message))
     return Moonshot().http_error(status, body, None, retry_after)
 
@@ -200,48 +190,37 @@ def kimi_error(status: int, kind: str, message: str, retry_after: float | None =
 def test_quota_spent_is_out_of_credit_whatever_the_status() -> None:
     for status in (429, 403):
         error = kimi_error(status, "exceeded_current_quota_error", "suspended due to insufficient balance")
-        assert isinstance(error, OutOfCredit) and error.upstream_wait is None
+        assert isinstance(error, errors.OutOfCredit) and error.upstream_wait is None
         assert "insufficient balance" in error.message
 
 
 def test_rate_limits_rest_as_kimi_says() -> None:
     error = kimi_error(429, "engine_overloaded_error", "The engine is currently overloaded", retry_after=7)
-    assert isinstance(error, UpstreamRateLimited) and error.upstream_wait == 7
+    assert isinstance(error, errors.UpstreamRateLimited) and error.upstream_wait == 7
     error = kimi_error(429, "rate_limit_reached_error", "max RPM: 3, please try again after 2 seconds")
-    assert isinstance(error, UpstreamRateLimited) and error.upstream_wait == 2
+    assert isinstance(error, errors.UpstreamRateLimited) and error.upstream_wait == 2
     error = kimi_error(429, "rate_limit_reached_error", "TPM rate limit, current:9, limit:5")
-    assert isinstance(error, UpstreamRateLimited) and error.upstream_wait is None and error.retry_after == 10
+    assert (
+        isinstance(error, errors.UpstreamRateLimited)
+        and error.upstream_wait is None
+        and error.retry_after == 10
+    )
 
 
 @pytest.mark.parametrize(
     ("status", "kind", "message", "expected"),
     [
-        (401, "invalid_authentication_error", "Invalid Authentication", UpstreamAuthError),
-        (401, "incorrect_api_key_error", "Incorrect API key provided", UpstreamAuthError),
-        (
-            403,
-            "permission_denied_error",
-            "Your IP is not allowed to access this organization",
-            AccountBlocked,
-        ),
-        (404, "resource_not_found_error", "Model not found", ModelNotFound),
-        (400, "invalid_request_error", "Invalid request: Input token length too long", ContextTooLong),
-        (400, "invalid_request_error", "Your request exceeded model token limit : 262144", ContextTooLong),
-        (
-            400,
-            "content_filter",
-            "The request was rejected because it was considered high risk",
-            InvalidRequest,
-        ),
-        (
-            400,
-            "invalid_request_error",
-            "invalid temperature: only 1 is allowed for this model",
-            InvalidRequest,
-        ),
+        (401, "invalid_authentication_error", "Invalid Authentication", errors.UpstreamAuthError),
+        (401, "incorrect_api_key_error", "Incorrect API key provided", errors.UpstreamAuthError),
+        (403, "permission_denied_error", "Your IP is not allowed", errors.AccountBlocked),
+        (404, "resource_not_found_error", "Model not found", errors.ModelNotFound),
+        (400, "invalid_request_error", "Input token length too long", errors.ContextTooLong),
+        (400, "invalid_request_error", "exceeded model token limit : 262144", errors.ContextTooLong),
+        (400, "content_filter", "considered high risk", errors.InvalidRequest),
+        (400, "invalid_request_error", "invalid temperature: only 1 is allowed", errors.InvalidRequest),
     ],
 )
-def test_error_table(status: int, kind: str, message: str, expected: type[GatewayError]) -> None:
+def test_error_table(status: int, kind: str, message: str, expected: type[errors.GatewayError]) -> None:
     error = kimi_error(status, kind, message)
     assert type(error) is expected and message in error.message
     assert error.status == expected.status
@@ -253,12 +232,12 @@ def test_kimi_code_wraps_its_error_and_keys_are_masked() -> None:
         "error": {"type": "invalid_authentication_error", "message": "bad sk-abcdef0123456789"},
     }
     error = Moonshot().http_error(401, orjson.dumps(body), None, None)
-    assert isinstance(error, UpstreamAuthError) and "sk-abcdef0123456789" not in error.message
+    assert isinstance(error, errors.UpstreamAuthError) and "sk-abcdef0123456789" not in error.message
 
 
 def test_an_error_inside_a_200_is_read_by_its_type() -> None:
     payload = fake_kimi.error_body("exceeded_current_quota_error", "insufficient balance")
-    assert isinstance(Moonshot().business_error(payload), OutOfCredit)
+    assert isinstance(Moonshot().business_error(payload), errors.OutOfCredit)
     assert Moonshot().business_error({"choices": [], "error": None}) is None
 
 

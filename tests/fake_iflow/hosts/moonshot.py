@@ -20,6 +20,9 @@ from tests.fake_iflow.replies import HttpError
 
 FIXED = {"temperature": None, "top_p": 0.95, "n": 1, "presence_penalty": 0, "frequency_penalty": 0}
 K3_EFFORTS = ("low", "high", "max")
+Headers = Mapping[str, str]
+Body = dict[str, Any] | None
+Verdict = checks.Rejection | None
 
 
 def error_body(kind: str, message: str) -> dict[str, Any]:
@@ -76,13 +79,8 @@ class Moonshot(Host):
     separate_usage = False
 
     def judge(
-        self,
-        headers: Mapping[str, str],
-        body: dict[str, Any] | None,
-        *,
-        api_keys: Iterable[str],
-        models: Iterable[str],
-    ) -> checks.Rejection | None:
+        self, headers: Headers, body: Body, *, api_keys: Iterable[str], models: Iterable[str]
+    ) -> Verdict:
         key = checks.bearer_key(headers)
         if key is None or key not in api_keys:
             return _reject(401, "invalid_authentication_error", "Invalid Authentication")
