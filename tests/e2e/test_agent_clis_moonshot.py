@@ -25,6 +25,7 @@ agent_clis = clis.agent_clis
 proxy = clis.proxy
 
 KEY = "sk-kimi-" + "c" * 32
+PROMPT = "Say hi from the shell."
 #: What Claude Code's environment switches off: updates, telemetry, surveys, helper-model calls.
 QUIET_CLAUDE = (
     "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC",
@@ -72,6 +73,24 @@ def tool_turn(call_id: str, name: str, arguments: dict[str, Any]) -> Completion:
     )
 
 
+def run_turn(
+    command: tuple[str, ...],
+    work: Path,
+    env: dict[str, str],
+    gateway: GatewayProcess,
+    kimi: FakeIflow,
+    call_id: str,
+) -> tuple[str, str]:
+    """Run the CLI to its end: it printed the final text, and Kimi got back the reasoning of the
+    turn that made ``call_id``. The tool's answer as the CLI sent it, and what to show on failure."""
+    result = clis.run_cli(list(command), work, env)
+    details = clis.explain(result, gateway, kimi)
+    assert result.returncode == 0, details
+    assert clis.FINAL_TEXT in result.stdout, details
+    assert_reasoning_went_back(kimi, call_id, details)
+    return str(clis.answered_tool_call(kimi, call_id)["content"]), details
+
+
 def assert_reasoning_went_back(kimi: FakeIflow, call_id: str, details: str) -> None:
     assert all(r.rejected is None for r in kimi.received), details
     last = kimi.received[-1].body
@@ -95,21 +114,9 @@ def test_claude_code_runs_a_bash_tool_turn_on_kimi(
         "ANTHROPIC_AUTH_TOKEN": "unused",
         "CLAUDE_CONFIG_DIR": str(home / ".claude"),
     }
-    command = [
-        str(agent_clis.claude),
-        "-p",
-        "Say hi from the shell.",
-        "--allowedTools",
-        "Bash",
-        "--max-turns",
-        "4",
-    ]
-    result = clis.run_cli(command, work, env)
-    details = clis.explain(result, gateway, kimi)
-    assert result.returncode == 0, details
-    assert clis.FINAL_TEXT in result.stdout, details
-    assert clis.answered_tool_call(kimi, "call_kc_1")["content"] == "hi-from-claude-code", details
-    assert_reasoning_went_back(kimi, "call_kc_1", details)
+    claude = (str(agent_clis.claude), "-p", PROMPT, "--allowedTools", "Bash", "--max-turns", "4")
+    answer, details = run_turn(claude, work, env, gateway, kimi, "call_kc_1")
+    assert answer == "hi-from-claude-code", details
     # kimi-k2.7-code always thinks: whatever Claude Code asked, no thinking switch reached it.
     assert all(r.body is not None and "thinking" not in r.body for r in kimi.received), details
 
@@ -135,18 +142,10 @@ def test_codex_runs_an_exec_command_tool_turn_on_kimi(
         Completion(content=clis.FINAL_TEXT, reasoning="It worked."),
     )
     env = clis.base_env(home, proxy) | {"CODEX_HOME": str(codex_home), "GW_KEY": "unused"}
-    command = [
-        str(agent_clis.codex),
-        "exec",
-        "--skip-git-repo-check",
-        "--dangerously-bypass-approvals-and-sandbox",
-        "Say hi from the shell.",
-    ]
-    result = clis.run_cli(command, work, env)
-    details = clis.explain(result, gateway, kimi)
-    assert result.returncode == 0, details
-    assert clis.FINAL_TEXT in result.stdout, details
-    assert "hi-from-codex" in clis.answered_tool_call(kimi, "call_kx_1")["content"], details
-    assert_reasoning_went_back(kimi, "call_kx_1", details)
+    # No approval prompts and no sandbox: the one command is a harmless echo in a temp folder.
+    unsandboxed = "--dangerously-bypass-approvals-and-sandbox"
+    codex = (str(agent_clis.codex), "exec", "--skip-git-repo-check", unsandboxed, PROMPT)
+    answer, details = run_turn(codex, work, env, gateway, kimi, "call_kx_1")
+    assert "hi-from-codex" in answer, details
     first = kimi.received[0].body
     assert first is not None and first["thinking"] == {"type": "enabled"}, details
