@@ -100,6 +100,13 @@ def test_a_chat_clients_own_thinking_switch_counts_and_is_not_sent_twice() -> No
     assert "thinking" not in body
 
 
+def test_a_chat_clients_own_switch_wins_over_thinking_default() -> None:
+    prepared = Moonshot(thinking_default=True).build_body(
+        chat("kimi-k2.6", thinking={"type": "disabled"}), None
+    )
+    assert prepared.body["thinking"] == {"type": "disabled"}
+
+
 def test_thinking_default_setting_applies_without_intent() -> None:
     prepared = Moonshot(thinking_default=False).build_body(chat("kimi-k2.6"), None)
     assert prepared.body["thinking"] == {"type": "disabled"}

@@ -184,13 +184,16 @@ class Moonshot(Profile):
         return Prepared(body, thinking=said)
 
     def _intent(self, request: dict[str, Any], intent: Intent | None) -> Intent:
-        """The client's intent; with none, a ``thinking`` switch a chat client sent itself (the
-        OpenAI SDK's ``extra_body``, as Kimi's own docs show it) counts as one."""
-        found = self.intent(request, intent)
+        """The client's intent. A chat client's own ``thinking`` switch (the OpenAI SDK's
+        ``extra_body``, as Kimi's docs show it) counts as one when it stated no other, before the
+        ``thinking_default`` setting does."""
         own = request.get("thinking")
-        if found.mode != "default" or not isinstance(own, dict):
-            return found
-        return {"disabled": Intent("off"), "enabled": Intent("on")}.get(str(own.get("type")), found)
+        stated = (intent is not None and intent.mode != "default") or "reasoning_effort" in request
+        if isinstance(own, dict) and not stated:
+            switched = {"disabled": Intent("off"), "enabled": Intent("on")}.get(str(own.get("type")))
+            if switched is not None:
+                return switched
+        return self.intent(request, intent)
 
     def _thinking(self, kind: Kind, intent: Intent, model: str) -> tuple[bool, dict[str, Any], str | None]:
         """Whether the model will think, the fields that say so, and that for the header."""
