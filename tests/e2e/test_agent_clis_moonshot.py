@@ -2,7 +2,8 @@
 
 What ``test_agent_clis`` does for iFlow, for a ``provider = "moonshot"`` account: the fake Kimi
 refuses the second turn unless the tool-call turn carries ``reasoning_content`` (both CLIs think),
-and refuses ``thinking: disabled`` on kimi-k2.7-code, which Claude Code's auxiliary calls ask for.
+and refuses any ``thinking`` switch but ``enabled`` on kimi-k2.7-code. (Claude Code's auxiliary
+calls, which ask ``thinking: disabled``, are switched off here; ``test_provider_moonshot`` sends one.)
 The CLIs, their install and their sealed-off environment come from ``test_agent_clis``.
 """
 
@@ -117,7 +118,7 @@ def test_claude_code_runs_a_bash_tool_turn_on_kimi(
     claude = (str(agent_clis.claude), "-p", PROMPT, "--allowedTools", "Bash", "--max-turns", "4")
     answer, details = run_turn(claude, work, env, gateway, kimi, "call_kc_1")
     assert answer == "hi-from-claude-code", details
-    # kimi-k2.7-code always thinks: whatever Claude Code asked, no thinking switch reached it.
+    # kimi-k2.7-code always thinks: Claude Code asks for thinking, and no switch is sent for it.
     assert all(r.body is not None and "thinking" not in r.body for r in kimi.received), details
 
 
