@@ -336,6 +336,29 @@ def test_responses_effort_and_reasoning_item(gateway: GatewayProcess, kimi: Fake
     assert body["reasoning_effort"] == "high" and body["max_completion_tokens"] == 100
 
 
+@pytest.mark.parametrize("keep_reasoning", [True, False])
+def test_responses_tool_loop_thinking(gateway: GatewayProcess, kimi: FakeIflow, keep_reasoning: bool) -> None:
+    kimi.enqueue(
+        Completion(
+            content="", reasoning="List it.", tool_calls=[call("call_r1")], finish_reason="tool_calls"
+        ),
+        Completion(content="One file."),
+    )
+    client = sdk(gateway)
+    tools = [{"type": "function", "name": "ls", "parameters": {"type": "object", "properties": {}}}]
+    question = {"role": "user", "content": "What is here?"}
+    first = client.responses.create(model="kimi-k2.7-code", input=[question], tools=tools)
+    assert [item.type for item in first.output] == ["reasoning", "function_call"]
+    # Codex sends the reasoning item back; a client that drops it relies on the reasoning store.
+    earlier = [item.model_dump(exclude_none=True) for item in first.output]
+    if not keep_reasoning:
+        earlier = [item for item in earlier if item["type"] != "reasoning"]
+    answer = {"type": "function_call_output", "call_id": "call_r1", "output": "a.txt"}
+    second = client.responses.create(model="kimi-k2.7-code", input=[question, *earlier, answer], tools=tools)
+    assert second.output_text == "One file."
+    assert sent(kimi)["messages"][1]["reasoning_content"] == "List it."
+
+
 # --- errors and the pool ---------------------------------------------------------------------------
 
 
