@@ -25,15 +25,15 @@ SECOND_KEY = "sk-" + "2" * 32
 def cli(home: Path, data: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("IFLOW2API_", "IFLOW_"))}
     env.update({"IFLOW2API_DATA_DIR": str(data), "IFLOW_HOME": str(home)})
+    # No controlling terminal (a session of its own), so a hidden prompt (--key -) reads stdin.
+    alone: dict[str, Any] = {"input": stdin, "start_new_session": True}
     return subprocess.run(
         [sys.executable, "-m", "iflow2api", *args],
         env=env,
-        input=stdin,
         capture_output=True,
         text=True,
         timeout=30,
-        # No controlling terminal, so a hidden prompt (--key -) reads the key from stdin.
-        start_new_session=True,
+        **alone,
     )
 
 

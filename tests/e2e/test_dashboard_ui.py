@@ -749,16 +749,13 @@ def test_adding_an_account_of_a_provider(dashboard: Dashboard) -> None:
     expect(page.locator("#account-base-url")).to_have_value("")
     page.select_option("#account-provider", "deepseek")
     expect(page.locator("#account-base-url")).to_have_value("https://api.deepseek.com")
-    page.fill("#account-label", "ds work")
-    page.fill("#account-key", "ds-secret")
+    for name, value in (("label", "ds work"), ("key", "ds-secret")):
+        page.fill(f"#account-{name}", value)
     sent = dashboard.post("/api/accounts", lambda: page.click("#account-form button[type=submit]"))
-    assert sent == {
-        "kind": "openai-compatible",
-        "label": "ds work",
-        "api_key": "ds-secret",
+    form = {"kind": "openai-compatible", "label": "ds work", "api_key": "ds-secret", "models": []}
+    assert sent == form | {
         "provider": "deepseek",
         "base_url": "https://api.deepseek.com",
-        "models": [],
         "concurrency": None,
     }
     added = page.locator("#accounts-table tbody tr", has_text="ds work")
