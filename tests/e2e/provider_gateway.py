@@ -38,14 +38,10 @@ def start(
     tmp_path: Path, fake: FakeIflow, provider: str, keys: Mapping[str, str], options: str = ""
 ) -> GatewayProcess:
     """A gateway with one ``provider`` account per label in ``keys`` (label → api key)."""
+    where = f'provider = "{provider}"\nbase_url = "{fake.base_url}"'
+    tables = [f'[[accounts]]\nlabel = "{label}"\n{where}\napi_key = "{key}"\n' for label, key in keys.items()]
     config = tmp_path / "config.toml"
-    config.write_text(
-        "".join(
-            f'[[accounts]]\nlabel = "{label}"\nprovider = "{provider}"\nbase_url = "{fake.base_url}"\n'
-            f'api_key = "{key}"\n\n'
-            for label, key in keys.items()
-        )
-    )
+    config.write_text("\n".join(tables))
     home = tmp_path / "home"
     home.mkdir()
     env = {

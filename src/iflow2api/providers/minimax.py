@@ -32,17 +32,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar, Literal
 
+from iflow2api import errors
 from iflow2api.dialects.intent import Intent
-from iflow2api.errors import (
-    ContextTooLong,
-    GatewayError,
-    InvalidRequest,
-    ModelNotFound,
-    OutOfCredit,
-    UpstreamAuthError,
-    UpstreamError,
-    UpstreamRateLimited,
-)
+from iflow2api.errors import GatewayError
 from iflow2api.providers import openai_wire
 from iflow2api.providers.base import ChunkRewriter, ModelInfo, Prepared, Profile
 from iflow2api.providers.rules import renamed, without
@@ -295,22 +287,22 @@ def error_of(code: int | None, message: str, status: int | None, kind: str = "")
     'OutOfCredit'
     """
     if code in _CREDIT or kind == "insufficient_balance_error":
-        return OutOfCredit(message)
+        return errors.OutOfCredit(message)
     if code in _RATE_LIMIT or kind == "rate_limit_error":
         # MiniMax sends no Retry-After (rate-limits.md, 2026-04-29): the pool's own cooldown applies.
-        return UpstreamRateLimited(message)
+        return errors.UpstreamRateLimited(message)
     if code in _AUTH or kind == "authorized_error":
-        return UpstreamAuthError(message + " Check the account's api_key.")
+        return errors.UpstreamAuthError(message + " Check the account's api_key.")
     if code in _NOT_ON_PLAN or (code == 2013 and "unknown model" in message):
-        return ModelNotFound(message)
+        return errors.ModelNotFound(message)
     if code == 2013 and "context window exceeds" in message:
-        return ContextTooLong(message)
+        return errors.ContextTooLong(message)
     if code in _INVALID:
-        return InvalidRequest(
+        return errors.InvalidRequest(
             message, code="invalid_params", status=status if status and status < 500 else 400
         )
     if code is not None:
-        return UpstreamError(message)  # 1000 unknown, 1001 timeout, 1024 internal...
+        return errors.UpstreamError(message)  # 1000 unknown, 1001 timeout, 1024 internal...
     return None
 
 
@@ -425,21 +417,6 @@ class Minimax(Profile):
             out = {**out, "prompt_tokens_details": {**(details or {}), "cached_tokens": cached}}
         return out
 
-    def business_error(self, payload: object) -> GatewayError | None:
-        if _failed(payload):
-            assert isinstance(payload, dict)
-            base = payload["base_resp"]
-            message = redact(str(base.get("status_msg") or "error"))
-            code = base["status_code"]
-            return error_of(code, f"MiniMax reported error {code} in its answer: {message}", None)
-        error = payload.get("error") if isinstance(payload, dict) and "choices" not in payload else None
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            message = redact(error["message"])
-            found = error_of(_code(message), f"MiniMax reported an error in its answer: {message}", None)
-            if found is not None:
-                return found
-        return openai_wire.business_error(payload)
-
     def http_error(
         self, status: int, body: bytes, trace_id: str | None, retry_after: float | None
     ) -> GatewayError:
@@ -448,12 +425,26 @@ class Minimax(Profile):
         kind = error.get("type") if isinstance(error.get("type"), str) else ""
         found = error_of(_code(message), f"MiniMax answered {status}: {message}", status, str(kind))
         if found is None and status == 402:
-            found = OutOfCredit(f"MiniMax answered 402: {message}")
+            found = errors.OutOfCredit(f"MiniMax answered 402: {message}")
         if found is None:
             return openai_wire.http_error(status, body, retry_after=retry_after)
         if retry_after is not None and status in (429, 503):
             found.asked_to_wait(retry_after)
         return found
+
+    def business_error(self, payload: object) -> GatewayError | None:
+        if _failed(payload):
+            assert isinstance(payload, dict)
+            base = payload["base_resp"]
+            message = redact(str(base.get("status_msg") or "error"))
+            code = base["status_code"]
+            return error_of(code, f"MiniMax reported error {code} in its answer: {message}", None)
+        found = None
+        error = payload.get("error") if isinstance(payload, dict) and "choices" not in payload else None
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            message = redact(error["message"])
+            found = error_of(_code(message), f"MiniMax reported an error in its answer: {message}", None)
+        return found or openai_wire.business_error(payload)
 
 
 def _client_thinking(thinking: object) -> Literal["off", "on"] | None:

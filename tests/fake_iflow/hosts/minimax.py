@@ -75,54 +75,10 @@ def is_m3(model: str) -> bool:
 
 
 class Minimax(Host):
+    """MiniMax's host; usage rides on a stream's last chunk."""
+
     name = "minimax"
-    #: Usage rides on the last chunk.
     separate_usage = False
-
-    def judge(
-        self, headers: Headers, body: Body, *, api_keys: Iterable[str], models: Iterable[str]
-    ) -> Verdict:
-        key = checks.bearer_key(headers)
-        if key is None or key not in api_keys:
-            message = "login fail: Please carry the API secret key in the 'Authorization' field (1004)"
-            return checks.Rejection(
-                "missing or unknown Bearer key", 401, error_body("authorized_error", message, 401)
-            )
-        if (
-            body is None
-            or not isinstance(body.get("model"), str)
-            or not isinstance(body.get("messages"), list)
-        ):
-            return _invalid(
-                "no model or messages", "binding: expr_path=messages, cause=missing required parameter"
-            )
-        model = body["model"]
-        if model not in models:
-            return _invalid(f"model {model!r} is not served", f"unknown model '{model.lower()}'")
-        return self._params(body)
-
-    def _params(self, body: dict[str, Any]) -> checks.Rejection | None:
-        thinking = body.get("thinking")
-        if thinking is not None:
-            kind = thinking.get("type") if isinstance(thinking, dict) else None
-            if kind not in ("adaptive", "disabled"):
-                message = f'invalid thinking.type: "{kind}" (allowed: adaptive, disabled)'
-                return _invalid(f"thinking {thinking!r}", message)
-        if "max_tokens" in body:
-            return _invalid("max_tokens is deprecated", "max_tokens is deprecated, use max_completion_tokens")
-        length = body.get("max_completion_tokens")
-        if is_m3(body["model"]) and isinstance(length, int) and length > M3_MAX_OUTPUT:
-            return _invalid(
-                f"max_completion_tokens {length}", f"does not support max tokens > {M3_MAX_OUTPUT}"
-            )
-        for name in ("temperature", "top_p"):
-            value = body.get(name)
-            if value is not None and not (isinstance(value, int | float) and 0 < value <= 1):
-                return _invalid(f"{name} {value!r}", f"{name} must be in (0, 1]")
-        for tool in body.get("tools") or ():
-            if isinstance(tool, dict) and "strict" in (tool.get("function") or {}):
-                return _invalid("a tool with strict", "unknown field tools.function.strict")
-        return None
 
     def shape_completion(self, body: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
         split = request.get("reasoning_split") is True
@@ -163,6 +119,50 @@ class Minimax(Host):
                     delta["reasoning_content"] = reasoning
             choices.append({**choice, "delta": delta})
         return {**chunk, "choices": choices}
+
+    def judge(
+        self, headers: Headers, body: Body, *, api_keys: Iterable[str], models: Iterable[str]
+    ) -> Verdict:
+        if checks.bearer_key(headers) not in set(api_keys):
+            message = "login fail: Please carry the API secret key in the 'Authorization' field (1004)"
+            return checks.Rejection(
+                "missing or unknown Bearer key", 401, error_body("authorized_error", message, 401)
+            )
+        if (
+            body is None
+            or not isinstance(body.get("model"), str)
+            or not isinstance(body.get("messages"), list)
+        ):
+            return _invalid(
+                "no model or messages", "binding: expr_path=messages, cause=missing required parameter"
+            )
+        model = body["model"]
+        if model not in models:
+            return _invalid(f"model {model!r} is not served", f"unknown model '{model.lower()}'")
+        return self._params(body)
+
+    def _params(self, body: dict[str, Any]) -> checks.Rejection | None:
+        thinking = body.get("thinking")
+        if thinking is not None:
+            kind = thinking.get("type") if isinstance(thinking, dict) else None
+            if kind not in ("adaptive", "disabled"):
+                message = f'invalid thinking.type: "{kind}" (allowed: adaptive, disabled)'
+                return _invalid(f"thinking {thinking!r}", message)
+        if "max_tokens" in body:
+            return _invalid("max_tokens is deprecated", "max_tokens is deprecated, use max_completion_tokens")
+        length = body.get("max_completion_tokens")
+        if is_m3(body["model"]) and isinstance(length, int) and length > M3_MAX_OUTPUT:
+            return _invalid(
+                f"max_completion_tokens {length}", f"does not support max tokens > {M3_MAX_OUTPUT}"
+            )
+        for name in ("temperature", "top_p"):
+            value = body.get(name)
+            if value is not None and not (isinstance(value, int | float) and 0 < value <= 1):
+                return _invalid(f"{name} {value!r}", f"{name} must be in (0, 1]")
+        for tool in body.get("tools") or ():
+            if isinstance(tool, dict) and "strict" in (tool.get("function") or {}):
+                return _invalid("a tool with strict", "unknown field tools.function.strict")
+        return None
 
 
 def _tagged(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:

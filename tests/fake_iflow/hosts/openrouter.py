@@ -80,8 +80,7 @@ class OpenRouter(Host):
     def judge(
         self, headers: Headers, body: Body, *, api_keys: Iterable[str], models: Iterable[str]
     ) -> Verdict:
-        key = checks.bearer_key(headers)
-        if key is None or key not in api_keys:
+        if checks.bearer_key(headers) not in set(api_keys):
             return _refused("No auth credentials found", 401)
         if (
             body is None
