@@ -10,7 +10,8 @@ import pytest
 from iflow2api import errors
 from iflow2api.dialects.intent import Intent
 from iflow2api.providers import Profiles, for_host
-from iflow2api.providers.minimax import Minimax, MinimaxRewriter, ThinkSplitter, split_think
+from iflow2api.providers.minimax import Minimax, MinimaxRewriter
+from iflow2api.providers.think_tags import ThinkSplitter, split_think
 from tests.fake_iflow.hosts.minimax import error_body
 
 TEXT = "<think>\nfirst, think\n</think>\n\nThe answer"
