@@ -27,9 +27,11 @@ from tests.fake_iflow import DEFAULT_KEY
 from tests.fake_iflow.hosts import HOSTS
 
 MODELS = ("deepseek-flash", "deepseek-v4-pro")
-CALL = {"id": "call_1", "type": "function", "function": {"name": "ls", "arguments": "{}"}}
-TOOLS = [{"type": "function", "function": {"name": "ls", "parameters": {"type": "object"}}}]
-LOOP = [
+CALL: dict[str, Any] = {"id": "call_1", "type": "function", "function": {"name": "ls", "arguments": "{}"}}
+TOOLS: list[dict[str, Any]] = [
+    {"type": "function", "function": {"name": "ls", "parameters": {"type": "object"}}}
+]
+LOOP: list[dict[str, Any]] = [
     {"role": "user", "content": "list"},
     {"role": "assistant", "content": "", "tool_calls": [CALL]},
     {"role": "tool", "tool_call_id": "call_1", "content": "a b"},
@@ -165,7 +167,9 @@ def test_a_forced_tool_choice_turns_thinking_off_or_becomes_auto(choice: Any) ->
 
 
 def test_parameter_rules() -> None:
-    strict_tools = [{"type": "function", "function": {**TOOLS[0]["function"], "strict": True}}]
+    strict_tools: list[dict[str, Any]] = [
+        {"type": "function", "function": {**TOOLS[0]["function"], "strict": True}}
+    ]
     request = chat(
         max_completion_tokens=100,
         logprobs=True,
@@ -216,7 +220,7 @@ def deepseek_error(message: str, kind: str = "invalid_request_error") -> bytes:
         (
             400,
             deepseek_error(
-                "This model's maximum context length is 1048565 tokens. However, you requested 1551241 tokens."
+                "This model's maximum context length is 1048565 tokens. However, you requested 1551241 tokens"
             ),
             ContextTooLong,
             400,
