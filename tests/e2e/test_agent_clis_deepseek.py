@@ -6,6 +6,7 @@ rules. Installation, sandboxing and helpers are ``test_agent_clis``'s."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,18 +14,22 @@ import pytest
 
 from tests.conftest import GatewayProcess
 from tests.e2e.test_agent_clis import (  # noqa: F401 (agent_clis and proxy are fixtures)
-    FINAL_TEXT,
     AgentClis,
     DeadEndProxy,
     agent_clis,
     answered_tool_call,
     base_env,
-    explain,
+    claude_command,
+    claude_env,
+    codex_command,
+    codex_config,
     proxy,
+    ran_one_tool_turn,
     run_cli,
+    script_one_tool_turn,
     tool_call,
 )
-from tests.fake_iflow import Completion, FakeIflow
+from tests.fake_iflow import FakeIflow
 
 pytestmark = [pytest.mark.node, pytest.mark.timeout(420)]
 
@@ -53,6 +58,30 @@ def gateway(deepseek: FakeIflow, start_gateway: Any, tmp_path: Path) -> GatewayP
     return gateway
 
 
+@dataclass(frozen=True)
+class Bench:
+    """What a CLI's run needs: the CLIs, the gateway, the dead-end proxy, a HOME and a working folder."""
+
+    clis: AgentClis
+    gateway: GatewayProcess
+    proxy: DeadEndProxy
+    home: Path
+    work: Path
+
+
+@pytest.fixture
+def bench(
+    agent_clis: AgentClis,  # noqa: F811
+    gateway: GatewayProcess,
+    proxy: DeadEndProxy,  # noqa: F811
+    tmp_path: Path,
+) -> Bench:
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    return Bench(agent_clis, gateway, proxy, home, work)
+
+
 def check_the_second_turn(deepseek: FakeIflow, call_id: str) -> None:
     """Both turns were accepted by the fake DeepSeek, and the second gave the tool call its reasoning."""
     assert [r.rejected for r in deepseek.received] == [None, None]
@@ -62,114 +91,28 @@ def check_the_second_turn(deepseek: FakeIflow, call_id: str) -> None:
     assert [m.get("reasoning_content") for m in calls] == [REASONING]
 
 
-def test_claude_code_runs_a_bash_tool_turn_on_deepseek(
-    agent_clis: AgentClis,  # noqa: F811
-    gateway: GatewayProcess,
-    deepseek: FakeIflow,
-    proxy: DeadEndProxy,  # noqa: F811
-    tmp_path: Path,
-) -> None:
-    home, work = tmp_path / "home", tmp_path / "work"
-    home.mkdir()
-    work.mkdir()
-    deepseek.enqueue(
-        Completion(
-            content="",
-            reasoning=REASONING,
-            tool_calls=[tool_call("call_ds_cc", "Bash", {"command": "echo hi-from-claude-code"})],
-            finish_reason="tool_calls",
-        ),
-        Completion(content=FINAL_TEXT),
+def test_claude_code_runs_a_bash_tool_turn_on_deepseek(bench: Bench, deepseek: FakeIflow) -> None:
+    script_one_tool_turn(
+        deepseek, tool_call("call_ds_cc", "Bash", {"command": "echo hi-from-claude-code"}), REASONING
     )
-    env = base_env(home, proxy) | {
-        "ANTHROPIC_BASE_URL": gateway.url,
-        "ANTHROPIC_AUTH_TOKEN": "unused",
-        "ANTHROPIC_MODEL": MODEL,
-        "CLAUDE_CONFIG_DIR": str(home / ".claude"),
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-        "DISABLE_AUTOUPDATER": "1",
-        "DISABLE_TELEMETRY": "1",
-        "DISABLE_ERROR_REPORTING": "1",
-        "DISABLE_BUG_COMMAND": "1",
-        "DISABLE_NON_ESSENTIAL_MODEL_CALLS": "1",
-        "CLAUDE_CODE_DISABLE_FEEDBACK_SURVEY": "1",
-        "CLAUDE_CODE_DISABLE_TERMINAL_TITLE": "1",
-    }
-    command = [
-        str(agent_clis.claude),
-        "-p",
-        "Say hi from the shell.",
-        "--allowedTools",
-        "Bash",
-        "--max-turns",
-        "4",
-    ]
-    result = run_cli(command, work, env)
-    details = explain(result, gateway, deepseek)
-    assert result.returncode == 0, details
-    assert FINAL_TEXT in result.stdout, details
-    assert len(deepseek.received) == 2, details
+    env = claude_env(bench.home, bench.proxy, bench.gateway) | {"ANTHROPIC_MODEL": MODEL}
+    result = run_cli(claude_command(bench.clis), bench.work, env)
+    details = ran_one_tool_turn(result, bench.gateway, deepseek)
     assert answered_tool_call(deepseek, "call_ds_cc")["content"] == "hi-from-claude-code", details
     check_the_second_turn(deepseek, "call_ds_cc")
 
 
-def test_codex_runs_an_exec_command_tool_turn_on_deepseek(
-    agent_clis: AgentClis,  # noqa: F811
-    gateway: GatewayProcess,
-    deepseek: FakeIflow,
-    proxy: DeadEndProxy,  # noqa: F811
-    tmp_path: Path,
-) -> None:
-    home, work, codex_home = tmp_path / "home", tmp_path / "work", tmp_path / "codex"
-    for folder in (home, work, codex_home):
-        folder.mkdir()
-    (codex_home / "config.toml").write_text(
-        f"""model = "{MODEL}"
-model_provider = "iflow2api"
-model_reasoning_effort = "high"
-check_for_update_on_startup = false
-
-[model_providers.iflow2api]
-name = "iflow2api"
-base_url = "{gateway.url}/v1"
-wire_api = "responses"
-env_key = "IFLOW2API_KEY"
-
-[analytics]
-enabled = false
-
-[features]
-plugins = false
-remote_plugin = false
-plugin_sharing = false
-apps = false
-
-[feedback]
-enabled = false
-"""
+def test_codex_runs_an_exec_command_tool_turn_on_deepseek(bench: Bench, deepseek: FakeIflow) -> None:
+    codex_home = bench.home.parent / "codex"
+    codex_home.mkdir()
+    effort = 'model_reasoning_effort = "high"\n'
+    (codex_home / "config.toml").write_text(codex_config(bench.gateway, MODEL, effort))
+    script_one_tool_turn(
+        deepseek, tool_call("call_ds_cx", "exec_command", {"cmd": "echo hi-from-codex"}), REASONING
     )
-    deepseek.enqueue(
-        Completion(
-            content="",
-            reasoning=REASONING,
-            tool_calls=[tool_call("call_ds_cx", "exec_command", {"cmd": "echo hi-from-codex"})],
-            finish_reason="tool_calls",
-        ),
-        Completion(content=FINAL_TEXT),
-    )
-    env = base_env(home, proxy) | {"CODEX_HOME": str(codex_home), "IFLOW2API_KEY": "unused"}
-    command = [
-        str(agent_clis.codex),
-        "exec",
-        "--skip-git-repo-check",
-        "--dangerously-bypass-approvals-and-sandbox",
-        "Say hi from the shell.",
-    ]
-    result = run_cli(command, work, env)
-    details = explain(result, gateway, deepseek)
-    assert result.returncode == 0, details
-    assert FINAL_TEXT in result.stdout, details
-    assert len(deepseek.received) == 2, details
+    env = base_env(bench.home, bench.proxy) | {"CODEX_HOME": str(codex_home), "IFLOW2API_KEY": "unused"}
+    result = run_cli(codex_command(bench.clis), bench.work, env)
+    details = ran_one_tool_turn(result, bench.gateway, deepseek)
     assert "hi-from-codex" in answered_tool_call(deepseek, "call_ds_cx")["content"], details
     first = deepseek.received[0].body
     assert first is not None and first["reasoning_effort"] == "high", details

@@ -17,12 +17,13 @@ import openai
 import pytest
 
 from tests.conftest import GatewayProcess
-from tests.fake_iflow import Completion, FakeIflow, HttpError
+from tests.fake_iflow import DEFAULT_USAGE, Completion, FakeIflow, HttpError
 from tests.fake_iflow.hosts.deepseek import DEFAULT_REASONING
 
 KEY_A = "sk-" + "d" * 32
 KEY_B = "sk-" + "f" * 32
 MODEL = "deepseek-flash"
+QUESTION: dict[str, Any] = {"role": "user", "content": "What is here?"}
 CHAT_TOOLS: list[Any] = [
     {
         "type": "function",
@@ -98,6 +99,23 @@ def claude(one_account: GatewayProcess) -> Iterator[anthropic.Anthropic]:
         yield client
 
 
+def script_loop(fake: FakeIflow, call_id: str, reasoning: str | None, answer: str) -> None:
+    """The host's two answers in a tool loop: a tool call (with ``reasoning``), then ``answer``."""
+    fake.enqueue(
+        Completion(content="", reasoning=reasoning, tool_calls=[call(call_id)], finish_reason="tool_calls"),
+        Completion(content=answer),
+    )
+
+
+def chat_history(call_id: str, result: str) -> list[dict[str, Any]]:
+    """A chat tool loop as an OpenAI client sends it back: the tool call without its reasoning."""
+    return [
+        QUESTION,
+        {"role": "assistant", "content": None, "tool_calls": [call(call_id)]},
+        {"role": "tool", "tool_call_id": call_id, "content": result},
+    ]
+
+
 def sent(fake: FakeIflow) -> dict[str, Any]:
     """The last request the fake DeepSeek accepted (a refused one fails the test with its reason)."""
     last = fake.received[-1]
@@ -137,17 +155,8 @@ def chat_turn(
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
 def test_chat_tool_loop_thinking_on(sdk: openai.OpenAI, fake: FakeIflow, stream: bool) -> None:
-    fake.enqueue(
-        Completion(
-            content="",
-            reasoning="List the folder first.",
-            tool_calls=[call("call_on")],
-            finish_reason="tool_calls",
-        ),
-        Completion(content="Two files."),
-    )
-    question = {"role": "user", "content": "What is here?"}
-    message, header = chat_turn(sdk, [question], "medium", stream)
+    script_loop(fake, "call_on", "List the folder first.", "Two files.")
+    message, header = chat_turn(sdk, [QUESTION], "medium", stream)
     assert header == "enabled; reasoning_effort=high"
     assert message["reasoning_content"] == "List the folder first."
     assert [c["id"] for c in message["tool_calls"]] == ["call_on"]
@@ -155,11 +164,7 @@ def test_chat_tool_loop_thinking_on(sdk: openai.OpenAI, fake: FakeIflow, stream:
     assert first["thinking"] == {"type": "enabled"} and first["reasoning_effort"] == "high"
     assert "strict" not in first["tools"][0]["function"]
     # Turn two: the client sends its tool call back without the reasoning, as OpenAI clients do.
-    history = [
-        question,
-        {"role": "assistant", "content": None, "tool_calls": [call("call_on")]},
-        {"role": "tool", "tool_call_id": "call_on", "content": "a.txt b.txt"},
-    ]
+    history = chat_history("call_on", "a.txt b.txt")
     answer, _ = chat_turn(sdk, history, "medium", stream)
     assert answer["content"] == "Two files."
     assert answer["reasoning_content"] == DEFAULT_REASONING  # the host always thinks when enabled
@@ -168,21 +173,13 @@ def test_chat_tool_loop_thinking_on(sdk: openai.OpenAI, fake: FakeIflow, stream:
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
 def test_chat_tool_loop_thinking_off(sdk: openai.OpenAI, fake: FakeIflow, stream: bool) -> None:
-    fake.enqueue(
-        Completion(content="", tool_calls=[call("call_off")], finish_reason="tool_calls"),
-        Completion(content="Done."),
-    )
-    question = {"role": "user", "content": "What is here?"}
-    message, header = chat_turn(sdk, [question], "none", stream)
+    script_loop(fake, "call_off", None, "Done.")
+    message, header = chat_turn(sdk, [QUESTION], "none", stream)
     assert header == "disabled"
     assert message.get("reasoning_content") is None
     first = sent(fake)
     assert first["thinking"] == {"type": "disabled"} and "reasoning_effort" not in first
-    history = [
-        question,
-        {"role": "assistant", "content": None, "tool_calls": [call("call_off")]},
-        {"role": "tool", "tool_call_id": "call_off", "content": "a.txt"},
-    ]
+    history = chat_history("call_off", "a.txt")
     answer, _ = chat_turn(sdk, history, "none", stream)
     assert answer["content"] == "Done."
     assert sent(fake)["thinking"] == {"type": "disabled"}
@@ -190,11 +187,7 @@ def test_chat_tool_loop_thinking_off(sdk: openai.OpenAI, fake: FakeIflow, stream
 
 def test_a_history_the_gateway_never_saw_gets_an_empty_reasoning(sdk: openai.OpenAI, fake: FakeIflow) -> None:
     """No reasoning is known for a tool call made elsewhere: DeepSeek takes an empty one, not none."""
-    history = [
-        {"role": "user", "content": "What is here?"},
-        {"role": "assistant", "content": None, "tool_calls": [call("call_elsewhere")]},
-        {"role": "tool", "tool_call_id": "call_elsewhere", "content": "a.txt"},
-    ]
+    history = chat_history("call_elsewhere", "a.txt")
     reply = sdk.chat.completions.create(model=MODEL, messages=history, tools=CHAT_TOOLS)  # type: ignore[arg-type]
     assert reply.choices[0].message.content
     body = sent(fake)
@@ -223,20 +216,16 @@ def test_a_forced_tool_choice_turns_thinking_off(one_account: GatewayProcess, fa
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
 def test_anthropic_tool_loop_thinking_on(claude: anthropic.Anthropic, fake: FakeIflow, stream: bool) -> None:
-    fake.enqueue(
-        Completion(content="", reasoning="Run ls.", tool_calls=[call("call_an")], finish_reason="tool_calls"),
-        Completion(content="Two files."),
-    )
-    question = {"role": "user", "content": "What is here?"}
+    script_loop(fake, "call_an", "Run ls.", "Two files.")
     thinking: Any = {"type": "enabled", "budget_tokens": 2048}
-    first = anthropic_turn(claude, [question], thinking, stream)
+    first = anthropic_turn(claude, [QUESTION], thinking, stream)
     assert [block["type"] for block in first["content"]] == ["thinking", "tool_use"]
     assert first["content"][0]["thinking"] == "Run ls."
     body = sent(fake)
     assert body["thinking"] == {"type": "enabled"} and body["reasoning_effort"] == "low"
     # Turn two without the thinking block.
     history = [
-        question,
+        QUESTION,
         {"role": "assistant", "content": [first["content"][1]]},
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_an", "content": "a b"}]},
     ]
@@ -247,16 +236,12 @@ def test_anthropic_tool_loop_thinking_on(claude: anthropic.Anthropic, fake: Fake
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
 def test_anthropic_tool_loop_thinking_off(claude: anthropic.Anthropic, fake: FakeIflow, stream: bool) -> None:
-    fake.enqueue(
-        Completion(content="", tool_calls=[call("call_ao")], finish_reason="tool_calls"),
-        Completion(content="Done."),
-    )
-    question = {"role": "user", "content": "What is here?"}
-    first = anthropic_turn(claude, [question], {"type": "disabled"}, stream)
+    script_loop(fake, "call_ao", None, "Done.")
+    first = anthropic_turn(claude, [QUESTION], {"type": "disabled"}, stream)
     assert [block["type"] for block in first["content"]] == ["tool_use"]
     assert sent(fake)["thinking"] == {"type": "disabled"}
     history = [
-        question,
+        QUESTION,
         {"role": "assistant", "content": first["content"]},
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_ao", "content": "a"}]},
     ]
@@ -284,12 +269,7 @@ def anthropic_turn(
 
 
 def test_responses_tool_loop_restores_the_reasoning(sdk: openai.OpenAI, fake: FakeIflow) -> None:
-    fake.enqueue(
-        Completion(
-            content="", reasoning="Look around.", tool_calls=[call("call_rs")], finish_reason="tool_calls"
-        ),
-        Completion(content="In /home."),
-    )
+    script_loop(fake, "call_rs", "Look around.", "In /home.")
     tools: Any = [
         {"type": "function", "name": "shell", "parameters": CHAT_TOOLS[0]["function"]["parameters"]}
     ]
@@ -311,12 +291,7 @@ def test_responses_tool_loop_restores_the_reasoning(sdk: openai.OpenAI, fake: Fa
 
 
 def test_usage_carries_deepseeks_cache_counts(sdk: openai.OpenAI, fake: FakeIflow) -> None:
-    usage = {
-        "prompt_tokens": 100,
-        "completion_tokens": 7,
-        "total_tokens": 107,
-        "prompt_tokens_details": {"cached_tokens": 64},
-    }
+    usage = {**DEFAULT_USAGE, "prompt_tokens_details": {"cached_tokens": 64}}
     fake.enqueue(Completion(content="ok", usage=usage))
     reply = sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
     assert reply.usage is not None and reply.usage.prompt_tokens_details is not None

@@ -10,18 +10,8 @@ from typing import Any
 import orjson
 import pytest
 
-from iflow2api import providers
+from iflow2api import errors, providers
 from iflow2api.dialects.intent import Intent
-from iflow2api.errors import (
-    ContextTooLong,
-    GatewayError,
-    InvalidRequest,
-    ModelNotFound,
-    OutOfCredit,
-    UpstreamAuthError,
-    UpstreamError,
-    UpstreamRateLimited,
-)
 from iflow2api.providers.deepseek import DeepSeek
 from tests.fake_iflow import DEFAULT_KEY
 from tests.fake_iflow.hosts import HOSTS
@@ -133,7 +123,7 @@ def test_without_filling_the_fake_refuses_as_deepseek_does() -> None:
     message = rejection.body["error"]["message"]
     assert message == "The `reasoning_content` in the thinking mode must be passed back to the API."
     error = DeepSeek().http_error(400, orjson.dumps(rejection.body), None, None)
-    assert isinstance(error, InvalidRequest) and error.code == "reasoning_content_missing"
+    assert isinstance(error, errors.InvalidRequest) and error.code == "reasoning_content_missing"
     assert "fill_reasoning" in error.message
     # With thinking off the history needs no reasoning.
     off = {**body, "thinking": {"type": "disabled"}}
@@ -209,30 +199,30 @@ def deepseek_error(message: str, kind: str = "invalid_request_error") -> bytes:
 @pytest.mark.parametrize(
     ("status", "body", "kind", "shown"),
     [
-        (402, deepseek_error("Insufficient Balance", "unknown_error"), OutOfCredit, 429),
+        (402, deepseek_error("Insufficient Balance", "unknown_error"), errors.OutOfCredit, 429),
         (
             401,
             deepseek_error("Authentication Fails, Your api key: ****abcd is invalid", "authentication_error"),
-            UpstreamAuthError,
+            errors.UpstreamAuthError,
             401,
         ),
-        (429, deepseek_error("Rate Limit Reached"), UpstreamRateLimited, 429),
+        (429, deepseek_error("Rate Limit Reached"), errors.UpstreamRateLimited, 429),
         (
             400,
             deepseek_error(
                 "This model's maximum context length is 1048565 tokens. However, you requested 1551241 tokens"
             ),
-            ContextTooLong,
+            errors.ContextTooLong,
             400,
         ),
-        (400, deepseek_error("Model Not Exist"), ModelNotFound, 404),
-        (400, deepseek_error("Thinking mode does not support this tool_choice"), InvalidRequest, 400),
-        (422, deepseek_error("Invalid Parameters"), InvalidRequest, 422),
-        (500, deepseek_error("Server Error", "server_error"), UpstreamError, 502),
-        (503, b"Server Overloaded", UpstreamError, 502),
+        (400, deepseek_error("Model Not Exist"), errors.ModelNotFound, 404),
+        (400, deepseek_error("Thinking mode does not support this tool_choice"), errors.InvalidRequest, 400),
+        (422, deepseek_error("Invalid Parameters"), errors.InvalidRequest, 422),
+        (500, deepseek_error("Server Error", "server_error"), errors.UpstreamError, 502),
+        (503, b"Server Overloaded", errors.UpstreamError, 502),
     ],
 )
-def test_error_table(status: int, body: bytes, kind: type[GatewayError], shown: int) -> None:
+def test_error_table(status: int, body: bytes, kind: type[errors.GatewayError], shown: int) -> None:
     error = DeepSeek().http_error(status, body, None, None)
     assert type(error) is kind
     assert error.status == shown

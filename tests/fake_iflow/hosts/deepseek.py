@@ -48,14 +48,10 @@ class DeepSeekHost(Host):
     separate_usage = True
 
     def judge(
-        self,
-        headers: Mapping[str, str],
-        body: dict[str, Any] | None,
-        *,
-        api_keys: Iterable[str],
-        models: Iterable[str],
+        self, headers: Mapping[str, str], body: dict[str, Any] | None, **known: Iterable[str]
     ) -> checks.Rejection | None:
-        rejection = super().judge(headers, body, api_keys=api_keys, models=models)
+        # The plain host's checks (key, shape, model), answered in DeepSeek's words.
+        rejection = super().judge(headers, body, **known)
         if rejection is not None and rejection.status == 401:
             key = checks.bearer_key(headers) or ""
             message = f"Authentication Fails, Your api key: ****{key[-4:]} is invalid"
