@@ -95,9 +95,12 @@ def test_thinking_default_applies_without_intent(default: bool, switch: str) -> 
     assert prepared.body["thinking"] == {"type": switch}
     assert "reasoning_effort" not in prepared.body
     assert prepared.thinking == switch
-    # An intent the client stated wins over the setting.
+    # An intent the client stated wins over the setting, in OpenAI's words or in DeepSeek's own.
     stated = DeepSeek(thinking_default=False).build_body(chat(reasoning_effort="max"), None)
     assert stated.thinking == "enabled; reasoning_effort=max"
+    own = "enabled" if not default else "disabled"
+    spoken = DeepSeek(thinking_default=default).build_body(chat(thinking={"type": own}), None)
+    assert spoken.body["thinking"] == {"type": own} and spoken.thinking == own
 
 
 def test_tool_call_turns_carry_reasoning_content() -> None:

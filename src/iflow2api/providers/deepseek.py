@@ -128,12 +128,15 @@ class DeepSeek(Profile):
 
     def _thinking(self, request: dict[str, Any], intent: Intent | None) -> tuple[str | None, str | None]:
         """The ``thinking.type`` and ``reasoning_effort`` to send (None: leave it to the host)."""
+        # A client that speaks DeepSeek's own switch (the OpenAI SDK's extra_body) and states no
+        # other intent keeps it, over the thinking_default setting too: it is the client's word.
+        own = request.get("thinking")
+        kind = own.get("type") if isinstance(own, dict) else None
+        if kind in ("enabled", "disabled") and intent is None and request.get("reasoning_effort") is None:
+            return kind, None
         wanted = self.intent(request, intent)
         if wanted.mode == "default":
-            # A client that speaks DeepSeek's own switch (the OpenAI SDK's extra_body) keeps it.
-            own = request.get("thinking")
-            kind = own.get("type") if isinstance(own, dict) else None
-            return (kind, None) if kind in ("enabled", "disabled") else (None, None)
+            return None, None
         if wanted.mode == "off":
             return "disabled", None
         # "on" and Anthropic's "adaptive" alike: DeepSeek has no adaptive switch; without an effort
