@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -29,6 +28,7 @@ from tests.e2e.test_agent_clis import (  # noqa: F401 (agent_clis and proxy are 
     script_one_tool_turn,
     tool_call,
 )
+from tests.e2e.test_provider_deepseek import account, start
 from tests.fake_iflow import FakeIflow
 
 pytestmark = [pytest.mark.node, pytest.mark.timeout(420)]
@@ -45,17 +45,12 @@ def deepseek() -> Iterator[FakeIflow]:
 
 
 @pytest.fixture
-def gateway(deepseek: FakeIflow, start_gateway: Any, tmp_path: Path) -> GatewayProcess:
+def gateway(deepseek: FakeIflow, tmp_path: Path) -> Iterator[GatewayProcess]:
     deepseek.reset()
-    config = tmp_path / "config.toml"
-    config.write_text(
-        f'[[accounts]]\nlabel = "DeepSeek"\nprovider = "deepseek"\nbase_url = "{deepseek.base_url}"\n'
-        f'api_key = "{KEY}"\n'
-    )
     # Claude Code asks for Claude models by name: they are served by DeepSeek here.
-    env = {"IFLOW2API_CONFIG": str(config), "IFLOW2API_MODEL_ALIASES": f"claude-*={MODEL}"}
-    gateway: GatewayProcess = start_gateway(None, env)
-    return gateway
+    process = start(tmp_path, account("DeepSeek", KEY, deepseek), IFLOW2API_MODEL_ALIASES=f"claude-*={MODEL}")
+    yield process
+    process.stop()
 
 
 @dataclass(frozen=True)

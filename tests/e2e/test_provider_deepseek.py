@@ -59,10 +59,11 @@ def account(label: str, key: str, fake: FakeIflow) -> str:
     )
 
 
-def start(tmp: Path, config: str) -> GatewayProcess:
+def start(tmp: Path, config: str, **env: str) -> GatewayProcess:
+    """A gateway whose accounts are ``config``'s ``[[accounts]]`` tables, used in their order."""
     (tmp / "config.toml").write_text(config)
     (tmp / "iflow").mkdir()
-    env = {"IFLOW2API_CONFIG": str(tmp / "config.toml"), "IFLOW2API_STRATEGY": "fill-first"}
+    env = {"IFLOW2API_CONFIG": str(tmp / "config.toml"), "IFLOW2API_STRATEGY": "fill-first", **env}
     gateway = GatewayProcess(tmp / "iflow", tmp / "data", env)
     gateway.wait_for_health()
     return gateway

@@ -26,6 +26,7 @@ LOOP: list[dict[str, Any]] = [
     {"role": "assistant", "content": "", "tool_calls": [CALL]},
     {"role": "tool", "tool_call_id": "call_1", "content": "a b"},
 ]
+FAKE = HOSTS["deepseek"]
 HEADERS = {"authorization": f"Bearer {DEFAULT_KEY}", "content-type": "application/json"}
 
 
@@ -35,8 +36,7 @@ def chat(**extra: Any) -> dict[str, Any]:
 
 def judged(body: dict[str, Any]) -> str | None:
     """Why the fake DeepSeek refuses ``body``, or None."""
-    rejection = HOSTS["deepseek"].judge(HEADERS, body, api_keys=[DEFAULT_KEY], models=MODELS)
-    return None if rejection is None else rejection.reason
+    return getattr(FAKE.judge(HEADERS, body, api_keys=[DEFAULT_KEY], models=MODELS), "reason", None)
 
 
 def test_the_host_and_the_name_choose_the_profile() -> None:
@@ -121,7 +121,7 @@ def test_without_filling_the_fake_refuses_as_deepseek_does() -> None:
         DeepSeek(options={"fill_reasoning": "false"}).build_body(chat(messages=LOOP, tools=TOOLS), None).body
     )
     assert "reasoning_content" not in body["messages"][1]
-    rejection = HOSTS["deepseek"].judge(HEADERS, body, api_keys=[DEFAULT_KEY], models=MODELS)
+    rejection = FAKE.judge(HEADERS, body, api_keys=[DEFAULT_KEY], models=MODELS)
     assert rejection is not None and rejection.status == 400
     message = rejection.body["error"]["message"]
     assert message == "The `reasoning_content` in the thinking mode must be passed back to the API."
@@ -258,7 +258,7 @@ def test_usage_gets_openais_cached_tokens() -> None:
 
 
 def test_the_fake_answers_in_deepseeks_shapes() -> None:
-    host = HOSTS["deepseek"]
+    host = FAKE
     message = {"role": "assistant", "content": "x"}
     completion = {"choices": [{"index": 0, "message": message}], "usage": {"prompt_tokens": 5}}
     thought = host.shape_completion(copy.deepcopy(completion), chat())

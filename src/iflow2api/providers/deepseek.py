@@ -26,15 +26,8 @@ from typing import Any, ClassVar
 
 import orjson
 
+from iflow2api import errors
 from iflow2api.dialects.intent import Intent
-from iflow2api.errors import (
-    ContextTooLong,
-    GatewayError,
-    InvalidRequest,
-    ModelNotFound,
-    OutOfCredit,
-    UpstreamAuthError,
-)
 from iflow2api.providers import openai_wire, rules
 from iflow2api.providers.base import ModelInfo, Prepared, Profile
 from iflow2api.redact import redact
@@ -101,7 +94,7 @@ class DeepSeek(Profile):
         """Thinking as DeepSeek's switch and level, reasoning back on tool-call turns, and the
         parameter rules (see the module docstring)."""
         thinking, effort = self._thinking(request, intent)
-        forced = _forces_a_tool(request.get("tool_choice"))
+        forced = rules.forces_a_tool(request.get("tool_choice"))
         body = rules.without(openai_wire.build_body(request), ("reasoning_effort", "thinking"))
         if forced and thinking != "disabled":
             if self.settings["forced_tool_choice"] == "auto":
@@ -115,7 +108,7 @@ class DeepSeek(Profile):
         if thinking != "disabled" and self.settings["drop_logprobs"]:
             body = rules.without(body, ("logprobs", "top_logprobs"))
         if self.settings["drop_strict"] and isinstance(body.get("tools"), list):
-            body = {**body, "tools": _without_strict(body["tools"])}
+            body = {**body, "tools": rules.without_tool_strict(body["tools"])}
         messages = body.get("messages")
         fill = self.settings["fill_reasoning"] and (
             thinking != "disabled" or self.settings["reasoning_when_off"]
@@ -159,49 +152,33 @@ class DeepSeek(Profile):
 
     def http_error(
         self, status: int, body: bytes, trace_id: str | None, retry_after: float | None
-    ) -> GatewayError:
+    ) -> errors.GatewayError:
         """DeepSeek's error table (https://api-docs.deepseek.com/quick_start/error_codes, checked
         2026-12-03): 402 is a spent balance, and its 400s say in words what they are."""
         message = _message(body) or f"HTTP {status}"
         said = f"DeepSeek answered {status}: {message}"
         lowered = message.lower()
         if status == 402:
-            return OutOfCredit(said + " Top up the account at https://platform.deepseek.com.")
+            return errors.OutOfCredit(said + " Top up the account at https://platform.deepseek.com.")
         if status == 401:
-            return UpstreamAuthError(said + " Check the account's API key.")
+            return errors.UpstreamAuthError(said + " Check the account's API key.")
         if status == 400 and CONTEXT_TOO_LONG in lowered:
-            return ContextTooLong(said)
+            return errors.ContextTooLong(said)
         if status == 400 and UNKNOWN_MODEL in lowered:
-            return ModelNotFound(said)
+            return errors.ModelNotFound(said)
         if status == 400 and MISSING_REASONING in message:
-            return InvalidRequest(
+            return errors.InvalidRequest(
                 said + " An earlier assistant turn with tool calls came without its reasoning_content"
                 " and the gateway had none to restore: send it back, or set provider_options"
                 " deepseek.fill_reasoning=true.",
                 code="reasoning_content_missing",
             )
         if status == 400 and FORCED_TOOL_CHOICE in lowered:
-            return InvalidRequest(
+            return errors.InvalidRequest(
                 said + " Use tool_choice auto, or turn thinking off for this request.",
                 param="tool_choice",
             )
         return openai_wire.http_error(status, body, retry_after=retry_after, prefix="DeepSeek answered: ")
-
-
-def _forces_a_tool(choice: object) -> bool:
-    return choice == "required" or isinstance(choice, dict)
-
-
-def _without_strict(tools: list[Any]) -> list[Any]:
-    """``tools`` with no ``function.strict`` (the same list when none has one)."""
-    if not any(isinstance(tool, dict) and "strict" in (tool.get("function") or {}) for tool in tools):
-        return tools
-    return [
-        {**tool, "function": rules.without(tool["function"], ("strict",))}
-        if isinstance(tool, dict) and isinstance(tool.get("function"), dict)
-        else tool
-        for tool in tools
-    ]
 
 
 def _header(thinking: str | None, effort: str | None) -> str | None:

@@ -50,16 +50,10 @@ class DeepSeekHost(Host):
     def judge(
         self, headers: Mapping[str, str], body: dict[str, Any] | None, **known: Iterable[str]
     ) -> checks.Rejection | None:
-        # The plain host's checks (key, shape, model), answered in DeepSeek's words.
         rejection = super().judge(headers, body, **known)
-        if rejection is not None and rejection.status == 401:
-            key = checks.bearer_key(headers) or ""
-            message = f"Authentication Fails, Your api key: ****{key[-4:]} is invalid"
-            return error(rejection.reason, 401, message, "authentication_error")
-        if rejection is not None and rejection.status == 404:
-            return error(rejection.reason, 400, "Model Not Exist")
-        if rejection is not None or body is None:
-            return rejection
+        if rejection is not None:
+            return _in_deepseeks_words(rejection, checks.bearer_key(headers) or "")
+        assert body is not None  # the plain host refuses anything but a JSON object
         problem = _fake_strict(body)
         if problem is not None:
             return error(problem, 400, f"fake DeepSeek: {problem}")
@@ -109,6 +103,16 @@ class DeepSeekHost(Host):
                 for text in ("", DEFAULT_REASONING)
             ]
         return out
+
+
+def _in_deepseeks_words(rejection: checks.Rejection, key: str) -> checks.Rejection:
+    """The plain host's refusal (key, shape, model) as DeepSeek words it."""
+    if rejection.status == 401:
+        message = f"Authentication Fails, Your api key: ****{key[-4:]} is invalid"
+        return error(rejection.reason, 401, message, "authentication_error")
+    if rejection.status == 404:
+        return error(rejection.reason, 400, "Model Not Exist")
+    return rejection
 
 
 def _fake_strict(body: Mapping[str, Any]) -> str | None:
