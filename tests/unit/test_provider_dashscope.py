@@ -12,6 +12,7 @@ import pytest
 from iflow2api.dialects.intent import Intent
 from iflow2api.errors import (
     ContextTooLong,
+    GatewayError,
     InvalidRequest,
     ModelNotFound,
     OutOfCredit,
@@ -197,7 +198,7 @@ def test_the_fake_refuses_thinking_without_a_stream_as_dashscope_does() -> None:
     )
 
 
-def error(status: int, payload: dict[str, Any], retry_after: float | None = None) -> Exception:
+def error(status: int, payload: dict[str, Any], retry_after: float | None = None) -> GatewayError:
     return DashScope().http_error(status, orjson.dumps(payload), None, retry_after)
 
 

@@ -13,6 +13,7 @@ from iflow2api.dialects.intent import Intent
 from iflow2api.errors import (
     AccountBlocked,
     ContextTooLong,
+    GatewayError,
     InvalidRequest,
     ModelNotFound,
     OutOfCredit,
@@ -168,7 +169,7 @@ def test_cache_hits_become_cached_tokens() -> None:
     assert profile.normalize_usage({"prompt_tokens": 1}) == {"prompt_tokens": 1}
 
 
-def error(status: int, body: object, retry_after: float | None = None) -> Exception:
+def error(status: int, body: object, retry_after: float | None = None) -> GatewayError:
     raw = body if isinstance(body, bytes) else orjson.dumps(body)
     return SiliconFlow().http_error(status, raw, None, retry_after)
 
