@@ -98,24 +98,25 @@ def test_a_streaming_client_reads_the_stream_itself(sdk: openai.OpenAI, upstream
     assert last_body(upstream)["enable_thinking"] is True
 
 
-def chat_tool_loop(sdk: openai.OpenAI, upstream: FakeIflow, model: str, effort: str) -> dict[str, Any]:
+def chat_tool_loop(sdk: openai.OpenAI, upstream: FakeIflow, model: str, effort: Any) -> dict[str, Any]:
     """Two turns of a tool loop through Chat Completions; what the fake got on the second."""
     upstream.enqueue(
         Completion(content="", reasoning="Read it first.", tool_calls=[CALL], finish_reason="tool_calls"),
         Completion(content="It says hello."),
     )
-    messages: list[Any] = [{"role": "user", "content": "What is in a.txt?"}]
+    messages: Any = [{"role": "user", "content": "What is in a.txt?"}]
     first = sdk.chat.completions.create(
         model=model,
         messages=messages,
         tools=TOOLS_CHAT,
         tool_choice="required",
-        reasoning_effort=effort,  # type: ignore[arg-type]
+        reasoning_effort=effort,
     )
     choice = first.choices[0]
     assert choice.finish_reason == "tool_calls"
     assert choice.message.tool_calls is not None
     call = choice.message.tool_calls[0]
+    assert call.type == "function"
     assert (call.id, call.function.name, json.loads(call.function.arguments)) == (
         "call_1",
         "read",
@@ -128,7 +129,7 @@ def chat_tool_loop(sdk: openai.OpenAI, upstream: FakeIflow, model: str, effort: 
     ]
     second = sdk.chat.completions.create(
         model=model, messages=messages, tools=TOOLS_CHAT, reasoning_effort=effort
-    )  # type: ignore[arg-type]
+    )
     assert second.choices[0].message.content == "It says hello."
     return last_body(upstream)
 
@@ -189,7 +190,7 @@ def test_anthropic_tool_loop_with_thinking(gateway: GatewayProcess, upstream: Fa
             tools=tools,
             messages=[
                 {"role": "user", "content": "What is in a.txt?"},
-                {"role": "assistant", "content": [block.model_dump() for block in first.content]},  # type: ignore[misc]
+                {"role": "assistant", "content": [block.model_dump() for block in first.content]},  # type: ignore[list-item,misc]
                 {
                     "role": "user",
                     "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "hello"}],
