@@ -1,15 +1,23 @@
 """A gateway whose one account names a provider profile (``[[accounts]] provider = "..."`` in its
 config file), in front of the fake playing that provider's host; and what the page's API says of
-that account."""
+that account.
+
+A test module takes the fixtures ``upstream`` (the fake, one per module), ``gateway`` (one per
+module, its account reset before each test) and ``sdk`` (an OpenAI client of it) with::
+
+    upstream, running, gateway, sdk = provider_fixtures("dashscope", ["qwen3.7-plus"])
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
+import pytest
 
 from tests.conftest import GatewayProcess
 from tests.fake_iflow import DEFAULT_KEY, FakeIflow
@@ -45,3 +53,37 @@ def account_state(gateway: GatewayProcess) -> dict[str, Any]:
     assert len(accounts) == 1
     account: dict[str, Any] = accounts[0]
     return account
+
+
+def provider_fixtures(provider: str, models: Sequence[str]) -> tuple[Callable[..., Any], ...]:
+    """The fixtures of a module that tests one provider's account (see the module's docstring)."""
+
+    @pytest.fixture(scope="module", name="upstream")
+    def upstream() -> Iterator[FakeIflow]:
+        with FakeIflow(mode=provider, models=models) as server:
+            yield server
+
+    @pytest.fixture(scope="module", name="running")
+    def running(tmp_path_factory: pytest.TempPathFactory, upstream: FakeIflow) -> Iterator[GatewayProcess]:
+        with provider_gateway(tmp_path_factory.mktemp(provider), upstream, provider) as gateway:
+            yield gateway
+
+    @pytest.fixture(name="gateway")
+    def gateway(running: GatewayProcess, upstream: FakeIflow) -> GatewayProcess:
+        upstream.reset()
+        reset_account(running)
+        return running
+
+    @pytest.fixture(name="sdk")
+    def sdk(gateway: GatewayProcess) -> openai.OpenAI:
+        return openai.OpenAI(base_url=gateway.url + "/v1", api_key="x", max_retries=0, timeout=20)
+
+    return upstream, running, gateway, sdk
+
+
+def last_body(fake: FakeIflow) -> dict[str, Any]:
+    """The body of the fake's last request, which it must have accepted."""
+    sent = fake.received[-1]
+    assert sent.rejected is None, sent.rejected
+    assert sent.body is not None
+    return sent.body

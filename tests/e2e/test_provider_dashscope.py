@@ -5,7 +5,6 @@ answer with its reasoning, gathered from the stream the gateway asked for."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import anthropic
@@ -13,7 +12,7 @@ import openai
 import pytest
 
 from tests.conftest import GatewayProcess
-from tests.e2e.provider_accounts import account_state, provider_gateway, reset_account
+from tests.e2e.provider_accounts import account_state, last_body, provider_fixtures
 from tests.fake_iflow import Completion, FakeIflow, HttpError, Stream
 from tests.fake_iflow.hosts.dashscope import arrearage
 
@@ -30,35 +29,7 @@ TOOLS_CHAT: list[Any] = [
 CALL = {"id": "call_1", "type": "function", "function": {"name": "read", "arguments": '{"path": "a.txt"}'}}
 
 
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeIflow]:
-    with FakeIflow(mode="dashscope", models=MODELS) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def running(tmp_path_factory: pytest.TempPathFactory, upstream: FakeIflow) -> Iterator[GatewayProcess]:
-    with provider_gateway(tmp_path_factory.mktemp("dashscope"), upstream, "dashscope") as gateway:
-        yield gateway
-
-
-@pytest.fixture
-def gateway(running: GatewayProcess, upstream: FakeIflow) -> GatewayProcess:
-    upstream.reset()
-    reset_account(running)
-    return running
-
-
-@pytest.fixture
-def sdk(gateway: GatewayProcess) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.url + "/v1", api_key="x", max_retries=0, timeout=20)
-
-
-def last_body(fake: FakeIflow) -> dict[str, Any]:
-    sent = fake.received[-1]
-    assert sent.rejected is None, sent.rejected
-    assert sent.body is not None
-    return sent.body
+upstream, running, gateway, sdk = provider_fixtures("dashscope", MODELS)
 
 
 def test_a_client_that_does_not_stream_gets_one_answer_with_its_reasoning(

@@ -4,7 +4,6 @@ a model that always thinks."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import anthropic
@@ -12,7 +11,7 @@ import openai
 import pytest
 
 from tests.conftest import GatewayProcess
-from tests.e2e.provider_accounts import account_state, provider_gateway, reset_account
+from tests.e2e.provider_accounts import account_state, last_body, provider_fixtures
 from tests.fake_iflow import Completion, FakeIflow, HttpError
 from tests.fake_iflow.hosts.siliconflow import out_of_credit
 
@@ -28,35 +27,7 @@ TOOLS: Any = [
 ]
 
 
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeIflow]:
-    with FakeIflow(mode="siliconflow", models=[FLASH, PRO, KIMI, QWEN]) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def running(tmp_path_factory: pytest.TempPathFactory, upstream: FakeIflow) -> Iterator[GatewayProcess]:
-    with provider_gateway(tmp_path_factory.mktemp("siliconflow"), upstream, "siliconflow") as gateway:
-        yield gateway
-
-
-@pytest.fixture
-def gateway(running: GatewayProcess, upstream: FakeIflow) -> GatewayProcess:
-    upstream.reset()
-    reset_account(running)
-    return running
-
-
-@pytest.fixture
-def sdk(gateway: GatewayProcess) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.url + "/v1", api_key="x", max_retries=0, timeout=20)
-
-
-def last_body(fake: FakeIflow) -> dict[str, Any]:
-    sent = fake.received[-1]
-    assert sent.rejected is None, sent.rejected
-    assert sent.body is not None
-    return sent.body
+upstream, running, gateway, sdk = provider_fixtures("siliconflow", [FLASH, PRO, KIMI, QWEN])
 
 
 def two_turns(

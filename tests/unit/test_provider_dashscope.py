@@ -22,19 +22,10 @@ from iflow2api.errors import (
 from iflow2api.providers import for_host
 from iflow2api.providers.base import Prepared
 from iflow2api.providers.dashscope import DashScope
-from tests.fake_iflow import DEFAULT_KEY
 from tests.fake_iflow.hosts.dashscope import HOST, arrearage
+from tests.unit.profile_fakes import INTENTS, TOOL_LOOP, verdict
 
 MODELS = ("qwen3.7-plus", "qwen3.6-plus", "qwq-plus", "deepseek-v4-flash", "kimi-k2.6")
-TOOL_LOOP = [
-    {"role": "user", "content": "Read a.txt"},
-    {
-        "role": "assistant",
-        "content": "",
-        "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "read", "arguments": "{}"}}],
-    },
-    {"role": "tool", "tool_call_id": "c1", "content": "hello"},
-]
 TOOLS = [{"type": "function", "function": {"name": "read", "parameters": {"type": "object"}}}]
 
 
@@ -161,36 +152,19 @@ def test_developer_turns_are_system_turns_and_store_is_left_out() -> None:
     assert client["messages"][0]["role"] == "developer"
 
 
-INTENTS = [
-    None,
-    Intent("off"),
-    Intent("on", "low"),
-    Intent("on", "high"),
-    Intent("on", "medium", 8000),
-    Intent("adaptive"),
-]
-
-
 @pytest.mark.parametrize(("model", "intent"), list(itertools.product(MODELS, INTENTS)))
 def test_what_the_profile_sends_the_fake_accepts(model: str, intent: Intent | None) -> None:
+    profile = DashScope()
     for stream, tool_choice in itertools.product((False, True), (None, "required")):
         extra: dict[str, Any] = {"stream": stream, "tools": TOOLS, "messages": TOOL_LOOP}
         if tool_choice is not None:
             extra["tool_choice"] = tool_choice
-        profile = DashScope()
         body = profile.build_body(request(model, **extra), intent).body
-        headers = profile.headers(DEFAULT_KEY)
-        assert HOST().judge(headers, body, api_keys=[DEFAULT_KEY], models=MODELS) is None, (
-            stream,
-            tool_choice,
-            body,
-        )
+        assert verdict(profile, HOST(), body, MODELS) is None, (stream, tool_choice, body)
 
 
 def test_the_fake_refuses_thinking_without_a_stream_as_dashscope_does() -> None:
-    rejection = HOST().judge(
-        DashScope().headers(DEFAULT_KEY), request(enable_thinking=True), api_keys=[DEFAULT_KEY], models=MODELS
-    )
+    rejection = verdict(DashScope(), HOST(), request(enable_thinking=True), MODELS)
     assert rejection is not None and rejection.status == 400
     assert (
         "parameter.enable_thinking must be set to false for non-streaming calls"

@@ -9,23 +9,13 @@ from typing import Any
 import orjson
 import pytest
 
+from iflow2api import errors
 from iflow2api.dialects.intent import Intent
-from iflow2api.errors import (
-    AccountBlocked,
-    ContextTooLong,
-    GatewayError,
-    InvalidRequest,
-    ModelNotFound,
-    OutOfCredit,
-    UpstreamAuthError,
-    UpstreamError,
-    UpstreamRateLimited,
-)
 from iflow2api.providers import for_host
 from iflow2api.providers.base import Prepared
 from iflow2api.providers.siliconflow import SiliconFlow
-from tests.fake_iflow import DEFAULT_KEY
 from tests.fake_iflow.hosts.siliconflow import ECHO_MESSAGE, HOST, out_of_credit
+from tests.unit.profile_fakes import INTENTS, TOOL_LOOP, verdict
 
 FLASH, PRO, V4, GLM, KIMI, QWEN = (
     "deepseek-ai/DeepSeek-V4-Flash",
@@ -36,15 +26,6 @@ FLASH, PRO, V4, GLM, KIMI, QWEN = (
     "Qwen/Qwen3.5-27B",
 )
 MODELS = (FLASH, PRO, V4, GLM, KIMI, QWEN)
-TOOL_LOOP = [
-    {"role": "user", "content": "Read a.txt"},
-    {
-        "role": "assistant",
-        "content": "",
-        "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "read", "arguments": "{}"}}],
-    },
-    {"role": "tool", "tool_call_id": "c1", "content": "hello"},
-]
 
 
 def request(model: str = QWEN, **fields: Any) -> dict[str, Any]:
@@ -129,28 +110,18 @@ def test_options_move_models_between_the_lists() -> None:
     )
 
 
-INTENTS = [
-    None,
-    Intent("off"),
-    Intent("on", "low"),
-    Intent("on", "xhigh"),
-    Intent("on", "medium", 8000),
-    Intent("adaptive"),
-]
-
-
 @pytest.mark.parametrize(("model", "intent"), list(itertools.product(MODELS, INTENTS)))
 def test_what_the_profile_sends_the_fake_accepts(model: str, intent: Intent | None) -> None:
     profile = SiliconFlow()
     for stream in (False, True):
         body = profile.build_body(request(model, stream=stream, messages=TOOL_LOOP), intent).body
-        rejection = HOST().judge(profile.headers(DEFAULT_KEY), body, api_keys=[DEFAULT_KEY], models=MODELS)
+        rejection = verdict(profile, HOST(), body, MODELS)
         assert rejection is None, (stream, body, rejection)
 
 
 def test_the_fake_refuses_a_thinking_tool_loop_without_reasoning_as_siliconflow_does() -> None:
     body = request(FLASH, messages=TOOL_LOOP, enable_thinking=True)
-    rejection = HOST().judge(SiliconFlow().headers(DEFAULT_KEY), body, api_keys=[DEFAULT_KEY], models=MODELS)
+    rejection = verdict(SiliconFlow(), HOST(), body, MODELS)
     assert rejection is not None and rejection.body == {"code": 20015, "message": ECHO_MESSAGE, "data": None}
 
 
@@ -169,32 +140,33 @@ def test_cache_hits_become_cached_tokens() -> None:
     assert profile.normalize_usage({"prompt_tokens": 1}) == {"prompt_tokens": 1}
 
 
-def error(status: int, body: object, retry_after: float | None = None) -> GatewayError:
+def error(status: int, body: object, retry_after: float | None = None) -> errors.GatewayError:
     raw = body if isinstance(body, bytes) else orjson.dumps(body)
     return SiliconFlow().http_error(status, raw, None, retry_after)
 
 
 def test_errors() -> None:
-    assert isinstance(error(403, out_of_credit()), OutOfCredit)
+    assert isinstance(error(403, out_of_credit()), errors.OutOfCredit)
     assert isinstance(
         error(
             400, {"code": 20012, "message": "Model does not exist. Please check it carefully.", "data": None}
         ),
-        ModelNotFound,
+        errors.ModelNotFound,
     )
-    assert isinstance(error(401, b'"Invalid token"'), UpstreamAuthError)
-    assert isinstance(error(401, b"Invalid token"), UpstreamAuthError)
-    assert isinstance(error(403, b'"Forbidden"'), AccountBlocked)
+    assert isinstance(error(401, b'"Invalid token"'), errors.UpstreamAuthError)
+    assert isinstance(error(401, b"Invalid token"), errors.UpstreamAuthError)
+    assert isinstance(error(403, b'"Forbidden"'), errors.AccountBlocked)
     message = "Request was rejected due to rate limiting. Details:TPM limit reached."
     limited = error(429, {"message": message, "data": None}, retry_after=3.0)
-    assert isinstance(limited, UpstreamRateLimited) and limited.upstream_wait == 3.0
+    assert isinstance(limited, errors.UpstreamRateLimited) and limited.upstream_wait == 3.0
     assert isinstance(
-        error(503, {"code": 50505, "message": "Model service overloaded.", "data": None}), UpstreamError
+        error(503, {"code": 50505, "message": "Model service overloaded.", "data": None}),
+        errors.UpstreamError,
     )
     echo = error(400, {"code": 20015, "message": ECHO_MESSAGE, "data": None})
-    assert type(echo) is InvalidRequest and echo.code == "20015"
+    assert type(echo) is errors.InvalidRequest and echo.code == "20015"
     assert isinstance(
-        error(400, {"code": 20015, "message": "the context length exceeds the limit"}), ContextTooLong
+        error(400, {"code": 20015, "message": "the context length exceeds the limit"}), errors.ContextTooLong
     )
     quoted = error(401, b'"Invalid token sk-0123456789abcdef0123456789abcdef"')
     assert "456789abcdef0123" not in quoted.message

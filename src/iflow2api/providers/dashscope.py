@@ -43,28 +43,27 @@ from iflow2api.dialects.intent import Intent
 from iflow2api.errors import ContextTooLong, GatewayError, ModelNotFound, OutOfCredit
 from iflow2api.providers import openai_wire
 from iflow2api.providers.base import ModelInfo, Prepared, Profile
-from iflow2api.providers.enable_thinking import budget_of, budget_table, lowest_budget, model_in
-from iflow2api.providers.rules import with_reasoning_on_tool_calls, without
+from iflow2api.providers.enable_thinking import (
+    budget_of,
+    budget_table,
+    lowest_budget,
+    model_in,
+    with_reasoning_echoed,
+)
+from iflow2api.providers.rules import without
 from iflow2api.redact import redact
 
 #: Model ids the deep-thinking page and qwen-code PR #5637 name; their limits were not readable.
-_MODELS = (
-    "qwen3.8-max",
-    "qwen3.7-max",
-    "qwen3.7-plus",
-    "qwen3.6-plus",
-    "qwen3.6-flash",
-    "qwen3.5-plus",
-    "qwen3-max",
-    "qwen-plus",
-    "qwen-flash",
-    "glm-5.2",
-    "kimi-k2.6",
-    "kimi-k2.7-code",
-)
+_QWEN = ("qwen3.8-max", "qwen3.7-max", "qwen3.7-plus", "qwen3.6-plus", "qwen3.6-flash", "qwen3.5-plus")
+_QWEN_EARLIER = ("qwen3-max", "qwen-plus", "qwen-flash")
+#: Other families' models DashScope hosts.
+_HOSTED = ("glm-5.2", "kimi-k2.6", "kimi-k2.7-code")
+_MODELS = (*_QWEN, *_QWEN_EARLIER, *_HOSTED)
 
 
 class DashScope(Profile):
+    """Thinking on streams only: a request that may think is sent streaming (see the module)."""
+
     name: ClassVar[str] = "dashscope"
     title: ClassVar[str] = "Alibaba Cloud Model Studio (DashScope, Qwen)"
     base_url: ClassVar[str] = "https://dashscope.aliyuncs.com/compatible-mode/v1"
@@ -116,10 +115,7 @@ class DashScope(Profile):
         if wanted.mode != "off" and model_in(model, self.settings["preserve_thinking"]):
             body = {**body, "preserve_thinking": True}
         if thinks and model_in(model, self.settings["echo_reasoning"]):
-            messages = body.get("messages")
-            if isinstance(messages, list):
-                filled = with_reasoning_on_tool_calls(messages)
-                body = body if filled is messages else {**body, "messages": filled}
+            body = with_reasoning_echoed(body)
         may_think = thinks or (wanted.mode == "default" and bool(self.settings["default_may_think"]))
         if request.get("stream") is not True and (may_think or model_in(model, self.settings["stream_only"])):
             body = {**body, "stream": True, "stream_options": {"include_usage": True}}

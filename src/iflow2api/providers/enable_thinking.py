@@ -9,8 +9,10 @@ given the same way (``"low=4096,medium=16384"``), and the budget a thinking inte
 from __future__ import annotations
 
 import fnmatch
+from typing import Any
 
 from iflow2api.dialects.intent import Intent
+from iflow2api.providers.rules import with_reasoning_on_tool_calls
 
 
 def model_in(model: str, patterns: object) -> bool:
@@ -62,3 +64,14 @@ def lowest_budget(table: dict[str, int], low: int) -> int:
     """The least budget the table offers (a model that cannot stop thinking, asked to: its
     lowest level), or ``low`` when the table is empty."""
     return max(low, min(table.values(), default=low))
+
+
+def with_reasoning_echoed(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` whose tool-call turns all carry ``reasoning_content``, empty where none is known
+    (``rules.with_reasoning_on_tool_calls``): for a hosted model that refuses a thinking tool loop
+    without it. The same dict when nothing was missing."""
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        return body
+    filled = with_reasoning_on_tool_calls(messages)
+    return body if filled is messages else {**body, "messages": filled}

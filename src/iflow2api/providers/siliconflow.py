@@ -40,8 +40,14 @@ from iflow2api.dialects.intent import Intent
 from iflow2api.errors import ContextTooLong, GatewayError, ModelNotFound, OutOfCredit
 from iflow2api.providers import openai_wire
 from iflow2api.providers.base import ModelInfo, Prepared, Profile
-from iflow2api.providers.enable_thinking import budget_of, budget_table, lowest_budget, model_in
-from iflow2api.providers.rules import nearest_effort, with_reasoning_on_tool_calls, without
+from iflow2api.providers.enable_thinking import (
+    budget_of,
+    budget_table,
+    lowest_budget,
+    model_in,
+    with_reasoning_echoed,
+)
+from iflow2api.providers.rules import nearest_effort, without
 from iflow2api.redact import redact
 
 #: ``thinking_budget``'s documented range.
@@ -69,6 +75,8 @@ _MODELS = (
 
 
 class SiliconFlow(Profile):
+    """The same switch as DashScope's on whole answers too; the model decides the rest (see the module)."""
+
     name: ClassVar[str] = "siliconflow"
     title: ClassVar[str] = "SiliconFlow"
     base_url: ClassVar[str] = "https://api.siliconflow.cn/v1"
@@ -85,19 +93,20 @@ class SiliconFlow(Profile):
             ),
             # thinking_budget per effort (within 128..32768); an effort left out gets the model's own.
             "effort_budgets": "minimal=1024,low=4096,medium=16384",
-            # Models that need reasoning_content on every tool-call turn while thinking.
-            "echo_reasoning": "*deepseek*,*kimi*",
             # Words of an error that means the balance is spent (comma-separated, any case).
             "out_of_credit_words": "balance is insufficient,insufficient balance",
+            # Models that need reasoning_content on every tool-call turn while thinking.
+            "echo_reasoning": "*deepseek*,*kimi*",
         }
     )
 
     def build_body(self, request: dict[str, Any], intent: Intent | None) -> Prepared:
-        model = str(request.get("model", ""))
+        # The effort goes only to the models that take it, from the intent (it may be Anthropic's).
+        body = without(request, ("reasoning_effort",))
         wanted = self.intent(request, intent)
+        model = str(request.get("model", ""))
         always = model_in(model, self.settings["always_thinking"])
         takes_effort = model_in(model, self.settings["effort_models"])
-        body = without(request, ("reasoning_effort",))
         switch: dict[str, Any] = {}
         if wanted.mode == "off" and not always:
             switch["enable_thinking"] = False
@@ -107,10 +116,7 @@ class SiliconFlow(Profile):
             switch.update(self._level(wanted, takes_effort))
         thinks = switch.get("enable_thinking") is True or always
         if thinks and model_in(model, self.settings["echo_reasoning"]):
-            messages = body.get("messages")
-            if isinstance(messages, list):
-                filled = with_reasoning_on_tool_calls(messages)
-                body = body if filled is messages else {**body, "messages": filled}
+            body = with_reasoning_echoed(body)
         return Prepared(openai_wire.build_body({**body, **switch}), _said(switch, always))
 
     def _level(self, wanted: Intent, takes_effort: bool) -> dict[str, Any]:

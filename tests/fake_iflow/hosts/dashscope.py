@@ -10,7 +10,7 @@ model that cannot stop thinking, a ``developer`` turn, ``reasoning_effort``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from tests.fake_iflow import checks
@@ -46,14 +46,9 @@ class DashScope(Host):
     name = "dashscope"
 
     def judge(
-        self,
-        headers: Mapping[str, str],
-        body: dict[str, Any] | None,
-        *,
-        api_keys: Iterable[str],
-        models: Iterable[str],
+        self, headers: Mapping[str, str], body: dict[str, Any] | None, **given: Any
     ) -> checks.Rejection | None:
-        rejection = super().judge(headers, body, api_keys=api_keys, models=models)
+        rejection = super().judge(headers, body, **given)
         if rejection is not None or body is None:
             return rejection
         return _thinking(body) or _fields(body)

@@ -10,7 +10,7 @@ on a model that does not take it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from tests.fake_iflow import checks
@@ -42,14 +42,9 @@ class SiliconFlow(Host):
     name = "siliconflow"
 
     def judge(
-        self,
-        headers: Mapping[str, str],
-        body: dict[str, Any] | None,
-        *,
-        api_keys: Iterable[str],
-        models: Iterable[str],
+        self, headers: Mapping[str, str], body: dict[str, Any] | None, **given: Any
     ) -> checks.Rejection | None:
-        rejection = checks.judge_openai(headers, body, api_keys=api_keys, models=models)
+        rejection = checks.judge_openai(headers, body, **given)
         if rejection is not None and rejection.status == 404:
             return error(rejection.reason, 400, 20012, "Model does not exist. Please check it carefully.")
         if rejection is not None or body is None:
