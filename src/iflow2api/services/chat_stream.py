@@ -3,7 +3,7 @@
 Nothing needs translating here, so a stream is relayed through
 ``dialects.openai_chat.stream.StreamRelay``, which forwards most chunks byte for byte and parses only
 those that decide something; a whole answer is sent as it came unless usage had to be filled in or
-the answer normalised.
+the answer normalised, or gathered from the stream a host that thinks only on streams was asked for.
 """
 
 from __future__ import annotations

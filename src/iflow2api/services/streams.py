@@ -6,6 +6,8 @@ Every API's stream that is parsed goes through ``run_stream`` (Chat Completions 
 byte fast path is ``services.chat_stream``). A route that translates (Anthropic Messages, OpenAI
 Responses) hands the dispatch service a ``Sink`` through ``sink_relay``: a whole answer goes to
 ``Sink.completion``; a stream goes through the sink's translator, chunk by chunk, in ``run_stream``.
+A stream the profile asked for though the client did not is gathered into a whole answer
+(``gathered_completion``).
 """
 
 from __future__ import annotations
