@@ -24,13 +24,17 @@ from tests.fake_iflow import DEFAULT_KEY, FakeIflow
 
 
 @contextmanager
-def provider_gateway(folder: Path, fake: FakeIflow, provider: str) -> Iterator[GatewayProcess]:
+def provider_gateway(
+    folder: Path, fake: FakeIflow, provider: str, options: str = ""
+) -> Iterator[GatewayProcess]:
+    """``options``: the ``provider_options`` setting, as its environment variable has it."""
     config = folder / "config.toml"
     config.write_text(
         f'[[accounts]]\nlabel = "{provider}"\nprovider = "{provider}"\n'
         f'base_url = "{fake.base_url}"\napi_key = "{DEFAULT_KEY}"\n'
     )
-    process = GatewayProcess(folder / "iflow", folder / "data", {"IFLOW2API_CONFIG": str(config)})
+    env = {"IFLOW2API_CONFIG": str(config), "IFLOW2API_PROVIDER_OPTIONS": options}
+    process = GatewayProcess(folder / "iflow", folder / "data", env)
     try:
         process.wait_for_health()
         yield process
@@ -55,7 +59,9 @@ def account_state(gateway: GatewayProcess) -> dict[str, Any]:
     return account
 
 
-def provider_fixtures(provider: str, models: Sequence[str]) -> tuple[Callable[..., Any], ...]:
+def provider_fixtures(
+    provider: str, models: Sequence[str], options: str = ""
+) -> tuple[Callable[..., Any], ...]:
     """The fixtures of a module that tests one provider's account (see the module's docstring)."""
 
     @pytest.fixture(scope="module", name="upstream")
@@ -65,7 +71,7 @@ def provider_fixtures(provider: str, models: Sequence[str]) -> tuple[Callable[..
 
     @pytest.fixture(scope="module", name="running")
     def running(tmp_path_factory: pytest.TempPathFactory, upstream: FakeIflow) -> Iterator[GatewayProcess]:
-        with provider_gateway(tmp_path_factory.mktemp(provider), upstream, provider) as gateway:
+        with provider_gateway(tmp_path_factory.mktemp(provider), upstream, provider, options) as gateway:
             yield gateway
 
     @pytest.fixture(name="gateway")

@@ -29,7 +29,9 @@ TOOLS_CHAT: list[Any] = [
 CALL = {"id": "call_1", "type": "function", "function": {"name": "read", "arguments": '{"path": "a.txt"}'}}
 
 
-upstream, running, gateway, sdk = provider_fixtures("dashscope", MODELS)
+# The setting's own form: pairs apart by commas, the items of one option by "|".
+OPTIONS = "dashscope.effort_budgets=minimal=512|low=2048|medium=16384,dashscope.default_may_think=true"
+upstream, running, gateway, sdk = provider_fixtures("dashscope", MODELS, OPTIONS)
 
 
 def test_a_client_that_does_not_stream_gets_one_answer_with_its_reasoning(
@@ -45,7 +47,7 @@ def test_a_client_that_does_not_stream_gets_one_answer_with_its_reasoning(
     assert message.content == "The answer is 4."
     assert (message.model_extra or {})["reasoning_content"] == "Two and two make four."
     assert reply.usage is not None and reply.usage.total_tokens == 17  # the stream's own usage
-    assert raw.headers["x-iflow2api-thinking"] == "enabled; thinking_budget=4096"
+    assert raw.headers["x-iflow2api-thinking"] == "enabled; thinking_budget=2048"
     sent = last_body(upstream)
     assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
     assert sent["enable_thinking"] is True and "reasoning_effort" not in sent
@@ -127,7 +129,7 @@ def test_off_on_a_thinking_only_model_is_clamped_not_refused(sdk: openai.OpenAI,
         model="qwq-plus", messages=[{"role": "user", "content": "ok?"}], reasoning_effort="none"
     )
     assert raw.parse().choices[0].message.content == "Hm, yes."
-    assert raw.headers["x-iflow2api-thinking"] == "enabled (always on); thinking_budget=1024"
+    assert raw.headers["x-iflow2api-thinking"] == "enabled (always on); thinking_budget=512"
     assert "enable_thinking" not in last_body(upstream)
 
 

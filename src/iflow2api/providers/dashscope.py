@@ -78,21 +78,21 @@ class DashScope(Profile):
     options: ClassVar[Mapping[str, object]] = MappingProxyType(
         {
             # Models that always think ("cannot be turned off"): QwQ and the -thinking snapshots.
-            "thinking_only": "qwq*,*-thinking*",
+            "thinking_only": "qwq*|*-thinking*",
             # Models the host serves on streams only, thinking or not.
             "stream_only": "",
             # Whether a request without intent may think (the default is per model, unlisted): then
             # a client that does not stream is still called streaming, which the host accepts either way.
             "default_may_think": True,
             # thinking_budget per effort; an effort left out (high and above) gets the model's own.
-            "effort_budgets": "minimal=1024,low=4096,medium=16384",
+            "effort_budgets": "minimal=1024|low=4096|medium=16384",
             # The greatest thinking_budget sent (0: the model's own limit, which differs per model).
             "max_thinking_budget": 0,
             # Models sent preserve_thinking: true while they think (documented default-off).
-            "preserve_thinking": "qwen3.6-plus*,qwen3.6-max-preview*,qwen3.7-max*,qwen3.7-plus*,kimi-k2.6*",
+            "preserve_thinking": "qwen3.6-plus*|qwen3.6-max-preview*|qwen3.7-max*|qwen3.7-plus*|kimi-k2.6*",
             # Models that need reasoning_content on every tool-call turn while thinking, as on their
             # own hosts (not verified on DashScope): an empty one is filled in where none is known.
-            "echo_reasoning": "deepseek*,kimi*",
+            "echo_reasoning": "deepseek*|kimi*",
         }
     )
 

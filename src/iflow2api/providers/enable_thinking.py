@@ -2,8 +2,9 @@
 and SiliconFlow both take it, and the model-pattern options their profiles share.
 
 Pure helpers, no profile here (the module defines no ``PROFILE``): lists of model patterns given as
-one option's text (``"qwq*,*-thinking*"``, matched case-insensitively), an effort → budget table
-given the same way (``"low=4096,medium=16384"``), and the budget a thinking intent asks for.
+one option's text (``"qwq*|*-thinking*"``, matched case-insensitively), an effort → budget table
+given the same way (``"low=4096|medium=16384"``), and the budget a thinking intent asks for. The
+items are separated by ``|``, since commas separate the ``provider_options`` setting's own pairs.
 """
 
 from __future__ import annotations
@@ -15,28 +16,33 @@ from iflow2api.dialects.intent import Intent
 from iflow2api.providers.rules import with_reasoning_on_tool_calls
 
 
-def model_in(model: str, patterns: object) -> bool:
-    """Whether ``model`` matches one of the comma-separated ``fnmatch`` patterns (case-insensitive).
+def items(text: object) -> list[str]:
+    """The items of an option's text, ``|``-separated, without blanks.
 
-    >>> model_in("Pro/deepseek-ai/DeepSeek-V4", "pro/deepseek-ai/deepseek-v4*"), model_in("qwen3", "")
+    >>> items("balance is insufficient | insufficient balance|")
+    ['balance is insufficient', 'insufficient balance']
+    """
+    return [item.strip() for item in str(text).split("|") if item.strip()]
+
+
+def model_in(model: str, patterns: object) -> bool:
+    """Whether ``model`` matches one of the ``|``-separated ``fnmatch`` patterns (case-insensitive).
+
+    >>> model_in("Pro/deepseek-ai/DeepSeek-V4", "qwq*|pro/deepseek-ai/deepseek-v4*"), model_in("qwen3", "")
     (True, False)
     """
     name = model.lower()
-    return any(
-        fnmatch.fnmatchcase(name, pattern.strip().lower())
-        for pattern in str(patterns).split(",")
-        if pattern.strip()
-    )
+    return any(fnmatch.fnmatchcase(name, pattern.lower()) for pattern in items(patterns))
 
 
 def budget_table(text: object) -> dict[str, int]:
     """An effort → tokens table from an option's text; an effort it leaves out gets no budget.
 
-    >>> budget_table("low=4096, medium=16384")
+    >>> budget_table("low=4096 | medium=16384")
     {'low': 4096, 'medium': 16384}
     """
     table: dict[str, int] = {}
-    for entry in str(text).split(","):
+    for entry in items(text):
         effort, _, tokens = entry.partition("=")
         if effort.strip() and tokens.strip():
             table[effort.strip()] = int(tokens)

@@ -43,6 +43,7 @@ from iflow2api.providers.base import ModelInfo, Prepared, Profile
 from iflow2api.providers.enable_thinking import (
     budget_of,
     budget_table,
+    items,
     lowest_budget,
     model_in,
     with_reasoning_echoed,
@@ -85,18 +86,18 @@ class SiliconFlow(Profile):
     options: ClassVar[Mapping[str, object]] = MappingProxyType(
         {
             # Models that take reasoning_effort (high|max).
-            "effort_models": "pro/deepseek-ai/deepseek-v4*,deepseek-ai/deepseek-v4-flash*,*/zai-org/glm-5.2*",
+            "effort_models": "pro/deepseek-ai/deepseek-v4*|deepseek-ai/deepseek-v4-flash*|*/zai-org/glm-5.2*",
             # Models that think whatever they are sent: off becomes their lowest level.
             "always_thinking": (
-                "*deepseek-v4-pro*,pro/deepseek-ai/deepseek-v4,*glm-5.2*,*kimi-k2-thinking*,"
-                "*deepseek-r1*,*thinking-2507*,*qwq*"
+                "*deepseek-v4-pro*|pro/deepseek-ai/deepseek-v4|*glm-5.2*|*kimi-k2-thinking*|"
+                "*deepseek-r1*|*thinking-2507*|*qwq*"
             ),
             # thinking_budget per effort (within 128..32768); an effort left out gets the model's own.
-            "effort_budgets": "minimal=1024,low=4096,medium=16384",
-            # Words of an error that means the balance is spent (comma-separated, any case).
-            "out_of_credit_words": "balance is insufficient,insufficient balance",
+            "effort_budgets": "minimal=1024|low=4096|medium=16384",
+            # Words of an error that means the balance is spent (any case).
+            "out_of_credit_words": "balance is insufficient|insufficient balance",
             # Models that need reasoning_content on every tool-call turn while thinking.
-            "echo_reasoning": "*deepseek*,*kimi*",
+            "echo_reasoning": "*deepseek*|*kimi*",
         }
     )
 
@@ -160,8 +161,7 @@ class SiliconFlow(Profile):
     def _known_error(self, status: int, code: int | None, message: str) -> GatewayError | None:
         prefix = f"SiliconFlow answered {status}: "
         lowered = message.lower()
-        words = [word.strip().lower() for word in str(self.settings["out_of_credit_words"]).split(",")]
-        if any(word and word in lowered for word in words):
+        if any(word.lower() in lowered for word in items(self.settings["out_of_credit_words"])):
             return OutOfCredit(prefix + message + " Top up the SiliconFlow account.")
         # 20012 also comes with other bad parameters: only its own words mean an unknown model.
         if "model does not exist" in lowered:
