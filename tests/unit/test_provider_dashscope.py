@@ -9,16 +9,8 @@ from typing import Any
 import orjson
 import pytest
 
+from iflow2api import errors
 from iflow2api.dialects.intent import Intent
-from iflow2api.errors import (
-    ContextTooLong,
-    GatewayError,
-    InvalidRequest,
-    ModelNotFound,
-    OutOfCredit,
-    UpstreamAuthError,
-    UpstreamRateLimited,
-)
 from iflow2api.providers import for_host
 from iflow2api.providers.base import Prepared
 from iflow2api.providers.dashscope import DashScope
@@ -172,15 +164,15 @@ def test_the_fake_refuses_thinking_without_a_stream_as_dashscope_does() -> None:
     )
 
 
-def error(status: int, payload: dict[str, Any], retry_after: float | None = None) -> GatewayError:
+def error(status: int, payload: dict[str, Any], retry_after: float | None = None) -> errors.GatewayError:
     return DashScope().http_error(status, orjson.dumps(payload), None, retry_after)
 
 
 def test_arrearage_is_out_of_credit_whatever_its_status() -> None:
-    assert isinstance(error(400, arrearage()), OutOfCredit)
-    assert isinstance(error(403, arrearage()), OutOfCredit)
+    assert isinstance(error(400, arrearage()), errors.OutOfCredit)
+    assert isinstance(error(403, arrearage()), errors.OutOfCredit)
     in_stream = DashScope().business_error(arrearage())
-    assert isinstance(in_stream, OutOfCredit)
+    assert isinstance(in_stream, errors.OutOfCredit)
 
 
 def test_a_throttle_that_says_insufficient_quota_is_a_rate_limit_not_out_of_credit() -> None:
@@ -192,15 +184,15 @@ def test_a_throttle_that_says_insufficient_quota_is_a_rate_limit_not_out_of_cred
         }
     }
     limited = error(429, payload, retry_after=7.0)
-    assert isinstance(limited, UpstreamRateLimited) and limited.upstream_wait == 7.0
+    assert isinstance(limited, errors.UpstreamRateLimited) and limited.upstream_wait == 7.0
     chunk_error = DashScope().business_error(payload)
-    assert isinstance(chunk_error, UpstreamRateLimited)
+    assert isinstance(chunk_error, errors.UpstreamRateLimited)
 
 
 def test_the_other_errors() -> None:
     assert isinstance(
         error(401, {"error": {"message": "Incorrect API key provided.", "code": "invalid_api_key"}}),
-        UpstreamAuthError,
+        errors.UpstreamAuthError,
     )
     long = {
         "error": {
@@ -208,10 +200,11 @@ def test_the_other_errors() -> None:
             "Range of input length should be [1, 129024]"
         }
     }
-    assert isinstance(error(400, long), ContextTooLong)
+    assert isinstance(error(400, long), errors.ContextTooLong)
     assert isinstance(
-        error(404, {"error": {"message": "Model not exist.", "code": "ModelNotFound"}}), ModelNotFound
+        error(404, {"error": {"message": "Model not exist.", "code": "ModelNotFound"}}),
+        errors.ModelNotFound,
     )
     bad = error(400, {"error": {"message": "bad", "code": "invalid_parameter_error"}})
-    assert type(bad) is InvalidRequest and bad.code == "invalid_parameter_error"
+    assert type(bad) is errors.InvalidRequest and bad.code == "invalid_parameter_error"
     assert DashScope().business_error({"choices": []}) is None
