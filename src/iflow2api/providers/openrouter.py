@@ -189,8 +189,8 @@ class OpenRouter(Profile):
 
     name: ClassVar[str] = "openrouter"
     title: ClassVar[str] = "OpenRouter"
-    base_url: ClassVar[str] = "https://openrouter.ai/api/v1"
     hosts: ClassVar[tuple[str, ...]] = ("openrouter.ai",)
+    base_url: ClassVar[str] = "https://openrouter.ai/api/v1"
     # Models and their limits come from the account's /models (every routed host differs); the one
     # the facts quote, for the context display.
     models: ClassVar[Mapping[str, ModelInfo]] = MappingProxyType(
