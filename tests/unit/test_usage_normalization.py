@@ -93,7 +93,7 @@ def test_normalized_usage_says_whether_anything_changed() -> None:
     assert not normalized_usage(Profile(), generic)
     assert generic == {"prompt_tokens": 5, "prompt_tokens_details": {"cached_tokens": 2}}
     for profile in (CacheHits(), InPlace()):
-        usage = dict(HOST_USAGE)
+        usage: dict[str, Any] = dict(HOST_USAGE)
         assert normalized_usage(profile, usage)
         assert usage["prompt_tokens_details"] == {"cached_tokens": 896} and "hits" not in usage
         assert not normalized_usage(profile, usage)  # already in OpenAI's shape
