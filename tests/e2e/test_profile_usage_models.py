@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import anthropic
 import httpx
 import openai
 import pytest
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import Browser, Page, expect
 
 from tests.conftest import GatewayProcess
 from tests.e2e.browser import TIMEOUT_MS
@@ -70,6 +71,23 @@ def gateway(tmp_path: Path, upstream: FakeIflow) -> Iterator[GatewayProcess]:
         process.stop()
 
 
+@contextmanager
+def opened(browser: Browser, url: str) -> Iterator[Page]:
+    """The page at ``url``; any console error or uncaught exception on it fails the test."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
+    context.set_default_timeout(TIMEOUT_MS)
+    problems: list[str] = []
+    page = context.new_page()
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    try:
+        page.goto(url)
+        yield page
+    finally:
+        context.close()
+    assert problems == []
+
+
 def usage_document(gateway: GatewayProcess, requests: int) -> dict[str, Any]:
     """``/api/usage`` once it holds ``requests`` rows (a row is written as its answer ends)."""
     deadline = time.monotonic() + 10
@@ -80,8 +98,8 @@ def usage_document(gateway: GatewayProcess, requests: int) -> dict[str, Any]:
         time.sleep(0.1)
 
 
-def test_cached_tokens_reach_every_dialect_the_usage_records_and_metrics(
-    gateway: GatewayProcess, upstream: FakeIflow
+def test_cached_tokens_reach_every_dialect_the_usage_records_metrics_and_the_page(
+    gateway: GatewayProcess, upstream: FakeIflow, browser: Browser
 ) -> None:
     chat = openai.OpenAI(base_url=gateway.url + "/v1", api_key="unused", max_retries=0)
     upstream.enqueue(Completion(content="one", usage=dict(HOST_USAGE)))
@@ -126,6 +144,12 @@ def test_cached_tokens_reach_every_dialect_the_usage_records_and_metrics(
     )
     assert [int(value) for value in cached] == [4 * 768 + 512]
 
+    with opened(browser, gateway.url + "/#usage") as page:
+        tokens = page.locator("#usage-totals [data-stat=tokens] .sub")
+        expect(tokens).to_contain_text("prompt 4,600 (cached 3,584)")
+        cells = page.locator("#usage-recent [data-testid=cached]")
+        expect(cells).to_have_text([" (512 cached)", *[" (768 cached)"] * 4])
+
 
 def test_models_show_the_limits_their_profile_documents(gateway: GatewayProcess) -> None:
     chat = openai.OpenAI(base_url=gateway.url + "/v1", api_key="unused", max_retries=0)
@@ -152,22 +176,12 @@ def test_an_account_out_of_credit_shows_so_on_the_page_and_can_be_reset(
     reason = accounts[0]["reason"]
     assert reason
 
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(TIMEOUT_MS)
-    problems: list[str] = []
-    page = context.new_page()
-    page.on("pageerror", lambda error: problems.append(str(error)))
-    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
-    try:
-        page.goto(gateway.url + "/#accounts")
+    with opened(browser, gateway.url + "/#accounts") as page:
         row = page.locator("#accounts-table tr[data-state=out-of-credit]")
         expect(row.locator("[data-testid=account-state]")).to_have_text("out of credit")
         expect(row.locator("[data-testid=account-reason]")).to_have_text(reason)
         row.locator("button[data-action=reset]").click()
         expect(page.locator("#accounts-table [data-testid=account-state]")).to_have_text(["ok"])
-    finally:
-        context.close()
-    assert problems == []
     upstream.enqueue(Completion(content="topped up"))
     answer = chat.chat.completions.create(model=KNOWN_MODEL, messages=HI)  # type: ignore[arg-type]
     assert answer.choices[0].message.content == "topped up"
