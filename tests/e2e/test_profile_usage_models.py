@@ -9,6 +9,8 @@ and the page shows an account whose credit is spent as "out of credit", with a R
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import re
 import time
 from collections.abc import Iterator
@@ -22,9 +24,11 @@ import openai
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from iflow2api.state import AccountHealth, AccountRecord, open_store
 from tests.conftest import GatewayProcess
 from tests.e2e.browser import TIMEOUT_MS
 from tests.e2e.profiled_gateway import KNOWN, KNOWN_MODEL, OUT_OF_CREDIT
+from tests.e2e.test_accounts import cli
 from tests.fake_iflow import Completion, FakeIflow, HttpError
 
 KEY = "sk-cachehost-0123456789abcdef"
@@ -185,3 +189,30 @@ def test_an_account_out_of_credit_shows_so_on_the_page_and_can_be_reset(
     upstream.enqueue(Completion(content="topped up"))
     answer = chat.chat.completions.create(model=KNOWN_MODEL, messages=HI)  # type: ignore[arg-type]
     assert answer.choices[0].message.content == "topped up"
+
+
+def test_accounts_list_says_which_account_is_out_of_credit_and_why(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    spent = AccountRecord(
+        id="acc-spent1", label="spent", kind="openai-compatible", base_url="http://127.0.0.1:9/v1", secret=KEY
+    )
+    reason = "out of credit: Insufficient Balance"
+
+    async def seed() -> None:
+        store = open_store(data)
+        try:
+            await store.put_account(spent)
+            await store.put_account(dataclasses.replace(spent, id="acc-fine01", label="fine"))
+            await store.put_health(
+                spent.id, AccountHealth(state="quarantined", reason=reason, code="insufficient_quota")
+            )
+        finally:
+            await store.close()
+
+    asyncio.run(seed())
+    listed = cli(tmp_path / "home", data, "accounts", "list")
+    assert listed.returncode == 0, listed.stderr
+    rows = {line.split()[0]: line for line in listed.stdout.splitlines()[1:]}
+    assert f"out-of-credit ({reason})" in rows["acc-spent1"]
+    assert rows["acc-fine01"].split()[5] == "ok"

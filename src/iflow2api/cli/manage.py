@@ -57,9 +57,10 @@ def list_accounts(settings: Settings) -> None:
         rows = [["ID", "LABEL", "KIND", "SOURCE", "KEY", "STATE", "MODELS"]]
 
         def state(account_id: str, enabled: bool) -> str:
-            return shown_state(
-                enabled and account_id not in disabled, health.get(account_id, AccountHealth())
-            )
+            known = health.get(account_id, AccountHealth())
+            shown = shown_state(enabled and account_id not in disabled, known)
+            # Spent credit waits for a person: say why, as the page does.
+            return f"{shown} ({known.reason})" if shown == "out-of-credit" and known.reason else shown
 
         cli = CredentialSource(settings.iflow_home, base_url_override=settings.upstream_base_url).current()
         if cli is not None:
