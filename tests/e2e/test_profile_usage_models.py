@@ -14,6 +14,7 @@ import dataclasses
 import re
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from iflow2api.state import AccountHealth, AccountRecord, open_store
 from tests.conftest import GatewayProcess
-from tests.e2e.browser import TIMEOUT_MS
+from tests.e2e.browser import watched_page
 from tests.e2e.profiled_gateway import KNOWN, KNOWN_MODEL, OUT_OF_CREDIT
 from tests.e2e.test_accounts import cli
 from tests.fake_iflow import Completion, FakeIflow, HttpError
@@ -77,19 +78,9 @@ def gateway(tmp_path: Path, upstream: FakeIflow) -> Iterator[GatewayProcess]:
 
 @contextmanager
 def opened(browser: Browser, url: str) -> Iterator[Page]:
-    """The page at ``url``; any console error or uncaught exception on it fails the test."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
-    context.set_default_timeout(TIMEOUT_MS)
-    problems: list[str] = []
-    page = context.new_page()
-    page.on("pageerror", lambda error: problems.append(str(error)))
-    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
-    try:
+    with watched_page(browser) as page:
         page.goto(url)
         yield page
-    finally:
-        context.close()
-    assert problems == []
 
 
 def usage_document(gateway: GatewayProcess, requests: int) -> dict[str, Any]:
@@ -210,7 +201,9 @@ def test_accounts_list_says_which_account_is_out_of_credit_and_why(tmp_path: Pat
         finally:
             await store.close()
 
-    asyncio.run(seed())
+    # In a thread of its own: Playwright's sync API keeps an event loop running in this one.
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, seed()).result()
     listed = cli(tmp_path / "home", data, "accounts", "list")
     assert listed.returncode == 0, listed.stderr
     rows = {line.split()[0]: line for line in listed.stdout.splitlines()[1:]}

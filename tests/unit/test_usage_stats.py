@@ -152,14 +152,8 @@ def test_per_day_lists_every_utc_date_of_the_range_oldest_first() -> None:
         usage(at=datetime(2024, 5, 10, 0, 0, tzinfo=UTC).timestamp(), reasoning_tokens=9),
     ]
     summary = summarize(rows, now=NOW, days=3)
-    base = {
-        "requests": 0,
-        "errors": 0,
-        "prompt_tokens": 0,
-        "completion_tokens": 0,
-        "reasoning_tokens": 0,
-        "cached_tokens": 0,
-    }
+    counted = "requests errors prompt_tokens completion_tokens reasoning_tokens cached_tokens"
+    base = dict.fromkeys(counted.split(), 0)
     assert summary["per_day"] == [
         {
             **base,
