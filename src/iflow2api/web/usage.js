@@ -139,6 +139,14 @@ function requestsChart(data) {
   });
 }
 
+/**
+ * " of which cached N" when the upstream read any of the prompt from its cache; else nothing.
+ * @param {number | undefined} cached
+ */
+function ofWhichCached(cached) {
+  return cached ? ` of which cached ${count(cached)}` : "";
+}
+
 /** @param {UsageDocument} data */
 function tokensChart(data) {
   const days = data.per_day;
@@ -146,8 +154,8 @@ function tokensChart(data) {
   columnChart($("chart-tokens"), "chart-tokens-svg", {
     title: "Tokens per day",
     note: "Cached tokens (read from the upstream's prompt cache) are part of the prompt, reasoning part of the completion; shown apart.",
-    summary: `${rangeText(data.days)}: ${count(t.prompt_tokens + t.completion_tokens)} tokens, prompt ${count(t.prompt_tokens)} ` +
-      `of which cached ${count(t.cached_tokens || 0)}, completion ${count(t.completion_tokens)} of which reasoning ${count(t.reasoning_tokens)}.`,
+    summary: `${rangeText(data.days)}: ${count(t.prompt_tokens + t.completion_tokens)} tokens, prompt ${count(t.prompt_tokens)}` +
+      `${ofWhichCached(t.cached_tokens)}, completion ${count(t.completion_tokens)} of which reasoning ${count(t.reasoning_tokens)}.`,
     labels: days.map((d) => d.day),
     tickLabel: (label) => label.slice(5),
     series: [
@@ -158,8 +166,8 @@ function tokensChart(data) {
     ],
     barTitle: (i) => {
       const d = days[i];
-      return `${d.day}: ${count(d.prompt_tokens + d.completion_tokens)} tokens (prompt ${count(d.prompt_tokens)}, ` +
-        `of which cached ${count(d.cached_tokens || 0)}; completion ${count(d.completion_tokens)}, of which reasoning ${count(d.reasoning_tokens)})`;
+      return `${d.day}: ${count(d.prompt_tokens + d.completion_tokens)} tokens (prompt ${count(d.prompt_tokens)}` +
+        `${ofWhichCached(d.cached_tokens)}, completion ${count(d.completion_tokens)}, of which reasoning ${count(d.reasoning_tokens)})`;
     },
     yTitle: "tokens",
     xTitle: "day (UTC)",
