@@ -21,9 +21,12 @@ the upstream directly, through the naive proxy and through iflow2api, one after 
   and /v1/messages, direct, naive and iflow2api, at 1 and 8 connections; latency and each proxy's
   CPU per request, and from those its CPU per MB of body.
 
+- the profile step (bench/profiles.py): what each provider profile's ``prepare`` adds to a request
+  over the generic profile's, in this process.
+
 ``--only core`` runs the first part, ``--only bodies`` the large bodies, ``--only pool`` the pool
-part. It prints the tables and the targets, and exits 0 even when a target is missed (it is a
-measurement) unless ``--check`` is given.
+part, ``--only profiles`` the profile step. It prints the tables and the targets, and exits 0 even
+when a target is missed (it is a measurement) unless ``--check`` is given.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ if __package__ in {None, ""}:
     # `python bench/run.py` puts bench/ itself on sys.path; the package lives one level up.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import bodies, pool_path, report
+from bench import bodies, pool_path, profiles, report
 from bench.harness import (
     BENCH,
     CHAT_PATH,
@@ -65,7 +68,7 @@ from bench.harness import (
 from bench.report import PROXIES, TARGETS, Check, Outcome, PathComparison, count
 from bench.servers import BenchError, Server, cpu_seconds, free_port, peak_rss_mb, start, stop
 
-PARTS = ("core", "bodies", "pool")
+PARTS = ("core", "bodies", "pool", "profiles")
 
 WRK_SCRIPT = 'wrk.method = "POST"\nwrk.body = [==[@BODY@]==]\n' + WRK_REPORT
 
@@ -354,7 +357,7 @@ def parse_args(argv: list[str] | None) -> Options:
         "--only",
         choices=PARTS,
         help="core: direct, naive and iflow2api; bodies: large request bodies; pool: the pool path vs "
-        "the core path",
+        "the core path; profiles: what each provider profile adds to a request (in this process)",
     )
     parser.add_argument("--bodies-duration", type=float, default=2.0, help="bodies: seconds per run")
     parser.add_argument("--bodies-warmup", type=float, default=1.0, help="bodies: warm-up seconds per run")
@@ -431,9 +434,14 @@ def main(argv: list[str] | None = None) -> int:
         results += [Check(*check) for check in bodies.checks(body_runs)]
     if comparison is not None:
         results.append(report.pool_check(comparison))
+    profile_times = profiles.measure() if "profiles" in opts.parts else None
+    if profile_times is not None:
+        results += [Check(*check) for check in profiles.checks(profile_times)]
     heading = [f"iflow2api: {opts.gateway_cmd}"]
     body_table = None if body_runs is None else bodies.table(body_runs)
     print(report.render(outcomes, comparison, results, heading, titles(opts), body_table))
+    if profile_times is not None:
+        print("\n" + "\n".join(profiles.table(profile_times)))
     print(f"\n(took {time.monotonic() - started:.0f} s)")
     if opts.json_path is not None:
         options = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(opts).items()}

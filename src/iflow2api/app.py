@@ -92,7 +92,11 @@ class Gateway:
             if store is not None
             else open_store(settings.data_dir, max_response_history_bytes=settings.responses_store_max_bytes)
         )
-        self.credentials = CredentialSource(settings.iflow_home, base_url_override=settings.upstream_base_url)
+        self.credentials = CredentialSource(
+            settings.iflow_home,
+            base_url_override=settings.upstream_base_url,
+            provider=settings.upstream_provider,
+        )
         self.client = UpstreamClient(
             connect_timeout=settings.connect_timeout,
             first_byte_timeout=settings.first_byte_timeout,

@@ -110,6 +110,18 @@ def _provider_options(text: str) -> tuple[tuple[str, str, str], ...]:
     return tuple(options)
 
 
+def _provider_name(text: str) -> str:
+    """A provider profile's name (``iflow2api.providers``), or empty: chosen by the base URL's host."""
+    name = text.strip()
+    if not name:
+        return ""
+    from iflow2api import providers  # here: the profiles import much that imports settings
+
+    if name == providers.IFLOW:
+        raise ValueError("iflow is the profile of iFlow accounts, not of an openai-compatible one")
+    return providers.check_name(name)  # a ValueError lists the names
+
+
 def _strategy(text: str) -> str:
     strategy = text.strip().lower()
     if strategy not in {"round-robin", "fill-first"}:
@@ -171,6 +183,13 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         _url,
         "Upstream base URL, e.g. https://apis.iflow.cn/v1. Overrides `baseUrl` from the iFlow settings.",
+    ),
+    Setting(
+        "upstream_provider",
+        "",
+        _provider_name,
+        "The provider profile (e.g. deepseek) of the openai-compatible account in the iFlow CLI's "
+        "settings.json. Empty: chosen by its base URL's host.",
     ),
     Setting(
         "iflow_home", _home(".iflow"), _path, "The iFlow CLI folder holding settings.json.", "IFLOW_HOME"
@@ -345,6 +364,7 @@ class Settings:
     host: str
     port: int
     upstream_base_url: str
+    upstream_provider: str
     iflow_home: Path
     data_dir: Path
     config: Path

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -78,6 +79,26 @@ def test_models_from_an_openai_compatible_upstream(tmp_path: Path) -> None:
         result = run(tmp_path, "models", env={"NO_PROXY": "127.0.0.1"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["alpha", "beta"]
+
+
+def test_status_and_accounts_list_show_the_provider(tmp_path: Path) -> None:
+    settings = {"selectedAuthType": "openai-compatible", "baseUrl": "http://127.0.0.1:9/v1", "apiKey": "sk-x"}
+    write_settings(tmp_path, settings)
+    by_host = run(tmp_path, "status")
+    assert by_host.returncode == 0, by_host.stderr
+    assert re.search(r"^Provider +generic \(by host\)$", by_host.stdout, re.MULTILINE), by_host.stdout
+    named = run(tmp_path, "status", "--upstream-provider", "generic")
+    assert re.search(r"^Provider +generic$", named.stdout, re.MULTILINE), named.stdout
+    listed = run(tmp_path, "accounts", "list", env={"IFLOW2API_UPSTREAM_PROVIDER": "generic"})
+    [row] = [line for line in listed.stdout.splitlines() if line.startswith("iflow-cli ")]
+    assert "generic" in row.split() and "(by host)" not in row
+
+
+def test_a_bad_upstream_provider_names_itself(tmp_path: Path) -> None:
+    result = run(tmp_path, "status", env={"IFLOW2API_UPSTREAM_PROVIDER": "nope"})
+    assert result.returncode == 2
+    assert "upstream_provider (IFLOW2API_UPSTREAM_PROVIDER)" in result.stderr
+    assert "unknown provider 'nope'; one of:" in result.stderr and "generic" in result.stderr
 
 
 def test_listening_beyond_loopback_without_keys_is_refused(tmp_path: Path) -> None:

@@ -131,6 +131,7 @@ def test_the_dashboard_shows_the_real_accounts_keys_and_usage(
         expect(quarantined).to_contain_text("spare key")
         expect(quarantined.locator("[data-testid=account-reason]")).to_contain_text("blocked")
         assert KEYS[0] not in page.content()
+        expect(rows.locator("[data-testid=account-provider]")).to_have_text(["iflow"] * 3)
         screenshot(page, "accounts.png")
 
         quarantined.locator("button[data-action=reset]").click()

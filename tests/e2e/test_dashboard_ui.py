@@ -104,6 +104,8 @@ def account(id: str, label: str, kind: str, source: str, state: str, **changes: 
         "kind": kind,
         "source": source,
         "base_url": "https://apis.iflow.cn/v1",
+        "provider": "iflow" if kind.startswith("iflow") else "generic",
+        "provider_by_host": kind == "openai-compatible",
         "secret": "sk-0…" + id[-4:],
         "models": [],
         "enabled": state != "disabled",
@@ -120,6 +122,14 @@ def account(id: str, label: str, kind: str, source: str, state: str, **changes: 
     return document | changes
 
 
+#: What ``GET /api/accounts`` offers the form (``pool.directory.provider_list``), in its order.
+PROVIDERS = [
+    {"name": "deepseek", "title": "DeepSeek", "base_url": "https://api.deepseek.com"},
+    {"name": "moonshot", "title": "Kimi (Moonshot)", "base_url": "https://api.moonshot.ai/v1"},
+    {"name": "generic", "title": "Any OpenAI-compatible server", "base_url": ""},
+]
+
+
 def accounts_document() -> Json:
     """One account in each state; the cooling one has 95 s left."""
     cooling = {"until": time.time() + 95, "reason": "rate limited (429)", "in_flight": 1, "waiting": 3}
@@ -132,6 +142,7 @@ def accounts_document() -> Json:
     return {
         "strategy": "round-robin",
         "affinity": True,
+        "providers": PROVIDERS,
         "accounts": [
             account("acc-00cli1", "user@example.com", "iflow-oauth", "iflow-cli", "ok", requests=120),
             account("acc-00cool", "team key", "iflow-key", "store", "cooling", requests=40, **cooling),
@@ -354,6 +365,8 @@ class FakeManagementApi:
             added = account(
                 "acc-new" + str(len(self.accounts["accounts"])), body["label"], body["kind"], "store", "ok"
             )
+            if body.get("provider"):
+                added |= {"provider": body["provider"], "provider_by_host": False}
             self.accounts["accounts"].append(added)
             return 201, {"account": added}, []
         if route == ("POST", "/api/accounts/action"):
@@ -714,6 +727,40 @@ def test_adding_accounts_posts_the_design_shape(dashboard: Dashboard) -> None:
         "concurrency": 4,
     }
     assert "ds-secret" not in page.inner_text("body")
+
+
+def test_adding_an_account_of_a_provider(dashboard: Dashboard) -> None:
+    page = dashboard.page
+    dashboard.open("accounts")
+    quarantined = page.locator("tr[data-id=acc-00conf] [data-testid=account-provider]")
+    expect(quarantined).to_have_text("generic (by host)")
+    expect(page.locator("tr[data-id=acc-00cli1] [data-testid=account-provider]")).to_have_text("iflow")
+    expect(page.locator("#account-provider")).to_be_hidden()
+    page.select_option("#account-kind", "openai-compatible")
+    provider = page.locator("#account-provider")
+    expect(provider).to_have_value("generic")  # any OpenAI-compatible server comes first
+    expect(provider.locator("option")).to_have_text(
+        ["Any OpenAI-compatible server", "DeepSeek (deepseek)", "Kimi (Moonshot) (moonshot)"]
+    )
+    # Choosing a provider fills in its public base URL; going back to any server empties it again.
+    page.select_option("#account-provider", "moonshot")
+    expect(page.locator("#account-base-url")).to_have_value("https://api.moonshot.ai/v1")
+    page.select_option("#account-provider", "generic")
+    expect(page.locator("#account-base-url")).to_have_value("")
+    page.select_option("#account-provider", "deepseek")
+    expect(page.locator("#account-base-url")).to_have_value("https://api.deepseek.com")
+    for name, value in (("label", "ds work"), ("key", "ds-secret")):
+        page.fill(f"#account-{name}", value)
+    sent = dashboard.post("/api/accounts", lambda: page.click("#account-form button[type=submit]"))
+    form = {"kind": "openai-compatible", "label": "ds work", "api_key": "ds-secret", "models": []}
+    assert sent == form | {
+        "provider": "deepseek",
+        "base_url": "https://api.deepseek.com",
+        "concurrency": None,
+    }
+    added = page.locator("#accounts-table tbody tr", has_text="ds work")
+    expect(added.locator("[data-testid=account-provider]")).to_have_text("deepseek")
+    expect(page.locator("#account-provider")).to_have_value("generic")  # the form starts over
 
 
 def test_a_new_key_is_shown_once(dashboard: Dashboard) -> None:

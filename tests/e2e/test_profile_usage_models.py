@@ -208,4 +208,4 @@ def test_accounts_list_says_which_account_is_out_of_credit_and_why(tmp_path: Pat
     assert listed.returncode == 0, listed.stderr
     rows = {line.split()[0]: line for line in listed.stdout.splitlines()[1:]}
     assert f"out-of-credit ({reason})" in rows["acc-spent1"]
-    assert rows["acc-fine01"].split()[5] == "ok"
+    assert rows["acc-fine01"].endswith(" ok")  # no models: the state ends the line

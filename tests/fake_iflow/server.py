@@ -390,6 +390,7 @@ class FakeIflow:
             case Completion():
                 options = body.get("stream_options")
                 include_usage = isinstance(options, dict) and options.get("include_usage") is True
+                include_usage = include_usage or (self.host is not None and self.host.usage_unasked)
                 # OpenAI puts usage on a chunk of its own; for iFlow it rides on the finish chunk.
                 separate = self.host is not None and self.host.separate_usage
                 chunks = completion_chunks(

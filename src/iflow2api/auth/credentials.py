@@ -74,9 +74,17 @@ def _oauth_complete(creds: dict[str, Any] | None) -> bool:
 
 
 def account_from_files(
-    settings: dict[str, Any] | None, oauth_creds: dict[str, Any] | None, *, base_url_override: str = ""
+    settings: dict[str, Any] | None,
+    oauth_creds: dict[str, Any] | None,
+    *,
+    base_url_override: str = "",
+    provider: str = "",
 ) -> Account | None:
-    """The account these file contents describe, or None when they hold no usable credentials."""
+    """The account these file contents describe, or None when they hold no usable credentials.
+
+    ``provider`` names the profile of an ``openai-compatible`` account (the ``upstream_provider``
+    setting; empty: its host's). The iFlow CLI's files have no place for it, so it comes from here.
+    """
     if not settings and not oauth_creds:
         return None
     settings = settings or {}
@@ -97,7 +105,12 @@ def account_from_files(
         if not base_url or not settings_key:
             return None
         return Account(
-            "openai-compatible", auth_type, base_url, settings_key, _text(settings.get("modelName"))
+            "openai-compatible",
+            auth_type,
+            base_url,
+            settings_key,
+            _text(settings.get("modelName")),
+            provider=provider or None,
         )
 
     if auth_type not in IFLOW_AUTH_TYPES:
@@ -127,10 +140,11 @@ class CredentialSource:
     up by the next request, with no restart and no watcher thread.
     """
 
-    def __init__(self, iflow_home: Path, *, base_url_override: str = "") -> None:
+    def __init__(self, iflow_home: Path, *, base_url_override: str = "", provider: str = "") -> None:
         self.iflow_home = iflow_home
         self._paths = (iflow_home / SETTINGS_FILE, iflow_home / OAUTH_CREDS_FILE)
         self._base_url_override = base_url_override
+        self._provider = provider
         self._fingerprint: tuple[object, ...] | None = None
         self._account: Account | None = None
         self._checked_at = -RECHECK_SECONDS
@@ -172,7 +186,7 @@ class CredentialSource:
                 )
                 return self._account
             self._account = account_from_files(
-                settings, oauth_creds, base_url_override=self._base_url_override
+                settings, oauth_creds, base_url_override=self._base_url_override, provider=self._provider
             )
             self._fingerprint = fingerprint
         return self._account

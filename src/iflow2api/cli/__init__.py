@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from iflow2api import __version__
+from iflow2api import __version__, providers
 from iflow2api.settings import SETTINGS, Settings, SettingsError, load
 
 F = Callable[..., Any]
@@ -129,23 +129,52 @@ def accounts_list(**flags: Any) -> None:
 
 
 @accounts.command("add")
-@click.option("--kind", type=click.Choice(["iflow-key", "openai-compatible"]), default="iflow-key")
+@click.option(
+    "--kind",
+    type=click.Choice(["iflow-key", "openai-compatible"]),
+    default=None,
+    help="iflow-key (the default), or openai-compatible (the default with --provider).",
+)
+@click.option(
+    "--provider",
+    # As pool.directory.provider_names, which would load the pool for every command's --help.
+    type=click.Choice([name for name in providers.names() if name != providers.IFLOW]),
+    default=None,
+    help="The provider profile it is spoken to with (default: its base URL's host's).",
+)
 @click.option("--label", required=True, help="A name for it.")
 @click.option("--key", "api_key", required=True, help="Its API key (use '-' to type it at a prompt).")
-@click.option("--base-url", default="", help="Its base URL (needed for openai-compatible).")
+@click.option(
+    "--base-url",
+    default="",
+    help="Its base URL (needed for openai-compatible; with --provider, default: the provider's public one).",
+)
 @click.option("--models", default="", help="Models it serves, comma-separated (default: ask its /models).")
 @click.option("--limit", "concurrency", type=int, default=None, help="Requests at once (0: unlimited).")
 @settings_options
 def accounts_add(
-    kind: str, label: str, api_key: str, base_url: str, models: str, concurrency: int | None, **flags: Any
+    kind: str | None,
+    provider: str | None,
+    label: str,
+    api_key: str,
+    base_url: str,
+    models: str,
+    concurrency: int | None,
+    **flags: Any,
 ) -> None:
-    """Add an iFlow API key or an OpenAI-compatible upstream (iFlow logins: `iflow2api login`)."""
+    """Add an iFlow API key or an OpenAI-compatible upstream (iFlow logins: `iflow2api login`).
+
+    For example: iflow2api accounts add --provider deepseek --label work --key -
+    """
     from iflow2api.cli import manage
 
+    if provider and kind == "iflow-key":
+        raise click.UsageError("--provider is for openai-compatible accounts")
     if api_key == "-":
         api_key = click.prompt("API key", hide_input=True)
     fields = {
-        "kind": kind,
+        "kind": kind or ("openai-compatible" if provider else "iflow-key"),
+        "provider": provider,
         "label": label,
         "api_key": api_key,
         "base_url": base_url,

@@ -14,10 +14,12 @@ from typing import Any, TypeVar
 import click
 
 from iflow2api import admin, clientkeys
-from iflow2api.auth.credentials import CredentialSource, mask_secret
-from iflow2api.errors import GatewayError
+from iflow2api.auth.credentials import mask_secret
+from iflow2api.cli.status import current_account
+from iflow2api.errors import GatewayError, InvalidRequest
 from iflow2api.pool.book import disabled_accounts, set_account_enabled
-from iflow2api.pool.members import CLI_ACCOUNT_ID, shown_state
+from iflow2api.pool.directory import provider_choice
+from iflow2api.pool.members import CLI_ACCOUNT_ID, account_for, shown_state
 from iflow2api.routes.manage import account_record
 from iflow2api.settings import Settings
 from iflow2api.state import AccountHealth, ClientKeyRecord, StateFileError, StateStore, open_store
@@ -54,7 +56,7 @@ def list_accounts(settings: Settings) -> None:
     async def work(store: StateStore) -> None:
         disabled = await disabled_accounts(store)
         health = await store.health()
-        rows = [["ID", "LABEL", "KIND", "SOURCE", "KEY", "STATE", "MODELS"]]
+        rows = [["ID", "LABEL", "KIND", "PROVIDER", "SOURCE", "KEY", "STATE", "MODELS"]]
 
         def state(account_id: str, enabled: bool) -> str:
             known = health.get(account_id, AccountHealth())
@@ -62,23 +64,23 @@ def list_accounts(settings: Settings) -> None:
             # Spent credit waits for a person: say why, as the page does.
             return f"{shown} ({known.reason})" if shown == "out-of-credit" and known.reason else shown
 
-        cli = CredentialSource(settings.iflow_home, base_url_override=settings.upstream_base_url).current()
+        cli = current_account(settings)
         if cli is not None:
             kind = "openai-compatible" if cli.kind == "openai-compatible" else cli.auth_type
             rows.append(
-                [CLI_ACCOUNT_ID, cli.label or "iFlow CLI settings", kind, "iflow-cli",
-                 mask_secret(cli.api_key), state(CLI_ACCOUNT_ID, True), cli.model_name or ""]
+                [CLI_ACCOUNT_ID, cli.label or "iFlow CLI settings", kind, str(provider_choice(cli)),
+                 "iflow-cli", mask_secret(cli.api_key), state(CLI_ACCOUNT_ID, True), cli.model_name or ""]
             )  # fmt: skip
-        for record in settings.accounts:
-            rows.append(
-                [record.id, record.label, record.kind, "config", mask_secret(record.secret),
-                 state(record.id, record.enabled), ",".join(record.models)]
-            )  # fmt: skip
-        for record in sorted(await store.accounts(), key=lambda r: r.created_at):
-            rows.append(
-                [record.id, record.label, record.kind, "store", mask_secret(record.secret),
-                 state(record.id, record.enabled), ",".join(record.models)]
-            )  # fmt: skip
+        for source, records in (
+            ("config", settings.accounts),
+            ("store", sorted(await store.accounts(), key=lambda r: r.created_at)),
+        ):
+            for record in records:
+                rows.append(
+                    [record.id, record.label, record.kind, str(provider_choice(account_for(record))),
+                     source, mask_secret(record.secret), state(record.id, record.enabled),
+                     ",".join(record.models)]
+                )  # fmt: skip
         if len(rows) == 1:
             click.echo("No accounts yet: `iflow2api login`, or `iflow2api accounts add`.")
             return
@@ -88,13 +90,18 @@ def list_accounts(settings: Settings) -> None:
 
 
 def add_account(settings: Settings, fields: dict[str, Any]) -> None:
-    record = account_record(fields)
+    try:
+        record = account_record(fields)
+    except InvalidRequest as exc:
+        raise click.UsageError(exc.message) from None
 
     async def work(store: StateStore) -> None:
         await store.put_account(record)
 
     run(settings, work)
-    click.echo(f"Added {record.label} as {record.id} ({record.kind}, key {mask_secret(record.secret)}).")
+    kind = f"{record.kind}, {record.provider}" if record.provider else record.kind
+    where = f"{kind} at {record.base_url}"
+    click.echo(f"Added {record.label} as {record.id} ({where}, key {mask_secret(record.secret)}).")
 
 
 def change_account(settings: Settings, account_id: str, action: str) -> None:

@@ -13,6 +13,7 @@ from iflow2api import catalogue
 from iflow2api.auth.credentials import Account, CredentialSource, mask_secret
 from iflow2api.auth.iflow_files import OAUTH_AUTH_TYPE
 from iflow2api.auth.refresher import login_rejected
+from iflow2api.pool.directory import provider_choice
 from iflow2api.providers import PROFILES, provider_of
 from iflow2api.providers.base import ModelInfo
 from iflow2api.services.model_listing import model_info
@@ -20,7 +21,12 @@ from iflow2api.settings import Settings
 
 
 def current_account(settings: Settings) -> Account | None:
-    return CredentialSource(settings.iflow_home, base_url_override=settings.upstream_base_url).current()
+    """The account the iFlow CLI's files describe, as the gateway would see it."""
+    return CredentialSource(
+        settings.iflow_home,
+        base_url_override=settings.upstream_base_url,
+        provider=settings.upstream_provider,
+    ).current()
 
 
 def show_status(settings: Settings) -> None:
@@ -33,6 +39,7 @@ def show_status(settings: Settings) -> None:
         rows += [
             ("Logged in", f"yes ({account.auth_type}{', ' + account.label if account.label else ''})"),
             ("Upstream", f"{account.kind} at {account.base_url}"),
+            ("Provider", str(provider_choice(account))),
             ("API key", mask_secret(account.api_key)),
         ]
         if account.auth_type == OAUTH_AUTH_TYPE or account.token_expires_at:

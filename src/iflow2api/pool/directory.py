@@ -3,16 +3,18 @@
 The pool receives this at construction (``router.AccountDirectory``): which models an account
 serves (without asking anyone), and where health and affinity changes go (the state store, off
 the request path). The account book reads back the last health of each account when it rebuilds
-the membership.
+the membership. ``provider_choice`` says which provider profile an account is spoken to with, and
+why, for every place that shows accounts (the page, ``/health``, the CLI).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
-from iflow2api import catalogue
+from iflow2api import catalogue, providers
+from iflow2api.auth.credentials import Account
 from iflow2api.pool.members import Member
 from iflow2api.state.records import AccountHealth
 from iflow2api.state.store import StateStore
@@ -20,6 +22,41 @@ from iflow2api.upstream.models import ModelDirectory
 
 #: Runs a coroutine in the background (``Background.spawn``).
 Spawn = Callable[[Awaitable[Any]], None]
+
+
+class ProviderChoice(NamedTuple):
+    """The profile an account is spoken to with, and whether its base URL's host chose it.
+
+    >>> str(ProviderChoice("deepseek", by_host=True))
+    'deepseek (by host)'
+    """
+
+    name: str
+    #: True when the account names no provider and its host decided (``providers.for_host``).
+    by_host: bool
+
+    def __str__(self) -> str:
+        return f"{self.name} (by host)" if self.by_host else self.name
+
+
+def provider_choice(account: Account) -> ProviderChoice:
+    """Which profile ``account`` gets: an iFlow account iFlow's, any other the one it names, else
+    its host's (``providers.provider_of``, so what is shown is what is used)."""
+    by_host = account.kind == "openai-compatible" and not account.provider
+    return ProviderChoice(providers.provider_of(account), by_host)
+
+
+def provider_names() -> list[str]:
+    """The profiles an account may name: all but iFlow's, which goes with an account's kind."""
+    return [name for name in providers.names() if name != providers.IFLOW]
+
+
+def provider_list() -> list[dict[str, str]]:
+    """``provider_names`` with what the page shows of each: its title and public base URL."""
+    return [
+        {"name": name, "title": providers.PROFILES[name].title, "base_url": providers.PROFILES[name].base_url}
+        for name in provider_names()
+    ]
 
 
 class Directory:

@@ -12,16 +12,17 @@ import time
 import urllib.parse
 from typing import Any
 
-from iflow2api import admin, clientkeys
+from iflow2api import admin, clientkeys, providers
 from iflow2api.asgi import Receive, Scope, header, send_json
 from iflow2api.auth.credentials import IFLOW_BASE_URL, mask_secret
 from iflow2api.calls import Call
 from iflow2api.errors import ClientAuthError, InvalidRequest, RouteNotFound
 from iflow2api.pool.book import AccountBook
+from iflow2api.pool.directory import provider_choice, provider_list, provider_names
 from iflow2api.pool.members import Member
 from iflow2api.pool.router import Pool
 from iflow2api.services.access import Access
-from iflow2api.state.records import AccountRecord, ClientKeyRecord
+from iflow2api.state.records import AccountKind, AccountRecord, ClientKeyRecord
 from iflow2api.state.store import StateStore
 from iflow2api.upstream.models import ModelDirectory
 from iflow2api.usage import stats
@@ -63,16 +64,43 @@ def _names(payload: dict[str, Any], name: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value if v.strip())
 
 
+def _provider(payload: dict[str, Any]) -> str | None:
+    name = payload.get("provider")
+    if name is None or name == "":
+        return None
+    choices = provider_names()
+    if name not in choices:
+        raise InvalidRequest(f"'provider' must be one of: {', '.join(choices)}.", param="provider")
+    return str(name)
+
+
 def account_record(payload: dict[str, Any]) -> AccountRecord:
-    """A new account from the page's form (or the CLI's flags), checked."""
-    kind = payload.get("kind")
-    if kind not in ("iflow-key", "openai-compatible"):
-        raise InvalidRequest("'kind' must be 'iflow-key' or 'openai-compatible'.", param="kind")
+    """A new account from the page's form (or the CLI's flags), checked.
+
+    A ``provider`` makes it an OpenAI-compatible account of that profile, at the profile's public
+    base URL unless the payload gives one.
+    """
+    provider = _provider(payload)
+    kind: AccountKind
+    match payload.get("kind") or ("openai-compatible" if provider else None):
+        case "iflow-key":
+            kind = "iflow-key"
+        case "openai-compatible":
+            kind = "openai-compatible"
+        case _:
+            raise InvalidRequest("'kind' must be 'iflow-key' or 'openai-compatible'.", param="kind")
+    if provider and kind != "openai-compatible":
+        raise InvalidRequest("A provider is for OpenAI-compatible accounts.", param="provider")
     label = _text_field(payload, "label")
     api_key = _text_field(payload, "api_key")
     base_url = _text_field(payload, "base_url", required=False).rstrip("/")
+    if provider and not base_url:
+        base_url = providers.PROFILES[provider].base_url
     if kind == "openai-compatible" and not base_url:
-        raise InvalidRequest("An OpenAI-compatible account needs its base URL.", param="base_url")
+        raise InvalidRequest(
+            "An OpenAI-compatible account needs its base URL (or a provider that has a public one).",
+            param="base_url",
+        )
     if base_url and urllib.parse.urlsplit(base_url).scheme not in ("http", "https"):
         raise InvalidRequest("The base URL must start with http:// or https://.", param="base_url")
     return AccountRecord(
@@ -84,6 +112,7 @@ def account_record(payload: dict[str, Any]) -> AccountRecord:
         models=_names(payload, "models"),
         concurrency=_optional_count(payload, "concurrency"),
         created_at=time.time(),
+        provider=provider,
     )
 
 
@@ -165,12 +194,16 @@ class ConsoleRoutes:
             }
         listing = self._models.cached(member.account)
         models = list(member.models) or (list(listing.ids) if listing is not None else [])
+        provider = provider_choice(member.account)
         return {
             "id": member.id,
             "label": member.label,
             "kind": member.kind,
             "source": member.source,
             "base_url": member.account.base_url,
+            # The profile it is spoken to with; by_host: its base URL's host chose it, not its own setting.
+            "provider": provider.name,
+            "provider_by_host": provider.by_host,
             "secret": mask_secret(member.account.api_key),
             "models": models,
             "enabled": member.enabled,
@@ -194,6 +227,8 @@ class ConsoleRoutes:
                 "strategy": self._pool.strategy,
                 "affinity": self._pool.affinity,
                 "accounts": [self._account_view(m) for m in self._pool.members()],
+                # What the add-account form offers: name, title and public base URL of each.
+                "providers": provider_list(),
             },
         )
 

@@ -16,6 +16,8 @@ import { startBrowserLogin } from "./overview.js";
  * @property {string} kind "iflow-oauth", "iflow-key" or "openai-compatible"
  * @property {string} source "iflow-cli", "config" or "store"
  * @property {string | null} base_url
+ * @property {string} [provider] the provider profile it is spoken to with ("deepseek", "generic", "iflow"...)
+ * @property {boolean} [provider_by_host] true when its base URL's host chose the profile, not the account
  * @property {string} secret the key, masked
  * @property {string[]} [models]
  * @property {boolean} enabled
@@ -29,7 +31,17 @@ import { startBrowserLogin } from "./overview.js";
  * @property {number} errors
  */
 
-/** @typedef {{ strategy: string, affinity: boolean, accounts: Account[] }} AccountList */
+/**
+ * A provider profile an account may name, as /api/accounts lists them.
+ * @typedef {{ name: string, title: string, base_url: string }} Provider
+ */
+
+/** @typedef {{ strategy: string, affinity: boolean, accounts: Account[], providers?: Provider[] }} AccountList */
+
+/** The profile of any OpenAI-compatible server: the form sends no provider for it, so the host decides. */
+const GENERIC = "generic";
+/** @type {Provider[]} */
+let providers = [];
 
 /** @type {Record<string, string>} */
 const KINDS = { "iflow-oauth": "iFlow login", "iflow-key": "iFlow API key", "openai-compatible": "OpenAI-compatible" };
@@ -135,12 +147,23 @@ function actionsCell(account) {
 }
 
 /** @param {Account} account */
+function providerLabel(account) {
+  if (!account.provider) return null;
+  const byHost = account.provider_by_host;
+  return el("div", {
+    class: "muted small", "data-testid": "account-provider",
+    title: byHost ? "chosen by its base URL's host" : "the provider it was given",
+  }, account.provider + (byHost ? " (by host)" : ""));
+}
+
+/** @param {Account} account */
 function accountRow(account) {
   const [source, sourceHelp] = SOURCES[account.source] || [account.source, ""];
   const errorRate = account.requests ? account.errors / account.requests : 0;
   return el("tr", { "data-id": account.id, "data-state": account.state, "data-source": account.source },
     el("td", {}, el("div", { class: "strong" }, account.label), el("div", { class: "muted small" }, account.id)),
     el("td", {}, el("span", { class: "nowrap" }, KINDS[account.kind] || account.kind),
+      providerLabel(account),
       account.kind === "openai-compatible" ? el("div", { class: "muted small url" }, account.base_url) : null),
     el("td", { title: sourceHelp, class: "nowrap" }, source),
     el("td", {}, el("code", {}, account.secret)),
@@ -153,8 +176,30 @@ function accountRow(account) {
     actionsCell(account));
 }
 
+/**
+ * The form's provider choices, "any OpenAI-compatible server" first; the choice made is kept.
+ * @param {Provider[]} list
+ */
+function renderProviders(list) {
+  providers = list;
+  const select = $("account-provider", HTMLSelectElement);
+  const chosen = select.value || GENERIC;
+  const ordered = [...list.filter((p) => p.name === GENERIC), ...list.filter((p) => p.name !== GENERIC)];
+  select.replaceChildren(...ordered.map((p) => el("option", { value: p.name }, p.title + (p.name === GENERIC ? "" : " (" + p.name + ")"))));
+  select.value = list.some((p) => p.name === chosen) ? chosen : GENERIC;
+}
+
+/** Choosing a provider puts its public base URL in the form (any other server: the user's own). */
+function syncProviderUrl() {
+  const input = $("account-base-url", HTMLInputElement);
+  const chosen = providers.find((p) => p.name === $("account-provider", HTMLSelectElement).value);
+  if (chosen && chosen.base_url) input.value = chosen.base_url;
+  else if (providers.some((p) => p.base_url && p.base_url === input.value)) input.value = "";
+}
+
 /** @param {AccountList} data */
 function render(data) {
+  renderProviders(data.providers || []);
   const policy = $("accounts-policy");
   policy.replaceChildren(
     "Strategy: ", el("strong", { "data-testid": "strategy" }, STRATEGIES[data.strategy] ? data.strategy : String(data.strategy)),
@@ -201,13 +246,14 @@ async function act(id, action, label) {
 function syncKindFields() {
   const openai = $("account-kind", HTMLSelectElement).value === "openai-compatible";
   $("account-base-url-row").hidden = !openai;
+  $("account-provider-row").hidden = !openai;
   $("account-models-row").hidden = !openai;
   $("account-base-url", HTMLInputElement).required = openai;
 }
 
 /**
  * What the form sends to POST /api/accounts.
- * @typedef {{ kind: string, label: string, api_key: string, base_url?: string, models?: string[], concurrency?: number | null }} NewAccount
+ * @typedef {{ kind: string, label: string, api_key: string, provider?: string, base_url?: string, models?: string[], concurrency?: number | null }} NewAccount
  */
 
 /** @param {SubmitEvent} event */
@@ -221,6 +267,8 @@ async function addAccount(event) {
     api_key: $("account-key", HTMLInputElement).value.trim(),
   };
   if (kind === "openai-compatible") {
+    const provider = $("account-provider", HTMLSelectElement).value;
+    if (provider && provider !== GENERIC) body.provider = provider;
     body.base_url = $("account-base-url", HTMLInputElement).value.trim();
     body.models = splitList($("account-models", HTMLInputElement).value);
   }
@@ -243,6 +291,7 @@ export function wire(showView) {
     act(button.dataset.id || "", button.dataset.action || "", row ? find(row, ".strong").textContent || "" : "");
   });
   $("account-kind").addEventListener("change", syncKindFields);
+  $("account-provider").addEventListener("change", syncProviderUrl);
   $("account-form").addEventListener("submit", addAccount);
   $("account-add-login").addEventListener("click", () => startBrowserLogin("accounts").catch(fail));
   $("account-code-flow").addEventListener("click", (event) => {

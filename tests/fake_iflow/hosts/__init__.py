@@ -22,6 +22,8 @@ class Host:
     name = "openai"
     #: Where usage goes on a stream that asked for it: a chunk of its own (OpenAI), or the last.
     separate_usage = True
+    #: Whether a stream carries its usage without ``stream_options.include_usage`` (Zhipu's does).
+    usage_unasked = False
 
     def judge(
         self,
