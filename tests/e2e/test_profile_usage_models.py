@@ -76,6 +76,19 @@ def gateway(tmp_path: Path, upstream: FakeIflow) -> Iterator[GatewayProcess]:
         process.stop()
 
 
+@pytest.fixture
+def chat(gateway: GatewayProcess) -> Iterator[openai.OpenAI]:
+    # Closed when the test ends: a client left to the collector warns in whichever test runs then.
+    with openai.OpenAI(base_url=gateway.url + "/v1", api_key="unused", max_retries=0) as client:
+        yield client
+
+
+@pytest.fixture
+def claude(gateway: GatewayProcess) -> Iterator[anthropic.Anthropic]:
+    with anthropic.Anthropic(base_url=gateway.url, api_key="unused", max_retries=0) as client:
+        yield client
+
+
 @contextmanager
 def opened(browser: Browser, url: str) -> Iterator[Page]:
     with watched_page(browser) as page:
@@ -94,9 +107,12 @@ def usage_document(gateway: GatewayProcess, requests: int) -> dict[str, Any]:
 
 
 def test_cached_tokens_reach_every_dialect_the_usage_records_metrics_and_the_page(
-    gateway: GatewayProcess, upstream: FakeIflow, browser: Browser
+    gateway: GatewayProcess,
+    upstream: FakeIflow,
+    chat: openai.OpenAI,
+    claude: anthropic.Anthropic,
+    browser: Browser,
 ) -> None:
-    chat = openai.OpenAI(base_url=gateway.url + "/v1", api_key="unused", max_retries=0)
     upstream.enqueue(Completion(content="one", usage=dict(HOST_USAGE)))
     answer = chat.chat.completions.create(model=KNOWN_MODEL, messages=HI)  # type: ignore[arg-type]
     assert answer.usage is not None and answer.usage.prompt_tokens_details is not None
@@ -112,7 +128,6 @@ def test_cached_tokens_reach_every_dialect_the_usage_records_metrics_and_the_pag
     usages = [chunk.usage for chunk in stream if chunk.usage is not None]
     assert [u.prompt_tokens_details.cached_tokens for u in usages if u.prompt_tokens_details] == [768]
 
-    claude = anthropic.Anthropic(base_url=gateway.url, api_key="unused", max_retries=0)
     upstream.enqueue(Completion(content="three", usage=dict(HOST_USAGE)))
     message = claude.messages.create(model=KNOWN_MODEL, max_tokens=50, messages=HI)  # type: ignore[arg-type]
     # Anthropic counts the cache reads outside input_tokens.
@@ -146,8 +161,7 @@ def test_cached_tokens_reach_every_dialect_the_usage_records_metrics_and_the_pag
         expect(cells).to_have_text([" (512 cached)", *[" (768 cached)"] * 4])
 
 
-def test_models_show_the_limits_their_profile_documents(gateway: GatewayProcess) -> None:
-    chat = openai.OpenAI(base_url=gateway.url + "/v1", api_key="unused", max_retries=0)
+def test_models_show_the_limits_their_profile_documents(chat: openai.OpenAI) -> None:
     models = {model.id: model.model_dump() for model in chat.models.list()}
     assert set(models) == {KNOWN_MODEL, OTHER_MODEL}
     known = models[KNOWN_MODEL]
@@ -159,9 +173,8 @@ def test_models_show_the_limits_their_profile_documents(gateway: GatewayProcess)
 
 
 def test_an_account_out_of_credit_shows_so_on_the_page_and_can_be_reset(
-    gateway: GatewayProcess, upstream: FakeIflow, browser: Browser
+    gateway: GatewayProcess, upstream: FakeIflow, chat: openai.OpenAI, browser: Browser
 ) -> None:
-    chat = openai.OpenAI(base_url=gateway.url + "/v1", api_key="unused", max_retries=0)
     upstream.enqueue(HttpError(402, body={"error": {"message": "Insufficient Balance", "type": "unknown"}}))
     with pytest.raises(openai.RateLimitError) as refused:
         chat.chat.completions.create(model=KNOWN_MODEL, messages=HI)  # type: ignore[arg-type]
