@@ -185,6 +185,14 @@ def tool_call(call_id: str, name: str, arguments: dict[str, Any]) -> dict[str, A
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": json.dumps(arguments)}}
 
 
+def script_one_tool_turn(fake: FakeIflow, call: dict[str, Any], reasoning: str | None = None) -> None:
+    """The upstream's two answers to a CLI's tool turn: the tool call, then the final text."""
+    fake.enqueue(
+        Completion(content="", reasoning=reasoning, tool_calls=[call], finish_reason="tool_calls"),
+        Completion(content=FINAL_TEXT),
+    )
+
+
 def explain(result: subprocess.CompletedProcess[str], gateway: GatewayProcess, fake: FakeIflow) -> str:
     bodies = [json.dumps(r.body)[-1500:] for r in fake.received]
     return (
@@ -205,22 +213,9 @@ def answered_tool_call(fake: FakeIflow, call_id: str) -> dict[str, Any]:
     return answer
 
 
-def test_claude_code_runs_a_bash_tool_turn(
-    agent_clis: AgentClis, start_gateway: Any, fake: FakeIflow, proxy: DeadEndProxy, tmp_path: Path
-) -> None:
-    gateway: GatewayProcess = start_gateway(iflow_settings(fake))
-    home, work = tmp_path / "home", tmp_path / "work"
-    home.mkdir()
-    work.mkdir()
-    fake.enqueue(
-        Completion(
-            content="",
-            tool_calls=[tool_call("call_cc_1", "Bash", {"command": "echo hi-from-claude-code"})],
-            finish_reason="tool_calls",
-        ),
-        Completion(content=FINAL_TEXT),
-    )
-    env = base_env(home, proxy) | {
+def claude_env(home: Path, proxy: DeadEndProxy, gateway: GatewayProcess) -> dict[str, str]:
+    """Claude Code's environment: the gateway as its API, nothing else it may phone."""
+    return base_env(home, proxy) | {
         "ANTHROPIC_BASE_URL": gateway.url,
         "ANTHROPIC_AUTH_TOKEN": "unused",
         "CLAUDE_CONFIG_DIR": str(home / ".claude"),
@@ -233,38 +228,18 @@ def test_claude_code_runs_a_bash_tool_turn(
         "CLAUDE_CODE_DISABLE_FEEDBACK_SURVEY": "1",
         "CLAUDE_CODE_DISABLE_TERMINAL_TITLE": "1",
     }
-    command = [
-        str(agent_clis.claude),
-        "-p",
-        "Say hi from the shell.",
-        "--allowedTools",
-        "Bash",
-        "--max-turns",
-        "4",
-    ]
-    result = run_cli(command, work, env)
-    details = explain(result, gateway, fake)
-    assert result.returncode == 0, details
-    assert FINAL_TEXT in result.stdout, details
-    assert len(fake.received) == 2, details
-    assert answered_tool_call(fake, "call_cc_1")["content"] == "hi-from-claude-code", details
-    first = fake.received[0].body
-    assert first is not None and first["model"] in fake.models
-    assert "Bash" in [tool["function"]["name"] for tool in first["tools"]]
 
 
-def test_codex_runs_an_exec_command_tool_turn(
-    agent_clis: AgentClis, start_gateway: Any, fake: FakeIflow, proxy: DeadEndProxy, tmp_path: Path
-) -> None:
-    gateway: GatewayProcess = start_gateway(iflow_settings(fake))
-    home, work, codex_home = tmp_path / "home", tmp_path / "work", tmp_path / "codex"
-    for folder in (home, work, codex_home):
-        folder.mkdir()
-    (codex_home / "config.toml").write_text(
-        f"""model = "glm-4.7"
+def claude_command(clis: AgentClis) -> list[str]:
+    return [str(clis.claude), "-p", "Say hi from the shell.", "--allowedTools", "Bash", "--max-turns", "4"]
+
+
+def codex_config(gateway: GatewayProcess, model: str, extra: str = "") -> str:
+    """Codex's config.toml: the gateway as a Responses provider, and nothing that phones home."""
+    return f"""model = "{model}"
 model_provider = "iflow2api"
 check_for_update_on_startup = false
-
+{extra}
 [model_providers.iflow2api]
 name = "iflow2api"
 base_url = "{gateway.url}/v1"
@@ -284,29 +259,59 @@ apps = false
 [feedback]
 enabled = false
 """
-    )
-    fake.enqueue(
-        Completion(
-            content="",
-            tool_calls=[tool_call("call_cx_1", "exec_command", {"cmd": "echo hi-from-codex"})],
-            finish_reason="tool_calls",
-        ),
-        Completion(content=FINAL_TEXT),
-    )
-    env = base_env(home, proxy) | {"CODEX_HOME": str(codex_home), "IFLOW2API_KEY": "unused"}
-    command = [
-        str(agent_clis.codex),
+
+
+def codex_command(clis: AgentClis) -> list[str]:
+    return [
+        str(clis.codex),
         "exec",
         "--skip-git-repo-check",
         # No approval prompts and no sandbox: the one command is a harmless echo in a temp folder.
         "--dangerously-bypass-approvals-and-sandbox",
         "Say hi from the shell.",
     ]
-    result = run_cli(command, work, env)
+
+
+def ran_one_tool_turn(
+    result: subprocess.CompletedProcess[str], gateway: GatewayProcess, fake: FakeIflow
+) -> str:
+    """Checks that the CLI ended well after two upstream requests (the tool call, the answer to its
+    result); returns the details to show when a later check fails."""
     details = explain(result, gateway, fake)
     assert result.returncode == 0, details
     assert FINAL_TEXT in result.stdout, details
     assert len(fake.received) == 2, details
+    return details
+
+
+def test_claude_code_runs_a_bash_tool_turn(
+    agent_clis: AgentClis, start_gateway: Any, fake: FakeIflow, proxy: DeadEndProxy, tmp_path: Path
+) -> None:
+    gateway: GatewayProcess = start_gateway(iflow_settings(fake))
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    script_one_tool_turn(fake, tool_call("call_cc_1", "Bash", {"command": "echo hi-from-claude-code"}))
+    result = run_cli(claude_command(agent_clis), work, claude_env(home, proxy, gateway))
+    details = ran_one_tool_turn(result, gateway, fake)
+    assert answered_tool_call(fake, "call_cc_1")["content"] == "hi-from-claude-code", details
+    first = fake.received[0].body
+    assert first is not None and first["model"] in fake.models
+    assert "Bash" in [tool["function"]["name"] for tool in first["tools"]]
+
+
+def test_codex_runs_an_exec_command_tool_turn(
+    agent_clis: AgentClis, start_gateway: Any, fake: FakeIflow, proxy: DeadEndProxy, tmp_path: Path
+) -> None:
+    gateway: GatewayProcess = start_gateway(iflow_settings(fake))
+    home, work, codex_home = tmp_path / "home", tmp_path / "work", tmp_path / "codex"
+    for folder in (home, work, codex_home):
+        folder.mkdir()
+    (codex_home / "config.toml").write_text(codex_config(gateway, "glm-4.7"))
+    script_one_tool_turn(fake, tool_call("call_cx_1", "exec_command", {"cmd": "echo hi-from-codex"}))
+    env = base_env(home, proxy) | {"CODEX_HOME": str(codex_home), "IFLOW2API_KEY": "unused"}
+    result = run_cli(codex_command(agent_clis), work, env)
+    details = ran_one_tool_turn(result, gateway, fake)
     assert "hi-from-codex" in answered_tool_call(fake, "call_cx_1")["content"], details
     first = fake.received[0].body
     assert first is not None and first["model"] == "glm-4.7"

@@ -167,9 +167,9 @@ class Moonshot(Profile):
         if has_fixed_sampling(model):
             body = rules.without(body, FIXED_SAMPLING)
         if self.settings["drop_tool_strict"] and isinstance(body.get("tools"), list):
-            body = {**body, "tools": _without_strict(body["tools"])}
+            body = {**body, "tools": rules.without_tool_strict(body["tools"])}
         thinks, control, said = self._thinking(kind, intent, model)
-        if thinks and refuses_forced_tools(model) and _forces_a_tool(body.get("tool_choice")):
+        if thinks and refuses_forced_tools(model) and rules.forces_a_tool(body.get("tool_choice")):
             if kind == "switch" and self.settings["forced_tool_choice"] == "think-off":
                 thinks, control, said = False, {"thinking": {"type": "disabled"}}, "disabled"
             else:
@@ -313,22 +313,6 @@ class UsageRewriter:
 
     def finish(self) -> list[dict[str, Any]]:
         return []
-
-
-def _forces_a_tool(choice: object) -> bool:
-    return choice == "required" or isinstance(choice, dict)
-
-
-def _without_strict(tools: list[Any]) -> list[Any]:
-    """``tools`` with no ``function.strict`` (the same list when none has one)."""
-    if not any(isinstance(tool, dict) and "strict" in (tool.get("function") or ()) for tool in tools):
-        return tools
-    return [
-        {**tool, "function": rules.without(tool["function"], ("strict",))}
-        if isinstance(tool, dict) and isinstance(tool.get("function"), dict)
-        else tool
-        for tool in tools
-    ]
 
 
 def _error_of(body: bytes) -> tuple[str, str]:

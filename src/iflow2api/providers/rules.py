@@ -1,5 +1,6 @@
 """Small pure rules that several hosts share: dropping and renaming fields, choosing the nearest
-effort a host offers, and filling ``reasoning_content`` into a tool loop's history.
+effort a host offers, forced tool choices and tool ``strict``, and filling ``reasoning_content``
+into a tool loop's history.
 
 Each returns a new object, never editing the client's (``written.WrittenList`` keeps its JSON only
 while unchanged, and the reasoning store's restored turns are shared).
@@ -55,6 +56,32 @@ def nearest_effort(effort: str | None, offered: Sequence[str]) -> str:
     rank = EFFORT_ORDER.index(effort)
     ranked = [(abs(EFFORT_ORDER.index(level) - rank), -EFFORT_ORDER.index(level), level) for level in offered]
     return min(ranked)[2]
+
+
+def forces_a_tool(tool_choice: object) -> bool:
+    """Whether a ``tool_choice`` forces a tool call (``required`` or a named function), which
+    several hosts refuse while thinking.
+
+    >>> forces_a_tool("required"), forces_a_tool({"type": "function"}), forces_a_tool("auto")
+    (True, True, False)
+    """
+    return tool_choice == "required" or isinstance(tool_choice, dict)
+
+
+def without_tool_strict(tools: list[Any]) -> list[Any]:
+    """``tools`` with no ``function.strict`` (the same list when none has one).
+
+    >>> without_tool_strict([{"type": "function", "function": {"name": "f", "strict": True}}])
+    [{'type': 'function', 'function': {'name': 'f'}}]
+    """
+    if not any(isinstance(tool, dict) and "strict" in (tool.get("function") or ()) for tool in tools):
+        return tools
+    return [
+        {**tool, "function": without(tool["function"], ("strict",))}
+        if isinstance(tool, dict) and isinstance(tool.get("function"), dict)
+        else tool
+        for tool in tools
+    ]
 
 
 def with_reasoning_on_tool_calls(messages: list[Any], filler: str | None = "") -> list[Any]:

@@ -3,7 +3,7 @@
 Nothing needs translating here, so a stream is relayed through
 ``dialects.openai_chat.stream.StreamRelay``, which forwards most chunks byte for byte and parses only
 those that decide something; a whole answer is sent as it came unless usage had to be filled in or
-the answer normalised.
+the answer normalised, or gathered from the stream a host that thinks only on streams was asked for.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from iflow2api.providers.base import EventRewriter, Outgoing, Profile
 from iflow2api.reasoning import ReasoningStore, StreamedTurn
 from iflow2api.services.answers import estimate, estimate_now, is_sse, normalized_usage, whole_completion
 from iflow2api.services.dispatch import Relay
-from iflow2api.services.streams import as_chunks, run_stream
+from iflow2api.services.streams import as_chunks, gathered_completion, run_stream
 from iflow2api.sse import SSEDecoder
 from iflow2api.upstream import wire
 from iflow2api.upstream.client import Response, transport_failure
@@ -35,6 +35,12 @@ def chat_relay(call: Call, reasoning: ReasoningStore) -> Relay:
     async def relay(
         profile: Profile, response: Response, request: dict[str, Any], outgoing: Outgoing
     ) -> None:
+        if outgoing.stream and request.get("stream") is not True:
+            # A host that thinks only on streams, for a client that does not stream: one answer.
+            completion = await gathered_completion(profile, response, request, reasoning, call)
+            chat_answer.normalize_completion(completion)
+            await send_bytes(call.send, 200, orjson.dumps(completion), JSON)
+            return
         if outgoing.stream and is_sse(response):
             await _relay_stream(profile, response, request, call, reasoning)
             return

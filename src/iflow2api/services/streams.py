@@ -6,6 +6,8 @@ Every API's stream that is parsed goes through ``run_stream`` (Chat Completions 
 byte fast path is ``services.chat_stream``). A route that translates (Anthropic Messages, OpenAI
 Responses) hands the dispatch service a ``Sink`` through ``sink_relay``: a whole answer goes to
 ``Sink.completion``; a stream goes through the sink's translator, chunk by chunk, in ``run_stream``.
+A stream the profile asked for though the client did not is gathered into a whole answer
+(``gathered_completion``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from iflow2api.providers.base import Outgoing, Profile
 from iflow2api.reasoning import ReasoningStore
 from iflow2api.services.answers import estimate, estimate_now, is_sse, normalized_usage, whole_completion
 from iflow2api.services.dispatch import Relay
+from iflow2api.services.gathering import Gatherer
 from iflow2api.services.upstream_stream import UpstreamStream
 from iflow2api.upstream import wire
 from iflow2api.upstream.client import Response, transport_failure
@@ -52,8 +55,11 @@ def sink_relay(sink: Sink, call: Call, reasoning: ReasoningStore) -> Relay:
     async def relay(
         profile: Profile, response: Response, request: dict[str, Any], outgoing: Outgoing
     ) -> None:
-        if not outgoing.stream:
-            _, completion, _ = await whole_completion(profile, response, request, call, reasoning)
+        if not outgoing.stream or request.get("stream") is not True:
+            if outgoing.stream:  # a host that thinks only on streams, for a client that does not stream
+                completion = await gathered_completion(profile, response, request, reasoning, call)
+            else:
+                _, completion, _ = await whole_completion(profile, response, request, call, reasoning)
             chat_answer.normalize_completion(completion)
             await sink.completion(completion)
             return
@@ -163,3 +169,22 @@ async def parsed_chunks(
     if stream.usage is None:
         usage = await estimate(call, request, stream.output.text())
         yield {"object": "chat.completion.chunk", "choices": [], "usage": usage}
+
+
+async def gathered_completion(
+    profile: Profile, response: Response, request: dict[str, Any], reasoning: ReasoningStore, call: Call
+) -> dict[str, Any]:
+    """The whole answer to a request the profile sent streaming though the client did not ask to
+    (``providers.base.Prepared.stream``): the stream read like any other (``parsed_chunks``: its
+    errors raised, its usage noted or estimated, its reasoning remembered) and gathered into one
+    ``chat.completion`` (``services.gathering.Gatherer``). A host that answered with JSON after
+    all is read as a whole answer.
+    """
+    if not is_sse(response):
+        _, completion, _ = await whole_completion(profile, response, request, call, reasoning)
+        return completion
+    gatherer = Gatherer()
+    async with contextlib.aclosing(parsed_chunks(profile, response, request, reasoning, call)) as chunks:
+        async for chunk in chunks:
+            gatherer.feed(chunk)
+    return gatherer.completion()
