@@ -206,12 +206,14 @@ def start_gateway(tmp_path: Path) -> Iterator[Any]:
     """Start a gateway of the test's own, with its own settings; stopped after the test."""
     started: list[GatewayProcess] = []
 
-    def start(settings: dict[str, Any] | None, env: Mapping[str, str] | None = None) -> GatewayProcess:
+    def start(
+        settings: dict[str, Any] | None, env: Mapping[str, str] | None = None, module: str = "iflow2api"
+    ) -> GatewayProcess:
         home = tmp_path / f"iflow-{len(started)}"
         home.mkdir()
         if settings is not None:
             write_settings(home, settings)
-        process = GatewayProcess(home, tmp_path / f"data-{len(started)}", env)
+        process = GatewayProcess(home, tmp_path / f"data-{len(started)}", env, module)
         started.append(process)
         process.wait_for_health()
         return process

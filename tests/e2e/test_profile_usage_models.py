@@ -58,22 +58,16 @@ def upstream() -> Iterator[FakeIflow]:
 
 
 @pytest.fixture
-def gateway(tmp_path: Path, upstream: FakeIflow) -> Iterator[GatewayProcess]:
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "config.toml").write_text(
+def gateway(tmp_path: Path, upstream: FakeIflow, start_gateway: Any) -> GatewayProcess:
+    config = tmp_path / "config.toml"
+    config.write_text(
         f'[[accounts]]\nlabel = "cache host"\nprovider = "cachehost"\napi_key = "{KEY}"\n'
         f'base_url = "{upstream.base_url}"\n'
     )
     root = str(Path(__file__).resolve().parents[2])
-    process = GatewayProcess(
-        tmp_path / "home", data, {"PYTHONPATH": root}, module="tests.e2e.profiled_gateway"
-    )
-    try:
-        process.wait_for_health()
-        yield process
-    finally:
-        process.stop()
+    env = {"IFLOW2API_CONFIG": str(config), "PYTHONPATH": root}
+    process: GatewayProcess = start_gateway(None, env, module="tests.e2e.profiled_gateway")
+    return process
 
 
 @pytest.fixture
