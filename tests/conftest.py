@@ -110,7 +110,15 @@ class LoggedProcess:
 class GatewayProcess(LoggedProcess):
     """A running ``iflow2api serve``; ``url`` is its root, ``log()`` what it printed so far."""
 
-    def __init__(self, iflow_home: Path, data_dir: Path, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        iflow_home: Path,
+        data_dir: Path,
+        env: Mapping[str, str] | None = None,
+        module: str = "iflow2api",
+    ) -> None:
+        """``module``: what ``python -m`` runs (a test's wrapper of the command, see
+        ``tests.e2e.profiled_gateway``)."""
         self.iflow_home = iflow_home
         full_env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("IFLOW2API_", "IFLOW_"))},
@@ -121,7 +129,7 @@ class GatewayProcess(LoggedProcess):
             "PYTHONUNBUFFERED": "1",
             **(env or {}),
         }
-        argv = [sys.executable, "-m", "iflow2api", "serve", "--host", "127.0.0.1", "--port", "0"]
+        argv = [sys.executable, "-m", module, "serve", "--host", "127.0.0.1", "--port", "0"]
         super().__init__(argv, full_env, LISTENING)
         self.url = self.started.group(1)
 
@@ -198,12 +206,14 @@ def start_gateway(tmp_path: Path) -> Iterator[Any]:
     """Start a gateway of the test's own, with its own settings; stopped after the test."""
     started: list[GatewayProcess] = []
 
-    def start(settings: dict[str, Any] | None, env: Mapping[str, str] | None = None) -> GatewayProcess:
+    def start(
+        settings: dict[str, Any] | None, env: Mapping[str, str] | None = None, module: str = "iflow2api"
+    ) -> GatewayProcess:
         home = tmp_path / f"iflow-{len(started)}"
         home.mkdir()
         if settings is not None:
             write_settings(home, settings)
-        process = GatewayProcess(home, tmp_path / f"data-{len(started)}", env)
+        process = GatewayProcess(home, tmp_path / f"data-{len(started)}", env, module)
         started.append(process)
         process.wait_for_health()
         return process

@@ -193,7 +193,7 @@ class Gateway:
         return ApiRoutes(
             dispatcher,
             self.responses,
-            ModelListing(membership, self.models, settings.model_aliases),
+            ModelListing(membership, self.models, settings.model_aliases, profiles),
             HealthRoute(self.credentials, membership, self.refresher, started_at=self.started_at),
             max_body_bytes=settings.max_body_bytes,
             disconnects=self.disconnects,

@@ -42,6 +42,7 @@ class Call:
         "arrived",
         "attempts",
         "began",
+        "cached_tokens",
         "completion_tokens",
         "content_sent",
         "dialect",
@@ -89,6 +90,8 @@ class Call:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.reasoning_tokens = 0
+        #: Prompt tokens the upstream read from its cache (a part of ``prompt_tokens``).
+        self.cached_tokens = 0
         #: Whether the token counts are our own: the upstream reported no usage.
         self.estimated = False
         self.late_error: Callable[[GatewayError], bytes] | None = None
@@ -174,15 +177,21 @@ class Call:
     # -- usage ---------------------------------------------------------------------------------------
 
     def note_usage(self, usage: object) -> None:
-        """Take the token counts from an OpenAI ``usage`` object (the last one seen wins)."""
+        """Take the token counts from an OpenAI ``usage`` object (the last one seen wins): a host's
+        own shape is brought into OpenAI's by its profile first (``Profile.normalize_usage``).
+
+        >>> call = Call(None)  # type: ignore[arg-type]
+        >>> call.note_usage({"prompt_tokens": 90, "prompt_tokens_details": {"cached_tokens": 64}})
+        >>> call.prompt_tokens, call.cached_tokens
+        (90, 64)
+        """
         if not isinstance(usage, dict):
             return
         self.estimated = False
         self.prompt_tokens = _count(usage.get("prompt_tokens"))
         self.completion_tokens = _count(usage.get("completion_tokens"))
-        details = usage.get("completion_tokens_details")
-        reasoning = details.get("reasoning_tokens") if isinstance(details, dict) else None
-        self.reasoning_tokens = _count(reasoning)
+        self.reasoning_tokens = _count(_detail(usage, "completion_tokens_details", "reasoning_tokens"))
+        self.cached_tokens = _count(_detail(usage, "prompt_tokens_details", "cached_tokens"))
 
     def note_estimate(self, usage: dict[str, int]) -> None:
         """Take our own count, for an answer the upstream reported no usage for."""
@@ -208,7 +217,13 @@ class Call:
             attempts=self.attempts,
             error=self.error_code,
             estimated=self.estimated,
+            cached_tokens=self.cached_tokens,
         )
+
+
+def _detail(usage: dict[str, object], details: str, name: str) -> object:
+    inner = usage.get(details)
+    return inner.get(name) if isinstance(inner, dict) else None
 
 
 def _count(value: object) -> int:

@@ -19,7 +19,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.conftest import GatewayProcess, iflow_settings, write_settings
-from tests.e2e.browser import TIMEOUT_MS
+from tests.e2e.browser import watched_page
 from tests.e2e.test_keys import cli, create_key
 from tests.fake_iflow import BusinessError, Completion, FakeIflow, HttpError
 
@@ -30,18 +30,9 @@ PASSWORD = "a long admin password"
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(TIMEOUT_MS)
-    problems: list[str] = []
-    page = context.new_page()
-    page.on("pageerror", lambda error: problems.append(str(error)))
-    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
-    try:
-        yield page
-    finally:
-        context.close()
     # A 401 before signing in is expected; anything else in the console is a fault of the page.
-    assert [p for p in problems if "401" not in p] == []
+    with watched_page(browser, allowed="401") as page:
+        yield page
 
 
 def screenshot(page: Page, name: str) -> None:

@@ -91,7 +91,7 @@ def test_every_family_has_help_and_type_even_before_any_request() -> None:
 def test_counters_match_the_observed_rows() -> None:
     metrics = Metrics()
     rows = [
-        usage(prompt_tokens=10, completion_tokens=20, reasoning_tokens=5),
+        usage(prompt_tokens=10, completion_tokens=20, reasoning_tokens=5, cached_tokens=8),
         usage(prompt_tokens=1, completion_tokens=2, reasoning_tokens=0),
         usage(status=429, key=None, account=None, attempts=1),
         usage(dialect="anthropic", model="glm-5", status=502, attempts=3, prompt_tokens=7),
@@ -126,12 +126,15 @@ def test_counters_match_the_observed_rows() -> None:
             tokens("prompt", "glm-4.7", "acc-1"): 11,
             tokens("completion", "glm-4.7", "acc-1"): 22,
             tokens("reasoning", "glm-4.7", "acc-1"): 5,
+            tokens("cached", "glm-4.7", "acc-1"): 8,
             tokens("prompt", "glm-5", "acc-1"): 7,
             tokens("completion", "glm-5", "acc-1"): 0,
             tokens("reasoning", "glm-5", "acc-1"): 0,
+            tokens("cached", "glm-5", "acc-1"): 0,
             tokens("prompt", "glm-5", "acc-2"): 0,
             tokens("completion", "glm-5", "acc-2"): 4,
             tokens("reasoning", "glm-5", "acc-2"): 0,
+            tokens("cached", "glm-5", "acc-2"): 0,
         },
     )
     assert families["iflow2api_upstream_attempts"][1] == {

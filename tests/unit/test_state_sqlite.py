@@ -227,7 +227,8 @@ def test_a_file_of_schema_1_gains_the_estimated_column(tmp_path: Path) -> None:
     db = write_schema_1(path)
     columns = [row[1] for row in db.execute("PRAGMA table_info(usage)")]
     assert "estimated" not in columns
-    old = dataclasses.astuple(usage_row(10.0))[:-1]  # every field but estimated
+    row = usage_row(10.0)
+    old = tuple(getattr(row, column) for column in columns[1:])  # the fields schema 1 had
     db.execute(f"INSERT INTO usage ({', '.join(columns[1:])}) VALUES ({', '.join('?' * len(old))})", old)
     db.commit()
     db.close()

@@ -63,6 +63,7 @@ def test_the_summary_has_exactly_the_designed_shape() -> None:
         "prompt_tokens",
         "completion_tokens",
         "reasoning_tokens",
+        "cached_tokens",
         "total_tokens",
     }
     assert set(summary["per_day"][0]) == {
@@ -72,6 +73,7 @@ def test_the_summary_has_exactly_the_designed_shape() -> None:
         "prompt_tokens",
         "completion_tokens",
         "reasoning_tokens",
+        "cached_tokens",
     }
     for breakdown in ("per_model", "per_key", "per_account", "per_dialect"):
         assert set(summary[breakdown][0]) == GROUP_KEYS
@@ -92,6 +94,7 @@ def test_the_summary_has_exactly_the_designed_shape() -> None:
         "attempts",
         "error",
         "estimated",
+        "cached_tokens",
     }
     assert (summary["days"], summary["since"], summary["until"]) == (7, NOW - 7 * DAY, NOW)
 
@@ -110,8 +113,22 @@ def test_totals_count_errors_as_status_400_and_up() -> None:
         "prompt_tokens": 111,
         "completion_tokens": 22,
         "reasoning_tokens": 1,
+        "cached_tokens": 0,
         "total_tokens": 133,
     }
+
+
+def test_cached_tokens_add_up_per_day_and_in_totals_and_show_per_row() -> None:
+    rows = [
+        usage(at=NOW - DAY, prompt_tokens=1000, cached_tokens=768),
+        usage(at=NOW - 60, prompt_tokens=500, cached_tokens=256),
+        usage(at=NOW - 30, prompt_tokens=40),
+    ]
+    summary = summarize(rows, now=NOW, days=2)
+    assert summary["totals"]["cached_tokens"] == 1024
+    assert summary["totals"]["total_tokens"] == 1540 + 3 * 20  # cached are part of the prompt's
+    assert [day["cached_tokens"] for day in summary["per_day"]] == [0, 768, 256]
+    assert [row["cached_tokens"] for row in summary["recent"]] == [0, 256, 768]
 
 
 def test_rows_outside_the_range_are_ignored_and_its_ends_are_included() -> None:
@@ -135,7 +152,8 @@ def test_per_day_lists_every_utc_date_of_the_range_oldest_first() -> None:
         usage(at=datetime(2024, 5, 10, 0, 0, tzinfo=UTC).timestamp(), reasoning_tokens=9),
     ]
     summary = summarize(rows, now=NOW, days=3)
-    base = {"requests": 0, "errors": 0, "prompt_tokens": 0, "completion_tokens": 0, "reasoning_tokens": 0}
+    counted = "requests errors prompt_tokens completion_tokens reasoning_tokens cached_tokens"
+    base = dict.fromkeys(counted.split(), 0)
     assert summary["per_day"] == [
         {
             **base,
@@ -302,10 +320,11 @@ def test_csv_has_a_header_then_one_crlf_line_per_row() -> None:
         "1",
         "rate_limit_exceeded",
         "false",
+        "0",
     ]
     assert second[0] == "2024-05-10T11:59:00.000Z"
     assert second[2] == "alice" and second[6] == "true" and second[12] == "40.0" and second[14] == ""
-    assert second[-1] == "true"  # estimated: the upstream reported no usage
+    assert second[-2] == "true"  # estimated: the upstream reported no usage
 
 
 @pytest.mark.parametrize("text", ['=HYPERLINK("http://x")', "+1", "-2+3", "@SUM(A1)", "\tx", "\rx"])

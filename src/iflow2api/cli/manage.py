@@ -59,9 +59,10 @@ def list_accounts(settings: Settings) -> None:
         rows = [["ID", "LABEL", "KIND", "PROVIDER", "SOURCE", "KEY", "STATE", "MODELS"]]
 
         def state(account_id: str, enabled: bool) -> str:
-            return shown_state(
-                enabled and account_id not in disabled, health.get(account_id, AccountHealth())
-            )
+            known = health.get(account_id, AccountHealth())
+            shown = shown_state(enabled and account_id not in disabled, known)
+            # Spent credit waits for a person: say why, as the page does.
+            return f"{shown} ({known.reason})" if shown == "out-of-credit" and known.reason else shown
 
         cli = current_account(settings)
         if cli is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from collections.abc import Mapping
 
 import click
 
@@ -13,6 +14,9 @@ from iflow2api.auth.credentials import Account, CredentialSource, mask_secret
 from iflow2api.auth.iflow_files import OAUTH_AUTH_TYPE
 from iflow2api.auth.refresher import login_rejected
 from iflow2api.pool.directory import provider_choice
+from iflow2api.providers import PROFILES, provider_of
+from iflow2api.providers.base import ModelInfo
+from iflow2api.services.model_listing import model_info
 from iflow2api.settings import Settings
 
 
@@ -71,7 +75,30 @@ def list_models(settings: Settings) -> None:
         if account is None:
             click.echo("(not logged in: this is iFlow's catalogue)", err=True)
         return
-    click.echo("\n".join(asyncio.run(upstream_models(settings, account))))
+    ids = asyncio.run(upstream_models(settings, account))
+    click.echo("\n".join(model_lines(ids, PROFILES[provider_of(account)].models)))
+
+
+def model_lines(ids: list[str], known: Mapping[str, ModelInfo]) -> list[str]:
+    """One line per model: its id alone, or a table with the limits its profile documents when it
+    knows any (``Profile.models``).
+
+    >>> for line in model_lines(["a", "b"], {"b": ModelInfo(131_072, 8_192)}):
+    ...     print(line)
+    id                         context  max out
+    a                                ?        ?
+    b                          131,072    8,192
+    """
+    infos = [model_info(known, model_id) for model_id in ids]
+    if not any(infos):
+        return ids  # nothing to add: ids alone, one a line, as scripts read them
+    width = max(24, *(len(model_id) for model_id in ids))
+    lines = [f"{'id':<{width}} {'context':>9} {'max out':>8}"]
+    for model_id, info in zip(ids, infos, strict=True):
+        context = f"{info.context_window:,}" if info and info.context_window else "?"
+        out = f"{info.max_output:,}" if info and info.max_output else "?"
+        lines.append(f"{model_id:<{width}} {context:>9} {out:>8}")
+    return lines
 
 
 def when(epoch: float | None) -> str:

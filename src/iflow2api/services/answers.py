@@ -3,6 +3,11 @@
 The I/O half of the answers that are not streams: the body read to its end (its transport
 failures mapped by ``upstream.client.transport_failure``), parsed and judged once; and the usage
 recorded on the request's ``Call``, estimated when the upstream reported none.
+
+Every usage the gateway notes, streamed or not, is the host's brought into OpenAI's shape by the
+account's profile first (``normalized_usage``): cached prompt tokens in
+``prompt_tokens_details.cached_tokens``, reasoning tokens in
+``completion_tokens_details.reasoning_tokens``, whatever the host called them.
 """
 
 from __future__ import annotations
@@ -67,7 +72,7 @@ async def whole_completion(
     choice = completion["choices"][0]
     if isinstance(choice, dict) and isinstance(choice.get("message"), dict):
         reasoning.remember(choice["message"])
-    estimated = await note_usage(call, request, completion)
+    estimated = await note_usage(profile, call, request, completion)
     return raw, completion, reshaped or estimated
 
 
@@ -87,11 +92,31 @@ def estimate_now(call: Call, request: dict[str, Any], output: str) -> None:
     call.note_estimate(token_count.estimate_usage(request, output, token_count.estimate_text_tokens))
 
 
-async def note_usage(call: Call, request: dict[str, Any], completion: dict[str, Any]) -> bool:
-    """Record a whole completion's usage, estimating (and filling it in) when there is none;
-    True if the completion changed."""
+async def note_usage(
+    profile: Profile, call: Call, request: dict[str, Any], completion: dict[str, Any]
+) -> bool:
+    """Record a whole completion's usage (in OpenAI's shape, see ``normalized_usage``), estimating
+    (and filling it in) when there is none; True if the completion changed."""
     if isinstance(completion.get("usage"), dict):
+        reshaped = normalized_usage(profile, completion["usage"])
         call.note_usage(completion["usage"])
-        return False
+        return reshaped
     completion["usage"] = await estimate(call, request, token_count.completion_output(completion))
     return True
+
+
+def normalized_usage(profile: Profile, usage: dict[str, Any]) -> bool:
+    """Bring the host's ``usage`` into OpenAI's shape (``Profile.normalize_usage``), in place; True
+    if it changed.
+
+    In place, because the usage is the host's parsed answer (ours to change) and more than one
+    place holds it: a stream's chunk that carries it, the upstream stream's ``usage``. Every
+    client then sees the same counts the usage record keeps. Compared as bytes, as a profile may
+    change it in place or return a new one; a usage object is a few dozen bytes.
+    """
+    before = orjson.dumps(usage)
+    shaped = profile.normalize_usage(usage)
+    if shaped is not usage:
+        usage.clear()
+        usage.update(shaped)
+    return orjson.dumps(usage) != before

@@ -19,9 +19,9 @@ from iflow2api.dialects.openai_chat import answer as chat_answer
 from iflow2api.dialects.openai_chat import request as chat_request
 from iflow2api.dialects.openai_chat import stream as chat_chunks
 from iflow2api.errors import UpstreamError, UpstreamTooLarge
-from iflow2api.providers.base import ChunkRewriter, EventRewriter, Outgoing, Profile
+from iflow2api.providers.base import EventRewriter, Outgoing, Profile
 from iflow2api.reasoning import ReasoningStore, StreamedTurn
-from iflow2api.services.answers import estimate, estimate_now, is_sse, whole_completion
+from iflow2api.services.answers import estimate, estimate_now, is_sse, normalized_usage, whole_completion
 from iflow2api.services.dispatch import Relay
 from iflow2api.services.streams import as_chunks, gathered_completion, run_stream
 from iflow2api.sse import SSEDecoder
@@ -65,10 +65,11 @@ async def _relay_stream(
         classify=profile.business_error,
     )
     try:
-        await _pump(response, request, call, reasoning, relay, profile.rewriter(request))
+        await _pump(profile, response, request, call, reasoning, relay)
     except asyncio.CancelledError:
         # The client left mid-answer: what was generated so far still counts against its key.
         if relay.usage is not None:
+            normalized_usage(profile, relay.usage)
             call.note_usage(relay.usage)
         elif relay.content:
             estimate_now(call, request, relay.output())
@@ -76,12 +77,12 @@ async def _relay_stream(
 
 
 async def _pump(
+    profile: Profile,
     response: Response,
     request: dict[str, Any],
     call: Call,
     reasoning: ReasoningStore,
     relay: chat_chunks.StreamRelay,
-    rewriter: ChunkRewriter | None,
 ) -> None:
     """Feed the upstream's stream through ``relay`` to the client (see ``StreamRelay``).
 
@@ -89,6 +90,7 @@ async def _pump(
     from its profile); every other stream passes byte for byte.
     """
     send = call.send
+    rewriter = profile.rewriter(request)
     turn = StreamedTurn()
     decoder = SSEDecoder()
     rewriting = EventRewriter(rewriter) if rewriter is not None else None
@@ -130,6 +132,8 @@ async def _pump(
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
     usage_estimate = None
     if relay.usage is not None:
+        # The client that asked for usage gets it from ``relay.finish``: in OpenAI's shape too.
+        normalized_usage(profile, relay.usage)
         call.note_usage(relay.usage)
     else:
         # Before [DONE], even when the client did not ask for usage: a client's next request may

@@ -24,7 +24,7 @@ from iflow2api.dialects.translator import StreamTranslator
 from iflow2api.errors import GatewayError
 from iflow2api.providers.base import Outgoing, Profile
 from iflow2api.reasoning import ReasoningStore
-from iflow2api.services.answers import estimate, estimate_now, is_sse, whole_completion
+from iflow2api.services.answers import estimate, estimate_now, is_sse, normalized_usage, whole_completion
 from iflow2api.services.dispatch import Relay
 from iflow2api.services.gathering import Gatherer
 from iflow2api.services.upstream_stream import UpstreamStream
@@ -126,9 +126,10 @@ async def parsed_chunks(
 ) -> AsyncGenerator[dict[str, Any], None]:
     """The upstream's stream as chunk dicts (``UpstreamStream``), with its errors raised.
 
-    Usage is recorded as it arrives; without usage from the upstream, an estimated usage chunk
-    ends the stream. A stream that fails after content is estimated too, before its error is
-    raised, and so is one the client leaves: what was written still counts against its key.
+    Usage is recorded as it arrives, in OpenAI's shape (``answers.normalized_usage``); without
+    usage from the upstream, an estimated usage chunk ends the stream. A stream that fails after
+    content is estimated too, before its error is raised, and so is one the client leaves: what
+    was written still counts against its key.
     """
     stream = UpstreamStream(classify=profile.business_error, rewriter=profile.rewriter(request))
     noted: dict[str, Any] | None = None
@@ -138,6 +139,9 @@ async def parsed_chunks(
                 chunks = stream.feed(raw)
                 if stream.usage is not noted:
                     noted = stream.usage
+                    if noted is not None:
+                        # In place: the chunk that carries it reaches the translator reshaped too.
+                        normalized_usage(profile, noted)
                     call.note_usage(noted)
                 for chunk in chunks:
                     yield chunk

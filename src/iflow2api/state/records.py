@@ -115,6 +115,9 @@ class UsageRow:
     error: str | None = None
     #: Whether the token counts are our own estimate: the upstream sent no usage at all.
     estimated: bool = False
+    #: Prompt tokens the upstream read from its prompt cache (part of ``prompt_tokens``). Last of
+    #: the fields, so the CSV export's earlier columns keep their places.
+    cached_tokens: int = 0
 
 
 def account_kind(text: str) -> AccountKind:

@@ -20,7 +20,7 @@ from pathlib import Path
 log = logging.getLogger("iflow2api.state")
 
 #: ``PRAGMA user_version`` of the schema below; a file with a higher one is refused, not guessed at.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: How long a write waits for another process's write to finish before it fails.
 BUSY_TIMEOUT_MS = 5000
 #: Where SQLite truncates the ``-wal`` file after a checkpoint, so one burst does not leave it huge.
@@ -51,7 +51,8 @@ _SCHEMA = (
         dialect TEXT NOT NULL, stream INTEGER NOT NULL, status INTEGER NOT NULL,
         prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
         reasoning_tokens INTEGER NOT NULL, latency_ms REAL NOT NULL, ttft_ms REAL,
-        attempts INTEGER NOT NULL, error TEXT, estimated INTEGER NOT NULL DEFAULT 0)""",
+        attempts INTEGER NOT NULL, error TEXT, estimated INTEGER NOT NULL DEFAULT 0,
+        cached_tokens INTEGER NOT NULL DEFAULT 0)""",
     "CREATE INDEX usage_at ON usage (at)",
     "CREATE TABLE affinity (session TEXT PRIMARY KEY, account_id TEXT NOT NULL, at REAL NOT NULL)",
     "CREATE INDEX affinity_at ON affinity (at)",
@@ -74,6 +75,8 @@ _STEPS: tuple[tuple[str, ...], ...] = (
     ),
     # 2 → 3: the provider profile an account names (NULL: chosen by its base URL's host).
     ("ALTER TABLE accounts ADD COLUMN provider TEXT",),
+    # 3 → 4: usage rows' cached prompt tokens (rows written before it read as 0: none known).
+    ("ALTER TABLE usage ADD COLUMN cached_tokens INTEGER NOT NULL DEFAULT 0",),
 )
 
 

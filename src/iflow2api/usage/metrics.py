@@ -30,7 +30,9 @@ DURATION_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 
 #: Seconds to the first content byte: where "feels slow" starts, with a tail for slow reasoning.
 TTFT_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300)
 
-TOKEN_TYPES = ("prompt", "completion", "reasoning")
+#: Reasoning tokens are a part of the completion's, cached ones (read from the upstream's prompt
+#: cache) a part of the prompt's: add up only prompt and completion for the total.
+TOKEN_TYPES = ("prompt", "completion", "reasoning", "cached")
 ACCOUNT_STATES: tuple[str, ...] = ("ok", "cooling", "quarantined", "out-of-credit", "disabled", "needs-login")
 
 
@@ -118,7 +120,7 @@ class Metrics:
     def __init__(self) -> None:
         self._models: set[str] = set()
         self._requests: defaultdict[tuple[str, str, int, str, str], int] = defaultdict(int)
-        #: (model, key, account) -> [prompt, completion, reasoning], in ``TOKEN_TYPES`` order.
+        #: (model, key, account) -> [prompt, completion, reasoning, cached], in ``TOKEN_TYPES`` order.
         self._tokens: dict[tuple[str, str, str], list[int]] = {}
         self._durations: dict[tuple[str, str], _Histogram] = {}
         self._first_tokens: dict[tuple[str, str], _Histogram] = {}
@@ -140,13 +142,14 @@ class Metrics:
         key = row.key or ""
         account = row.account or ""
         self._requests[(row.dialect, model, row.status, key, account)] += 1
-        if row.prompt_tokens or row.completion_tokens or row.reasoning_tokens:
+        if row.prompt_tokens or row.completion_tokens or row.reasoning_tokens or row.cached_tokens:
             tokens = self._tokens.get((model, key, account))
             if tokens is None:
-                tokens = self._tokens[(model, key, account)] = [0, 0, 0]
+                tokens = self._tokens[(model, key, account)] = [0, 0, 0, 0]
             tokens[0] += row.prompt_tokens
             tokens[1] += row.completion_tokens
             tokens[2] += row.reasoning_tokens
+            tokens[3] += row.cached_tokens
         series = (row.dialect, model)
         duration = self._durations.get(series)
         if duration is None:
@@ -173,7 +176,11 @@ class Metrics:
             labels = (("dialect", dialect), ("model", model), ("status", str(status)), ("key", key))
             out.sample("iflow2api_requests_total", (*labels, ("account", account)), count)
 
-        out.family("iflow2api_tokens_total", "counter", "Tokens reported by the upstream, by type.")
+        out.family(
+            "iflow2api_tokens_total",
+            "counter",
+            "Tokens reported by the upstream, by type (reasoning is part of completion, cached of prompt).",
+        )
         for (model, key, account), counts in sorted(self._tokens.items()):
             for kind, count in zip(TOKEN_TYPES, counts, strict=True):
                 labels = (("type", kind), ("model", model), ("key", key), ("account", account))

@@ -91,7 +91,12 @@ def _day_entry(day: int) -> dict[str, Any]:
         "prompt_tokens": 0,
         "completion_tokens": 0,
         "reasoning_tokens": 0,
+        "cached_tokens": 0,
     }
+
+
+#: What ``totals`` and each ``per_day`` entry add up.
+_SUMMED = ("requests", "errors", "prompt_tokens", "completion_tokens", "reasoning_tokens", "cached_tokens")
 
 
 def _recent(row: UsageRow) -> dict[str, Any]:
@@ -106,6 +111,7 @@ def _recent(row: UsageRow) -> dict[str, Any]:
         "prompt_tokens": row.prompt_tokens,
         "completion_tokens": row.completion_tokens,
         "reasoning_tokens": row.reasoning_tokens,
+        "cached_tokens": row.cached_tokens,
         "latency_ms": row.latency_ms,
         "ttft_ms": row.ttft_ms,
         "attempts": row.attempts,
@@ -120,7 +126,8 @@ def summarize(rows: Sequence[UsageRow], *, now: float, days: int) -> dict[str, A
     Rows outside ``[now - days * 86400, now]`` are ignored. ``per_day`` lists every UTC date that
     range touches, oldest first, zeros included; as the range rarely starts at midnight that is
     usually ``days + 1`` dates (the first one partial), so ``per_day`` always adds up to ``totals``.
-    An error is a status >= 400; tokens are prompt + completion (reasoning is part of completion).
+    An error is a status >= 400; tokens are prompt + completion (reasoning is part of completion,
+    cached tokens, the prompt tokens the upstream read from its cache, part of prompt).
     Latency percentiles are nearest-rank over every row in scope (errors included), in ms rounded
     to 0.1; each is None when there is nothing to measure.
 
@@ -136,7 +143,7 @@ def summarize(rows: Sequence[UsageRow], *, now: float, days: int) -> dict[str, A
 
     first_day = int(since // DAY_SECONDS)
     per_day = [_day_entry(day) for day in range(first_day, int(now // DAY_SECONDS) + 1)]
-    totals = {"requests": 0, "errors": 0, "prompt_tokens": 0, "completion_tokens": 0, "reasoning_tokens": 0}
+    totals = {name: 0 for name in _SUMMED}
     for row, error in zip(in_range, errors, strict=True):
         for bucket in (totals, per_day[int(row.at // DAY_SECONDS) - first_day]):
             bucket["requests"] += 1
@@ -144,6 +151,7 @@ def summarize(rows: Sequence[UsageRow], *, now: float, days: int) -> dict[str, A
             bucket["prompt_tokens"] += row.prompt_tokens
             bucket["completion_tokens"] += row.completion_tokens
             bucket["reasoning_tokens"] += row.reasoning_tokens
+            bucket["cached_tokens"] += row.cached_tokens
 
     latencies = sorted(row.latency_ms for row in in_range)
     first_tokens = sorted(row.ttft_ms for row in in_range if row.ttft_ms is not None)
@@ -159,6 +167,7 @@ def summarize(rows: Sequence[UsageRow], *, now: float, days: int) -> dict[str, A
             "prompt_tokens": totals["prompt_tokens"],
             "completion_tokens": totals["completion_tokens"],
             "reasoning_tokens": totals["reasoning_tokens"],
+            "cached_tokens": totals["cached_tokens"],
             "total_tokens": totals["prompt_tokens"] + totals["completion_tokens"],
         },
         "per_day": per_day,
@@ -209,7 +218,7 @@ def csv_chunks(rows: Iterable[UsageRow]) -> Iterator[bytes]:
 
     >>> row = UsageRow(at=0.0, key=None, account="a", model="=1+1", dialect="chat", stream=True, status=200)
     >>> [line.decode() for line in csv_chunks([row])][1]
-    "1970-01-01T00:00:00.000Z,0.0,,a,'=1+1,chat,true,200,0,0,0,0.0,,1,,false\r\n"
+    "1970-01-01T00:00:00.000Z,0.0,,a,'=1+1,chat,true,200,0,0,0,0.0,,1,,false,0\r\n"
     """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")

@@ -95,9 +95,16 @@ function modelsCell(account) {
   return el("td", { title: models.join(", ") }, models.slice(0, 3).join(", ") + more);
 }
 
+/**
+ * States whose name is not what a person reads; the others show as they are.
+ * @type {Record<string, string>}
+ */
+const STATE_LABELS = { "out-of-credit": "out of credit" };
+
 /** @param {Account} account */
 function stateCell(account) {
-  const badge = el("span", { class: "state state-" + account.state, "data-testid": "account-state" }, account.state);
+  const badge = el("span", { class: "state state-" + account.state, "data-testid": "account-state" },
+    STATE_LABELS[account.state] || account.state);
   const cell = el("td", {}, badge);
   if (account.state === "cooling" && account.until) {
     cell.append(" ", el("span", {

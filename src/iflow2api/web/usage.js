@@ -30,6 +30,7 @@ import { count, ms, percent, short, stamp } from "./format.js";
  * @property {number} prompt_tokens
  * @property {number} completion_tokens
  * @property {number} reasoning_tokens
+ * @property {number} [cached_tokens] prompt tokens the upstream read from its cache (part of prompt_tokens)
  */
 
 /**
@@ -42,7 +43,7 @@ import { count, ms, percent, short, stamp } from "./format.js";
  * @property {number | null} [ttft_p95_ms]
  */
 
-/** @typedef {{ day: string, requests: number, errors: number, prompt_tokens: number, completion_tokens: number, reasoning_tokens: number }} Day */
+/** @typedef {{ day: string, requests: number, errors: number, prompt_tokens: number, completion_tokens: number, reasoning_tokens: number, cached_tokens?: number }} Day */
 
 /** @typedef {{ name: string, requests: number, errors: number, error_rate: number | null, tokens: number, p50_ms: number | null, p95_ms: number | null }} Entry */
 
@@ -60,6 +61,7 @@ import { count, ms, percent, short, stamp } from "./format.js";
  * @property {number} prompt_tokens
  * @property {number} completion_tokens
  * @property {number} reasoning_tokens
+ * @property {number} [cached_tokens]
  * @property {number} latency_ms
  * @property {number | null} ttft_ms
  * @property {number} attempts
@@ -103,8 +105,9 @@ function renderTotals(data) {
   const lat = data.latency && data.latency.p50_ms !== null && data.latency.p50_ms !== undefined ? data.latency : null;
   const hasTtft = lat && lat.ttft_p50_ms !== null && lat.ttft_p50_ms !== undefined;
   setStat("requests", count(t.requests), plural(t.errors, "error"));
+  const cached = t.cached_tokens ? ` (cached ${short(t.cached_tokens)})` : "";
   setStat("tokens", short(t.prompt_tokens + t.completion_tokens),
-    `prompt ${short(t.prompt_tokens)} · completion ${short(t.completion_tokens)} · reasoning ${short(t.reasoning_tokens)}`);
+    `prompt ${short(t.prompt_tokens)}${cached} · completion ${short(t.completion_tokens)} · reasoning ${short(t.reasoning_tokens)}`);
   setStat("error-rate", t.requests ? percent(t.error_rate) : "–", t.requests ? `${count(t.errors)} of ${count(t.requests)}` : "");
   setStat("latency", lat ? [ms(lat.p50_ms), el("span", { class: "second" }, " / " + ms(lat.p95_ms))] : "–", lat ? `p90 ${ms(lat.p90_ms)} · p99 ${ms(lat.p99_ms)}` : "");
   setStat("ttft", lat && hasTtft ? ms(lat.ttft_p50_ms) : "–", lat && hasTtft ? `p95 ${ms(lat.ttft_p95_ms)}` : "");
@@ -136,30 +139,39 @@ function requestsChart(data) {
   });
 }
 
+/**
+ * " of which cached N" when the upstream read any of the prompt from its cache; else nothing.
+ * @param {number | undefined} cached
+ */
+function ofWhichCached(cached) {
+  return cached ? ` of which cached ${count(cached)}` : "";
+}
+
 /** @param {UsageDocument} data */
 function tokensChart(data) {
   const days = data.per_day;
   const t = data.totals;
   columnChart($("chart-tokens"), "chart-tokens-svg", {
     title: "Tokens per day",
-    note: "Reasoning is part of the completion; shown apart.",
-    summary: `${rangeText(data.days)}: ${count(t.prompt_tokens + t.completion_tokens)} tokens, prompt ${count(t.prompt_tokens)}, ` +
-      `completion ${count(t.completion_tokens)} of which reasoning ${count(t.reasoning_tokens)}.`,
+    note: "Cached tokens (read from the upstream's prompt cache) are part of the prompt, reasoning part of the completion; shown apart.",
+    summary: `${rangeText(data.days)}: ${count(t.prompt_tokens + t.completion_tokens)} tokens, prompt ${count(t.prompt_tokens)}` +
+      `${ofWhichCached(t.cached_tokens)}, completion ${count(t.completion_tokens)} of which reasoning ${count(t.reasoning_tokens)}.`,
     labels: days.map((d) => d.day),
     tickLabel: (label) => label.slice(5),
     series: [
-      { name: "prompt", className: "s-prompt", values: days.map((d) => d.prompt_tokens) },
+      { name: "prompt", className: "s-prompt", values: days.map((d) => Math.max(0, d.prompt_tokens - (d.cached_tokens || 0))) },
+      { name: "cached", className: "s-cached", values: days.map((d) => d.cached_tokens || 0) },
       { name: "completion", className: "s-completion", values: days.map((d) => Math.max(0, d.completion_tokens - d.reasoning_tokens)) },
       { name: "reasoning", className: "s-reasoning", values: days.map((d) => d.reasoning_tokens) },
     ],
     barTitle: (i) => {
       const d = days[i];
-      return `${d.day}: ${count(d.prompt_tokens + d.completion_tokens)} tokens (prompt ${count(d.prompt_tokens)}, ` +
-        `completion ${count(d.completion_tokens)}, of which reasoning ${count(d.reasoning_tokens)})`;
+      return `${d.day}: ${count(d.prompt_tokens + d.completion_tokens)} tokens (prompt ${count(d.prompt_tokens)}` +
+        `${ofWhichCached(d.cached_tokens)}, completion ${count(d.completion_tokens)}, of which reasoning ${count(d.reasoning_tokens)})`;
     },
     yTitle: "tokens",
     xTitle: "day (UTC)",
-    legend: [["prompt", "s-prompt"], ["completion", "s-completion"], ["reasoning", "s-reasoning"]],
+    legend: [["prompt", "s-prompt"], ["cached", "s-cached"], ["completion", "s-completion"], ["reasoning", "s-reasoning"]],
   });
 }
 
@@ -251,7 +263,9 @@ function recentRow(r) {
     el("td", {}, r.model),
     el("td", {}, r.dialect, r.stream ? el("span", { class: "muted small" }, " stream") : null),
     el("td", {}, el("span", { class: "state " + (failed ? "state-error" : "state-ok") }, r.status)),
-    el("td", { class: "num", title: estimate }, about + count(r.prompt_tokens)),
+    el("td", { class: "num", title: estimate || (r.cached_tokens ? `${count(r.cached_tokens)} of them cached` : null) },
+      about + count(r.prompt_tokens),
+      r.cached_tokens ? el("span", { class: "muted small", "data-testid": "cached" }, ` (${short(r.cached_tokens)} cached)`) : null),
     el("td", { class: "num", title: estimate }, about + count(r.completion_tokens)),
     el("td", { class: "num" }, r.reasoning_tokens ? count(r.reasoning_tokens) : ""),
     el("td", { class: "num" }, ms(r.latency_ms)),
