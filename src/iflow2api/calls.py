@@ -152,7 +152,12 @@ class Call:
                 if not self.started:
                     self.started = True
                     self.status = 200
-                    await self._send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+                    # The header says what was sent for thinking, once an account was chosen; a
+                    # stream that waits for one before any upstream is asked goes out without it.
+                    headers = SSE_HEADERS
+                    if self.thinking is not None:
+                        headers = [*SSE_HEADERS, (THINKING_HEADER, self.thinking.encode())]
+                    await self._send({"type": "http.response.start", "status": 200, "headers": headers})
                 await self._send({"type": "http.response.body", "body": PING, "more_body": True})
 
     async def fail_late(self, error: GatewayError) -> bool:

@@ -527,8 +527,11 @@ def config_accounts(tables: object, source: str) -> tuple[AccountRecord, ...]:
         if provider is not None:
             from iflow2api import providers  # here: the profiles import much that imports settings
 
-            if kind != "openai-compatible" or not isinstance(provider, str):
-                raise SettingsError(f"{where}: provider is for openai-compatible accounts, by name")
+            if kind != "openai-compatible" or not isinstance(provider, str) or provider == providers.IFLOW:
+                raise SettingsError(
+                    f"{where}: provider names the profile of an openai-compatible account (not iflow: "
+                    'an iFlow key is kind = "iflow-key")'
+                )
             try:
                 profile = providers.PROFILES[providers.check_name(provider)]
             except ValueError as exc:

@@ -19,6 +19,7 @@ from iflow2api.errors import (
     ModelNotFound,
     NoAccountAvailable,
     NotLoggedIn,
+    OutOfCredit,
     QueueFull,
     UpstreamAuthError,
     UpstreamConcurrencyLimited,
@@ -912,3 +913,14 @@ def test_asked_rest_is_the_first_end_only_when_every_account_rests_as_the_upstre
     pool.failed(live(pool, "b"), asked(UpstreamRateLimited("x"), 120))
     clock.now += 20
     assert pool.asked_rest(MODEL) == 100.0
+
+
+def test_spent_credit_shows_as_out_of_credit_whether_it_waits_for_a_person_or_a_reset_time() -> None:
+    a, b = member("a"), member("b")
+    pool = make_pool([a, b])
+    verdict = pool.failed(a, OutOfCredit("balance spent"))
+    assert (verdict.action, a.shown_state(START)) == ("quarantine", "out-of-credit")
+    verdict = pool.failed(b, OutOfCredit("weekly limit spent").asked_to_wait(3600))
+    assert (verdict.action, verdict.upstream_asked) == ("cooldown", True)
+    assert b.shown_state(START) == "out-of-credit"
+    assert b.shown_state(START + 3601) == "ok"  # the stated reset came

@@ -58,22 +58,23 @@ def test_found_by_its_hosts() -> None:
 @pytest.mark.parametrize(
     ("model", "intent", "sent", "header"),
     [
-        # K3 always thinks: efforts clamped to low/high/max, off to low, nothing sent by default.
-        ("kimi-k3", None, {}, "default"),
+        # K3 always thinks: efforts clamped to low/high/max, off to low, nothing sent by default
+        # (and then no header: it says what was sent).
+        ("kimi-k3", None, {}, None),
         ("kimi-k3", Intent("on", "medium"), {"reasoning_effort": "high"}, "reasoning_effort=high"),
         ("kimi-k3", Intent("on", "xhigh"), {"reasoning_effort": "max"}, "reasoning_effort=max"),
         ("kimi-k3", Intent("on", "minimal"), {"reasoning_effort": "low"}, "reasoning_effort=low"),
         ("kimi-k3.1-pro", Intent("off"), {"reasoning_effort": "low"}, "reasoning_effort=low"),
-        ("kimi-k3", Intent("adaptive"), {}, "default"),
+        ("kimi-k3", Intent("adaptive"), {}, None),
         # K2.7-code refuses disabled: off is clamped to what it does anyway, and nothing is sent.
         ("kimi-k2.7-code", Intent("off"), {}, "enabled"),
         ("kimi-k2.7-code", Intent("on", "high"), {}, "enabled"),
-        ("kimi-k2.7-code", None, {}, "default"),
+        ("kimi-k2.7-code", None, {}, None),
         # K2.6 and K2.5 switch; no effort levels.
         ("kimi-k2.6", Intent("off"), {"thinking": {"type": "disabled"}}, "disabled"),
         ("kimi-k2.6", Intent("on", "low"), {"thinking": {"type": "enabled"}}, "enabled"),
         ("kimi-k2.5", Intent("adaptive"), {"thinking": {"type": "enabled"}}, "enabled"),
-        ("kimi-k2.5", None, {}, "default"),
+        ("kimi-k2.5", None, {}, None),
         # The legacy models do not think: nothing to switch.
         ("moonshot-v1-8k", Intent("on", "high"), {}, None),
     ],

@@ -248,6 +248,9 @@ def test_a_spent_plan_rests_until_the_time_it_names() -> None:
     assert reset_in("已达到 5 小时的使用上限。您的限额将在 2026-08-25 07:41:44 重置。", 1787614904.0) == 0.0
     assert reset_in("reset at 2026-08-25T07:41:44+08:00", 1787611304.0) == 3600.0
     assert reset_in("no time here", 0) is None
+    # A reset already past (a skewed clock) is no rest of 0 s, retried at once: a person's call.
+    past = zhipu_error(429, "1310", "Limit Exhausted. Your limit will reset at 2001-01-01T00:00:00Z")
+    assert isinstance(past, errors.OutOfCredit) and past.upstream_wait is None
 
 
 def test_unknown_codes_and_bodies_fall_back_to_the_status() -> None:

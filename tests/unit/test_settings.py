@@ -102,3 +102,10 @@ def test_two_config_accounts_with_one_label_are_refused(tmp_path: Path) -> None:
     config.write_text('[[accounts]]\nlabel = "a"\napi_key = "1"\n[[accounts]]\nlabel = "A"\napi_key = "2"\n')
     with pytest.raises(SettingsError, match="same id or label"):
         load(env={"IFLOW2API_CONFIG": str(config)})
+
+
+def test_an_account_table_may_not_name_the_iflow_profile(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[[accounts]]\nlabel = "x"\napi_key = "sk-1"\nprovider = "iflow"\n')
+    with pytest.raises(SettingsError, match="not iflow"):
+        load(env={}, config_path=config)

@@ -11,12 +11,16 @@ from typing import Literal
 from iflow2api.auth.credentials import IFLOW_BASE_URL, Account
 from iflow2api.auth.iflow_files import OAUTH_AUTH_TYPE
 from iflow2api.auth.refresher import Refresher
+from iflow2api.errors import OutOfCredit
 from iflow2api.state.records import AccountHealth, AccountKind, AccountRecord
 
 Source = Literal["iflow-cli", "config", "store"]
 Renewal = Literal["renewed", "temporary", "impossible"]
 #: What the page shows: the health state, or why the account is out of rotation otherwise.
 ShownState = Literal["ok", "cooling", "quarantined", "out-of-credit", "disabled", "needs-login"]
+
+#: The code of ``errors.OutOfCredit``: an account resting with it is shown as out of credit.
+OUT_OF_CREDIT_CODE = OutOfCredit.code
 
 #: The id of the account the iFlow CLI's own files describe (~/.iflow); always one of the pool.
 CLI_ACCOUNT_ID = "iflow-cli"
@@ -61,9 +65,9 @@ def shown_state(
     if needs_login:
         return "needs-login"
     if health.state == "quarantined":
-        return "out-of-credit" if health.code == "insufficient_quota" else "quarantined"
+        return "out-of-credit" if health.code == OUT_OF_CREDIT_CODE else "quarantined"
     if health.state == "cooling" and health.until > (time.time() if now is None else now):
-        return "cooling"
+        return "out-of-credit" if health.code == OUT_OF_CREDIT_CODE else "cooling"
     return "ok"
 
 

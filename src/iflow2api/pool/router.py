@@ -42,6 +42,7 @@ from iflow2api.errors import (
     ModelNotFound,
     NoAccountAvailable,
     NotLoggedIn,
+    OutOfCredit,
     QueueFull,
     UpstreamAuthError,
 )
@@ -400,6 +401,8 @@ class Pool:
                     f"{verdict.reason}: {error.message}",
                     now,
                     upstream_asked=verdict.upstream_asked,
+                    # Spent credit with a stated reset time rests to it, and shows as what it is.
+                    code=error.code if isinstance(error, OutOfCredit) else None,
                 ),
             )
             log.warning(

@@ -71,7 +71,9 @@ class Account(Protocol):
 class ChunkRewriter(Protocol):
     """Turns one host's stream chunks into the gateway's shape (reasoning as ``reasoning_content``).
 
-    Stateful, one per stream: a ``<think>`` tag may be split over chunks.
+    Stateful, one per stream: a ``<think>`` tag may be split over chunks. ``feed`` never edits the
+    chunk it is given: it returns that very object when nothing changes (so its bytes pass through
+    as they came, ``EventRewriter``), and new dicts otherwise.
     """
 
     def feed(self, chunk: dict[str, Any]) -> list[dict[str, Any]]: ...
@@ -210,7 +212,11 @@ class EventRewriter:
             if not isinstance(chunk, dict):
                 out.append(data)
                 continue
-            out.extend(orjson.dumps(rewritten) for rewritten in self._rewriter.feed(chunk))
+            rewritten = self._rewriter.feed(chunk)
+            if len(rewritten) == 1 and rewritten[0] is chunk:
+                out.append(data)  # unchanged: the host's own bytes, not written again
+            else:
+                out.extend(orjson.dumps(each) for each in rewritten)
         return out
 
     def finish(self) -> list[bytes]:

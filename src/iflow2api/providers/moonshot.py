@@ -201,10 +201,10 @@ class Moonshot(Profile):
             return False, {}, None
         if kind == "always":
             # Asked off, it still thinks: clamped to the one way it runs, by sending nothing.
-            return True, {}, "enabled" if intent.mode != "default" else "default"
+            return True, {}, "enabled" if intent.mode != "default" else None
         if kind == "effort":
             if intent.mode == "default" or (intent.mode == "adaptive" and intent.effort is None):
-                return True, {}, "default"
+                return True, {}, None  # nothing sent: no header, as for every profile
             # Off is clamped to the least K3 offers: it cannot stop thinking.
             effort = "low" if intent.mode == "off" else rules.nearest_effort(intent.effort, K3_EFFORTS)
             return True, {"reasoning_effort": effort}, f"reasoning_effort={effort}"
@@ -212,7 +212,7 @@ class Moonshot(Profile):
             return False, {"thinking": {"type": "disabled"}}, "disabled"
         keep = self.settings["preserved_thinking"] and model.lower().startswith("kimi-k2.6")
         if intent.mode == "default" and not keep:
-            return True, {}, "default"
+            return True, {}, None
         thinking: dict[str, Any] = {"type": "enabled", **({"keep": "all"} if keep else {})}
         return True, {"thinking": thinking}, "enabled; keep=all" if keep else "enabled"
 

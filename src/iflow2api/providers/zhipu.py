@@ -255,7 +255,8 @@ def error_of(
     if code in _LIMIT_CODES:
         spent = OutOfCredit(text)
         reset = reset_in(message, now)
-        return spent if reset is None else spent.asked_to_wait(reset)
+        # A reset already past (a skewed clock) says nothing of when credit is back: a person's call.
+        return spent if reset is None or reset <= 0 else spent.asked_to_wait(reset)
     if code == _CONTEXT_CODE:
         return ContextTooLong(text)
     if code == _MODEL_CODE:

@@ -116,7 +116,10 @@ async def _pump(
         events = decoder.finish()
         if rewriting is not None:
             events = rewriting.feed(events) + rewriting.finish()
-        tail = [frame for data in events for frame in relay.feed(data)]
+        tail = []
+        for data in events:
+            turn.feed(data)  # what the rewriter held until the end belongs to the turn too
+            tail.extend(relay.feed(data))
     except (wire.TransportError, UpstreamTooLarge) as exc:
         # UpstreamTooLarge: one event-stream line beyond the cap (sse.MAX_LINE).
         failure = exc if isinstance(exc, UpstreamTooLarge) else transport_failure(exc, "reading")

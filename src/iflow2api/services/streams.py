@@ -133,22 +133,32 @@ async def parsed_chunks(
     """
     stream = UpstreamStream(classify=profile.business_error, rewriter=profile.rewriter(request))
     noted: dict[str, Any] | None = None
+
+    def note_usage() -> None:
+        nonlocal noted
+        if stream.usage is not noted:
+            noted = stream.usage
+            if noted is not None:
+                # In place: the chunk that carries it reaches the translator reshaped too.
+                normalized_usage(profile, noted)
+            call.note_usage(noted)
+
     try:
         try:
             async for raw in response.iter_chunks():
                 chunks = stream.feed(raw)
-                if stream.usage is not noted:
-                    noted = stream.usage
-                    if noted is not None:
-                        # In place: the chunk that carries it reaches the translator reshaped too.
-                        normalized_usage(profile, noted)
-                    call.note_usage(noted)
+                note_usage()
                 for chunk in chunks:
                     yield chunk
                 if stream.failure is not None:
                     raise stream.failure
                 if stream.ended:
                     break
+            # What the rewriter still held when the stream ended without [DONE].
+            chunks = stream.flush()
+            note_usage()
+            for chunk in chunks:
+                yield chunk
         except wire.TransportError as exc:
             raise transport_failure(exc, "reading") from None
     except GatewayError:
@@ -163,8 +173,6 @@ async def parsed_chunks(
         finished_turn = stream.turn.message()
         if finished_turn is not None:
             reasoning.remember(finished_turn)
-    for chunk in stream.flush():  # a stream that ended without [DONE]
-        yield chunk
     stream.finish()
     if stream.usage is None:
         usage = await estimate(call, request, stream.output.text())
