@@ -54,10 +54,53 @@ def measure(rounds: int = ROUNDS) -> dict[str, float]:
     return results
 
 
-def table(results: dict[str, float]) -> list[str]:
+def _stream_events(count: int) -> list[bytes]:
+    import orjson
+
+    def chunk(delta: dict[str, str]) -> bytes:
+        choice = {"index": 0, "delta": delta, "finish_reason": None}
+        return orjson.dumps({"id": "c", "object": "chat.completion.chunk", "model": "m", "choices": [choice]})
+
+    half = count // 2
+    thinking = [chunk({"reasoning_content": f"step {i} of the plan "}) for i in range(half)]
+    return thinking + [chunk({"content": f"word{i} "}) for i in range(count - half)]
+
+
+def measure_streams(chunks: int = 200, rounds: int = 50) -> dict[str, float | None]:
+    """Each profile's cost per stream chunk of its rewriter, in microseconds (None: no rewriter,
+    the chat stream passes byte for byte)."""
+    from iflow2api.providers import PROFILES
+    from iflow2api.providers.base import EventRewriter
+
+    request = _request()
+    events = _stream_events(chunks)
+    results: dict[str, float | None] = {}
+    for name, profile_class in PROFILES.items():
+        profile = profile_class(thinking_default=None)
+        if profile.rewriter(request) is None:
+            results[name] = None
+            continue
+        samples = []
+        for _ in range(rounds):
+            rewriter = profile.rewriter(request)
+            assert rewriter is not None
+            started = time.perf_counter()
+            EventRewriter(rewriter).feed(events)
+            samples.append(time.perf_counter() - started)
+        results[name] = statistics.median(samples) / chunks * 1e6
+    return results
+
+
+def table(results: dict[str, float], streams: dict[str, float | None]) -> list[str]:
     generic = results.get("generic", 0.0)
-    lines = [f"The profile step: Profile.prepare p50 over {ROUNDS:,} runs, 20 KB tool-loop request (ms)"]
-    lines += [f"  {name:<12} {ms:8.4f}   adds {ms - generic:+.4f}" for name, ms in sorted(results.items())]
+    lines = [
+        f"The profile step: Profile.prepare p50 over {ROUNDS:,} runs, 20 KB tool-loop request (ms); "
+        "its stream rewriter per chunk (us; - : none, bytes pass through)"
+    ]
+    for name, ms in sorted(results.items()):
+        per_chunk = streams.get(name)
+        shown = "-" if per_chunk is None else f"{per_chunk:.1f}"
+        lines.append(f"  {name:<12} {ms:8.4f}   adds {ms - generic:+.4f}   stream {shown:>6}")
     return lines
 
 

@@ -441,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     body_table = None if body_runs is None else bodies.table(body_runs)
     print(report.render(outcomes, comparison, results, heading, titles(opts), body_table))
     if profile_times is not None:
-        print("\n" + "\n".join(profiles.table(profile_times)))
+        print("\n" + "\n".join(profiles.table(profile_times, profiles.measure_streams())))
     print(f"\n(took {time.monotonic() - started:.0f} s)")
     if opts.json_path is not None:
         options = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(opts).items()}
