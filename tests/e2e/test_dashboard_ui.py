@@ -738,9 +738,14 @@ def test_adding_an_account_of_a_provider(dashboard: Dashboard) -> None:
     expect(page.locator("#account-provider")).to_be_hidden()
     page.select_option("#account-kind", "openai-compatible")
     provider = page.locator("#account-provider")
-    expect(provider).to_have_value("generic")  # any OpenAI-compatible server comes first
+    expect(provider).to_have_value("")  # by host comes first
     expect(provider.locator("option")).to_have_text(
-        ["Any OpenAI-compatible server", "DeepSeek (deepseek)", "Kimi (Moonshot) (moonshot)"]
+        [
+            "By its base URL's host (auto)",
+            "Any OpenAI-compatible server (generic)",
+            "DeepSeek (deepseek)",
+            "Kimi (Moonshot) (moonshot)",
+        ]
     )
     # Choosing a provider fills in its public base URL; going back to any server empties it again.
     page.select_option("#account-provider", "moonshot")
@@ -760,7 +765,35 @@ def test_adding_an_account_of_a_provider(dashboard: Dashboard) -> None:
     }
     added = page.locator("#accounts-table tbody tr", has_text="ds work")
     expect(added.locator("[data-testid=account-provider]")).to_have_text("deepseek")
-    expect(page.locator("#account-provider")).to_have_value("generic")  # the form starts over
+    expect(page.locator("#account-provider")).to_have_value("")  # the form starts over
+
+    # Pinned to pass-through on a known host: "generic" is sent, and shown as given, not by host.
+    page.select_option("#account-kind", "openai-compatible")
+    page.select_option("#account-provider", "generic")
+    for name, value in (("label", "ds proxy"), ("key", "ds-other"), ("base-url", "https://api.deepseek.com")):
+        page.fill(f"#account-{name}", value)
+    sent = dashboard.post("/api/accounts", lambda: page.click("#account-form button[type=submit]"))
+    assert sent == form | {
+        "label": "ds proxy",
+        "api_key": "ds-other",
+        "provider": "generic",
+        "base_url": "https://api.deepseek.com",
+        "concurrency": None,
+    }
+    pinned = page.locator("#accounts-table tbody tr", has_text="ds proxy")
+    expect(pinned.locator("[data-testid=account-provider]")).to_have_text("generic")
+
+    # By host: no provider is sent, so the gateway asks the host.
+    page.select_option("#account-kind", "openai-compatible")
+    for name, value in (("label", "ds auto"), ("key", "ds-third"), ("base-url", "https://api.deepseek.com")):
+        page.fill(f"#account-{name}", value)
+    sent = dashboard.post("/api/accounts", lambda: page.click("#account-form button[type=submit]"))
+    assert sent == form | {
+        "label": "ds auto",
+        "api_key": "ds-third",
+        "base_url": "https://api.deepseek.com",
+        "concurrency": None,
+    }
 
 
 def test_a_new_key_is_shown_once(dashboard: Dashboard) -> None:
