@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import GatewayProcess
 from tests.e2e.provider_accounts import account_state, last_body, provider_fixtures
+from tests.e2e.provider_gateway import anthropic_tool_loop
 from tests.fake_iflow import Completion, FakeIflow, HttpError, Stream
 from tests.fake_iflow.hosts.dashscope import arrearage
 
@@ -189,6 +190,24 @@ def test_anthropic_thinking_disabled_is_a_plain_call(gateway: GatewayProcess, up
     assert reply.headers["x-iflow2api-thinking"] == "disabled"
     sent = last_body(upstream)
     assert sent["enable_thinking"] is False and sent.get("stream") is not True
+
+
+def test_anthropic_tool_loop_thinking_disabled(gateway: GatewayProcess, upstream: FakeIflow) -> None:
+    first, header, second = anthropic_tool_loop(
+        gateway, upstream, "qwen3.7-plus", {"type": "disabled"}, reasoning="", call_id="call_ds_off"
+    )
+    assert header == "disabled"
+    assert [block.type for block in first.content] == ["tool_use"] and first.stop_reason == "tool_use"
+    assert [block.text for block in second.content if block.type == "text"] == ["5C."]
+    turns = [r.body for r in upstream.received]
+    assert all(r.rejected is None for r in upstream.received) and len(turns) == 2
+    assert [body["enable_thinking"] for body in turns if body] == [False, False]
+    assert all(body.get("stream") is not True for body in turns if body)  # no stream forced when off
+    assert last_body(upstream)["messages"][-1] == {
+        "role": "tool",
+        "tool_call_id": "call_ds_off",
+        "content": "5C",
+    }
 
 
 def test_responses_gets_a_reasoning_item_from_a_gathered_stream(
