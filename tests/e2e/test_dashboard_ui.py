@@ -768,32 +768,24 @@ def test_adding_an_account_of_a_provider(dashboard: Dashboard) -> None:
     expect(page.locator("#account-provider")).to_have_value("")  # the form starts over
 
     # Pinned to pass-through on a known host: "generic" is sent, and shown as given, not by host.
-    page.select_option("#account-kind", "openai-compatible")
-    page.select_option("#account-provider", "generic")
-    for name, value in (("label", "ds proxy"), ("key", "ds-other"), ("base-url", "https://api.deepseek.com")):
-        page.fill(f"#account-{name}", value)
-    sent = dashboard.post("/api/accounts", lambda: page.click("#account-form button[type=submit]"))
-    assert sent == form | {
-        "label": "ds proxy",
-        "api_key": "ds-other",
-        "provider": "generic",
-        "base_url": "https://api.deepseek.com",
-        "concurrency": None,
-    }
+    at_deepseek = form | {"api_key": "ds-other", "base_url": "https://api.deepseek.com", "concurrency": None}
+    sent = add_at_deepseeks_host(dashboard, "ds proxy", "generic")
+    assert sent == at_deepseek | {"label": "ds proxy", "provider": "generic"}
     pinned = page.locator("#accounts-table tbody tr", has_text="ds proxy")
     expect(pinned.locator("[data-testid=account-provider]")).to_have_text("generic")
+    # By host: no provider is sent, so the gateway's host rule picks the profile.
+    assert add_at_deepseeks_host(dashboard, "ds auto", "") == at_deepseek | {"label": "ds auto"}
 
-    # By host: no provider is sent, so the gateway asks the host.
+
+def add_at_deepseeks_host(dashboard: Dashboard, label: str, provider: str) -> Any:
+    """Add an OpenAI-compatible account at DeepSeek's host with the form, ``provider`` chosen;
+    what the page sent."""
+    page = dashboard.page
     page.select_option("#account-kind", "openai-compatible")
-    for name, value in (("label", "ds auto"), ("key", "ds-third"), ("base-url", "https://api.deepseek.com")):
+    page.select_option("#account-provider", value=provider)
+    for name, value in (("label", label), ("key", "ds-other"), ("base-url", "https://api.deepseek.com")):
         page.fill(f"#account-{name}", value)
-    sent = dashboard.post("/api/accounts", lambda: page.click("#account-form button[type=submit]"))
-    assert sent == form | {
-        "label": "ds auto",
-        "api_key": "ds-third",
-        "base_url": "https://api.deepseek.com",
-        "concurrency": None,
-    }
+    return dashboard.post("/api/accounts", lambda: page.click("#account-form button[type=submit]"))
 
 
 def test_a_new_key_is_shown_once(dashboard: Dashboard) -> None:

@@ -18,6 +18,7 @@ from tests.e2e import provider_gateway as made
 from tests.e2e.provider_gateway import (
     CALLS,
     THINKING,
+    accepted,
     anthropic_tool_loop,
     openai_client,
     sent,
@@ -116,7 +117,7 @@ def test_openai_tool_loop_with_thinking(gateway: GatewayProcess, fake: FakeIflow
     header, first, second = chat_tool_loop(gateway, fake, "high", "Need Oslo.", "call_or_on")
     assert header == "effort=high"
     assert (first, second) == ("Need Oslo.", "Got it.")
-    turns = [r.body for r in fake.received if r.rejected is None and r.body is not None]
+    turns = accepted(fake)
     assert [body["reasoning"] for body in turns] == [{"effort": "high"}] * 2
     assert all("reasoning_effort" not in body for body in turns)
     assert host.replayed(sent(fake)) == ["Need Oslo."]  # back from the store, as ``reasoning``
@@ -126,7 +127,7 @@ def test_openai_tool_loop_without_thinking(gateway: GatewayProcess, fake: FakeIf
     header, first, second = chat_tool_loop(gateway, fake, "none", "", "call_or_off")
     assert header == "disabled"
     assert (first, second) == (None, None)
-    turns = [r.body for r in fake.received if r.rejected is None and r.body is not None]
+    turns = accepted(fake)
     assert [body["reasoning"] for body in turns] == [{"enabled": False}] * 2
     assert host.replayed(sent(fake)) == [None]  # nothing to send back
 

@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import GatewayProcess
 from tests.e2e.provider_accounts import account_state, last_body, provider_fixtures
-from tests.e2e.provider_gateway import anthropic_tool_loop
+from tests.e2e.provider_gateway import accepted, anthropic_tool_loop
 from tests.fake_iflow import Completion, FakeIflow, HttpError
 from tests.fake_iflow.hosts.siliconflow import out_of_credit
 
@@ -146,13 +146,12 @@ def test_anthropic_tool_loop_with_kimi_thinking_disabled(
     first, header, second = anthropic_tool_loop(
         gateway, upstream, KIMI, {"type": "disabled"}, reasoning="", call_id="call_sf_off"
     )
-    assert header == "disabled"
-    assert [block.type for block in first.content] == ["tool_use"] and first.stop_reason == "tool_use"
+    thinking = [
+        {key: body.get(key) for key in ("enable_thinking", "thinking_budget")} for body in accepted(upstream)
+    ]
+    assert thinking == [{"enable_thinking": False, "thinking_budget": None}] * 2
+    assert header == "disabled" and [block.type for block in first.content] == ["tool_use"]
     assert [block.text for block in second.content if block.type == "text"] == ["5C."]
-    turns = [r.body for r in upstream.received]
-    assert all(r.rejected is None for r in upstream.received) and len(turns) == 2
-    assert [body["enable_thinking"] for body in turns if body] == [False, False]
-    assert all("thinking_budget" not in body for body in turns if body)
 
 
 def test_responses_with_reasoning(sdk: openai.OpenAI, upstream: FakeIflow) -> None:

@@ -16,6 +16,7 @@ import openai
 import pytest
 
 from tests.conftest import GatewayProcess
+from tests.e2e.provider_gateway import accepted
 from tests.fake_iflow import Completion, FakeIflow, HttpError, RawJson, Stream
 from tests.fake_iflow.hosts.zhipu import DEFAULT_REASONING, error_body
 
@@ -164,10 +165,9 @@ def test_openai_tool_loop_thinking_off_on_glm_4_7(sdk: openai.OpenAI, glm: FakeI
     )
     assert second.headers["x-iflow2api-thinking"] == "disabled"
     assert second.parse().choices[0].message.content == "a.txt"
-    turns = [r.body for r in glm.received]
-    assert all(r.rejected is None for r in glm.received) and len(turns) == 2
-    assert [body["thinking"] for body in turns if body] == [{"type": "disabled"}] * 2
-    assert all("reasoning_effort" not in body for body in turns if body)
+    turns = accepted(glm)
+    assert [body["thinking"] for body in turns] == [{"type": "disabled"}] * 2
+    assert all("reasoning_effort" not in body for body in turns)
     assistant = next(m for m in last_body(glm)["messages"] if m["role"] == "assistant")
     assert not assistant.get("reasoning_content")  # nothing was thought, so nothing goes back
 
