@@ -70,6 +70,12 @@ def sent(fake: FakeIflow) -> dict[str, Any]:
     return body
 
 
+def accepted(fake: FakeIflow) -> list[dict[str, Any]]:
+    """The bodies of every request the fake took, in order; it must have accepted each."""
+    assert all(r.rejected is None for r in fake.received), [r.rejected for r in fake.received]
+    return [r.body for r in fake.received if r.body is not None]
+
+
 def served_by(fake: FakeIflow, keys: Mapping[str, str]) -> list[str]:
     """The label of the account of each request the fake took, in order."""
     labels = {key: label for label, key in keys.items()}

@@ -738,9 +738,14 @@ def test_adding_an_account_of_a_provider(dashboard: Dashboard) -> None:
     expect(page.locator("#account-provider")).to_be_hidden()
     page.select_option("#account-kind", "openai-compatible")
     provider = page.locator("#account-provider")
-    expect(provider).to_have_value("generic")  # any OpenAI-compatible server comes first
+    expect(provider).to_have_value("")  # by host comes first
     expect(provider.locator("option")).to_have_text(
-        ["Any OpenAI-compatible server", "DeepSeek (deepseek)", "Kimi (Moonshot) (moonshot)"]
+        [
+            "By its base URL's host (auto)",
+            "Any OpenAI-compatible server (generic)",
+            "DeepSeek (deepseek)",
+            "Kimi (Moonshot) (moonshot)",
+        ]
     )
     # Choosing a provider fills in its public base URL; going back to any server empties it again.
     page.select_option("#account-provider", "moonshot")
@@ -760,7 +765,27 @@ def test_adding_an_account_of_a_provider(dashboard: Dashboard) -> None:
     }
     added = page.locator("#accounts-table tbody tr", has_text="ds work")
     expect(added.locator("[data-testid=account-provider]")).to_have_text("deepseek")
-    expect(page.locator("#account-provider")).to_have_value("generic")  # the form starts over
+    expect(page.locator("#account-provider")).to_have_value("")  # the form starts over
+
+    # Pinned to pass-through on a known host: "generic" is sent, and shown as given, not by host.
+    at_deepseek = form | {"api_key": "ds-other", "base_url": "https://api.deepseek.com", "concurrency": None}
+    sent = add_at_deepseeks_host(dashboard, "ds proxy", "generic")
+    assert sent == at_deepseek | {"label": "ds proxy", "provider": "generic"}
+    pinned = page.locator("#accounts-table tbody tr", has_text="ds proxy")
+    expect(pinned.locator("[data-testid=account-provider]")).to_have_text("generic")
+    # By host: no provider is sent, so the gateway's host rule picks the profile.
+    assert add_at_deepseeks_host(dashboard, "ds auto", "") == at_deepseek | {"label": "ds auto"}
+
+
+def add_at_deepseeks_host(dashboard: Dashboard, label: str, provider: str) -> Any:
+    """Add an OpenAI-compatible account at DeepSeek's host with the form, ``provider`` chosen;
+    what the page sent."""
+    page = dashboard.page
+    page.select_option("#account-kind", "openai-compatible")
+    page.select_option("#account-provider", value=provider)
+    for name, value in (("label", label), ("key", "ds-other"), ("base-url", "https://api.deepseek.com")):
+        page.fill(f"#account-{name}", value)
+    return dashboard.post("/api/accounts", lambda: page.click("#account-form button[type=submit]"))
 
 
 def test_a_new_key_is_shown_once(dashboard: Dashboard) -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import GatewayProcess
 from tests.e2e.provider_accounts import account_state, last_body, provider_fixtures
+from tests.e2e.provider_gateway import accepted, anthropic_tool_loop
 from tests.fake_iflow import Completion, FakeIflow, HttpError, Stream
 from tests.fake_iflow.hosts.dashscope import arrearage
 
@@ -189,6 +190,22 @@ def test_anthropic_thinking_disabled_is_a_plain_call(gateway: GatewayProcess, up
     assert reply.headers["x-iflow2api-thinking"] == "disabled"
     sent = last_body(upstream)
     assert sent["enable_thinking"] is False and sent.get("stream") is not True
+
+
+def test_anthropic_tool_loop_thinking_disabled(gateway: GatewayProcess, upstream: FakeIflow) -> None:
+    first, header, second = anthropic_tool_loop(
+        gateway, upstream, "qwen3.7-plus", {"type": "disabled"}, reasoning="", call_id="call_ds_off"
+    )
+    # Off both times, and no stream forced (DashScope refuses only thinking on a whole answer).
+    turns = accepted(upstream)
+    assert [(body["enable_thinking"], body.get("stream") is True) for body in turns] == [(False, False)] * 2
+    assert turns[-1]["messages"][-1] == {"role": "tool", "tool_call_id": "call_ds_off", "content": "5C"}
+    assert (header, first.stop_reason, [block.type for block in first.content]) == (
+        "disabled",
+        "tool_use",
+        ["tool_use"],
+    )
+    assert second.content[-1].type == "text" and second.content[-1].text == "5C."
 
 
 def test_responses_gets_a_reasoning_item_from_a_gathered_stream(

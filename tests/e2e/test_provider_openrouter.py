@@ -7,6 +7,8 @@ The fake plays OpenRouter (``tests/fake_iflow/hosts/openrouter.py``): reasoning 
 
 from __future__ import annotations
 
+from typing import Any
+
 import anthropic
 import openai
 import pytest
@@ -14,7 +16,9 @@ import pytest
 from tests.conftest import GatewayProcess
 from tests.e2e import provider_gateway as made
 from tests.e2e.provider_gateway import (
+    CALLS,
     THINKING,
+    accepted,
     anthropic_tool_loop,
     openai_client,
     sent,
@@ -65,6 +69,67 @@ def test_streamed_reasoning_past_processing_comments(gateway: GatewayProcess, fa
     reasoning, content = streamed(got)
     assert (reasoning, content) == ("Two and two.", "Four.")
     assert got[-1].usage is not None
+
+
+def chat_tool_loop(
+    gateway: GatewayProcess, fake: FakeIflow, effort: Any, reasoning: str, call_id: str
+) -> tuple[str | None, str | None, str | None]:
+    """Two turns of a Chat Completions tool loop, the first streamed: the host thinks ``reasoning``
+    and calls a tool; the client sends the call back without its reasoning, as most do. The thinking
+    header, the reasoning the client saw in turn 1, and in turn 2's whole answer."""
+    calls = [{**CALLS[0], "id": call_id}]
+    tools: Any = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    fake.enqueue(Completion(content="", reasoning=reasoning, tool_calls=calls, finish_reason="tool_calls"))
+    question: Any = [{"role": "user", "content": "Oslo?"}]
+    sdk = openai_client(gateway)
+    raw = sdk.chat.completions.with_raw_response.create(
+        model=MODEL,
+        messages=question,
+        tools=tools,
+        reasoning_effort=effort,
+        stream=True,
+    )
+    chunks = list(raw.parse())
+    seen, _ = streamed(chunks)
+    ids = [call.id for c in chunks if c.choices for call in c.choices[0].delta.tool_calls or () if call.id]
+    assert ids == [call_id]
+    fake.enqueue(Completion(content="5C.", reasoning=reasoning and "Got it."))
+    history: Any = [
+        *question,
+        {"role": "assistant", "content": None, "tool_calls": calls},
+        {"role": "tool", "tool_call_id": call_id, "content": "5C"},
+    ]
+    second = sdk.chat.completions.create(
+        model=MODEL,
+        messages=history,
+        tools=tools,
+        reasoning_effort=effort,
+    )
+    assert second.choices[0].message.content == "5C."
+    return (
+        raw.headers.get(THINKING),
+        seen or None,
+        getattr(second.choices[0].message, "reasoning_content", None),
+    )
+
+
+def test_openai_tool_loop_with_thinking(gateway: GatewayProcess, fake: FakeIflow) -> None:
+    header, first, second = chat_tool_loop(gateway, fake, "high", "Need Oslo.", "call_or_on")
+    assert header == "effort=high"
+    assert (first, second) == ("Need Oslo.", "Got it.")
+    turns = accepted(fake)
+    assert [body["reasoning"] for body in turns] == [{"effort": "high"}] * 2
+    assert all("reasoning_effort" not in body for body in turns)
+    assert host.replayed(sent(fake)) == ["Need Oslo."]  # back from the store, as ``reasoning``
+
+
+def test_openai_tool_loop_without_thinking(gateway: GatewayProcess, fake: FakeIflow) -> None:
+    header, first, second = chat_tool_loop(gateway, fake, "none", "", "call_or_off")
+    assert header == "disabled"
+    assert (first, second) == (None, None)
+    turns = accepted(fake)
+    assert [body["reasoning"] for body in turns] == [{"enabled": False}] * 2
+    assert host.replayed(sent(fake)) == [None]  # nothing to send back
 
 
 def test_anthropic_tool_loop_with_a_budget(gateway: GatewayProcess, fake: FakeIflow) -> None:

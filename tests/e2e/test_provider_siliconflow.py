@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import GatewayProcess
 from tests.e2e.provider_accounts import account_state, last_body, provider_fixtures
+from tests.e2e.provider_gateway import accepted, anthropic_tool_loop
 from tests.fake_iflow import Completion, FakeIflow, HttpError
 from tests.fake_iflow.hosts.siliconflow import out_of_credit
 
@@ -136,6 +137,21 @@ def test_anthropic_tool_loop_with_kimi_thinking(gateway: GatewayProcess, upstrea
     assert [block.type for block in second.content] == ["thinking", "text"]
     assistant = next(m for m in last_body(upstream)["messages"] if m["role"] == "assistant")
     assert assistant["reasoning_content"] == "Use ls."
+
+
+def test_anthropic_tool_loop_with_kimi_thinking_disabled(
+    gateway: GatewayProcess, upstream: FakeIflow
+) -> None:
+    # Kimi K2.5 thinks or not as asked (unlike DeepSeek-V4-Pro): off is sent as off, in both turns.
+    first, header, second = anthropic_tool_loop(
+        gateway, upstream, KIMI, {"type": "disabled"}, reasoning="", call_id="call_sf_off"
+    )
+    thinking = [
+        {key: body.get(key) for key in ("enable_thinking", "thinking_budget")} for body in accepted(upstream)
+    ]
+    assert thinking == [{"enable_thinking": False, "thinking_budget": None}] * 2
+    assert header == "disabled" and [block.type for block in first.content] == ["tool_use"]
+    assert [block.text for block in second.content if block.type == "text"] == ["5C."]
 
 
 def test_responses_with_reasoning(sdk: openai.OpenAI, upstream: FakeIflow) -> None:

@@ -16,6 +16,7 @@ import openai
 import pytest
 
 from tests.conftest import GatewayProcess
+from tests.e2e.provider_gateway import accepted
 from tests.fake_iflow import Completion, FakeIflow, HttpError, RawJson, Stream
 from tests.fake_iflow.hosts.zhipu import DEFAULT_REASONING, error_body
 
@@ -138,6 +139,37 @@ def test_openai_thinking_off(sdk: openai.OpenAI, glm: FakeIflow) -> None:
     reply = raw.parse()
     assert getattr(reply.choices[0].message, "reasoning_content", None) is None
     assert last_body(glm)["thinking"] == {"type": "disabled"}
+
+
+def test_openai_tool_loop_thinking_off_on_glm_4_7(sdk: openai.OpenAI, glm: FakeIflow) -> None:
+    call = {**LS, "id": "call_off"}
+    glm.enqueue(Completion(content="", tool_calls=[call], finish_reason="tool_calls"))
+    question: Any = {"role": "user", "content": "What is here?"}
+    raw = sdk.chat.completions.with_raw_response.create(
+        model="glm-4.7", messages=[question], tools=CHAT_TOOLS, reasoning_effort="none", stream=True
+    )
+    assert raw.headers["x-iflow2api-thinking"] == "disabled"
+    chunks = list(raw.parse())
+    assert all(getattr(c.choices[0].delta, "reasoning_content", None) is None for c in chunks if c.choices)
+    ids = [tool.id for c in chunks if c.choices for tool in c.choices[0].delta.tool_calls or () if tool.id]
+    assert ids == ["call_off"]
+
+    glm.enqueue(Completion(content="a.txt"))
+    history: Any = [
+        question,
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_off", "content": "a.txt"},
+    ]
+    second = sdk.chat.completions.with_raw_response.create(
+        model="glm-4.7", messages=history, tools=CHAT_TOOLS, reasoning_effort="none"
+    )
+    assert second.headers["x-iflow2api-thinking"] == "disabled"
+    assert second.parse().choices[0].message.content == "a.txt"
+    turns = accepted(glm)
+    assert [body["thinking"] for body in turns] == [{"type": "disabled"}] * 2
+    assert all("reasoning_effort" not in body for body in turns)
+    assistant = next(m for m in last_body(glm)["messages"] if m["role"] == "assistant")
+    assert not assistant.get("reasoning_content")  # nothing was thought, so nothing goes back
 
 
 def test_claude_code_thinking_disabled_on_glm_5_3_is_clamped(

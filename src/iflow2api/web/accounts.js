@@ -38,7 +38,10 @@ import { startBrowserLogin } from "./overview.js";
 
 /** @typedef {{ strategy: string, affinity: boolean, accounts: Account[], providers?: Provider[] }} AccountList */
 
-/** The profile of any OpenAI-compatible server: the form sends no provider for it, so the host decides. */
+/** The form's first choice: it sends no provider, so the base URL's host picks the profile. */
+const BY_HOST = "";
+/** The profile of any OpenAI-compatible server, listed right after BY_HOST: naming it pins
+ * pass-through even on a known host (a proxy at api.deepseek.com, or a profile that misbehaves). */
 const GENERIC = "generic";
 /** @type {Provider[]} */
 let providers = [];
@@ -177,16 +180,19 @@ function accountRow(account) {
 }
 
 /**
- * The form's provider choices, "any OpenAI-compatible server" first; the choice made is kept.
+ * The form's provider choices: "by host" first, then "any OpenAI-compatible server", then the
+ * others; the choice made is kept.
  * @param {Provider[]} list
  */
 function renderProviders(list) {
   providers = list;
   const select = $("account-provider", HTMLSelectElement);
-  const chosen = select.value || GENERIC;
+  const chosen = select.value;
   const ordered = [...list.filter((p) => p.name === GENERIC), ...list.filter((p) => p.name !== GENERIC)];
-  select.replaceChildren(...ordered.map((p) => el("option", { value: p.name }, p.title + (p.name === GENERIC ? "" : " (" + p.name + ")"))));
-  select.value = list.some((p) => p.name === chosen) ? chosen : GENERIC;
+  select.replaceChildren(
+    el("option", { value: BY_HOST }, "By its base URL's host (auto)"),
+    ...ordered.map((p) => el("option", { value: p.name }, p.title + " (" + p.name + ")")));
+  select.value = list.some((p) => p.name === chosen) ? chosen : BY_HOST;
 }
 
 /** Choosing a provider puts its public base URL in the form (any other server: the user's own). */
@@ -268,7 +274,7 @@ async function addAccount(event) {
   };
   if (kind === "openai-compatible") {
     const provider = $("account-provider", HTMLSelectElement).value;
-    if (provider && provider !== GENERIC) body.provider = provider;
+    if (provider !== BY_HOST) body.provider = provider;
     body.base_url = $("account-base-url", HTMLInputElement).value.trim();
     body.models = splitList($("account-models", HTMLInputElement).value);
   }
