@@ -10,6 +10,7 @@ each command hands them to the module that does its work (``serve``, ``status``,
 from __future__ import annotations
 
 import asyncio
+import inspect
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -22,16 +23,39 @@ from iflow2api.settings import SETTINGS, Settings, SettingsError, load
 F = Callable[..., Any]
 
 
+#: The settings a command that works on the state store reads: where it is. The rest only matter to
+#: ``serve``; they still come from the environment and the config file, but are not offered as flags
+#: where they would change nothing.
+STATE = ("data_dir", "config")
+#: Commands that also show the account the iFlow CLI's files describe.
+FILES = ("upstream_base_url", "upstream_provider", "iflow_home", *STATE)
+#: ``models`` also asks the upstream.
+ASKING = (*FILES, "connect_timeout", "first_byte_timeout")
+#: ``login`` speaks to iFlow's login service and may open a browser.
+LOGIN = ("iflow_home", "data_dir", "config", "oauth_base_url", "open_browser")
+
+
 def settings_options(command: F) -> F:
-    for setting in reversed(SETTINGS):
-        command = click.option(
-            setting.flag,
-            setting.name,
-            default=None,
-            metavar="VALUE",
-            help=f"{setting.help} [env {setting.env_name}; default {setting.default or 'none'}]",
-        )(command)
-    return command
+    """Every setting as a flag: ``serve``'s."""
+    return only_settings(*(setting.name for setting in SETTINGS))(command)
+
+
+def only_settings(*names: str) -> Callable[[F], F]:
+    """These settings as flags, in the table's order."""
+
+    def attach(command: F) -> F:
+        for setting in reversed(SETTINGS):
+            if setting.name in names:
+                command = click.option(
+                    setting.flag,
+                    setting.name,
+                    default=None,
+                    metavar="VALUE",
+                    help=f"{setting.help} [env {setting.env_name}; default {setting.default or 'none'}]",
+                )(command)
+        return command
+
+    return attach
 
 
 def _settings(flags: dict[str, Any]) -> Settings:
@@ -41,8 +65,36 @@ def _settings(flags: dict[str, Any]) -> Settings:
         raise click.UsageError(str(exc)) from None
 
 
-class DefaultToServe(click.Group):
+def summary(help_text: str) -> str:
+    """A command's help's first paragraph, on one line.
+
+    >>> summary("Add an account.\\n\\n    For example: iflow2api accounts add")
+    'Add an account.'
+    """
+    return " ".join(inspect.cleandoc(help_text).split("\n\n")[0].split())
+
+
+class Command(click.Command):
+    """Its summary in its group's list is whole: click would cut it at ~45 characters."""
+
+    def get_short_help_str(self, limit: int = 45) -> str:
+        return summary(self.short_help or self.help or "")
+
+
+class Group(click.Group):
+    """A group of such commands, and itself summarised whole."""
+
+    command_class = Command
+    group_class = type  # its groups are Groups too
+
+    def get_short_help_str(self, limit: int = 45) -> str:
+        return summary(self.short_help or self.help or "")
+
+
+class DefaultToServe(Group):
     """``iflow2api`` alone, or with only flags, means ``iflow2api serve``."""
+
+    group_class = Group
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if not args or (args[0].startswith("-") and args[0] not in {"--help", "-h", "--version"}):
@@ -72,7 +124,7 @@ def serve_command(no_browser: bool, **flags: Any) -> None:
 
 
 @main.command("status")
-@settings_options
+@only_settings(*FILES)
 def status_command(**flags: Any) -> None:
     """Show who is logged in and which upstream is used (secrets are masked)."""
     from iflow2api.cli.status import show_status
@@ -81,7 +133,7 @@ def status_command(**flags: Any) -> None:
 
 
 @main.command("models")
-@settings_options
+@only_settings(*ASKING)
 def models_command(**flags: Any) -> None:
     """List the models the current upstream serves."""
     from iflow2api.cli.status import list_models
@@ -91,7 +143,7 @@ def models_command(**flags: Any) -> None:
 
 @main.command("login")
 @no_browser_option
-@settings_options
+@only_settings(*LOGIN)
 def login_command(no_browser: bool, **flags: Any) -> None:
     """Log in with iFlow (opens a browser; --no-browser prints a link and takes the code)."""
     from iflow2api.cli.login import login
@@ -103,7 +155,7 @@ def login_command(no_browser: bool, **flags: Any) -> None:
 
 
 @main.command("logout")
-@settings_options
+@only_settings("iflow_home", "config")
 def logout_command(**flags: Any) -> None:
     """Remove the iFlow login that `login` (or the iFlow CLI) saved."""
     from iflow2api.cli.login import logout
@@ -120,7 +172,7 @@ def accounts() -> None:
 
 
 @accounts.command("list")
-@settings_options
+@only_settings(*FILES)
 def accounts_list(**flags: Any) -> None:
     """Every account, where it comes from and its state (keys masked)."""
     from iflow2api.cli import manage
@@ -151,7 +203,7 @@ def accounts_list(**flags: Any) -> None:
 )
 @click.option("--models", default="", help="Models it serves, comma-separated (default: ask its /models).")
 @click.option("--limit", "concurrency", type=int, default=None, help="Requests at once (0: unlimited).")
-@settings_options
+@only_settings(*FILES)
 def accounts_add(
     kind: str | None,
     provider: str | None,
@@ -187,7 +239,7 @@ def accounts_add(
 def _account_action(action: str, help_text: str) -> None:
     @accounts.command(action, help=help_text)
     @click.argument("account_id")
-    @settings_options
+    @only_settings(*FILES)
     def command(account_id: str, **flags: Any) -> None:
         from iflow2api.cli import manage
 
@@ -210,7 +262,7 @@ def keys() -> None:
 @click.option("--rpm", type=int, default=None, help="Requests per minute, at most.")
 @click.option("--tokens-per-day", type=int, default=None, help="Tokens per UTC day, at most.")
 @click.option("--models", default="", help="Models it may use, comma-separated patterns (default: all).")
-@settings_options
+@only_settings(*STATE)
 def keys_create(
     name: str, admin_key: bool, rpm: int | None, tokens_per_day: int | None, models: str, **flags: Any
 ) -> None:
@@ -223,7 +275,7 @@ def keys_create(
 
 
 @keys.command("list")
-@settings_options
+@only_settings(*STATE)
 def keys_list(**flags: Any) -> None:
     """The keys, by name (never the keys themselves)."""
     from iflow2api.cli import manage
@@ -233,7 +285,7 @@ def keys_list(**flags: Any) -> None:
 
 @keys.command("revoke")
 @click.argument("name_or_id")
-@settings_options
+@only_settings(*STATE)
 def keys_revoke(name_or_id: str, **flags: Any) -> None:
     """Revoke a key by name or id."""
     from iflow2api.cli import manage
@@ -243,7 +295,7 @@ def keys_revoke(name_or_id: str, **flags: Any) -> None:
 
 @main.command("admin-password")
 @click.password_option("--password", prompt="New admin password", help="The new password (prompted).")
-@settings_options
+@only_settings(*STATE)
 def admin_password(password: str, **flags: Any) -> None:
     """Set the password that opens the page when client keys exist."""
     from iflow2api.cli import manage
