@@ -66,7 +66,7 @@ def _commands(group: click.Group) -> list[tuple[str, click.Command]]:
     ids=["iflow2api", "accounts", "keys"],
 )
 def test_every_summary_is_whole(group_args: list[str]) -> None:
-    group = main
+    group: click.Group = main
     for name in group_args:
         found = group.commands[name]
         assert isinstance(found, click.Group)

@@ -85,7 +85,7 @@ class Group(click.Group):
     """A group of such commands, and itself summarised whole."""
 
     command_class = Command
-    group_class = type  # its groups are Groups too
+    group_class: type[click.Group] | type[type] | None = type  # its groups are Groups too
 
     def get_short_help_str(self, limit: int = 45) -> str:
         return summary(self.short_help or self.help or "")
