@@ -19,6 +19,10 @@ from iflow2api.providers.base import ModelInfo
 from iflow2api.services.model_listing import model_info
 from iflow2api.settings import Settings
 
+#: Seconds ``models`` waits for a list at most: first_byte_timeout's default (600) is for a long
+#: answer to start, and a list is ready at once or not at all.
+LISTING_WAIT = 30.0
+
 
 def current_account(settings: Settings) -> Account | None:
     """The account the iFlow CLI's files describe, as the gateway would see it."""
@@ -129,13 +133,21 @@ def _stored_accounts(settings: Settings) -> int:
 
 
 async def upstream_models(settings: Settings, account: Account) -> list[str]:
+    """Its ``/models``; an upstream that does not answer within connect_timeout / first_byte_timeout
+    (at most ``LISTING_WAIT``) is an error (exit 1), never a silent fallback: the person asked it."""
+    from iflow2api.errors import GatewayError
     from iflow2api.upstream.client import UpstreamClient
     from iflow2api.upstream.models import ModelDirectory
 
-    client = UpstreamClient(connect_timeout=settings.connect_timeout, first_byte_timeout=30, idle_timeout=30)
+    wait = min(settings.first_byte_timeout, LISTING_WAIT)
+    client = UpstreamClient(
+        connect_timeout=settings.connect_timeout, first_byte_timeout=wait, idle_timeout=wait
+    )
     await client.start()
     try:
-        listing = await ModelDirectory(client, settings.models_cache_ttl).models(account)
+        listing = await ModelDirectory(client, settings.models_cache_ttl).ask(account)
+    except GatewayError as exc:
+        raise click.ClickException(f"{account.base_url}/models: {exc.message}") from None
     finally:
         await client.close()
     if not listing.complete:

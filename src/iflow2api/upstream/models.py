@@ -19,7 +19,7 @@ from iflow2api.auth.credentials import Account
 from iflow2api.errors import GatewayError, ModelNotFound
 from iflow2api.providers import openai_wire as openai_compatible
 from iflow2api.upstream import wire
-from iflow2api.upstream.client import UpstreamClient
+from iflow2api.upstream.client import UpstreamClient, transport_failure
 
 log = logging.getLogger("iflow2api.models")
 
@@ -70,27 +70,42 @@ class ModelDirectory:
 
     async def _fetch(self, account: Account) -> tuple[ModelList, float]:
         fallback = ModelList((account.model_name,) if account.model_name else (), complete=False)
-        headers = openai_compatible.build_headers(account.api_key)
         try:
-            response = await self._client.send("GET", account.base_url + "/models", headers, None)
-            try:
-                raw = await response.read()
-                status = response.status
-            finally:
-                response.release()
-        except (GatewayError, wire.TransportError) as exc:
+            listing = await self.ask(account)
+        except GatewayError as exc:
             log.warning("could not list the upstream's models (%s); using modelName", exc)
             return fallback, _RETRY_AFTER_FAILURE
+        return listing, self._ttl if listing.complete else _RETRY_AFTER_FAILURE
+
+    async def ask(self, account: Account) -> ModelList:
+        """Its ``/models``, asked now: the list it gave (``complete``), or ``modelName`` when it
+        answered without one.
+
+        Raises the ``GatewayError`` of an upstream that did not answer (``UpstreamTimeout`` within
+        the client's connect_timeout / first_byte_timeout, ``UpstreamUnavailable``, ...), so that a
+        caller who asked in person can say so rather than show a guess.
+        """
+        fallback = ModelList((account.model_name,) if account.model_name else (), complete=False)
+        headers = openai_compatible.build_headers(account.api_key)
+        response = await self._client.send("GET", account.base_url + "/models", headers, None)
+        try:
+            raw = await response.read()
+        except wire.TransportError as exc:
+            raise transport_failure(exc, "reading") from None
+        finally:
+            response.release()
         ids = None
-        if status == 200:
+        if response.status == 200:
             try:
                 ids = openai_compatible.model_ids(orjson.loads(raw))
             except orjson.JSONDecodeError:
                 ids = None
         if ids is None:
-            log.warning("the upstream's /models answered %s without a model list; using modelName", status)
-            return fallback, _RETRY_AFTER_FAILURE
-        return ModelList(tuple(ids), complete=True), self._ttl
+            log.warning(
+                "the upstream's /models answered %s without a model list; using modelName", response.status
+            )
+            return fallback
+        return ModelList(tuple(ids), complete=True)
 
     async def check(self, account: Account, model: str) -> None:
         """Refuse a model the upstream said it does not serve, naming the ones it does."""
