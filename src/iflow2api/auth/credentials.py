@@ -114,8 +114,7 @@ def account_from_files(
         )
 
     if auth_type not in IFLOW_AUTH_TYPES:
-        log.warning("selectedAuthType %r is not one iflow2api can use", auth_type)
-        return None
+        return None  # problem() says why
     if auth_type == OAUTH_AUTH_TYPE:
         api_key = oauth_key or settings_key
     elif auth_type == "iflow":
@@ -126,6 +125,46 @@ def account_from_files(
         return None
     base_url = base_url_override or (_text(settings.get("baseUrl")) or IFLOW_BASE_URL).rstrip("/")
     return Account("iflow", auth_type, base_url, api_key, _text(settings.get("modelName")), label, expires_at)
+
+
+#: What an openai-compatible settings.json must hold besides its ``selectedAuthType``.
+_NEEDED = {
+    "baseUrl": "the upstream's base URL, e.g. https://api.deepseek.com/v1",
+    "apiKey": "the upstream's API key",
+}
+
+
+def problem(settings: dict[str, Any] | None, *, base_url_override: str = "") -> str | None:
+    """Why this settings.json gives no account although it says which kind it wants, naming the
+    field; None when nothing is wrong with it. Never quotes a secret.
+
+    >>> print(problem({"selectedAuthType": "openai-compatible", "baseUrl": "https://x/v1"}))
+    settings.json: selectedAuthType is "openai-compatible" but apiKey is missing (the upstream's API key)
+    """
+    auth_type = _text((settings or {}).get("selectedAuthType"))
+    if auth_type is None or settings is None:
+        return None
+    if auth_type == OPENAI_COMPATIBLE:
+        values = {"baseUrl": base_url_override or settings.get("baseUrl"), "apiKey": settings.get("apiKey")}
+        missing = [f"{name} is missing ({what})" for name, what in _NEEDED.items() if not _text(values[name])]
+        if missing:
+            return f'settings.json: selectedAuthType is "{OPENAI_COMPATIBLE}" but ' + " and ".join(missing)
+        return None
+    if auth_type not in IFLOW_AUTH_TYPES:
+        known = ", ".join(sorted({*IFLOW_AUTH_TYPES, OPENAI_COMPATIBLE}))
+        return f'settings.json: selectedAuthType "{auth_type}" is not one iflow2api can use ({known})'
+    return None
+
+
+def file_problem(iflow_home: Path, *, base_url_override: str = "") -> str | None:
+    """What is wrong with the iFlow files in ``iflow_home``, as ``problem`` or a file that cannot be
+    read (a JSON error with its line and column); None when nothing is."""
+    try:
+        settings = read_json_object(iflow_home / SETTINGS_FILE)
+        read_json_object(iflow_home / OAUTH_CREDS_FILE)
+    except (OSError, ValueError) as exc:
+        return str(exc)
+    return problem(settings, base_url_override=base_url_override)
 
 
 #: How long a look at the files stays good. Under load this saves two stat calls per request;
@@ -188,5 +227,8 @@ class CredentialSource:
             self._account = account_from_files(
                 settings, oauth_creds, base_url_override=self._base_url_override, provider=self._provider
             )
+            wrong = problem(settings, base_url_override=self._base_url_override)
+            if self._account is None and wrong:
+                log.warning("%s; that account is not used", wrong)  # once per change of the files
             self._fingerprint = fingerprint
         return self._account

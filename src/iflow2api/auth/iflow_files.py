@@ -50,10 +50,11 @@ _MERGE_ATTEMPTS = 5
 
 
 def strip_json_comments(text: str) -> str:
-    """Remove ``//`` and ``/* */`` comments outside strings.
+    """Blank out ``//`` and ``/* */`` comments outside strings, keeping every other character where
+    it was, so that a JSON error's line and column point into the file as the user sees it.
 
     >>> strip_json_comments('{"a": "//x" // note\\n}')
-    '{"a": "//x" \\n}'
+    '{"a": "//x"        \\n}'
     """
     out: list[str] = []
     i, n = 0, len(text)
@@ -73,11 +74,15 @@ def strip_json_comments(text: str) -> str:
             out.append(ch)
         elif text.startswith("//", i):
             end = text.find("\n", i)
-            i = n if end < 0 else end
+            end = n if end < 0 else end
+            out.append(" " * (end - i))
+            i = end
             continue
         elif text.startswith("/*", i):
             end = text.find("*/", i + 2)
-            i = n if end < 0 else end + 2
+            end = n if end < 0 else end + 2
+            out.append("".join(c if c == "\n" else " " for c in text[i:end]))
+            i = end
             continue
         else:
             out.append(ch)
@@ -88,7 +93,8 @@ def strip_json_comments(text: str) -> str:
 def read_json_object(path: Path) -> dict[str, Any] | None:
     """The file's JSON object, or None when the file does not exist.
 
-    Raises ``ValueError`` when it exists but is not a JSON object (for example half-written).
+    Raises ``ValueError`` when it exists but is not a JSON object (for example half-written), with
+    a message that says where it goes wrong and never quotes the file (it holds keys).
     """
     try:
         text = path.read_text(encoding="utf-8")
@@ -97,7 +103,12 @@ def read_json_object(path: Path) -> dict[str, Any] | None:
     if not text.strip():
         # The CLI truncates, then writes: an empty file is one caught mid-write, not "no settings".
         raise ValueError(f"{path.name} is empty")
-    data = orjson.loads(strip_json_comments(text))
+    try:
+        data = orjson.loads(strip_json_comments(text))
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(
+            f"{path.name} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
     if not isinstance(data, dict):
         raise ValueError(f"{path.name} does not hold a JSON object")
     return data

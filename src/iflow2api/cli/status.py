@@ -10,7 +10,7 @@ from collections.abc import Mapping
 import click
 
 from iflow2api import catalogue
-from iflow2api.auth.credentials import Account, CredentialSource, mask_secret
+from iflow2api.auth.credentials import Account, CredentialSource, file_problem, mask_secret
 from iflow2api.auth.iflow_files import OAUTH_AUTH_TYPE
 from iflow2api.auth.refresher import login_rejected
 from iflow2api.pool.directory import provider_choice
@@ -39,6 +39,9 @@ def show_status(settings: Settings) -> None:
     rows = [("iFlow folder", str(settings.iflow_home)), ("Data folder", str(settings.data_dir))]
     if account is None:
         rows.append(("Logged in", "no: no usable credentials in settings.json"))
+        trouble = file_problem(settings.iflow_home, base_url_override=settings.upstream_base_url)
+        if trouble:
+            rows.append(("Problem", trouble))
     else:
         rows += [
             ("Logged in", f"yes ({account.auth_type}{', ' + account.label if account.label else ''})"),
