@@ -28,10 +28,9 @@ def test_blanking_comments_keeps_every_line_and_column() -> None:
     ],
 )
 def test_a_json_error_names_its_line_and_column(tmp_path: Path, text: str, where: str) -> None:
-    path = tmp_path / "settings.json"
-    path.write_text(text)
+    (tmp_path / "settings.json").write_text(text)
     with pytest.raises(ValueError, match=r"^settings\.json is not valid JSON: ") as caught:
-        read_json_object(path)
+        read_json_object(tmp_path / "settings.json")
     assert str(caught.value).endswith(where)
 
 
