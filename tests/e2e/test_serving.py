@@ -70,7 +70,7 @@ def test_health_and_status_say_serving_with_a_config_file_account(
 ) -> None:
     with openai.OpenAI(base_url=served.url + "/v1", api_key="unused", max_retries=0) as client:
         reply = client.chat.completions.create(
-            model="deepseek-flash", messages=[{"role": "user", "content": "hi"}]
+            model="deepseek-chat", messages=[{"role": "user", "content": "hi"}]
         )
     assert reply.choices[0].message.content  # it does serve, so "serving" is the truth
 
@@ -149,7 +149,7 @@ def page(browser: Browser) -> Iterator[Page]:
     context.set_default_timeout(TIMEOUT_MS)
     errors: list[Any] = []
     page = context.new_page()
-    page.on("pageerror", errors.append)
+    page.on("pageerror", lambda error: errors.append(error))
     try:
         yield page
     finally:
