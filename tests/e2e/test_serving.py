@@ -31,12 +31,14 @@ SERVING = "serving — 1 account: deepseek"
 NOTHING = "not serving — no provider connected yet"
 
 
-def status(home: Path, data: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """``iflow2api status`` as a user runs it, on the gateway's own folders."""
+def status(
+    home: Path, data: Path, env: dict[str, str] | None = None, command: str = "status"
+) -> subprocess.CompletedProcess[str]:
+    """``iflow2api status`` (or another ``command``) as a user runs it, on the gateway's own folders."""
     full = {k: v for k, v in os.environ.items() if not k.startswith(("IFLOW2API_", "IFLOW_"))}
     full.update({"IFLOW_HOME": str(home), "IFLOW2API_DATA_DIR": str(data), **(env or {})})
     return subprocess.run(
-        [sys.executable, "-m", "iflow2api", "status"], env=full, capture_output=True, text=True, timeout=30
+        [sys.executable, "-m", "iflow2api", command], env=full, capture_output=True, text=True, timeout=30
     )
 
 
@@ -115,6 +117,10 @@ def test_nothing_connected_says_what_to_do_in_one_line(empty: GatewayProcess) ->
     assert lines[0].split(None, 1) == ["Status", NOTHING]
     assert [line for line in lines if COMMAND in line] == [lines[1]]
     assert lines[1].startswith("Next step")
+
+    models = status(empty.iflow_home, empty.iflow_home.parent / "data-0", command="models")
+    assert "not logged in" not in models.stderr
+    assert "shut down on 2026-04-17; no provider connected yet: " + COMMAND in models.stderr
 
 
 def test_an_account_added_on_the_page_makes_it_serve(empty: GatewayProcess, deepseek: FakeIflow) -> None:

@@ -114,7 +114,7 @@ def list_models(settings: Settings) -> None:
                 out = f"{model.max_output:,}" if model.max_output else "?"
                 click.echo(f"{model.id:<24} {model.label:<22} {context:>9} {out:>8}")
         if account is None:
-            click.echo("(not logged in: this is iFlow's catalogue)", err=True)
+            click.echo(f"(the catalogue of iFlow, which shut down on 2026-04-17; {next_step()})", err=True)
         return
     ids = asyncio.run(upstream_models(settings, account))
     click.echo("\n".join(model_lines(ids, PROFILES[provider_of(account)].models)))
