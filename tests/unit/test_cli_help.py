@@ -34,8 +34,11 @@ def help_of(*args: str) -> str:
 @pytest.mark.parametrize("command", MANAGEMENT, ids=" ".join)
 def test_a_management_command_lists_no_server_flags(command: list[str]) -> None:
     text = help_of(*command)
-    for server_flag in ("--port", "--host", "--strategy", "--queue-size", "--keepalive-interval"):
-        assert server_flag not in text
+    serve_only = ["--strategy", "--queue-size", "--keepalive-interval", "--max-attempts"]
+    if command != ["status"]:  # status names the page's address
+        serve_only += ["--port", "--host"]
+    for flag in serve_only:
+        assert flag not in text
     assert "--config" in text  # where the rest of the settings can come from
     assert text.count("\n  --") < 15
 
@@ -43,6 +46,11 @@ def test_a_management_command_lists_no_server_flags(command: list[str]) -> None:
 def test_serve_still_lists_every_setting() -> None:
     text = help_of("serve")
     assert "--port" in text and "--keepalive-interval" in text and "--no-browser" in text
+
+
+def test_status_offers_the_page_address() -> None:
+    text = help_of("status")
+    assert "--host" in text and "--port" in text
 
 
 def test_models_offers_its_timeouts() -> None:

@@ -124,7 +124,7 @@ def serve_command(no_browser: bool, **flags: Any) -> None:
 
 
 @main.command("status")
-@only_settings(*FILES)
+@only_settings("host", "port", *FILES)  # host and port: the page's address
 def status_command(**flags: Any) -> None:
     """Show who is logged in and which upstream is used (secrets are masked)."""
     from iflow2api.cli.status import show_status
