@@ -52,6 +52,7 @@ from iflow2api.routes.manage import ConsoleRoutes
 from iflow2api.routes.web import PageRoutes
 from iflow2api.routing import GET, MODEL_PREFIXES, ROUTES, ApiRoutes, Route, Routes, model_handler
 from iflow2api.services.access import Access, offered_key
+from iflow2api.services.account_check import AccountCheck
 from iflow2api.services.dispatch import Dispatcher
 from iflow2api.services.membership import Membership
 from iflow2api.services.model_listing import ModelListing
@@ -104,6 +105,9 @@ class Gateway:
             max_body=settings.max_upstream_body,
         )
         self.models = ModelDirectory(self.client, settings.models_cache_ttl)
+        self.profiles = Profiles(
+            thinking_default=settings.thinking_default, options=settings.provider_options
+        )
         self.disconnects = DisconnectWatch()
         self.background = Background()
         self._spawn = self.background.spawn
@@ -172,6 +176,7 @@ class Gateway:
             self.usage,
             summaries,
             self.metrics,
+            AccountCheck(self.client, self.profiles),
         )
         self.routes = Routes(self._api_routes(), page, console)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -180,7 +185,7 @@ class Gateway:
     def _api_routes(self) -> ApiRoutes:
         settings = self.settings
         membership = Membership(self.accounts, self.pool, not_logged_in=not_logged_in_message(settings))
-        profiles = Profiles(thinking_default=settings.thinking_default, options=settings.provider_options)
+        profiles = self.profiles
         dispatcher = Dispatcher(
             membership,
             self.pool,
