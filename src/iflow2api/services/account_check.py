@@ -58,6 +58,8 @@ Problem = Literal[
 #: A path segment that names an API version (``/v1``, ``/v4``, ``/v1beta``): a base URL without one
 #: that answered 404 most likely lost it.
 _VERSION = re.compile(r"^v\d+[a-z0-9]*$")
+#: What ``providers.openai_wire`` tells a person of the iFlow CLI's settings, not of an account's.
+_IFLOW_ADVICE = re.compile(r"\s*Check (the apiKey|baseUrl) in the iFlow settings\.")
 #: The question a chat request asks: one token is enough to know the key, the URL and the model work.
 _PROMPT = "Say OK."
 
@@ -112,24 +114,28 @@ def _wrong_url(base_url: str, what: str) -> Explanation:
     return Explanation("wrong-base-url", f"wrong base URL: {base_url} {what}{hint}")
 
 
+def _said(error: GatewayError) -> str:
+    """The error's words without the advice meant for the iFlow CLI's settings file."""
+    return _IFLOW_ADVICE.sub("", error.message).strip()
+
+
 def explain(error: GatewayError, *, status: int | None, base_url: str) -> Explanation:
     """What ``error`` (and the HTTP ``status`` it came with, None: no answer at all) means for the
     person who added the account."""
     if isinstance(error, OutOfCredit) or status == 402:
-        return Explanation("out-of-credit", f"out of credit: {error.message}")
+        return Explanation("out-of-credit", f"out of credit: {_said(error)}")
     if isinstance(error, UpstreamAuthError | AccountBlocked) or status in (401, 403):
-        said = f"the upstream refused the key ({status})" if status else "the key cannot be sent"
-        return Explanation("wrong-key", f"wrong key: {said}. {error.message}")
+        return Explanation("wrong-key", f"wrong key{f' ({status})' if status else ''}: {_said(error)}")
     if isinstance(error, RateLimited) or status == 429:
-        words = f"rate limited: the key works, but try again later. {error.message}"
+        words = f"rate limited: the key works, but try again later. {_said(error)}"
         return Explanation("rate-limited", words)
     if isinstance(error, ModelNotFound):
-        return Explanation("model", f"the model is not served there: {error.message}")
+        return Explanation("model", f"the model is not served there: {_said(error)}")
     if status in (404, 405):
         return _wrong_url(base_url, f"answered {status}")
     if status is None and isinstance(error, UpstreamTimeout | UpstreamUnavailable):
-        return Explanation("unreachable", f"unreachable: {error.message}")
-    return Explanation("failed", f"failed: {error.message}")
+        return Explanation("unreachable", f"unreachable: {_said(error)}")
+    return Explanation("failed", f"failed: {_said(error)}")
 
 
 def works(latency_ms: int, model: str, models: int | None) -> str:
