@@ -12,7 +12,7 @@ host's answer, so the page and the CLI say the same::
     >>> explain(UpstreamAuthError("Upstream answered 401: bad key."), status=401,
     ...         base_url="https://api.example.com/v1").problem
     'wrong-key'
-    >>> print(explain(UpstreamError("Not Found"), status=404, base_url="http://127.0.0.1:8000").words)
+    >>> print(explain(GatewayError("Not Found"), status=404, base_url="http://127.0.0.1:8000").words)
     wrong base URL: http://127.0.0.1:8000 answered 404 (did you forget /v1? try http://127.0.0.1:8000/v1)
 
 A failed check is kept as the account's health (``health_after``): it is then shown as failing
@@ -139,7 +139,9 @@ def explain(error: GatewayError, *, status: int | None, base_url: str) -> Explan
 
 
 def works(latency_ms: int, model: str, models: int | None) -> str:
-    """>>> works(340, "deepseek-chat", 2)
+    """What a passing check says.
+
+    >>> works(340, "deepseek-chat", 2)
     'works: deepseek-chat answered in 340 ms; 2 models listed'
     """
     listed = "its /models gave no list" if models is None else f"{models} model{'s' * (models != 1)} listed"
