@@ -173,6 +173,13 @@ class AccountCheck:
         self._client, self._profiles, self._clock = client, profiles, clock
 
     async def run(self, account: Account) -> CheckResult:
+        try:
+            return await self._run(account)
+        except GatewayError as error:  # the profile refused to build the request: still a verdict
+            said = explain(redacted(error, (account.api_key,)), status=None, base_url=account.base_url)
+            return CheckResult(False, said.words, said.problem)
+
+    async def _run(self, account: Account) -> CheckResult:
         profile = self._profiles.for_account(account)
         models: tuple[str, ...] | None = None
         try:
