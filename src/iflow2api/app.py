@@ -57,6 +57,7 @@ from iflow2api.services.dispatch import Dispatcher
 from iflow2api.services.membership import Membership
 from iflow2api.services.model_listing import ModelListing
 from iflow2api.services.response_memory import ResponseMemory
+from iflow2api.services.serving import named_states, next_step, serving
 from iflow2api.settings import Settings, SettingsError, load
 from iflow2api.state import StateFileError, open_store
 from iflow2api.state.store import StateStore
@@ -77,11 +78,9 @@ def _from_loopback(scope: Scope) -> bool:
 def not_logged_in_message(settings: Settings) -> str:
     where = settings.iflow_home / "settings.json"
     return (
-        f"iflow2api found no iFlow credentials in {where}. Log in on this gateway's page (open its "
-        "address in a browser), or run `iflow2api login` (`--no-browser` on a server), or log in "
-        'with the iFlow CLI. For another OpenAI-compatible provider, put "selectedAuthType": '
-        '"openai-compatible" with "baseUrl", "apiKey" and "modelName" in settings.json, or add an '
-        "account with `iflow2api accounts add`. No restart is needed."
+        f"iflow2api has {next_step()}. Connect one on this gateway's page (open its address in a "
+        'browser), or put "selectedAuthType": "openai-compatible" with "baseUrl", "apiKey" and '
+        f'"modelName" in {where}. No restart is needed.'
     )
 
 
@@ -158,11 +157,13 @@ class Gateway:
             on_change=self.access.reload_soon,
         )
         self.started_at = time.time()
+        self.membership = Membership(self.accounts, self.pool, not_logged_in=not_logged_in_message(settings))
         page = PageRoutes(
             self.access,
             self.credentials,
             self.login,
             self.refresher,
+            serving=lambda: serving(named_states(self.membership.members())),
             iflow_home=settings.iflow_home,
             model_aliases=settings.model_aliases,
         )
@@ -184,7 +185,7 @@ class Gateway:
 
     def _api_routes(self) -> ApiRoutes:
         settings = self.settings
-        membership = Membership(self.accounts, self.pool, not_logged_in=not_logged_in_message(settings))
+        membership = self.membership
         profiles = self.profiles
         dispatcher = Dispatcher(
             membership,

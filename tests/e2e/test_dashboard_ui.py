@@ -64,6 +64,11 @@ def status_document() -> Json:
     return {
         "version": "9.9.9",
         "admin": {"required": False, "signed_in": False},
+        "serving": True,
+        "serving_accounts": 1,
+        "serving_providers": ["iflow"],
+        "summary": "serving — 1 account: iflow",
+        "providers": [],
         "logged_in": True,
         "account": "user@example.com",
         "auth_type": "oauth-iflow",
@@ -596,7 +601,7 @@ def test_overview_keeps_the_login_and_snippets(dashboard: Dashboard) -> None:
     page = dashboard.page
     dashboard.open()
     expect(page.locator("#view-overview")).to_be_visible()
-    expect(page.locator("#badge")).to_have_text("logged in")
+    expect(page.locator("#badge")).to_have_text("serving")
     expect(page.locator("#version")).to_have_text("v9.9.9")
     expect(page.locator("#account")).to_contain_text("user@example.com")
     expect(page.locator("#logout")).to_be_visible()

@@ -71,11 +71,11 @@ def back_on_the_page(page: Page, gateway: GatewayProcess) -> None:
 
 def open_page(page: Page, gateway: GatewayProcess) -> None:
     page.goto(gateway.url + "/")
-    expect(page.locator("#badge")).to_have_text("not logged in")
+    expect(page.locator("#badge")).to_have_text("not serving")
 
 
 def expect_logged_in(page: Page) -> None:
-    expect(page.locator("#badge")).to_have_text("logged in")
+    expect(page.locator("#badge")).to_have_text("serving")
     expect(page.locator("#login-message")).to_have_text(f"Logged in as {EMAIL}.")
     expect(page.locator("#account")).to_contain_text(EMAIL)
     expect(page.locator("#logout")).to_be_visible()
@@ -89,7 +89,7 @@ def read_json(path: Path) -> dict[str, Any]:
 
 def test_log_in_with_the_browser_then_chat(page: Page, web_gateway: GatewayProcess, fake: FakeIflow) -> None:
     open_page(page, web_gateway)
-    expect(page.locator("#account")).to_contain_text("No iFlow credentials yet")
+    expect(page.locator("#account")).to_contain_text("not serving — no provider connected yet")
     expect(page.locator("#logout")).to_be_hidden()
     expect(page.locator("#login")).to_have_text("Log in with iFlow")
     expect(page.locator("#base-url")).to_have_text(web_gateway.url + "/v1")
@@ -148,7 +148,7 @@ def test_denied_consent_shows_the_error(page: Page, web_gateway: GatewayProcess,
     expect(message).to_have_class(re.compile(r"\berror\b"))
     expect(message).to_contain_text("Login failed")
     expect(message).to_contain_text("You declined access")
-    expect(page.locator("#badge")).to_have_text("not logged in")
+    expect(page.locator("#badge")).to_have_text("not serving")
     assert not (web_gateway.iflow_home / "oauth_creds.json").exists()
     assert fake.oauth.token_requests == []
 
@@ -188,11 +188,11 @@ def test_log_out(page: Page, web_gateway: GatewayProcess, fake: FakeIflow) -> No
     key = read_json(creds_path)["apiKey"]
 
     page.click("#logout")
-    expect(page.locator("#badge")).to_have_text("not logged in")
+    expect(page.locator("#badge")).to_have_text("not serving")
     expect(page.locator("#login-message")).to_have_text("Logged out.")
     expect(page.locator("#logout")).to_be_hidden()
     expect(page.locator("#login")).to_have_text("Log in with iFlow")
-    expect(page.locator("#models tbody tr")).to_have_text(["The models appear once you are logged in."])
+    expect(page.locator("#models tbody tr")).to_have_text(["The models appear once a provider is connected."])
     assert not creds_path.exists()
     settings = read_json(web_gateway.iflow_home / "settings.json")
     assert "selectedAuthType" not in settings

@@ -33,7 +33,9 @@ def serve(settings: Settings) -> None:
 
     from iflow2api import logs
     from iflow2api.app import create_app
+    from iflow2api.cli.status import file_serving
     from iflow2api.http_protocol import with_header_deadline
+    from iflow2api.services.serving import next_step
 
     stored_keys, new_password = asyncio.run(prepare_state(settings))
     if not is_loopback(settings.host) and not settings.api_keys and not stored_keys:
@@ -63,21 +65,20 @@ def serve(settings: Settings) -> None:
         # when the grace is over (ended by ``Gateway.stop_soon``) can write their error events.
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace) + 1,
     )
-    where = (
-        f"{account.kind} at {account.base_url}" if account else "no credentials yet (see `iflow2api status`)"
-    )
-    click.echo(f"iflow2api {__version__} listening on http://{shown}:{port}/v1 — upstream: {where}", err=True)
+    ready = file_serving(settings, account)
+    click.echo(f"iflow2api {__version__} listening on http://{shown}:{port}/v1; {ready.summary()}", err=True)
     if new_password is not None:
         click.echo(
             f"Admin password for the page (shown this once; change it with `iflow2api admin-password`): "
             f"{new_password}",
             err=True,
         )
-    if account is None:
-        page = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else shown}:{port}/"
-        click.echo(
-            f"Not logged in yet: open {page} to log in with iFlow, or run `iflow2api login`.", err=True
-        )
+    page = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else shown}:{port}/"
+    # One line that says what to do; an account added meanwhile serves without a restart.
+    if ready.connected and not ready.serving:
+        click.echo(f"see why on {page}#accounts or with `iflow2api accounts list`", err=True)
+    if not ready.connected:
+        click.echo(next_step(page), err=True)
         if settings.open_browser and has_display():
             threading.Timer(1.0, webbrowser.open, args=(page,)).start()
     server(config, app).run(sockets=[sock])

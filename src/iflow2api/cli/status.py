@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import click
 
@@ -14,10 +14,13 @@ from iflow2api.auth.credentials import Account, CredentialSource, mask_secret
 from iflow2api.auth.iflow_files import OAUTH_AUTH_TYPE
 from iflow2api.auth.refresher import login_rejected
 from iflow2api.pool.directory import provider_choice
+from iflow2api.pool.members import CLI_ACCOUNT_ID, Member, Source, account_for, shown_state
 from iflow2api.providers import PROFILES, provider_of
 from iflow2api.providers.base import ModelInfo
 from iflow2api.services.model_listing import model_info
+from iflow2api.services.serving import Serving, named_states, next_step, serving
 from iflow2api.settings import Settings
+from iflow2api.state.records import AccountHealth, AccountRecord
 
 
 def current_account(settings: Settings) -> Account | None:
@@ -30,11 +33,18 @@ def current_account(settings: Settings) -> Account | None:
 
 
 def show_status(settings: Settings) -> None:
-    """Print who is logged in and which upstream is used; exit 1 when there is no account at all."""
+    """Print whether the gateway would serve, who is logged in and which upstream is used; exit 1
+    when there is no account at all."""
     account = current_account(settings)
-    rows = [("iFlow folder", str(settings.iflow_home)), ("Data folder", str(settings.data_dir))]
+    ready = file_serving(settings, account)
+    rows = [("Status", ready.summary())]
+    if not ready.connected:
+        rows.append(("Next step", next_step(page_address(settings))))
+    elif not ready.serving:
+        rows.append(("Next step", "see why in `iflow2api accounts list` (or on the page's Accounts tab)"))
+    rows += [("iFlow folder", str(settings.iflow_home)), ("Data folder", str(settings.data_dir))]
     if account is None:
-        rows.append(("Logged in", "no: no usable credentials in settings.json"))
+        rows.append(("Logged in", "no: no iFlow login or key in settings.json (other providers need none)"))
     else:
         rows += [
             ("Logged in", f"yes ({account.auth_type}{', ' + account.label if account.label else ''})"),
@@ -53,13 +63,44 @@ def show_status(settings: Settings) -> None:
             )
         if account.model_name:
             rows.append(("Default model", account.model_name))
-    others = len(settings.accounts) + _stored_accounts(settings)
+    others = ready.connected - (account is not None)
     if others:
         rows.append(("Other accounts", f"{others} more in the pool (see `iflow2api accounts list`)"))
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         click.echo(f"{name.ljust(width)}  {value}")
-    sys.exit(0 if account or others else 1)
+    sys.exit(0 if ready.connected else 1)
+
+
+def file_serving(settings: Settings, cli_account: Account | None) -> Serving:
+    """Whether a gateway started on these files would serve: the iFlow CLI's account, the config
+    file's and the stored ones, each with its saved switch and health (what the gateway restores)."""
+    records, health, disabled = _stored(settings)
+    sources: list[tuple[Source, Iterable[AccountRecord]]] = [("config", settings.accounts)]
+    sources.append(("store", records))
+    members = [
+        Member(record.id, record.label, record.kind, source, account_for(record), None,
+               enabled=record.enabled and record.id not in disabled,
+               health=health.get(record.id, AccountHealth()))
+        for source, group in sources
+        for record in group
+    ]  # fmt: skip
+    named = named_states(members)
+    if cli_account is not None:
+        # The CLI's login needs a person when iFlow refused it (the gateway's refresher says so too).
+        rejected = login_rejected(settings.iflow_home, settings.data_dir)
+        enabled = CLI_ACCOUNT_ID not in disabled
+        state = shown_state(enabled, health.get(CLI_ACCOUNT_ID, AccountHealth()), needs_login=bool(rejected))
+        named.insert(0, (provider_choice(cli_account).name, state))
+    return serving(named)
+
+
+def page_address(settings: Settings) -> str | None:
+    """The page of a gateway started with these settings (None: it listens on a port picked then)."""
+    if not settings.port:
+        return None
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    return f"http://{f'[{host}]' if ':' in host else host}:{settings.port}/"
 
 
 def list_models(settings: Settings) -> None:
@@ -73,7 +114,7 @@ def list_models(settings: Settings) -> None:
                 out = f"{model.max_output:,}" if model.max_output else "?"
                 click.echo(f"{model.id:<24} {model.label:<22} {context:>9} {out:>8}")
         if account is None:
-            click.echo("(not logged in: this is iFlow's catalogue)", err=True)
+            click.echo(f"(the catalogue of iFlow, which shut down on 2026-04-17; {next_step()})", err=True)
         return
     ids = asyncio.run(upstream_models(settings, account))
     click.echo("\n".join(model_lines(ids, PROFILES[provider_of(account)].models)))
@@ -112,20 +153,22 @@ def when(epoch: float | None) -> str:
     return f"{stamp} (in {days} d {rest // 3600} h)"
 
 
-def _stored_accounts(settings: Settings) -> int:
+def _stored(settings: Settings) -> tuple[list[AccountRecord], dict[str, AccountHealth], set[str]]:
+    """The store's accounts, every account's saved health, and the switched-off CLI and config ones."""
+    from iflow2api.pool.book import disabled_accounts
     from iflow2api.state import StateFileError, open_store
 
-    async def count() -> int:
+    async def read() -> tuple[list[AccountRecord], dict[str, AccountHealth], set[str]]:
         store = open_store(settings.data_dir)
         try:
-            return len(await store.accounts())
+            return await store.accounts(), await store.health(), await disabled_accounts(store)
         finally:
             await store.close()
 
     try:
-        return asyncio.run(count())
+        return asyncio.run(read())
     except StateFileError:
-        return 0
+        return [], {}, set()
 
 
 async def upstream_models(settings: Settings, account: Account) -> list[str]:

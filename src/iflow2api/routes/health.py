@@ -1,4 +1,4 @@
-"""``GET /health``: is the gateway up, and can it serve (credentials found)?"""
+"""``GET /health``: is the gateway up, and is it serving (an enabled account can take a request)?"""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from iflow2api.auth.credentials import CredentialSource
 from iflow2api.auth.refresher import Refresher
 from iflow2api.pool.directory import provider_choice
 from iflow2api.services.membership import Membership
+from iflow2api.services.serving import named_states, serving
 
 
 class HealthRoute:
@@ -31,14 +32,22 @@ class HealthRoute:
         account = self._credentials.current()
         chosen = provider_choice(account) if account else None
         members = self._membership.members()
-        states = Counter(member.shown_state() for member in members)
-        profiles = Counter(provider_choice(member.account).name for member in members)
+        named = named_states(members)
+        states = Counter(state for _, state in named)
+        profiles = Counter(name for name, _ in named)
+        ready = serving(named)
         await send_json(
             send,
             200,
             {
                 "status": "ok",
                 "version": __version__,
+                # Whether any account can take a request now, whatever its provider (services.serving).
+                "serving": ready.serving,
+                "serving_accounts": ready.accounts,
+                "serving_providers": list(ready.providers),
+                "summary": ready.summary(),
+                # Only about the iFlow CLI's own files (settings.json), not about "ready": see serving.
                 "logged_in": account is not None,
                 "upstream": account.kind if account else None,
                 "auth_type": account.auth_type if account else None,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import importlib.resources
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,9 @@ from iflow2api.errors import (
     InvalidRequest,
     RouteNotFound,
 )
+from iflow2api.pool.directory import provider_list
 from iflow2api.services.access import Access
+from iflow2api.services.serving import Serving
 from iflow2api.web.api import json_body
 
 #: The page's files in ``iflow2api/web``: the HTML, its style sheet and its ES modules (``app.js`` is
@@ -69,11 +72,13 @@ class PageRoutes:
         login: LoginFlow,
         refresher: Refresher,
         *,
+        serving: Callable[[], Serving],
         iflow_home: Path,
         model_aliases: tuple[tuple[str, str], ...],
     ) -> None:
         self._access, self._credentials = access, credentials
         self._login, self._refresher = login, refresher
+        self._serving = serving
         self._iflow_home, self._aliases = iflow_home, model_aliases
         self._assets = load_assets()
 
@@ -98,8 +103,16 @@ class PageRoutes:
             models = [catalogue.model_object(m.id, "iflow") for m in catalogue.IFLOW_MODELS if not m.hidden]
         else:
             models = []
+        ready = self._serving()
         return {
             **head,
+            # "Ready" is serving, whatever the provider; logged_in is only the iFlow CLI's own files.
+            "serving": ready.serving,
+            "serving_accounts": ready.accounts,
+            "serving_providers": list(ready.providers),
+            "summary": ready.summary(),
+            # What "Connect a provider" offers: the same list as the accounts API's.
+            "providers": provider_list(),
             "logged_in": account is not None,
             "account": account.label if account else None,
             "auth_type": account.auth_type if account else None,

@@ -7,14 +7,15 @@
 // lists (routes/web.py, PAGE_FILES), all under /static/ but index.html.
 //
 // Stable selectors (tests drive the page through these; keep them when restyling):
-//   header     #version  #badge (iFlow login: "logged in" | "not logged in" | "log in again")  #signout
+//   header     #version  #badge ("serving" | "not serving" | "log in again"; its title the summary)  #signout
 //              #tabs a[data-view=overview|accounts|keys|usage]  (aria-current="page" on the open one)
 //              #page-message (the gateway did not answer)
 //   sign-in    #signin  #signin-form  input[name=signin-kind][value=key|password]  #signin-secret
 //              #signin-message
 //   sections   #view-overview  #view-accounts  #view-keys  #view-usage  (hidden unless open; the
 //              address is /#accounts, /#keys, /#usage; the overview is plain /)
-//   overview   #account (dl)  #login-message  #login  #logout  #code-flow (details)  #code-start
+//   overview   #connect (hidden while serving)  #connect-providers button[data-provider=<profile>|iflow-login]
+//              #account (dl)  #login-message  #login  #logout  #code-flow (details)  #code-start
 //              #code-step  #code-link  #code-form  #code-input  #base-url  #curl  #python
 //              #models (table)  #aliases-block  #aliases
 //   accounts   #accounts-policy [data-testid=strategy] [data-testid=affinity]  #accounts-message
@@ -44,7 +45,7 @@ const REFRESH_MS = 5000;
 onAdminRequired(page.lock);
 page.wireSignIn();
 page.wireTabs();
-overview.wire(page.refreshStatus);
+overview.wire(page.refreshStatus, (name) => page.showView(name, true));
 accounts.wire((name) => page.showView(name, true));
 keys.wire({ adminRequired: page.adminRequired, statusChanged: page.refreshStatus });
 usage.wire();

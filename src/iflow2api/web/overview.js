@@ -1,8 +1,10 @@
 // @ts-check
-// The overview: the iFlow login (by redirect or by pasted code), how to connect, and the models.
+// The overview: whether the gateway serves, "Connect a provider" while nothing does, the iFlow login
+// (by redirect or by pasted code; the original service, now the last choice), how to connect
+// clients, and the models.
 
 import { api, asError, handledElsewhere } from "./api.js";
-import { $, copyText, el, placeholderRow, say, tableBody } from "./dom.js";
+import { $, closest, copyText, el, placeholderRow, say, tableBody } from "./dom.js";
 import { when } from "./format.js";
 
 /**
@@ -10,7 +12,12 @@ import { when } from "./format.js";
  * @typedef {object} Status
  * @property {string} version
  * @property {{ required: boolean, signed_in: boolean }} [admin]
- * @property {boolean} [logged_in]
+ * @property {boolean} [serving] an enabled account can take a request now, whatever its provider
+ * @property {number} [serving_accounts]
+ * @property {string[]} [serving_providers]
+ * @property {string} [summary] "serving — 2 accounts: deepseek, moonshot", or why not
+ * @property {Provider[]} [providers] what "Connect a provider" offers (as /api/accounts lists them)
+ * @property {boolean} [logged_in] the iFlow CLI's own files hold a login or key (not "ready": see serving)
  * @property {string | null} [account]
  * @property {string | null} [auth_type]
  * @property {boolean} [oauth_login]
@@ -34,6 +41,14 @@ import { when } from "./format.js";
  */
 
 /** @typedef {{ id: string, name?: string, context_length?: number, max_output_tokens?: number }} Model */
+
+/** @typedef {{ name: string, title: string, base_url: string }} Provider */
+
+/** The profile of "any other OpenAI-compatible server": listed after the presets. */
+const GENERIC = "generic";
+/** The last choice of "Connect a provider": the iFlow login on this section. */
+const IFLOW_LOGIN = "iflow-login";
+const IFLOW_GONE = "the original service, shut down on 2026-04-17";
 
 /** Where the page goes back to after iFlow sends the browser home (sessionStorage; not a secret). */
 export const RETURN_VIEW = "iflow2api-login-from";
@@ -59,28 +74,49 @@ export function showLoginMessage(message, isError) {
 }
 
 /**
- * The header badge: the iFlow login's state.
+ * The header badge: whether the gateway serves (any provider's account counts, not only iFlow's).
  * @param {Status} status
  */
 export function renderBadge(status) {
   const badge = $("badge");
   badge.hidden = false;
-  badge.title = "The iFlow login of this gateway";
-  if (!status.logged_in) {
-    badge.textContent = "not logged in"; badge.className = "badge bad";
+  badge.title = status.summary || "";
+  if (status.serving) {
+    badge.textContent = "serving"; badge.className = "badge ok";
   } else if (status.login && status.login.state === "needs-login") {
     badge.textContent = "log in again"; badge.className = "badge warn";
   } else {
-    badge.textContent = "logged in"; badge.className = "badge ok";
+    badge.textContent = "not serving"; badge.className = "badge bad";
   }
+}
+
+/**
+ * "Connect a provider", shown while nothing serves: one button per profile (presets first, any other
+ * OpenAI-compatible server next), the iFlow login last. Rebuilt only when the list changes, so a
+ * refresh never takes a button from under the pointer.
+ * @param {Status} status
+ */
+function renderConnect(status) {
+  $("connect").hidden = Boolean(status.serving);
+  const list = status.providers || [];
+  const ordered = [...list.filter((p) => p.name !== GENERIC), ...list.filter((p) => p.name === GENERIC)];
+  const box = $("connect-providers");
+  const names = ordered.map((p) => p.name).join(",");
+  if (box.dataset.names === names) return;
+  box.dataset.names = names;
+  box.replaceChildren(
+    ...ordered.map((p) => el("button", { type: "button", "data-provider": p.name, title: p.base_url || "" }, p.title)),
+    el("button", { type: "button", "data-provider": IFLOW_LOGIN, title: "iFlow: " + IFLOW_GONE }, "iFlow login"));
 }
 
 /** @param {Status} status */
 export function render(status) {
   /** @type {Partial<Login>} */
   const login = status.login || {};
+  renderConnect(status);
   const list = $("account");
   list.replaceChildren();
+  row(list, "Status", status.summary);
   if (status.logged_in) {
     row(list, "Account", status.account || "(no name on file)");
     row(list, "Login", status.auth_type);
@@ -92,7 +128,7 @@ export function render(status) {
     if (login.state === "needs-login") row(list, "Attention", "iFlow refused the saved login: log in again.");
     if (login.last_error && login.state !== "ok") row(list, "Last refresh error", login.last_error);
   } else {
-    row(list, "Status", "No iFlow credentials yet. Log in with iFlow below.");
+    row(list, "iFlow login", "not logged in (needed only for iFlow, " + IFLOW_GONE + ")");
   }
   $("logout").hidden = !(status.logged_in && status.oauth_login);
   $("login").textContent = status.logged_in ? "Log in again" : "Log in with iFlow";
@@ -116,9 +152,9 @@ export function render(status) {
   const body = tableBody(table);
   body.replaceChildren();
   if (!models.length) {
-    body.append(placeholderRow(table, status.logged_in
-      ? "This upstream lists its models at /v1/models."
-      : "The models appear once you are logged in."));
+    body.append(placeholderRow(table, status.serving
+      ? "The accounts' models are listed at /v1/models."
+      : "The models appear once a provider is connected."));
   }
   for (const m of models) {
     body.append(el("tr", {},
@@ -156,10 +192,45 @@ export async function startBrowserLogin(fromView) {
   location.assign(url);
 }
 
-/** @param {() => Promise<unknown>} refreshStatus */
-export function wire(refreshStatus) {
+/**
+ * Open the Add-account form with `name` chosen, through the form's own controls (their change
+ * handlers in accounts.js fill in what the choice implies, such as the preset's base URL).
+ * @param {string} name
+ * @param {(view: string) => Promise<void>} showView
+ */
+async function connect(name, showView) {
+  if (name === IFLOW_LOGIN) {
+    $("account-card").scrollIntoView({ behavior: "smooth" });
+    $("login").focus();
+    return;
+  }
+  await showView("accounts"); // loads the accounts, and with them the form's provider choices
+  /** @type {[string, string][]} */
+  const choices = [["account-kind", "openai-compatible"], ["account-provider", name]];
+  for (const [id, value] of choices) {
+    const select = $(id, HTMLSelectElement);
+    select.value = value;
+    select.dispatchEvent(new Event("change"));
+  }
+  const label = $("account-label", HTMLInputElement);
+  if (!label.value) label.value = name;
+  const form = $("account-form");
+  form.scrollIntoView({ behavior: "smooth" });
+  $("account-key").focus();
+}
+
+/**
+ * @param {() => Promise<unknown>} refreshStatus
+ * @param {(view: string) => Promise<void>} showView opens a section, adding it to the history
+ */
+export function wire(refreshStatus, showView) {
   /** @param {unknown} error */
   const fail = (error) => { if (!handledElsewhere(error)) showLoginMessage(asError(error).message, true); };
+
+  $("connect-providers").addEventListener("click", (event) => {
+    const button = closest(event, "button[data-provider]");
+    if (button) connect(button.dataset.provider || "", showView).catch(fail);
+  });
 
   $("login").addEventListener("click", () => startBrowserLogin("overview").catch(fail));
 
