@@ -52,6 +52,7 @@ from iflow2api.routes.manage import ConsoleRoutes
 from iflow2api.routes.web import PageRoutes
 from iflow2api.routing import GET, MODEL_PREFIXES, ROUTES, ApiRoutes, Route, Routes, model_handler
 from iflow2api.services.access import Access, offered_key
+from iflow2api.services.account_check import AccountCheck
 from iflow2api.services.dispatch import Dispatcher
 from iflow2api.services.membership import Membership
 from iflow2api.services.model_listing import ModelListing
@@ -103,6 +104,9 @@ class Gateway:
             max_body=settings.max_upstream_body,
         )
         self.models = ModelDirectory(self.client, settings.models_cache_ttl)
+        self.profiles = Profiles(
+            thinking_default=settings.thinking_default, options=settings.provider_options
+        )
         self.disconnects = DisconnectWatch()
         self.background = Background()
         self._spawn = self.background.spawn
@@ -173,6 +177,7 @@ class Gateway:
             self.usage,
             summaries,
             self.metrics,
+            AccountCheck(self.client, self.profiles),
         )
         self.routes = Routes(self._api_routes(), page, console)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -181,7 +186,7 @@ class Gateway:
     def _api_routes(self) -> ApiRoutes:
         settings = self.settings
         membership = self.membership
-        profiles = Profiles(thinking_default=settings.thinking_default, options=settings.provider_options)
+        profiles = self.profiles
         dispatcher = Dispatcher(
             membership,
             self.pool,

@@ -145,6 +145,7 @@ ROUTES: dict[str, Route] = {
     "/api/accounts/action": Route(
         POST, _served(lambda r: r.console.account_action), access="admin", web=True
     ),
+    "/api/accounts/test": Route(POST, _served(lambda r: r.console.test_account), access="admin", web=True),
     "/api/keys": Route(
         frozenset({"GET", "POST"}), _served(lambda r: r.console.keys), access="admin", web=True
     ),

@@ -113,6 +113,8 @@ def test_an_openai_compatible_account_from_the_page_serves_its_models(
         )
         assert created.status_code == 201, created.text
         assert created.json()["account"]["secret"] != "sk-openai-0000"
+        assert created.json()["check"]["ok"] is True and len(other.received) == 1  # the check's request
+        other.reset()
         models = {m["id"] for m in httpx.get(gateway.url + "/v1/models", timeout=5).json()["data"]}
         assert {"deepseek-chat", "glm-4.7"} <= models
         # Each model goes to the account that serves it.
@@ -218,10 +220,11 @@ def test_a_provider_alone_brings_its_public_base_url(tmp_path: Path) -> None:
     if not living:
         pytest.skip("no provider profile with a public base URL in this build")
     home, data = tmp_path / "home", tmp_path / "data"
-    for name in living:  # nothing is sent anywhere: the account is only written to the store
+    for name in living:  # nothing is sent anywhere (no check): the account is only written to the store
         added = cli(
-            home, data, "accounts", "add", "--provider", name, "--label", f"{name} work", "--key", "k"
-        )
+            home, data, "accounts", "add", "--provider", name, "--label", f"{name} work", "--key", "k",
+            "--no-check",
+        )  # fmt: skip
         assert added.returncode == 0, added.stderr
         assert f"(openai-compatible, {name} at {providers.PROFILES[name].base_url}," in added.stdout
     listing = cli(home, data, "accounts", "list").stdout
@@ -267,7 +270,8 @@ def test_the_page_api_adds_and_shows_providers(start_gateway: Any, fake: FakeIfl
     health = httpx.get(gateway.url + "/health", timeout=5).json()
     assert health["providers"] == {"iflow": 1, "generic": 2}
     assert (health["provider"], health["provider_by_host"]) == ("iflow", False)
-    assert health["accounts"] == {"ok": 3}  # the fields monitors already read are still there
+    # The fields monitors already read are still there; both added at a port that refuses fail their check.
+    assert health["accounts"] == {"ok": 1, "failing": 2}
 
 
 def test_the_upstream_provider_names_the_iflow_cli_account(start_gateway: Any) -> None:

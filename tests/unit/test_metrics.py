@@ -189,7 +189,7 @@ def test_account_gauges_and_queue_depth() -> None:
         AccountGauge(label="old", state="needs-login", in_flight=0, waiting=0),
     ]
     families = scrape(Metrics(), accounts, queue_depth=7)
-    states = ("ok", "cooling", "quarantined", "out-of-credit", "disabled", "needs-login")
+    states = ("ok", "cooling", "quarantined", "out-of-credit", "failing", "disabled", "needs-login")
     current = {"work": "cooling", "home": "ok", "old": "needs-login"}
     assert families["iflow2api_account_state"] == (
         "gauge",

@@ -168,7 +168,7 @@ def logout_command(**flags: Any) -> None:
 
 @main.group()
 def accounts() -> None:
-    """Upstream accounts: list, add, remove, enable, disable."""
+    """Upstream accounts: list, add, test, remove, enable, disable."""
 
 
 @accounts.command("list")
@@ -203,7 +203,8 @@ def accounts_list(**flags: Any) -> None:
 )
 @click.option("--models", default="", help="Models it serves, comma-separated (default: ask its /models).")
 @click.option("--limit", "concurrency", type=int, default=None, help="Requests at once (0: unlimited).")
-@only_settings(*FILES)
+@click.option("--no-check", is_flag=True, default=False, help="Save it without testing it first.")
+@only_settings(*FILES, "connect_timeout", "first_byte_timeout")
 def accounts_add(
     kind: str | None,
     provider: str | None,
@@ -212,9 +213,13 @@ def accounts_add(
     base_url: str,
     models: str,
     concurrency: int | None,
+    no_check: bool,
     **flags: Any,
 ) -> None:
     """Add an iFlow API key or an OpenAI-compatible upstream (iFlow logins: `iflow2api login`).
+
+    An OpenAI-compatible one is tested first (its /models and a one-token request); it is saved
+    even when the test fails, and shown as failing until `iflow2api accounts test` passes.
 
     For example: iflow2api accounts add --provider deepseek --label work --key -
     """
@@ -233,7 +238,19 @@ def accounts_add(
         "models": models,
         "concurrency": concurrency,
     }
-    manage.add_account(_settings(flags), fields)
+    manage.add_account(_settings(flags), fields, check=not no_check)
+
+
+@accounts.command("test")
+@click.argument("label", required=False)
+@only_settings(*FILES, "connect_timeout", "first_byte_timeout")
+def accounts_test(label: str | None, **flags: Any) -> None:
+    """Test OpenAI-compatible accounts (one by label or id, else all): list their models and send
+    a one-token request. Exits 1 when any fails; a pass puts a failing account back in rotation."""
+    from iflow2api.cli import manage
+
+    if not manage.test_accounts(_settings(flags), label):
+        sys.exit(1)
 
 
 def _account_action(action: str, help_text: str) -> None:

@@ -14,15 +14,18 @@ from typing import Any, TypeVar
 import click
 
 from iflow2api import admin, clientkeys
-from iflow2api.auth.credentials import mask_secret
+from iflow2api.auth.credentials import Account, mask_secret
 from iflow2api.cli.status import current_account
 from iflow2api.errors import GatewayError, InvalidRequest
-from iflow2api.pool.book import disabled_accounts, set_account_enabled
+from iflow2api.pool.book import disabled_accounts, save_checked_health, set_account_enabled
 from iflow2api.pool.directory import provider_choice
 from iflow2api.pool.members import CLI_ACCOUNT_ID, account_for, shown_state
+from iflow2api.providers import Profiles
 from iflow2api.routes.manage import account_record
+from iflow2api.services.account_check import AccountCheck, CheckResult, health_after, is_checked
 from iflow2api.settings import Settings
 from iflow2api.state import AccountHealth, ClientKeyRecord, StateFileError, StateStore, open_store
+from iflow2api.upstream.client import UpstreamClient
 
 T = TypeVar("T")
 
@@ -61,8 +64,9 @@ def list_accounts(settings: Settings) -> None:
         def state(account_id: str, enabled: bool) -> str:
             known = health.get(account_id, AccountHealth())
             shown = shown_state(enabled and account_id not in disabled, known)
-            # Spent credit waits for a person: say why, as the page does.
-            return f"{shown} ({known.reason})" if shown == "out-of-credit" and known.reason else shown
+            # Spent credit and a failed check wait for a person: say why, as the page does.
+            failing = shown in ("out-of-credit", "failing") and known.reason
+            return f"{shown} ({known.reason})" if failing else shown
 
         cli = current_account(settings)
         if cli is not None:
@@ -89,19 +93,83 @@ def list_accounts(settings: Settings) -> None:
     run(settings, work)
 
 
-def add_account(settings: Settings, fields: dict[str, Any]) -> None:
+async def check_accounts(settings: Settings, accounts: list[Account]) -> list[CheckResult]:
+    """Check each account in turn, with the gateway's timeouts and provider profiles."""
+    client = UpstreamClient(
+        connect_timeout=settings.connect_timeout,
+        first_byte_timeout=settings.first_byte_timeout,
+        idle_timeout=settings.stream_idle_timeout,
+        max_body=settings.max_upstream_body,
+    )
+    checks = AccountCheck(
+        client, Profiles(thinking_default=settings.thinking_default, options=settings.provider_options)
+    )
+    try:
+        return [await checks.run(account) for account in accounts]
+    finally:
+        await client.close()
+
+
+def add_account(settings: Settings, fields: dict[str, Any], *, check: bool = True) -> None:
+    """Save a new account, after checking it (``services.account_check``): saved even when the
+    check fails, then shown as failing until a check passes."""
     try:
         record = account_record(fields)
     except InvalidRequest as exc:
         raise click.UsageError(exc.message) from None
+    account = account_for(record)
 
-    async def work(store: StateStore) -> None:
+    async def work(store: StateStore) -> CheckResult | None:
+        result = None
+        if check and is_checked(account):
+            [result] = await check_accounts(settings, [account])
+            # Before the account: a running gateway reloads both when the account appears.
+            await store.put_health(record.id, health_after(result, account.api_key, time.time()))
         await store.put_account(record)
+        return result
 
-    run(settings, work)
+    result = run(settings, work)
     kind = f"{record.kind}, {record.provider}" if record.provider else record.kind
     where = f"{kind} at {record.base_url}"
     click.echo(f"Added {record.label} as {record.id} ({where}, key {mask_secret(record.secret)}).")
+    if result is not None:
+        click.echo(f"Check: {result.words}")
+        if not result.ok:
+            click.echo(
+                f"It is saved and shown as failing until a check passes: fix it, then run "
+                f"`iflow2api accounts test {record.id}`."
+            )
+
+
+def test_accounts(settings: Settings, label: str | None) -> bool:
+    """Check the OpenAI-compatible accounts (those named ``label``, by label or id; else all),
+    keeping what each check found as its health. True when every one works."""
+
+    async def work(store: StateStore) -> bool:
+        found: list[tuple[str, str, Account]] = []
+        cli = current_account(settings)
+        if cli is not None:
+            found.append((CLI_ACCOUNT_ID, cli.label or "iFlow CLI settings", cli))
+        for record in [*settings.accounts, *sorted(await store.accounts(), key=lambda r: r.created_at)]:
+            found.append((record.id, record.label, account_for(record)))
+        chosen = [item for item in found if label is None or label in (item[0], item[1])]
+        if label is not None and not chosen:
+            raise click.ClickException(f"There is no account {label!r} (see `iflow2api accounts list`).")
+        for account_id, name, account in chosen:
+            if not is_checked(account):
+                click.echo(f"{name} ({account_id}): not tested (only OpenAI-compatible accounts are)")
+        tested = [item for item in chosen if is_checked(item[2])]
+        if not tested:
+            if label is None:
+                click.echo("No OpenAI-compatible accounts to test: add one with `iflow2api accounts add`.")
+            return label is None
+        results = await check_accounts(settings, [account for _, _, account in tested])
+        for (account_id, name, account), result in zip(tested, results, strict=True):
+            await save_checked_health(store, account_id, health_after(result, account.api_key, time.time()))
+            click.echo(f"{name} ({account_id}): {result.words}")
+        return all(result.ok for result in results)
+
+    return run(settings, work)
 
 
 def change_account(settings: Settings, account_id: str, action: str) -> None:

@@ -40,6 +40,9 @@ log = logging.getLogger("iflow2api.accounts")
 
 #: The store setting listing accounts (of the CLI or the config file) switched off on the page.
 DISABLED_SETTING = "disabled_accounts"
+#: The store setting a check made outside the gateway (``iflow2api accounts test``) writes the
+#: time of, so that a running gateway reloads the health it found.
+CHECKED_SETTING = "accounts_checked_at"
 #: How often another process's changes to the store are looked for, in seconds.
 WATCH_SECONDS = 1.0
 
@@ -365,6 +368,13 @@ async def set_account_enabled(store: StateStore, account_id: str, enabled: bool)
         await store.put_setting(DISABLED_SETTING, orjson.dumps(sorted(disabled)).decode())
     if enabled:
         await store.put_health(account_id, AccountHealth(since=time.time()))
+
+
+async def save_checked_health(store: StateStore, account_id: str, health: AccountHealth) -> None:
+    """Keep the health a check in another process found; a running gateway takes it within a
+    second (health alone does not change the store's generation, which its watch follows)."""
+    await store.put_health(account_id, health)
+    await store.put_setting(CHECKED_SETTING, repr(time.time()))
 
 
 def stored_oauth_record(

@@ -17,10 +17,13 @@ from iflow2api.state.records import AccountHealth, AccountKind, AccountRecord
 Source = Literal["iflow-cli", "config", "store"]
 Renewal = Literal["renewed", "temporary", "impossible"]
 #: What the page shows: the health state, or why the account is out of rotation otherwise.
-ShownState = Literal["ok", "cooling", "quarantined", "out-of-credit", "disabled", "needs-login"]
+ShownState = Literal["ok", "cooling", "quarantined", "out-of-credit", "failing", "disabled", "needs-login"]
 
 #: The code of ``errors.OutOfCredit``: an account resting with it is shown as out of credit.
 OUT_OF_CREDIT_CODE = OutOfCredit.code
+#: The code of a quarantine a failed check (``services.account_check``) set: shown as failing, and
+#: ended by a check that passes, a new key or a person.
+CHECK_FAILED = "account_check_failed"
 
 #: The id of the account the iFlow CLI's own files describe (~/.iflow); always one of the pool.
 CLI_ACCOUNT_ID = "iflow-cli"
@@ -65,6 +68,8 @@ def shown_state(
     if needs_login:
         return "needs-login"
     if health.state == "quarantined":
+        if health.code == CHECK_FAILED:
+            return "failing"
         return "out-of-credit" if health.code == OUT_OF_CREDIT_CODE else "quarantined"
     if health.state == "cooling" and health.until > (time.time() if now is None else now):
         return "out-of-credit" if health.code == OUT_OF_CREDIT_CODE else "cooling"

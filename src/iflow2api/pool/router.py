@@ -46,7 +46,7 @@ from iflow2api.errors import (
     QueueFull,
     UpstreamAuthError,
 )
-from iflow2api.pool.members import Member, key_fingerprint
+from iflow2api.pool.members import CHECK_FAILED, Member, key_fingerprint
 from iflow2api.pool.outcomes import CooldownPolicy, Verdict, verdict_for
 from iflow2api.state.records import AccountHealth
 
@@ -437,6 +437,10 @@ class Pool:
     def reset(self, member: Member) -> None:
         self._set_health(member, AccountHealth(since=self._clock()))
 
+    def checked(self, member: Member, health: AccountHealth) -> None:
+        """The health a check found (``services.account_check.health_after``), at once."""
+        self._set_health(member, health)
+
     def _set_health(self, member: Member, health: AccountHealth) -> None:
         member = self._current(member)
         member.health = health
@@ -471,6 +475,11 @@ def _out_of_service(model: str, out: list[Member]) -> GatewayError:
         return NotLoggedIn(
             f"Every account that serves '{model}' needs its iFlow login renewed by a person ({reasons}). "
             "Log in again with `iflow2api login` or on the gateway's page."
+        )
+    if code == CHECK_FAILED:
+        return NoAccountAvailable(
+            f"Every account that serves '{model}' failed its check ({reasons}). Fix it (its key or "
+            "base URL), then run `iflow2api accounts test` or press Test on the gateway's page."
         )
     if code == "api_key_expired":
         return UpstreamAuthError(

@@ -19,9 +19,10 @@ from iflow2api.calls import Call
 from iflow2api.errors import ClientAuthError, InvalidRequest, RouteNotFound
 from iflow2api.pool.book import AccountBook
 from iflow2api.pool.directory import provider_choice, provider_list, provider_names
-from iflow2api.pool.members import Member
+from iflow2api.pool.members import Member, account_for
 from iflow2api.pool.router import Pool
 from iflow2api.services.access import Access
+from iflow2api.services.account_check import AccountCheck, CheckResult, health_after, is_checked
 from iflow2api.state.records import AccountKind, AccountRecord, ClientKeyRecord
 from iflow2api.state.store import StateStore
 from iflow2api.upstream.models import ModelDirectory
@@ -31,6 +32,8 @@ from iflow2api.usage.recorder import UsageRecorder
 from iflow2api.usage.summaries import UsageSummaries
 from iflow2api.web.api import json_body
 
+#: The shown states whose health says why (a rest, a quarantine, spent credit, a failed check).
+REASONED = ("cooling", "quarantined", "out-of-credit", "failing")
 #: Seconds a wrong admin password costs its sender.
 WRONG_PASSWORD_DELAY = 0.5
 
@@ -140,8 +143,9 @@ class ConsoleRoutes:
         usage: UsageRecorder,
         summaries: UsageSummaries,
         metrics: Metrics,
+        checks: AccountCheck,
     ) -> None:
-        self._access, self._store = access, store
+        self._access, self._store, self._checks = access, store, checks
         self._accounts, self._pool, self._models = accounts, pool, models
         self._usage, self._summaries, self._metrics = usage, summaries, metrics
 
@@ -209,7 +213,7 @@ class ConsoleRoutes:
             "enabled": member.enabled,
             "state": state,
             "until": health.until if state == "cooling" else None,
-            "reason": health.reason if state in ("cooling", "quarantined", "out-of-credit") else None,
+            "reason": health.reason if state in REASONED else None,
             "in_flight": member.in_flight,
             "limit": member.limit,
             "waiting": self._pool.waiting_for(member),
@@ -233,11 +237,35 @@ class ConsoleRoutes:
         )
 
     async def _add_account(self, scope: Scope, receive: Receive, call: Call) -> None:
-        record = account_record(await json_body(scope, receive))
+        payload = await json_body(scope, receive)
+        record = account_record(payload)
+        account = account_for(record)
+        # Checked before it is saved, so that it never serves a request as "ok" before the verdict.
+        wanted = is_checked(account) and payload.get("check") is not False
+        result = await self._checks.run(account) if wanted else None
         await self._accounts.save(record)
         member = self._pool.get(record.id)
         assert member is not None
-        await send_json(call.send, 201, {"account": self._account_view(member)})
+        if result is not None:
+            self._pool.checked(member, health_after(result, account.api_key, time.time()))
+        await send_json(call.send, 201, self._checked_view(member, result))
+
+    def _checked_view(self, member: Member, result: CheckResult | None) -> dict[str, Any]:
+        fresh = self._pool.get(member.id) or member
+        return {"account": self._account_view(fresh), "check": result.view() if result is not None else None}
+
+    async def test_account(self, scope: Scope, receive: Receive, call: Call) -> None:
+        """The page's Test button: check one account again; a pass puts it back in rotation."""
+        payload = await json_body(scope, receive)
+        account_id = payload.get("id")
+        member = self._pool.get(account_id) if isinstance(account_id, str) else None
+        if member is None:
+            raise RouteNotFound(f"There is no account {account_id!r}.")
+        if not is_checked(member.account):
+            raise InvalidRequest("Only OpenAI-compatible accounts are tested (iFlow has shut down).")
+        result = await self._checks.run(member.account)
+        self._pool.checked(member, health_after(result, member.account.api_key, time.time()))
+        await send_json(call.send, 200, self._checked_view(member, result))
 
     async def account_action(self, scope: Scope, receive: Receive, call: Call) -> None:
         payload = await json_body(scope, receive)

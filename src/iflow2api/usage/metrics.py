@@ -33,7 +33,9 @@ TTFT_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30,
 #: Reasoning tokens are a part of the completion's, cached ones (read from the upstream's prompt
 #: cache) a part of the prompt's: add up only prompt and completion for the total.
 TOKEN_TYPES = ("prompt", "completion", "reasoning", "cached")
-ACCOUNT_STATES: tuple[str, ...] = ("ok", "cooling", "quarantined", "out-of-credit", "disabled", "needs-login")
+ACCOUNT_STATES: tuple[str, ...] = (
+    "ok", "cooling", "quarantined", "out-of-credit", "failing", "disabled", "needs-login"
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ import { startBrowserLogin } from "./overview.js";
  * @property {string} secret the key, masked
  * @property {string[]} [models]
  * @property {boolean} enabled
- * @property {string} state "ok", "cooling", "quarantined", "needs-login"...
+ * @property {string} state "ok", "cooling", "quarantined", "out-of-credit", "failing", "needs-login"...
  * @property {number | null} [until] when a cooldown ends (epoch seconds)
  * @property {string | null} [reason]
  * @property {number} in_flight
@@ -37,6 +37,11 @@ import { startBrowserLogin } from "./overview.js";
  */
 
 /** @typedef {{ strategy: string, affinity: boolean, accounts: Account[], providers?: Provider[] }} AccountList */
+
+/**
+ * What a check of an account found (services/account_check.py): it works, or the problem in words.
+ * @typedef {{ ok: boolean, words: string, problem: string | null, latency_ms: number | null, models: number | null, model: string | null }} CheckResult
+ */
 
 /** The form's first choice: it sends no provider, so the base URL's host picks the profile. */
 const BY_HOST = "";
@@ -137,12 +142,17 @@ function actionButton(account, action, label, className = "") {
   }, label);
 }
 
+/** States a person may end with the Reset button (a failed check too: a new Test is better). */
+const RESETTABLE = ["cooling", "quarantined", "out-of-credit", "failing"];
+
 /** @param {Account} account */
 function actionsCell(account) {
   const buttons = [];
   if (account.enabled) buttons.push(actionButton(account, "disable", "Disable"));
   else buttons.push(actionButton(account, "enable", "Enable"));
-  if (account.state === "cooling" || account.state === "quarantined" || account.state === "out-of-credit") buttons.push(actionButton(account, "reset", "Reset"));
+  // Only OpenAI-compatible accounts are tested: iFlow shut down on 2026-04-17.
+  if (account.kind === "openai-compatible") buttons.push(actionButton(account, "test", "Test"));
+  if (RESETTABLE.includes(account.state)) buttons.push(actionButton(account, "reset", "Reset"));
   if (account.state === "needs-login" && account.kind === "iflow-oauth") buttons.push(actionButton(account, "login", "Log in"));
   // Accounts from the config file or the iFlow CLI's own login are not the page's to remove.
   if (account.source === "store") buttons.push(actionButton(account, "remove", "Remove", "danger"));
@@ -228,6 +238,36 @@ export const load = tableLoader("/api/accounts", render, message, fail);
 const DONE = { enable: "Enabled", disable: "Disabled", reset: "Reset", remove: "Removed" };
 
 /**
+ * Say what a check found, in the accounts' message box.
+ * @param {string} label
+ * @param {CheckResult | null | undefined} check
+ * @param {string} [before] what came first ("Added x.")
+ */
+function showCheck(label, check, before = "") {
+  if (!check) {
+    message(before, "");
+    return;
+  }
+  const words = label + (check.ok ? " works: " : " failed its test — ") + check.words.replace(/^works: /, "");
+  message((before ? before + " " : "") + words, check.ok ? "" : "error");
+  $("accounts-message").dataset.check = check.ok ? "ok" : check.problem || "failed";
+}
+
+/**
+ * The Test button: check the account again; the table then shows its new state.
+ * @param {string} id
+ * @param {string} label
+ */
+async function test(id, label) {
+  message(`Testing ${label}: listing its models and sending a one-token request…`, "");
+  try {
+    const answer = await api("/api/accounts/test", { id });
+    showCheck(label, answer && answer.check);
+    await load();
+  } catch (error) { fail(error); }
+}
+
+/**
  * @param {string} id
  * @param {string} action
  * @param {string} label
@@ -235,6 +275,10 @@ const DONE = { enable: "Enabled", disable: "Disabled", reset: "Reset", remove: "
 async function act(id, action, label) {
   if (action === "login") {
     await startBrowserLogin("accounts").catch(fail);
+    return;
+  }
+  if (action === "test") {
+    await test(id, label);
     return;
   }
   if (action === "remove") {
@@ -279,11 +323,13 @@ async function addAccount(event) {
     body.models = splitList($("account-models", HTMLInputElement).value);
   }
   body.concurrency = optionalInt($("account-concurrency", HTMLInputElement));
+  if (kind === "openai-compatible") message(`Adding ${body.label} and testing it…`, "");
   try {
     const created = await api("/api/accounts", body);
     $("account-form", HTMLFormElement).reset();
     syncKindFields();
-    message(`Added ${(created && created.account && created.account.label) || body.label}.`, "");
+    const label = (created && created.account && created.account.label) || body.label;
+    showCheck(label, created && created.check, `Added ${label}.`);
     await load();
   } catch (error) { fail(error); }
 }
