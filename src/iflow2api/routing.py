@@ -152,6 +152,11 @@ ROUTES: dict[str, Route] = {
     "/api/keys/revoke": Route(POST, _served(lambda r: r.console.revoke_key), access="admin", web=True),
     "/api/usage": Route(GET, _served(lambda r: r.console.usage_summary), access="admin", web=True),
     "/api/usage.csv": Route(GET, _served(lambda r: r.console.usage_csv), access="admin", web=True),
+    # The page's playground: the chat route itself (parse → dispatch → relay, recorded in the usage
+    # table), under its own path rather than /v1/chat/completions taking the session cookie too. So
+    # the key check of the API stays exactly what it was, and the playground gets what every page
+    # route has: the admin session (or an admin key), same origin only, no CORS.
+    "/api/playground": Route(POST, _chat, access="admin", web=True, usage="chat"),
     # Protected by the login's state instead: iFlow's redirect carries no key.
     "/oauth2callback": Route(GET, _served(lambda r: r.page.oauth_callback), access="open", web=True),
     "/health": Route(GET, _health, access="open"),

@@ -46,6 +46,7 @@ PAGE_FILES = (
     "accounts.js",
     "keys.js",
     "usage.js",
+    "playground.js",
 )
 #: Where each of ``PAGE_FILES`` is served: ``index.html`` at ``/``, the others under ``/static/``.
 PAGE_PATHS = tuple("/" if name == "index.html" else "/static/" + name for name in PAGE_FILES)

@@ -50,13 +50,23 @@ export async function api(path, body) {
   const response = await fetch(path, options);
   let payload = null;
   try { payload = await response.json(); } catch (_) { payload = null; }
-  if (!response.ok) {
-    const error = (payload && payload.error) || {};
-    const failure = new ApiError(response.status, error.message || "HTTP " + response.status, error.code || null);
-    if (response.status === 401 && failure.code === "admin_required") apiListeners.adminRequired(failure);
-    throw failure;
-  }
+  if (!response.ok) throw refusal(response.status, payload);
   return payload;
+}
+
+/**
+ * The error for a refused call (`payload` its JSON body, or null), after telling the page when the
+ * refusal means the session is gone:
+ *   throw refusal(response.status, await response.json())
+ * @param {number} status
+ * @param {any} payload
+ * @returns {ApiError}
+ */
+export function refusal(status, payload) {
+  const error = (payload && payload.error) || {};
+  const failure = new ApiError(status, error.message || "HTTP " + status, error.code || null);
+  if (status === 401 && failure.code === "admin_required") apiListeners.adminRequired(failure);
+  return failure;
 }
 
 /**

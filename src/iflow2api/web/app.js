@@ -3,12 +3,12 @@
 // fresh, with its own small SVG charts. This entry module only starts the page; the modules beside it
 // each own one thing: dom.js (building elements), format.js (numbers and times), api.js (the management
 // API), charts.js (the SVG charts), page.js (sections, sign-in, status) and one module per section
-// (overview.js, accounts.js, keys.js, usage.js). The gateway serves exactly the files its route table
+// (overview.js, accounts.js, keys.js, usage.js, playground.js). The gateway serves exactly the files its route table
 // lists (routes/web.py, PAGE_FILES), all under /static/ but index.html.
 //
 // Stable selectors (tests drive the page through these; keep them when restyling):
 //   header     #version  #badge ("serving" | "not serving" | "log in again"; its title the summary)  #signout
-//              #tabs a[data-view=overview|accounts|keys|usage]  (aria-current="page" on the open one)
+//              #tabs a[data-view=overview|accounts|keys|usage|playground]  (aria-current="page" on the open one)
 //              #page-message (the gateway did not answer)
 //   sign-in    #signin  #signin-form  input[name=signin-kind][value=key|password]  #signin-secret
 //              #signin-message
@@ -32,12 +32,16 @@
 //              #usage-empty  #usage-charts  #chart-requests  #chart-tokens  #chart-models  #chart-keys
 //              #chart-accounts  #chart-latency  #chart-dialects (each a figure holding one svg[role=img]
 //              with <title>; one g.bar per bar, its <title> saying the bar's numbers)  #usage-recent
+//   playground #play-form  #play-model (select)  #play-prompt  #play-send  #play-stop  #play-empty
+//              #play-message  #play-output  #play-reasoning (details, folded)  #play-reasoning-text
+//              #play-answer  #play-prompt-tokens  #play-completion-tokens  #play-ttft
 
 import * as accounts from "./accounts.js";
 import { onAdminRequired } from "./api.js";
 import * as keys from "./keys.js";
 import * as overview from "./overview.js";
 import * as page from "./page.js";
+import * as playground from "./playground.js";
 import * as usage from "./usage.js";
 
 const REFRESH_MS = 5000;
@@ -49,6 +53,7 @@ overview.wire(page.refreshStatus, (name) => page.showView(name, true));
 accounts.wire((name) => page.showView(name, true));
 keys.wire({ adminRequired: page.adminRequired, statusChanged: page.refreshStatus });
 usage.wire();
+playground.wire();
 page.takeLoginResult();
 page.refreshStatus();
 setInterval(page.poll, REFRESH_MS);

@@ -7,9 +7,10 @@ import { ApiError, api, asError } from "./api.js";
 import { $, closest, find, say } from "./dom.js";
 import * as keys from "./keys.js";
 import * as overview from "./overview.js";
+import * as playground from "./playground.js";
 import * as usage from "./usage.js";
 
-const VIEWS = ["overview", "accounts", "keys", "usage"];
+const VIEWS = ["overview", "accounts", "keys", "usage", "playground"];
 /** @type {Partial<Record<string, () => Promise<void>>>} */
 const LOADERS = { accounts: accounts.load, keys: keys.load, usage: usage.load };
 
@@ -68,6 +69,7 @@ function unlock(status) {
   $("signout").hidden = !(page.adminRequired && status.admin && status.admin.signed_in);
   overview.renderBadge(status);
   overview.render(status);
+  playground.setModels(status.models || []);
   if (wasLocked) showView(page.view);
   return wasLocked;
 }
