@@ -157,6 +157,8 @@ ROUTES: dict[str, Route] = {
     # the key check of the API stays exactly what it was, and the playground gets what every page
     # route has: the admin session (or an admin key), same origin only, no CORS.
     "/api/playground": Route(POST, _chat, access="admin", web=True, usage="chat"),
+    # What the playground offers: the API's /v1/models, for the page's session instead of a client key.
+    "/api/models": Route(GET, _models, access="admin", web=True),
     # Protected by the login's state instead: iFlow's redirect carries no key.
     "/oauth2callback": Route(GET, _served(lambda r: r.page.oauth_callback), access="open", web=True),
     "/health": Route(GET, _health, access="open"),

@@ -12,7 +12,7 @@ import * as usage from "./usage.js";
 
 const VIEWS = ["overview", "accounts", "keys", "usage", "playground"];
 /** @type {Partial<Record<string, () => Promise<void>>>} */
-const LOADERS = { accounts: accounts.load, keys: keys.load, usage: usage.load };
+const LOADERS = { accounts: accounts.load, keys: keys.load, usage: usage.load, playground: playground.load };
 
 const page = { view: viewFromAddress(), locked: false, ready: false, adminRequired: false };
 
@@ -69,7 +69,6 @@ function unlock(status) {
   $("signout").hidden = !(page.adminRequired && status.admin && status.admin.signed_in);
   overview.renderBadge(status);
   overview.render(status);
-  playground.setModels(status.models || []);
   if (wasLocked) showView(page.view);
   return wasLocked;
 }

@@ -4,7 +4,7 @@
 // (/api/playground), which is the chat route itself: the request is served and recorded like any
 // client's (usage row without a key name, metrics), but only with the page's session, same origin.
 
-import { ApiError, asError, handledElsewhere, refusal } from "./api.js";
+import { ApiError, api, asError, handledElsewhere, refusal } from "./api.js";
 import { $, el, say } from "./dom.js";
 import { count, ms } from "./format.js";
 
@@ -32,19 +32,25 @@ export function sseData(text) {
 /** The request running now, so Stop (or a second Send) can cancel it. */
 const running = { controller: /** @type {AbortController | null} */ (null) };
 
-/**
- * The models a served account offers, from the page's status: the picker keeps the one chosen.
- * @param {Model[]} models
- */
-export function setModels(models) {
+/** The models the accounts serve (the API's /v1/models, for the page); the picker keeps the one chosen. */
+export async function load() {
+  /** @type {Model[]} */
+  let models;
+  try {
+    models = (await api("/api/models")).data;
+  } catch (error) {
+    if (!handledElsewhere(error)) message(asError(error).message, "error");
+    return;
+  }
   const picker = $("play-model", HTMLSelectElement);
   const ids = models.map((model) => model.id);
+  $("play-empty").hidden = ids.length > 0;
+  $("play-send", HTMLButtonElement).disabled = ids.length === 0;
+  // Rebuilt only when the list changed, so a poll never resets the choice being made.
   if (ids.join("\n") === [...picker.options].map((option) => option.value).join("\n")) return;
   const chosen = picker.value;
   picker.replaceChildren(...ids.map((id) => el("option", { value: id }, id)));
   if (ids.includes(chosen)) picker.value = chosen;
-  $("play-empty").hidden = ids.length > 0;
-  $("play-send", HTMLButtonElement).disabled = ids.length === 0;
 }
 
 /** @param {string} text @param {string} [kind] */
