@@ -107,7 +107,9 @@ def test_the_playground_streams_an_answer_and_records_it(
     assert 'model="fake-large"' in metrics
 
 
-def test_an_answer_without_reasoning_folds_nothing(host: FakeIflow, start_gateway: Any, page: Page) -> None:
+def test_an_answer_without_reasoning_folds_nothing_and_stop_cancels(
+    host: FakeIflow, start_gateway: Any, page: Page
+) -> None:
     gateway: GatewayProcess = start_gateway(None)
     connect(gateway, host)
     page.goto(gateway.url + "/#playground")
@@ -117,6 +119,16 @@ def test_an_answer_without_reasoning_folds_nothing(host: FakeIflow, start_gatewa
     page.click("#play-send")
     expect(page.locator("#play-answer")).to_have_text("Short.")
     expect(page.locator("#play-reasoning")).to_be_hidden()  # no reasoning: nothing to fold
+
+    # Stop cancels the request: the gateway sees its client leave and records that.
+    host.enqueue(Stream.of_text(["One ", "two ", "three."], model="fake-small", delay=3))
+    page.click("#play-send")
+    expect(page.locator("#play-answer")).to_have_text("One ")
+    page.click("#play-stop")
+    expect(page.locator("#play-message")).to_have_text("Stopped.")
+    expect(page.locator("#play-stop")).to_be_hidden()
+    eventually(lambda: any(row["status"] == 499 for row in recent(gateway)))
+    assert page.locator("#play-answer").text_content() == "One "
 
 
 def test_only_the_page_may_use_the_playground(start_gateway: Any, fake: FakeIflow, tmp_path: Path) -> None:
