@@ -149,12 +149,7 @@ class PageRoutes:
         await send_json(call.send, 200, document)
 
     async def served_models(self) -> list[dict[str, Any]]:
-        """What ``/v1/models`` lists now, for the page's snippets and models table; empty while no
-        account serves, or while the upstreams' lists take longer than ``SERVED_MODELS_WAIT``."""
-        try:
-            return await asyncio.wait_for(asyncio.shield(self._served_models()), SERVED_MODELS_WAIT)
-        except (GatewayError, TimeoutError):
-            return []
+        return await served_within(self._served_models, SERVED_MODELS_WAIT)
 
     async def start_login(self, scope: Scope, receive: Receive, call: Call) -> None:
         payload = await json_body(scope, receive)
@@ -213,6 +208,19 @@ class PageRoutes:
         await asyncio.to_thread(iflow_files.remove_oauth_login, self._iflow_home)
         self._refresher.files_changed()
         await send_json(call.send, 200, {"ok": True})
+
+
+async def served_within(
+    listing: Callable[[], Awaitable[list[dict[str, Any]]]], seconds: float
+) -> list[dict[str, Any]]:
+    """What ``listing`` (``ModelListing.available``, as ``/v1/models`` lists it) gives within
+    ``seconds``, for the page's snippets and models table; empty while no account serves, or while
+    the upstreams' lists take longer. The look goes on past ``seconds`` (shielded): a later call
+    finds it in ``ModelDirectory``'s cache."""
+    try:
+        return await asyncio.wait_for(asyncio.shield(listing()), seconds)
+    except (GatewayError, TimeoutError):
+        return []
 
 
 def callback_uri(scope: Scope) -> str:
