@@ -63,7 +63,8 @@ export function snippets(facts) {
       "claude",
     ].join("\n"),
     codex: [
-      "# ~/.codex/config.toml; then: export IFLOW2API_KEY=" + shellWord(key),
+      "# ~/.codex/config.toml, and before codex runs:",
+      "# export IFLOW2API_KEY=" + shellWord(key),
       "model = " + JSON.stringify(model),
       "model_provider = \"iflow2api\"",
       "",
@@ -75,10 +76,10 @@ export function snippets(facts) {
     ].join("\n"),
     // Open WebUI and LobeChat take the base URL with /v1; NextChat adds /v1 itself.
     "chat-apps": [
-      "Open WebUI, LobeChat: API base URL  " + base,
-      "NextChat: OpenAI endpoint           " + facts.origin,
-      "API key                             " + key,
-      "Model                               " + model,
+      "Open WebUI, LobeChat base URL: " + base,
+      "NextChat endpoint: " + facts.origin,
+      "API key: " + key,
+      "Model: " + model,
     ].join("\n"),
   };
 }
