@@ -158,12 +158,14 @@ class Gateway:
         )
         self.started_at = time.time()
         self.membership = Membership(self.accounts, self.pool, not_logged_in=not_logged_in_message(settings))
+        listing = ModelListing(self.membership, self.models, settings.model_aliases, self.profiles)
         page = PageRoutes(
             self.access,
             self.credentials,
             self.login,
             self.refresher,
             serving=lambda: serving(named_states(self.membership.members())),
+            served_models=listing.available,
             iflow_home=settings.iflow_home,
             model_aliases=settings.model_aliases,
         )

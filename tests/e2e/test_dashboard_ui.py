@@ -607,7 +607,7 @@ def test_overview_keeps_the_login_and_snippets(dashboard: Dashboard) -> None:
     expect(page.locator("#logout")).to_be_visible()
     expect(page.locator("#signout")).to_be_visible()
     expect(page.locator("#curl")).to_contain_text(dashboard.url + "/v1/chat/completions")
-    expect(page.locator("#curl")).to_contain_text("authorization: Bearer <a client key of this gateway>")
+    expect(page.locator("#curl")).to_contain_text("authorization: Bearer sk-...your key...")
     expect(page.locator("#models tbody tr")).to_have_count(2)
     expect(page.locator("#aliases tbody")).to_have_text("gpt-4oglm-4.7")
     expect(page.locator("#tabs a[aria-current=page]")).to_have_text("Overview")

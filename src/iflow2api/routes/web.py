@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import importlib.resources
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ PAGE_FILES = (
     "api.js",
     "charts.js",
     "overview.js",
+    "snippets.js",
     "accounts.js",
     "keys.js",
     "usage.js",
@@ -52,6 +53,10 @@ PAGE_FILES = (
 PAGE_PATHS = tuple("/" if name == "index.html" else "/static/" + name for name in PAGE_FILES)
 _TYPES = {".html": b"text/html; charset=utf-8", ".js": b"text/javascript; charset=utf-8", ".css": b"text/css"}
 _NO_STORE = [(b"cache-control", b"no-store")]
+#: How long the status waits for the served models: a first look at an upstream's ``/models`` may
+#: take up to its timeouts, and the page's status must not. The look goes on (shielded), so a later
+#: status finds the list in ``ModelDirectory``'s cache.
+SERVED_MODELS_WAIT = 2.0
 
 
 def load_assets() -> dict[str, tuple[bytes, bytes]]:
@@ -74,12 +79,14 @@ class PageRoutes:
         refresher: Refresher,
         *,
         serving: Callable[[], Serving],
+        served_models: Callable[[], Awaitable[list[dict[str, Any]]]],
         iflow_home: Path,
         model_aliases: tuple[tuple[str, str], ...],
     ) -> None:
         self._access, self._credentials = access, credentials
         self._login, self._refresher = login, refresher
         self._serving = serving
+        self._served_models = served_models
         self._iflow_home, self._aliases = iflow_home, model_aliases
         self._assets = load_assets()
 
@@ -137,7 +144,13 @@ class PageRoutes:
         }
 
     async def status(self, scope: Scope, receive: Receive, call: Call) -> None:
-        await send_json(call.send, 200, self.status_document(signed_in=self._access.is_admin(scope)))
+        document = self.status_document(signed_in=self._access.is_admin(scope))
+        if "serving" in document:
+            document["served_models"] = await self.served_models()
+        await send_json(call.send, 200, document)
+
+    async def served_models(self) -> list[dict[str, Any]]:
+        return await served_within(self._served_models, SERVED_MODELS_WAIT)
 
     async def start_login(self, scope: Scope, receive: Receive, call: Call) -> None:
         payload = await json_body(scope, receive)
@@ -196,6 +209,19 @@ class PageRoutes:
         await asyncio.to_thread(iflow_files.remove_oauth_login, self._iflow_home)
         self._refresher.files_changed()
         await send_json(call.send, 200, {"ok": True})
+
+
+async def served_within(
+    listing: Callable[[], Awaitable[list[dict[str, Any]]]], seconds: float
+) -> list[dict[str, Any]]:
+    """What ``listing`` (``ModelListing.available``, as ``/v1/models`` lists it) gives within
+    ``seconds``, for the page's snippets and models table; empty while no account serves, or while
+    the upstreams' lists take longer. The look goes on past ``seconds`` (shielded): a later call
+    finds it in ``ModelDirectory``'s cache."""
+    try:
+        return await asyncio.wait_for(asyncio.shield(listing()), seconds)
+    except (GatewayError, TimeoutError):
+        return []
 
 
 def callback_uri(scope: Scope) -> str:

@@ -6,6 +6,7 @@
 import { api, asError, handledElsewhere } from "./api.js";
 import { $, closest, copyText, el, placeholderRow, say, tableBody } from "./dom.js";
 import { when } from "./format.js";
+import { firstModel, snippets } from "./snippets.js";
 
 /**
  * What /api/status says (routes/web.py, status_document); signed out, only version and admin.
@@ -27,7 +28,8 @@ import { when } from "./format.js";
  * @property {string | null} [key_note]
  * @property {Login} [login]
  * @property {boolean} [needs_client_key]
- * @property {Model[]} [models]
+ * @property {Model[]} [models] iFlow's catalogue, with an iFlow login
+ * @property {Model[]} [served_models] what /v1/models lists now (empty with nothing served)
  * @property {Record<string, string>} [aliases]
  */
 
@@ -133,20 +135,11 @@ export function render(status) {
   $("logout").hidden = !(status.logged_in && status.oauth_login);
   $("login").textContent = status.logged_in ? "Log in again" : "Log in with iFlow";
 
-  const base = location.origin + "/v1";
-  const models = status.models || [];
-  const model = (models[0] && models[0].id) || "glm-4.7";
-  const keyNeeded = status.needs_client_key;
-  $("base-url").textContent = base;
-  $("curl").textContent =
-    "curl " + base + "/chat/completions \\\n  -H 'content-type: application/json' \\\n" +
-    (keyNeeded ? "  -H 'authorization: Bearer <a client key of this gateway>' \\\n" : "") +
-    "  -d '{\"model\": \"" + model + "\", \"messages\": [{\"role\": \"user\", \"content\": \"Hello\"}]}'";
-  $("python").textContent =
-    "from openai import OpenAI\n\nclient = OpenAI(base_url=\"" + base + "\", api_key=\"" +
-    (keyNeeded ? "<a client key of this gateway>" : "unused") + "\")\n" +
-    "reply = client.chat.completions.create(\n    model=\"" + model + "\",\n" +
-    "    messages=[{\"role\": \"user\", \"content\": \"Hello\"}],\n)\nprint(reply.choices[0].message.content)";
+  const served = status.served_models || [];
+  const models = served.length ? served : status.models || [];
+  $("base-url").textContent = location.origin + "/v1";
+  const texts = snippets({ origin: location.origin, model: firstModel(served), keyNeeded: Boolean(status.needs_client_key) });
+  for (const [id, text] of Object.entries(texts)) $(id).textContent = text;
 
   const table = $("models");
   const body = tableBody(table);
