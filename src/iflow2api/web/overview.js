@@ -11,7 +11,7 @@ import { when } from "./format.js";
  * What /api/status says (routes/web.py, status_document); signed out, only version and admin.
  * @typedef {object} Status
  * @property {string} version
- * @property {{ required: boolean, signed_in: boolean }} [admin]
+ * @property {{ required: boolean, signed_in: boolean, first_password?: boolean }} [admin]
  * @property {boolean} [serving] an enabled account can take a request now, whatever its provider
  * @property {number} [serving_accounts]
  * @property {string[]} [serving_providers]
