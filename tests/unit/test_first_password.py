@@ -86,7 +86,8 @@ def test_loopback_sets_it_once_and_is_signed_in(tmp_path: Path) -> None:
             seen["offered without keys"] = await offered(local)
             await with_a_key(app)
             seen["offered"] = await offered(local)
-            seen["too short"] = (await local.post("/api/admin-password", json={"password": "short"})).status_code
+            short = await local.post("/api/admin-password", json={"password": "short"})
+            seen["too short"] = short.status_code
             answer = await local.post("/api/admin-password", json={"password": PASSWORD})
             seen["set"] = answer.status_code
             seen["signed in"] = (await local.get("/api/keys")).status_code

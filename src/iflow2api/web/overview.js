@@ -74,6 +74,15 @@ export function showLoginMessage(message, isError) {
 }
 
 /**
+ * Whether the account in use is an iFlow login that iFlow refused. An OpenAI-compatible account
+ * never needs one: a refused iFlow login left in ~/.iflow is not what it serves with.
+ * @param {Status} status
+ */
+function iflowNeedsLogin(status) {
+  return Boolean(status.login && status.login.state === "needs-login" && status.upstream !== "openai-compatible");
+}
+
+/**
  * The header badge: whether the gateway serves (any provider's account counts, not only iFlow's).
  * @param {Status} status
  */
@@ -83,7 +92,7 @@ export function renderBadge(status) {
   badge.title = status.summary || "";
   if (status.serving) {
     badge.textContent = "serving"; badge.className = "badge ok";
-  } else if (status.login && status.login.state === "needs-login") {
+  } else if (iflowNeedsLogin(status)) {
     badge.textContent = "log in again"; badge.className = "badge warn";
   } else {
     badge.textContent = "not serving"; badge.className = "badge bad";
@@ -125,13 +134,13 @@ export function render(status) {
     if (login.token_expires_at) row(list, "Token expires", when(login.token_expires_at));
     if (login.next_refresh_at) row(list, "Next refresh", when(login.next_refresh_at));
     if (status.key_note) row(list, "Key expiry", status.key_note);
-    if (login.state === "needs-login") row(list, "Attention", "iFlow refused the saved login: log in again.");
+    if (iflowNeedsLogin(status)) row(list, "Attention", "iFlow refused the saved login: log in again.");
     if (login.last_error && login.state !== "ok") row(list, "Last refresh error", login.last_error);
   } else {
     row(list, "iFlow login", "not logged in (needed only for iFlow, " + IFLOW_GONE + ")");
   }
   $("logout").hidden = !(status.logged_in && status.oauth_login);
-  $("login").textContent = status.logged_in ? "Log in again" : "Log in with iFlow";
+  $("login").textContent = status.logged_in && status.upstream === "iflow" ? "Log in again" : "Log in with iFlow";
 
   const base = location.origin + "/v1";
   const models = status.models || [];
