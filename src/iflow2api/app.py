@@ -51,7 +51,7 @@ from iflow2api.routes.health import HealthRoute
 from iflow2api.routes.manage import ConsoleRoutes
 from iflow2api.routes.web import PageRoutes
 from iflow2api.routing import GET, MODEL_PREFIXES, ROUTES, ApiRoutes, Route, Routes, model_handler
-from iflow2api.services.access import Access, offered_key
+from iflow2api.services.access import Access, from_loopback, offered_key
 from iflow2api.services.account_check import AccountCheck
 from iflow2api.services.dispatch import Dispatcher
 from iflow2api.services.membership import Membership
@@ -68,11 +68,6 @@ from iflow2api.usage.recorder import UsageRecorder
 from iflow2api.usage.summaries import UsageSummaries
 
 log = logging.getLogger("iflow2api")
-
-
-def _from_loopback(scope: Scope) -> bool:
-    client = scope.get("client")
-    return client is None or is_loopback(str(client[0]))  # no address: a Unix socket, also local
 
 
 def not_logged_in_message(settings: Settings) -> str:
@@ -259,7 +254,7 @@ class Gateway:
         if self.disconnects.draining:
             # A stop has begun (a request on a kept-alive connection, racing the signal).
             raise shutting_down()
-        if not self.access.needs_keys() and path != "/health" and not _from_loopback(scope):
+        if not self.access.needs_keys() and path != "/health" and not from_loopback(scope):
             # Another ASGI server may listen more widely than the host setting says (0.0.0.0).
             raise Forbidden(
                 "This gateway has no client keys, so it serves only its own machine. Create one "

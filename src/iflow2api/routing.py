@@ -136,6 +136,8 @@ ROUTES: dict[str, Route] = {
     "/api/status": Route(GET, _served(lambda r: r.page.status), access="open", web=True),
     "/api/session": Route(POST, _served(lambda r: r.console.open_session), access="open", web=True),
     "/api/session/end": Route(POST, _served(lambda r: r.console.close_session), access="open", web=True),
+    # Checked in the route: only from this machine, and only while no admin password exists.
+    "/api/admin-password": Route(POST, _served(lambda r: r.console.first_password), access="open", web=True),
     "/api/login": Route(POST, _served(lambda r: r.page.start_login), access="admin", web=True),
     "/api/login/code": Route(POST, _served(lambda r: r.page.login_code), access="admin", web=True),
     "/api/logout": Route(POST, _served(lambda r: r.page.logout), access="admin", web=True),

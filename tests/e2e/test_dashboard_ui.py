@@ -702,6 +702,7 @@ def test_removing_an_account_asks_first(dashboard: Dashboard) -> None:
 def test_adding_accounts_posts_the_design_shape(dashboard: Dashboard) -> None:
     page = dashboard.page
     dashboard.open("accounts")
+    page.select_option("#account-kind", "iflow-key")
     expect(page.locator("#account-base-url")).to_be_hidden()
     page.fill("#account-label", "team key 2")
     page.fill("#account-key", "sk-0123456789abcdef0123456789abcdef")
@@ -717,6 +718,7 @@ def test_adding_accounts_posts_the_design_shape(dashboard: Dashboard) -> None:
     expect(page.locator("#accounts-table tbody tr")).to_have_count(6)
 
     page.select_option("#account-kind", "openai-compatible")
+    page.select_option("#account-provider", "")
     page.fill("#account-label", "deepseek")
     page.fill("#account-base-url", "https://api.deepseek.example/v1")
     page.fill("#account-key", "ds-secret")
@@ -740,10 +742,8 @@ def test_adding_an_account_of_a_provider(dashboard: Dashboard) -> None:
     quarantined = page.locator("tr[data-id=acc-00conf] [data-testid=account-provider]")
     expect(quarantined).to_have_text("generic (by host)")
     expect(page.locator("tr[data-id=acc-00cli1] [data-testid=account-provider]")).to_have_text("iflow")
-    expect(page.locator("#account-provider")).to_be_hidden()
-    page.select_option("#account-kind", "openai-compatible")
     provider = page.locator("#account-provider")
-    expect(provider).to_have_value("")  # by host comes first
+    expect(provider).to_have_value("deepseek")  # the first preset, though by host comes first
     expect(provider.locator("option")).to_have_text(
         [
             "By its base URL's host (auto)",
@@ -770,7 +770,7 @@ def test_adding_an_account_of_a_provider(dashboard: Dashboard) -> None:
     }
     added = page.locator("#accounts-table tbody tr", has_text="ds work")
     expect(added.locator("[data-testid=account-provider]")).to_have_text("deepseek")
-    expect(page.locator("#account-provider")).to_have_value("")  # the form starts over
+    expect(page.locator("#account-provider")).to_have_value("deepseek")  # the form starts over
 
     # Pinned to pass-through on a known host: "generic" is sent, and shown as given, not by host.
     at_deepseek = form | {"api_key": "ds-other", "base_url": "https://api.deepseek.com", "concurrency": None}

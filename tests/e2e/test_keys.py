@@ -85,7 +85,7 @@ def test_keys_are_accepted_refused_and_limited(start_gateway: Any, fake: FakeIfl
 
     # The page's API is for admins only.
     status = httpx.get(gateway.url + "/api/status", timeout=5).json()
-    assert status["admin"] == {"required": True, "signed_in": False}
+    assert status["admin"] == {"required": True, "signed_in": False, "first_password": True}
     assert "logged_in" not in status and "base_url" not in status
     assert httpx.get(gateway.url + "/api/accounts", timeout=5).status_code == 401
     assert httpx.get(gateway.url + "/api/accounts", headers=bearer(alice), timeout=5).status_code == 401
@@ -134,7 +134,11 @@ def test_the_page_opens_with_the_admin_password(start_gateway: Any, fake: FakeIf
         assert signed_in.status_code == 200
         cookie = signed_in.headers["set-cookie"]
         assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
-        assert browser.get("/api/status").json()["admin"] == {"required": True, "signed_in": True}
+        assert browser.get("/api/status").json()["admin"] == {
+            "required": True,
+            "signed_in": True,
+            "first_password": False,
+        }
         accounts = browser.get("/api/accounts").json()["accounts"]
         assert [a["id"] for a in accounts] == ["iflow-cli"]
         created = browser.post("/api/keys", json={"name": "from-the-page", "rpm": 5})

@@ -95,7 +95,8 @@ def file_serving(settings: Settings, cli_account: Account | None) -> Serving:
     named = named_states(members)
     if cli_account is not None:
         # The CLI's login needs a person when iFlow refused it (the gateway's refresher says so too).
-        rejected = login_rejected(settings.iflow_home, settings.data_dir)
+        # An OpenAI-compatible settings.json serves with its key: a refused iFlow login beside it is not its.
+        rejected = cli_account.kind == "iflow" and login_rejected(settings.iflow_home, settings.data_dir)
         enabled = CLI_ACCOUNT_ID not in disabled
         state = shown_state(enabled, health.get(CLI_ACCOUNT_ID, AccountHealth()), needs_login=bool(rejected))
         named.insert(0, (provider_choice(cli_account).name, state))

@@ -16,12 +16,12 @@ from iflow2api import admin, clientkeys, providers
 from iflow2api.asgi import Receive, Scope, header, send_json
 from iflow2api.auth.credentials import IFLOW_BASE_URL, mask_secret
 from iflow2api.calls import Call
-from iflow2api.errors import ClientAuthError, InvalidRequest, RouteNotFound
+from iflow2api.errors import ClientAuthError, Forbidden, InvalidRequest, RouteNotFound
 from iflow2api.pool.book import AccountBook
 from iflow2api.pool.directory import provider_choice, provider_list, provider_names
 from iflow2api.pool.members import Member, account_for
 from iflow2api.pool.router import Pool
-from iflow2api.services.access import Access
+from iflow2api.services.access import Access, on_this_machine
 from iflow2api.services.account_check import AccountCheck, CheckResult, health_after, is_checked
 from iflow2api.state.records import AccountKind, AccountRecord, ClientKeyRecord
 from iflow2api.state.store import StateStore
@@ -36,6 +36,8 @@ from iflow2api.web.api import json_body
 REASONED = ("cooling", "quarantined", "out-of-credit", "failing")
 #: Seconds a wrong admin password costs its sender.
 WRONG_PASSWORD_DELAY = 0.5
+#: The shortest admin password the page's first-visit form accepts.
+MIN_PASSWORD_LENGTH = 8
 
 # -- the forms' fields ---------------------------------------------------------------------------------
 
@@ -168,6 +170,41 @@ class ConsoleRoutes:
                 credential = "key:" + record.id
         if not credential:
             raise ClientAuthError("Wrong admin password or admin key.", code="admin_required")
+        await self._send_session(scope, call, credential)
+
+    async def first_password(self, scope: Scope, receive: Receive, call: Call) -> None:
+        """Set the first admin password from the page, and sign in with it.
+
+        Only from this machine (the socket's address and a loopback Host, see
+        ``services.access.on_this_machine``) and only while none exists: the same trust as
+        ``iflow2api admin-password``, which needs a shell here. Changing one stays with that command.
+        """
+        if not on_this_machine(scope):
+            raise Forbidden(
+                "The admin password can be set on the page only from this machine (http://127.0.0.1); "
+                "elsewhere, use `iflow2api admin-password`."
+            )
+        payload = await json_body(scope, receive)
+        password = payload.get("password")
+        if not isinstance(password, str) or len(password) < MIN_PASSWORD_LENGTH:
+            raise InvalidRequest(
+                f"Choose a password of at least {MIN_PASSWORD_LENGTH} characters.", param="password"
+            )
+        if not self._access.needs_keys():
+            raise Forbidden("This gateway has no client keys, so its page needs no password.")
+        # One at a time, so two tabs racing cannot both set one.
+        async with self._access.password_checks:
+            if await self._store.get_setting(admin.ADMIN_PASSWORD_SETTING) is not None:
+                raise Forbidden(
+                    "An admin password is already set: sign in with it, or change it with "
+                    "`iflow2api admin-password`."
+                )
+            stored = await asyncio.to_thread(admin.hash_password, password)
+            await self._store.put_setting(admin.ADMIN_PASSWORD_SETTING, stored)
+        self._access.password_stored(stored)
+        await self._send_session(scope, call, "password:" + stored)
+
+    async def _send_session(self, scope: Scope, call: Call, credential: str) -> None:
         token = self._access.sessions.open(credential)
         secure = "; Secure" if scope.get("scheme") == "https" else ""
         cookie = (

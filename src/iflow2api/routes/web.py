@@ -97,12 +97,12 @@ class PageRoutes:
             raise RouteNotFound(f"There is no {path} here.")
         await send_bytes(call.send, 200, found[1], found[0], _NO_STORE)
 
-    def status_document(self, *, signed_in: bool = True) -> dict[str, Any]:
+    def status_document(self, *, signed_in: bool = True, first_password: bool = False) -> dict[str, Any]:
         needs_admin = self._access.needs_keys()
-        head: dict[str, Any] = {
-            "version": __version__,
-            "admin": {"required": needs_admin, "signed_in": needs_admin and signed_in},
-        }
+        admin = {"required": needs_admin, "signed_in": needs_admin and signed_in}
+        # Offered only to a visitor who cannot sign in yet (see Access.offers_first_password).
+        admin["first_password"] = needs_admin and not signed_in and first_password
+        head: dict[str, Any] = {"version": __version__, "admin": admin}
         if needs_admin and not signed_in:
             return head  # who is logged in, and where, is for the admin only
         account = self._credentials.current()
@@ -144,7 +144,9 @@ class PageRoutes:
         }
 
     async def status(self, scope: Scope, receive: Receive, call: Call) -> None:
-        document = self.status_document(signed_in=self._access.is_admin(scope))
+        document = self.status_document(
+            signed_in=self._access.is_admin(scope), first_password=self._access.offers_first_password(scope)
+        )
         if "serving" in document:
             document["served_models"] = await self.served_models()
         await send_json(call.send, 200, document)

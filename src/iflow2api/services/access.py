@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from iflow2api import admin, clientkeys
+from iflow2api.addresses import is_loopback, is_loopback_host
 from iflow2api.asgi import Scope, header
 from iflow2api.clientkeys import KeyRing
 from iflow2api.errors import ClientAuthError
@@ -25,6 +26,21 @@ log = logging.getLogger("iflow2api")
 def offered_key(scope: Scope) -> bytes:
     """The key a request shows (``Authorization: Bearer`` or ``x-api-key``); empty without one."""
     return clientkeys.offered_key(header(scope, b"authorization"), header(scope, b"x-api-key"))
+
+
+def from_loopback(scope: Scope) -> bool:
+    """Whether the connection comes from this machine, by the socket's peer address: never by a
+    header such as ``X-Forwarded-For``, which any client may write (uvicorn runs with
+    ``proxy_headers=False``, so ``client`` is the socket's own peer)."""
+    client = scope.get("client")
+    return client is None or is_loopback(str(client[0]))  # no address: a Unix socket, also local
+
+
+def on_this_machine(scope: Scope) -> bool:
+    """Whether both the connection and the address the browser used are loopback. The Host check
+    keeps out a page elsewhere that rebinds its own host name to 127.0.0.1: its requests come from
+    this machine's browser, but name that page's host."""
+    return from_loopback(scope) and is_loopback_host((header(scope, b"host") or b"").decode("latin-1"))
 
 
 class Access:
@@ -94,6 +110,20 @@ class Access:
         offered = offered_key(scope)
         record = self.keys.find(offered) if offered else None
         return record is not None and record.admin
+
+    def offers_first_password(self, scope: Scope) -> bool:
+        """Whether the page may offer this request to set the first admin password.
+
+        Started without a terminal, the gateway shows no password (a service's log must not hold
+        one), so once keys exist nobody could open the page without an admin key. A person on
+        this machine is trusted as ``iflow2api admin-password`` trusts them: only from loopback,
+        and only while no password exists.
+        """
+        return self.needs_keys() and self._admin_hash is None and on_this_machine(scope)
+
+    def password_stored(self, stored: str) -> None:
+        """A password was set here; sessions opened with it hold at once (no reload needed)."""
+        self._admin_hash = stored
 
     def check_admin(self, scope: Scope) -> None:
         if not self.is_admin(scope):

@@ -120,7 +120,8 @@ function stateCell(account) {
       title: "until " + new Date(account.until * 1000).toLocaleTimeString(),
     }, countdownText(account.until)));
   }
-  if (account.state === "needs-login") {
+  // Only an iFlow login is ever logged in again; an OpenAI-compatible account has a key, not a login.
+  if (account.state === "needs-login" && account.kind === "iflow-oauth") {
     cell.append(el("div", { class: "muted small" }, "iFlow refused its login: log in again."));
   }
   if (account.reason && account.state !== "ok") {
@@ -198,11 +199,22 @@ function renderProviders(list) {
   providers = list;
   const select = $("account-provider", HTMLSelectElement);
   const chosen = select.value;
+  const filled = select.options.length > 1;
   const ordered = [...list.filter((p) => p.name === GENERIC), ...list.filter((p) => p.name !== GENERIC)];
   select.replaceChildren(
     el("option", { value: BY_HOST }, "By its base URL's host (auto)"),
     ...ordered.map((p) => el("option", { value: p.name }, p.title + " (" + p.name + ")")));
-  select.value = list.some((p) => p.name === chosen) ? chosen : BY_HOST;
+  // Filled the first time (the form then holds only the placeholder choice): a preset, not "by host".
+  if (!filled) presetProvider();
+  else select.value = list.some((p) => p.name === chosen) ? chosen : BY_HOST;
+}
+
+/** The form's starting choice: the first provider preset, its base URL filled in (a new user has a key
+ * from one of them; "by host" and "any server" stay a choice away). */
+function presetProvider() {
+  const preset = providers.find((p) => p.name !== GENERIC && p.base_url);
+  $("account-provider", HTMLSelectElement).value = preset ? preset.name : BY_HOST;
+  syncProviderUrl();
 }
 
 /** Choosing a provider puts its public base URL in the form (any other server: the user's own). */
@@ -327,6 +339,7 @@ async function addAccount(event) {
   try {
     const created = await api("/api/accounts", body);
     $("account-form", HTMLFormElement).reset();
+    presetProvider();
     syncKindFields();
     const label = (created && created.account && created.account.label) || body.label;
     showCheck(label, created && created.check, `Added ${label}.`);

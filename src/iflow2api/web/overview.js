@@ -12,7 +12,7 @@ import { firstModel, snippets } from "./snippets.js";
  * What /api/status says (routes/web.py, status_document); signed out, only version and admin.
  * @typedef {object} Status
  * @property {string} version
- * @property {{ required: boolean, signed_in: boolean }} [admin]
+ * @property {{ required: boolean, signed_in: boolean, first_password?: boolean }} [admin]
  * @property {boolean} [serving] an enabled account can take a request now, whatever its provider
  * @property {number} [serving_accounts]
  * @property {string[]} [serving_providers]
@@ -76,6 +76,15 @@ export function showLoginMessage(message, isError) {
 }
 
 /**
+ * Whether the account in use is an iFlow login that iFlow refused. An OpenAI-compatible account
+ * never needs one: a refused iFlow login left in ~/.iflow is not what it serves with.
+ * @param {Status} status
+ */
+function iflowNeedsLogin(status) {
+  return Boolean(status.login && status.login.state === "needs-login" && status.upstream !== "openai-compatible");
+}
+
+/**
  * The header badge: whether the gateway serves (any provider's account counts, not only iFlow's).
  * @param {Status} status
  */
@@ -85,7 +94,7 @@ export function renderBadge(status) {
   badge.title = status.summary || "";
   if (status.serving) {
     badge.textContent = "serving"; badge.className = "badge ok";
-  } else if (status.login && status.login.state === "needs-login") {
+  } else if (iflowNeedsLogin(status)) {
     badge.textContent = "log in again"; badge.className = "badge warn";
   } else {
     badge.textContent = "not serving"; badge.className = "badge bad";
@@ -127,13 +136,13 @@ export function render(status) {
     if (login.token_expires_at) row(list, "Token expires", when(login.token_expires_at));
     if (login.next_refresh_at) row(list, "Next refresh", when(login.next_refresh_at));
     if (status.key_note) row(list, "Key expiry", status.key_note);
-    if (login.state === "needs-login") row(list, "Attention", "iFlow refused the saved login: log in again.");
+    if (iflowNeedsLogin(status)) row(list, "Attention", "iFlow refused the saved login: log in again.");
     if (login.last_error && login.state !== "ok") row(list, "Last refresh error", login.last_error);
   } else {
     row(list, "iFlow login", "not logged in (needed only for iFlow, " + IFLOW_GONE + ")");
   }
   $("logout").hidden = !(status.logged_in && status.oauth_login);
-  $("login").textContent = status.logged_in ? "Log in again" : "Log in with iFlow";
+  $("login").textContent = status.logged_in && status.upstream === "iflow" ? "Log in again" : "Log in with iFlow";
 
   const served = status.served_models || [];
   const models = served.length ? served : status.models || [];

@@ -43,11 +43,12 @@ export function showView(name, push = false) {
   return loadView();
 }
 
-/** Admin sign-in needed: show only the sign-in form. */
+/** Admin sign-in needed: show only the sign-in form (the first password's, only when the status offers it). */
 export function lock() {
   const fresh = $("signin").hidden;
   page.locked = true;
   $("signin").hidden = false;
+  $("first-password-form").hidden = true;
   if (fresh) $("signin-secret").focus();
   $("tabs").hidden = true;
   $("badge").hidden = true;
@@ -88,9 +89,11 @@ export async function refreshStatus() {
     const status = await api("/api/status");
     say($("page-message"), "");
     $("version").textContent = "v" + status.version;
-    const admin = status.admin || { required: false, signed_in: false };
+    const admin = status.admin || { required: false, signed_in: false, first_password: false };
     if (admin.required && !admin.signed_in) {
       lock();
+      // No admin password yet, and this visit comes from the gateway's own machine.
+      $("first-password-form").hidden = !admin.first_password;
       return true;
     }
     return unlock(status);
@@ -137,6 +140,7 @@ export function wireSignIn() {
         : asError(error).message, "error");
     }
   });
+  $("first-password-form").addEventListener("submit", setFirstPassword);
   $("signout").addEventListener("click", async () => {
     try {
       await api("/api/session/end", {});
@@ -146,6 +150,25 @@ export function wireSignIn() {
     // A fresh page drops everything the last session loaded.
     location.replace(location.pathname);
   });
+}
+
+/** @param {SubmitEvent} event */
+async function setFirstPassword(event) {
+  event.preventDefault();
+  const password = $("first-password", HTMLInputElement);
+  const again = $("first-password-again", HTMLInputElement);
+  if (password.value !== again.value) {
+    say($("first-password-message"), "The two passwords differ.", "error");
+    return;
+  }
+  try {
+    await api("/api/admin-password", { password: password.value });
+    password.value = again.value = "";
+    say($("first-password-message"), "");
+    await refreshStatus();
+  } catch (error) {
+    say($("first-password-message"), asError(error).message, "error");
+  }
 }
 
 export function wireTabs() {
