@@ -109,3 +109,23 @@ def test_a_new_key_lifts_a_failed_check() -> None:
     assert member.shown_state() == "ok"
     member.health = health_after(FAILED, "sk-new", 100.0)
     assert member.shown_state() == "failing"
+
+
+def test_a_whole_check_ends_within_its_wait_whatever_the_gateways_timeouts() -> None:
+    """A silent host is 'unreachable' within the check's own wait, not after first_byte_timeout."""
+    import asyncio as _asyncio
+
+    from iflow2api.auth.credentials import Account
+    from iflow2api.providers import Profiles
+    from iflow2api.services.account_check import AccountCheck
+
+    class Silent:
+        async def send(self, *args: object, **kwargs: object) -> object:
+            await _asyncio.sleep(60)
+            raise AssertionError("never answers")
+
+    check = AccountCheck(Silent(), Profiles(thinking_default=None), wait=0.2)  # type: ignore[arg-type]
+    account = Account("openai-compatible", "openai-compatible", "http://127.0.0.1:9/v1", "sk-x", "m")
+    result = _asyncio.run(_asyncio.wait_for(check.run(account), 5))
+    assert (result.ok, result.problem) == (False, "unreachable")
+    assert "within 0.2 s" in result.words

@@ -21,6 +21,7 @@ A failed check is kept as the account's health (``health_after``): it is then sh
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import urllib.parse
@@ -164,15 +165,34 @@ class _Failed(Exception):
         self.explanation = explanation
 
 
+#: The longest a whole check takes, in seconds, whatever the gateway's own timeouts.
+CHECK_WAIT = 30.0
+
+
 class AccountCheck:
     """Runs checks with the gateway's own upstream client and provider profiles."""
 
     def __init__(
-        self, client: UpstreamClient, profiles: Profiles, clock: Callable[[], float] = time.monotonic
+        self,
+        client: UpstreamClient,
+        profiles: Profiles,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        wait: float = CHECK_WAIT,
     ) -> None:
         self._client, self._profiles, self._clock = client, profiles, clock
+        self._wait = wait
 
     async def run(self, account: Account) -> CheckResult:
+        """The check's verdict, within ``wait`` seconds in all: a person is waiting for it, and the
+        gateway's own ``first_byte_timeout`` (for long generations) may be minutes."""
+        try:
+            return await asyncio.wait_for(self._verdict(account), self._wait)
+        except TimeoutError:
+            words = f"unreachable: {account.base_url} did not answer within {self._wait:g} s"
+            return CheckResult(False, words, "unreachable")
+
+    async def _verdict(self, account: Account) -> CheckResult:
         try:
             return await self._run(account)
         except GatewayError as error:  # the profile refused to build the request: still a verdict
