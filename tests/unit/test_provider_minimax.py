@@ -278,4 +278,4 @@ def test_errors_inside_a_200(code: int, error: type[errors.GatewayError]) -> Non
 
 def test_options_reach_the_profile_through_the_setting() -> None:
     profiles = Profiles(thinking_default=None, options=[("minimax", "reasoning_split", "false")])
-    assert profiles._instances["minimax"].settings["reasoning_split"] is False
+    assert profiles._instances["minimax"].option_values["reasoning_split"] is False

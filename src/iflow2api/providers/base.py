@@ -112,7 +112,7 @@ class Profile:
             )
         given = {name: _as_type_of(self.options[name], value) for name, value in (options or {}).items()}
         #: The options in force: the profile's defaults, overridden by the setting.
-        self.settings: Mapping[str, object] = MappingProxyType({**self.options, **given})
+        self.option_values: Mapping[str, object] = MappingProxyType({**self.options, **given})
 
     def prepare(self, account: Account, request: dict[str, Any], intent: Intent | None = None) -> Outgoing:
         """What to send the host for ``request``. ``intent`` is the client's thinking intent when its

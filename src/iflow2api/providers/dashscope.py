@@ -99,7 +99,7 @@ class DashScope(Profile):
     def build_body(self, request: dict[str, Any], intent: Intent | None) -> Prepared:
         model = str(request.get("model", ""))
         wanted = self.intent(request, intent)
-        always = model_in(model, self.settings["thinking_only"])
+        always = model_in(model, self.option_values["thinking_only"])
         body = _developer_as_system(without(request, ("reasoning_effort", "store")))
         if wanted.mode == "off" and not always:
             body = {**body, "enable_thinking": False}
@@ -112,12 +112,13 @@ class DashScope(Profile):
         thinks = always or thinking not in (None, "disabled")
         if thinks and body.get("tool_choice") not in (None, "auto", "none"):
             body = {**body, "tool_choice": "auto"}
-        if wanted.mode != "off" and model_in(model, self.settings["preserve_thinking"]):
+        if wanted.mode != "off" and model_in(model, self.option_values["preserve_thinking"]):
             body = {**body, "preserve_thinking": True}
-        if thinks and model_in(model, self.settings["echo_reasoning"]):
+        if thinks and model_in(model, self.option_values["echo_reasoning"]):
             body = with_reasoning_echoed(body)
-        may_think = thinks or (wanted.mode == "default" and bool(self.settings["default_may_think"]))
-        if request.get("stream") is not True and (may_think or model_in(model, self.settings["stream_only"])):
+        may_think = thinks or (wanted.mode == "default" and bool(self.option_values["default_may_think"]))
+        stream_only = model_in(model, self.option_values["stream_only"])
+        if request.get("stream") is not True and (may_think or stream_only):
             body = {**body, "stream": True, "stream_options": {"include_usage": True}}
             return Prepared(body, thinking, stream=True)
         return Prepared(openai_wire.build_body(body), thinking)
@@ -125,8 +126,8 @@ class DashScope(Profile):
     def _thinking_on(self, body: dict[str, Any], wanted: Intent, always: bool) -> tuple[dict[str, Any], str]:
         """The body with thinking on at the level ``wanted`` asks; a model that always thinks asked
         for none gets its lowest level."""
-        table = budget_table(self.settings["effort_budgets"])
-        cap = int(str(self.settings["max_thinking_budget"])) or None
+        table = budget_table(self.option_values["effort_budgets"])
+        cap = int(str(self.option_values["max_thinking_budget"])) or None
         if wanted.mode == "off":
             budget: int | None = lowest_budget(table, 1)
         else:

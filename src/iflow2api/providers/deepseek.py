@@ -97,7 +97,7 @@ class DeepSeek(Profile):
         forced = rules.forces_a_tool(request.get("tool_choice"))
         body = rules.without(openai_wire.build_body(request), ("reasoning_effort", "thinking"))
         if forced and thinking != "disabled":
-            if self.settings["forced_tool_choice"] == "auto":
+            if self.option_values["forced_tool_choice"] == "auto":
                 body = {**body, "tool_choice": "auto"}
             else:
                 thinking, effort = "disabled", None
@@ -105,16 +105,16 @@ class DeepSeek(Profile):
         level = {} if effort is None else {"reasoning_effort": effort}
         body = {**body, **switch, **level}
         body = rules.renamed(body, "max_completion_tokens", "max_tokens")
-        if thinking != "disabled" and self.settings["drop_logprobs"]:
+        if thinking != "disabled" and self.option_values["drop_logprobs"]:
             body = rules.without(body, ("logprobs", "top_logprobs"))
-        if self.settings["drop_strict"] and isinstance(body.get("tools"), list):
+        if self.option_values["drop_strict"] and isinstance(body.get("tools"), list):
             body = {**body, "tools": rules.without_tool_strict(body["tools"])}
         messages = body.get("messages")
-        fill = self.settings["fill_reasoning"] and (
-            thinking != "disabled" or self.settings["reasoning_when_off"]
+        fill = self.option_values["fill_reasoning"] and (
+            thinking != "disabled" or self.option_values["reasoning_when_off"]
         )
         if fill and isinstance(messages, list):
-            filled = rules.with_reasoning_on_tool_calls(messages, str(self.settings["reasoning_filler"]))
+            filled = rules.with_reasoning_on_tool_calls(messages, str(self.option_values["reasoning_filler"]))
             if filled is not messages:
                 body = {**body, "messages": filled}
         return Prepared(body, thinking=_header(thinking, effort))

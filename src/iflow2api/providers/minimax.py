@@ -263,7 +263,7 @@ class Minimax(Profile):
     )
 
     def build_body(self, request: dict[str, Any], intent: Intent | None) -> Prepared:
-        split = bool(self.settings["reasoning_split"])
+        split = bool(self.option_values["reasoning_split"])
         body = openai_wire.build_body(request)
         thinking_asked = _client_thinking(body.get("thinking"))
         body = without(body, ["thinking", "reasoning_effort"])
@@ -291,13 +291,14 @@ class Minimax(Profile):
             return "disabled"
         body["thinking"] = {"type": "adaptive"}  # "enabled" is refused with 2013
         level = intent.effort or (effort if isinstance(effort, str) else None)
-        if self.settings["send_reasoning_effort"] and level:
+        if self.option_values["send_reasoning_effort"] and level:
             body["reasoning_effort"] = level
             return f"adaptive; reasoning_effort={level}"
         return "adaptive"
 
     def rewriter(self, request: dict[str, Any]) -> ChunkRewriter | None:
-        return MinimaxRewriter(self, cumulative=self.settings["reasoning_details_stream"] == "cumulative")
+        cumulative = self.option_values["reasoning_details_stream"] == "cumulative"
+        return MinimaxRewriter(self, cumulative=cumulative)
 
     def normalize_completion(self, completion: dict[str, Any]) -> bool:
         changed = False

@@ -151,7 +151,7 @@ class Moonshot(Profile):
         self, *, thinking_default: bool | None = None, options: Mapping[str, object] | None = None
     ) -> None:
         super().__init__(thinking_default=thinking_default, options=options)
-        if self.settings["forced_tool_choice"] not in ("auto", "think-off"):
+        if self.option_values["forced_tool_choice"] not in ("auto", "think-off"):
             raise ValueError("provider_options: moonshot.forced_tool_choice is auto or think-off")
 
     def build_body(self, request: dict[str, Any], intent: Intent | None) -> Prepared:
@@ -166,11 +166,11 @@ class Moonshot(Profile):
         body = rules.renamed(body, "max_tokens", "max_completion_tokens")
         if has_fixed_sampling(model):
             body = rules.without(body, FIXED_SAMPLING)
-        if self.settings["drop_tool_strict"] and isinstance(body.get("tools"), list):
+        if self.option_values["drop_tool_strict"] and isinstance(body.get("tools"), list):
             body = {**body, "tools": rules.without_tool_strict(body["tools"])}
         thinks, control, said = self._thinking(kind, intent, model)
         if thinks and refuses_forced_tools(model) and rules.forces_a_tool(body.get("tool_choice")):
-            if kind == "switch" and self.settings["forced_tool_choice"] == "think-off":
+            if kind == "switch" and self.option_values["forced_tool_choice"] == "think-off":
                 thinks, control, said = False, {"thinking": {"type": "disabled"}}, "disabled"
             else:
                 # "tool_choice 'required' is incompatible with thinking enabled" (inspect_ai#5152).
@@ -179,7 +179,7 @@ class Moonshot(Profile):
         if thinks and isinstance(body.get("messages"), list):
             # "thinking is enabled but reasoning_content is missing in assistant tool call message
             # at index N" (iOfficeAI/AionUi#2746): every tool-call turn carries its reasoning.
-            filler = str(self.settings["reasoning_filler"])
+            filler = str(self.option_values["reasoning_filler"])
             body["messages"] = rules.with_reasoning_on_tool_calls(body["messages"], filler)
         return Prepared(body, thinking=said)
 
@@ -210,7 +210,7 @@ class Moonshot(Profile):
             return True, {"reasoning_effort": effort}, f"reasoning_effort={effort}"
         if intent.mode == "off":
             return False, {"thinking": {"type": "disabled"}}, "disabled"
-        keep = self.settings["preserved_thinking"] and model.lower().startswith("kimi-k2.6")
+        keep = self.option_values["preserved_thinking"] and model.lower().startswith("kimi-k2.6")
         if intent.mode == "default" and not keep:
             return True, {}, None
         thinking: dict[str, Any] = {"type": "enabled", **({"keep": "all"} if keep else {})}

@@ -214,11 +214,12 @@ class OpenRouter(Profile):
         body = without(openai_wire.build_body(request), ["reasoning_effort"])
         body = dict(renamed(body, "max_tokens", "max_completion_tokens"))  # max_tokens is deprecated
         body["messages"] = _with_reasoning_back(body["messages"])
-        order = [name.strip() for name in str(self.settings["provider_order"]).split(",") if name.strip()]
+        pinned = str(self.option_values["provider_order"]).split(",")
+        order = [name.strip() for name in pinned if name.strip()]
         client_provider = body.get("provider") if isinstance(body.get("provider"), dict) else {}
         assert isinstance(client_provider, dict)
         if order and "order" not in client_provider:
-            allow = bool(self.settings["allow_fallbacks"])
+            allow = bool(self.option_values["allow_fallbacks"])
             body["provider"] = {**client_provider, "order": order, "allow_fallbacks": allow}
         wanted = self.intent(request, intent)
         if wanted.mode == "default":
@@ -243,13 +244,13 @@ class OpenRouter(Profile):
             reasoning, said = {"effort": intent.effort}, f"effort={intent.effort}"
         else:
             reasoning, said = {"enabled": True}, "enabled"
-        if self.settings["exclude_reasoning"]:
+        if self.option_values["exclude_reasoning"]:
             reasoning["exclude"] = True
             said += "; exclude"
         return reasoning, said
 
     def _mandatory(self, model: str) -> bool:
-        patterns = [pattern.strip() for pattern in str(self.settings["mandatory_reasoning"]).split(",")]
+        patterns = [pattern.strip() for pattern in str(self.option_values["mandatory_reasoning"]).split(",")]
         return any(pattern and fnmatch.fnmatchcase(model.lower(), pattern.lower()) for pattern in patterns)
 
     def rewriter(self, request: dict[str, Any]) -> ChunkRewriter | None:

@@ -106,8 +106,8 @@ class SiliconFlow(Profile):
         body = without(request, ("reasoning_effort",))
         wanted = self.intent(request, intent)
         model = str(request.get("model", ""))
-        always = model_in(model, self.settings["always_thinking"])
-        takes_effort = model_in(model, self.settings["effort_models"])
+        always = model_in(model, self.option_values["always_thinking"])
+        takes_effort = model_in(model, self.option_values["effort_models"])
         switch: dict[str, Any] = {}
         if wanted.mode == "off" and not always:
             switch["enable_thinking"] = False
@@ -116,7 +116,7 @@ class SiliconFlow(Profile):
                 switch["enable_thinking"] = True
             switch.update(self._level(wanted, takes_effort))
         thinks = switch.get("enable_thinking") is True or always
-        if thinks and model_in(model, self.settings["echo_reasoning"]):
+        if thinks and model_in(model, self.option_values["echo_reasoning"]):
             body = with_reasoning_echoed(body)
         return Prepared(openai_wire.build_body({**body, **switch}), _said(switch, always))
 
@@ -131,7 +131,7 @@ class SiliconFlow(Profile):
             if wanted.mode == "adaptive" and effort is None:
                 return {}
             return {"reasoning_effort": nearest_effort(effort, EFFORTS)}
-        table = budget_table(self.settings["effort_budgets"])
+        table = budget_table(self.option_values["effort_budgets"])
         if wanted.mode == "off":
             return {"thinking_budget": lowest_budget(table, MIN_BUDGET)}
         budget = budget_of(wanted, table, MIN_BUDGET, MAX_BUDGET)
@@ -161,7 +161,7 @@ class SiliconFlow(Profile):
     def _known_error(self, status: int, code: int | None, message: str) -> GatewayError | None:
         prefix = f"SiliconFlow answered {status}: "
         lowered = message.lower()
-        if any(word.lower() in lowered for word in items(self.settings["out_of_credit_words"])):
+        if any(word.lower() in lowered for word in items(self.option_values["out_of_credit_words"])):
             return OutOfCredit(prefix + message + " Top up the SiliconFlow account.")
         # 20012 also comes with other bad parameters: only its own words mean an unknown model.
         if "model does not exist" in lowered:

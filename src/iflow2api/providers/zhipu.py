@@ -369,13 +369,13 @@ class Zhipu(Profile):
         self, *, thinking_default: bool | None = None, options: Mapping[str, object] | None = None
     ) -> None:
         super().__init__(thinking_default=thinking_default, options=options)
-        if self.settings["plan"] not in ("auto", "standard", "coding"):
+        if self.option_values["plan"] not in ("auto", "standard", "coding"):
             raise ValueError("provider_options: zhipu.plan is auto, standard or coding")
-        if self.settings["preserved_thinking"] not in ("auto", "on", "off"):
+        if self.option_values["preserved_thinking"] not in ("auto", "on", "off"):
             raise ValueError("provider_options: zhipu.preserved_thinking is auto, on or off")
         self._efforts: dict[Family, tuple[str, ...]] = {
-            "always": _levels(self.settings["glm_5_3_efforts"], "glm_5_3_efforts"),
-            "effort": _levels(self.settings["glm_5_2_efforts"], "glm_5_2_efforts"),
+            "always": _levels(self.option_values["glm_5_3_efforts"], "glm_5_3_efforts"),
+            "effort": _levels(self.option_values["glm_5_2_efforts"], "glm_5_2_efforts"),
         }
 
     def prepare(self, account: Account, request: dict[str, Any], intent: Intent | None = None) -> Outgoing:
@@ -392,18 +392,18 @@ class Zhipu(Profile):
 
     def coding(self, base_url: str) -> bool:
         """Whether ``base_url`` is a Coding Plan endpoint (``…/api/coding/paas/v4``, zai-org/GLM-5#42)."""
-        plan = self.settings["plan"]
+        plan = self.option_values["plan"]
         return plan == "coding" if plan != "auto" else "/coding/" in base_url
 
     def build_body(self, request: dict[str, Any], intent: Intent | None) -> Prepared:
-        return self.build(request, intent, coding=self.settings["plan"] == "coding")
+        return self.build(request, intent, coding=self.option_values["plan"] == "coding")
 
     def build(self, request: dict[str, Any], intent: Intent | None, *, coding: bool) -> Prepared:
         model = str(request.get("model", ""))
         body = shape_request(
-            request, self.models.get(model.lower()), stream_options=bool(self.settings["stream_options"])
+            request, self.models.get(model.lower()), stream_options=bool(self.option_values["stream_options"])
         )
-        preserved = self.settings["preserved_thinking"]
+        preserved = self.option_values["preserved_thinking"]
         keep = {"on": False, "off": True}.get(str(preserved), False if coding else None)
         thinking = thinking_for(
             model, self.intent(request, intent), efforts=self._efforts, clear_thinking=keep
