@@ -13,6 +13,7 @@ QUIC, no background requests. Playwright starts each browser with a fresh tempor
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -59,10 +60,11 @@ def chromium() -> Iterator[Browser]:
 
 
 @contextmanager
-def watched_page(browser: Browser, *, allowed: str | None = None) -> Iterator[Page]:
-    """A page in a context of its own; a console error or an uncaught exception on it fails the
-    test when the page closes (a console error that contains ``allowed`` excepted)."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
+def watched_page(browser: Browser, *, allowed: str | None = None, locale: str = "en-US") -> Iterator[Page]:
+    """A page in a context of its own, its browser set to ``locale`` (the page follows it); a
+    console error or an uncaught exception on it fails the test when the page closes (a console
+    error that contains ``allowed`` excepted)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale=locale)
     context.set_default_timeout(TIMEOUT_MS)
     problems: list[str] = []
     page = context.new_page()
@@ -73,3 +75,91 @@ def watched_page(browser: Browser, *, allowed: str | None = None) -> Iterator[Pa
     finally:
         context.close()
     assert [problem for problem in problems if allowed is None or allowed not in problem] == []
+
+
+#: Latin words a Chinese page still shows: names of products, protocols and units, never sentences.
+NAMES = frozenset(
+    [
+        "iflow2api",
+        "iflow",
+        "deepseek",
+        "kimi",
+        "moonshot",
+        "glm",
+        "zhipu",
+        "z.ai",
+        "qwen",
+        "dashscope",
+        "minimax",
+        "siliconflow",
+        "openrouter",
+        "openai",
+        "anthropic",
+        "claude",
+        "code",
+        "codex",
+        "open",
+        "webui",
+        "lobechat",
+        "nextchat",
+        "python",
+        "curl",
+        "api",
+        "apis",
+        "url",
+        "urls",
+        "http",
+        "https",
+        "json",
+        "csv",
+        "sse",
+        "id",
+        "ids",
+        "p50",
+        "p95",
+        "p99",
+        "ttft",
+        "ms",
+        "rpm",
+        "tpd",
+        "token",
+        "tokens",
+        "oauth",
+        "sk",
+        "v1",
+        "ok",
+    ]
+)
+#: The visible text of every element under ``root``, but code, data marked translate="no", hidden
+#: elements and form fields' values; one string per text node.
+_VISIBLE_WORDS = """root => {
+  const out = [];
+  const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const parent = node.parentElement;
+    if (!parent || parent.closest('code, pre, script, style, [translate="no"], [hidden], option')) continue;
+    if (!parent.checkVisibility()) continue;
+    const text = node.textContent.trim();
+    if (text) out.push(text);
+  }
+  for (const field of root.querySelectorAll('[placeholder], [aria-label], [title]')) {
+    if (field.closest('[translate="no"], [hidden]') || !field.checkVisibility()) continue;
+    for (const name of ['placeholder', 'aria-label', 'title']) {
+      const value = field.getAttribute(name);
+      if (value) out.push(value);
+    }
+  }
+  return out;
+}"""
+
+
+def english_words(page: Page, selector: str = "body") -> list[str]:
+    """Visible text under ``selector`` with an English word in it (a Latin word of three letters
+    or more that is not one of ``NAMES``): on a page shown in Chinese, that is a string some
+    catalog lacks."""
+    found = []
+    for text in page.locator(selector).first.evaluate(_VISIBLE_WORDS):
+        words = re.findall(r"[A-Za-z][A-Za-z0-9.'-]*[A-Za-z0-9]", text)
+        if any(len(word) >= 3 and word.lower().strip(".") not in NAMES for word in words):
+            found.append(text)
+    return found

@@ -22,6 +22,7 @@ TYPES = {
     "html": "text/html; charset=utf-8",
     "js": "text/javascript; charset=utf-8",
     "css": "text/css",
+    "json": "application/json",
 }
 #: The modules' static imports (the page has no dynamic ones): ``from "./dom.js"``.
 IMPORT = re.compile(r'^(?:import|export)\b[^;]*?\bfrom\s+"([^"]+)";', re.MULTILINE | re.DOTALL)

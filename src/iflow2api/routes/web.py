@@ -30,9 +30,10 @@ from iflow2api.services.access import Access
 from iflow2api.services.serving import Serving
 from iflow2api.web.api import json_body
 
-#: The page's files in ``iflow2api/web``: the HTML, its style sheet and its ES modules (``app.js`` is
-#: the entry the HTML loads; it imports the rest). Only these are served, each at a fixed path, so no
-#: part of a request's path ever reaches the file system.
+#: The page's files in ``iflow2api/web``: the HTML, its style sheet, its ES modules (``app.js`` is
+#: the entry the HTML loads; it imports the rest) and its catalogs of words, English and Chinese
+#: (``i18n.js`` fetches them). Only these are served, each at a fixed path, so no part of a
+#: request's path ever reaches the file system.
 PAGE_FILES = (
     "index.html",
     "style.css",
@@ -48,10 +49,18 @@ PAGE_FILES = (
     "keys.js",
     "usage.js",
     "playground.js",
+    "i18n.js",
+    "messages.en.json",
+    "messages.zh-CN.json",
 )
 #: Where each of ``PAGE_FILES`` is served: ``index.html`` at ``/``, the others under ``/static/``.
 PAGE_PATHS = tuple("/" if name == "index.html" else "/static/" + name for name in PAGE_FILES)
-_TYPES = {".html": b"text/html; charset=utf-8", ".js": b"text/javascript; charset=utf-8", ".css": b"text/css"}
+_TYPES = {
+    ".html": b"text/html; charset=utf-8",
+    ".js": b"text/javascript; charset=utf-8",
+    ".css": b"text/css",
+    ".json": b"application/json",
+}
 _NO_STORE = [(b"cache-control", b"no-store")]
 #: How long the status waits for the served models: a first look at an upstream's ``/models`` may
 #: take up to its timeouts, and the page's status must not. The look goes on (shielded), so a later

@@ -68,7 +68,13 @@ _PROMPT = "Say OK."
 @dataclass(frozen=True, slots=True)
 class Explanation:
     problem: Problem
+    #: The whole sentence, in English (the CLI prints it).
     words: str
+    #: What the host said or did, without the verdict: the page puts its own words for ``problem``
+    #: (in the reader's language) before it.
+    detail: str = ""
+    #: A base URL that more likely works (the given one with ``/v1``), or None.
+    suggestion: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +91,13 @@ class CheckResult:
     models: int | None = None
     #: The model the one-token request asked for.
     model: str | None = None
+    #: What the host said or did (``Explanation.detail``), and a base URL to try instead.
+    detail: str = ""
+    suggestion: str | None = None
+
+    @classmethod
+    def failed(cls, said: Explanation, *, models: int | None = None, model: str | None = None) -> CheckResult:
+        return cls(False, said.words, said.problem, None, models, model, said.detail, said.suggestion)
 
     def view(self) -> dict[str, Any]:
         """As the page's API sends it."""
@@ -95,6 +108,8 @@ class CheckResult:
             "latency_ms": self.latency_ms,
             "models": self.models,
             "model": self.model,
+            "detail": self.detail,
+            "suggestion": self.suggestion,
         }
 
 
@@ -109,10 +124,12 @@ def lacks_version(base_url: str) -> bool:
 
 
 def _wrong_url(base_url: str, what: str) -> Explanation:
-    hint = ""
+    hint, suggestion = "", None
     if lacks_version(base_url):
-        hint = f" (did you forget /v1? try {base_url.rstrip('/')}/v1)"
-    return Explanation("wrong-base-url", f"wrong base URL: {base_url} {what}{hint}")
+        suggestion = f"{base_url.rstrip('/')}/v1"
+        hint = f" (did you forget /v1? try {suggestion})"
+    detail = f"{base_url} {what}"
+    return Explanation("wrong-base-url", f"wrong base URL: {detail}{hint}", detail, suggestion)
 
 
 def _said(error: GatewayError) -> str:
@@ -123,20 +140,20 @@ def _said(error: GatewayError) -> str:
 def explain(error: GatewayError, *, status: int | None, base_url: str) -> Explanation:
     """What ``error`` (and the HTTP ``status`` it came with, None: no answer at all) means for the
     person who added the account."""
+    said = _said(error)
     if isinstance(error, OutOfCredit) or status == 402:
-        return Explanation("out-of-credit", f"out of credit: {_said(error)}")
+        return Explanation("out-of-credit", f"out of credit: {said}", said)
     if isinstance(error, UpstreamAuthError | AccountBlocked) or status in (401, 403):
-        return Explanation("wrong-key", f"wrong key{f' ({status})' if status else ''}: {_said(error)}")
+        return Explanation("wrong-key", f"wrong key{f' ({status})' if status else ''}: {said}", said)
     if isinstance(error, RateLimited) or status == 429:
-        words = f"rate limited: the key works, but try again later. {_said(error)}"
-        return Explanation("rate-limited", words)
+        return Explanation("rate-limited", f"rate limited: the key works, but try again later. {said}", said)
     if isinstance(error, ModelNotFound):
-        return Explanation("model", f"the model is not served there: {_said(error)}")
+        return Explanation("model", f"the model is not served there: {said}", said)
     if status in (404, 405):
         return _wrong_url(base_url, f"answered {status}")
     if status is None and isinstance(error, UpstreamTimeout | UpstreamUnavailable):
-        return Explanation("unreachable", f"unreachable: {_said(error)}")
-    return Explanation("failed", f"failed: {_said(error)}")
+        return Explanation("unreachable", f"unreachable: {said}", said)
+    return Explanation("failed", f"failed: {said}", said)
 
 
 def works(latency_ms: int, model: str, models: int | None) -> str:
@@ -189,15 +206,15 @@ class AccountCheck:
         try:
             return await asyncio.wait_for(self._verdict(account), self._wait)
         except TimeoutError:
-            words = f"unreachable: {account.base_url} did not answer within {self._wait:g} s"
-            return CheckResult(False, words, "unreachable")
+            detail = f"{account.base_url} did not answer within {self._wait:g} s"
+            return CheckResult.failed(Explanation("unreachable", f"unreachable: {detail}", detail))
 
     async def _verdict(self, account: Account) -> CheckResult:
         try:
             return await self._run(account)
         except GatewayError as error:  # the profile refused to build the request: still a verdict
             said = explain(redacted(error, (account.api_key,)), status=None, base_url=account.base_url)
-            return CheckResult(False, said.words, said.problem)
+            return CheckResult.failed(said)
 
     async def _run(self, account: Account) -> CheckResult:
         profile = self._profiles.for_account(account)
@@ -207,17 +224,16 @@ class AccountCheck:
         except _Failed as failed:
             # A host without /models may still chat: with a model of its own, ask it anyway.
             if failed.explanation.problem != "wrong-base-url" or not account.model_name:
-                return CheckResult(False, failed.explanation.words, failed.explanation.problem)
+                return CheckResult.failed(failed.explanation)
         model = account.model_name or (models[0] if models else None)
         if model is None:
-            words = "failed: its /models lists no model; name the ones it serves (--models)"
-            return CheckResult(False, words, "model", models=0)
+            detail = "its /models lists no model; name the ones it serves (--models)"
+            return CheckResult.failed(Explanation("model", f"failed: {detail}", detail), models=0)
         count = None if models is None else len(models)
         try:
             latency_ms = await self._one_token(profile, account, model)
         except _Failed as failed:
-            said = failed.explanation
-            return CheckResult(False, said.words, said.problem, models=count, model=model)
+            return CheckResult.failed(failed.explanation, models=count, model=model)
         words = works(latency_ms, model, count)
         return CheckResult(True, words, latency_ms=latency_ms, models=count, model=model)
 
@@ -284,7 +300,8 @@ class AccountCheck:
         if error is not None:
             raise _Failed(explain(redacted(error, (account.api_key,)), status=200, base_url=account.base_url))
         if not isinstance(payload, dict) or not isinstance(payload.get("choices"), list):
-            raise _Failed(Explanation("failed", "failed: the chat answer held no choices"))
+            detail = "the chat answer held no choices"
+            raise _Failed(Explanation("failed", f"failed: {detail}", detail))
         return latency_ms
 
 

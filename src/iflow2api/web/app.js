@@ -3,11 +3,13 @@
 // fresh, with its own small SVG charts. This entry module only starts the page; the modules beside it
 // each own one thing: dom.js (building elements), format.js (numbers and times), api.js (the management
 // API), charts.js (the SVG charts), page.js (sections, sign-in, status) and one module per section
-// (overview.js, accounts.js, keys.js, usage.js, playground.js). The gateway serves exactly the files its route table
+// (overview.js, accounts.js, keys.js, usage.js, playground.js); i18n.js holds the page's words in English and
+// Chinese (messages.*.json). The gateway serves exactly the files its route table
 // lists (routes/web.py, PAGE_FILES), all under /static/ but index.html.
 //
 // Stable selectors (tests drive the page through these; keep them when restyling):
 //   header     #version  #badge ("serving" | "not serving" | "log in again"; its title the summary)  #signout
+//              #language (select: en | zh-CN; html[lang] follows it)
 //              #tabs a[data-view=overview|accounts|keys|usage|playground]  (aria-current="page" on the open one)
 //              #page-message (the gateway did not answer)
 //   sign-in    #signin  #signin-form  input[name=signin-kind][value=key|password]  #signin-secret
@@ -38,6 +40,7 @@
 
 import * as accounts from "./accounts.js";
 import { onAdminRequired } from "./api.js";
+import * as i18n from "./i18n.js";
 import * as keys from "./keys.js";
 import * as overview from "./overview.js";
 import * as page from "./page.js";
@@ -46,7 +49,10 @@ import * as usage from "./usage.js";
 
 const REFRESH_MS = 5000;
 
+// The words first: every section renders in the chosen language from its first paint.
+await i18n.start();
 onAdminRequired(page.lock);
+page.wireLanguage();
 page.wireSignIn();
 page.wireTabs();
 overview.wire(page.refreshStatus, (name) => page.showView(name, true));

@@ -4,7 +4,8 @@
 
 import * as accounts from "./accounts.js";
 import { ApiError, api, asError } from "./api.js";
-import { $, closest, find, say } from "./dom.js";
+import { $, closest, el, find, say } from "./dom.js";
+import { LANGUAGES, choose, language, onLanguageChange } from "./i18n.js";
 import * as keys from "./keys.js";
 import * as overview from "./overview.js";
 import * as playground from "./playground.js";
@@ -169,6 +170,18 @@ async function setFirstPassword(event) {
   } catch (error) {
     say($("first-password-message"), asError(error).message, "error");
   }
+}
+
+/** The header's language switch; a switch re-renders the status and the open section in the new words. */
+export function wireLanguage() {
+  const select = $("language", HTMLSelectElement);
+  for (const [code, name] of Object.entries(LANGUAGES)) select.append(el("option", { value: code, lang: code }, name));
+  select.value = language();
+  select.addEventListener("change", () => choose(select.value === "zh-CN" ? "zh-CN" : "en"));
+  onLanguageChange(async () => {
+    select.value = language();
+    if (!(await refreshStatus())) await loadView();
+  });
 }
 
 export function wireTabs() {
