@@ -37,7 +37,7 @@ const CHAR_WIDTH = 7;
 /**
  * Horizontal bars, one per row, each stacked from its segments.
  * @typedef {{ name: string, segments: { value: number, className: string }[], valueText: string, barTitle: string }} BarRow
- * @typedef {ChartText & { rows: BarRow[], emptyText?: string }} BarSpec
+ * @typedef {ChartText & { rows: BarRow[], emptyText: string }} BarSpec
  */
 
 /**
@@ -171,7 +171,7 @@ export function columnChart(figure, id, spec) {
 export function barChart(figure, id, spec) {
   const box = chartFrame(figure, spec);
   if (!spec.rows.length) {
-    box.append(el("p", { class: "muted empty-chart" }, spec.emptyText || "Nothing yet."));
+    box.append(el("p", { class: "muted empty-chart" }, spec.emptyText));
     return;
   }
   const width = box.clientWidth || FALLBACK_WIDTH;
@@ -184,7 +184,8 @@ export function barChart(figure, id, spec) {
     const nameRoom = Math.floor((width - row.valueText.length * CHAR_WIDTH - 16) / CHAR_WIDTH);
     const bar = svg("g", { class: "bar", "data-name": row.name }, svg("title", {}, row.barTitle));
     bar.append(
-      svg("text", { class: "label", x: 0, y: top + 13 }, fit(row.name, Math.max(4, nameRoom))),
+      // A name is data (a model, a key's label), never to be translated.
+      svg("text", { class: "label", x: 0, y: top + 13, translate: "no" }, fit(row.name, Math.max(4, nameRoom))),
       svg("text", { class: "value", x: width, y: top + 13, "text-anchor": "end" }, row.valueText),
       svg("rect", { class: "track", x: 0, y: top + 19, width, height: 11, rx: 3 }),
     );

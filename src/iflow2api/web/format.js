@@ -1,15 +1,14 @@
 // @ts-check
-// How numbers, durations and times read on the page.
+// How numbers, durations and times read on the page, in the page's language (which the switch changes).
 
-const integer = new Intl.NumberFormat(undefined, { maximumFractionDigits: 0 });
-const compact = new Intl.NumberFormat(undefined, { notation: "compact", maximumFractionDigits: 1 });
+import { language } from "./i18n.js";
 
 /**
- * 1234567 -> "1,234,567" (in the reader's locale)
+ * 1234567 -> "1,234,567" (in the page's language)
  * @param {number | null | undefined} value
  */
 export function count(value) {
-  return integer.format(value || 0);
+  return new Intl.NumberFormat(language(), { maximumFractionDigits: 0 }).format(value || 0);
 }
 
 /**
@@ -17,7 +16,8 @@ export function count(value) {
  * @param {number | null | undefined} value
  */
 export function short(value) {
-  return Math.abs(value || 0) < 10000 ? count(value) : compact.format(value || 0);
+  if (Math.abs(value || 0) < 10000) return count(value);
+  return new Intl.NumberFormat(language(), { notation: "compact", maximumFractionDigits: 1 }).format(value || 0);
 }
 
 /**
@@ -79,7 +79,7 @@ export function dateOf(epochSeconds) {
  */
 export function stamp(epochSeconds) {
   const date = new Date(epochSeconds * 1000);
-  const time = date.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  const time = date.toLocaleTimeString(language(), { hour: "2-digit", minute: "2-digit", second: "2-digit" });
   if (date.toDateString() === new Date().toDateString()) return time;
-  return date.toLocaleDateString(undefined, { month: "short", day: "numeric" }) + " " + time;
+  return date.toLocaleDateString(language(), { month: "short", day: "numeric" }) + " " + time;
 }

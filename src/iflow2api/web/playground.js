@@ -5,8 +5,9 @@
 // client's (usage row without a key name, metrics), but only with the page's session, same origin.
 
 import { ApiError, api, asError, handledElsewhere, refusal } from "./api.js";
-import { $, el, say } from "./dom.js";
+import { $, el, say, sayFailure } from "./dom.js";
 import { count, ms } from "./format.js";
+import { t } from "./i18n.js";
 
 /** @typedef {{ id: string }} Model */
 
@@ -39,7 +40,7 @@ export async function load() {
   try {
     models = (await api("/api/models")).data;
   } catch (error) {
-    if (!handledElsewhere(error)) message(asError(error).message, "error");
+    if (!handledElsewhere(error)) failed(error);
     return;
   }
   const picker = $("play-model", HTMLSelectElement);
@@ -53,9 +54,17 @@ export async function load() {
   if (ids.includes(chosen)) picker.value = chosen;
 }
 
-/** @param {string} text @param {string} [kind] */
-function message(text, kind = "") {
-  say($("play-message"), text, kind);
+/** @param {string} text */
+function message(text) {
+  say($("play-message"), text);
+}
+
+/**
+ * The page's words, then the API's or the host's own (English, data).
+ * @param {unknown} error
+ */
+function failed(error) {
+  sayFailure($("play-message"), t("playground.failed"), asError(error).message);
 }
 
 /**
@@ -63,7 +72,7 @@ function message(text, kind = "") {
  * @param {any} chunk
  */
 function show(chunk) {
-  if (chunk.error) throw new ApiError(0, chunk.error.message || "The answer broke off.", chunk.error.code || null);
+  if (chunk.error) throw new ApiError(0, chunk.error.message || t("playground.broke-off"), chunk.error.code || null);
   if (chunk.usage) {
     $("play-prompt-tokens").textContent = count(chunk.usage.prompt_tokens);
     $("play-completion-tokens").textContent = count(chunk.usage.completion_tokens);
@@ -134,8 +143,8 @@ async function send(model, prompt) {
       }
     }
   } catch (error) {
-    if (controller.signal.aborted) message("Stopped.");
-    else if (!handledElsewhere(error)) message(asError(error).message, "error");
+    if (controller.signal.aborted) message(t("playground.stopped"));
+    else if (!handledElsewhere(error)) failed(error);
   } finally {
     if (running.controller === controller) {
       running.controller = null;

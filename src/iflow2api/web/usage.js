@@ -3,8 +3,9 @@
 
 import { api, asError, handledElsewhere } from "./api.js";
 import { barChart, columnChart } from "./charts.js";
-import { $, closest, el, find, placeholderRow, say, tableBody } from "./dom.js";
+import { $, closest, el, find, placeholderRow, say, sayFailure, tableBody } from "./dom.js";
 import { count, ms, percent, short, stamp } from "./format.js";
+import { language, onLanguageChange, t, tn } from "./i18n.js";
 
 /**
  * What /api/usage?days=N says (usage/stats.py).
@@ -74,88 +75,103 @@ const TOP = 10;
 /** @type {{ days: number, data: UsageDocument | null, shown: string, asked: number, width: number }} */
 const view = { days: 7, data: null, shown: "", asked: 0, width: 0 };
 
-/**
- * @param {number} n
- * @param {string} word
- */
-function plural(n, word) {
-  return count(n) + " " + word + (n === 1 ? "" : "s");
-}
+/** @param {number} n */
+const requestsText = (n) => tn("usage.requests", n);
+/** @param {number} n */
+const errorsText = (n) => tn("usage.errors", n);
 
 /** @param {unknown} error */
 function fail(error) {
-  if (!handledElsewhere(error)) say($("usage-message"), asError(error).message, "error");
+  if (!handledElsewhere(error)) sayFailure($("usage-message"), t("usage.failed"), asError(error).message);
 }
 
 /**
  * @param {string} name
  * @param {string | (string | Node)[]} value
- * @param {string} sub
+ * @param {string | Node} sub
  */
 function setStat(name, value, sub) {
   const stat = find(document, `#usage-totals [data-stat="${name}"]`);
   find(stat, ".value").replaceChildren(...(Array.isArray(value) ? value : [value]));
-  find(stat, ".sub").textContent = sub;
+  find(stat, ".sub").replaceChildren(sub);
 }
+
+/**
+ * Percentiles ("p90 1.90 s") are notation, not words: the same in every language.
+ * @param {string} text
+ */
+const notation = (text) => el("span", { translate: "no" }, text);
 
 /** @param {UsageDocument} data */
 function renderTotals(data) {
-  const t = data.totals;
+  const totals = data.totals;
   // null when no rows (the design), or an object of nulls: either way, nothing to show.
   const lat = data.latency && data.latency.p50_ms !== null && data.latency.p50_ms !== undefined ? data.latency : null;
   const hasTtft = lat && lat.ttft_p50_ms !== null && lat.ttft_p50_ms !== undefined;
-  setStat("requests", count(t.requests), plural(t.errors, "error"));
-  const cached = t.cached_tokens ? ` (cached ${short(t.cached_tokens)})` : "";
-  setStat("tokens", short(t.prompt_tokens + t.completion_tokens),
-    `prompt ${short(t.prompt_tokens)}${cached} · completion ${short(t.completion_tokens)} · reasoning ${short(t.reasoning_tokens)}`);
-  setStat("error-rate", t.requests ? percent(t.error_rate) : "–", t.requests ? `${count(t.errors)} of ${count(t.requests)}` : "");
-  setStat("latency", lat ? [ms(lat.p50_ms), el("span", { class: "second" }, " / " + ms(lat.p95_ms))] : "–", lat ? `p90 ${ms(lat.p90_ms)} · p99 ${ms(lat.p99_ms)}` : "");
-  setStat("ttft", lat && hasTtft ? ms(lat.ttft_p50_ms) : "–", lat && hasTtft ? `p95 ${ms(lat.ttft_p95_ms)}` : "");
+  setStat("requests", count(totals.requests), errorsText(totals.errors));
+  const tokens = {
+    prompt: short(totals.prompt_tokens), cached: short(totals.cached_tokens),
+    completion: short(totals.completion_tokens), reasoning: short(totals.reasoning_tokens),
+  };
+  setStat("tokens", short(totals.prompt_tokens + totals.completion_tokens),
+    totals.cached_tokens ? t("usage.stat.tokens.cached", tokens) : t("usage.stat.tokens.sub", tokens));
+  setStat("error-rate", totals.requests ? percent(totals.error_rate) : "–",
+    totals.requests ? t("usage.stat.error-rate.sub", { errors: count(totals.errors), requests: count(totals.requests) }) : "");
+  setStat("latency", lat ? [ms(lat.p50_ms), el("span", { class: "second" }, " / " + ms(lat.p95_ms))] : "–",
+    lat ? notation(`p90 ${ms(lat.p90_ms)} · p99 ${ms(lat.p99_ms)}`) : "");
+  setStat("ttft", lat && hasTtft ? ms(lat.ttft_p50_ms) : "–", lat && hasTtft ? notation(`p95 ${ms(lat.ttft_p95_ms)}`) : "");
 }
 
 /** @param {number} days */
 function rangeText(days) {
-  return days === 1 ? "the last 24 hours" : `the last ${days} days`;
+  return days === 1 ? t("usage.range.last-day") : t("usage.range.last-days", { days: count(days) });
 }
 
 /** @param {UsageDocument} data */
 function requestsChart(data) {
   const days = data.per_day;
   const busiest = days.reduce((best, d) => (d.requests > best.requests ? d : best), days[0] || { requests: 0 });
+  const said = { range: rangeText(data.days), requests: requestsText(data.totals.requests), errors: errorsText(data.totals.errors) };
   columnChart($("chart-requests"), "chart-requests-svg", {
-    title: "Requests per day",
-    summary: `${rangeText(data.days)}: ${plural(data.totals.requests, "request")}, ${plural(data.totals.errors, "error")}` +
-      (busiest && busiest.requests ? `; busiest ${busiest.day} with ${count(busiest.requests)}.` : "."),
+    title: t("charts.requests.title"),
+    summary: busiest && busiest.requests
+      ? t("charts.requests.summary.busiest", { ...said, day: busiest.day, busiest: count(busiest.requests) })
+      : t("charts.requests.summary", said),
     labels: days.map((d) => d.day),
     tickLabel: (label) => label.slice(5),
     series: [
       { name: "answered", className: "s-ok", values: days.map((d) => d.requests - d.errors) },
       { name: "errors", className: "s-err", values: days.map((d) => d.errors) },
     ],
-    barTitle: (i) => `${days[i].day}: ${plural(days[i].requests, "request")}, ${plural(days[i].errors, "error")}`,
-    yTitle: "requests",
-    xTitle: "day (UTC)",
-    legend: [["answered", "s-ok"], ["errors", "s-err"]],
+    barTitle: (i) => t("charts.requests.bar", { day: days[i].day, requests: requestsText(days[i].requests), errors: errorsText(days[i].errors) }),
+    yTitle: t("charts.requests.axis"),
+    xTitle: t("charts.day-axis"),
+    legend: [[t("charts.answered"), "s-ok"], [t("charts.errors"), "s-err"]],
   });
 }
 
 /**
- * " of which cached N" when the upstream read any of the prompt from its cache; else nothing.
- * @param {number | undefined} cached
+ * The token counts of a day or of the range, as the tokens chart's sentences name them; `cached` is
+ * its own clause when the upstream read any of the prompt from its cache, else nothing.
+ * @param {{ prompt_tokens: number, completion_tokens: number, reasoning_tokens: number, cached_tokens?: number }} d
  */
-function ofWhichCached(cached) {
-  return cached ? ` of which cached ${count(cached)}` : "";
+function tokenWords(d) {
+  return {
+    total: count(d.prompt_tokens + d.completion_tokens),
+    prompt: count(d.prompt_tokens),
+    cached: d.cached_tokens ? t("charts.tokens.of-which-cached", { count: count(d.cached_tokens) }) : "",
+    completion: count(d.completion_tokens),
+    reasoning: count(d.reasoning_tokens),
+  };
 }
 
 /** @param {UsageDocument} data */
 function tokensChart(data) {
   const days = data.per_day;
-  const t = data.totals;
   columnChart($("chart-tokens"), "chart-tokens-svg", {
-    title: "Tokens per day",
-    note: "Cached tokens (read from the upstream's prompt cache) are part of the prompt, reasoning part of the completion; shown apart.",
-    summary: `${rangeText(data.days)}: ${count(t.prompt_tokens + t.completion_tokens)} tokens, prompt ${count(t.prompt_tokens)}` +
-      `${ofWhichCached(t.cached_tokens)}, completion ${count(t.completion_tokens)} of which reasoning ${count(t.reasoning_tokens)}.`,
+    title: t("charts.tokens.title"),
+    note: t("charts.tokens.note"),
+    summary: t("charts.tokens.summary", { range: rangeText(data.days), ...tokenWords(data.totals) }),
     labels: days.map((d) => d.day),
     tickLabel: (label) => label.slice(5),
     series: [
@@ -164,14 +180,11 @@ function tokensChart(data) {
       { name: "completion", className: "s-completion", values: days.map((d) => Math.max(0, d.completion_tokens - d.reasoning_tokens)) },
       { name: "reasoning", className: "s-reasoning", values: days.map((d) => d.reasoning_tokens) },
     ],
-    barTitle: (i) => {
-      const d = days[i];
-      return `${d.day}: ${count(d.prompt_tokens + d.completion_tokens)} tokens (prompt ${count(d.prompt_tokens)}` +
-        `${ofWhichCached(d.cached_tokens)}, completion ${count(d.completion_tokens)}, of which reasoning ${count(d.reasoning_tokens)})`;
-    },
-    yTitle: "tokens",
-    xTitle: "day (UTC)",
-    legend: [["prompt", "s-prompt"], ["cached", "s-cached"], ["completion", "s-completion"], ["reasoning", "s-reasoning"]],
+    barTitle: (i) => t("charts.tokens.bar", { day: days[i].day, ...tokenWords(days[i]) }),
+    yTitle: t("charts.tokens.axis"),
+    xTitle: t("charts.day-axis"),
+    legend: [[t("charts.tokens.prompt"), "s-prompt"], [t("charts.tokens.cached"), "s-cached"],
+      [t("charts.tokens.completion"), "s-completion"], [t("charts.tokens.reasoning"), "s-reasoning"]],
   });
 }
 
@@ -186,55 +199,63 @@ function topRows(entries) {
   const requests = rest.reduce((sum, e) => sum + e.requests, 0);
   const errors = rest.reduce((sum, e) => sum + e.errors, 0);
   return [...entries.slice(0, TOP - 1), {
-    name: `${rest.length} others`, requests, errors, error_rate: requests ? errors / requests : 0,
+    name: tn("charts.others", rest.length), requests, errors, error_rate: requests ? errors / requests : 0,
     tokens: rest.reduce((sum, e) => sum + e.tokens, 0), p50_ms: null, p95_ms: null,
   }];
 }
 
+/** @param {Entry} e */
+function entryTitle(e) {
+  const said = {
+    name: e.name, requests: requestsText(e.requests), errors: errorsText(e.errors), rate: percent(e.error_rate), tokens: count(e.tokens),
+  };
+  if (e.p50_ms === null || e.p50_ms === undefined) return t("charts.names.bar", said);
+  return t("charts.names.bar.latency", { ...said, p50: ms(e.p50_ms), p95: ms(e.p95_ms) });
+}
+
 /**
- * @param {string} id the figure's id
- * @param {string} title
- * @param {string} what what one bar stands for ("model", "client key"...)
+ * @param {"models" | "keys" | "accounts" | "dialects"} by what one bar stands for
  * @param {Entry[]} entries
  * @param {string} range
  */
-function namesChart(id, title, what, entries, range) {
+function namesChart(by, entries, range) {
+  const id = "chart-" + by;
   barChart($(id), id + "-svg", {
-    title,
-    summary: `Requests per ${what} in ${range}, with the share that failed.`,
+    title: t(`charts.${by}.title`),
+    summary: t(`charts.${by}.summary`, { range }),
     rows: topRows(entries).map((e) => ({
       name: e.name,
       segments: [{ value: e.requests - e.errors, className: "s-ok" }, { value: e.errors, className: "s-err" }],
-      valueText: `${short(e.requests)} · ${percent(e.error_rate)} errors`,
-      barTitle: `${e.name}: ${plural(e.requests, "request")}, ${plural(e.errors, "error")} (${percent(e.error_rate)}), ` +
-        `${count(e.tokens)} tokens` + (e.p50_ms === null || e.p50_ms === undefined ? "" : `, p50 ${ms(e.p50_ms)}, p95 ${ms(e.p95_ms)}`),
+      valueText: t("charts.names.value", { requests: short(e.requests), rate: percent(e.error_rate) }),
+      barTitle: entryTitle(e),
     })),
-    legend: [["answered", "s-ok"], ["errors", "s-err"]],
-    emptyText: "No requests in this range.",
+    legend: [[t("charts.answered"), "s-ok"], [t("charts.errors"), "s-err"]],
+    emptyText: t("charts.empty"),
   });
 }
 
 /** @param {UsageDocument} data */
 function latencyChart(data) {
   const lat = data.latency;
+  const firstToken = (/** @type {string} */ p) => t("charts.latency.first-token", { p });
   /** @type {[name: string, value: number | null | undefined, className: string][]} */
   const all = lat ? [
     ["p50", lat.p50_ms, "s-latency"], ["p90", lat.p90_ms, "s-latency"], ["p95", lat.p95_ms, "s-latency"],
-    ["p99", lat.p99_ms, "s-latency"], ["first token p50", lat.ttft_p50_ms, "s-ttft"],
-    ["first token p95", lat.ttft_p95_ms, "s-ttft"],
+    ["p99", lat.p99_ms, "s-latency"], [firstToken("p50"), lat.ttft_p50_ms, "s-ttft"],
+    [firstToken("p95"), lat.ttft_p95_ms, "s-ttft"],
   ] : [];
   /** @type {[name: string, value: number, className: string][]} */
   const points = [];
   for (const [name, value, className] of all) if (value !== null && value !== undefined) points.push([name, value, className]);
   barChart($("chart-latency"), "chart-latency-svg", {
-    title: "Latency percentiles",
-    note: "Whole request, and time to the first token of a reply.",
-    summary: points.map(([name, value]) => `${name} ${ms(value)}`).join(", ") || "No requests yet.",
+    title: t("charts.latency.title"),
+    note: t("charts.latency.note"),
+    summary: points.map(([name, value]) => `${name} ${ms(value)}`).join(t("charts.list-separator")) || t("usage.none"),
     rows: points.map(([name, value, className]) => ({
       name, segments: [{ value, className }], valueText: ms(value), barTitle: `${name}: ${ms(value)}`,
     })),
-    legend: [["whole request", "s-latency"], ["first token", "s-ttft"]],
-    emptyText: "No requests in this range.",
+    legend: [[t("charts.latency.whole"), "s-latency"], [t("charts.latency.first"), "s-ttft"]],
+    emptyText: t("charts.empty"),
   });
 }
 
@@ -243,35 +264,43 @@ function renderCharts(data) {
   const range = rangeText(data.days);
   requestsChart(data);
   tokensChart(data);
-  namesChart("chart-models", "By model", "model", data.per_model, range);
-  namesChart("chart-keys", "By client key", "client key", data.per_key, range);
-  namesChart("chart-accounts", "By account", "account", data.per_account, range);
+  namesChart("models", data.per_model, range);
+  namesChart("keys", data.per_key, range);
+  namesChart("accounts", data.per_account, range);
   latencyChart(data);
-  namesChart("chart-dialects", "By API dialect", "dialect", data.per_dialect || [], range);
+  namesChart("dialects", data.per_dialect || [], range);
 }
+
+/**
+ * Names from the API (keys, accounts, models, dialects, error codes) are data: never translated.
+ * @param {string} text
+ */
+const named = (text) => el("span", { translate: "no" }, text);
 
 /** @param {Recent} r */
 function recentRow(r) {
   const failed = r.status >= 400;
   // The upstream sent no usage: the counts are the gateway's own estimate.
   const about = r.estimated ? "≈" : "";
-  const estimate = r.estimated ? "estimated: the upstream reported no usage" : null;
+  const estimate = r.estimated ? t("usage.recent.estimated") : null;
   return el("tr", { class: failed ? "failed" : "" },
-    el("td", { title: new Date(r.at * 1000).toLocaleString() }, stamp(r.at)),
-    el("td", {}, r.key === null ? "(no key)" : r.key),
-    el("td", {}, r.account === null ? "(none)" : r.account),
-    el("td", {}, r.model),
-    el("td", {}, r.dialect, r.stream ? el("span", { class: "muted small" }, " stream") : null),
+    el("td", { title: new Date(r.at * 1000).toLocaleString(language()) }, stamp(r.at)),
+    el("td", {}, r.key === null ? t("usage.recent.no-key") : named(r.key)),
+    el("td", {}, r.account === null ? t("usage.recent.no-account") : named(r.account)),
+    el("td", {}, named(r.model)),
+    el("td", {}, named(r.dialect), r.stream ? el("span", { class: "muted small" }, " " + t("usage.recent.stream")) : null),
     el("td", {}, el("span", { class: "state " + (failed ? "state-error" : "state-ok") }, r.status)),
-    el("td", { class: "num", title: estimate || (r.cached_tokens ? `${count(r.cached_tokens)} of them cached` : null) },
+    el("td", { class: "num", title: estimate || (r.cached_tokens ? t("usage.recent.cached.title", { count: count(r.cached_tokens) }) : null) },
       about + count(r.prompt_tokens),
-      r.cached_tokens ? el("span", { class: "muted small", "data-testid": "cached" }, ` (${short(r.cached_tokens)} cached)`) : null),
+      r.cached_tokens
+        ? el("span", { class: "muted small", "data-testid": "cached" }, " " + t("usage.recent.cached", { count: short(r.cached_tokens) }))
+        : null),
     el("td", { class: "num", title: estimate }, about + count(r.completion_tokens)),
     el("td", { class: "num" }, r.reasoning_tokens ? count(r.reasoning_tokens) : ""),
     el("td", { class: "num" }, ms(r.latency_ms)),
     el("td", { class: "num" }, r.ttft_ms === null ? "" : ms(r.ttft_ms)),
     el("td", { class: "num" }, r.attempts),
-    el("td", { class: "muted" }, r.error || ""));
+    el("td", { class: "muted" }, r.error ? named(r.error) : ""));
 }
 
 /** @param {UsageDocument} data */
@@ -279,8 +308,7 @@ function render(data) {
   renderTotals(data);
   const empty = !data.totals.requests;
   $("usage-empty").hidden = !empty;
-  $("usage-empty-text").textContent = `Nothing went through the gateway in ${rangeText(data.days)}. ` +
-    "Point a client at its base URL (see the overview) and the charts fill in here.";
+  $("usage-empty-text").textContent = t("usage.empty.text", { range: rangeText(data.days) });
   $("usage-charts").hidden = empty;
   if (empty) return;
   view.width = $("usage-charts").clientWidth;
@@ -288,7 +316,21 @@ function render(data) {
   const table = $("usage-recent");
   const body = tableBody(table);
   body.replaceChildren(...data.recent.map(recentRow));
-  if (!data.recent.length) body.append(placeholderRow(table, "No requests yet."));
+  if (!data.recent.length) body.append(placeholderRow(table, t("usage.none")));
+}
+
+/**
+ * Show `data` if its numbers changed since the last it showed.
+ * @param {UsageDocument} data
+ */
+function show(data) {
+  view.data = data;
+  // The time window moves on every call; redraw only when the numbers did.
+  const fingerprint = JSON.stringify({ ...data, since: 0, until: 0 });
+  if (fingerprint !== view.shown) {
+    view.shown = fingerprint;
+    render(data);
+  }
 }
 
 /** Fetch the usage for the chosen range and show it if its numbers changed. */
@@ -300,13 +342,7 @@ export async function load() {
     const data = await api("/api/usage?days=" + days);
     if (asked !== view.asked) return; // the range changed while this was on its way
     say($("usage-message"), "", "");
-    view.data = data;
-    // The time window moves on every call; redraw only when the numbers did.
-    const fingerprint = JSON.stringify({ ...data, since: 0, until: 0 });
-    if (fingerprint !== view.shown) {
-      view.shown = fingerprint;
-      render(data);
-    }
+    show(data);
   } catch (error) {
     if (asked === view.asked) fail(error);
   }
@@ -324,6 +360,11 @@ function choose(days) {
 }
 
 export function wire() {
+  // Every word of the section comes from render(): a new language redraws it from the numbers it has.
+  onLanguageChange(() => {
+    view.shown = "";
+    if (view.data) show(view.data);
+  });
   $("usage-range").addEventListener("click", (event) => {
     const button = closest(event, "button[data-days]");
     if (button) choose(Number(button.dataset.days));
