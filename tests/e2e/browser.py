@@ -120,6 +120,7 @@ NAMES = frozenset(
         "p99",
         "ttft",
         "ms",
+        "utc",
         "rpm",
         "tpd",
         "token",
