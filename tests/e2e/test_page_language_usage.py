@@ -88,6 +88,8 @@ def test_usage_and_playground_read_in_chinese_and_switch_to_english(
         expect(requests.locator(".axis-title")).to_have_text(["请求数", "日期（UTC）"])
         expect(page.locator("#chart-models h2")).to_have_text("按模型")
         expect(page.locator("#chart-models svg text.label[translate=no]")).to_have_count(2)
+        # The playground's requests carry no key: a word of the page, not the API's "(no key)".
+        expect(page.locator("#chart-keys svg text.label")).to_have_text(["（无密钥）"])
         expect(page.locator("#chart-latency .legend")).to_contain_text("首字")
         assert english_words(page, "#view-usage") == []
 
@@ -98,6 +100,7 @@ def test_usage_and_playground_read_in_chinese_and_switch_to_english(
         expect(page.locator("#chart-tokens h2")).to_have_text("Tokens per day")
         expect(page.locator("#chart-latency .legend")).to_contain_text("first token")
         expect(page.locator("[data-stat=requests] .sub")).to_have_text("1 error")
+        expect(page.locator("#chart-keys svg text.label")).to_have_text(["(no key)"])
         expect(rows.nth(0)).to_contain_text("stream")
         expect(page.locator("#usage-recent thead")).to_contain_text("first token")
 

@@ -214,6 +214,18 @@ function entryTitle(e) {
 }
 
 /**
+ * An entry's name as the page shows it: the names usage/stats.py gives requests without a key or an
+ * account (NO_KEY, NO_ACCOUNT) are words, in the page's language; every other name is data.
+ * @param {string} by
+ * @param {string} name
+ */
+function nameOf(by, name) {
+  if (by === "keys" && name === "(no key)") return t("usage.recent.no-key");
+  if (by === "accounts" && name === "(none)") return t("usage.recent.no-account");
+  return name;
+}
+
+/**
  * @param {"models" | "keys" | "accounts" | "dialects"} by what one bar stands for
  * @param {Entry[]} entries
  * @param {string} range
@@ -223,7 +235,7 @@ function namesChart(by, entries, range) {
   barChart($(id), id + "-svg", {
     title: t(`charts.${by}.title`),
     summary: t(`charts.${by}.summary`, { range }),
-    rows: topRows(entries).map((e) => ({
+    rows: topRows(entries.map((e) => ({ ...e, name: nameOf(by, e.name) }))).map((e) => ({
       name: e.name,
       segments: [{ value: e.requests - e.errors, className: "s-ok" }, { value: e.errors, className: "s-err" }],
       valueText: t("charts.names.value", { requests: short(e.requests), rate: percent(e.error_rate) }),
