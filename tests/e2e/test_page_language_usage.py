@@ -5,7 +5,6 @@ failure); the host's own words kept apart as data; and a switch of language redr
 The gateway's only account is a fake OpenAI-compatible host on loopback, added through the page's API.
 """
 
-# ruff: noqa: RUF001 (the page's Chinese words, with their full-width punctuation)
 from __future__ import annotations
 
 from typing import Any
