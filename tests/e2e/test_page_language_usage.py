@@ -7,6 +7,7 @@ The gateway's only account is a fake OpenAI-compatible host on loopback, added t
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from playwright.sync_api import Browser, Page, expect
@@ -55,6 +56,12 @@ def test_usage_and_playground_read_in_chinese_and_switch_to_english(
         expect(message).to_contain_text("请求失败：")
         expect(message.locator("[translate=no]")).to_contain_text(REFUSAL)
         assert english_words(page, "#view-playground") == []
+        # A message already shown follows a switch of language too.
+        page.select_option("#language", "en")
+        expect(message).to_have_text(re.compile(rf"^The request failed: .*{REFUSAL}$"))
+        expect(page.locator("#play-send")).to_have_text("Send")
+        page.select_option("#language", "zh-CN")
+        expect(message).to_have_text(re.compile(rf"^请求失败： .*{REFUSAL}$"))
 
         host.enqueue(
             Stream.of_text(

@@ -7,7 +7,7 @@
 import { ApiError, api, asError, handledElsewhere, refusal } from "./api.js";
 import { $, el, say, sayFailure } from "./dom.js";
 import { count, ms } from "./format.js";
-import { t } from "./i18n.js";
+import { onLanguageChange, t } from "./i18n.js";
 
 /** @typedef {{ id: string }} Model */
 
@@ -54,9 +54,16 @@ export async function load() {
   if (ids.includes(chosen)) picker.value = chosen;
 }
 
-/** @param {string} text */
-function message(text) {
-  say($("play-message"), text);
+/** How to show the message shown now, kept so a switch of language shows it again in the new one. */
+const shown = { message: () => {} };
+
+/**
+ * Show a message of the page's (nothing: none).
+ * @param {() => string} words
+ */
+function message(words) {
+  shown.message = () => say($("play-message"), words());
+  shown.message();
 }
 
 /**
@@ -64,7 +71,9 @@ function message(text) {
  * @param {unknown} error
  */
 function failed(error) {
-  sayFailure($("play-message"), t("playground.failed"), asError(error).message);
+  const detail = asError(error).message;
+  shown.message = () => sayFailure($("play-message"), t("playground.failed"), detail);
+  shown.message();
 }
 
 /**
@@ -105,7 +114,7 @@ async function send(model, prompt) {
   running.controller?.abort();
   const controller = (running.controller = new AbortController());
   clear();
-  message("");
+  message(() => "");
   $("play-stop").hidden = false;
   const began = performance.now();
   let waiting = true;
@@ -143,7 +152,7 @@ async function send(model, prompt) {
       }
     }
   } catch (error) {
-    if (controller.signal.aborted) message(t("playground.stopped"));
+    if (controller.signal.aborted) message(() => t("playground.stopped"));
     else if (!handledElsewhere(error)) failed(error);
   } finally {
     if (running.controller === controller) {
@@ -159,4 +168,5 @@ export function wire() {
     send($("play-model", HTMLSelectElement).value, $("play-prompt", HTMLTextAreaElement).value);
   });
   $("play-stop").addEventListener("click", () => running.controller?.abort());
+  onLanguageChange(() => shown.message());
 }
