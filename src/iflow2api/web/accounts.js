@@ -104,7 +104,7 @@ export function tick() {
 function modelsCell(account) {
   const models = account.models || [];
   if (account.kind !== "openai-compatible") return el("td", { class: "muted" }, t("accounts.models.iflow"));
-  if (!models.length) return el("td", { class: "muted" }, t("accounts.models.listed"));
+  if (!models.length) return el("td", { class: "muted" }, ...phrase(t("accounts.models.listed"), { path: el("code", {}, "/models") }));
   const first = el("span", { translate: "no", title: models.join(", ") }, models.slice(0, 3).join(", "));
   if (models.length <= 3) return el("td", {}, first);
   return el("td", {}, ...phrase(t("accounts.models.more"), { models: first, more: models.length - 3 }));
@@ -136,16 +136,25 @@ function stateCell(account) {
 }
 
 /**
+ * The id of the element that shows an account's label.
+ * @param {Account} account
+ */
+function labelId(account) {
+  return "account-label-" + account.id;
+}
+
+/**
  * @param {Account} account
  * @param {string} action "enable", "disable", "test", "reset", "login" or "remove"
  * @param {string} [className]
  */
 function actionButton(account, action, className = "") {
-  const label = t(`accounts.action.${action}`);
+  // Named by its own words and the account's label ("Disable team"), without words around data.
+  const id = `account-${action}-${account.id}`;
   return el("button", {
     type: "button", class: "small " + className, "data-action": action, "data-id": account.id,
-    "aria-label": t("accounts.action.of", { action: label, label: account.label }),
-  }, label);
+    id, "aria-labelledby": id + " " + labelId(account),
+  }, t(`accounts.action.${action}`));
 }
 
 /** States a person may end with the Reset button (a failed check too: a new Test is better). */
@@ -188,7 +197,7 @@ function accountRow(account) {
   const known = SOURCES.includes(account.source);
   const errorRate = account.requests ? account.errors / account.requests : 0;
   return el("tr", { "data-id": account.id, "data-state": account.state, "data-source": account.source },
-    el("td", { translate: "no" }, el("div", { class: "strong" }, account.label), el("div", { class: "muted small" }, account.id)),
+    el("td", { translate: "no" }, el("div", { class: "strong", id: labelId(account) }, account.label), el("div", { class: "muted small" }, account.id)),
     el("td", {}, el("span", { class: "nowrap" }, named(KINDS, account.kind, (kind) => t(`accounts.kind.${kind}`))),
       providerLabel(account),
       account.kind === "openai-compatible" ? el("div", { class: "muted small url", translate: "no" }, account.base_url) : null),
@@ -294,7 +303,9 @@ function problemWords(check) {
  */
 function checkWords(label, check) {
   if (!check.ok) return phrase(t("check.failed"), { label, problem: words(problemWords(check)) });
-  const listed = check.models === null ? t("check.unlisted") : tn("check.listed", check.models);
+  const listed = check.models === null
+    ? phrase(t("check.unlisted"), { path: el("code", {}, "/models") })
+    : tn("check.listed", check.models);
   return phrase(t("check.works"), {
     label, model: check.model || "", latency: check.latency_ms ?? 0, listed: words(listed),
   });

@@ -67,7 +67,7 @@ function limitsText(key) {
 function keyRow(key) {
   const tokens = key.tokens_per_day ? count(key.tokens_today) + " / " + count(key.tokens_per_day) : count(key.tokens_today);
   return el("tr", { "data-id": key.id },
-    el("td", { class: "strong", translate: "no" }, key.name),
+    el("td", { class: "strong", translate: "no", id: "key-name-" + key.id }, key.name),
     el("td", {}, el("code", {}, key.prefix)),
     el("td", {}, key.admin
       ? el("span", { class: "state state-admin" }, t("keys.role.admin"))
@@ -80,8 +80,9 @@ function keyRow(key) {
     el("td", { class: "num" }, tokens),
     el("td", {}, key.created_at ? dateOf(key.created_at) : ""),
     el("td", { class: "row-actions" }, el("button", {
+      // Named by its own words and the key's name ("Revoke laptop"), without words around data.
       type: "button", class: "small danger", "data-action": "revoke", "data-id": key.id,
-      "aria-label": t("keys.revoke.of", { name: key.name }),
+      id: "key-revoke-" + key.id, "aria-labelledby": `key-revoke-${key.id} key-name-${key.id}`,
     }, t("keys.revoke"))));
 }
 
