@@ -14,15 +14,20 @@ header's switch turns them into Chinese in place.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from iflow2api.routes.web import load_assets
+from iflow2api.routing import ROUTES
 from tests.conftest import GatewayProcess
 from tests.e2e.browser import english_words, watched_page
+from tests.e2e.test_dashboard_ui import COOKIE, FakeManagementApi, handler_for
 from tests.fake_iflow import FakeIflow
 
 GOOD = "sk-good-0123456789"
@@ -34,6 +39,21 @@ MODELS = ["fake-small", "fake-large"]
 def host() -> Iterator[FakeIflow]:
     with FakeIflow(mode="openai", api_keys=[GOOD], models=MODELS) as fake:
         yield fake
+
+
+@pytest.fixture
+def scripted() -> Iterator[str]:
+    """The page's files before the scripted management API of test_dashboard_ui (one account in
+    each state, a cooldown 95 s long): its address."""
+    assets = {path: asset for path, asset in load_assets().items() if path in ROUTES}
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler_for(FakeManagementApi(), assets))
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def add_on_page(page: Page, label: str, base_url: str, key: str) -> None:
@@ -190,3 +210,20 @@ def test_the_client_keys_read_in_chinese(start_gateway: Any, browser: Browser) -
         expect(keys).to_contain_text("60 requests/min · 1,000,000 tokens/day")
         expect(keys.locator("button[data-action=revoke]")).to_have_text("Revoke")
         expect(page.locator("#keys-table thead")).to_contain_text("requests today")
+
+
+def test_every_state_and_countdown_reads_in_chinese(scripted: str, browser: Browser) -> None:
+    with watched_page(browser, locale="zh-CN") as page:
+        page.context.add_cookies([{"name": COOKIE, "value": "ok", "url": scripted}])
+        page.goto(scripted + "/#accounts")
+        states = page.locator("#accounts-table [data-testid=account-state]")
+        expect(states).to_have_text(["正常", "冷却中", "已隔离", "已停用", "需重新登录"])
+        cooling = page.locator("tr[data-id=acc-00cool]")
+        expect(cooling).to_have_attribute("data-state", "cooling")
+        expect(cooling.locator("[data-testid=countdown]")).to_have_text(re.compile(r"^剩余 1:[0-3]\d$"))
+        expect(cooling.locator("[data-testid=account-reason]")).to_have_text("原因：rate limited (429)")
+        expect(page.locator("tr[data-id=acc-00old1]")).to_contain_text("iFlow 拒绝了它的登录：请重新登录。")
+        expect(page.locator("tr[data-id=acc-00old1] button[data-action=login]")).to_have_text("重新登录")
+        expect(page.locator("tr[data-id=acc-00off1] button[data-action=enable]")).to_have_text("启用")
+        expect(page.locator("#accounts-policy")).to_have_text("调度策略：轮询 · 会话粘性：开")
+        assert english_words(page, "#view-accounts") == []
