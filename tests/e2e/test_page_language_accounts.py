@@ -92,6 +92,9 @@ def test_the_accounts_read_in_chinese(host: FakeIflow, start_gateway: Any, brows
         )
         expect(page.locator("#account-form")).to_contain_text("服务商")
         expect(page.locator("#account-provider option").first).to_have_text("按基础 URL 的主机自动识别")
+        expect(page.locator("#account-provider option[value=generic]")).to_have_text(
+            "任意 OpenAI 兼容服务 (generic)"
+        )
         expect(page.locator("#accounts-policy")).to_have_text("调度策略：轮询 · 会话粘性：关")
         assert english_words(page, "#view-accounts") == []
 

@@ -226,7 +226,9 @@ function renderProviders(list) {
   const ordered = [...list.filter((p) => p.name === GENERIC), ...list.filter((p) => p.name !== GENERIC)];
   select.replaceChildren(
     el("option", { value: BY_HOST }, t("accounts.add.by-host")),
-    ...ordered.map((p) => el("option", { value: p.name }, p.title + " (" + p.name + ")")));
+    ...ordered.map((p) => el("option", { value: p.name },
+      // The server's titles are product names, but for the one that names no product.
+      (p.name === GENERIC ? t("accounts.add.generic") : p.title) + " (" + p.name + ")")));
   // Filled the first time (the form then holds only the placeholder choice): a preset, not "by host".
   if (!filled) presetProvider();
   else select.value = list.some((p) => p.name === chosen) ? chosen : BY_HOST;
