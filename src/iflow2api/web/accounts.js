@@ -104,7 +104,9 @@ export function tick() {
 function modelsCell(account) {
   const models = account.models || [];
   if (account.kind !== "openai-compatible") return el("td", { class: "muted" }, t("accounts.models.iflow"));
-  if (!models.length) return el("td", { class: "muted" }, ...phrase(t("accounts.models.listed"), { path: el("code", {}, "/models") }));
+  if (!models.length) {
+    return el("td", { class: "muted" }, ...phrase(t("accounts.models.listed"), { path: el("code", {}, "/models") }));
+  }
   const first = el("span", { translate: "no", title: models.join(", ") }, models.slice(0, 3).join(", "));
   if (models.length <= 3) return el("td", {}, first);
   return el("td", {}, ...phrase(t("accounts.models.more"), { models: first, more: models.length - 3 }));
@@ -185,7 +187,7 @@ function providerLabel(account) {
 }
 
 /**
- * A whole number as the page's language writes it (1,234 or 1,234; not the browser's own locale).
+ * A whole number as the page's language writes it, not the browser's locale: a switch changes it too.
  * @param {number} value
  */
 function count(value) {
@@ -197,7 +199,8 @@ function accountRow(account) {
   const known = SOURCES.includes(account.source);
   const errorRate = account.requests ? account.errors / account.requests : 0;
   return el("tr", { "data-id": account.id, "data-state": account.state, "data-source": account.source },
-    el("td", { translate: "no" }, el("div", { class: "strong", id: labelId(account) }, account.label), el("div", { class: "muted small" }, account.id)),
+    el("td", { translate: "no" },
+      el("div", { class: "strong", id: labelId(account) }, account.label), el("div", { class: "muted small" }, account.id)),
     el("td", {}, el("span", { class: "nowrap" }, named(KINDS, account.kind, (kind) => t(`accounts.kind.${kind}`))),
       providerLabel(account),
       account.kind === "openai-compatible" ? el("div", { class: "muted small url", translate: "no" }, account.base_url) : null),
@@ -255,15 +258,18 @@ function renderPolicy(data) {
   const policy = $("accounts-policy");
   const known = STRATEGIES.includes(data.strategy);
   policy.replaceChildren(...phrase(t("accounts.policy"), {
-    strategy: el("strong", { "data-testid": "strategy" }, named(STRATEGIES, String(data.strategy), (name) => t(`accounts.strategy.${name}`))),
+    strategy: el("strong", { "data-testid": "strategy" },
+      named(STRATEGIES, String(data.strategy), (name) => t(`accounts.strategy.${name}`))),
     affinity: el("strong", { "data-testid": "affinity" }, data.affinity ? t("accounts.affinity.on") : t("accounts.affinity.off")),
   }));
   const help = known ? t(`accounts.strategy.${data.strategy}.help`) : "";
   policy.title = data.affinity ? t("accounts.policy.sticky", { strategy: help }) : help;
 }
 
-/** The accounts last shown: a switch of language shows them again in the new words. */
-/** @type {AccountList | null} */
+/**
+ * The accounts last shown: a switch of language shows them again in the new words.
+ * @type {AccountList | null}
+ */
 let last = null;
 
 /** @param {AccountList} data */

@@ -86,8 +86,10 @@ function keyRow(key) {
     }, t("keys.revoke"))));
 }
 
-/** The keys last shown: a switch of language shows them again in the new words. */
-/** @type {{ keys: Key[] } | null} */
+/**
+ * The keys last shown: a switch of language shows them again in the new words.
+ * @type {{ keys: Key[] } | null}
+ */
 let last = null;
 
 /** @param {{ keys: Key[] }} data */
