@@ -8,9 +8,6 @@ host's own words are marked translate="no"). In en-US the same flows keep today'
 header's switch turns them into Chinese in place.
 """
 
-# The page's Chinese uses full-width punctuation, as Chinese text does: the tests match it.
-# ruff: noqa: RUF001
-
 from __future__ import annotations
 
 import re
