@@ -50,6 +50,7 @@ PAGE_FILES = (
     "usage.js",
     "playground.js",
     "i18n.js",
+    "phrase.js",
     "messages.en.json",
     "messages.zh-CN.json",
 )

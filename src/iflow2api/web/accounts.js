@@ -1,12 +1,14 @@
 // @ts-check
 // The accounts section: the pool's upstream accounts, their state, and adding or managing them.
 
-import { api, asError, handledElsewhere, tableLoader } from "./api.js";
+import { api, tableLoader } from "./api.js";
 import {
-  $, closest, confirmAction, el, find, labelCells, optionalInt, placeholderRow, say, splitList, tableBody,
+  $, closest, confirmAction, el, find, labelCells, optionalInt, placeholderRow, splitList, tableBody,
 } from "./dom.js";
-import { clock, count, percent } from "./format.js";
+import { clock, percent } from "./format.js";
+import { language, onLanguageChange, t, tn } from "./i18n.js";
 import { startBrowserLogin } from "./overview.js";
+import { datum, messageBox, phrase, words } from "./phrase.js";
 
 /**
  * One account as /api/accounts lists it (routes/manage.py).
@@ -39,8 +41,17 @@ import { startBrowserLogin } from "./overview.js";
 /** @typedef {{ strategy: string, affinity: boolean, accounts: Account[], providers?: Provider[] }} AccountList */
 
 /**
- * What a check of an account found (services/account_check.py): it works, or the problem in words.
- * @typedef {{ ok: boolean, words: string, problem: string | null, latency_ms: number | null, models: number | null, model: string | null }} CheckResult
+ * What a check of an account found (services/account_check.py): it works, or the problem. The page
+ * says it in its own words from these fields; `words` is the same in English, for the CLI.
+ * @typedef {object} CheckResult
+ * @property {boolean} ok
+ * @property {string} words
+ * @property {string | null} problem "wrong-key", "wrong-base-url", "out-of-credit", "rate-limited", "unreachable", "model", "failed"
+ * @property {number | null} latency_ms
+ * @property {number | null} models how many its /models listed (null: no list)
+ * @property {string | null} model
+ * @property {string} [detail] what the host said or did, in its own words (data)
+ * @property {string | null} [suggestion] a base URL to try instead (the given one with /v1)
  */
 
 /** The form's first choice: it sends no provider, so the base URL's host picks the profile. */
@@ -51,32 +62,27 @@ const GENERIC = "generic";
 /** @type {Provider[]} */
 let providers = [];
 
-/** @type {Record<string, string>} */
-const KINDS = { "iflow-oauth": "iFlow login", "iflow-key": "iFlow API key", "openai-compatible": "OpenAI-compatible" };
-/** @type {Record<string, [name: string, help: string]>} */
-const SOURCES = {
-  "iflow-cli": ["~/.iflow", "The iFlow CLI's own login; log out on the overview to drop it."],
-  config: ["config file", "Set in the gateway's configuration; change it there."],
-  store: ["added here", "Added on this page or with the CLI."],
-};
-/** @type {Record<string, string>} */
-const STRATEGIES = {
-  "round-robin": "round-robin (requests take turns across the accounts)",
-  "fill-first": "fill-first (the first account until it is busy or cooling, then the next)",
-};
+/** The names the page has words for; any other (a newer gateway's) shows as it is, as data. */
+const KINDS = ["iflow-oauth", "iflow-key", "openai-compatible"];
+const SOURCES = ["iflow-cli", "config", "store"];
+const STRATEGIES = ["round-robin", "fill-first"];
+const STATES = ["ok", "cooling", "quarantined", "out-of-credit", "failing", "disabled", "needs-login"];
 
 /**
- * @param {string} text
- * @param {string} kind
+ * The words for `name` when the page has them (`known`), else `name` itself as data.
+ *   named(STATES, "cooling", (state) => t(`states.${state}`))
+ * @param {string[]} known
+ * @param {string} name
+ * @param {(name: string) => string} wordsFor
+ * @returns {string | Node}
  */
-function message(text, kind) {
-  say($("accounts-message"), text, kind);
+function named(known, name, wordsFor) {
+  return known.includes(name) ? wordsFor(name) : datum(name);
 }
 
-/** @param {unknown} error */
-function fail(error) {
-  if (!handledElsewhere(error)) message(asError(error).message, "error");
-}
+const box = messageBox("accounts-message", () => t("accounts.error"));
+const message = box.show;
+const fail = box.fail;
 
 /**
  * The countdown text for a cooldown ending at `until` (epoch seconds).
@@ -84,7 +90,7 @@ function fail(error) {
  */
 function countdownText(until) {
   const left = until - Date.now() / 1000;
-  return left > 0 ? clock(left) + " left" : "ending…";
+  return left > 0 ? t("accounts.countdown.left", { time: clock(left) }) : t("accounts.countdown.ending");
 }
 
 /** Called every second: cooldowns count down without asking the gateway. */
@@ -97,50 +103,60 @@ export function tick() {
 /** @param {Account} account */
 function modelsCell(account) {
   const models = account.models || [];
-  if (account.kind !== "openai-compatible") return el("td", { class: "muted" }, "all iFlow models");
-  if (!models.length) return el("td", { class: "muted" }, "from its /models");
-  const more = models.length > 3 ? " +" + (models.length - 3) + " more" : "";
-  return el("td", { title: models.join(", ") }, models.slice(0, 3).join(", ") + more);
+  if (account.kind !== "openai-compatible") return el("td", { class: "muted" }, t("accounts.models.iflow"));
+  if (!models.length) {
+    return el("td", { class: "muted" }, ...phrase(t("accounts.models.listed"), { path: el("code", {}, "/models") }));
+  }
+  const first = el("span", { translate: "no", title: models.join(", ") }, models.slice(0, 3).join(", "));
+  if (models.length <= 3) return el("td", {}, first);
+  return el("td", {}, ...phrase(t("accounts.models.more"), { models: first, more: models.length - 3 }));
 }
-
-/**
- * States whose name is not what a person reads; the others show as they are.
- * @type {Record<string, string>}
- */
-const STATE_LABELS = { "out-of-credit": "out of credit" };
 
 /** @param {Account} account */
 function stateCell(account) {
+  // data-state and the .state-<state> class keep the server's name; the badge shows the words for it.
   const badge = el("span", { class: "state state-" + account.state, "data-testid": "account-state" },
-    STATE_LABELS[account.state] || account.state);
+    named(STATES, account.state, (state) => t(`states.${state}`)));
   const cell = el("td", {}, badge);
   if (account.state === "cooling" && account.until) {
+    const until = new Date(account.until * 1000).toLocaleTimeString(language());
     cell.append(" ", el("span", {
       class: "countdown", "data-testid": "countdown", "data-until": account.until,
-      title: "until " + new Date(account.until * 1000).toLocaleTimeString(),
+      title: t("accounts.countdown.until", { time: until }),
     }, countdownText(account.until)));
   }
   // Only an iFlow login is ever logged in again; an OpenAI-compatible account has a key, not a login.
   if (account.state === "needs-login" && account.kind === "iflow-oauth") {
-    cell.append(el("div", { class: "muted small" }, "iFlow refused its login: log in again."));
+    cell.append(el("div", { class: "muted small" }, t("accounts.needs-login")));
   }
   if (account.reason && account.state !== "ok") {
-    cell.append(el("div", { class: "muted small reason", "data-testid": "account-reason" }, account.reason));
+    // The reason is the server's (English) record of what happened: data after the page's lead.
+    cell.append(el("div", { class: "muted small reason", "data-testid": "account-reason" },
+      ...phrase(t("accounts.reason"), { reason: account.reason })));
   }
   return cell;
 }
 
 /**
+ * The id of the element that shows an account's label.
  * @param {Account} account
- * @param {string} action
- * @param {string} label
+ */
+function labelId(account) {
+  return "account-label-" + account.id;
+}
+
+/**
+ * @param {Account} account
+ * @param {string} action "enable", "disable", "test", "reset", "login" or "remove"
  * @param {string} [className]
  */
-function actionButton(account, action, label, className = "") {
+function actionButton(account, action, className = "") {
+  // Named by its own words and the account's label ("Disable team"), without words around data.
+  const id = `account-${action}-${account.id}`;
   return el("button", {
     type: "button", class: "small " + className, "data-action": action, "data-id": account.id,
-    "aria-label": label + " " + account.label,
-  }, label);
+    id, "aria-labelledby": id + " " + labelId(account),
+  }, t(`accounts.action.${action}`));
 }
 
 /** States a person may end with the Reset button (a failed check too: a new Test is better). */
@@ -149,14 +165,13 @@ const RESETTABLE = ["cooling", "quarantined", "out-of-credit", "failing"];
 /** @param {Account} account */
 function actionsCell(account) {
   const buttons = [];
-  if (account.enabled) buttons.push(actionButton(account, "disable", "Disable"));
-  else buttons.push(actionButton(account, "enable", "Enable"));
+  buttons.push(actionButton(account, account.enabled ? "disable" : "enable"));
   // Only OpenAI-compatible accounts are tested: iFlow shut down on 2026-04-17.
-  if (account.kind === "openai-compatible") buttons.push(actionButton(account, "test", "Test"));
-  if (RESETTABLE.includes(account.state)) buttons.push(actionButton(account, "reset", "Reset"));
-  if (account.state === "needs-login" && account.kind === "iflow-oauth") buttons.push(actionButton(account, "login", "Log in"));
+  if (account.kind === "openai-compatible") buttons.push(actionButton(account, "test"));
+  if (RESETTABLE.includes(account.state)) buttons.push(actionButton(account, "reset"));
+  if (account.state === "needs-login" && account.kind === "iflow-oauth") buttons.push(actionButton(account, "login"));
   // Accounts from the config file or the iFlow CLI's own login are not the page's to remove.
-  if (account.source === "store") buttons.push(actionButton(account, "remove", "Remove", "danger"));
+  if (account.source === "store") buttons.push(actionButton(account, "remove", "danger"));
   return el("td", { class: "row-actions" }, ...buttons);
 }
 
@@ -164,29 +179,40 @@ function actionsCell(account) {
 function providerLabel(account) {
   if (!account.provider) return null;
   const byHost = account.provider_by_host;
+  const provider = datum(account.provider);
   return el("div", {
     class: "muted small", "data-testid": "account-provider",
-    title: byHost ? "chosen by its base URL's host" : "the provider it was given",
-  }, account.provider + (byHost ? " (by host)" : ""));
+    title: byHost ? t("accounts.provider.by-host.help") : t("accounts.provider.given.help"),
+  }, ...(byHost ? phrase(t("accounts.provider.by-host"), { provider }) : [provider]));
+}
+
+/**
+ * A whole number as the page's language writes it, not the browser's locale: a switch changes it too.
+ * @param {number} value
+ */
+function count(value) {
+  return new Intl.NumberFormat(language()).format(value || 0);
 }
 
 /** @param {Account} account */
 function accountRow(account) {
-  const [source, sourceHelp] = SOURCES[account.source] || [account.source, ""];
+  const known = SOURCES.includes(account.source);
   const errorRate = account.requests ? account.errors / account.requests : 0;
   return el("tr", { "data-id": account.id, "data-state": account.state, "data-source": account.source },
-    el("td", {}, el("div", { class: "strong" }, account.label), el("div", { class: "muted small" }, account.id)),
-    el("td", {}, el("span", { class: "nowrap" }, KINDS[account.kind] || account.kind),
+    el("td", { translate: "no" },
+      el("div", { class: "strong", id: labelId(account) }, account.label), el("div", { class: "muted small" }, account.id)),
+    el("td", {}, el("span", { class: "nowrap" }, named(KINDS, account.kind, (kind) => t(`accounts.kind.${kind}`))),
       providerLabel(account),
-      account.kind === "openai-compatible" ? el("div", { class: "muted small url" }, account.base_url) : null),
-    el("td", { title: sourceHelp, class: "nowrap" }, source),
+      account.kind === "openai-compatible" ? el("div", { class: "muted small url", translate: "no" }, account.base_url) : null),
+    el("td", { title: known ? t(`accounts.source.${account.source}.help`) : null, class: "nowrap" },
+      named(SOURCES, account.source, (source) => t(`accounts.source.${source}`))),
     el("td", {}, el("code", {}, account.secret)),
     modelsCell(account),
     stateCell(account),
     el("td", { class: "num" }, account.in_flight + " / " + (account.limit === null || account.limit === undefined ? "∞" : account.limit)),
     el("td", { class: "num" }, count(account.waiting)),
     el("td", { class: "num" }, count(account.requests)),
-    el("td", { class: "num", title: percent(errorRate) + " of requests" }, count(account.errors)),
+    el("td", { class: "num", title: t("accounts.errors.rate", { rate: percent(errorRate) }) }, count(account.errors)),
     actionsCell(account));
 }
 
@@ -202,8 +228,10 @@ function renderProviders(list) {
   const filled = select.options.length > 1;
   const ordered = [...list.filter((p) => p.name === GENERIC), ...list.filter((p) => p.name !== GENERIC)];
   select.replaceChildren(
-    el("option", { value: BY_HOST }, "By its base URL's host (auto)"),
-    ...ordered.map((p) => el("option", { value: p.name }, p.title + " (" + p.name + ")")));
+    el("option", { value: BY_HOST }, t("accounts.add.by-host")),
+    ...ordered.map((p) => el("option", { value: p.name },
+      // The server's titles are product names, but for the one that names no product.
+      (p.name === GENERIC ? t("accounts.add.generic") : p.title) + " (" + p.name + ")")));
   // Filled the first time (the form then holds only the placeholder choice): a preset, not "by host".
   if (!filled) presetProvider();
   else select.value = list.some((p) => p.name === chosen) ? chosen : BY_HOST;
@@ -226,42 +254,87 @@ function syncProviderUrl() {
 }
 
 /** @param {AccountList} data */
-function render(data) {
-  renderProviders(data.providers || []);
+function renderPolicy(data) {
   const policy = $("accounts-policy");
-  policy.replaceChildren(
-    "Strategy: ", el("strong", { "data-testid": "strategy" }, STRATEGIES[data.strategy] ? data.strategy : String(data.strategy)),
-    " · Affinity: ", el("strong", { "data-testid": "affinity" }, data.affinity ? "on" : "off"));
-  policy.title = (STRATEGIES[data.strategy] || "") +
-    (data.affinity ? "; a conversation stays on the account that served it" : "");
+  const known = STRATEGIES.includes(data.strategy);
+  policy.replaceChildren(...phrase(t("accounts.policy"), {
+    strategy: el("strong", { "data-testid": "strategy" },
+      named(STRATEGIES, String(data.strategy), (name) => t(`accounts.strategy.${name}`))),
+    affinity: el("strong", { "data-testid": "affinity" }, data.affinity ? t("accounts.affinity.on") : t("accounts.affinity.off")),
+  }));
+  const help = known ? t(`accounts.strategy.${data.strategy}.help`) : "";
+  policy.title = data.affinity ? t("accounts.policy.sticky", { strategy: help }) : help;
+}
+
+/**
+ * The accounts last shown: a switch of language shows them again in the new words.
+ * @type {AccountList | null}
+ */
+let last = null;
+
+/** @param {AccountList} data */
+function render(data) {
+  last = data;
+  renderProviders(data.providers || []);
+  renderPolicy(data);
   const table = $("accounts-table");
   const body = tableBody(table);
   body.replaceChildren(...data.accounts.map(accountRow));
-  if (!data.accounts.length) {
-    body.append(placeholderRow(table, "No accounts yet: log in with iFlow, or add a key below."));
-  }
+  if (!data.accounts.length) body.append(placeholderRow(table, t("accounts.empty")));
   labelCells(table);
 }
 
 /** Fetch the accounts and show them if they changed. */
-export const load = tableLoader("/api/accounts", render, message, fail);
+export const load = tableLoader("/api/accounts", render, box.text, fail);
 
-/** @type {Record<string, string>} */
-const DONE = { enable: "Enabled", disable: "Disabled", reset: "Reset", remove: "Removed" };
+/** Problems the page has words for; any other is said as "failed". */
+const PROBLEMS = ["wrong-key", "wrong-base-url", "out-of-credit", "rate-limited", "unreachable", "model", "failed"];
 
 /**
- * Say what a check found, in the accounts' message box.
+ * What a failed check found: the page's words for its problem, the host's own (data), and the base
+ * URL to try when there is one.
+ * @param {CheckResult} check
+ */
+function problemWords(check) {
+  let problem = check.problem && PROBLEMS.includes(check.problem) ? check.problem : "failed";
+  // A /models that lists nothing is a "model" problem that the CLI words as a plain failure.
+  if (problem === "model" && check.models === 0) problem = "failed";
+  const said = phrase(t(`check.problem.${problem}`), { detail: check.detail || "" });
+  if (!check.suggestion) return said;
+  return phrase(t("check.suggestion"), { problem: words(said), suggestion: check.suggestion });
+}
+
+/**
+ * A check's verdict in the page's words: "team works: deepseek-chat answered in 340 ms; 2 models listed".
+ * @param {string} label
+ * @param {CheckResult} check
+ */
+function checkWords(label, check) {
+  if (!check.ok) return phrase(t("check.failed"), { label, problem: words(problemWords(check)) });
+  const listed = check.models === null
+    ? phrase(t("check.unlisted"), { path: el("code", {}, "/models") })
+    : tn("check.listed", check.models);
+  return phrase(t("check.works"), {
+    label, model: check.model || "", latency: check.latency_ms ?? 0, listed: words(listed),
+  });
+}
+
+/**
+ * Say what a check found, in the accounts' message box, after what came first ("Added x.").
  * @param {string} label
  * @param {CheckResult | null | undefined} check
- * @param {string} [before] what came first ("Added x.")
+ * @param {() => Array<string | Node>} [before]
  */
-function showCheck(label, check, before = "") {
+function showCheck(label, check, before = () => []) {
   if (!check) {
     message(before, "");
     return;
   }
-  const words = label + (check.ok ? " works: " : " failed its test — ") + check.words.replace(/^works: /, "");
-  message((before ? before + " " : "") + words, check.ok ? "" : "error");
+  message(() => {
+    const verdict = checkWords(label, check);
+    const first = before();
+    return first.length ? phrase(t("accounts.then"), { first: words(first), then: words(verdict) }) : verdict;
+  }, check.ok ? "" : "error");
   $("accounts-message").dataset.check = check.ok ? "ok" : check.problem || "failed";
 }
 
@@ -271,7 +344,7 @@ function showCheck(label, check, before = "") {
  * @param {string} label
  */
 async function test(id, label) {
-  message(`Testing ${label}: listing its models and sending a one-token request…`, "");
+  message(() => phrase(t("accounts.testing"), { label }), "");
   try {
     const answer = await api("/api/accounts/test", { id });
     showCheck(label, answer && answer.check);
@@ -294,13 +367,12 @@ async function act(id, action, label) {
     return;
   }
   if (action === "remove") {
-    const sure = await confirmAction(
-      `Remove the account “${label}”? The gateway stops using it and forgets its key.`, "Remove");
+    const sure = await confirmAction(t("accounts.remove.confirm", { label }), t("accounts.action.remove"));
     if (!sure) return;
   }
   try {
     await api("/api/accounts/action", { id, action });
-    message(`${DONE[action]} ${label}.`, "");
+    message(() => phrase(t(`accounts.done.${action}`), { label }), "");
     await load();
   } catch (error) { fail(error); }
 }
@@ -335,14 +407,14 @@ async function addAccount(event) {
     body.models = splitList($("account-models", HTMLInputElement).value);
   }
   body.concurrency = optionalInt($("account-concurrency", HTMLInputElement));
-  if (kind === "openai-compatible") message(`Adding ${body.label} and testing it…`, "");
+  if (kind === "openai-compatible") message(() => phrase(t("accounts.adding"), { label: body.label }), "");
   try {
     const created = await api("/api/accounts", body);
     $("account-form", HTMLFormElement).reset();
     presetProvider();
     syncKindFields();
     const label = (created && created.account && created.account.label) || body.label;
-    showCheck(label, created && created.check, `Added ${label}.`);
+    showCheck(label, created && created.check, () => phrase(t("accounts.added"), { label }));
     await load();
   } catch (error) { fail(error); }
 }
@@ -359,7 +431,9 @@ export function wire(showView) {
   $("account-provider").addEventListener("change", syncProviderUrl);
   $("account-form").addEventListener("submit", addAccount);
   $("account-add-login").addEventListener("click", () => startBrowserLogin("accounts").catch(fail));
-  $("account-code-flow").addEventListener("click", (event) => {
+  // The link comes with its sentence from the catalog (data-i18n-html), made anew at each switch.
+  $("view-accounts").addEventListener("click", (event) => {
+    if (!closest(event, "#account-code-flow")) return;
     event.preventDefault();
     showView("overview");
     const codeFlow = $("code-flow", HTMLDetailsElement);
@@ -367,4 +441,8 @@ export function wire(showView) {
     codeFlow.scrollIntoView({ behavior: "smooth" });
   });
   syncKindFields();
+  onLanguageChange(() => {
+    if (last) render(last);
+    box.again();
+  });
 }

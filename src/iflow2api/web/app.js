@@ -4,7 +4,7 @@
 // each own one thing: dom.js (building elements), format.js (numbers and times), api.js (the management
 // API), charts.js (the SVG charts), page.js (sections, sign-in, status) and one module per section
 // (overview.js, accounts.js, keys.js, usage.js, playground.js); i18n.js holds the page's words in English and
-// Chinese (messages.*.json). The gateway serves exactly the files its route table
+// Chinese (messages.*.json), phrase.js puts data (labels, models, a host's words) into them as translate="no". The gateway serves exactly the files its route table
 // lists (routes/web.py, PAGE_FILES), all under /static/ but index.html.
 //
 // Stable selectors (tests drive the page through these; keep them when restyling):

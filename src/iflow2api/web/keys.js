@@ -1,11 +1,12 @@
 // @ts-check
 // The client keys section: who may use the gateway, with which limits; a new key is shown once.
 
-import { api, asError, handledElsewhere, tableLoader } from "./api.js";
+import { api, tableLoader } from "./api.js";
 import {
-  $, closest, confirmAction, copyText, el, find, labelCells, optionalInt, placeholderRow, say, splitList, tableBody,
+  $, closest, confirmAction, copyText, el, find, labelCells, optionalInt, placeholderRow, splitList, tableBody,
 } from "./dom.js";
-import { count, dateOf } from "./format.js";
+import { language, onLanguageChange, t } from "./i18n.js";
+import { messageBox, phrase } from "./phrase.js";
 
 /**
  * One client key as /api/keys lists it (routes/manage.py); never the key itself.
@@ -32,56 +33,78 @@ import { count, dateOf } from "./format.js";
 /** @type {Hooks} */
 let hooks = { adminRequired: () => true, statusChanged: async () => {} };
 
+const box = messageBox("keys-message", () => t("keys.error"));
+const message = box.show;
+const fail = box.fail;
+
 /**
- * @param {string} text
- * @param {string} kind
+ * A whole number as the page's language writes it, not as the browser's locale would.
+ * @param {number | null | undefined} value
  */
-function message(text, kind) {
-  say($("keys-message"), text, kind);
+function count(value) {
+  return new Intl.NumberFormat(language()).format(value || 0);
 }
 
-/** @param {unknown} error */
-function fail(error) {
-  if (!handledElsewhere(error)) message(asError(error).message, "error");
+/**
+ * The day a key was made, in the page's language ("3 May 2025", "2025年5月3日").
+ * @param {number} epochSeconds
+ */
+function dateOf(epochSeconds) {
+  return new Date(epochSeconds * 1000).toLocaleDateString(language(), { day: "numeric", month: "short", year: "numeric" });
 }
 
 /** @param {Key} key */
 function limitsText(key) {
   const limits = [];
-  if (key.rpm !== null && key.rpm !== undefined) limits.push(count(key.rpm) + " requests/min");
-  if (key.tokens_per_day !== null && key.tokens_per_day !== undefined) limits.push(count(key.tokens_per_day) + " tokens/day");
-  return limits.length ? limits.join(" · ") : "none";
+  if (key.rpm !== null && key.rpm !== undefined) limits.push(t("keys.limit.rpm", { count: count(key.rpm) }));
+  if (key.tokens_per_day !== null && key.tokens_per_day !== undefined) {
+    limits.push(t("keys.limit.tokens-per-day", { count: count(key.tokens_per_day) }));
+  }
+  return limits.length ? limits.join(" · ") : t("keys.limit.none");
 }
 
 /** @param {Key} key */
 function keyRow(key) {
   const tokens = key.tokens_per_day ? count(key.tokens_today) + " / " + count(key.tokens_per_day) : count(key.tokens_today);
   return el("tr", { "data-id": key.id },
-    el("td", { class: "strong" }, key.name),
+    el("td", { class: "strong", translate: "no", id: "key-name-" + key.id }, key.name),
     el("td", {}, el("code", {}, key.prefix)),
-    el("td", {}, key.admin ? el("span", { class: "state state-admin" }, "admin") : el("span", { class: "muted" }, "client")),
+    el("td", {}, key.admin
+      ? el("span", { class: "state state-admin" }, t("keys.role.admin"))
+      : el("span", { class: "muted" }, t("keys.role.client"))),
     el("td", {}, limitsText(key)),
-    el("td", key.models.length ? {} : { class: "muted" }, key.models.length ? key.models.join(", ") : "all"),
+    key.models.length
+      ? el("td", { translate: "no" }, key.models.join(", "))
+      : el("td", { class: "muted" }, t("keys.models.all")),
     el("td", { class: "num" }, count(key.requests_today)),
     el("td", { class: "num" }, tokens),
     el("td", {}, key.created_at ? dateOf(key.created_at) : ""),
     el("td", { class: "row-actions" }, el("button", {
-      type: "button", class: "small danger", "data-action": "revoke", "data-id": key.id, "aria-label": "Revoke " + key.name,
-    }, "Revoke")));
+      // Named by its own words and the key's name ("Revoke laptop"), without words around data.
+      type: "button", class: "small danger", "data-action": "revoke", "data-id": key.id,
+      id: "key-revoke-" + key.id, "aria-labelledby": `key-revoke-${key.id} key-name-${key.id}`,
+    }, t("keys.revoke"))));
 }
+
+/**
+ * The keys last shown: a switch of language shows them again in the new words.
+ * @type {{ keys: Key[] } | null}
+ */
+let last = null;
 
 /** @param {{ keys: Key[] }} data */
 function render(data) {
+  last = data;
   const table = $("keys-table");
   const body = tableBody(table);
   body.replaceChildren(...data.keys.map(keyRow));
-  if (!data.keys.length) body.append(placeholderRow(table, "No client keys yet."));
+  if (!data.keys.length) body.append(placeholderRow(table, t("keys.empty")));
   labelCells(table);
   $("keys-hint").hidden = data.keys.length > 0;
 }
 
 /** Fetch the keys and show them if they changed. */
-export const load = tableLoader("/api/keys", render, message, fail);
+export const load = tableLoader("/api/keys", render, box.text, fail);
 
 /**
  * The new key, in a modal that only its own button closes; the key leaves the page with it.
@@ -89,7 +112,9 @@ export const load = tableLoader("/api/keys", render, message, fail);
  * @param {string} key
  */
 function showOnce(name, key) {
-  $("newkey-for").textContent = name;
+  // The heading names the key where the language puts it ("New key for x", "x 的新密钥").
+  const named = el("span", { id: "newkey-for", translate: "no" }, name);
+  $("newkey-title").replaceChildren(...phrase(t("newkey.title"), { name: named }));
   $("newkey-value").textContent = key;
   $("newkey-dialog", HTMLDialogElement).showModal();
 }
@@ -107,15 +132,13 @@ async function createKey(event) {
   // The first key switches on sign-in for this page: it must not lock out whoever creates it.
   const firstKey = !hooks.adminRequired();
   if (firstKey && !body.admin) {
-    const sure = await confirmAction(
-      "This is the gateway's first key, and not an admin key. Once it exists, clients must send a key " +
-      "and this page asks for an admin key or the admin password. Create it anyway?", "Create");
+    const sure = await confirmAction(t("keys.first.confirm"), t("keys.first.create"));
     if (!sure) return;
   }
   try {
     const created = await api("/api/keys", body);
     $("newkey-form", HTMLFormElement).reset();
-    message("", "");
+    message(() => [], "");
     showOnce((created.record && created.record.name) || body.name, created.key);
     if (firstKey && created.record && created.record.admin) {
       // Sign this page in with the new admin key, so it keeps working once keys are required.
@@ -131,12 +154,11 @@ async function createKey(event) {
  * @param {string} name
  */
 async function revoke(id, name) {
-  const sure = await confirmAction(
-    `Revoke the key “${name}”? Clients using it are refused from now on. This cannot be undone.`, "Revoke");
+  const sure = await confirmAction(t("keys.revoke.confirm", { name }), t("keys.revoke"));
   if (!sure) return;
   try {
     await api("/api/keys/revoke", { id });
-    message(`Revoked ${name}.`, "");
+    message(() => phrase(t("keys.revoked"), { name }), "");
     await load();
   } catch (error) { fail(error); }
 }
@@ -164,4 +186,8 @@ export function wire(pageHooks) {
   // Escape must not lose the key by accident: only the button closes it.
   dialog.addEventListener("cancel", (event) => event.preventDefault());
   dialog.addEventListener("close", forgetKey);
+  onLanguageChange(() => {
+    if (last) render(last);
+    box.again();
+  });
 }
