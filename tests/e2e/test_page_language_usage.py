@@ -58,10 +58,11 @@ def test_usage_and_playground_read_in_chinese_and_switch_to_english(
         assert english_words(page, "#view-playground") == []
         # A message already shown follows a switch of language too.
         page.select_option("#language", "en")
-        expect(message).to_have_text(re.compile(rf"^The request failed: .*{REFUSAL}$"))
+        # English shows the API's words alone, as the page always did.
+        expect(message).to_have_text(re.compile(rf"^Upstream answered 400: {REFUSAL}$"))
         expect(page.locator("#play-send")).to_have_text("Send")
         page.select_option("#language", "zh-CN")
-        expect(message).to_have_text(re.compile(rf"^请求失败： .*{REFUSAL}$"))
+        expect(message).to_have_text(re.compile(rf"^请求失败：.*{REFUSAL}$"))
 
         host.enqueue(
             Stream.of_text(

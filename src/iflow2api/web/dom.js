@@ -102,19 +102,6 @@ export function say(box, message, kind = "") {
 }
 
 /**
- * Show a failure: the page's own words first, then the API's or the host's (English, data) apart,
- * marked translate="no" so no one takes them for a string the page forgot to translate.
- *   sayFailure(box, t("usage.failed"), error.message)  ->  "用量加载失败： <span translate=no>HTTP 502</span>"
- * @param {HTMLElement} box
- * @param {string} lead
- * @param {string} detail
- */
-export function sayFailure(box, lead, detail) {
-  say(box, lead, "error");
-  box.append(" ", el("span", { translate: "no" }, detail));
-}
-
-/**
  * A table row that spans every column, for "nothing here yet" and errors.
  * @param {HTMLElement} table
  * @param {string} text

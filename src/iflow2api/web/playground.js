@@ -4,10 +4,11 @@
 // (/api/playground), which is the chat route itself: the request is served and recorded like any
 // client's (usage row without a key name, metrics), but only with the page's session, same origin.
 
-import { ApiError, api, asError, handledElsewhere, refusal } from "./api.js";
-import { $, el, say, sayFailure } from "./dom.js";
+import { ApiError, api, refusal } from "./api.js";
+import { $, el } from "./dom.js";
 import { count, ms } from "./format.js";
 import { onLanguageChange, t } from "./i18n.js";
+import { messageBox } from "./phrase.js";
 
 /** @typedef {{ id: string }} Model */
 
@@ -40,7 +41,7 @@ export async function load() {
   try {
     models = (await api("/api/models")).data;
   } catch (error) {
-    if (!handledElsewhere(error)) failed(error);
+    box.fail(error);
     return;
   }
   const picker = $("play-model", HTMLSelectElement);
@@ -54,27 +55,8 @@ export async function load() {
   if (ids.includes(chosen)) picker.value = chosen;
 }
 
-/** How to show the message shown now, kept so a switch of language shows it again in the new one. */
-const shown = { message: () => {} };
-
-/**
- * Show a message of the page's (nothing: none).
- * @param {() => string} words
- */
-function message(words) {
-  shown.message = () => say($("play-message"), words());
-  shown.message();
-}
-
-/**
- * The page's words, then the API's or the host's own (English, data).
- * @param {unknown} error
- */
-function failed(error) {
-  const detail = asError(error).message;
-  shown.message = () => sayFailure($("play-message"), t("playground.failed"), detail);
-  shown.message();
-}
+/** The playground's message; a failure is the page's lead, then the API's or the host's own words. */
+const box = messageBox("play-message", () => t("playground.failed"));
 
 /**
  * Show one chunk of the answer; true when it carried text (the first such marks the first token).
@@ -114,7 +96,7 @@ async function send(model, prompt) {
   running.controller?.abort();
   const controller = (running.controller = new AbortController());
   clear();
-  message(() => "");
+  box.show(() => []);
   $("play-stop").hidden = false;
   const began = performance.now();
   let waiting = true;
@@ -152,8 +134,8 @@ async function send(model, prompt) {
       }
     }
   } catch (error) {
-    if (controller.signal.aborted) message(() => t("playground.stopped"));
-    else if (!handledElsewhere(error)) failed(error);
+    if (controller.signal.aborted) box.show(() => [t("playground.stopped")]);
+    else box.fail(error);
   } finally {
     if (running.controller === controller) {
       running.controller = null;
@@ -168,5 +150,5 @@ export function wire() {
     send($("play-model", HTMLSelectElement).value, $("play-prompt", HTMLTextAreaElement).value);
   });
   $("play-stop").addEventListener("click", () => running.controller?.abort());
-  onLanguageChange(() => shown.message());
+  onLanguageChange(box.again);
 }

@@ -1,11 +1,12 @@
 // @ts-check
 // The usage section: totals, charts over days and names, latency, the newest requests, CSV export.
 
-import { api, asError, handledElsewhere } from "./api.js";
+import { api } from "./api.js";
 import { barChart, columnChart } from "./charts.js";
-import { $, closest, el, find, placeholderRow, say, sayFailure, tableBody } from "./dom.js";
+import { $, closest, el, find, placeholderRow, tableBody } from "./dom.js";
 import { count, ms, percent, short, stamp } from "./format.js";
 import { language, onLanguageChange, t, tn } from "./i18n.js";
+import { messageBox } from "./phrase.js";
 
 /**
  * What /api/usage?days=N says (usage/stats.py).
@@ -80,10 +81,7 @@ const requestsText = (n) => tn("usage.requests", n);
 /** @param {number} n */
 const errorsText = (n) => tn("usage.errors", n);
 
-/** @param {unknown} error */
-function fail(error) {
-  if (!handledElsewhere(error)) sayFailure($("usage-message"), t("usage.failed"), asError(error).message);
-}
+const box = messageBox("usage-message", () => t("usage.failed"));
 
 /**
  * @param {string} name
@@ -353,10 +351,10 @@ export async function load() {
     /** @type {UsageDocument} */
     const data = await api("/api/usage?days=" + days);
     if (asked !== view.asked) return; // the range changed while this was on its way
-    say($("usage-message"), "", "");
+    box.text("", "");
     show(data);
   } catch (error) {
-    if (asked === view.asked) fail(error);
+    if (asked === view.asked) box.fail(error);
   }
 }
 
@@ -376,6 +374,7 @@ export function wire() {
   onLanguageChange(() => {
     view.shown = "";
     if (view.data) show(view.data);
+    box.again();
   });
   $("usage-range").addEventListener("click", (event) => {
     const button = closest(event, "button[data-days]");
