@@ -162,7 +162,8 @@ function renderConnect(status) {
   if (box.dataset.names === names) return;
   box.dataset.names = names;
   box.replaceChildren(
-    ...ordered.map((p) => el("button", { type: "button", "data-provider": p.name, title: p.base_url || "" }, providerTitle(p))),
+    // No base URL as a title: the Add-account form the button opens shows it, in a field.
+    ...ordered.map((p) => el("button", { type: "button", "data-provider": p.name }, providerTitle(p))),
     el("button", { type: "button", "data-provider": IFLOW_LOGIN, title: t("connect.iflow_gone") }, t("connect.iflow")));
 }
 
