@@ -6,21 +6,21 @@ says in either language what ``/health``'s summary says in English.
 Real gateways (``iflow2api serve`` in a subprocess), one of them serving through the fake DeepSeek,
 in headless Chromium set to ``zh-CN`` or ``en-US``."""
 
+# The expected Chinese is written with Chinese punctuation, as the page shows it.
+# ruff: noqa: RUF001
+
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
-import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from iflow2api.services.serving import serving
 from tests.conftest import GatewayProcess
+from tests.e2e import test_serving
 from tests.e2e.browser import english_words, watched_page
-from tests.e2e.provider_accounts import provider_gateway
-from tests.fake_iflow import FakeIflow
 
 StartGateway = Callable[..., GatewayProcess]
 CLIENT_KEY = "client-key-language"
@@ -28,24 +28,8 @@ CLIENT_KEY = "client-key-language"
 SHELL = ("header", "#page-message", "#signin", "#view-overview")
 
 
-@pytest.fixture(scope="module")
-def deepseek() -> Iterator[FakeIflow]:
-    with FakeIflow(mode="deepseek") as upstream:
-        yield upstream
-
-
-@pytest.fixture
-def served(tmp_path: Path, deepseek: FakeIflow) -> Iterator[GatewayProcess]:
-    """A gateway whose one account, in the config file, is a DeepSeek key."""
-    deepseek.reset()
-    with provider_gateway(tmp_path, deepseek, "deepseek") as gateway:
-        yield gateway
-
-
-@pytest.fixture
-def empty(start_gateway: StartGateway) -> GatewayProcess:
-    """A gateway from an empty home: no account, so the overview leads with Connect a provider."""
-    return start_gateway(None, {"IFLOW2API_OPEN_BROWSER": "false"})
+# The gateways of test_serving, used here as they are there: an empty one and one serving DeepSeek.
+deepseek, empty, served = test_serving.deepseek, test_serving.empty, test_serving.served
 
 
 def english_in_shell(page: Page) -> list[str]:
@@ -59,7 +43,9 @@ def shown_at_once(page: Page, url: str, selector: str) -> list[str]:
     return english_in_shell(page)
 
 
-def test_a_chinese_browser_sees_connect_a_provider_in_chinese(browser: Browser, empty: GatewayProcess) -> None:
+def test_a_chinese_browser_sees_connect_a_provider_in_chinese(
+    browser: Browser, empty: GatewayProcess
+) -> None:
     with watched_page(browser, locale="zh-CN") as page:
         assert shown_at_once(page, empty.url + "/", "#connect") == []
         expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
@@ -71,7 +57,8 @@ def test_a_chinese_browser_sees_connect_a_provider_in_chinese(browser: Browser, 
         buttons = page.locator("#connect-providers button")
         expect(buttons.first).to_have_text("阿里云百炼（DashScope、Qwen）")
         expect(page.locator("#connect-providers button[data-provider=deepseek]")).to_have_text("DeepSeek")
-        expect(page.locator("#connect-providers button[data-provider=generic]")).to_have_text("其他 OpenAI 兼容服务")
+        generic = page.locator("#connect-providers button[data-provider=generic]")
+        expect(generic).to_have_text("其他 OpenAI 兼容服务")
         expect(buttons.last).to_have_text("iFlow 登录")
         expect(buttons.last).to_have_attribute("title", "iFlow：原服务，已于 2026-04-17 关闭")
         expect(page.locator("#models tbody")).to_have_text("连接服务商后，这里会列出模型。")
@@ -79,7 +66,9 @@ def test_a_chinese_browser_sees_connect_a_provider_in_chinese(browser: Browser, 
         assert english_in_shell(page) == []
 
 
-def test_a_chinese_browser_sees_a_serving_gateway_in_chinese(browser: Browser, served: GatewayProcess) -> None:
+def test_a_chinese_browser_sees_a_serving_gateway_in_chinese(
+    browser: Browser, served: GatewayProcess
+) -> None:
     with watched_page(browser, locale="zh-CN") as page:
         assert shown_at_once(page, served.url + "/", "#account dd") == []
         expect(page.locator("#badge")).to_have_text("服务中")
@@ -131,7 +120,9 @@ def test_an_english_browser_sees_english(browser: Browser, empty: GatewayProcess
         assert page.locator("#language").input_value() == "en"
 
 
-def test_the_switch_changes_the_words_at_once_and_is_remembered(browser: Browser, served: GatewayProcess) -> None:
+def test_the_switch_changes_the_words_at_once_and_is_remembered(
+    browser: Browser, served: GatewayProcess
+) -> None:
     with watched_page(browser, locale="zh-CN") as page:
         page.goto(served.url + "/")
         expect(page.locator("#badge")).to_have_text("服务中")
@@ -158,7 +149,9 @@ def test_the_switch_changes_the_words_at_once_and_is_remembered(browser: Browser
         assert english_in_shell(page) == []
 
 
-def test_an_english_browser_switched_to_chinese_shows_no_english(browser: Browser, empty: GatewayProcess) -> None:
+def test_an_english_browser_switched_to_chinese_shows_no_english(
+    browser: Browser, empty: GatewayProcess
+) -> None:
     with watched_page(browser, locale="en-US") as page:
         page.goto(empty.url + "/")
         expect(page.locator("#connect-providers button").last).to_have_text("iFlow login")
@@ -208,7 +201,8 @@ def test_the_badge_says_the_summary_in_both_languages(browser: Browser, served: 
         expect(page.locator("#badge")).to_have_text("serving")
         fields = [status_fields(pool) for pool in POOLS]
         # English word for word as the gateway's own summary (/health, `iflow2api status`).
-        assert page.evaluate(SUMMARY_ON_THE_PAGE, ["en", fields]) == [serving(pool).summary() for pool in POOLS]
+        in_english = [serving(pool).summary() for pool in POOLS]
+        assert page.evaluate(SUMMARY_ON_THE_PAGE, ["en", fields]) == in_english
         assert page.evaluate(SUMMARY_ON_THE_PAGE, ["zh-CN", fields]) == SUMMARIES_IN_CHINESE
 
         # And on the badge, from a real gateway whose one account is switched off.
@@ -218,7 +212,7 @@ def test_the_badge_says_the_summary_in_both_languages(browser: Browser, served: 
         health = httpx.get(served.url + "/health", timeout=5).json()
         page.reload()  # remembered: Chinese, chosen above
         expect(page.locator("#badge")).to_have_text("未在服务")
-        expect(page.locator("#badge")).to_have_attribute("title", "未在服务 — 已连接的 1 个账号目前都无法服务")
+        expect(page.locator("#badge")).to_have_attribute("title", SUMMARIES_IN_CHINESE[3])
         page.select_option("#language", "en")
         expect(page.locator("#badge")).to_have_text("not serving")
         expect(page.locator("#badge")).to_have_attribute("title", health["summary"])
