@@ -6,9 +6,6 @@ says in either language what ``/health``'s summary says in English.
 Real gateways (``iflow2api serve`` in a subprocess), one of them serving through the fake DeepSeek,
 in headless Chromium set to ``zh-CN`` or ``en-US``."""
 
-# The expected Chinese is written with Chinese punctuation, as the page shows it.
-# ruff: noqa: RUF001
-
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -53,7 +53,7 @@ USER_INFO_PATH = "/api/oauth/getUserInfo"
 BUSY_BODY: dict[str, Any] = {
     "success": False,
     "code": "500",
-    "message": "当前找我聊的人太多了，可以晚点再来问我哦。",  # noqa: RUF001 (verbatim, full-width comma)
+    "message": "当前找我聊的人太多了，可以晚点再来问我哦。",
     "exception": None,
     "data": None,
     "extra": None,

@@ -25,7 +25,7 @@ from tests.fake_iflow.hosts import Host
 
 DEFAULT_REASONING = "GLM is thinking about it."
 #: The 400 GLM-5.3 answers ``thinking: {"type": "disabled"}`` with on the pay-as-you-go endpoint.
-ALWAYS_THINKS = "该模型始终思考，不支持关闭思考；请使用 low、high 或 max。"  # noqa: RUF001 (the host's words)
+ALWAYS_THINKS = "该模型始终思考，不支持关闭思考；请使用 low、high 或 max。"
 EFFORTS = {"glm-5.3*": ("low", "high", "max"), "glm-5.2*": ("high", "max")}
 #: GLMs that cannot think: the host ignores ``thinking`` for them (it applies "only [to] GLM-4.5
 #: series and higher").
