@@ -29,6 +29,15 @@ SHELL = ("header", "#page-message", "#signin", "#view-overview")
 deepseek, empty, served = test_serving.deepseek, test_serving.empty, test_serving.served
 
 
+NUMBERS_ON_THE_PAGE = """async (language) => {
+  const i18n = await import("/static/i18n.js");
+  const format = await import("/static/format.js");
+  await i18n.choose(language);
+  const later = format.when(Date.now() / 1000 + 6.5 * 3600 + 60);
+  return [format.count(1234567), format.short(1234567), later.split(" (")[1]];
+}"""
+
+
 def english_in_shell(page: Page) -> list[str]:
     return [text for selector in SHELL for text in english_words(page, selector)]
 
@@ -115,6 +124,9 @@ def test_an_english_browser_sees_english(browser: Browser, empty: GatewayProcess
         )
         expect(page.locator("#account")).to_contain_text("not logged in (needed only for iFlow")
         assert page.locator("#language").input_value() == "en"
+        # Numbers and times follow the page's language, not the browser's.
+        assert page.evaluate(NUMBERS_ON_THE_PAGE, "en") == ["1,234,567", "1.2M", "in 6.5 h)"]
+        assert page.evaluate(NUMBERS_ON_THE_PAGE, "zh-CN") == ["1,234,567", "123.5万", "6.5 小时后)"]
 
 
 def test_the_switch_changes_the_words_at_once_and_is_remembered(
@@ -213,22 +225,3 @@ def test_the_badge_says_the_summary_in_both_languages(browser: Browser, served: 
         page.select_option("#language", "en")
         expect(page.locator("#badge")).to_have_text("not serving")
         expect(page.locator("#badge")).to_have_attribute("title", health["summary"])
-
-
-NUMBERS_ON_THE_PAGE = """async (language) => {
-  const i18n = await import("/static/i18n.js");
-  const format = await import("/static/format.js");
-  await i18n.choose(language);
-  const later = format.when(Date.now() / 1000 + 6.5 * 3600 + 60);
-  return [format.count(1234567), format.short(1234567), later.split(" (")[1]];
-}"""
-
-
-def test_numbers_and_times_follow_the_page_language_not_the_browser(
-    browser: Browser, empty: GatewayProcess
-) -> None:
-    with watched_page(browser, locale="en-US") as page:
-        page.goto(empty.url + "/")
-        expect(page.locator("#badge")).to_have_text("not serving")
-        assert page.evaluate(NUMBERS_ON_THE_PAGE, "en") == ["1,234,567", "1.2M", "in 6.5 h)"]
-        assert page.evaluate(NUMBERS_ON_THE_PAGE, "zh-CN") == ["1,234,567", "123.5万", "6.5 小时后)"]
