@@ -1,15 +1,15 @@
 // @ts-check
-// How numbers, durations and times read on the page.
+// How numbers, durations and times read on the page: in the page's language (i18n.js), not the
+// browser's, so a switch of language changes them too ("1.2M" in English is "120万" in Chinese).
 
-const integer = new Intl.NumberFormat(undefined, { maximumFractionDigits: 0 });
-const compact = new Intl.NumberFormat(undefined, { notation: "compact", maximumFractionDigits: 1 });
+import { language, t } from "./i18n.js";
 
 /**
- * 1234567 -> "1,234,567" (in the reader's locale)
+ * 1234567 -> "1,234,567"
  * @param {number | null | undefined} value
  */
 export function count(value) {
-  return integer.format(value || 0);
+  return new Intl.NumberFormat(language(), { maximumFractionDigits: 0 }).format(value || 0);
 }
 
 /**
@@ -17,7 +17,8 @@ export function count(value) {
  * @param {number | null | undefined} value
  */
 export function short(value) {
-  return Math.abs(value || 0) < 10000 ? count(value) : compact.format(value || 0);
+  if (Math.abs(value || 0) < 10000) return count(value);
+  return new Intl.NumberFormat(language(), { notation: "compact", maximumFractionDigits: 1 }).format(value || 0);
 }
 
 /**
@@ -58,11 +59,13 @@ export function clock(seconds) {
  * @param {number | null | undefined} epochSeconds
  */
 export function when(epochSeconds) {
-  if (!epochSeconds) return "unknown";
+  if (!epochSeconds) return t("format.unknown");
   const date = new Date(epochSeconds * 1000);
   const hours = (epochSeconds * 1000 - Date.now()) / 3600000;
-  const left = hours <= 0 ? "expired" : hours < 48 ? "in " + hours.toFixed(1) + " h" : "in " + (hours / 24).toFixed(1) + " days";
-  return date.toLocaleString() + " (" + left + ")";
+  const left = hours <= 0
+    ? t("format.expired")
+    : hours < 48 ? t("format.in_hours", { hours: hours.toFixed(1) }) : t("format.in_days", { days: (hours / 24).toFixed(1) });
+  return date.toLocaleString(language()) + " (" + left + ")";
 }
 
 /**
@@ -70,7 +73,7 @@ export function when(epochSeconds) {
  * @param {number} epochSeconds
  */
 export function dateOf(epochSeconds) {
-  return new Date(epochSeconds * 1000).toLocaleDateString(undefined, { day: "numeric", month: "short", year: "numeric" });
+  return new Date(epochSeconds * 1000).toLocaleDateString(language(), { day: "numeric", month: "short", year: "numeric" });
 }
 
 /**
@@ -79,7 +82,7 @@ export function dateOf(epochSeconds) {
  */
 export function stamp(epochSeconds) {
   const date = new Date(epochSeconds * 1000);
-  const time = date.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  const time = date.toLocaleTimeString(language(), { hour: "2-digit", minute: "2-digit", second: "2-digit" });
   if (date.toDateString() === new Date().toDateString()) return time;
-  return date.toLocaleDateString(undefined, { month: "short", day: "numeric" }) + " " + time;
+  return date.toLocaleDateString(language(), { month: "short", day: "numeric" }) + " " + time;
 }
