@@ -128,6 +128,8 @@ class PageRoutes:
             "serving": ready.serving,
             "serving_accounts": ready.accounts,
             "serving_providers": list(ready.providers),
+            # With serving_*, what the page needs to say the summary in its own language.
+            "connected_accounts": ready.connected,
             "summary": ready.summary(),
             # What "Connect a provider" offers: the same list as the accounts API's.
             "providers": provider_list(),

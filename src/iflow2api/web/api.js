@@ -1,6 +1,8 @@
 // @ts-check
 // Talking to the gateway's management API: same origin, the session cookie, JSON both ways.
 
+import { language } from "./i18n.js";
+
 /** A refused call, carrying the gateway's error code ("admin_required", "invalid_request_error"...). */
 export class ApiError extends Error {
   /**
@@ -70,7 +72,8 @@ export function refusal(status, payload) {
 }
 
 /**
- * A loader for one section's table: fetches `path` and calls `render(data)` only when the data changed,
+ * A loader for one section's table: fetches `path` and calls `render(data)` only when the data (or the
+ * page's language) changed,
  * so a button is never swapped out from under a click. A failed load goes to `fail`; the message box
  * (`message`) is cleared by the next load that works.
  * @template T
@@ -89,7 +92,8 @@ export function tableLoader(path, render, message, fail) {
       const data = await api(path);
       if (loadFailed) message("", "");
       loadFailed = false;
-      const fingerprint = JSON.stringify(data);
+      // The language is part of what is shown: after a switch the same data renders again, in the new words.
+      const fingerprint = language() + JSON.stringify(data);
       if (fingerprint !== shown) {
         shown = fingerprint;
         render(data);

@@ -1,10 +1,11 @@
 // @ts-check
-// How numbers, durations and times read on the page, in the page's language (which the switch changes).
+// How numbers, durations and times read on the page: in the page's language (i18n.js), not the
+// browser's, so a switch of language changes them too ("1.2M" in English is "120万" in Chinese).
 
-import { language } from "./i18n.js";
+import { language, t } from "./i18n.js";
 
 /**
- * 1234567 -> "1,234,567" (in the page's language)
+ * 1234567 -> "1,234,567"
  * @param {number | null | undefined} value
  */
 export function count(value) {
@@ -58,11 +59,13 @@ export function clock(seconds) {
  * @param {number | null | undefined} epochSeconds
  */
 export function when(epochSeconds) {
-  if (!epochSeconds) return "unknown";
+  if (!epochSeconds) return t("format.unknown");
   const date = new Date(epochSeconds * 1000);
   const hours = (epochSeconds * 1000 - Date.now()) / 3600000;
-  const left = hours <= 0 ? "expired" : hours < 48 ? "in " + hours.toFixed(1) + " h" : "in " + (hours / 24).toFixed(1) + " days";
-  return date.toLocaleString() + " (" + left + ")";
+  const left = hours <= 0
+    ? t("format.expired")
+    : hours < 48 ? t("format.in_hours", { hours: hours.toFixed(1) }) : t("format.in_days", { days: (hours / 24).toFixed(1) });
+  return date.toLocaleString(language()) + " (" + left + ")";
 }
 
 /**
@@ -70,7 +73,7 @@ export function when(epochSeconds) {
  * @param {number} epochSeconds
  */
 export function dateOf(epochSeconds) {
-  return new Date(epochSeconds * 1000).toLocaleDateString(undefined, { day: "numeric", month: "short", year: "numeric" });
+  return new Date(epochSeconds * 1000).toLocaleDateString(language(), { day: "numeric", month: "short", year: "numeric" });
 }
 
 /**

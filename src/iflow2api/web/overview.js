@@ -4,8 +4,9 @@
 // clients, and the models.
 
 import { api, asError, handledElsewhere } from "./api.js";
-import { $, closest, copyText, el, placeholderRow, say, tableBody } from "./dom.js";
-import { when } from "./format.js";
+import { $, closest, copyText, el, phrase, placeholderRow, say, tableBody } from "./dom.js";
+import { count, when } from "./format.js";
+import { language, t, tn } from "./i18n.js";
 import { firstModel, snippets } from "./snippets.js";
 
 /**
@@ -16,7 +17,9 @@ import { firstModel, snippets } from "./snippets.js";
  * @property {boolean} [serving] an enabled account can take a request now, whatever its provider
  * @property {number} [serving_accounts]
  * @property {string[]} [serving_providers]
- * @property {string} [summary] "serving — 2 accounts: deepseek, moonshot", or why not
+ * @property {number} [connected_accounts] every account of the pool, serving or not
+ * @property {string} [summary] "serving — 2 accounts: deepseek, moonshot", or why not (English: the
+ *   page says it in its own words, summary(), from the fields above)
  * @property {Provider[]} [providers] what "Connect a provider" offers (as /api/accounts lists them)
  * @property {boolean} [logged_in] the iFlow CLI's own files hold a login or key (not "ready": see serving)
  * @property {string | null} [account]
@@ -50,7 +53,6 @@ import { firstModel, snippets } from "./snippets.js";
 const GENERIC = "generic";
 /** The last choice of "Connect a provider": the iFlow login on this section. */
 const IFLOW_LOGIN = "iflow-login";
-const IFLOW_GONE = "the original service, shut down on 2026-04-17";
 
 /** Where the page goes back to after iFlow sends the browser home (sessionStorage; not a secret). */
 export const RETURN_VIEW = "iflow2api-login-from";
@@ -59,20 +61,38 @@ export const RETURN_VIEW = "iflow2api-login-from";
 let pendingState = null;
 
 /**
+ * A row of the Account card; `data` marks a value that is data (a label, a key), not words.
  * @param {HTMLElement} list
  * @param {string} name
- * @param {string | null | undefined} value
+ * @param {string | Node | null | undefined} value
+ * @param {boolean} [data]
  */
-function row(list, name, value) {
-  list.append(el("dt", {}, name), el("dd", {}, value));
+function row(list, name, value, data = false) {
+  list.append(el("dt", {}, name), el("dd", data ? { translate: "no" } : {}, value));
 }
 
 /**
- * @param {string} message
+ * @param {string | Node} message
  * @param {boolean} isError
  */
 export function showLoginMessage(message, isError) {
   say($("login-message"), message, isError ? "error" : "");
+}
+
+/**
+ * "Logged in as me@example.com." (the account as data), or "Logged in." without a name.
+ * @param {string | null | undefined} account
+ */
+export function loggedIn(account) {
+  return account ? phrase(t("login.done_as"), { account }) : t("login.done");
+}
+
+/**
+ * "Login failed: " and the reason, which is the gateway's or iFlow's own (English) words.
+ * @param {string} detail
+ */
+export function loginFailed(detail) {
+  return phrase(t("login.failed"), { detail });
 }
 
 /**
@@ -85,20 +105,45 @@ function iflowNeedsLogin(status) {
 }
 
 /**
+ * The status's one line in the page's words, from its fields: in English the same as its summary,
+ * "serving — 2 accounts: deepseek, moonshot", "not serving — none of its 3 accounts can serve now"
+ * or "not serving — no provider connected yet".
+ * @param {Status} status
+ */
+export function summary(status) {
+  if (status.serving) {
+    const providers = (status.serving_providers || []).join(t("common.list_separator"));
+    return tn("overview.summary.serving", status.serving_accounts || 0, { providers });
+  }
+  const connected = status.connected_accounts || 0;
+  return connected ? tn("overview.summary.stuck", connected) : t("overview.summary.empty");
+}
+
+/**
  * The header badge: whether the gateway serves (any provider's account counts, not only iFlow's).
  * @param {Status} status
  */
 export function renderBadge(status) {
   const badge = $("badge");
   badge.hidden = false;
-  badge.title = status.summary || "";
+  badge.title = summary(status);
   if (status.serving) {
-    badge.textContent = "serving"; badge.className = "badge ok";
+    badge.textContent = t("header.badge.serving"); badge.className = "badge ok";
   } else if (iflowNeedsLogin(status)) {
-    badge.textContent = "log in again"; badge.className = "badge warn";
+    badge.textContent = t("header.badge.relogin"); badge.className = "badge warn";
   } else {
-    badge.textContent = "not serving"; badge.className = "badge bad";
+    badge.textContent = t("header.badge.idle"); badge.className = "badge bad";
   }
+}
+
+/**
+ * A profile's name on its button, in the page's words ("Kimi（月之暗面）"); the gateway's own title for
+ * a profile the catalogs do not know yet.
+ * @param {Provider} provider
+ */
+function providerTitle(provider) {
+  const words = t(`connect.provider.${provider.name}`);
+  return words === `connect.provider.${provider.name}` ? provider.title : words;
 }
 
 /**
@@ -112,12 +157,14 @@ function renderConnect(status) {
   const list = status.providers || [];
   const ordered = [...list.filter((p) => p.name !== GENERIC), ...list.filter((p) => p.name === GENERIC)];
   const box = $("connect-providers");
-  const names = ordered.map((p) => p.name).join(",");
+  // The language is part of what is shown: a switch rebuilds the buttons in the new words.
+  const names = language() + ":" + ordered.map((p) => p.name).join(",");
   if (box.dataset.names === names) return;
   box.dataset.names = names;
   box.replaceChildren(
-    ...ordered.map((p) => el("button", { type: "button", "data-provider": p.name, title: p.base_url || "" }, p.title)),
-    el("button", { type: "button", "data-provider": IFLOW_LOGIN, title: "iFlow: " + IFLOW_GONE }, "iFlow login"));
+    // No base URL as a title: the Add-account form the button opens shows it, in a field.
+    ...ordered.map((p) => el("button", { type: "button", "data-provider": p.name }, providerTitle(p))),
+    el("button", { type: "button", "data-provider": IFLOW_LOGIN, title: t("connect.iflow_gone") }, t("connect.iflow")));
 }
 
 /** @param {Status} status */
@@ -127,22 +174,25 @@ export function render(status) {
   renderConnect(status);
   const list = $("account");
   list.replaceChildren();
-  row(list, "Status", status.summary);
+  row(list, t("overview.account.status"), summary(status));
   if (status.logged_in) {
-    row(list, "Account", status.account || "(no name on file)");
-    row(list, "Login", status.auth_type);
-    row(list, "Upstream", status.upstream + " at " + status.base_url);
-    row(list, "API key", status.api_key);
-    if (login.token_expires_at) row(list, "Token expires", when(login.token_expires_at));
-    if (login.next_refresh_at) row(list, "Next refresh", when(login.next_refresh_at));
-    if (status.key_note) row(list, "Key expiry", status.key_note);
-    if (iflowNeedsLogin(status)) row(list, "Attention", "iFlow refused the saved login: log in again.");
-    if (login.last_error && login.state !== "ok") row(list, "Last refresh error", login.last_error);
+    if (status.account) row(list, t("overview.account.account"), status.account, true);
+    else row(list, t("overview.account.account"), t("overview.account.no_name"));
+    row(list, t("overview.account.login"), status.auth_type, true);
+    row(list, t("overview.account.upstream"),
+      phrase(t("overview.account.upstream_at"), { upstream: status.upstream || "", base: status.base_url || "" }));
+    row(list, t("overview.account.api_key"), status.api_key, true);
+    if (login.token_expires_at) row(list, t("overview.account.token_expires"), when(login.token_expires_at));
+    if (login.next_refresh_at) row(list, t("overview.account.next_refresh"), when(login.next_refresh_at));
+    // The gateway's key_note is English; it is set only for iFlow, whose keys all last 7 days.
+    if (status.key_note) row(list, t("overview.account.key_expiry"), t("overview.account.key_note"));
+    if (iflowNeedsLogin(status)) row(list, t("overview.account.attention"), t("overview.account.refused"));
+    if (login.last_error && login.state !== "ok") row(list, t("overview.account.last_error"), login.last_error, true);
   } else {
-    row(list, "iFlow login", "not logged in (needed only for iFlow, " + IFLOW_GONE + ")");
+    row(list, t("overview.account.iflow_login"), t("overview.account.not_logged_in"));
   }
   $("logout").hidden = !(status.logged_in && status.oauth_login);
-  $("login").textContent = status.logged_in && status.upstream === "iflow" ? "Log in again" : "Log in with iFlow";
+  $("login").textContent = status.logged_in && status.upstream === "iflow" ? t("login.again") : t("login.start");
 
   const served = status.served_models || [];
   const models = served.length ? served : status.models || [];
@@ -154,22 +204,20 @@ export function render(status) {
   const body = tableBody(table);
   body.replaceChildren();
   if (!models.length) {
-    body.append(placeholderRow(table, status.serving
-      ? "The accounts' models are listed at /v1/models."
-      : "The models appear once a provider is connected."));
+    body.append(placeholderRow(table, status.serving ? t("models.listed_at") : t("models.none")));
   }
   for (const m of models) {
     body.append(el("tr", {},
-      el("td", {}, m.id),
-      el("td", {}, m.name || ""),
-      el("td", { class: "num" }, m.context_length ? m.context_length.toLocaleString() : ""),
-      el("td", { class: "num" }, m.max_output_tokens ? m.max_output_tokens.toLocaleString() : "")));
+      el("td", { translate: "no" }, m.id),
+      el("td", { translate: "no" }, m.name || ""),
+      el("td", { class: "num" }, m.context_length ? count(m.context_length) : ""),
+      el("td", { class: "num" }, m.max_output_tokens ? count(m.max_output_tokens) : "")));
   }
 
   const aliases = Object.entries(status.aliases || {});
   $("aliases-block").hidden = !aliases.length;
-  tableBody($("aliases")).replaceChildren(
-    ...aliases.map(([asked, served]) => el("tr", {}, el("td", {}, asked), el("td", {}, served))));
+  tableBody($("aliases")).replaceChildren(...aliases.map(([asked, served]) =>
+    el("tr", {}, el("td", { translate: "no" }, asked), el("td", { translate: "no" }, served))));
 }
 
 /**
@@ -178,7 +226,7 @@ export function render(status) {
  * @returns {string}
  */
 function webAddress(url) {
-  if (!/^https?:\/\//i.test(String(url))) throw new Error("The gateway gave an unexpected login address.");
+  if (!/^https?:\/\//i.test(String(url))) throw new Error(t("login.bad_address"));
   return String(url);
 }
 
@@ -226,12 +274,18 @@ async function connect(name, showView) {
  * @param {(view: string) => Promise<void>} showView opens a section, adding it to the history
  */
 export function wire(refreshStatus, showView) {
-  /** @param {unknown} error */
-  const fail = (error) => { if (!handledElsewhere(error)) showLoginMessage(asError(error).message, true); };
+  /**
+   * The API's reason (English, its own words) after what failed, in the page's words.
+   * @param {unknown} error
+   * @param {string} [lead] a catalog's text with {detail}
+   */
+  const fail = (error, lead = t("login.failed")) => {
+    if (!handledElsewhere(error)) showLoginMessage(phrase(lead, { detail: asError(error).message }), true);
+  };
 
   $("connect-providers").addEventListener("click", (event) => {
     const button = closest(event, "button[data-provider]");
-    if (button) connect(button.dataset.provider || "", showView).catch(fail);
+    if (button) connect(button.dataset.provider || "", showView).catch((error) => fail(error, t("page.unreachable")));
   });
 
   $("login").addEventListener("click", () => startBrowserLogin("overview").catch(fail));
@@ -239,9 +293,9 @@ export function wire(refreshStatus, showView) {
   $("logout").addEventListener("click", async () => {
     try {
       await api("/api/logout", {});
-      showLoginMessage("Logged out.", false);
+      showLoginMessage(t("login.logged_out"), false);
       await refreshStatus();
-    } catch (error) { fail(error); }
+    } catch (error) { fail(error, t("login.logout_failed")); }
   });
 
   $("code-start").addEventListener("click", async () => {
@@ -260,7 +314,7 @@ export function wire(refreshStatus, showView) {
       const done = await api("/api/login/code", { text: input.value, state: pendingState });
       $("code-step").hidden = true;
       input.value = "";
-      showLoginMessage("Logged in" + (done.account ? " as " + done.account : "") + ".", false);
+      showLoginMessage(loggedIn(done.account), false);
       await refreshStatus();
     } catch (error) { fail(error); }
   });

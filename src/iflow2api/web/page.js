@@ -4,8 +4,8 @@
 
 import * as accounts from "./accounts.js";
 import { ApiError, api, asError } from "./api.js";
-import { $, closest, el, find, say } from "./dom.js";
-import { LANGUAGES, choose, language, onLanguageChange } from "./i18n.js";
+import { $, closest, el, find, phrase, say } from "./dom.js";
+import { LANGUAGES, choose, language, onLanguageChange, t } from "./i18n.js";
 import * as keys from "./keys.js";
 import * as overview from "./overview.js";
 import * as playground from "./playground.js";
@@ -99,7 +99,7 @@ export async function refreshStatus() {
     }
     return unlock(status);
   } catch (error) {
-    say($("page-message"), "The gateway did not answer: " + asError(error).message, "error");
+    say($("page-message"), phrase(t("page.unreachable"), { detail: asError(error).message }), "error");
     return true;
   }
 }
@@ -120,9 +120,11 @@ export function wireSignIn() {
   for (const choice of document.querySelectorAll("input[name=signin-kind]")) {
     if (!(choice instanceof HTMLInputElement)) continue;
     choice.addEventListener("change", () => {
-      const password = choice.value === "password";
-      $("signin-secret-label").textContent = password ? "Admin password" : "Admin key";
-      secret.autocomplete = password ? "current-password" : "off";
+      const label = $("signin-secret-label");
+      // The label's key follows the choice, so a switch of language keeps its meaning.
+      label.dataset.i18n = `signin.secret.${choice.value}`;
+      label.textContent = t(`signin.secret.${choice.value}`);
+      secret.autocomplete = choice.value === "password" ? "current-password" : "off";
       secret.focus();
     });
   }
@@ -137,8 +139,8 @@ export function wireSignIn() {
     } catch (error) {
       // Always said here, whatever the code: this form is where a refusal must show.
       say($("signin-message"), error instanceof ApiError && error.status === 401
-        ? (kind === "password" ? "Wrong password." : "That key is not an admin key of this gateway.")
-        : asError(error).message, "error");
+        ? (kind === "password" ? t("signin.wrong_password") : t("signin.not_admin_key"))
+        : phrase(t("signin.failed"), { detail: asError(error).message }), "error");
     }
   });
   $("first-password-form").addEventListener("submit", setFirstPassword);
@@ -159,7 +161,7 @@ async function setFirstPassword(event) {
   const password = $("first-password", HTMLInputElement);
   const again = $("first-password-again", HTMLInputElement);
   if (password.value !== again.value) {
-    say($("first-password-message"), "The two passwords differ.", "error");
+    say($("first-password-message"), t("firstpw.differ"), "error");
     return;
   }
   try {
@@ -168,7 +170,7 @@ async function setFirstPassword(event) {
     say($("first-password-message"), "");
     await refreshStatus();
   } catch (error) {
-    say($("first-password-message"), asError(error).message, "error");
+    say($("first-password-message"), phrase(t("firstpw.failed"), { detail: asError(error).message }), "error");
   }
 }
 
@@ -199,15 +201,16 @@ export function takeLoginResult() {
   const params = new URLSearchParams(location.search);
   if (!params.has("login")) return;
   const ok = params.get("login") === "ok";
-  const text = ok
-    ? "Logged in" + (params.get("account") ? " as " + params.get("account") : "") + "."
-    : "Login failed: " + (params.get("message") || "unknown error");
-  overview.showLoginMessage(text, !ok);
+  // A node is shown in one place: each box gets its own.
+  const text = () => ok
+    ? overview.loggedIn(params.get("account"))
+    : overview.loginFailed(params.get("message") || t("login.unknown_error"));
+  overview.showLoginMessage(text(), !ok);
   const from = sessionStorage.getItem(overview.RETURN_VIEW);
   sessionStorage.removeItem(overview.RETURN_VIEW);
   if (from === "accounts") {
     page.view = "accounts";
-    say($("accounts-message"), text, ok ? "" : "error");
+    say($("accounts-message"), text(), ok ? "" : "error");
   }
   history.replaceState(null, "", page.view === "overview" ? "/" : "/#" + page.view);
 }
