@@ -743,13 +743,14 @@ def test_adding_an_account_of_a_provider(dashboard: Dashboard) -> None:
     expect(quarantined).to_have_text("generic (by host)")
     expect(page.locator("tr[data-id=acc-00cli1] [data-testid=account-provider]")).to_have_text("iflow")
     provider = page.locator("#account-provider")
+    # The page names the providers it knows in its own words (the catalog), not the API's titles.
     expect(provider).to_have_value("deepseek")  # the first preset, though by host comes first
     expect(provider.locator("option")).to_have_text(
         [
             "By its base URL's host (auto)",
             "Any OpenAI-compatible server (generic)",
             "DeepSeek (deepseek)",
-            "Kimi (Moonshot) (moonshot)",
+            "Kimi (Moonshot AI) (moonshot)",
         ]
     )
     # Choosing a provider fills in its public base URL; going back to any server empties it again.

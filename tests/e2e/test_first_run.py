@@ -13,11 +13,9 @@ import importlib.resources
 import json
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.conftest import GatewayProcess
@@ -36,18 +34,6 @@ def words(key: str) -> str:
     return re.split(r"\{\w+\}", text)[0].strip() or text
 
 
-@pytest.fixture
-def deepseek() -> Iterator[FakeIflow]:
-    with FakeIflow(mode="deepseek", api_keys=[KEY], models=SERVED) as fake:
-        yield fake
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    with watched_page(browser, locale="zh-CN") as page:
-        yield page
-
-
 def shoot(page: Page, name: str, folder: Path) -> None:
     if os.environ.get("IFLOW2API_SCREENSHOTS") == "1":
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -60,10 +46,16 @@ def no_english(page: Page, selector: str = "body") -> None:
     assert english_words(page, selector) == []
 
 
-def test_the_first_run_in_chinese(
-    deepseek: FakeIflow, start_gateway: Any, page: Page, tmp_path: Path
-) -> None:
+def test_the_first_run_in_chinese(browser: Browser, start_gateway: Any, tmp_path: Path) -> None:
     gateway: GatewayProcess = start_gateway(None)  # an empty iFlow home, an empty data folder
+    with (
+        FakeIflow(mode="deepseek", api_keys=[KEY], models=SERVED) as deepseek,
+        watched_page(browser, locale="zh-CN") as page,
+    ):
+        walk(gateway, deepseek, page, tmp_path)
+
+
+def walk(gateway: GatewayProcess, deepseek: FakeIflow, page: Page, folder: Path) -> None:
 
     # 1. The page, in Chinese, leads with "Connect a provider".
     page.goto(gateway.url)
@@ -72,7 +64,7 @@ def test_the_first_run_in_chinese(
     expect(page.locator("#connect-title")).to_have_text(words("connect.title"))
     expect(page.locator("#badge")).to_have_class("badge bad")
     no_english(page)
-    shoot(page, "first-run-1-connect.png", tmp_path)
+    shoot(page, "first-run-1-connect.png", folder)
 
     # 2. DeepSeek: the form opens with it chosen; the key (and here the fake's base URL) is all it takes.
     page.click("#connect-providers button[data-provider=deepseek]")
@@ -86,9 +78,10 @@ def test_the_first_run_in_chinese(
     expect(box).to_have_class("message")  # not an error
     row = page.locator("#accounts-table tbody tr", has_text="deepseek")
     expect(row).to_have_attribute("data-state", "ok")
+    expect(page.locator("#badge")).to_have_class("badge ok")  # at once, not at the next poll
     assert KEY not in page.content()
     no_english(page)
-    shoot(page, "first-run-2-checked.png", tmp_path)
+    shoot(page, "first-run-2-checked.png", folder)
 
     # 3. The playground streams an answer, its reasoning folded above it.
     deepseek.enqueue(
@@ -111,7 +104,7 @@ def test_the_first_run_in_chinese(
     page.locator("#play-reasoning summary").click()
     expect(page.locator("#play-reasoning-text")).to_have_text("用户在问候，简短回答。")
     no_english(page)
-    shoot(page, "first-run-3-playground.png", tmp_path)
+    shoot(page, "first-run-3-playground.png", folder)
 
     # 4. The overview: serving, and every snippet names the model the account serves.
     page.click("#tabs a[data-view=overview]")
@@ -120,4 +113,4 @@ def test_the_first_run_in_chinese(
     for snippet in ("curl", "python", "claude-code", "codex", "chat-apps"):
         expect(page.locator("#" + snippet)).to_contain_text("deepseek-chat")
     no_english(page)
-    shoot(page, "first-run-4-serving.png", tmp_path)
+    shoot(page, "first-run-4-serving.png", folder)

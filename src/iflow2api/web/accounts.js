@@ -5,9 +5,9 @@ import { api, tableLoader } from "./api.js";
 import {
   $, closest, confirmAction, el, find, labelCells, optionalInt, placeholderRow, splitList, tableBody,
 } from "./dom.js";
-import { clock, percent } from "./format.js";
+import { clock, count, percent } from "./format.js";
 import { language, onLanguageChange, t, tn } from "./i18n.js";
-import { startBrowserLogin } from "./overview.js";
+import { providerTitle, startBrowserLogin } from "./overview.js";
 import { datum, messageBox, phrase, words } from "./phrase.js";
 
 /**
@@ -81,6 +81,14 @@ function named(known, name, wordsFor) {
 }
 
 const box = messageBox("accounts-message", () => t("accounts.error"));
+/** What else must know that the pool changed (the header's badge and the overview): set by wire(). */
+let statusChanged = () => Promise.resolve(false);
+
+/** The table again, and the status: an account added, removed, tested or switched may start or stop serving. */
+async function changed() {
+  await load();
+  await statusChanged();
+}
 const message = box.show;
 const fail = box.fail;
 
@@ -186,14 +194,6 @@ function providerLabel(account) {
   }, ...(byHost ? phrase(t("accounts.provider.by-host"), { provider }) : [provider]));
 }
 
-/**
- * A whole number as the page's language writes it, not the browser's locale: a switch changes it too.
- * @param {number} value
- */
-function count(value) {
-  return new Intl.NumberFormat(language()).format(value || 0);
-}
-
 /** @param {Account} account */
 function accountRow(account) {
   const known = SOURCES.includes(account.source);
@@ -231,7 +231,7 @@ function renderProviders(list) {
     el("option", { value: BY_HOST }, t("accounts.add.by-host")),
     ...ordered.map((p) => el("option", { value: p.name },
       // The server's titles are product names, but for the one that names no product.
-      (p.name === GENERIC ? t("accounts.add.generic") : p.title) + " (" + p.name + ")")));
+      (p.name === GENERIC ? t("accounts.add.generic") : providerTitle(p)) + " (" + p.name + ")")));
   // Filled the first time (the form then holds only the placeholder choice): a preset, not "by host".
   if (!filled) presetProvider();
   else select.value = list.some((p) => p.name === chosen) ? chosen : BY_HOST;
@@ -348,7 +348,7 @@ async function test(id, label) {
   try {
     const answer = await api("/api/accounts/test", { id });
     showCheck(label, answer && answer.check);
-    await load();
+    await changed();
   } catch (error) { fail(error); }
 }
 
@@ -373,7 +373,7 @@ async function act(id, action, label) {
   try {
     await api("/api/accounts/action", { id, action });
     message(() => phrase(t(`accounts.done.${action}`), { label }), "");
-    await load();
+    await changed();
   } catch (error) { fail(error); }
 }
 
@@ -415,12 +415,16 @@ async function addAccount(event) {
     syncKindFields();
     const label = (created && created.account && created.account.label) || body.label;
     showCheck(label, created && created.check, () => phrase(t("accounts.added"), { label }));
-    await load();
+    await changed();
   } catch (error) { fail(error); }
 }
 
-/** @param {(view: string) => void} showView */
-export function wire(showView) {
+/**
+ * @param {(view: string) => void} showView
+ * @param {() => Promise<boolean>} refreshStatus
+ */
+export function wire(showView, refreshStatus) {
+  statusChanged = refreshStatus;
   $("accounts-table").addEventListener("click", (event) => {
     const button = closest(event, "button[data-action]");
     if (!button) return;

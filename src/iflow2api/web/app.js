@@ -3,9 +3,10 @@
 // fresh, with its own small SVG charts. This entry module only starts the page; the modules beside it
 // each own one thing: dom.js (building elements), format.js (numbers and times), api.js (the management
 // API), charts.js (the SVG charts), page.js (sections, sign-in, status) and one module per section
-// (overview.js, accounts.js, keys.js, usage.js, playground.js); i18n.js holds the page's words in English and
-// Chinese (messages.*.json), phrase.js puts data (labels, models, a host's words) into them as translate="no". The gateway serves exactly the files its route table
-// lists (routes/web.py, PAGE_FILES), all under /static/ but index.html.
+// (overview.js, accounts.js, keys.js, usage.js, playground.js); i18n.js holds the page's words in
+// English and Chinese (messages.*.json), and phrase.js puts data (labels, models, a host's words) into
+// them as translate="no". The gateway serves exactly the files its route table lists (routes/web.py,
+// PAGE_FILES), all under /static/ but index.html.
 //
 // Stable selectors (tests drive the page through these; keep them when restyling):
 //   header     #version  #badge ("serving" | "not serving" | "log in again"; its title the summary)  #signout
@@ -56,7 +57,7 @@ page.wireLanguage();
 page.wireSignIn();
 page.wireTabs();
 overview.wire(page.refreshStatus, (name) => page.showView(name, true));
-accounts.wire((name) => page.showView(name, true));
+accounts.wire((name) => page.showView(name, true), page.refreshStatus);
 keys.wire({ adminRequired: page.adminRequired, statusChanged: page.refreshStatus });
 usage.wire();
 playground.wire();

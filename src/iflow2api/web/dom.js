@@ -94,33 +94,13 @@ function fill(node, attributes, children) {
 /**
  * Show a message box, or hide it when the message is empty.
  * @param {HTMLElement} box
- * @param {string | Node} message words, or words with data from phrase()
+ * @param {string | Node} message words, or words with data (phrase.js)
  * @param {string} [kind] "error", or "" for news
  */
 export function say(box, message, kind = "") {
   box.replaceChildren(message || "");
   box.className = "message" + (kind ? " " + kind : "");
   box.hidden = !message;
-}
-
-/**
- * Words from the catalog with data put in as data: each `{name}` of `words` becomes `data[name]` in a
- * span marked translate="no" (a label, an address, the API's own English error), so neither a
- * translating browser nor a reader mistakes it for the page's words.
- *   phrase(t("login.done_as"), { account: "me@example.com" })
- *     ->  Logged in as <span translate="no">me@example.com</span>.
- * @param {string} words a catalog's text, its placeholders not filled (t(key) without values)
- * @param {Record<string, string>} data
- * @returns {DocumentFragment}
- */
-export function phrase(words, data) {
-  const fragment = document.createDocumentFragment();
-  words.split(/\{(\w+)\}/).forEach((part, i) => {
-    // split() with a group alternates: text, placeholder name, text, ...
-    if (i % 2 === 0) fragment.append(part);
-    else fragment.append(part in data ? el("span", { translate: "no" }, data[part]) : "{" + part + "}");
-  });
-  return fragment;
 }
 
 /**

@@ -5,7 +5,8 @@ import { api, tableLoader } from "./api.js";
 import {
   $, closest, confirmAction, copyText, el, find, labelCells, optionalInt, placeholderRow, splitList, tableBody,
 } from "./dom.js";
-import { language, onLanguageChange, t } from "./i18n.js";
+import { count, dateOf } from "./format.js";
+import { onLanguageChange, t } from "./i18n.js";
 import { messageBox, phrase } from "./phrase.js";
 
 /**
@@ -36,22 +37,6 @@ let hooks = { adminRequired: () => true, statusChanged: async () => {} };
 const box = messageBox("keys-message", () => t("keys.error"));
 const message = box.show;
 const fail = box.fail;
-
-/**
- * A whole number as the page's language writes it, not as the browser's locale would.
- * @param {number | null | undefined} value
- */
-function count(value) {
-  return new Intl.NumberFormat(language()).format(value || 0);
-}
-
-/**
- * The day a key was made, in the page's language ("3 May 2025", "2025年5月3日").
- * @param {number} epochSeconds
- */
-function dateOf(epochSeconds) {
-  return new Date(epochSeconds * 1000).toLocaleDateString(language(), { day: "numeric", month: "short", year: "numeric" });
-}
 
 /** @param {Key} key */
 function limitsText(key) {

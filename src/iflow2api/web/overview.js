@@ -4,9 +4,10 @@
 // clients, and the models.
 
 import { api, asError, handledElsewhere } from "./api.js";
-import { $, closest, copyText, el, phrase, placeholderRow, say, tableBody } from "./dom.js";
+import { $, closest, copyText, el, placeholderRow, say, tableBody } from "./dom.js";
 import { count, when } from "./format.js";
 import { language, t, tn } from "./i18n.js";
+import { phrase, words } from "./phrase.js";
 import { firstModel, snippets } from "./snippets.js";
 
 /**
@@ -84,7 +85,7 @@ export function showLoginMessage(message, isError) {
  * @param {string | null | undefined} account
  */
 export function loggedIn(account) {
-  return account ? phrase(t("login.done_as"), { account }) : t("login.done");
+  return account ? words(phrase(t("login.done_as"), { account })) : t("login.done");
 }
 
 /**
@@ -92,7 +93,7 @@ export function loggedIn(account) {
  * @param {string} detail
  */
 export function loginFailed(detail) {
-  return phrase(t("login.failed"), { detail });
+  return words(phrase(t("login.failed"), { detail }));
 }
 
 /**
@@ -141,7 +142,7 @@ export function renderBadge(status) {
  * a profile the catalogs do not know yet.
  * @param {Provider} provider
  */
-function providerTitle(provider) {
+export function providerTitle(provider) {
   const words = t(`connect.provider.${provider.name}`);
   return words === `connect.provider.${provider.name}` ? provider.title : words;
 }
@@ -180,7 +181,7 @@ export function render(status) {
     else row(list, t("overview.account.account"), t("overview.account.no_name"));
     row(list, t("overview.account.login"), status.auth_type, true);
     row(list, t("overview.account.upstream"),
-      phrase(t("overview.account.upstream_at"), { upstream: status.upstream || "", base: status.base_url || "" }));
+      words(phrase(t("overview.account.upstream_at"), { upstream: status.upstream || "", base: status.base_url || "" })));
     row(list, t("overview.account.api_key"), status.api_key, true);
     if (login.token_expires_at) row(list, t("overview.account.token_expires"), when(login.token_expires_at));
     if (login.next_refresh_at) row(list, t("overview.account.next_refresh"), when(login.next_refresh_at));
@@ -280,7 +281,7 @@ export function wire(refreshStatus, showView) {
    * @param {string} [lead] a catalog's text with {detail}
    */
   const fail = (error, lead = t("login.failed")) => {
-    if (!handledElsewhere(error)) showLoginMessage(phrase(lead, { detail: asError(error).message }), true);
+    if (!handledElsewhere(error)) showLoginMessage(words(phrase(lead, { detail: asError(error).message })), true);
   };
 
   $("connect-providers").addEventListener("click", (event) => {

@@ -4,8 +4,9 @@
 
 import * as accounts from "./accounts.js";
 import { ApiError, api, asError } from "./api.js";
-import { $, closest, el, find, phrase, say } from "./dom.js";
+import { $, closest, el, find, say } from "./dom.js";
 import { LANGUAGES, choose, language, onLanguageChange, t } from "./i18n.js";
+import { phrase, words } from "./phrase.js";
 import * as keys from "./keys.js";
 import * as overview from "./overview.js";
 import * as playground from "./playground.js";
@@ -99,7 +100,7 @@ export async function refreshStatus() {
     }
     return unlock(status);
   } catch (error) {
-    say($("page-message"), phrase(t("page.unreachable"), { detail: asError(error).message }), "error");
+    say($("page-message"), words(phrase(t("page.unreachable"), { detail: asError(error).message })), "error");
     return true;
   }
 }
@@ -140,7 +141,7 @@ export function wireSignIn() {
       // Always said here, whatever the code: this form is where a refusal must show.
       say($("signin-message"), error instanceof ApiError && error.status === 401
         ? (kind === "password" ? t("signin.wrong_password") : t("signin.not_admin_key"))
-        : phrase(t("signin.failed"), { detail: asError(error).message }), "error");
+        : words(phrase(t("signin.failed"), { detail: asError(error).message })), "error");
     }
   });
   $("first-password-form").addEventListener("submit", setFirstPassword);
@@ -170,7 +171,7 @@ async function setFirstPassword(event) {
     say($("first-password-message"), "");
     await refreshStatus();
   } catch (error) {
-    say($("first-password-message"), phrase(t("firstpw.failed"), { detail: asError(error).message }), "error");
+    say($("first-password-message"), words(phrase(t("firstpw.failed"), { detail: asError(error).message })), "error");
   }
 }
 
