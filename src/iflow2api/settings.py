@@ -147,6 +147,20 @@ def _path(text: str) -> Path:
     return Path(text).expanduser()
 
 
+def _database_url(text: str) -> str:
+    text = text.strip()
+    if text and not text.startswith(("postgresql://", "postgres://")):
+        raise ValueError("expected a postgresql:// URL (empty: SQLite in the data dir)")
+    return text
+
+
+def _redis_url(text: str) -> str:
+    text = text.strip()
+    if text and not text.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("expected a redis://, rediss:// or unix:// URL")
+    return text
+
+
 def _url(text: str) -> str:
     text = text.strip()
     if text and not text.startswith(("http://", "https://")):
@@ -354,6 +368,39 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds a stop (SIGTERM, Ctrl+C) lets open requests finish; those still open then end "
         "with a 503 gateway_shutting_down (an error event, in a stream). A second signal ends them at once.",
     ),
+    Setting(
+        "database_url",
+        "",
+        _database_url,
+        "A postgresql:// URL: accounts, client keys, settings, usage and memories in PostgreSQL, "
+        "shared by every instance. Empty: SQLite in the data dir.",
+    ),
+    Setting(
+        "redis_url",
+        "",
+        _redis_url,
+        "A redis:// URL for the coordination of several instances (leases, health, key limits, "
+        "locks). Needed by --workers above 1 and by several instances on one database_url.",
+    ),
+    Setting(
+        "lease_ttl",
+        "30",
+        _positive_float,
+        "Seconds an account's lease outlives its instance (renewed while a request runs): how soon "
+        "the slots of a killed instance are free again. With redis_url only.",
+    ),
+    Setting(
+        "workers",
+        "1",
+        _positive_int,
+        "Processes serving one port (iflow2api serve only); above 1 needs redis_url.",
+    ),
+    Setting(
+        "instance_name",
+        "",
+        str,
+        "This instance's name among several (the instance label of /metrics). Empty: host name, process id.",
+    ),
 )
 
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -398,6 +445,11 @@ class Settings:
     record_usage: bool
     usage_retention_days: float
     shutdown_grace: float
+    database_url: str
+    redis_url: str
+    lease_ttl: float
+    workers: int
+    instance_name: str
     #: Upstream accounts from the config file's ``[[accounts]]`` tables (read-only elsewhere).
     accounts: tuple[AccountRecord, ...] = ()
 
