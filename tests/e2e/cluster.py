@@ -43,7 +43,9 @@ def base_env() -> dict[str, str]:
 class Cluster:
     """Gateways started together on one database and one Redis; ``stop()`` ends those still running."""
 
-    def __init__(self, root: Path, database_url: str, redis_url: str, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, root: Path, database_url: str, redis_url: str, env: Mapping[str, str] | None = None
+    ) -> None:
         self.root = root
         self.iflow_home = root / "iflow"
         self.iflow_home.mkdir(parents=True, exist_ok=True)
@@ -180,7 +182,9 @@ class PrivatePostgres:
         data = str(self.dir / "data")
         self._run(str(binaries / "initdb"), "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8")
         options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run(str(binaries / "pg_ctl"), "-D", data, "-o", options, "-w", "-l", str(self.dir / "log"), "start")
+        self._run(
+            str(binaries / "pg_ctl"), "-D", data, "-o", options, "-w", "-l", str(self.dir / "log"), "start"
+        )
         return self
 
     def new_database(self) -> str:
