@@ -45,6 +45,8 @@ class LeaseComparison:
     single: dict[str, Any] = field(default_factory=dict)
     leased: dict[str, Any] = field(default_factory=dict)
     round_trip_us: dict[str, float] = field(default_factory=dict)
+    #: Redis commands per request the leased gateway was sent: at least one, or it took no lease.
+    redis_per_request: float | None = None
     error: str | None = None
     log_tail: str = ""
 
@@ -79,6 +81,21 @@ class Redis:
                 time.sleep(0.05)
         self.stop()
         raise BenchError("redis-server did not answer PING within 10 s")
+
+    def commands(self) -> int:
+        """Commands Redis has processed so far (``INFO stats``), to see the gateway really asks it."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as conn:
+            conn.sendall(b"INFO stats\r\n")
+            reply = b""
+            while b"total_commands_processed:" not in reply or not reply.endswith(b"\r\n"):
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                reply += chunk
+        for line in reply.decode(errors="replace").splitlines():
+            if line.startswith("total_commands_processed:"):
+                return int(line.partition(":")[2])
+        raise BenchError("redis-server did not say how many commands it processed")
 
     def stop(self) -> None:
         self.process.terminate()
@@ -133,7 +150,11 @@ def compare(workdir: Path, upstream_url: str, gateway_cmd: str, plan: Plan) -> L
             problem = probe(servers[name].url)
             if problem is not None:
                 raise BenchError(f"{name} answers wrongly: {problem}\n{servers[name].log_tail()}")
+        before = redis.commands()
         comparison.single, comparison.leased = _turns([servers["single"].url, servers["leased"].url], plan)
+        sent = int(comparison.leased.get("sent", 0))
+        # Less the INFO command itself.
+        comparison.redis_per_request = (redis.commands() - before - 1) / sent if sent else None
         comparison.round_trip_us = round_trips(redis.url)
     except BenchError as exc:
         comparison.error = str(exc)
@@ -178,7 +199,11 @@ def checks(comparison: LeaseComparison) -> list[tuple[str, bool | None, str]]:
     shown = f"{p50 / 1000:+.3f} ms"
     if failed:
         return [(TARGET, False, shown + f"; {failed:,} requests failed")]
-    return [(TARGET, p50 < LIMIT_US, shown)]
+    asked = comparison.redis_per_request
+    if asked is None or asked < 1:
+        # Fast because it never asked Redis: that measured no lease at all.
+        return [(TARGET, False, shown + f"; only {asked or 0:.2f} Redis commands per request")]
+    return [(TARGET, p50 < LIMIT_US, shown + f"; {asked:.1f} Redis commands per request")]
 
 
 def table(comparison: LeaseComparison) -> list[str]:
@@ -188,8 +213,6 @@ def table(comparison: LeaseComparison) -> list[str]:
         f"{plan.get('requests'):,} requests per gateway, one at a time, "
         f"after {plan.get('warmup'):,} of warm-up (ms)"
     ]
-    if comparison.error is not None:
-        return [*lines, f"  error: {comparison.error.splitlines()[0]}", comparison.log_tail]
     lines.append(f"  {'':<24}{'p50':>10}{'p99':>10}")
     for label, result in (("single process", comparison.single), ("with redis_url", comparison.leased)):
         lines.append(f"  {label:<24}{_ms(_latency(result, 'p50'))}{_ms(_latency(result, 'p99'))}")
@@ -199,6 +222,12 @@ def table(comparison: LeaseComparison) -> list[str]:
         f"  {'take + give back alone':<24}{_ms(alone.get('p50'))}{_ms(alone.get('p99'))}"
         f"   ({ROUND_TRIPS:,} in this process)"
     )
+    if comparison.redis_per_request is not None:
+        lines.append(
+            f"  Redis commands per request of the leased gateway: {comparison.redis_per_request:.2f}"
+        )
+    if comparison.error is not None:
+        lines += [f"  error: {comparison.error.splitlines()[0]}", comparison.log_tail]
     return lines
 
 
