@@ -22,6 +22,9 @@ import pytest
 
 from tests.fake_iflow import DEFAULT_KEY, FakeIflow
 
+# The private PostgreSQL's fixtures (``postgres_server``, ``postgres_url``) for every test.
+pytest_plugins = ["tests.pg_server"]
+
 LISTENING = re.compile(r"listening on (http://\S+)/v1")
 
 
