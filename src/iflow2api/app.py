@@ -85,7 +85,13 @@ class Gateway:
         self.store: StateStore = (
             store
             if store is not None
-            else open_store(settings.data_dir, max_response_history_bytes=settings.responses_store_max_bytes)
+            else open_store(
+                settings.data_dir,
+                max_response_history_bytes=settings.responses_store_max_bytes,
+                database_url=settings.database_url,
+                instance=settings.instance_name,
+                coordinated=bool(settings.redis_url),
+            )
         )
         self.credentials = CredentialSource(
             settings.iflow_home,
