@@ -136,7 +136,8 @@ async def register(conn: AsyncConnection[Any], me: Instance, fresh_seconds: floa
                 f"ago), uses the state database {where}, and {alone} without redis_url: several "
                 "instances on one database_url must share leases, health and key limits through "
                 "Redis. Set redis_url (IFLOW2API_REDIS_URL or --redis-url) on every instance, or "
-                "stop the other one"
+                f"stop the other one (one that was killed stops counting {fresh_seconds:.0f} s after "
+                "it was last seen)"
             )
         await conn.execute(
             "INSERT INTO instances (host, pid, name, coordinated) VALUES (%s, %s, %s, %s) "
