@@ -16,6 +16,7 @@ import os
 import socket
 from pathlib import Path
 
+from iflow2api.state.bounds import MAX_RESPONSE_HISTORY_BYTES
 from iflow2api.state.records import (
     AccountHealth,
     AccountKind,
@@ -24,7 +25,7 @@ from iflow2api.state.records import (
     HealthState,
     UsageRow,
 )
-from iflow2api.state.sqlite import MAX_RESPONSE_HISTORY_BYTES, SQLiteStore
+from iflow2api.state.sqlite import SQLiteStore
 from iflow2api.state.sqlite_file import StateFileError
 from iflow2api.state.store import StateStore
 

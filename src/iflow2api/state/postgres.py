@@ -30,48 +30,16 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 import psycopg
 from psycopg import errors
 from psycopg_pool import AsyncConnectionPool
 
-from iflow2api.state.postgres_rows import (
-    ADD_USAGE,
-    PUT_ACCOUNT,
-    PUT_AFFINITY,
-    PUT_HEALTH,
-    PUT_HISTORY,
-    PUT_KEY,
-    PUT_REASONING,
-    PUT_SETTING,
-    Conn,
-    bump_generation,
-    deduplicated,
-    delete_bumping,
-    keep_newest,
-    keep_newest_bytes,
-    read_generation,
-    redacted,
-    select_accounts,
-    select_affinities,
-    select_client_keys,
-    select_health,
-    select_history,
-    select_reasoning,
-    select_setting,
-    select_usage,
-    usage_columns,
-)
+from iflow2api.state import postgres_rows as sql
+from iflow2api.state.bounds import BoundOptions, Bounds
 from iflow2api.state.postgres_schema import Instance, heartbeat, migrate, register, unregister
 from iflow2api.state.records import AccountHealth, AccountRecord, ClientKeyRecord, UsageRow
-from iflow2api.state.sqlite import (
-    AFFINITY_TTL,
-    MAX_REASONING,
-    MAX_RESPONSE_HISTORIES,
-    MAX_RESPONSE_HISTORY_BYTES,
-    PRUNE_EVERY,
-)
 from iflow2api.state.sqlite_file import StateFileError
 from iflow2api.state.sqlite_rows import load_history, to_json, to_row
 
@@ -104,30 +72,18 @@ class PostgresStore:
         connect_timeout: float = CONNECT_TIMEOUT,
         heartbeat_every: float = HEARTBEAT_EVERY,
         fresh_for: float = FRESH_FOR,
-        max_reasoning: int = MAX_REASONING,
-        max_response_histories: int = MAX_RESPONSE_HISTORIES,
-        max_response_history_bytes: int = MAX_RESPONSE_HISTORY_BYTES,
-        affinity_ttl: float = AFFINITY_TTL,
-        prune_every: int = PRUNE_EVERY,
+        **bounds: Unpack[BoundOptions],
     ) -> None:
         self.url = url
         #: The URL without its password: what every message shows.
-        self.where = redacted(url)
+        self.where = sql.redacted(url)
         self.instance = instance
         self.pool_size = pool_size
         self.connect_timeout = connect_timeout
         self.heartbeat_every = heartbeat_every
         self.fresh_for = fresh_for
-        self.max_reasoning = max_reasoning
-        self.max_response_histories = max_response_histories
-        #: 0: no byte bound.
-        self.max_response_history_bytes = max_response_history_bytes
-        self._unpruned_history_bytes = max_response_history_bytes  # due, like the counts
-        self.affinity_ttl = affinity_ttl
-        self.prune_every = prune_every
-        # As in SQLiteStore: "due" at first, so a short-lived process also keeps the tables bounded.
-        self._unpruned = {"reasoning": prune_every, "response_history": prune_every, "affinity": prune_every}
-        self._pool: AsyncConnectionPool[Conn] | None = None
+        self.bounds = Bounds(**bounds)
+        self._pool: AsyncConnectionPool[sql.Conn] | None = None
         self._opening = asyncio.Lock()
         self._writing = asyncio.Lock()
         self._heartbeat: asyncio.Task[None] | None = None
@@ -139,7 +95,7 @@ class PostgresStore:
         """Connect, create or upgrade the schema, register the instance; raises ``StateFileError``."""
         await self._ready()
 
-    async def _ready(self) -> AsyncConnectionPool[Conn]:
+    async def _ready(self) -> AsyncConnectionPool[sql.Conn]:
         if self._closed:
             raise RuntimeError(f"the state store {self.where} is closed")
         if self._pool is not None:
@@ -151,7 +107,7 @@ class PostgresStore:
                     self._heartbeat = asyncio.create_task(self._beat(self.instance), name="state-heartbeat")
             return self._pool
 
-    async def _connect(self) -> AsyncConnectionPool[Conn]:
+    async def _connect(self) -> AsyncConnectionPool[sql.Conn]:
         # One plain connection first: its error says why (refused, bad password, no such database),
         # where a pool would only time out. It also migrates and registers, once, before any use.
         try:
@@ -170,7 +126,7 @@ class PostgresStore:
             raise StateFileError(f"cannot use the state database {self.where}: {_one_line(exc)}") from None
         finally:
             await conn.close()
-        pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+        pool: AsyncConnectionPool[sql.Conn] = AsyncConnectionPool(
             self.url,
             min_size=1,
             max_size=self.pool_size,
@@ -220,50 +176,45 @@ class PostgresStore:
         finally:
             await pool.close()
 
-    async def _read(self, job: Callable[[Conn], Awaitable[T]]) -> T:
+    async def _read(self, job: Callable[[sql.Conn], Awaitable[T]]) -> T:
         pool = await self._ready()
         async with pool.connection() as conn:
             return await job(conn)
 
-    async def _write(self, job: Callable[[Conn], Awaitable[T]]) -> T:
+    async def _write(self, job: Callable[[sql.Conn], Awaitable[T]]) -> T:
         """Run ``job`` in one transaction, after every write this store was asked for earlier."""
         pool = await self._ready()
         async with self._writing, pool.connection() as conn, conn.transaction():
             return await job(conn)
 
-    def _prune_due(self, table: str, inserted: int) -> bool:
-        """Count ``inserted`` rows into ``table``; True when it is time to prune it."""
-        self._unpruned[table] += inserted
-        if self._unpruned[table] < self.prune_every:
-            return False
-        self._unpruned[table] = 0
-        return True
-
-    # -- change detection ------------------------------------------------------------------------
-
     async def generation(self) -> int:
-        return await self._read(read_generation)
+        return await self._read(sql.read_generation)
 
-    # -- accounts --------------------------------------------------------------------------------
+    # Health (cooldowns, quarantines) is not configuration: it leaves the generation alone.
+    async def health(self) -> dict[str, AccountHealth]:
+        return await self._read(sql.select_health)
+
+    async def put_health(self, account_id: str, health: AccountHealth) -> None:
+        row = (account_id, *to_row(health))
+        await self._write(lambda conn: conn.execute(sql.PUT_HEALTH, row))
 
     async def accounts(self) -> list[AccountRecord]:
-        """Every account, in the order they were first added."""
-        return await self._read(select_accounts)
+        return await self._read(sql.select_accounts)  # in the order they were first added
 
     async def put_account(self, account: AccountRecord) -> None:
         row = to_row(account, models=to_json, oauth=to_json)
 
-        async def job(conn: Conn) -> None:
-            await conn.execute(PUT_ACCOUNT, row)
-            await bump_generation(conn)
+        async def job(conn: sql.Conn) -> None:
+            await conn.execute(sql.PUT_ACCOUNT, row)
+            await sql.bump_generation(conn)
 
         await self._write(job)
 
     async def delete_account(self, account_id: str) -> bool:
         """Remove it, with its health and its sessions' affinities."""
 
-        async def job(conn: Conn) -> bool:
-            gone = await delete_bumping(conn, "DELETE FROM accounts WHERE id = %s", account_id)
+        async def job(conn: sql.Conn) -> bool:
+            gone = await sql.delete_bumping(conn, "DELETE FROM accounts WHERE id = %s", account_id)
             if gone:
                 await conn.execute("DELETE FROM health WHERE account_id = %s", (account_id,))
                 await conn.execute("DELETE FROM affinity WHERE account_id = %s", (account_id,))
@@ -271,32 +222,16 @@ class PostgresStore:
 
         return await self._write(job)
 
-    # -- account health --------------------------------------------------------------------------
-
-    async def health(self) -> dict[str, AccountHealth]:
-        return await self._read(select_health)
-
-    async def put_health(self, account_id: str, health: AccountHealth) -> None:
-        row = (account_id, *to_row(health))
-
-        async def job(conn: Conn) -> None:
-            await conn.execute(PUT_HEALTH, row)
-
-        await self._write(job)
-
-    # -- client keys -----------------------------------------------------------------------------
-
     async def client_keys(self) -> list[ClientKeyRecord]:
-        """Every key, in the order they were first added."""
-        return await self._read(select_client_keys)
+        return await self._read(sql.select_client_keys)  # in the order they were first added
 
     async def put_client_key(self, key: ClientKeyRecord) -> None:
         """Insert or replace by id; ``ValueError`` when another key has the same hash."""
         row = to_row(key, models=to_json)
 
-        async def job(conn: Conn) -> None:
-            await conn.execute(PUT_KEY, row)
-            await bump_generation(conn)
+        async def job(conn: sql.Conn) -> None:
+            await conn.execute(sql.PUT_KEY, row)
+            await sql.bump_generation(conn)
 
         try:
             await self._write(job)
@@ -304,111 +239,99 @@ class PostgresStore:
             raise ValueError(f"client key {key.id!r}: another key has the same hash") from exc
 
     async def delete_client_key(self, key_id: str) -> bool:
-        return await self._write(
-            lambda conn: delete_bumping(conn, "DELETE FROM client_keys WHERE id = %s", key_id)
-        )
-
-    # -- settings --------------------------------------------------------------------------------
+        statement = "DELETE FROM client_keys WHERE id = %s"
+        return await self._write(lambda conn: sql.delete_bumping(conn, statement, key_id))
 
     async def get_setting(self, name: str) -> str | None:
-        return await self._read(lambda conn: select_setting(conn, name))
+        return await self._read(lambda conn: sql.select_setting(conn, name))
 
     async def put_setting(self, name: str, value: str | None) -> None:
         """``None`` removes it."""
         if value is None:
-            await self._write(lambda conn: delete_bumping(conn, "DELETE FROM settings WHERE name = %s", name))
+            await self._write(
+                lambda conn: sql.delete_bumping(conn, "DELETE FROM settings WHERE name = %s", name)
+            )
             return
 
-        async def job(conn: Conn) -> None:
-            await conn.execute(PUT_SETTING, (name, value))
-            await bump_generation(conn)
+        async def job(conn: sql.Conn) -> None:
+            await conn.execute(sql.PUT_SETTING, (name, value))
+            await sql.bump_generation(conn)
 
         await self._write(job)
-
-    # -- usage -----------------------------------------------------------------------------------
 
     async def add_usage(self, rows: Sequence[UsageRow]) -> None:
         """Insert the batch as one statement."""
         if not rows:
             return
-        columns = usage_columns(rows)
+        columns = sql.usage_columns(rows)
 
-        async def job(conn: Conn) -> None:
-            await conn.execute(ADD_USAGE, columns)
+        async def job(conn: sql.Conn) -> None:
+            await conn.execute(sql.ADD_USAGE, columns)
 
         await self._write(job)
 
     async def usage(self, since: float, until: float | None = None) -> list[UsageRow]:
         """Rows with ``since <= at < until`` (no upper bound when ``until`` is None), oldest first."""
-        return await self._read(lambda conn: select_usage(conn, since, until))
+        return await self._read(lambda conn: sql.select_usage(conn, since, until))
 
     async def prune_usage(self, before: float) -> int:
-        async def job(conn: Conn) -> int:
+        async def job(conn: sql.Conn) -> int:
             return (await conn.execute("DELETE FROM usage WHERE at < %s", (before,))).rowcount
 
         return await self._write(job)
 
-    # -- session affinity ------------------------------------------------------------------------
-
     async def affinities(self, since: float) -> dict[str, str]:
-        return await self._read(lambda conn: select_affinities(conn, since))
+        return await self._read(lambda conn: sql.select_affinities(conn, since))
 
     async def put_affinity(self, session: str, account_id: str, at: float) -> None:
         """Remember it; now and then, forget sessions last seen ``affinity_ttl`` before ``at``."""
-        prune = self._prune_due("affinity", 1)
-        cutoff = at - self.affinity_ttl
+        prune = self.bounds.prune_due("affinity", 1)
+        cutoff = at - self.bounds.affinity_ttl
 
-        async def job(conn: Conn) -> None:
-            await conn.execute(PUT_AFFINITY, (session, account_id, at))
+        async def job(conn: sql.Conn) -> None:
+            await conn.execute(sql.PUT_AFFINITY, (session, account_id, at))
             if prune:
                 await conn.execute("DELETE FROM affinity WHERE at < %s", (cutoff,))
 
         await self._write(job)
 
-    # -- memories --------------------------------------------------------------------------------
-
     async def reasoning(self, limit: int) -> list[tuple[str, str]]:
         """The ``limit`` most recently put (key, reasoning) pairs, oldest first."""
         if limit <= 0:
             return []
-        return await self._read(lambda conn: select_reasoning(conn, limit))
+        return await self._read(lambda conn: sql.select_reasoning(conn, limit))
 
     async def put_reasoning(self, items: Sequence[tuple[str, str]]) -> None:
         """Insert or refresh; a key put again becomes the newest. Later items count as newer."""
         if not items:
             return
-        keys, texts = deduplicated(items)
-        prune = self._prune_due("reasoning", len(items))
-        keep = self.max_reasoning
+        keys, texts = sql.deduplicated(items)
+        prune = self.bounds.prune_due("reasoning", len(items))
+        keep = self.bounds.max_reasoning
 
-        async def job(conn: Conn) -> None:
-            await conn.execute(PUT_REASONING, (keys, texts))
+        async def job(conn: sql.Conn) -> None:
+            await conn.execute(sql.PUT_REASONING, (keys, texts))
             if prune:
-                await keep_newest(conn, "reasoning", keep)
+                await sql.keep_newest(conn, "reasoning", keep)
 
         await self._write(job)
 
     async def response_history(self, response_id: str) -> list[dict[str, Any]] | None:
-        blob = await self._read(lambda conn: select_history(conn, response_id))
+        blob = await self._read(lambda conn: sql.select_history(conn, response_id))
         return None if blob is None else load_history(blob)
 
     async def put_response_history(self, response_id: str, history: bytes) -> None:
-        max_bytes = self.max_response_history_bytes
-        if max_bytes and len(history) > max_bytes:
+        if not self.bounds.history_fits(len(history)):
             return
-        prune = self._prune_due("response_history", 1)
-        self._unpruned_history_bytes += len(history)
-        prune_bytes = bool(max_bytes) and self._unpruned_history_bytes >= max_bytes // 8
-        if prune_bytes:
-            self._unpruned_history_bytes = 0
-        keep = self.max_response_histories
+        prune, prune_bytes = self.bounds.history_added(len(history))
+        keep, max_bytes = self.bounds.max_response_histories, self.bounds.max_response_history_bytes
 
-        async def job(conn: Conn) -> None:
-            await conn.execute(PUT_HISTORY, (response_id, bytes(history)))
+        async def job(conn: sql.Conn) -> None:
+            await conn.execute(sql.PUT_HISTORY, (response_id, bytes(history)))
             if prune:
-                await keep_newest(conn, "response_history", keep)
+                await sql.keep_newest(conn, "response_history", keep)
             if prune_bytes:
-                await keep_newest_bytes(conn, max_bytes)
+                await sql.keep_newest_bytes(conn, max_bytes)
 
         await self._write(job)
 

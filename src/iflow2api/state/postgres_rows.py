@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from psycopg import AsyncConnection
 
+from iflow2api.state import sqlite_rows
 from iflow2api.state.records import AccountHealth, AccountRecord, ClientKeyRecord, UsageRow, account_kind
 from iflow2api.state.sqlite_rows import (
     ACCOUNT_COLUMNS,
@@ -29,19 +30,12 @@ from iflow2api.state.sqlite_rows import (
 Conn = AsyncConnection[Any]
 
 
-def _put(table: str, columns: str, key: str) -> str:
-    """An upsert by ``key`` that leaves the row's other columns (its ``pos``) as they were."""
-    names = [name.strip() for name in columns.split(",")]
-    marks = ", ".join(["%s"] * len(names))
-    updates = ", ".join(f"{name} = excluded.{name}" for name in names if name != key)
-    return f"INSERT INTO {table} ({columns}) VALUES ({marks}) ON CONFLICT ({key}) DO UPDATE SET {updates}"
-
-
-PUT_ACCOUNT = _put("accounts", ACCOUNT_COLUMNS, "id")
-PUT_HEALTH = _put("health", f"account_id, {HEALTH_COLUMNS}", "account_id")
-PUT_KEY = _put("client_keys", KEY_COLUMNS, "id")
-PUT_SETTING = _put("settings", "name, value", "name")
-PUT_AFFINITY = _put("affinity", "session, account_id, at", "session")
+# SQLite's upserts are PostgreSQL's too, but for psycopg's placeholders (no statement holds a "?").
+PUT_ACCOUNT, PUT_HEALTH, PUT_KEY, PUT_SETTING, PUT_AFFINITY = (
+    statement.replace("?", "%s")
+    for statement in (sqlite_rows.PUT_ACCOUNT, sqlite_rows.PUT_HEALTH, sqlite_rows.PUT_KEY,
+                      sqlite_rows.PUT_SETTING, sqlite_rows.PUT_AFFINITY)
+)  # fmt: skip
 # ``seq`` is left to its default (the next number), also when the row was there: put again is newest.
 PUT_HISTORY = (
     "INSERT INTO response_history (id, history) VALUES (%s, %s) "
