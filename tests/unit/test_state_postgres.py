@@ -14,7 +14,7 @@ import pytest
 from iflow2api.state import StateFileError, UsageRow, open_store
 from iflow2api.state.postgres import PostgresStore
 from iflow2api.state.postgres_schema import SCHEMA_VERSION, Instance
-from tests.pg_server import free_port
+from tests.pg_server import PostgresServer, free_port
 
 
 def instance(pid: int, *, coordinated: bool = False) -> Instance:
@@ -195,3 +195,25 @@ def test_two_uncoordinated_instances_starting_at_once_cannot_both_start(postgres
     outcomes = asyncio.run(scenario())
     assert outcomes.count(None) == 1
     assert all(isinstance(outcome, StateFileError) for outcome in outcomes if outcome is not None)
+
+
+def test_a_restarted_server_is_an_error_while_down_and_used_again_after(
+    postgres_server: PostgresServer, postgres_url: str
+) -> None:
+    async def scenario() -> None:
+        store = PostgresStore(postgres_url, connect_timeout=1.0)
+        try:
+            await store.put_setting("before", "1")
+            postgres_server.pause()
+            try:
+                with pytest.raises(psycopg.OperationalError):  # within the timeout, not a hang
+                    await store.get_setting("before")
+            finally:
+                postgres_server.start()
+            # The pool replaces the connections the restart broke; no new store is needed.
+            await store.put_setting("after", "2")
+            assert [await store.get_setting("before"), await store.get_setting("after")] == ["1", "2"]
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
