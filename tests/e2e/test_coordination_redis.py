@@ -139,6 +139,30 @@ def test_giving_back_wakes_the_other_instances_only(redis_url: str) -> None:
     run(test)
 
 
+def test_a_cancelled_caller_leaves_no_lease_behind(redis_url: str) -> None:
+    """The client went away while its take (or give-back) was on the wire: Redis, paused for a
+    moment, runs it after the caller is gone, and the lease is given back all the same."""
+
+    async def held(c: RedisCoordinator) -> bool:
+        return await c.leases_held(["acc-1", "acc-2"]) == {"acc-1": 0, "acc-2": 0}
+
+    async def test() -> None:
+        async with instances(redis_url, "one") as (one,):
+            kept = await one.take_lease("acc-2", 1, 30)
+            assert kept.lease_id is not None
+            with redis.Redis.from_url(redis_url) as raw:
+                raw.execute_command("CLIENT", "PAUSE", 300, "ALL")
+            for call in (one.take_lease("acc-1", 1, 30), one.give_back("acc-2", kept.lease_id)):
+                task = asyncio.ensure_future(call)
+                await asyncio.sleep(0.1)
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+            await eventually(lambda: held(one))
+
+    run(test)
+
+
 # -- health --------------------------------------------------------------------------------------
 def rest(seconds: float, *, asked: bool = False, reason: str = "rest") -> AccountHealth:
     now = time.time()

@@ -37,7 +37,7 @@ import asyncio
 import contextlib
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Final, TypeVar
 
 import orjson
@@ -101,6 +101,8 @@ class RedisCoordinator:
         self._admit, self._unlock = register(scripts.ADMIT), register(scripts.UNLOCK)
         self._events = EventListener(self._client, instance, self.failures)
         self._listening: asyncio.Task[None] | None = None
+        #: Work that outlives its caller (a give-back), held here so it is not garbage-collected.
+        self._background: set[asyncio.Task[Any]] = set()
 
     # -- life ------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -118,6 +120,8 @@ class RedisCoordinator:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listening
             self._listening = None
+        if self._background:
+            await asyncio.wait(self._background, timeout=1.0)
         await self._client.aclose()
 
     def on_event(self, listener: Callable[[Event], None]) -> None:
@@ -130,19 +134,35 @@ class RedisCoordinator:
 
     # -- leases ----------------------------------------------------------------------------------
     async def take_lease(self, account_id: str, limit: int, ttl: float) -> Taken:
+        """A caller cancelled while the script runs (its client went away) does not wait for it;
+        a lease granted to nobody then is given back at once instead of holding its slot until it
+        expires."""
         lease_id = f"{self.instance}:{secrets.token_hex(8)}"
         args: list[Arg] = [limit, _ms(ttl), lease_id]
-        granted, held = await self._call("lease", self._take([_account(account_id, "lease")], args))
+        taking = asyncio.ensure_future(self._call("lease", self._take([_account(account_id, "lease")], args)))
+        try:
+            granted, held = await asyncio.shield(taking)
+        except asyncio.CancelledError:
+            taking.add_done_callback(
+                lambda _: self._in_background(self._undo_take(taking, account_id, lease_id))
+            )
+            raise
         return Taken(lease_id if granted else None, int(held))
+
+    async def _undo_take(self, taking: asyncio.Future[Any], account_id: str, lease_id: str) -> None:
+        if not taking.cancelled() and taking.exception() is None and taking.result()[0]:
+            with contextlib.suppress(CoordinationDown):
+                await self.give_back(account_id, lease_id)
 
     async def renew_leases(self, leases: Sequence[tuple[str, str]], ttl: float) -> list[bool]:
         calls: list[Call] = [([_account(account, "lease")], [_ms(ttl), lease]) for account, lease in leases]
         return [bool(done) for done in await self._call("lease", self._many(self._renew, calls))]
 
     async def give_back(self, account_id: str, lease_id: str) -> None:
+        """Runs to its end even when the caller is cancelled (a request's ``finally``)."""
         freed = event_json("freed", account_id, self.instance)
         keys, args = [_account(account_id, "lease")], [lease_id, CHANNEL, freed]
-        await self._call("lease", self._give_back(keys, args))
+        await asyncio.shield(self._in_background(self._call("lease", self._give_back(keys, args))))
 
     async def leases_held(self, account_ids: Sequence[str]) -> dict[str, int]:
         calls: list[Call] = [([_account(account, "lease")], []) for account in account_ids]
@@ -215,6 +235,19 @@ class RedisCoordinator:
         return f"i2a:{{l:{name}}}:lock"
 
     # -- plumbing --------------------------------------------------------------------------------
+    def _in_background(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._settled)
+        return task
+
+    def _settled(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        # Its caller may be gone: the failure is counted already, so it is read here, not logged
+        # by asyncio as "never retrieved".
+        if not task.cancelled():
+            task.exception()
+
     async def _call(self, group: str, work: Awaitable[T]) -> T:
         try:
             return await work
