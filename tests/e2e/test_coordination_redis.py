@@ -7,6 +7,7 @@ what one does must hold for the others exactly as it would across processes.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -106,13 +107,13 @@ def test_concurrent_takes_grant_exactly_the_limit(redis_url: str, limit: int) ->
 def test_an_expired_lease_is_reclaimed_and_a_renewed_one_is_not(redis_url: str) -> None:
     async def test() -> None:
         async with instances(redis_url, "dead", "alive", "other") as (dead, alive, other):
-            assert (await dead.take_lease("acc-1", 1, 0.5)).lease_id is not None
-            kept = await alive.take_lease("acc-2", 1, 0.5)
+            assert (await dead.take_lease("acc-1", 1, 1.0)).lease_id is not None
+            kept = await alive.take_lease("acc-2", 1, 1.0)
             assert kept.lease_id is not None
-            assert (await other.take_lease("acc-1", 1, 0.5)).lease_id is None
-            for _ in range(5):  # 1 s, twice the ttl: only the renewals keep acc-2's lease
+            assert (await other.take_lease("acc-1", 1, 1.0)).lease_id is None
+            for _ in range(6):  # 1.2 s, past the ttl: only the renewals keep acc-2's lease
                 await asyncio.sleep(0.2)
-                assert await alive.renew_leases([("acc-2", kept.lease_id)], 0.5) == [True]
+                assert await alive.renew_leases([("acc-2", kept.lease_id)], 1.0) == [True]
             assert (await other.take_lease("acc-2", 1, 30)).lease_id is None
             reclaimed = await other.take_lease("acc-1", 1, 30)
             assert reclaimed.lease_id is not None and reclaimed.held == 1
@@ -139,26 +140,64 @@ def test_giving_back_wakes_the_other_instances_only(redis_url: str) -> None:
     run(test)
 
 
-def test_a_cancelled_caller_leaves_no_lease_behind(redis_url: str) -> None:
-    """The client went away while its take (or give-back) was on the wire: Redis, paused for a
-    moment, runs it after the caller is gone, and the lease is given back all the same."""
+def pause_clients(url: str, ms: int) -> None:
+    """Redis reads nothing from its clients for ``ms``, then runs what they sent meanwhile."""
+    with redis.Redis.from_url(url) as raw:
+        raw.execute_command("CLIENT", "PAUSE", ms, "ALL")
 
-    async def held(c: RedisCoordinator) -> bool:
-        return await c.leases_held(["acc-1", "acc-2"]) == {"acc-1": 0, "acc-2": 0}
+
+async def no_leases(c: RedisCoordinator) -> bool:
+    return await c.leases_held(["acc-1", "acc-2"]) == {"acc-1": 0, "acc-2": 0}
+
+
+def test_a_cancelled_caller_leaves_no_lease_behind(redis_url: str) -> None:
+    """The client went away while its take (or give-back) was on the wire: Redis runs it after
+    the caller is gone, and the lease is given back all the same."""
 
     async def test() -> None:
-        async with instances(redis_url, "one") as (one,):
+        one = RedisCoordinator(redis_url, instance="one", timeout=5)  # outwaits the pause
+        try:
             kept = await one.take_lease("acc-2", 1, 30)
             assert kept.lease_id is not None
-            with redis.Redis.from_url(redis_url) as raw:
-                raw.execute_command("CLIENT", "PAUSE", 300, "ALL")
+            pause_clients(redis_url, 1500)
             for call in (one.take_lease("acc-1", 1, 30), one.give_back("acc-2", kept.lease_id)):
                 task = asyncio.ensure_future(call)
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(0.05)
                 task.cancel()
                 with pytest.raises(asyncio.CancelledError):
                     await task
-            await eventually(lambda: held(one))
+            await eventually(lambda: no_leases(one))
+        finally:
+            await one.close()
+
+    run(test)
+
+
+#: Keeps Redis busy for ARGV[1] ms: what it reads meanwhile runs afterwards, even from a client
+#: that has given up and closed its connection.
+BUSY = """
+local function now() local t = redis.call('TIME') return t[1] * 1000 + t[2] / 1000 end
+local until_ms = now() + tonumber(ARGV[1])
+while now() < until_ms do end
+return 1
+"""
+
+
+def test_a_take_that_lands_after_its_timeout_is_given_back(redis_url: str) -> None:
+    async def test() -> None:
+        async with instances(redis_url, "one") as (one,):
+            # A connection already open, so the take is sent, not stuck in a new one's handshake.
+            warm = await one.take_lease("acc-2", 1, 30)
+            await one.give_back("acc-2", str(warm.lease_id))
+            with redis.Redis.from_url(redis_url) as raw:
+                busy = threading.Thread(target=raw.eval, args=(BUSY, 0, 1000))
+                busy.start()
+                await asyncio.sleep(0.1)
+                with pytest.raises(CoordinationDown):
+                    await one.take_lease("acc-1", 1, 30)
+                await asyncio.to_thread(busy.join)  # the take has run now, for nobody
+            await eventually(lambda: no_leases(one))
+            assert (await one.take_lease("acc-1", 1, 30)).lease_id is not None
 
     run(test)
 

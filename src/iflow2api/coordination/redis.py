@@ -47,6 +47,7 @@ from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from iflow2api.coordination import Admission, CoordinationDown, Event, Taken, scripts
 from iflow2api.coordination.redis_events import CHANNEL, EventListener
@@ -81,6 +82,7 @@ def _day(now: float) -> str:
 class RedisCoordinator:
     def __init__(self, url: str, *, instance: str, timeout: float = 0.5) -> None:
         self.instance = instance
+        self._timeout = timeout
         #: Calls that met a Redis that did not answer, per group; ``/metrics`` shows them.
         self.failures: dict[str, int] = dict.fromkeys(("lease", "health", "key", "lock", "events"), 0)
         self._client = aioredis.Redis.from_url(
@@ -134,25 +136,36 @@ class RedisCoordinator:
 
     # -- leases ----------------------------------------------------------------------------------
     async def take_lease(self, account_id: str, limit: int, ttl: float) -> Taken:
-        """A caller cancelled while the script runs (its client went away) does not wait for it;
-        a lease granted to nobody then is given back at once instead of holding its slot until it
-        expires."""
+        """A take may land after its caller stopped waiting: the caller was cancelled (its client
+        went away), or Redis read the script only after the timeout. A lease granted to nobody
+        is given back then, instead of holding its slot until it expires."""
         lease_id = f"{self.instance}:{secrets.token_hex(8)}"
         args: list[Arg] = [limit, _ms(ttl), lease_id]
         taking = asyncio.ensure_future(self._call("lease", self._take([_account(account_id, "lease")], args)))
         try:
             granted, held = await asyncio.shield(taking)
         except asyncio.CancelledError:
-            taking.add_done_callback(
-                lambda _: self._in_background(self._undo_take(taking, account_id, lease_id))
-            )
+            taking.add_done_callback(lambda _: self._in_background(self._undo(taking, account_id, lease_id)))
+            raise
+        except CoordinationDown:
+            self._in_background(self._undo(taking, account_id, lease_id))
             raise
         return Taken(lease_id if granted else None, int(held))
 
-    async def _undo_take(self, taking: asyncio.Future[Any], account_id: str, lease_id: str) -> None:
-        if not taking.cancelled() and taking.exception() is None and taking.result()[0]:
-            with contextlib.suppress(CoordinationDown):
-                await self.give_back(account_id, lease_id)
+    async def _undo(self, taking: asyncio.Future[tuple[int, int]], account_id: str, lease_id: str) -> None:
+        if taking.cancelled():
+            return
+        error = taking.exception()
+        if error is None:
+            if not taking.result()[0]:
+                return
+        elif isinstance(error.__cause__, RedisTimeoutError):
+            # Sent but unanswered: it may still run. Giving back first would be too early.
+            await asyncio.sleep(self._timeout)
+        else:
+            return  # refused: it never reached Redis
+        with contextlib.suppress(CoordinationDown):
+            await self.give_back(account_id, lease_id)
 
     async def renew_leases(self, leases: Sequence[tuple[str, str]], ttl: float) -> list[bool]:
         calls: list[Call] = [([_account(account, "lease")], [_ms(ttl), lease]) for account, lease in leases]
