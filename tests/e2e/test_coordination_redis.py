@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import pytest
 import redis
 
-from iflow2api.coordination import CoordinationDown, Event
+from iflow2api.coordination import CoordinationDown, Coordinator, Event
 from iflow2api.coordination.redis import RedisCoordinator
 from iflow2api.state.records import AccountHealth
 from tests.redis_server import RedisServer
@@ -71,6 +71,15 @@ async def eventually(check: Callable[[], Awaitable[bool]]) -> None:
     while not await check():
         assert asyncio.get_running_loop().time() < deadline, f"{check} never held"
         await asyncio.sleep(0.05)
+
+
+def test_it_is_a_coordinator(redis_url: str) -> None:
+    async def test() -> None:
+        coordinator: Coordinator = RedisCoordinator(redis_url, instance="gw-1")  # mypy: the Protocol
+        assert coordinator.instance == "gw-1"
+        await coordinator.close()  # never started: nothing to stop, and no error
+
+    run(test)
 
 
 # -- leases --------------------------------------------------------------------------------------
