@@ -71,6 +71,10 @@ def _key(key_id: str, what: str) -> str:
     return f"i2a:{{k:{key_id}}}:{what}"
 
 
+def _lock(name: str) -> str:
+    return f"i2a:{{l:{name}}}:lock"
+
+
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
@@ -237,15 +241,11 @@ class RedisCoordinator:
     # -- locks -----------------------------------------------------------------------------------
     async def lock(self, name: str, ttl: float) -> str | None:
         token = secrets.token_hex(16)
-        taken = await self._call("lock", self._client.set(self._lock(name), token, nx=True, px=_ms(ttl)))
+        taken = await self._call("lock", self._client.set(_lock(name), token, nx=True, px=_ms(ttl)))
         return token if taken else None
 
     async def unlock(self, name: str, token: str) -> None:
-        await self._call("lock", self._unlock([self._lock(name)], [token]))
-
-    @staticmethod
-    def _lock(name: str) -> str:
-        return f"i2a:{{l:{name}}}:lock"
+        await self._call("lock", self._unlock([_lock(name)], [token]))
 
     # -- plumbing --------------------------------------------------------------------------------
     def _in_background(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
@@ -279,9 +279,7 @@ class RedisCoordinator:
             await self._client.script_load(script.script)
             return await self._pipelined(script, calls)
 
-    async def _pipelined(
-        self, script: AsyncScript, calls: Sequence[tuple[list[str], list[Any]]]
-    ) -> list[Any]:
+    async def _pipelined(self, script: AsyncScript, calls: Sequence[Call]) -> list[Any]:
         pipe = self._client.pipeline(transaction=False)
         for keys, args in calls:
             pipe.evalsha(script.sha, len(keys), *keys, *args)
