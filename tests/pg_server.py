@@ -19,13 +19,14 @@ import contextlib
 import itertools
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+
+from tests.redis_server import free_port
 
 _BIN_DIRS = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
 
@@ -35,13 +36,6 @@ def _program(name: str) -> str | None:
         if (folder / name).exists():
             return str(folder / name)
     return shutil.which(name)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class PostgresServer:
@@ -102,6 +96,12 @@ class PostgresServer:
             conn.execute(f"CREATE DATABASE {name} TEMPLATE template0")
         return self.url(name)
 
+    def __enter__(self) -> PostgresServer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         """Stop it for good (nothing kept) and remove its folder."""
         with contextlib.suppress(RuntimeError):
@@ -111,11 +111,8 @@ class PostgresServer:
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
-    server = PostgresServer()
-    try:
+    with PostgresServer() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
