@@ -1,0 +1,285 @@
+"""Leases on the accounts' slots, shared by several gateway instances through a ``Coordinator``.
+
+One process alone needs none of this (``Pool`` then counts its own requests in flight). With
+several, a request the local pool gives a slot must also hold a lease from the coordination store
+before it goes upstream; iFlow bans an account that has two requests in flight, so:
+
+- **Taking.** Refused (the other instances hold the account's slots), the slot goes back, the
+  member counts as busy ``elsewhere`` and the request keeps its place at the head of the line,
+  where a ``freed`` event of another instance, or the backstop poll of the lease counts every
+  ``BACKSTOP_SECONDS`` while anyone waits, wakes it. Accounts without a limit take no lease.
+- **Renewing.** One task per instance renews every lease held, in one batch, every third of the
+  lease's lifetime; a lease found gone (its instance lost the store for longer than that) is
+  logged, and the request that held it releases nothing when it ends.
+- **Giving back**, by id, in a task of its own: the request's ``finally`` hands it over, so a
+  client that goes away (Claude Code cancels a stream every turn) cannot cancel the release. The
+  local slot is freed once the store has answered, so that a local waiter asking next finds the
+  lease gone. Lost on the way (the store down): it expires after ``lease_ttl``.
+- **Failing closed.** When the store does not answer, the request keeps its slot and asks again
+  every ``RETRY_SECONDS``, for at most ``min(queue_timeout, DOWN_WAIT)`` seconds, then gets a 503
+  with ``Retry-After`` (``CoordinationUnavailable``). It never goes upstream without a lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Protocol
+
+from iflow2api.coordination import CoordinationDown, Coordinator, Event
+from iflow2api.errors import CoordinationUnavailable
+from iflow2api.pool.members import Member
+
+log = logging.getLogger("iflow2api.pool")
+
+#: While anyone waits, how often the lease counts of the accounts busy elsewhere are read again:
+#: a ``freed`` event lost on the way (or never sent, by an instance that died) delays a waiting
+#: request by this much at most, not until its timeout.
+BACKSTOP_SECONDS = 0.25
+#: Seconds between two tries while the coordination store does not answer.
+RETRY_SECONDS = 0.25
+#: The longest a request waits for the store to answer again before its 503.
+DOWN_WAIT = 10.0
+#: How long a release may take before the lease is left to expire.
+GIVE_BACK_SECONDS = 2.0
+
+
+class Line(Protocol):
+    """What leases need of the pool (``router.Pool``)."""
+
+    queue_timeout: float
+
+    def get(self, member_id: str) -> Member | None: ...
+
+    def members(self) -> list[Member]: ...
+
+    @property
+    def waiting(self) -> int: ...
+
+    async def slot(
+        self,
+        model: str,
+        session: str | None,
+        exclude: frozenset[str],
+        *,
+        within: float,
+        front: bool = False,
+    ) -> Member: ...
+
+    def release_slot(self, member: Member) -> None: ...
+
+    def serve_waiters(self) -> None: ...
+
+
+def _ignore(_operation: str) -> None:
+    return None
+
+
+class Leases:
+    def __init__(
+        self,
+        coordinator: Coordinator,
+        *,
+        ttl: float,
+        failed: Callable[[str], None] = _ignore,
+    ) -> None:
+        self._coordinator = coordinator
+        self.ttl = ttl
+        #: Counts a coordination failure by what was being done (``/metrics``).
+        self._failed = failed
+        #: Lease ids this instance holds, per account (any of an account's leases may be given back
+        #: for any of its requests: they are alike).
+        self.held: dict[str, list[str]] = {}
+        #: Requests in flight whose lease expired under them, per account: theirs give nothing back.
+        self._lost: dict[str, int] = {}
+        self._line: Line | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loops: list[asyncio.Task[None]] = []
+
+    def bind(self, line: Line) -> None:
+        self._line = line
+
+    def own(self, account_id: str) -> int:
+        return len(self.held.get(account_id, ()))
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._loops = [asyncio.ensure_future(self._renew()), asyncio.ensure_future(self._backstop())]
+
+    async def close(self) -> None:
+        """Stop renewing, and give back what is still held (the store may be down: at most
+        ``GIVE_BACK_SECONDS``; what is not given back expires)."""
+        for task in self._loops:
+            task.cancel()
+        for task in self._loops:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=GIVE_BACK_SECONDS)
+        held = [(account, lease) for account, leases in self.held.items() for lease in leases]
+        self.held.clear()
+        with contextlib.suppress(CoordinationDown, TimeoutError):
+            async with asyncio.timeout(GIVE_BACK_SECONDS):
+                for account, lease in held:
+                    await self._coordinator.give_back(account, lease)
+
+    # -- taking ----------------------------------------------------------------------------------
+
+    async def acquire(self, model: str, session: str | None, exclude: frozenset[str]) -> Member:
+        """A member whose local slot and shared lease are both taken (``Pool.acquire``'s errors,
+        and ``CoordinationUnavailable`` when the store stays down)."""
+        line = self._require_line()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + line.queue_timeout
+        front = False
+        while True:
+            member = await line.slot(model, session, exclude, within=deadline - loop.time(), front=front)
+            if member.limit is None:
+                return member
+            try:
+                if await self._take(member):
+                    return member
+            except BaseException:
+                line.release_slot(member)
+                raise
+            # Full elsewhere: back to the head of the line, for the next account or the next freed.
+            line.release_slot(member)
+            front = True
+
+    async def _take(self, member: Member) -> bool:
+        """Whether a lease was granted; while the store does not answer, ask again (the slot held,
+        so the line keeps its order), up to the bound of the failure policy."""
+        line = self._require_line()
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + min(line.queue_timeout, DOWN_WAIT)
+        limit = member.limit
+        assert limit is not None
+        while True:
+            try:
+                taken = await self._coordinator.take_lease(member.id, limit, self.ttl)
+            except CoordinationDown as exc:
+                self._failed("lease")
+                if loop.time() + RETRY_SECONDS >= give_up:
+                    log.error(
+                        "no lease for account %s: the coordination store is down: %s", member.label, exc
+                    )
+                    raise CoordinationUnavailable(
+                        "The gateway instances' coordination store (Redis) does not answer, and no "
+                        "request goes to an account without its lease. Retry shortly.",
+                        retry_after=DOWN_WAIT,
+                    ) from None
+                await asyncio.sleep(RETRY_SECONDS)
+                continue
+            if taken.lease_id is not None:
+                self.held.setdefault(member.id, []).append(taken.lease_id)
+                member.elsewhere = max(0, taken.held - self.own(member.id))
+                return True
+            member.elsewhere = max(0, taken.held - self.own(member.id))
+            return False
+
+    # -- giving back -----------------------------------------------------------------------------
+
+    def give_back(self, member: Member, then: Callable[[], None]) -> None:
+        """Release one of ``member``'s leases off the request's path, then call ``then`` (which
+        frees the local slot); at once when it holds none."""
+        lost = self._lost.get(member.id, 0)
+        leases = self.held.get(member.id)
+        if lost:
+            self._lost[member.id] = lost - 1
+            then()
+            return
+        if not leases:
+            then()
+            return
+        lease = leases.pop()
+        if not leases:
+            del self.held[member.id]
+        task = asyncio.ensure_future(self._give_back(member, lease, then))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _give_back(self, member: Member, lease: str, then: Callable[[], None]) -> None:
+        try:
+            async with asyncio.timeout(GIVE_BACK_SECONDS):
+                await self._coordinator.give_back(member.id, lease)
+        except (CoordinationDown, TimeoutError) as exc:
+            self._failed("give_back")
+            log.warning(
+                "could not give back a lease of account %s (%s); it expires within %g s",
+                member.label,
+                exc or "timed out",
+                self.ttl,
+            )
+        finally:
+            then()
+
+    # -- what other instances did ----------------------------------------------------------------
+
+    def heard(self, event: Event) -> None:
+        """Another instance gave back a lease: one slot fewer is busy elsewhere."""
+        if event.kind != "freed" or self._line is None:
+            return
+        member = self._line.get(event.subject)
+        if member is not None and member.elsewhere:
+            member.elsewhere -= 1
+            self._line.serve_waiters()
+
+    async def _backstop(self) -> None:
+        line = self._require_line()
+        while True:
+            await asyncio.sleep(BACKSTOP_SECONDS)
+            if not line.waiting:
+                continue
+            busy = [m.id for m in line.members() if m.elsewhere]
+            if not busy:
+                continue
+            try:
+                counts = await self._coordinator.leases_held(busy)
+            except CoordinationDown:
+                self._failed("leases_held")
+                continue
+            for account_id in busy:
+                member = line.get(account_id)
+                if member is not None:
+                    member.elsewhere = max(0, counts.get(account_id, 0) - self.own(account_id))
+            line.serve_waiters()
+
+    async def _renew(self) -> None:
+        period = self.ttl / 3
+        while True:
+            await asyncio.sleep(period)
+            held = [(account, lease) for account, leases in self.held.items() for lease in leases]
+            if not held:
+                continue
+            try:
+                alive = await self._coordinator.renew_leases(held, self.ttl)
+            except CoordinationDown as exc:
+                self._failed("renew")
+                log.warning("could not renew %d account lease(s): %s", len(held), exc)
+                continue
+            for (account, lease), kept in zip(held, alive, strict=True):
+                if not kept:
+                    self._forget(account, lease)
+
+    def _forget(self, account_id: str, lease: str) -> None:
+        leases = self.held.get(account_id)
+        if leases is None or lease not in leases:
+            return  # given back meanwhile
+        leases.remove(lease)
+        if not leases:
+            del self.held[account_id]
+        self._lost[account_id] = self._lost.get(account_id, 0) + 1
+        member = self._line.get(account_id) if self._line is not None else None
+        log.warning(
+            "a lease of account %s expired while its request ran (the coordination store was out of "
+            "reach for longer than lease_ttl): another instance may use the account at the same time",
+            member.label if member is not None else account_id,
+        )
+
+    def _require_line(self) -> Line:
+        if self._line is None:
+            raise RuntimeError("Leases.bind(pool) first")
+        return self._line
