@@ -22,6 +22,9 @@ import pytest
 
 from tests.fake_iflow import DEFAULT_KEY, FakeIflow
 
+#: ``redis_server`` / ``redis_url``: a private redis-server for the tests of several instances.
+pytest_plugins = ("tests.redis_server",)
+
 LISTENING = re.compile(r"listening on (http://\S+)/v1")
 
 
