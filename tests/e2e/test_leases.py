@@ -1,0 +1,88 @@
+"""Three gateway processes on one Redis and one iFlow account (one request at a time): the leases
+keep it to one in flight whichever instance serves, and a rate limit one instance meets keeps the
+others off the account; ``/metrics`` names each instance."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import GatewayProcess, iflow_settings, write_settings
+from tests.fake_iflow import FakeIflow, Hang, HttpError
+
+CHAT = {"model": "glm-4.7", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def chat(gateway: GatewayProcess) -> httpx.Response:
+    return httpx.post(gateway.url + "/v1/chat/completions", json=CHAT, timeout=60)
+
+
+def start_instances(
+    start_gateway: Any, fake: FakeIflow, tmp_path: Path, redis_url: str, count: int = 3, **env: str
+) -> list[GatewayProcess]:
+    """``count`` gateways on the same iFlow login (one account) and the same Redis."""
+    home = tmp_path / "iflow-home"
+    write_settings(home, iflow_settings(fake))
+    return [
+        start_gateway(
+            None,
+            {
+                "IFLOW_HOME": str(home),
+                "IFLOW2API_REDIS_URL": redis_url,
+                "IFLOW2API_INSTANCE_NAME": f"gw-{n}",
+                **env,
+            },
+        )
+        for n in range(count)
+    ]
+
+
+def account_state(gateway: GatewayProcess) -> str:
+    (account,) = httpx.get(gateway.url + "/api/accounts", timeout=5).json()["accounts"]
+    state: str = account["state"]
+    return state
+
+
+def test_three_instances_serve_twelve_requests_with_one_in_flight_at_a_time(
+    start_gateway: Any, fake: FakeIflow, tmp_path: Path, redis_url: str
+) -> None:
+    gateways = start_instances(start_gateway, fake, tmp_path, redis_url)
+    fake.enqueue(*(Hang(0.1) for _ in range(12)))
+    with ThreadPoolExecutor(12) as threads:
+        statuses = list(threads.map(lambda n: chat(gateways[n % 3]).status_code, range(12)))
+    assert statuses == [200] * 12
+    # The fake answers a second request in flight on one key with iFlow's 449: none came.
+    assert len(fake.received) == 12
+    assert [r.rejected for r in fake.received] == [None] * 12
+    for n, gateway in enumerate(gateways):
+        families = {
+            f.name: f for f in text_string_to_metric_families(httpx.get(gateway.url + "/metrics").text)
+        }
+        requests = families["iflow2api_requests"].samples
+        assert {s.labels["instance"] for s in requests} == {f"gw-{n}"}
+        assert sum(s.value for s in requests) == 4
+        assert "iflow2api_coordination_failures" in families
+
+
+def test_a_rate_limit_met_by_one_instance_keeps_the_others_off_the_account(
+    start_gateway: Any, fake: FakeIflow, tmp_path: Path, redis_url: str
+) -> None:
+    gateways = start_instances(start_gateway, fake, tmp_path, redis_url, IFLOW2API_MAX_COOLDOWN_WAIT="2")
+    fake.enqueue(HttpError(429, headers={"Retry-After": "30"}))
+    refused = chat(gateways[0])
+    assert refused.status_code == 429
+    for other in gateways[1:]:
+        for _ in range(50):  # the rest reaches every instance within about a second
+            if account_state(other) == "cooling":
+                break
+            time.sleep(0.1)
+        assert account_state(other) == "cooling"
+        kept_off = chat(other)
+        assert kept_off.status_code == 429
+        assert 25 <= int(kept_off.headers["retry-after"]) <= 30
+    assert len(fake.received) == 1  # only the first instance's request reached the upstream
