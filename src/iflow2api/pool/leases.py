@@ -6,8 +6,8 @@ before it goes upstream; iFlow bans an account that has two requests in flight, 
 
 - **Taking.** Refused (the other instances hold the account's slots), the slot goes back, the
   member counts as busy ``elsewhere`` and the request keeps its place at the head of the line,
-  where a ``freed`` event of another instance, or the backstop poll of the lease counts every
-  ``BACKSTOP_SECONDS`` while anyone waits, wakes it. Accounts without a limit take no lease.
+  where a ``freed`` event of another instance, or the backstop poll of the lease counts of the
+  accounts busy elsewhere every ``BACKSTOP_SECONDS``, wakes it. Accounts without a limit take no lease.
 - **Renewing.** One task per instance renews every lease held, in one batch, every third of the
   lease's lifetime; a lease found gone (its instance lost the store for longer than that) is
   logged, and the request that held it releases nothing when it ends.
@@ -34,9 +34,9 @@ from iflow2api.pool.members import Member
 
 log = logging.getLogger("iflow2api.pool")
 
-#: While anyone waits, how often the lease counts of the accounts busy elsewhere are read again:
-#: a ``freed`` event lost on the way (or never sent, by an instance that died) delays a waiting
-#: request by this much at most, not until its timeout.
+#: How often the lease counts of the accounts busy elsewhere are read again: a ``freed`` event
+#: lost on the way (or never sent, by an instance that died) delays a waiting request by this much
+#: at most, not until its timeout.
 BACKSTOP_SECONDS = 0.25
 #: Seconds between two tries while the coordination store does not answer.
 RETRY_SECONDS = 0.25
@@ -55,9 +55,6 @@ class Line(Protocol):
 
     def members(self) -> list[Member]: ...
 
-    @property
-    def waiting(self) -> int: ...
-
     async def slot(
         self,
         model: str,
@@ -73,17 +70,13 @@ class Line(Protocol):
     def serve_waiters(self) -> None: ...
 
 
-def _ignore(_operation: str) -> None:
-    return None
-
-
 class Leases:
     def __init__(
         self,
         coordinator: Coordinator,
         *,
         ttl: float,
-        failed: Callable[[str], None] = _ignore,
+        failed: Callable[[str], None],
     ) -> None:
         self._coordinator = coordinator
         self.ttl = ttl
@@ -177,7 +170,8 @@ class Leases:
                 self.held.setdefault(member.id, []).append(taken.lease_id)
                 member.elsewhere = max(0, taken.held - self.own(member.id))
                 return True
-            member.elsewhere = max(0, taken.held - self.own(member.id))
+            # Refused means full, whatever the count says: the slot given back must not look free.
+            member.elsewhere = max(taken.held - self.own(member.id), limit - member.in_flight + 1)
             return False
 
     # -- giving back -----------------------------------------------------------------------------
@@ -231,8 +225,7 @@ class Leases:
         line = self._require_line()
         while True:
             await asyncio.sleep(BACKSTOP_SECONDS)
-            if not line.waiting:
-                continue
+            # Not only while someone waits: a count left too high would steer requests elsewhere.
             busy = [m.id for m in line.members() if m.elsewhere]
             if not busy:
                 continue
@@ -248,9 +241,10 @@ class Leases:
             line.serve_waiters()
 
     async def _renew(self) -> None:
-        period = self.ttl / 3
+        period = delay = self.ttl / 3
         while True:
-            await asyncio.sleep(period)
+            await asyncio.sleep(delay)
+            delay = period
             held = [(account, lease) for account, leases in self.held.items() for lease in leases]
             if not held:
                 continue
@@ -259,6 +253,7 @@ class Leases:
             except CoordinationDown as exc:
                 self._failed("renew")
                 log.warning("could not renew %d account lease(s): %s", len(held), exc)
+                delay = min(period, RETRY_SECONDS * 4)  # soon again: the leases are running out
                 continue
             for (account, lease), kept in zip(held, alive, strict=True):
                 if not kept:

@@ -63,16 +63,12 @@ def adopted(local: AccountHealth, shared: AccountHealth, now: float) -> AccountH
     return shared
 
 
-def _ignore(_operation: str) -> None:
-    return None
-
-
 class SharedHealth:
     def __init__(
         self,
         coordinator: Coordinator,
         *,
-        failed: Callable[[str], None] = _ignore,
+        failed: Callable[[str], None],
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._coordinator = coordinator
