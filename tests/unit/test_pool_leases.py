@@ -18,7 +18,7 @@ from iflow2api.pool.router import Pool
 from iflow2api.pool.shared_health import adopted
 from iflow2api.state.records import AccountHealth
 from tests.memory_coordinator import MemoryCoordinator, MemoryStore
-from tests.unit.test_pool_router import MODEL, POLICY, Directory, member
+from tests.unit.test_pool_router import MODEL, POLICY, Directory, make_pool, member
 
 TTL = 30.0
 
@@ -123,39 +123,29 @@ def test_an_account_without_a_limit_takes_no_lease() -> None:
     run(main())
 
 
-def test_a_waiter_is_woken_by_another_instances_release(monkeypatch: pytest.MonkeyPatch) -> None:
-    # No backstop poll within the test: only the ``freed`` event can wake the waiter.
-    monkeypatch.setattr(leases_module, "BACKSTOP_SECONDS", 3600.0)
+@pytest.mark.parametrize(
+    ("events_lost", "backstop"),
+    # Woken by the ``freed`` event alone (no backstop poll within the test), or by the poll alone.
+    [(False, 3600.0), (True, 0.02)],
+    ids=["freed event", "backstop poll"],
+)
+def test_a_waiter_is_woken_when_another_instance_gives_the_lease_back(
+    monkeypatch: pytest.MonkeyPatch, events_lost: bool, backstop: float
+) -> None:
+    monkeypatch.setattr(leases_module, "BACKSTOP_SECONDS", backstop)
 
     async def main() -> None:
         store = MemoryStore()
         first, second = await instances(store, 2)
         held = await first.pool.acquire(MODEL)
+        if events_lost:
+            store.listeners.clear()
         waiting = asyncio.ensure_future(second.pool.acquire(MODEL))
         await settled(lambda: second.member("a").elsewhere == 1)
         assert not waiting.done() and second.pool.waiting == 1
         first.pool.release(held)
         got = await asyncio.wait_for(waiting, 5)
         assert got.id == "a" and len(store.live("a")) == 1
-        second.pool.release(got)
-        await close(first, second)
-
-    run(main())
-
-
-def test_the_backstop_poll_wakes_a_waiter_when_the_event_is_lost(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(leases_module, "BACKSTOP_SECONDS", 0.02)
-
-    async def main() -> None:
-        store = MemoryStore()
-        first, second = await instances(store, 2)
-        held = await first.pool.acquire(MODEL)
-        store.listeners.clear()  # every event lost
-        waiting = asyncio.ensure_future(second.pool.acquire(MODEL))
-        await settled(lambda: second.member("a").elsewhere == 1)
-        first.pool.release(held)
-        got = await asyncio.wait_for(waiting, 5)
-        assert got.id == "a"
         second.pool.release(got)
         await close(first, second)
 
@@ -391,23 +381,12 @@ def test_every_lease_held_is_renewed() -> None:
 
 
 def test_without_a_coordinator_the_pool_takes_no_lease_and_awaits_nothing_more() -> None:
-    pool = Pool(
-        strategy="round-robin",
-        affinity=False,
-        queue_size=10,
-        queue_timeout=1.0,
-        policy=POLICY,
-        directory=Directory(),
-    )
-    pool.set_members([member("a")])
+    pool = make_pool([member("a")])
     # No running loop is needed to take a free slot: nothing is awaited on that path.
     coro = pool.acquire(MODEL)
     with pytest.raises(StopIteration) as done:
         coro.send(None)
-    assert done.value.value.id == "a" and pool.get("a") is not None
-    pool.release(done.value.value)
-    assert live_in_flight(pool) == 0
-
-
-def live_in_flight(pool: Pool) -> int:
-    return sum(m.in_flight for m in pool.members())
+    taken: Member = done.value.value
+    assert taken.id == "a" and taken.in_flight == 1
+    pool.release(taken)
+    assert taken.in_flight == 0

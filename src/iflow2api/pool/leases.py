@@ -26,11 +26,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 from iflow2api.coordination import CoordinationDown, Coordinator, Event
 from iflow2api.errors import CoordinationUnavailable
 from iflow2api.pool.members import Member
+
+if TYPE_CHECKING:
+    from iflow2api.pool.router import Pool
 
 log = logging.getLogger("iflow2api.pool")
 
@@ -46,31 +49,10 @@ DOWN_WAIT = 10.0
 GIVE_BACK_SECONDS = 2.0
 
 
-class Line(Protocol):
-    """What leases need of the pool (``router.Pool``)."""
-
-    queue_timeout: float
-
-    def get(self, member_id: str) -> Member | None: ...
-
-    def members(self) -> list[Member]: ...
-
-    async def slot(
-        self,
-        model: str,
-        session: str | None,
-        exclude: frozenset[str],
-        *,
-        within: float,
-        front: bool = False,
-    ) -> Member: ...
-
-    def release_slot(self, member: Member) -> None: ...
-
-    def serve_waiters(self) -> None: ...
-
-
 class Leases:
+    #: The pool whose slots come with these leases (``bind``, by the pool itself).
+    _pool: Pool
+
     def __init__(
         self,
         coordinator: Coordinator,
@@ -87,12 +69,11 @@ class Leases:
         self.held: dict[str, list[str]] = {}
         #: Requests in flight whose lease expired under them, per account: theirs give nothing back.
         self._lost: dict[str, int] = {}
-        self._line: Line | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
 
-    def bind(self, line: Line) -> None:
-        self._line = line
+    def bind(self, pool: Pool) -> None:
+        self._pool = pool
 
     def own(self, account_id: str) -> int:
         return len(self.held.get(account_id, ()))
@@ -124,30 +105,30 @@ class Leases:
     async def acquire(self, model: str, session: str | None, exclude: frozenset[str]) -> Member:
         """A member whose local slot and shared lease are both taken (``Pool.acquire``'s errors,
         and ``CoordinationUnavailable`` when the store stays down)."""
-        line = self._require_line()
+        pool = self._pool
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + line.queue_timeout
+        deadline = loop.time() + pool.queue_timeout
         front = False
         while True:
-            member = await line.slot(model, session, exclude, within=deadline - loop.time(), front=front)
+            member = await pool.slot(model, session, exclude, within=deadline - loop.time(), front=front)
             if member.limit is None:
                 return member
             try:
                 if await self._take(member):
                     return member
             except BaseException:
-                line.release_slot(member)
+                pool.release_slot(member)
                 raise
             # Full elsewhere: back to the head of the line, for the next account or the next freed.
-            line.release_slot(member)
+            pool.release_slot(member)
             front = True
 
     async def _take(self, member: Member) -> bool:
         """Whether a lease was granted; while the store does not answer, ask again (the slot held,
         so the line keeps its order), up to the bound of the failure policy."""
-        line = self._require_line()
+        pool = self._pool
         loop = asyncio.get_running_loop()
-        give_up = loop.time() + min(line.queue_timeout, DOWN_WAIT)
+        give_up = loop.time() + min(pool.queue_timeout, DOWN_WAIT)
         limit = member.limit
         assert limit is not None
         while True:
@@ -214,19 +195,17 @@ class Leases:
 
     def heard(self, event: Event) -> None:
         """Another instance gave back a lease: one slot fewer is busy elsewhere."""
-        if event.kind != "freed" or self._line is None:
-            return
-        member = self._line.get(event.subject)
+        member = self._pool.get(event.subject)
         if member is not None and member.elsewhere:
             member.elsewhere -= 1
-            self._line.serve_waiters()
+            self._pool.serve_waiters()
 
     async def _backstop(self) -> None:
-        line = self._require_line()
+        pool = self._pool
         while True:
             await asyncio.sleep(BACKSTOP_SECONDS)
             # Not only while someone waits: a count left too high would steer requests elsewhere.
-            busy = [m.id for m in line.members() if m.elsewhere]
+            busy = [m.id for m in pool.members() if m.elsewhere]
             if not busy:
                 continue
             try:
@@ -235,10 +214,10 @@ class Leases:
                 self._failed("leases_held")
                 continue
             for account_id in busy:
-                member = line.get(account_id)
+                member = pool.get(account_id)
                 if member is not None:
                     member.elsewhere = max(0, counts.get(account_id, 0) - self.own(account_id))
-            line.serve_waiters()
+            pool.serve_waiters()
 
     async def _renew(self) -> None:
         period = delay = self.ttl / 3
@@ -267,14 +246,9 @@ class Leases:
         if not leases:
             del self.held[account_id]
         self._lost[account_id] = self._lost.get(account_id, 0) + 1
-        member = self._line.get(account_id) if self._line is not None else None
+        member = self._pool.get(account_id)
         log.warning(
             "a lease of account %s expired while its request ran (the coordination store was out of "
             "reach for longer than lease_ttl): another instance may use the account at the same time",
             member.label if member is not None else account_id,
         )
-
-    def _require_line(self) -> Line:
-        if self._line is None:
-            raise RuntimeError("Leases.bind(pool) first")
-        return self._line

@@ -18,26 +18,18 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 from iflow2api.coordination import CoordinationDown, Coordinator, Event
-from iflow2api.pool.members import Member
 from iflow2api.state.records import AccountHealth
+
+if TYPE_CHECKING:
+    from iflow2api.pool.router import Pool
 
 log = logging.getLogger("iflow2api.pool")
 
 #: How often every account's shared health is read, to catch an event lost on the way.
 POLL_SECONDS = 1.0
-
-
-class Keeper(Protocol):
-    """What shared health needs of the pool (``router.Pool``)."""
-
-    def get(self, member_id: str) -> Member | None: ...
-
-    def members(self) -> list[Member]: ...
-
-    def adopt_health(self, member: Member, health: AccountHealth) -> None: ...
 
 
 def adopted(local: AccountHealth, shared: AccountHealth, now: float) -> AccountHealth | None:
@@ -64,6 +56,9 @@ def adopted(local: AccountHealth, shared: AccountHealth, now: float) -> AccountH
 
 
 class SharedHealth:
+    #: The pool whose members' health is shared (``bind``, by the pool itself).
+    _pool: Pool
+
     def __init__(
         self,
         coordinator: Coordinator,
@@ -78,11 +73,10 @@ class SharedHealth:
         #: Accounts whose change is being published right now.
         self._sending: set[str] = set()
         self._wake = asyncio.Event()
-        self._keeper: Keeper | None = None
         self._task: asyncio.Task[None] | None = None
 
-    def bind(self, keeper: Keeper) -> None:
-        self._keeper = keeper
+    def bind(self, pool: Pool) -> None:
+        self._pool = pool
 
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._run())
@@ -129,8 +123,7 @@ class SharedHealth:
 
     async def poll(self) -> None:
         """Take every account's health in force from the store."""
-        keeper = self._require_keeper()
-        ids = [m.id for m in keeper.members()]
+        ids = [m.id for m in self._pool.members()]
         if not ids:
             return
         try:
@@ -144,12 +137,12 @@ class SharedHealth:
     def _take(self, account_id: str, shared: AccountHealth) -> None:
         if account_id in self._outbox or account_id in self._sending:
             return
-        member = self._require_keeper().get(account_id)
+        member = self._pool.get(account_id)
         if member is None:
             return
         health = adopted(member.health, shared, self._clock())
         if health is not None:
-            self._require_keeper().adopt_health(member, health)
+            self._pool.adopt_health(member, health)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -163,8 +156,3 @@ class SharedHealth:
             if loop.time() >= next_poll:
                 await self.poll()
                 next_poll = loop.time() + POLL_SECONDS
-
-    def _require_keeper(self) -> Keeper:
-        if self._keeper is None:
-            raise RuntimeError("SharedHealth.bind(pool) first")
-        return self._keeper
