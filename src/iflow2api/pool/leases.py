@@ -69,6 +69,8 @@ class Leases:
         self.held: dict[str, list[str]] = {}
         #: Requests in flight whose lease expired under them, per account: theirs give nothing back.
         self._lost: dict[str, int] = {}
+        #: ``freed`` events heard per account, so a take can tell those that crossed it.
+        self._freed: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
 
@@ -132,6 +134,7 @@ class Leases:
         limit = member.limit
         assert limit is not None
         while True:
+            freed = self._freed.get(member.id, 0)
             try:
                 taken = await self._coordinator.take_lease(member.id, limit, self.ttl)
             except CoordinationDown as exc:
@@ -151,8 +154,11 @@ class Leases:
                 self.held.setdefault(member.id, []).append(taken.lease_id)
                 member.elsewhere = max(0, taken.held - self.own(member.id))
                 return True
-            # Refused means full, whatever the count says: the slot given back must not look free.
-            member.elsewhere = max(taken.held - self.own(member.id), limit - member.in_flight + 1)
+            # Refused means full, whatever the count says: the slot given back must not look free;
+            # unless a release elsewhere crossed the refusal, and the count is already one too high.
+            crossed = self._freed.get(member.id, 0) - freed
+            full = max(taken.held - self.own(member.id), limit - member.in_flight + 1)
+            member.elsewhere = max(0, full - crossed)
             return False
 
     # -- giving back -----------------------------------------------------------------------------
@@ -195,6 +201,7 @@ class Leases:
 
     def heard(self, event: Event) -> None:
         """Another instance gave back a lease: one slot fewer is busy elsewhere."""
+        self._freed[event.subject] = self._freed.get(event.subject, 0) + 1
         member = self._pool.get(event.subject)
         if member is not None and member.elsewhere:
             member.elsewhere -= 1
