@@ -5,17 +5,22 @@ store being down fails closed, and health changes reach every instance, a rest o
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from iflow2api.app import instance_name
 from iflow2api.errors import CoordinationUnavailable, UpstreamRateLimited
 from iflow2api.pool import leases as leases_module
 from iflow2api.pool.cluster import Cluster
 from iflow2api.pool.members import Member
 from iflow2api.pool.router import Pool
 from iflow2api.pool.shared_health import adopted
+from iflow2api.settings import load
 from iflow2api.state.records import AccountHealth
 from tests.memory_coordinator import MemoryCoordinator, MemoryStore
 from tests.unit.test_pool_router import MODEL, POLICY, Directory, make_pool, member
@@ -390,3 +395,21 @@ def test_without_a_coordinator_the_pool_takes_no_lease_and_awaits_nothing_more()
     assert taken.id == "a" and taken.in_flight == 1
     pool.release(taken)
     assert taken.in_flight == 0
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"IFLOW2API_INSTANCE_NAME": "gw-1"}, "gw-1"),
+        # The processes of one --workers server must not share a name: each ignores its own events.
+        (
+            {"IFLOW2API_INSTANCE_NAME": "gw-1", "IFLOW2API_WORKERS": "2", "IFLOW2API_REDIS_URL": "redis://x"},
+            "gw-1-PID",
+        ),
+        ({}, "HOST-PID"),
+    ],
+)
+def test_each_instance_is_named_apart(env: dict[str, str], expected: str, tmp_path: Path) -> None:
+    settings = load(env={"IFLOW2API_DATA_DIR": str(tmp_path), **env}, config_path=None)
+    name = expected.replace("HOST", socket.gethostname()).replace("PID", str(os.getpid()))
+    assert instance_name(settings) == name
