@@ -25,6 +25,8 @@ class MemoryStore:
     clock: Callable[[], float] = time.time
     #: The most leases any account held at once (what a ban would follow from).
     most_held: dict[str, int] = field(default_factory=dict)
+    #: While set and not open, ``take_lease`` waits for it (a slow round trip).
+    take_gate: asyncio.Event | None = None
     #: Every ``give_back`` made, (account id, lease id).
     given_back: list[tuple[str, str]] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=itertools.count)
@@ -79,6 +81,8 @@ class MemoryCoordinator:
 
     async def take_lease(self, account_id: str, limit: int, ttl: float) -> Taken:
         await asyncio.sleep(0)  # a round trip: others run meanwhile
+        if self.store.take_gate is not None:
+            await self.store.take_gate.wait()
         self._check()
         leases = self.store.live(account_id)
         if len(leases) >= limit:

@@ -204,6 +204,25 @@ def test_a_cancelled_request_gives_its_lease_back() -> None:
     run(main())
 
 
+def test_a_request_cancelled_while_its_lease_is_granted_gives_it_back() -> None:
+    async def main() -> None:
+        store = MemoryStore(take_gate=asyncio.Event())
+        (gateway,) = await instances(store, 1)
+        asking = asyncio.ensure_future(gateway.pool.acquire(MODEL))
+        await settled(lambda: gateway.member("a").in_flight == 1)  # its slot taken, the lease asked
+        asking.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asking
+        assert gateway.member("a").in_flight == 0
+        assert store.take_gate is not None
+        store.take_gate.set()  # the store grants it after all
+        await settled(lambda: len(store.given_back) == 1)
+        assert not store.live("a") and store.most_held == {"a": 1}
+        await close(gateway)
+
+    run(main())
+
+
 def test_a_request_cancelled_while_waiting_leaves_no_slot_or_lease() -> None:
     async def main() -> None:
         store = MemoryStore()

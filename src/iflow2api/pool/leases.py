@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from iflow2api.coordination import CoordinationDown, Coordinator, Event
+from iflow2api.coordination import CoordinationDown, Coordinator, Event, Taken
 from iflow2api.errors import CoordinationUnavailable
 from iflow2api.pool.members import Member
 
@@ -135,8 +136,14 @@ class Leases:
         assert limit is not None
         while True:
             freed = self._freed.get(member.id, 0)
+            asking = asyncio.ensure_future(self._coordinator.take_lease(member.id, limit, self.ttl))
             try:
-                taken = await self._coordinator.take_lease(member.id, limit, self.ttl)
+                # Shielded: a client gone while the store grants the lease must not leave it
+                # behind for lease_ttl (on a one-request account, the whole account).
+                taken = await asyncio.shield(asking)
+            except asyncio.CancelledError:
+                asking.add_done_callback(functools.partial(self._abandoned, member))
+                raise
             except CoordinationDown as exc:
                 self._failed("lease")
                 if loop.time() + RETRY_SECONDS >= give_up:
@@ -161,6 +168,14 @@ class Leases:
             member.elsewhere = max(0, full - crossed)
             return False
 
+    def _abandoned(self, member: Member, asking: asyncio.Future[Taken]) -> None:
+        """The request that asked is gone: a lease granted all the same goes straight back."""
+        if asking.cancelled() or asking.exception() is not None:
+            return
+        lease = asking.result().lease_id
+        if lease is not None:
+            self._spawn_give_back(member, lease, lambda: None)
+
     # -- giving back -----------------------------------------------------------------------------
 
     def give_back(self, member: Member, then: Callable[[], None]) -> None:
@@ -178,6 +193,9 @@ class Leases:
         lease = leases.pop()
         if not leases:
             del self.held[member.id]
+        self._spawn_give_back(member, lease, then)
+
+    def _spawn_give_back(self, member: Member, lease: str, then: Callable[[], None]) -> None:
         task = asyncio.ensure_future(self._give_back(member, lease, then))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
