@@ -404,6 +404,22 @@ def test_every_lease_held_is_renewed() -> None:
     run(main())
 
 
+def test_a_lease_the_store_forgot_is_taken_again_at_the_next_renewal() -> None:
+    async def main() -> None:
+        store = MemoryStore()
+        (gateway,) = await instances(store, 1, ttl=0.06)  # renewed every 20 ms
+        got = await gateway.pool.acquire(MODEL)
+        (before,) = gateway.cluster.leases.held["a"]
+        store.leases.clear()  # Redis restarted, empty
+        await settled(lambda: gateway.cluster.leases.held["a"] != [before])
+        assert list(store.live("a")) == gateway.cluster.leases.held["a"]
+        gateway.pool.release(got)
+        await settled(lambda: not store.live("a"))
+        await close(gateway)
+
+    run(main())
+
+
 def test_without_a_coordinator_the_pool_takes_no_lease_and_awaits_nothing_more() -> None:
     pool = make_pool([member("a")])
     # No running loop is needed to take a free slot: nothing is awaited on that path.

@@ -261,7 +261,25 @@ class Leases:
                 continue
             for (account, lease), kept in zip(held, alive, strict=True):
                 if not kept:
-                    self._forget(account, lease)
+                    await self._retake(account, lease)
+
+    async def _retake(self, account_id: str, lease: str) -> None:
+        """A lease gone while its request runs (it expired, or the store restarted empty): another
+        at once, and only when the account is full by now is it lost."""
+        member = self._pool.get(account_id)
+        taken = Taken(None, 0)
+        if member is not None and member.limit is not None:
+            with contextlib.suppress(CoordinationDown):
+                taken = await self._coordinator.take_lease(account_id, member.limit, self.ttl)
+        leases = self.held.get(account_id)
+        if taken.lease_id is not None and member is not None:
+            if leases is not None and lease in leases:
+                leases[leases.index(lease)] = taken.lease_id
+                log.info("a lease of account %s was gone (store restarted?); taken again", member.label)
+            else:  # its request ended meanwhile
+                self._spawn_give_back(member, taken.lease_id, lambda: None)
+            return
+        self._forget(account_id, lease)
 
     def _forget(self, account_id: str, lease: str) -> None:
         leases = self.held.get(account_id)
