@@ -13,7 +13,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import GatewayProcess, iflow_settings, write_settings
-from tests.fake_iflow import FakeIflow, Hang, HttpError
+from tests.fake_iflow import FakeIflow, Hang, HttpError, Stream
 
 CHAT = {"model": "glm-4.7", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -86,3 +86,21 @@ def test_a_rate_limit_met_by_one_instance_keeps_the_others_off_the_account(
         assert kept_off.status_code == 429
         assert 25 <= int(kept_off.headers["retry-after"]) <= 30
     assert len(fake.received) == 1  # only the first instance's request reached the upstream
+
+
+def test_a_client_that_goes_away_mid_stream_frees_the_account_for_the_other_instances(
+    start_gateway: Any, fake: FakeIflow, tmp_path: Path, redis_url: str
+) -> None:
+    # Leases far outlive the test: only a release, not an expiry, can let the second request in.
+    first, second = start_instances(
+        start_gateway, fake, tmp_path, redis_url, count=2, IFLOW2API_LEASE_TTL="600"
+    )
+    fake.enqueue(Stream.of_text(["slow"] * 50, delay=0.2))
+    with httpx.stream(
+        "POST", first.url + "/v1/chat/completions", json={**CHAT, "stream": True}, timeout=30
+    ) as r:
+        assert r.status_code == 200
+        next(r.iter_bytes())  # the stream has begun upstream
+    assert fake.wait_for_disconnects(1, timeout=30)  # the client left; the gateway hung up too
+    assert chat(second).status_code == 200
+    assert [r.rejected for r in fake.received] == [None, None]
