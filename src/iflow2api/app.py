@@ -84,14 +84,9 @@ def not_logged_in_message(settings: Settings) -> str:
 
 
 def instance_name(settings: Settings) -> str:
-    """This instance's name among several: ``instance_name``, else host name and process id.
-
-    The processes of one ``--workers`` server are instances each (their own leases, their own
-    ``/metrics``): they add their process id to a name given, so that none takes another's events
-    for its own."""
-    if settings.instance_name and settings.workers <= 1:
-        return settings.instance_name
-    return f"{settings.instance_name or socket.gethostname()}-{os.getpid()}"
+    """This instance's name among several: ``instance_name``, else host name and process id
+    (each process of a ``--workers`` server is given a name of its own)."""
+    return settings.instance_name or f"{socket.gethostname()}-{os.getpid()}"
 
 
 def coordinator_for(settings: Settings, instance: str) -> Coordinator | None:

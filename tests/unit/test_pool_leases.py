@@ -436,11 +436,6 @@ def test_without_a_coordinator_the_pool_takes_no_lease_and_awaits_nothing_more()
     ("env", "expected"),
     [
         ({"IFLOW2API_INSTANCE_NAME": "gw-1"}, "gw-1"),
-        # The processes of one --workers server must not share a name: each ignores its own events.
-        (
-            {"IFLOW2API_INSTANCE_NAME": "gw-1", "IFLOW2API_WORKERS": "2", "IFLOW2API_REDIS_URL": "redis://x"},
-            "gw-1-PID",
-        ),
         ({}, "HOST-PID"),
     ],
 )
