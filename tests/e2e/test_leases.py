@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import GatewayProcess, iflow_settings, write_settings
 from tests.fake_iflow import FakeIflow, Hang, HttpError, Stream
+from tests.redis_server import RedisServer
 
 CHAT = {"model": "glm-4.7", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -104,3 +105,24 @@ def test_a_client_that_goes_away_mid_stream_frees_the_account_for_the_other_inst
     assert fake.wait_for_disconnects(1, timeout=30)  # the client left; the gateway hung up too
     assert chat(second).status_code == 200
     assert [r.rejected for r in fake.received] == [None, None]
+
+
+def test_with_redis_down_requests_fail_closed_with_retry_after_and_resume_when_it_is_back(
+    start_gateway: Any, fake: FakeIflow, tmp_path: Path, redis_url: str, redis_server: RedisServer
+) -> None:
+    (gateway,) = start_instances(
+        start_gateway, fake, tmp_path, redis_url, count=1, IFLOW2API_QUEUE_TIMEOUT="1"
+    )
+    assert chat(gateway).status_code == 200
+    redis_server.stop()
+    try:
+        refused = chat(gateway)
+    finally:
+        redis_server.start()
+    assert refused.status_code == 503
+    assert refused.json()["error"]["code"] == "coordination_unavailable"
+    assert int(refused.headers["retry-after"]) > 0
+    assert len(fake.received) == 1  # nothing went upstream without its lease
+    assert chat(gateway).status_code == 200
+    metrics = httpx.get(gateway.url + "/metrics", timeout=5).text
+    assert 'iflow2api_coordination_failures_total{instance="gw-0",operation="lease"}' in metrics
