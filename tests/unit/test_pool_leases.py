@@ -5,9 +5,10 @@ store being down fails closed, and health changes reach every instance, a rest o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -66,15 +67,21 @@ class Instance:
         return found
 
 
+@contextlib.asynccontextmanager
 async def instances(
-    store: MemoryStore, count: int, *, limit: int | None = 1, **options: Any
-) -> list[Instance]:
-    return [Instance(store, f"i{n}", lambda: [member("a", limit=limit)], **options) for n in range(count)]
-
-
-async def close(*gateways: Instance) -> None:
-    for gateway in gateways:
-        await gateway.cluster.close()
+    store: MemoryStore, count: int, *, accounts: str = "a", limit: int | None = 1, **options: Any
+) -> AsyncIterator[tuple[MemoryStore, list[Instance]]]:
+    """``count`` instances on ``store``, each with the same ``accounts`` (their limit ``limit``);
+    closed after."""
+    gateways = [
+        Instance(store, f"i{n}", lambda: [member(a, limit=limit) for a in accounts], **options)
+        for n in range(count)
+    ]
+    try:
+        yield store, gateways
+    finally:
+        for gateway in gateways:
+            await gateway.cluster.close()
 
 
 async def settled(condition: Callable[[], bool], seconds: float = 5.0) -> None:
@@ -88,42 +95,38 @@ async def settled(condition: Callable[[], bool], seconds: float = 5.0) -> None:
 
 def test_three_pools_never_exceed_the_accounts_limit_and_serve_every_request() -> None:
     async def main() -> None:
-        store = MemoryStore()
-        gateways = await instances(store, 3)
-        in_flight = 0
-        most = 0
+        async with instances(MemoryStore(), 3) as (store, gateways):
+            in_flight = 0
+            most = 0
 
-        async def request(gateway: Instance) -> str:
-            nonlocal in_flight, most
-            got = await gateway.pool.acquire(MODEL)
-            try:
-                in_flight += 1
-                most = max(most, in_flight)
-                await asyncio.sleep(0.01)
-                in_flight -= 1
-            finally:
-                gateway.pool.release(got)
-            return got.id
+            async def request(gateway: Instance) -> str:
+                nonlocal in_flight, most
+                got = await gateway.pool.acquire(MODEL)
+                try:
+                    in_flight += 1
+                    most = max(most, in_flight)
+                    await asyncio.sleep(0.01)
+                    in_flight -= 1
+                finally:
+                    gateway.pool.release(got)
+                return got.id
 
-        served = await asyncio.gather(*(request(gateways[n % 3]) for n in range(12)))
-        assert served == ["a"] * 12
-        assert most == 1
-        assert store.most_held == {"a": 1}
-        await settled(lambda: not store.live("a"))
-        await close(*gateways)
+            served = await asyncio.gather(*(request(gateways[n % 3]) for n in range(12)))
+            assert served == ["a"] * 12
+            assert most == 1
+            assert store.most_held == {"a": 1}
+            await settled(lambda: not store.live("a"))
 
     run(main())
 
 
 def test_an_account_without_a_limit_takes_no_lease() -> None:
     async def main() -> None:
-        store = MemoryStore()
-        (gateway,) = await instances(store, 1, limit=None)
-        got = await gateway.pool.acquire(MODEL)
-        assert store.most_held == {}
-        gateway.pool.release(got)
-        assert gateway.member("a").in_flight == 0
-        await close(gateway)
+        async with instances(MemoryStore(), 1, limit=None) as (store, (gateway,)):
+            got = await gateway.pool.acquire(MODEL)
+            assert store.most_held == {}
+            gateway.pool.release(got)
+            assert gateway.member("a").in_flight == 0
 
     run(main())
 
@@ -140,123 +143,110 @@ def test_a_waiter_is_woken_when_another_instance_gives_the_lease_back(
     monkeypatch.setattr(leases_module, "BACKSTOP_SECONDS", backstop)
 
     async def main() -> None:
-        store = MemoryStore()
-        first, second = await instances(store, 2)
-        held = await first.pool.acquire(MODEL)
-        if events_lost:
-            store.listeners.clear()
-        waiting = asyncio.ensure_future(second.pool.acquire(MODEL))
-        await settled(lambda: second.member("a").elsewhere == 1)
-        assert not waiting.done() and second.pool.waiting == 1
-        first.pool.release(held)
-        got = await asyncio.wait_for(waiting, 5)
-        assert got.id == "a" and len(store.live("a")) == 1
-        second.pool.release(got)
-        await close(first, second)
+        async with instances(MemoryStore(), 2) as (store, (first, second)):
+            held = await first.pool.acquire(MODEL)
+            if events_lost:
+                store.listeners.clear()
+            waiting = asyncio.ensure_future(second.pool.acquire(MODEL))
+            await settled(lambda: second.member("a").elsewhere == 1)
+            assert not waiting.done() and second.pool.waiting == 1
+            first.pool.release(held)
+            got = await asyncio.wait_for(waiting, 5)
+            assert got.id == "a" and len(store.live("a")) == 1
+            second.pool.release(got)
 
     run(main())
 
 
 def test_a_request_full_elsewhere_tries_the_next_account() -> None:
     async def main() -> None:
-        store = MemoryStore()
-        both = lambda: [member("a"), member("b")]  # noqa: E731
-        first, second = Instance(store, "i0", both), Instance(store, "i1", both)
-        on_a = await first.pool.acquire(MODEL)
-        assert on_a.id == "a"
-        # The second instance's round-robin also starts at "a": refused there, it takes "b".
-        on_b = await second.pool.acquire(MODEL)
-        assert on_b.id == "b"
-        assert second.member("a").in_flight == 0 and second.member("a").elsewhere == 1
-        first.pool.release(on_a)
-        second.pool.release(on_b)
-        await close(first, second)
+        async with instances(MemoryStore(), 2, accounts="ab") as (_, (first, second)):
+            on_a = await first.pool.acquire(MODEL)
+            assert on_a.id == "a"
+            # The second instance's round-robin also starts at "a": refused there, it takes "b".
+            on_b = await second.pool.acquire(MODEL)
+            assert on_b.id == "b"
+            assert second.member("a").in_flight == 0 and second.member("a").elsewhere == 1
+            first.pool.release(on_a)
+            second.pool.release(on_b)
 
     run(main())
 
 
 def test_a_cancelled_request_gives_its_lease_back() -> None:
     async def main() -> None:
-        store = MemoryStore()
-        first, second = await instances(store, 2)
-        streaming = asyncio.Event()
+        async with instances(MemoryStore(), 2) as (store, (first, second)):
+            streaming = asyncio.Event()
 
-        async def request() -> None:
-            got = await first.pool.acquire(MODEL)
-            try:
-                streaming.set()
-                await asyncio.sleep(3600)
-            finally:
-                first.pool.release(got)  # as the dispatcher's ``finally`` does
+            async def request() -> None:
+                got = await first.pool.acquire(MODEL)
+                try:
+                    streaming.set()
+                    await asyncio.sleep(3600)
+                finally:
+                    first.pool.release(got)  # as the dispatcher's ``finally`` does
 
-        task = asyncio.ensure_future(request())
-        await streaming.wait()
-        assert len(store.live("a")) == 1
-        task.cancel()  # the client went away
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        await settled(lambda: not store.live("a"))
-        assert len(store.given_back) == 1 and first.member("a").in_flight == 0
-        got = await asyncio.wait_for(second.pool.acquire(MODEL), 5)
-        second.pool.release(got)
-        await close(first, second)
+            task = asyncio.ensure_future(request())
+            await streaming.wait()
+            assert len(store.live("a")) == 1
+            task.cancel()  # the client went away
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await settled(lambda: not store.live("a"))
+            assert len(store.given_back) == 1 and first.member("a").in_flight == 0
+            got = await asyncio.wait_for(second.pool.acquire(MODEL), 5)
+            second.pool.release(got)
 
     run(main())
 
 
 def test_a_request_cancelled_while_its_lease_is_granted_gives_it_back() -> None:
     async def main() -> None:
-        store = MemoryStore(take_gate=asyncio.Event())
-        (gateway,) = await instances(store, 1)
-        asking = asyncio.ensure_future(gateway.pool.acquire(MODEL))
-        await settled(lambda: gateway.member("a").in_flight == 1)  # its slot taken, the lease asked
-        asking.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await asking
-        assert gateway.member("a").in_flight == 0
-        assert store.take_gate is not None
-        store.take_gate.set()  # the store grants it after all
-        await settled(lambda: len(store.given_back) == 1)
-        assert not store.live("a") and store.most_held == {"a": 1}
-        await close(gateway)
+        async with instances(MemoryStore(take_gate=asyncio.Event()), 1) as (store, (gateway,)):
+            asking = asyncio.ensure_future(gateway.pool.acquire(MODEL))
+            await settled(lambda: gateway.member("a").in_flight == 1)  # its slot taken, the lease asked
+            asking.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await asking
+            assert gateway.member("a").in_flight == 0
+            assert store.take_gate is not None
+            store.take_gate.set()  # the store grants it after all
+            await settled(lambda: len(store.given_back) == 1)
+            assert not store.live("a") and store.most_held == {"a": 1}
 
     run(main())
 
 
 def test_a_request_cancelled_while_waiting_leaves_no_slot_or_lease() -> None:
     async def main() -> None:
-        store = MemoryStore()
-        first, second = await instances(store, 2)
-        held = await first.pool.acquire(MODEL)
-        waiting = asyncio.ensure_future(second.pool.acquire(MODEL))
-        await settled(lambda: second.pool.waiting == 1)
-        waiting.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await waiting
-        assert second.pool.waiting == 0 and second.member("a").in_flight == 0
-        first.pool.release(held)
-        await settled(lambda: not store.live("a"))
-        await close(first, second)
+        async with instances(MemoryStore(), 2) as (store, (first, second)):
+            held = await first.pool.acquire(MODEL)
+            waiting = asyncio.ensure_future(second.pool.acquire(MODEL))
+            await settled(lambda: second.pool.waiting == 1)
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            assert second.pool.waiting == 0 and second.member("a").in_flight == 0
+            first.pool.release(held)
+            await settled(lambda: not store.live("a"))
 
     run(main())
 
 
 def test_the_store_down_fails_closed_with_a_503_and_retry_after_then_recovers() -> None:
     async def main() -> None:
-        store = MemoryStore()
-        (gateway,) = await instances(store, 1, queue_timeout=0.6)
-        store.down = True
-        with pytest.raises(CoordinationUnavailable) as caught:
-            await gateway.pool.acquire(MODEL)
-        assert caught.value.status == 503
-        assert (b"retry-after", b"10") in caught.value.headers()
-        assert store.most_held == {} and gateway.member("a").in_flight == 0
-        assert "lease" in gateway.failures
-        store.down = False
-        got = await gateway.pool.acquire(MODEL)
-        assert got.id == "a" and len(store.live("a")) == 1
-        gateway.pool.release(got)
-        await close(gateway)
+        async with instances(MemoryStore(), 1, queue_timeout=0.6) as (store, (gateway,)):
+            store.down = True
+            with pytest.raises(CoordinationUnavailable) as caught:
+                await gateway.pool.acquire(MODEL)
+            assert caught.value.status == 503
+            assert (b"retry-after", b"10") in caught.value.headers()
+            assert store.most_held == {} and gateway.member("a").in_flight == 0
+            assert "lease" in gateway.failures
+            store.down = False
+            got = await gateway.pool.acquire(MODEL)
+            assert got.id == "a" and len(store.live("a")) == 1
+            gateway.pool.release(got)
 
     run(main())
 
@@ -264,81 +254,71 @@ def test_the_store_down_fails_closed_with_a_503_and_retry_after_then_recovers() 
 def test_a_release_while_the_store_is_down_frees_the_slot_and_the_lease_expires() -> None:
     async def main() -> None:
         now = [1000.0]
-        store = MemoryStore(clock=lambda: now[0])
-        (gateway,) = await instances(store, 1)
-        got = await gateway.pool.acquire(MODEL)
-        store.down = True
-        gateway.pool.release(got)
-        await settled(lambda: gateway.member("a").in_flight == 0)
-        assert "give_back" in gateway.failures
-        store.down = False
-        assert len(store.live("a")) == 1  # still held, until it expires
-        now[0] += TTL + 1
-        assert not store.live("a")
-        await close(gateway)
+        async with instances(MemoryStore(clock=lambda: now[0]), 1) as (store, (gateway,)):
+            got = await gateway.pool.acquire(MODEL)
+            store.down = True
+            gateway.pool.release(got)
+            await settled(lambda: gateway.member("a").in_flight == 0)
+            assert "give_back" in gateway.failures
+            store.down = False
+            assert len(store.live("a")) == 1  # still held, until it expires
+            now[0] += TTL + 1
+            assert not store.live("a")
 
     run(main())
 
 
 def test_a_rest_the_upstream_asked_for_on_one_instance_keeps_the_others_off() -> None:
     async def main() -> None:
-        store = MemoryStore()
-        first, second = await instances(store, 2)
-        got = await first.pool.acquire(MODEL)
-        first.pool.failed(got, UpstreamRateLimited("slow down").asked_to_wait(30))
-        first.pool.release(got)
-        await settled(lambda: second.member("a").health.state == "cooling")
-        assert second.member("a").health.upstream_asked
-        assert second.member("a").health.until == first.member("a").health.until
-        assert second.pool.asked_rest(MODEL) is not None
-        await close(first, second)
+        async with instances(MemoryStore(), 2) as (_, (first, second)):
+            got = await first.pool.acquire(MODEL)
+            first.pool.failed(got, UpstreamRateLimited("slow down").asked_to_wait(30))
+            first.pool.release(got)
+            await settled(lambda: second.member("a").health.state == "cooling")
+            assert second.member("a").health.upstream_asked
+            assert second.member("a").health.until == first.member("a").health.until
+            assert second.pool.asked_rest(MODEL) is not None
 
     run(main())
 
 
 def test_a_success_anywhere_ends_a_rest_of_the_gateways_own_choosing() -> None:
     async def main() -> None:
-        store = MemoryStore()
-        first, second = await instances(store, 2)
-        first.pool.cool_down(first.member("a"), "timed out")
-        await settled(lambda: second.member("a").health.state == "cooling")
-        second.pool.succeeded(second.member("a"))
-        await settled(lambda: first.member("a").health.state == "ok")
-        await close(first, second)
+        async with instances(MemoryStore(), 2) as (_, (first, second)):
+            first.pool.cool_down(first.member("a"), "timed out")
+            await settled(lambda: second.member("a").health.state == "cooling")
+            second.pool.succeeded(second.member("a"))
+            await settled(lambda: first.member("a").health.state == "ok")
 
     run(main())
 
 
 def test_a_shorter_rest_later_does_not_cut_a_longer_one_short() -> None:
     async def main() -> None:
-        store = MemoryStore()
-        first, second = await instances(store, 2)
-        got = await first.pool.acquire(MODEL)
-        first.pool.failed(got, UpstreamRateLimited("slow down").asked_to_wait(60))
-        first.pool.release(got)
-        long_end = first.member("a").health.until
-        await settled(lambda: second.member("a").health.until == long_end)
-        second.pool.cool_down(second.member("a"), "a failure of its own", seconds=5)
-        # The store keeps the longer rest, and both instances follow it.
-        await settled(
-            lambda: store.health["a"].until == long_end and second.member("a").health.until == long_end
-        )
-        assert first.member("a").health.until == long_end
-        await close(first, second)
+        async with instances(MemoryStore(), 2) as (store, (first, second)):
+            got = await first.pool.acquire(MODEL)
+            first.pool.failed(got, UpstreamRateLimited("slow down").asked_to_wait(60))
+            first.pool.release(got)
+            long_end = first.member("a").health.until
+            await settled(lambda: second.member("a").health.until == long_end)
+            second.pool.cool_down(second.member("a"), "a failure of its own", seconds=5)
+            # The store keeps the longer rest, and both instances follow it.
+            await settled(
+                lambda: store.health["a"].until == long_end and second.member("a").health.until == long_end
+            )
+            assert first.member("a").health.until == long_end
 
     run(main())
 
 
 def test_the_store_down_keeps_a_health_change_until_it_can_be_shared() -> None:
     async def main() -> None:
-        store = MemoryStore()
-        first, second = await instances(store, 2)
-        store.down = True
-        first.pool.cool_down(first.member("a"), "timed out", seconds=120)
-        await settled(lambda: "health" in first.failures)
-        store.down = False
-        await settled(lambda: second.member("a").health.state == "cooling")
-        await close(first, second)
+        async with instances(MemoryStore(), 2) as (store, (first, second)):
+            store.down = True
+            first.pool.cool_down(first.member("a"), "timed out", seconds=120)
+            await settled(lambda: "health" in first.failures)
+            store.down = False
+            await settled(lambda: second.member("a").health.state == "cooling")
 
     run(main())
 
@@ -372,18 +352,16 @@ def test_what_is_taken_from_the_store(local: AccountHealth, shared: AccountHealt
 
 def test_a_lease_lost_while_its_request_ran_releases_nothing_else() -> None:
     async def main() -> None:
-        store = MemoryStore()
-        (gateway,) = await instances(store, 1, limit=2)
-        first = await gateway.pool.acquire(MODEL)
-        store.leases["a"].clear()  # expired while the store was out of reach
-        gateway.cluster.leases._forget("a", next(iter(gateway.cluster.leases.held["a"])))
-        second = await gateway.pool.acquire(MODEL)
-        gateway.pool.release(first)
-        await settled(lambda: gateway.member("a").in_flight == 1)
-        assert len(store.live("a")) == 1  # the second request's lease is still held
-        gateway.pool.release(second)
-        await settled(lambda: not store.live("a"))
-        await close(gateway)
+        async with instances(MemoryStore(), 1, limit=2) as (store, (gateway,)):
+            first = await gateway.pool.acquire(MODEL)
+            store.leases["a"].clear()  # expired while the store was out of reach
+            gateway.cluster.leases._forget("a", next(iter(gateway.cluster.leases.held["a"])))
+            second = await gateway.pool.acquire(MODEL)
+            gateway.pool.release(first)
+            await settled(lambda: gateway.member("a").in_flight == 1)
+            assert len(store.live("a")) == 1  # the second request's lease is still held
+            gateway.pool.release(second)
+            await settled(lambda: not store.live("a"))
 
     run(main())
 
@@ -391,31 +369,32 @@ def test_a_lease_lost_while_its_request_ran_releases_nothing_else() -> None:
 def test_every_lease_held_is_renewed() -> None:
     async def main() -> None:
         now = [1000.0]
-        store = MemoryStore(clock=lambda: now[0])
-        gateway = Instance(store, "i0", lambda: [member("a"), member("b")], ttl=0.06)  # every 20 ms
-        got = [await gateway.pool.acquire(MODEL), await gateway.pool.acquire(MODEL)]
-        before = {a: dict(store.live(a)) for a in ("a", "b")}
-        now[0] += 0.05
-        await settled(lambda: all(store.live(a) != before[a] for a in ("a", "b")))
-        for account in got:
-            gateway.pool.release(account)
-        await close(gateway)
+        # Renewed every 20 ms.
+        async with instances(MemoryStore(clock=lambda: now[0]), 1, accounts="ab", ttl=0.06) as (
+            store,
+            (gateway,),
+        ):
+            got = [await gateway.pool.acquire(MODEL), await gateway.pool.acquire(MODEL)]
+            before = {a: dict(store.live(a)) for a in ("a", "b")}
+            now[0] += 0.05
+            await settled(lambda: all(store.live(a) != before[a] for a in ("a", "b")))
+            for account in got:
+                gateway.pool.release(account)
 
     run(main())
 
 
 def test_a_lease_the_store_forgot_is_taken_again_at_the_next_renewal() -> None:
     async def main() -> None:
-        store = MemoryStore()
-        (gateway,) = await instances(store, 1, ttl=0.06)  # renewed every 20 ms
-        got = await gateway.pool.acquire(MODEL)
-        (before,) = gateway.cluster.leases.held["a"]
-        store.leases.clear()  # Redis restarted, empty
-        await settled(lambda: gateway.cluster.leases.held["a"] != [before])
-        assert list(store.live("a")) == gateway.cluster.leases.held["a"]
-        gateway.pool.release(got)
-        await settled(lambda: not store.live("a"))
-        await close(gateway)
+        # Renewed every 20 ms.
+        async with instances(MemoryStore(), 1, ttl=0.06) as (store, (gateway,)):
+            got = await gateway.pool.acquire(MODEL)
+            (before,) = gateway.cluster.leases.held["a"]
+            store.leases.clear()  # Redis restarted, empty
+            await settled(lambda: gateway.cluster.leases.held["a"] != [before])
+            assert list(store.live("a")) == gateway.cluster.leases.held["a"]
+            gateway.pool.release(got)
+            await settled(lambda: not store.live("a"))
 
     run(main())
 
