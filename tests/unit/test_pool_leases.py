@@ -268,12 +268,17 @@ def test_a_release_while_the_store_is_down_frees_the_slot_and_the_lease_expires(
     run(main())
 
 
+async def rate_limited(gateway: Instance, seconds: float) -> None:
+    """A request of ``gateway`` met a 429 with ``Retry-After: seconds``."""
+    got = await gateway.pool.acquire(MODEL)
+    gateway.pool.failed(got, UpstreamRateLimited("slow down").asked_to_wait(seconds))
+    gateway.pool.release(got)
+
+
 def test_a_rest_the_upstream_asked_for_on_one_instance_keeps_the_others_off() -> None:
     async def main() -> None:
         async with instances(MemoryStore(), 2) as (_, (first, second)):
-            got = await first.pool.acquire(MODEL)
-            first.pool.failed(got, UpstreamRateLimited("slow down").asked_to_wait(30))
-            first.pool.release(got)
+            await rate_limited(first, 30)
             await settled(lambda: second.member("a").health.state == "cooling")
             assert second.member("a").health.upstream_asked
             assert second.member("a").health.until == first.member("a").health.until
@@ -296,9 +301,7 @@ def test_a_success_anywhere_ends_a_rest_of_the_gateways_own_choosing() -> None:
 def test_a_shorter_rest_later_does_not_cut_a_longer_one_short() -> None:
     async def main() -> None:
         async with instances(MemoryStore(), 2) as (store, (first, second)):
-            got = await first.pool.acquire(MODEL)
-            first.pool.failed(got, UpstreamRateLimited("slow down").asked_to_wait(60))
-            first.pool.release(got)
+            await rate_limited(first, 60)
             long_end = first.member("a").health.until
             await settled(lambda: second.member("a").health.until == long_end)
             second.pool.cool_down(second.member("a"), "a failure of its own", seconds=5)

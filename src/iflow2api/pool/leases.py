@@ -26,8 +26,8 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from iflow2api.coordination import CoordinationDown, Coordinator, Event, Taken
 from iflow2api.errors import CoordinationUnavailable
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from iflow2api.pool.router import Pool
 
 log = logging.getLogger("iflow2api.pool")
+T = TypeVar("T")
 
 #: How often the lease counts of the accounts busy elsewhere are read again: a ``freed`` event
 #: lost on the way (or never sent, by an instance that died) delays a waiting request by this much
@@ -48,6 +49,16 @@ RETRY_SECONDS = 0.25
 DOWN_WAIT = 10.0
 #: How long a release may take before the lease is left to expire.
 GIVE_BACK_SECONDS = 2.0
+
+
+async def answer(work: Awaitable[T], failed: Callable[[str], None], operation: str) -> T | None:
+    """What the store answered to ``work``, or None when it did not (counted as ``operation``):
+    for the background polls, which simply try again next round."""
+    try:
+        return await work
+    except CoordinationDown:
+        failed(operation)
+        return None
 
 
 class Leases:
@@ -91,9 +102,8 @@ class Leases:
         ``GIVE_BACK_SECONDS``; what is not given back expires)."""
         for task in self._loops:
             task.cancel()
-        for task in self._loops:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._loops:
+            await asyncio.wait(self._loops)
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=GIVE_BACK_SECONDS)
         held = [(account, lease) for account, leases in self.held.items() for lease in leases]
@@ -233,10 +243,8 @@ class Leases:
             busy = [m.id for m in pool.members() if m.elsewhere]
             if not busy:
                 continue
-            try:
-                counts = await self._coordinator.leases_held(busy)
-            except CoordinationDown:
-                self._failed("leases_held")
+            counts = await answer(self._coordinator.leases_held(busy), self._failed, "leases_held")
+            if counts is None:
                 continue
             for account_id in busy:
                 member = pool.get(account_id)

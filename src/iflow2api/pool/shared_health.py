@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from iflow2api.coordination import CoordinationDown, Coordinator, Event
+from iflow2api.pool.leases import answer
 from iflow2api.state.records import AccountHealth
 
 if TYPE_CHECKING:
@@ -85,8 +86,7 @@ class SharedHealth:
         """Publish what is still in the outbox (briefly: the store may be down), then stop."""
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait([self._task])
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(2.0):
                 await self._flush()
@@ -124,14 +124,8 @@ class SharedHealth:
     async def poll(self) -> None:
         """Take every account's health in force from the store."""
         ids = [m.id for m in self._pool.members()]
-        if not ids:
-            return
-        try:
-            shared = await self._coordinator.shared_health(ids)
-        except CoordinationDown:
-            self._failed("health")
-            return
-        for account_id, health in shared.items():
+        shared = await answer(self._coordinator.shared_health(ids), self._failed, "health") if ids else None
+        for account_id, health in (shared or {}).items():
             self._take(account_id, health)
 
     def _take(self, account_id: str, shared: AccountHealth) -> None:
