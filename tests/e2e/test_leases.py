@@ -126,3 +126,19 @@ def test_with_redis_down_requests_fail_closed_with_retry_after_and_resume_when_i
     assert chat(gateway).status_code == 200
     metrics = httpx.get(gateway.url + "/metrics", timeout=5).text
     assert 'iflow2api_coordination_failures_total{instance="gw-0",operation="lease"}' in metrics
+
+
+def test_an_instance_started_while_redis_is_down_serves_once_it_is_up(
+    start_gateway: Any, fake: FakeIflow, tmp_path: Path, redis_url: str, redis_server: RedisServer
+) -> None:
+    redis_server.stop()
+    try:
+        (gateway,) = start_instances(
+            start_gateway, fake, tmp_path, redis_url, count=1, IFLOW2API_QUEUE_TIMEOUT="1"
+        )
+        assert chat(gateway).status_code == 503
+    finally:
+        redis_server.start()
+    assert chat(gateway).status_code == 200
+    assert len(fake.received) == 1
+    gateway.log_matching("the coordination store .* does not answer")
