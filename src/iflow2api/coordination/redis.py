@@ -37,7 +37,7 @@ import asyncio
 import contextlib
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Final, TypeVar
 
 import orjson
@@ -47,6 +47,7 @@ from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from iflow2api.coordination import Admission, CoordinationDown, Event, Taken, scripts
 from iflow2api.coordination.redis_events import CHANNEL, EventListener
@@ -70,6 +71,10 @@ def _key(key_id: str, what: str) -> str:
     return f"i2a:{{k:{key_id}}}:{what}"
 
 
+def _lock(name: str) -> str:
+    return f"i2a:{{l:{name}}}:lock"
+
+
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
@@ -81,6 +86,7 @@ def _day(now: float) -> str:
 class RedisCoordinator:
     def __init__(self, url: str, *, instance: str, timeout: float = 0.5) -> None:
         self.instance = instance
+        self._timeout = timeout
         #: Calls that met a Redis that did not answer, per group; ``/metrics`` shows them.
         self.failures: dict[str, int] = dict.fromkeys(("lease", "health", "key", "lock", "events"), 0)
         self._client = aioredis.Redis.from_url(
@@ -101,6 +107,8 @@ class RedisCoordinator:
         self._admit, self._unlock = register(scripts.ADMIT), register(scripts.UNLOCK)
         self._events = EventListener(self._client, instance, self.failures)
         self._listening: asyncio.Task[None] | None = None
+        #: Work that outlives its caller (a give-back), held here so it is not garbage-collected.
+        self._background: set[asyncio.Task[Any]] = set()
 
     # -- life ------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -118,6 +126,8 @@ class RedisCoordinator:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listening
             self._listening = None
+        if self._background:
+            await asyncio.wait(self._background, timeout=1.0)
         await self._client.aclose()
 
     def on_event(self, listener: Callable[[Event], None]) -> None:
@@ -130,19 +140,46 @@ class RedisCoordinator:
 
     # -- leases ----------------------------------------------------------------------------------
     async def take_lease(self, account_id: str, limit: int, ttl: float) -> Taken:
+        """A take may land after its caller stopped waiting: the caller was cancelled (its client
+        went away), or Redis read the script only after the timeout. A lease granted to nobody
+        is given back then, instead of holding its slot until it expires."""
         lease_id = f"{self.instance}:{secrets.token_hex(8)}"
         args: list[Arg] = [limit, _ms(ttl), lease_id]
-        granted, held = await self._call("lease", self._take([_account(account_id, "lease")], args))
+        taking = asyncio.ensure_future(self._call("lease", self._take([_account(account_id, "lease")], args)))
+        try:
+            granted, held = await asyncio.shield(taking)
+        except asyncio.CancelledError:
+            taking.add_done_callback(lambda _: self._in_background(self._undo(taking, account_id, lease_id)))
+            raise
+        except CoordinationDown:
+            self._in_background(self._undo(taking, account_id, lease_id))
+            raise
         return Taken(lease_id if granted else None, int(held))
+
+    async def _undo(self, taking: asyncio.Future[tuple[int, int]], account_id: str, lease_id: str) -> None:
+        if taking.cancelled():
+            return
+        error = taking.exception()
+        if error is None:
+            if not taking.result()[0]:
+                return
+        elif isinstance(error.__cause__, RedisTimeoutError):
+            # Sent but unanswered: it may still run. Giving back first would be too early.
+            await asyncio.sleep(self._timeout)
+        else:
+            return  # refused: it never reached Redis
+        with contextlib.suppress(CoordinationDown):
+            await self.give_back(account_id, lease_id)
 
     async def renew_leases(self, leases: Sequence[tuple[str, str]], ttl: float) -> list[bool]:
         calls: list[Call] = [([_account(account, "lease")], [_ms(ttl), lease]) for account, lease in leases]
         return [bool(done) for done in await self._call("lease", self._many(self._renew, calls))]
 
     async def give_back(self, account_id: str, lease_id: str) -> None:
+        """Runs to its end even when the caller is cancelled (a request's ``finally``)."""
         freed = event_json("freed", account_id, self.instance)
         keys, args = [_account(account_id, "lease")], [lease_id, CHANNEL, freed]
-        await self._call("lease", self._give_back(keys, args))
+        await asyncio.shield(self._in_background(self._call("lease", self._give_back(keys, args))))
 
     async def leases_held(self, account_ids: Sequence[str]) -> dict[str, int]:
         calls: list[Call] = [([_account(account, "lease")], []) for account in account_ids]
@@ -204,17 +241,26 @@ class RedisCoordinator:
     # -- locks -----------------------------------------------------------------------------------
     async def lock(self, name: str, ttl: float) -> str | None:
         token = secrets.token_hex(16)
-        taken = await self._call("lock", self._client.set(self._lock(name), token, nx=True, px=_ms(ttl)))
+        taken = await self._call("lock", self._client.set(_lock(name), token, nx=True, px=_ms(ttl)))
         return token if taken else None
 
     async def unlock(self, name: str, token: str) -> None:
-        await self._call("lock", self._unlock([self._lock(name)], [token]))
-
-    @staticmethod
-    def _lock(name: str) -> str:
-        return f"i2a:{{l:{name}}}:lock"
+        await self._call("lock", self._unlock([_lock(name)], [token]))
 
     # -- plumbing --------------------------------------------------------------------------------
+    def _in_background(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._settled)
+        return task
+
+    def _settled(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        # Its caller may be gone: the failure is counted already, so it is read here, not logged
+        # by asyncio as "never retrieved".
+        if not task.cancelled():
+            task.exception()
+
     async def _call(self, group: str, work: Awaitable[T]) -> T:
         try:
             return await work
@@ -233,9 +279,7 @@ class RedisCoordinator:
             await self._client.script_load(script.script)
             return await self._pipelined(script, calls)
 
-    async def _pipelined(
-        self, script: AsyncScript, calls: Sequence[tuple[list[str], list[Any]]]
-    ) -> list[Any]:
+    async def _pipelined(self, script: AsyncScript, calls: Sequence[Call]) -> list[Any]:
         pipe = self._client.pipeline(transaction=False)
         for keys, args in calls:
             pipe.evalsha(script.sha, len(keys), *keys, *args)
