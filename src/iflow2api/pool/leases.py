@@ -123,7 +123,9 @@ class Leases:
         deadline = loop.time() + pool.queue_timeout
         front = False
         while True:
-            member = await pool.slot(model, session, exclude, within=deadline - loop.time(), front=front)
+            member = await pool.acquire(
+                model, session=session, exclude=exclude, within=deadline - loop.time(), front=front
+            )
             if member.limit is None:
                 return member
             try:

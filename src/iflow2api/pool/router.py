@@ -162,7 +162,13 @@ class Pool:
     # -- taking and giving back ------------------------------------------------------------------
 
     async def acquire(
-        self, model: str, *, session: str | None = None, exclude: frozenset[str] = frozenset()
+        self,
+        model: str,
+        *,
+        session: str | None = None,
+        exclude: frozenset[str] = frozenset(),
+        within: float | None = None,
+        front: bool = False,
     ) -> Member:
         """A member with a slot taken for this request; ``release`` it when done.
 
@@ -171,23 +177,16 @@ class Pool:
         ``NoAccountAvailable`` (503: none enabled, or all tried), ``ModelNotFound`` or, after
         waiting too long or with the line full, ``QueueFull`` (429). With several instances, the
         slot comes with the account's lease (``pool.leases``), or ``CoordinationUnavailable``.
-        """
-        if self._leases is not None:
-            return await self._leases.acquire(model, session, exclude)
-        return await self.slot(model, session, exclude, within=self.queue_timeout)
 
-    async def slot(
-        self,
-        model: str,
-        session: str | None,
-        exclude: frozenset[str],
-        *,
-        within: float,
-        front: bool = False,
-    ) -> Member:
-        """A member with a local slot taken, waiting up to ``within`` seconds in the line (at its
-        head with ``front``: a request that already waited its turn, and found the account full
-        at another instance)."""
+        ``within`` is how ``pool.leases`` asks for the local slot alone, waiting at most that many
+        seconds (at the head of the line with ``front``: a request that waited its turn already,
+        and found the account full at another instance). One process alone goes straight on: its
+        path has no call or await more than before.
+        """
+        if within is None:
+            if self._leases is not None:
+                return await self._leases.acquire(model, session, exclude)
+            within = self.queue_timeout
         if not self._waiters:
             member = self._pick(model, session, exclude)
             if member is not None:
