@@ -45,7 +45,8 @@ class LeaseComparison:
     single: dict[str, Any] = field(default_factory=dict)
     leased: dict[str, Any] = field(default_factory=dict)
     round_trip_us: dict[str, float] = field(default_factory=dict)
-    #: Redis commands per request the leased gateway was sent: at least one, or it took no lease.
+    #: Commands Redis ran per request the leased gateway was sent (those its Lua scripts run
+    #: included): at least one, or it took no lease.
     redis_per_request: float | None = None
     error: str | None = None
     log_tail: str = ""
@@ -202,8 +203,8 @@ def checks(comparison: LeaseComparison) -> list[tuple[str, bool | None, str]]:
     asked = comparison.redis_per_request
     if asked is None or asked < 1:
         # Fast because it never asked Redis: that measured no lease at all.
-        return [(TARGET, False, shown + f"; only {asked or 0:.2f} Redis commands per request")]
-    return [(TARGET, p50 < LIMIT_US, shown + f"; {asked:.1f} Redis commands per request")]
+        return [(TARGET, False, shown + f"; Redis ran only {asked or 0:.2f} commands per request")]
+    return [(TARGET, p50 < LIMIT_US, shown + f"; Redis ran {asked:.1f} commands per request")]
 
 
 def table(comparison: LeaseComparison) -> list[str]:
@@ -224,7 +225,8 @@ def table(comparison: LeaseComparison) -> list[str]:
     )
     if comparison.redis_per_request is not None:
         lines.append(
-            f"  Redis commands per request of the leased gateway: {comparison.redis_per_request:.2f}"
+            "  commands Redis ran per request of the leased gateway (its scripts' own included): "
+            f"{comparison.redis_per_request:.1f}"
         )
     if comparison.error is not None:
         lines += [f"  error: {comparison.error.splitlines()[0]}", comparison.log_tail]

@@ -1,6 +1,6 @@
 """Several real gateway processes sharing one PostgreSQL database and one Redis, in front of one fake.
 
-    cluster = Cluster(tmp_path, database_url, redis_url)
+    cluster = Cluster(tmp_path, postgres_url, redis_url)  # tests.pg_server, tests.redis_server
     a, b, c = cluster.start(3, iflow_settings(fake))
     httpx.post(a.url + "/v1/chat/completions", json=CHAT)
     cluster.stop()
@@ -15,25 +15,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from tests.conftest import GatewayProcess, write_settings
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def base_env() -> dict[str, str]:
@@ -110,99 +100,3 @@ class Cluster:
 
     def creds(self) -> dict[str, Any]:
         return dict(json.loads((self.iflow_home / "oauth_creds.json").read_text()))
-
-
-# --- private servers, until tests/redis_server.py and tests/pg_server.py land ----------------------
-
-
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{what} exited with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{what} did not listen on {port} within 20 s")
-
-
-class PrivateRedis:
-    """A redis-server of the tests' own on a free loopback port, that can be stopped and started
-    again on the same port (its data goes with it: no dump, no append-only file)."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix="i2a-redis-"))
-        self._process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> PrivateRedis:
-        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-        argv += ["--appendonly", "no", "--dir", str(self.dir)]
-        self._process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _wait_for_port(self.port, self._process, "redis-server")
-        return self
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            self._process.wait(timeout=10)
-            self._process = None
-
-    def flush(self) -> None:
-        subprocess.run(["redis-cli", "-p", str(self.port), "flushall"], check=True, capture_output=True)
-
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-class PrivatePostgres:
-    """A PostgreSQL cluster of the tests' own (initdb, pg_ctl) on a free loopback port; as the
-    ``postgres`` user when run as root, since PostgreSQL refuses to run as root."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix="i2a-pg-"))
-        self._databases = 0
-
-    def _run(self, *argv: str) -> None:
-        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        subprocess.run([*prefix, *argv], check=True, capture_output=True, timeout=60)
-
-    def start(self) -> PrivatePostgres:
-        if os.geteuid() == 0:
-            shutil.chown(self.dir, "postgres", "postgres")
-        binaries = Path("/usr/lib/postgresql/15/bin")
-        data = str(self.dir / "data")
-        self._run(str(binaries / "initdb"), "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8")
-        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run(
-            str(binaries / "pg_ctl"), "-D", data, "-o", options, "-w", "-l", str(self.dir / "log"), "start"
-        )
-        return self
-
-    def new_database(self) -> str:
-        """A fresh, empty database; its URL."""
-        import psycopg
-
-        self._databases += 1
-        name = f"i2a_{self._databases}"
-        with psycopg.connect(self.url("postgres"), autocommit=True) as admin:
-            admin.execute(f"CREATE DATABASE {name} TEMPLATE template0")
-        return self.url(name)
-
-    def url(self, database: str) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
-
-    def close(self) -> None:
-        binaries = Path("/usr/lib/postgresql/15/bin")
-        try:
-            self._run(str(binaries / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "immediate", "-w", "stop")
-        finally:
-            shutil.rmtree(self.dir, ignore_errors=True)

@@ -1,7 +1,8 @@
 """Several gateway instances on one PostgreSQL and one Redis (issue 13, item 8), all real processes.
 
 Each test starts its own instances (``tests.e2e.cluster.Cluster``) on a fresh database and an
-emptied Redis; the servers themselves are started once for the module. The one fake iFlow account
+emptied Redis; the private servers themselves (``tests.pg_server``, ``tests.redis_server``) are
+started once for the session. The one fake iFlow account
 allows one request in flight and answers a second one with 449, which it records as rejected: a
 request that reached it without the account's lease shows up there.
 """
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import json
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,42 +20,30 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import GatewayProcess, iflow_settings
-from tests.e2e.cluster import Cluster, PrivatePostgres, PrivateRedis
+from tests.e2e.cluster import Cluster
+from tests.e2e.test_login import logged_in_home, oauth_env
 from tests.fake_iflow import FakeIflow, Hang, HttpError, Stream
+from tests.redis_server import RedisServer
 
 CHAT_PATH = "/v1/chat/completions"
 CHAT = {"model": "glm-4.7", "messages": [{"role": "user", "content": "hi"}]}
 #: The iFlow CLI's account: the same id on every instance that reads the same iFlow folder.
 CLI_ACCOUNT = "iflow-cli"
 
-# While the parts are landing (issue 13): the shared store and the coordinator.
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("iflow2api.coordination.redis") is None
-    or importlib.util.find_spec("iflow2api.state.postgres") is None,
-    reason="needs coordination/redis.py and state/postgres.py (not merged yet)",
+# While the last part is landing (issue 13): shared key limits, one refresher, --workers.
+needs_keys = pytest.mark.skipif(
+    importlib.util.find_spec("iflow2api.keylimits") is None,
+    reason="needs shared key limits, the refresh lock and --workers (i13-keys, not merged yet)",
 )
 
 
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PrivatePostgres]:
-    server = PrivatePostgres().start()
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="module")
-def redis() -> Iterator[PrivateRedis]:
-    server = PrivateRedis().start()
-    yield server
-    server.close()
-
-
 @pytest.fixture
-def cluster(tmp_path: Path, postgres: PrivatePostgres, redis: PrivateRedis) -> Iterator[Cluster]:
-    redis.flush()
-    started = Cluster(tmp_path, postgres.new_database(), redis.url)
+def cluster(tmp_path: Path, postgres_url: str, redis_url: str) -> Iterator[Cluster]:
+    """A fresh database and an emptied Redis of the session's private servers."""
+    started = Cluster(tmp_path, postgres_url, redis_url)
     yield started
     started.stop()
 
@@ -91,6 +79,7 @@ def leases_held(redis_url: str) -> int:
 
     async def count() -> int:
         coordinator = RedisCoordinator(redis_url, instance="test-probe")
+        await coordinator.start()
         try:
             held = await coordinator.leases_held([CLI_ACCOUNT])
             return int(held.get(CLI_ACCOUNT, 0))
@@ -129,6 +118,7 @@ def test_a_retry_after_seen_by_one_instance_keeps_the_others_off_the_account(
     assert len(fake.received) == 1  # only the first instance's request reached the account
 
 
+@needs_keys
 def test_a_key_limited_to_5_a_minute_is_refused_on_the_6th_whichever_instance(
     cluster: Cluster, fake: FakeIflow
 ) -> None:
@@ -142,35 +132,12 @@ def test_a_key_limited_to_5_a_minute_is_refused_on_the_6th_whichever_instance(
     assert len(fake.received) == 5
 
 
-def _logged_in(cluster: Cluster, fake: FakeIflow) -> dict[str, Any]:
-    """The iFlow CLI's files after a login the fake knows, in the folder every instance reads."""
-    login = dict(fake.oauth.issue_login())
-    creds = {
-        "access_token": login["access_token"],
-        "refresh_token": login["refresh_token"],
-        "expiry_date": login["expiry_date"],
-        "token_type": "bearer",
-        "scope": "read",
-        "apiKey": login["api_key"],
-        "email": login["email"],
-    }
-    (cluster.iflow_home / "oauth_creds.json").write_text(json.dumps(creds))
-    settings = {"selectedAuthType": "oauth-iflow", "apiKey": login["api_key"]}
-    (cluster.iflow_home / "settings.json").write_text(json.dumps(settings))
-    return login
-
-
+@needs_keys
 def test_a_token_near_expiry_is_refreshed_once_by_three_instances(cluster: Cluster, fake: FakeIflow) -> None:
     fake.oauth.token_lifetime = 600  # ten minutes left, an hour's lead: every instance wants to refresh
-    login = _logged_in(cluster, fake)
+    login = logged_in_home(cluster.iflow_home, fake)  # the folder every instance reads
     fake.oauth.token_lifetime = 7 * 24 * 3600
-    env = {
-        "IFLOW2API_OAUTH_BASE_URL": fake.oauth_base_url,
-        "IFLOW2API_UPSTREAM_BASE_URL": fake.base_url,
-        "IFLOW2API_OPEN_BROWSER": "false",
-        "IFLOW2API_REFRESH_LEAD": "3600",
-    }
-    gateways = cluster.start(3, None, env)
+    gateways = cluster.start(3, None, oauth_env(fake, IFLOW2API_REFRESH_LEAD="3600"))
     wait_until(lambda: cluster.creds()["refresh_token"] != login["refresh_token"], 15, "a refresh")
     new_key = cluster.creds()["apiKey"]
     assert new_key != login["api_key"]
@@ -185,10 +152,10 @@ def test_a_token_near_expiry_is_refreshed_once_by_three_instances(cluster: Clust
 
 
 def test_an_instance_killed_mid_stream_frees_the_lease_within_its_expiry(
-    cluster: Cluster, fake: FakeIflow, redis: PrivateRedis
+    cluster: Cluster, fake: FakeIflow, redis_server: RedisServer
 ) -> None:
     # A short expiry; the survivor may wait longer than that for the account, but not for ever.
-    env = {"IFLOW2API_LEASE_TTL": "2", "IFLOW2API_QUEUE_TIMEOUT": "10"}
+    env = {"IFLOW2API_LEASE_TTL": "3", "IFLOW2API_QUEUE_TIMEOUT": "10"}
     victim, survivor = cluster.start(2, iflow_settings(fake), env)
     fake.enqueue(Stream.of_text(["tick "] * 200, delay=0.05))
     body = {**CHAT, "stream": True}
@@ -197,16 +164,16 @@ def test_an_instance_killed_mid_stream_frees_the_lease_within_its_expiry(
         assert "tick" in next(streaming.iter_text())  # the stream runs: the victim holds the lease
         cluster.kill(victim)
     # Dead, it renews nothing and gives nothing back: the lease is still there...
-    assert leases_held(redis.url) == 1
+    assert leases_held(redis_server.url) == 1
     # ...until it expires; then the survivor gets the account.
     reply = chat(survivor)
     assert reply.status_code == 200, reply.text
     assert rejected(fake) == []
-    assert leases_held(redis.url) == 0
+    wait_until(lambda: leases_held(redis_server.url) == 0, 3, "the survivor gave its lease back")
 
 
 def test_redis_stopped_and_started_again_loses_no_request_beyond_the_policy(
-    cluster: Cluster, fake: FakeIflow, redis: PrivateRedis
+    cluster: Cluster, fake: FakeIflow, redis_server: RedisServer
 ) -> None:
     """Leases fail closed: while Redis is away a request waits, or gets a 503 with Retry-After,
     never a 449 (no request reaches the account without a lease) and never a hang; once Redis is
@@ -230,11 +197,11 @@ def test_redis_stopped_and_started_again_loses_no_request_beyond_the_policy(
         for number in range(3):
             clients.submit(client, number)
         wait_until(lambda: len(answers) >= 6, 10, "requests served before the outage")
-        redis.stop()
+        redis_server.stop()
         try:
             time.sleep(2)
         finally:
-            redis.start()
+            redis_server.start()
         served = len(answers)
         wait_until(lambda: any(status == 200 for status, _ in answers[served:]), 15, "service resumed")
         running = False
@@ -246,19 +213,38 @@ def test_redis_stopped_and_started_again_loses_no_request_beyond_the_policy(
         assert chat(gateway).status_code == 200
 
 
-def test_with_redis_down_key_limits_fail_open(cluster: Cluster, fake: FakeIflow, redis: PrivateRedis) -> None:
+@needs_keys
+def test_with_redis_down_key_limits_fail_open(
+    cluster: Cluster, fake: FakeIflow, redis_server: RedisServer
+) -> None:
     """An account without a concurrency limit takes no lease, so only the key's limit asks Redis:
     that one lets requests through while Redis is away (logged and counted)."""
     key = cluster.create_key("limited", "--rpm", "50")
+    admin = cluster.create_key("ops", "--admin")
     gateways = cluster.start(2, iflow_settings(fake), {"IFLOW2API_CONCURRENCY": "0"})
     assert chat(gateways[0], key).status_code == 200
-    redis.stop()
+    redis_server.stop()
     try:
         assert [chat(gateway, key).status_code for gateway in gateways] == [200, 200]
     finally:
-        redis.start()
+        redis_server.start()
+    for gateway in gateways:
+        gateway.log_matching("key limits are not enforced")  # logged once a minute
+        scrape = httpx.get(gateway.url + "/metrics", headers={"authorization": f"Bearer {admin}"}, timeout=5)
+        assert metric(scrape.text, "iflow2api_key_limits_failed_open_total") >= 1, scrape.text
 
 
+def metric(scrape: str, name: str) -> float:
+    """The sum of a metric's samples in a /metrics scrape (every instance labels its own)."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(scrape)
+        for sample in family.samples
+        if sample.name == name
+    )
+
+
+@needs_keys
 def test_two_workers_serve_and_keep_a_key_limit(cluster: Cluster, fake: FakeIflow) -> None:
     key = cluster.create_key("three", "--rpm", "3")
     (gateway,) = cluster.start(1, iflow_settings(fake), args=["--workers", "2"])
