@@ -2,9 +2,9 @@
 
 Each test starts its own instances (``tests.e2e.cluster.Cluster``) on a fresh database and an
 emptied Redis; the private servers themselves (``tests.pg_server``, ``tests.redis_server``) are
-started once for the session. The one fake iFlow account
-allows one request in flight and answers a second one with 449, which it records as rejected: a
-request that reached it without the account's lease shows up there.
+started once for the session. The one fake iFlow account allows one request in flight and answers
+a second one with 449, which it records as rejected: a request that reached it without the
+account's lease shows up there.
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def test_a_retry_after_seen_by_one_instance_keeps_the_others_off_the_account(
     fake.enqueue(HttpError(429, headers={"Retry-After": "30"}))
     assert chat(first).status_code == 429
     for other in others:
-        # Rests reach every instance within a second (the page's list shows it).
+        # Rests reach every instance within a second (the page's list shows it; slack for a busy box).
         wait_until(partial(is_cooling, other), 3, "the rest reached " + other.url)
         refused = chat(other)
         assert refused.status_code == 429, refused.text
