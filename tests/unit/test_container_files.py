@@ -92,7 +92,7 @@ def test_the_venv_is_made_with_python3_and_has_the_cluster_extra(dockerfile: lis
 
 def test_the_gateway_runs_as_a_fixed_non_root_user(dockerfile: list[tuple[str, str]]) -> None:
     users = [args for keyword, args in final_stage(dockerfile) if keyword == "USER"]
-    args = {k: v for keyword, a in final_stage(dockerfile) if keyword == "ARG" for k, _, v in [a.partition("=")]}
+    args = dict(a.partition("=")[::2] for keyword, a in final_stage(dockerfile) if keyword == "ARG")
     assert users, "the final stage must set a USER"
     user = users[-1].replace("${UID}", args.get("UID", "")).replace("${GID}", args.get("GID", ""))
     assert user == f"{UID}:{UID}", "numeric, so volumes can be prepared for it and runtimes check it"
@@ -301,7 +301,11 @@ def health_server() -> Iterator[tuple[int, list[int]]]:
 
 
 def run_check(port: int) -> subprocess.CompletedProcess[str]:
-    env = {"IFLOW2API_PORT": str(port), "HTTP_PROXY": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9"}
+    env = {
+        "IFLOW2API_PORT": str(port),
+        "HTTP_PROXY": "http://127.0.0.1:9",
+        "http_proxy": "http://127.0.0.1:9",
+    }
     return subprocess.run(
         [sys.executable, str(ROOT / "docker" / "healthcheck.py")],
         env=env,
