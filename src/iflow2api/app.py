@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
+import socket
 import time
 import urllib.parse
 
@@ -32,6 +34,7 @@ from iflow2api.auth.refresher import REJECTION_FILE, Refresher
 from iflow2api.background import Background
 from iflow2api.calls import Call
 from iflow2api.clientkeys import KeyRing
+from iflow2api.coordination import CoordinationDown, Coordinator
 from iflow2api.dialects.anthropic import errors as anthropic_errors
 from iflow2api.dialects.openai_chat.errors import error_body
 from iflow2api.disconnects import ClientGone, DisconnectWatch, shutting_down
@@ -42,6 +45,7 @@ from iflow2api.errors import (
     RouteNotFound,
 )
 from iflow2api.pool.book import AccountBook, save_login
+from iflow2api.pool.cluster import Cluster
 from iflow2api.pool.directory import Directory
 from iflow2api.pool.outcomes import CooldownPolicy
 from iflow2api.pool.router import Pool
@@ -79,13 +83,41 @@ def not_logged_in_message(settings: Settings) -> str:
     )
 
 
+def instance_name(settings: Settings) -> str:
+    """This instance's name among several: ``instance_name``, else host name and process id
+    (each process of a ``--workers`` server is given a name of its own)."""
+    return settings.instance_name or f"{socket.gethostname()}-{os.getpid()}"
+
+
+def coordinator_for(settings: Settings, instance: str) -> Coordinator | None:
+    """The coordination store of several instances (``redis_url``); None for one alone."""
+    if not settings.redis_url:
+        return None
+    # Imported here only: one process alone needs neither this module nor the redis package.
+    from iflow2api.coordination.redis import RedisCoordinator
+
+    return RedisCoordinator(settings.redis_url, instance=instance)
+
+
 class Gateway:
-    def __init__(self, settings: Settings, store: StateStore | None = None) -> None:
+    def __init__(
+        self, settings: Settings, store: StateStore | None = None, coordinator: Coordinator | None = None
+    ) -> None:
         self.settings = settings
+        self.instance = coordinator.instance if coordinator is not None else instance_name(settings)
+        self.coordinator = (
+            coordinator if coordinator is not None else coordinator_for(settings, self.instance)
+        )
         self.store: StateStore = (
             store
             if store is not None
-            else open_store(settings.data_dir, max_response_history_bytes=settings.responses_store_max_bytes)
+            else open_store(
+                settings.data_dir,
+                max_response_history_bytes=settings.responses_store_max_bytes,
+                database_url=settings.database_url,
+                instance=settings.instance_name,
+                coordinated=bool(settings.redis_url),
+            )
         )
         self.credentials = CredentialSource(
             settings.iflow_home,
@@ -117,7 +149,7 @@ class Gateway:
             settings.iflow_home, self.oauth, lead=settings.refresh_lead, data_dir=settings.data_dir
         )
         self.usage = UsageRecorder(self.store, retention_days=settings.usage_retention_days)
-        self.metrics = Metrics()
+        self.metrics = Metrics(instance=self.instance, coordinated=self.coordinator is not None)
         self.access = Access(
             self.store,
             KeyRing(tokens_today=self.usage.tokens_today),
@@ -126,6 +158,11 @@ class Gateway:
             spawn=self._spawn,
         )
         directory = Directory(models=self.models, store=self.store, spawn=self._spawn)
+        self.cluster = (
+            Cluster(self.coordinator, lease_ttl=settings.lease_ttl, failed=self.metrics.coordination_failed)
+            if self.coordinator is not None
+            else None
+        )
         self.pool = Pool(
             strategy="fill-first" if settings.strategy == "fill-first" else "round-robin",
             affinity=settings.session_affinity,
@@ -138,6 +175,8 @@ class Gateway:
                 settings.max_cooldown_wait,
             ),
             directory=directory,
+            leases=self.cluster.leases if self.cluster is not None else None,
+            shared_health=self.cluster.health if self.cluster is not None else None,
         )
         self.accounts = AccountBook(
             settings=settings,
@@ -354,6 +393,10 @@ class Gateway:
             elif message["type"] == "lifespan.shutdown":
                 self.disconnects.shut_down()
                 await self.disconnects.stop()
+                if self.cluster is not None:
+                    await self.cluster.close()  # after the last request: its lease goes back
+                if self.coordinator is not None:
+                    await self.coordinator.close()
                 await self.refresher.stop()
                 await self.accounts.stop()
                 await self.usage.stop()
@@ -385,15 +428,30 @@ class Gateway:
         self._loop = asyncio.get_running_loop()
         await asyncio.to_thread(self._remove_stale_temps)
         await self.client.start()
+        await self._join()
         self.disconnects.start()
         self.refresher.start()
         await self.access.reload()
         await self.store.open()  # a broken database stops the start here, with its path
         await self.accounts.start()
+        if self.cluster is not None:
+            self.cluster.start()
         self.pool.restore_affinities(await self.store.affinities(time.time() - 86_400))
         self.reasoning.preload(await self.store.reasoning(self.reasoning.max_entries))
         await self.usage.load_today()
         self.usage.start()
+
+    async def _join(self) -> None:
+        """Connect to the other instances' coordination store. Down now, the gateway starts all
+        the same (its requests wait for leases, then get a 503) and joins when it is back."""
+        if self.coordinator is None:
+            return
+        try:
+            await self.coordinator.start()
+        except CoordinationDown as exc:
+            log.error("the coordination store (redis_url) does not answer; retrying meanwhile: %s", exc)
+        else:
+            log.info("instance %s joined the other instances (redis_url)", self.instance)
 
     def _remove_stale_temps(self) -> None:
         """Our temporary files that a killed write left behind: each holds a copy of a secret."""
@@ -470,4 +528,4 @@ def __getattr__(name: str) -> LazyApp:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["Gateway", "LazyApp", "create_app"]
+__all__ = ["Gateway", "LazyApp", "coordinator_for", "create_app", "instance_name"]
