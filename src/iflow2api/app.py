@@ -32,6 +32,7 @@ from iflow2api.auth.refresher import REJECTION_FILE, Refresher
 from iflow2api.background import Background
 from iflow2api.calls import Call
 from iflow2api.clientkeys import KeyRing
+from iflow2api.coordination import Coordinator
 from iflow2api.dialects.anthropic import errors as anthropic_errors
 from iflow2api.dialects.openai_chat.errors import error_body
 from iflow2api.disconnects import ClientGone, DisconnectWatch, shutting_down
@@ -41,6 +42,7 @@ from iflow2api.errors import (
     MethodNotAllowed,
     RouteNotFound,
 )
+from iflow2api.keylimits import SharedLimits
 from iflow2api.pool.book import AccountBook, save_login
 from iflow2api.pool.directory import Directory
 from iflow2api.pool.outcomes import CooldownPolicy
@@ -116,11 +118,18 @@ class Gateway:
         self.refresher = Refresher(
             settings.iflow_home, self.oauth, lead=settings.refresh_lead, data_dir=settings.data_dir
         )
+        self.coordinator: Coordinator | None = None  # TEMP until the leases branch lands
         self.usage = UsageRecorder(self.store, retention_days=settings.usage_retention_days)
         self.metrics = Metrics()
+        #: Several instances count the client keys' limits together (None: one process alone).
+        self.key_limits = (
+            SharedLimits(self.coordinator, on_revoked=lambda: self.access.reload_soon())
+            if self.coordinator is not None
+            else None
+        )
         self.access = Access(
             self.store,
-            KeyRing(tokens_today=self.usage.tokens_today),
+            KeyRing(tokens_today=self.usage.tokens_today, shared=self.key_limits),
             env_keys=clientkeys.env_records(settings.api_keys),
             beyond_loopback=not is_loopback(settings.host),
             spawn=self._spawn,
@@ -238,6 +247,10 @@ class Gateway:
                 self.usage.record(row)
             else:
                 self.usage.count(row)
+            if self.key_limits is not None and call.key is not None:
+                self._spawn(
+                    self.key_limits.add_tokens(call.key.id, row.prompt_tokens + row.completion_tokens)
+                )
         if log.isEnabledFor(logging.INFO):
             elapsed = (time.perf_counter() - call.began) * 1000
             log.info("%s %s %s %.1f ms", scope["method"], path, call.status, elapsed)
@@ -283,7 +296,10 @@ class Gateway:
                 # From here on a refusal is recorded too (a key's own limits, under its name);
                 # requests without a valid key are not, so nobody can fill the database.
                 call.dialect = route.usage
-                access.keys.admit(call.key)
+                if access.keys.shared is None:
+                    access.keys.admit(call.key)
+                else:
+                    await access.keys.shared.admit(call.key)
         call.dialect = route.usage  # usage-recorded routes only: chat, anthropic or responses
         await route.handler(self.routes, scope, receive, call)
 
