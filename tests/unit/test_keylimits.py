@@ -110,7 +110,8 @@ def test_daily_tokens_are_added_and_then_refused() -> None:
 
 
 def test_a_key_revoked_on_one_instance_is_refused_by_another_at_once() -> None:
-    store, clock, reloads = KeyStore(), [1000.0], []
+    store, clock = KeyStore(), [1000.0]
+    reloads: list[int] = []
     a = limits(store.instance("a"), clock)
     b = limits(store.instance("b"), clock, revoked=reloads)
     carol = new_record("carol", new_key())
