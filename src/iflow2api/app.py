@@ -8,8 +8,11 @@ table itself is ``routing.ROUTES``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
+import os
+import socket
 import time
 import urllib.parse
 
@@ -32,7 +35,7 @@ from iflow2api.auth.refresher import REJECTION_FILE, Refresher
 from iflow2api.background import Background
 from iflow2api.calls import Call
 from iflow2api.clientkeys import KeyRing
-from iflow2api.coordination import Coordinator
+from iflow2api.coordination import CoordinationDown, Coordinator
 from iflow2api.dialects.anthropic import errors as anthropic_errors
 from iflow2api.dialects.openai_chat.errors import error_body
 from iflow2api.disconnects import ClientGone, DisconnectWatch, shutting_down
@@ -45,6 +48,7 @@ from iflow2api.errors import (
 from iflow2api.keylimits import SharedLimits
 from iflow2api.pool.book import AccountBook, save_login
 from iflow2api.pool.directory import Directory
+from iflow2api.pool.members import CLI_ACCOUNT_ID
 from iflow2api.pool.outcomes import CooldownPolicy
 from iflow2api.pool.router import Pool
 from iflow2api.providers import Profiles
@@ -115,10 +119,20 @@ class Gateway:
         )
         self.oauth = OAuthClient(settings.oauth_base_url)
         self.login = LoginFlow(settings.iflow_home, self.oauth, save=self._save_login)
-        self.refresher = Refresher(
-            settings.iflow_home, self.oauth, lead=settings.refresh_lead, data_dir=settings.data_dir
-        )
         self.coordinator: Coordinator | None = None  # TEMP until the leases branch lands
+        if settings.redis_url:
+            from iflow2api.coordination.redis import RedisCoordinator
+
+            name = settings.instance_name or f"{socket.gethostname()}-{os.getpid()}"
+            self.coordinator = RedisCoordinator(settings.redis_url, instance=name)
+        self.refresher = Refresher(
+            settings.iflow_home,
+            self.oauth,
+            lead=settings.refresh_lead,
+            data_dir=settings.data_dir,
+            coordinator=self.coordinator,
+            account_id=CLI_ACCOUNT_ID,
+        )
         self.usage = UsageRecorder(self.store, retention_days=settings.usage_retention_days)
         self.metrics = Metrics()
         #: Several instances count the client keys' limits together (None: one process alone).
@@ -159,6 +173,7 @@ class Gateway:
             background=self.background,
             # The client keys live in the same store: a change seen there may be theirs too.
             on_change=self.access.reload_soon,
+            coordinator=self.coordinator,
         )
         self.started_at = time.time()
         self.membership = Membership(self.accounts, self.pool, not_logged_in=not_logged_in_message(settings))
@@ -376,6 +391,8 @@ class Gateway:
                 await self.background.drain(seconds=2)
                 await self.oauth.close()
                 await self.client.close()
+                if self.coordinator is not None:  # TEMP until the leases branch lands
+                    await self.coordinator.close()
                 await self.store.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -402,6 +419,9 @@ class Gateway:
         await asyncio.to_thread(self._remove_stale_temps)
         await self.client.start()
         self.disconnects.start()
+        if self.coordinator is not None:  # TEMP until the leases branch lands
+            with contextlib.suppress(CoordinationDown):
+                await self.coordinator.start()
         self.refresher.start()
         await self.access.reload()
         await self.store.open()  # a broken database stops the start here, with its path
