@@ -92,9 +92,7 @@ def test_a_key_revoked_on_one_instance_is_refused_by_another_at_once(
     assert chat(second, boss).status_code == 200
 
 
-def test_the_cli_revokes_a_key_on_every_running_instance(
-    cluster: Cluster, redis_url: str
-) -> None:
+def test_the_cli_revokes_a_key_on_every_running_instance(cluster: Cluster, redis_url: str) -> None:
     doomed = create_key(cluster.data, "doomed")
     (gateway,) = cluster.start(1, redis_url)
     assert chat(gateway, doomed).status_code == 200
