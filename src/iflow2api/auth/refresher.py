@@ -307,7 +307,7 @@ class Refresher:
 
     async def _refresh_shared(self, coordinator: Coordinator, storage: SharedLoginStorage) -> bool:
         seen = version(self.storage.read())
-        deadline = self._clock() + LOCK_WAIT
+        deadline = time.monotonic() + LOCK_WAIT  # real waiting, whatever the clock says
         while True:
             try:
                 token = await coordinator.lock(self._lock_name, LOCK_TTL)
@@ -321,7 +321,7 @@ class Refresher:
             current = await storage.reread()
             if version(current) != seen and current is not None:
                 return self._adopted()
-            if self._clock() > deadline:
+            if time.monotonic() > deadline:
                 self._failures += 1
                 self._retry_at = self._clock() + self._pause()
                 self._state, self._last_error = "retrying", "another instance's refresh did not finish"
