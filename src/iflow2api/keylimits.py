@@ -33,6 +33,7 @@ class SharedLimits:
         coordinator: Coordinator,
         *,
         on_revoked: Callable[[], None] = lambda: None,
+        failed_open: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._coordinator = coordinator
@@ -41,6 +42,8 @@ class SharedLimits:
         self.fail_open_admissions = 0
         self._logged_at: float | None = None
         self._on_revoked = on_revoked
+        #: Told of each unchecked admission too (``/metrics`` counts them).
+        self._failed_open_hook = failed_open
         coordinator.on_event(self._event)
 
     def _event(self, event: Event) -> None:
@@ -98,6 +101,7 @@ class SharedLimits:
 
     def _failed_open(self, record: ClientKeyRecord, exc: CoordinationDown) -> None:
         self.fail_open_admissions += 1
+        self._failed_open_hook()
         self._log_down("admitting key '%s' unchecked: the coordination store is down (%s)", record.name, exc)
 
     def _log_down(self, message: str, *args: object) -> None:

@@ -131,7 +131,12 @@ def test_a_key_revoked_on_one_instance_is_refused_by_another_at_once() -> None:
 
 def test_store_down_admits_counts_and_logs_once_a_minute(caplog: pytest.LogCaptureFixture) -> None:
     store, clock = KeyStore(), [1000.0]
-    a = limits(store.instance("a"), clock)
+    told: list[int] = []
+    a = SharedLimits(
+        store.instance("a"),  # type: ignore[arg-type]
+        failed_open=lambda: told.append(1),
+        clock=lambda: clock[0],
+    )
     dave = new_record("dave", new_key(), rpm=1)
     store.down = True
 
@@ -145,7 +150,7 @@ def test_store_down_admits_counts_and_logs_once_a_minute(caplog: pytest.LogCaptu
 
     with caplog.at_level(logging.WARNING, logger="iflow2api.keys"):
         asyncio.run(scenario())
-    assert a.fail_open_admissions == 4
+    assert a.fail_open_admissions == 4 and len(told) == 4
     unchecked = [r for r in caplog.records if "admitting key 'dave' unchecked" in r.getMessage()]
     assert len(unchecked) == 2  # the first failure, and again a minute later
     store.down = False

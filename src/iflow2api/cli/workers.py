@@ -64,7 +64,9 @@ class Workers:
         self._signals: list[int] = []
 
     def _start(self, index: int) -> SpawnProcess:
-        settings = self._settings.replace(instance_name=worker_name(self._settings, index, os.getpid()))
+        # Inside, a worker is one gateway process like any other, under a name of its own.
+        name = worker_name(self._settings, index, os.getpid())
+        settings = self._settings.replace(instance_name=name, workers=1)
         process = self._spawn.Process(
             target=run_worker, args=(settings, self._sock), name=f"iflow2api-w{index}", daemon=False
         )
