@@ -71,7 +71,7 @@ def store_login(data_dir: Path, fake: FakeIflow) -> tuple[str, str]:
     and refresh token."""
     login = fake.oauth.issue_login(email="extra@example.com")
     tokens = oauth.Tokens(login["access_token"], login["refresh_token"], login["expiry_date"] / 1000)
-    user = oauth.UserInfo(api_key=login["api_key"], user_id=login["user_id"], email=login["email"])
+    user = oauth.UserInfo(api_key=login["api_key"], user_id=str(login["user_id"]), email=login["email"])
     record = stored_oauth_record(tokens, user, None)
 
     async def put() -> None:
