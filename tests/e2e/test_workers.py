@@ -92,3 +92,54 @@ def test_two_workers_serve_one_port_keep_a_key_limit_and_stop_together(
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     assert gateway.log().count("Application shutdown complete") == 2
+
+
+WRITER = """
+import asyncio, sys, time
+from pathlib import Path
+from iflow2api.state import open_store
+from iflow2api.state.records import UsageRow
+
+async def main(data: Path, name: str, start: float) -> None:
+    store = open_store(data)
+    await store.open()
+    while time.time() < start:  # all writers begin together
+        await asyncio.sleep(0.001)
+    for n in range(100):
+        await store.add_usage([UsageRow(time.time(), name, None, "m", "chat", False, 200) for _ in range(5)])
+        await store.put_setting(f"{name}-last", str(n))
+    await store.close()
+
+asyncio.run(main(Path(sys.argv[1]), sys.argv[2], float(sys.argv[3])))
+"""
+
+
+def test_several_processes_write_one_sqlite_file_in_wal_mode_and_lose_nothing(tmp_path: Path) -> None:
+    """What ``--workers`` relies on: every write waits its turn (``busy_timeout``), none fails."""
+    import asyncio
+    import time
+
+    from iflow2api.state import open_store
+
+    data = tmp_path / "data"
+    start = f"{time.time() + 1.5:.3f}"
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(data), f"w{n}", start], stderr=subprocess.PIPE, text=True
+        )
+        for n in range(3)
+    ]
+    for writer in writers:
+        _, errors = writer.communicate(timeout=60)
+        assert writer.returncode == 0, errors
+
+    async def read() -> tuple[list[str | None], int]:
+        store = open_store(data)
+        try:
+            lasts = [await store.get_setting(f"w{n}-last") for n in range(3)]
+            return lasts, len(await store.usage(since=0))
+        finally:
+            await store.close()
+
+    lasts, rows = asyncio.run(read())
+    assert lasts == ["99", "99", "99"] and rows == 3 * 100 * 5
