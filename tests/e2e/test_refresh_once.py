@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -22,6 +23,25 @@ from tests.e2e.test_login import CHAT, creds, logged_in_home, oauth_env
 from tests.fake_iflow import FakeIflow
 
 
+def start_three(
+    fake: FakeIflow, redis_url: str, place: Callable[[int], tuple[Path, Path]]
+) -> list[GatewayProcess]:
+    """Three instances on one Redis, started at once (each finds the login due as it starts);
+    ``place(n)``: instance n's iFlow folder and data folder."""
+
+    def start(n: int) -> GatewayProcess:
+        env = oauth_env(
+            fake,
+            IFLOW2API_REFRESH_LEAD="3600",
+            IFLOW2API_REDIS_URL=redis_url,
+            IFLOW2API_INSTANCE_NAME=f"gw{n}",
+        )
+        return GatewayProcess(*place(n), env)
+
+    with ThreadPoolExecutor(3) as starting:
+        return list(starting.map(start, range(3)))
+
+
 def test_a_token_near_expiry_is_refreshed_once_by_three_instances_and_all_use_the_new_key(
     fake: FakeIflow, tmp_path: Path, redis_url: str
 ) -> None:
@@ -31,17 +51,7 @@ def test_a_token_near_expiry_is_refreshed_once_by_three_instances_and_all_use_th
     fake.oauth.token_lifetime = 7 * 24 * 3600
     fake.oauth.token_delay = 1.0  # the three refreshes would overlap: each starts before one ends
 
-    def start(n: int) -> GatewayProcess:
-        env = oauth_env(
-            fake,
-            IFLOW2API_REFRESH_LEAD="3600",
-            IFLOW2API_REDIS_URL=redis_url,
-            IFLOW2API_INSTANCE_NAME=f"gw{n}",
-        )
-        return GatewayProcess(home, tmp_path / f"data-{n}", env)
-
-    with ThreadPoolExecutor(3) as starting:  # at once: each finds the login due as it starts
-        gateways = list(starting.map(start, range(3)))
+    gateways = start_three(fake, redis_url, lambda n: (home, tmp_path / f"data-{n}"))
     try:
         deadline = time.monotonic() + 15
         while creds(home)["refresh_token"] == login["refresh_token"] and time.monotonic() < deadline:
@@ -108,17 +118,8 @@ def test_a_stored_account_near_expiry_is_refreshed_once_by_three_instances_on_on
     fake.oauth.token_lifetime = 7 * 24 * 3600
     fake.oauth.token_delay = 1.0
 
-    def start(n: int) -> GatewayProcess:
-        env = oauth_env(
-            fake,
-            IFLOW2API_REFRESH_LEAD="3600",
-            IFLOW2API_REDIS_URL=redis_url,
-            IFLOW2API_INSTANCE_NAME=f"gw{n}",
-        )
-        return GatewayProcess(tmp_path / f"iflow-{n}", data, env)  # no CLI login: the stored one only
-
-    with ThreadPoolExecutor(3) as starting:
-        gateways = list(starting.map(start, range(3)))
+    # No CLI login in their iFlow folders: the stored account is the only one.
+    gateways = start_three(fake, redis_url, lambda n: (tmp_path / f"iflow-{n}", data))
     try:
         deadline = time.monotonic() + 15
         while stored_creds(data, account_id)["refresh_token"] == old_refresh and time.monotonic() < deadline:
