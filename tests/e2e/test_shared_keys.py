@@ -29,11 +29,11 @@ class Cluster:
         self.tmp_path = tmp_path
         self.gateways: list[GatewayProcess] = []
 
-    def start(self, count: int, redis_url: str) -> list[GatewayProcess]:
+    def start(self, count: int, redis_url: str, **extra: str) -> list[GatewayProcess]:
         for n in range(count):
             data = self.tmp_path / f"data-{n}"
             shutil.copytree(self.data, data)
-            env = {"IFLOW2API_REDIS_URL": redis_url, "IFLOW2API_INSTANCE_NAME": f"gw{n}"}
+            env = {"IFLOW2API_REDIS_URL": redis_url, "IFLOW2API_INSTANCE_NAME": f"gw{n}", **extra}
             gateway = GatewayProcess(self.home, data, env)
             self.gateways.append(gateway)
             gateway.wait_for_health()
@@ -107,13 +107,18 @@ def test_with_redis_down_keys_are_admitted_and_counted(
     cluster: Cluster, redis_server: RedisServer, redis_url: str
 ) -> None:
     once = create_key(cluster.data, "once", "--rpm", "1")
-    (gateway,) = cluster.start(1, redis_url)
+    boss = create_key(cluster.data, "boss", "--admin")
+    # An account without a concurrency limit takes no lease: what is left to see is the key's policy
+    # (account leases fail closed, tests/e2e/test_leases.py).
+    (gateway,) = cluster.start(1, redis_url, IFLOW2API_CONCURRENCY="0")
     assert chat(gateway, once).status_code == 200
     assert chat(gateway, once).status_code == 429
     redis_server.stop()
     # Fail open: the limit is not enforced while Redis is away, and each such request is counted.
     assert [chat(gateway, once).status_code for _ in range(3)] == [200] * 3
     gateway.log_matching(r"admitting key 'once' unchecked: the coordination store is down")
+    metrics = httpx.get(gateway.url + "/metrics", headers=bearer(boss), timeout=10).text
+    assert 'iflow2api_key_limits_failed_open_total{instance="gw0"} 3' in metrics
     redis_server.start()
     assert chat(gateway, once).status_code == 200  # a new, empty Redis: counted again from here
     assert chat(gateway, once).status_code == 429

@@ -91,7 +91,8 @@ def test_two_workers_serve_one_port_keep_a_key_limit_and_stop_together(
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
-    assert gateway.log().count("Application shutdown complete") == 2
+    assert gateway.log().count("Application shutdown complete") == 2, gateway.log()
+    assert gateway.log().count("Finished server process") == 2
 
 
 WRITER = """

@@ -22,6 +22,7 @@ import signal
 import socket
 import time
 from multiprocessing.context import SpawnProcess
+from types import FrameType
 
 from iflow2api.settings import Settings
 
@@ -51,8 +52,16 @@ def run_worker(settings: Settings, sock: socket.socket) -> None:
     from iflow2api.cli.serve import server, uvicorn_config
 
     logs.setup(settings.log_level)
+    # uvicorn raises the stop signal again once it has stopped, for the handler that was there
+    # before it: the default one would kill the worker before its last log lines are written.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _stopped)
     app = create_app(settings)
     server(uvicorn_config(settings, app), app).run(sockets=[sock])
+
+
+def _stopped(_number: int, _frame: FrameType | None) -> None:
+    raise SystemExit(0)  # a normal exit: the log's writer thread finishes (``logs.stop`` at exit)
 
 
 class Workers:
