@@ -22,6 +22,10 @@ import pytest
 
 from tests.fake_iflow import DEFAULT_KEY, FakeIflow
 
+#: ``redis_server`` / ``redis_url``: a private redis-server for the tests of several instances;
+#: ``postgres_server`` / ``postgres_url``: a private PostgreSQL, a fresh database per test.
+pytest_plugins = ("tests.redis_server", "tests.pg_server")
+
 LISTENING = re.compile(r"listening on (http://\S+)/v1")
 
 

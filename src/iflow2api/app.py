@@ -8,7 +8,6 @@ table itself is ``routing.ROUTES``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import os
@@ -47,6 +46,7 @@ from iflow2api.errors import (
 )
 from iflow2api.keylimits import SharedLimits
 from iflow2api.pool.book import AccountBook, save_login
+from iflow2api.pool.cluster import Cluster
 from iflow2api.pool.directory import Directory
 from iflow2api.pool.members import CLI_ACCOUNT_ID
 from iflow2api.pool.outcomes import CooldownPolicy
@@ -85,13 +85,41 @@ def not_logged_in_message(settings: Settings) -> str:
     )
 
 
+def instance_name(settings: Settings) -> str:
+    """This instance's name among several: ``instance_name``, else host name and process id
+    (each process of a ``--workers`` server is given a name of its own)."""
+    return settings.instance_name or f"{socket.gethostname()}-{os.getpid()}"
+
+
+def coordinator_for(settings: Settings, instance: str) -> Coordinator | None:
+    """The coordination store of several instances (``redis_url``); None for one alone."""
+    if not settings.redis_url:
+        return None
+    # Imported here only: one process alone needs neither this module nor the redis package.
+    from iflow2api.coordination.redis import RedisCoordinator
+
+    return RedisCoordinator(settings.redis_url, instance=instance)
+
+
 class Gateway:
-    def __init__(self, settings: Settings, store: StateStore | None = None) -> None:
+    def __init__(
+        self, settings: Settings, store: StateStore | None = None, coordinator: Coordinator | None = None
+    ) -> None:
         self.settings = settings
+        self.instance = coordinator.instance if coordinator is not None else instance_name(settings)
+        self.coordinator = (
+            coordinator if coordinator is not None else coordinator_for(settings, self.instance)
+        )
         self.store: StateStore = (
             store
             if store is not None
-            else open_store(settings.data_dir, max_response_history_bytes=settings.responses_store_max_bytes)
+            else open_store(
+                settings.data_dir,
+                max_response_history_bytes=settings.responses_store_max_bytes,
+                database_url=settings.database_url,
+                instance=settings.instance_name,
+                coordinated=bool(settings.redis_url),
+            )
         )
         self.credentials = CredentialSource(
             settings.iflow_home,
@@ -119,12 +147,6 @@ class Gateway:
         )
         self.oauth = OAuthClient(settings.oauth_base_url)
         self.login = LoginFlow(settings.iflow_home, self.oauth, save=self._save_login)
-        self.coordinator: Coordinator | None = None  # TEMP until the leases branch lands
-        if settings.redis_url:
-            from iflow2api.coordination.redis import RedisCoordinator
-
-            name = settings.instance_name or f"{socket.gethostname()}-{os.getpid()}"
-            self.coordinator = RedisCoordinator(settings.redis_url, instance=name)
         self.refresher = Refresher(
             settings.iflow_home,
             self.oauth,
@@ -134,10 +156,14 @@ class Gateway:
             account_id=CLI_ACCOUNT_ID,
         )
         self.usage = UsageRecorder(self.store, retention_days=settings.usage_retention_days)
-        self.metrics = Metrics()
+        self.metrics = Metrics(instance=self.instance, coordinated=self.coordinator is not None)
         #: Several instances count the client keys' limits together (None: one process alone).
         self.key_limits = (
-            SharedLimits(self.coordinator, on_revoked=lambda: self.access.reload_soon())
+            SharedLimits(
+                self.coordinator,
+                on_revoked=lambda: self.access.reload_soon(),
+                failed_open=self.metrics.key_limits_failed_open,
+            )
             if self.coordinator is not None
             else None
         )
@@ -149,6 +175,11 @@ class Gateway:
             spawn=self._spawn,
         )
         directory = Directory(models=self.models, store=self.store, spawn=self._spawn)
+        self.cluster = (
+            Cluster(self.coordinator, lease_ttl=settings.lease_ttl, failed=self.metrics.coordination_failed)
+            if self.coordinator is not None
+            else None
+        )
         self.pool = Pool(
             strategy="fill-first" if settings.strategy == "fill-first" else "round-robin",
             affinity=settings.session_affinity,
@@ -161,6 +192,8 @@ class Gateway:
                 settings.max_cooldown_wait,
             ),
             directory=directory,
+            leases=self.cluster.leases if self.cluster is not None else None,
+            shared_health=self.cluster.health if self.cluster is not None else None,
         )
         self.accounts = AccountBook(
             settings=settings,
@@ -385,14 +418,16 @@ class Gateway:
             elif message["type"] == "lifespan.shutdown":
                 self.disconnects.shut_down()
                 await self.disconnects.stop()
+                if self.cluster is not None:
+                    await self.cluster.close()  # after the last request: its lease goes back
+                if self.coordinator is not None:
+                    await self.coordinator.close()
                 await self.refresher.stop()
                 await self.accounts.stop()
                 await self.usage.stop()
                 await self.background.drain(seconds=2)
                 await self.oauth.close()
                 await self.client.close()
-                if self.coordinator is not None:  # TEMP until the leases branch lands
-                    await self.coordinator.close()
                 await self.store.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -418,18 +453,30 @@ class Gateway:
         self._loop = asyncio.get_running_loop()
         await asyncio.to_thread(self._remove_stale_temps)
         await self.client.start()
+        await self._join()
         self.disconnects.start()
-        if self.coordinator is not None:  # TEMP until the leases branch lands
-            with contextlib.suppress(CoordinationDown):
-                await self.coordinator.start()
         self.refresher.start()
         await self.access.reload()
         await self.store.open()  # a broken database stops the start here, with its path
         await self.accounts.start()
+        if self.cluster is not None:
+            self.cluster.start()
         self.pool.restore_affinities(await self.store.affinities(time.time() - 86_400))
         self.reasoning.preload(await self.store.reasoning(self.reasoning.max_entries))
         await self.usage.load_today()
         self.usage.start()
+
+    async def _join(self) -> None:
+        """Connect to the other instances' coordination store. Down now, the gateway starts all
+        the same (its requests wait for leases, then get a 503) and joins when it is back."""
+        if self.coordinator is None:
+            return
+        try:
+            await self.coordinator.start()
+        except CoordinationDown as exc:
+            log.error("the coordination store (redis_url) does not answer; retrying meanwhile: %s", exc)
+        else:
+            log.info("instance %s joined the other instances (redis_url)", self.instance)
 
     def _remove_stale_temps(self) -> None:
         """Our temporary files that a killed write left behind: each holds a copy of a secret."""
@@ -506,4 +553,4 @@ def __getattr__(name: str) -> LazyApp:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["Gateway", "LazyApp", "create_app"]
+__all__ = ["Gateway", "LazyApp", "coordinator_for", "create_app", "instance_name"]

@@ -31,6 +31,7 @@ a lookup table of its own::
     │   └── KeyLimitReached               429 (a client key's requests/minute or tokens/day)
     ├── NoAccountAvailable                503 (no account enabled, or every one tried)
     ├── ShuttingDown                      503 (the gateway is stopping; open requests end with it)
+    ├── CoordinationUnavailable           503 (+ Retry-After: no account lease, the shared store is down)
     ├── LoginError                        (any login or refresh failure; never raised itself)
     └── UpstreamError                     502 (anything else the upstream did wrong)
         ├── UpstreamModelError            502 (iFlow 514)
@@ -252,6 +253,16 @@ class ShuttingDown(GatewayError):
     status = 503
     type = "service_unavailable"
     code = "gateway_shutting_down"
+    retryable = True
+
+
+class CoordinationUnavailable(GatewayError):
+    """Several instances share the accounts and their coordination store (Redis) did not answer:
+    no request goes upstream without a lease, so it is refused rather than risk a ban."""
+
+    status = 503
+    type = "service_unavailable"
+    code = "coordination_unavailable"
     retryable = True
 
 

@@ -278,3 +278,41 @@ def test_render_is_strict_text_format() -> None:
             assert re.match(r"^# (HELP|TYPE) iflow2api_[a-z_]+ \S", line), line
         else:
             assert sample.match(line), line
+
+
+def test_every_series_names_its_instance_and_nothing_else_changes() -> None:
+    alone, named = Metrics(), Metrics(instance="gw-1")
+    for metrics in (alone, named):
+        metrics.observe(usage(ttft_ms=300.0))
+    gauges = [AccountGauge(label="work", state="ok", in_flight=1, waiting=0)]
+    plain, labelled = scrape(alone, gauges, queue_depth=2), scrape(named, gauges, queue_depth=2)
+    assert labelled.keys() == plain.keys()
+    for name, (kind, samples) in plain.items():
+        assert labelled[name] == (
+            kind,
+            {(sample, labels | {("instance", "gw-1")}): value for (sample, labels), value in samples.items()},
+        )
+
+
+def test_coordination_failures_and_fail_open_admissions_are_counted_with_several_instances() -> None:
+    assert "coordination" not in Metrics(instance="gw-1").render([], queue_depth=0).decode()
+    metrics = Metrics(instance="gw-1", coordinated=True)
+    families = scrape(metrics)
+    assert families["iflow2api_key_limits_failed_open"][1] == {
+        series("iflow2api_key_limits_failed_open_total", instance="gw-1"): 0
+    }
+    metrics.coordination_failed("lease")
+    metrics.coordination_failed("lease")
+    metrics.coordination_failed("renew")
+    metrics.key_limits_failed_open()
+    families = scrape(metrics)
+    assert families["iflow2api_coordination_failures"] == (
+        "counter",
+        {
+            series("iflow2api_coordination_failures_total", instance="gw-1", operation="lease"): 2,
+            series("iflow2api_coordination_failures_total", instance="gw-1", operation="renew"): 1,
+        },
+    )
+    assert families["iflow2api_key_limits_failed_open"][1] == {
+        series("iflow2api_key_limits_failed_open_total", instance="gw-1"): 1
+    }

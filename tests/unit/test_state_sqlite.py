@@ -30,6 +30,7 @@ from iflow2api.state import (
     open_store,
 )
 from iflow2api.state.sqlite_file import SCHEMA_VERSION
+from tests.state_backends import Backend, backend_for
 from tests.unit.schema_v1 import write_schema_1
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
@@ -114,6 +115,12 @@ async def opened(path: Path, **options: Any) -> AsyncIterator[SQLiteStore]:
         yield store
     finally:
         await store.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """The behavioural tests run against both stores (PostgreSQL: a private server's fresh database)."""
+    return backend_for(request, tmp_path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -267,9 +274,9 @@ def test_close_really_closes_and_later_calls_fail_clearly(tmp_path: Path) -> Non
     asyncio.run(scenario())
 
 
-def test_calls_run_in_the_order_they_were_made(tmp_path: Path) -> None:
+def test_calls_run_in_the_order_they_were_made(backend: Backend) -> None:
     async def scenario() -> None:
-        async with opened(tmp_path / STATE_FILE) as store:
+        async with backend.store() as store:
             await asyncio.gather(*(store.put_setting("n", str(i)) for i in range(50)))
             assert await store.get_setting("n") == "49"
 
@@ -280,9 +287,9 @@ def test_calls_run_in_the_order_they_were_made(tmp_path: Path) -> None:
 # Round trips
 
 
-def test_accounts_round_trip_in_the_order_added(tmp_path: Path) -> None:
+def test_accounts_round_trip_in_the_order_added(backend: Backend) -> None:
     async def scenario() -> None:
-        async with opened(tmp_path / STATE_FILE) as store:
+        async with backend.store() as store:
             await store.put_account(OAUTH_ACCOUNT)
             await store.put_account(KEY_ACCOUNT)
             got = await store.accounts()
@@ -317,14 +324,14 @@ def test_an_oauth_account_stored_with_the_iflow_cli_spelling_still_loads(tmp_pat
     asyncio.run(scenario())
 
 
-def test_health_round_trips_and_goes_with_its_account(tmp_path: Path) -> None:
+def test_health_round_trips_and_goes_with_its_account(backend: Backend) -> None:
     cooling = AccountHealth(
         state="cooling", until=1_700_000_060.0, strikes=2, reason="rate limited", since=1_700_000_000.5
     )
     quarantined = AccountHealth(state="quarantined", reason="key blocked", key_fingerprint="f00d")
 
     async def scenario() -> None:
-        async with opened(tmp_path / STATE_FILE) as store:
+        async with backend.store() as store:
             assert await store.health() == {}
             await store.put_account(OAUTH_ACCOUNT)
             await store.put_health(OAUTH_ACCOUNT.id, cooling)
@@ -337,9 +344,9 @@ def test_health_round_trips_and_goes_with_its_account(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
-def test_client_keys_round_trip_and_a_hash_is_unique(tmp_path: Path) -> None:
+def test_client_keys_round_trip_and_a_hash_is_unique(backend: Backend) -> None:
     async def scenario() -> None:
-        async with opened(tmp_path / STATE_FILE) as store:
+        async with backend.store() as store:
             await store.put_client_key(CLIENT_KEY)
             await store.put_client_key(PLAIN_KEY)
             assert_identical(await store.client_keys(), [CLIENT_KEY, PLAIN_KEY])
@@ -356,9 +363,9 @@ def test_client_keys_round_trip_and_a_hash_is_unique(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
-def test_settings_round_trip_and_none_removes(tmp_path: Path) -> None:
+def test_settings_round_trip_and_none_removes(backend: Backend) -> None:
     async def scenario() -> None:
-        async with opened(tmp_path / STATE_FILE) as store:
+        async with backend.store() as store:
             assert await store.get_setting("admin_password") is None
             await store.put_setting("admin_password", "scrypt$abc")
             await store.put_setting("empty", "")
@@ -370,12 +377,12 @@ def test_settings_round_trip_and_none_removes(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
-def test_usage_round_trips_oldest_first_within_the_range(tmp_path: Path) -> None:
+def test_usage_round_trips_oldest_first_within_the_range(backend: Backend) -> None:
     failed = usage_row(10.0, key=None, account=None, stream=False, status=429, ttft_ms=None, error="busy")
     rows = [usage_row(30.0), failed, usage_row(20.5, model="qwen3"), usage_row(20.5, dialect="responses")]
 
     async def scenario() -> None:
-        async with opened(tmp_path / STATE_FILE) as store:
+        async with backend.store() as store:
             await store.add_usage(rows)
             await store.add_usage([])
             assert_identical(await store.usage(0), [failed, rows[2], rows[3], rows[0]])
@@ -390,9 +397,9 @@ def test_usage_round_trips_oldest_first_within_the_range(tmp_path: Path) -> None
     asyncio.run(scenario())
 
 
-def test_affinities_since(tmp_path: Path) -> None:
+def test_affinities_since(backend: Backend) -> None:
     async def scenario() -> None:
-        async with opened(tmp_path / STATE_FILE) as store:
+        async with backend.store() as store:
             await store.put_affinity("s1", "acc-1", 100.0)
             await store.put_affinity("s2", "acc-2", 200.0)
             await store.put_affinity("s1", "acc-3", 300.0)  # the session moved to another account
@@ -406,9 +413,9 @@ def test_affinities_since(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
-def test_reasoning_keeps_recency_order(tmp_path: Path) -> None:
+def test_reasoning_keeps_recency_order(backend: Backend) -> None:
     async def scenario() -> None:
-        async with opened(tmp_path / STATE_FILE) as store:
+        async with backend.store() as store:
             assert await store.reasoning(10) == []
             await store.put_reasoning([("a", "first"), ("b", "second"), ("c", "third")])
             await store.put_reasoning([("a", "first again")])  # put again: now the newest
@@ -421,14 +428,14 @@ def test_reasoning_keeps_recency_order(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
-def test_response_histories_round_trip_exactly(tmp_path: Path) -> None:
+def test_response_histories_round_trip_exactly(backend: Backend) -> None:
     history: list[dict[str, Any]] = [
         {"role": "user", "content": "hi", "n": 1, "t": 0.5, "whole": 2.0, "ok": True, "none": None},
         {"role": "assistant", "content": [{"type": "output_text", "text": "héllo ✓"}]},
     ]
 
     async def scenario() -> None:
-        async with opened(tmp_path / STATE_FILE) as store:
+        async with backend.store() as store:
             assert await store.response_history("resp_1") is None
             await store.put_response_history("resp_1", orjson.dumps(history))
             assert_identical(await store.response_history("resp_1"), history)
@@ -442,11 +449,10 @@ def test_response_histories_round_trip_exactly(tmp_path: Path) -> None:
 # Several processes on one file
 
 
-def test_another_instance_sees_writes_and_generation_tracks_only_config(tmp_path: Path) -> None:
-    path = tmp_path / STATE_FILE
+def test_another_instance_sees_writes_and_generation_tracks_only_config(backend: Backend) -> None:
 
     async def scenario() -> None:
-        async with opened(path) as gateway, opened(path) as cli:
+        async with backend.store() as gateway, backend.store() as cli:
             unchanging: list[Callable[[], Awaitable[object]]] = [
                 lambda: cli.put_health(KEY_ACCOUNT.id, AccountHealth(state="cooling", until=9.0)),
                 lambda: cli.add_usage([usage_row(1.0)]),
@@ -491,11 +497,10 @@ def test_another_instance_sees_writes_and_generation_tracks_only_config(tmp_path
     asyncio.run(scenario())
 
 
-def test_two_instances_writing_at_once_both_succeed(tmp_path: Path) -> None:
-    path = tmp_path / STATE_FILE
+def test_two_instances_writing_at_once_both_succeed(backend: Backend) -> None:
 
     async def scenario() -> None:
-        async with opened(path) as one, opened(path) as two:
+        async with backend.store() as one, backend.store() as two:
             await one.open()
             await two.open()
             await asyncio.gather(
@@ -514,11 +519,9 @@ def test_two_instances_writing_at_once_both_succeed(tmp_path: Path) -> None:
 # Bounds
 
 
-def test_memories_are_bounded_and_pruned_in_batches(tmp_path: Path) -> None:
+def test_memories_are_bounded_and_pruned_in_batches(backend: Backend) -> None:
     async def scenario() -> None:
-        async with opened(
-            tmp_path / STATE_FILE, max_reasoning=3, max_response_histories=2, prune_every=4
-        ) as store:
+        async with backend.store(max_reasoning=3, max_response_histories=2, prune_every=4) as store:
             # The first insert prunes; then every 4th: in between the tables may run over.
             for i in range(4):
                 await store.put_reasoning([(f"k{i}", f"r{i}")])
@@ -540,9 +543,9 @@ def test_memories_are_bounded_and_pruned_in_batches(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
-def test_old_affinities_are_dropped(tmp_path: Path) -> None:
+def test_old_affinities_are_dropped(backend: Backend) -> None:
     async def scenario() -> None:
-        async with opened(tmp_path / STATE_FILE, affinity_ttl=100.0, prune_every=1) as store:
+        async with backend.store(affinity_ttl=100.0, prune_every=1) as store:
             await store.put_affinity("old", "acc-1", 1000.0)
             await store.put_affinity("recent", "acc-1", 1050.0)
             await store.put_affinity("new", "acc-2", 1101.0)
@@ -551,19 +554,17 @@ def test_old_affinities_are_dropped(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
-def test_response_histories_are_bounded_by_bytes(tmp_path: Path) -> None:
+def test_response_histories_are_bounded_by_bytes(backend: Backend) -> None:
     def history(n: int) -> list[dict[str, Any]]:
         return [{"role": "user", "content": f"{n}:" + "y" * 300}]
 
     size = len(orjson.dumps(history(0)))
 
     async def scenario() -> None:
-        async with opened(tmp_path / STATE_FILE, max_response_history_bytes=1000) as store:
+        async with backend.store(max_response_history_bytes=1000) as store:
             for n in range(8):
                 await store.put_response_history(f"resp_{n}", orjson.dumps(history(n)))
-                with sqlite3.connect(tmp_path / STATE_FILE) as db:
-                    stored = db.execute("SELECT coalesce(sum(length(history)), 0) FROM response_history")
-                    assert stored.fetchone()[0] <= 1000
+                assert backend.history_bytes() <= 1000
             kept = [await store.response_history(f"resp_{n}") for n in range(8)]
             newest = 1000 // size
             assert kept == [None] * (8 - newest) + [history(n) for n in range(8 - newest, 8)]

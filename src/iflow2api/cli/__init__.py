@@ -26,13 +26,13 @@ F = Callable[..., Any]
 #: The settings a command that works on the state store reads: where it is. The rest only matter to
 #: ``serve``; they still come from the environment and the config file, but are not offered as flags
 #: where they would change nothing.
-STATE = ("data_dir", "config")
+STATE = ("data_dir", "database_url", "config")
 #: Commands that also show the account the iFlow CLI's files describe.
 FILES = ("upstream_base_url", "upstream_provider", "iflow_home", *STATE)
 #: ``models`` also asks the upstream.
 ASKING = (*FILES, "connect_timeout", "first_byte_timeout")
 #: ``login`` speaks to iFlow's login service and may open a browser.
-LOGIN = ("iflow_home", "data_dir", "config", "oauth_base_url", "open_browser")
+LOGIN = ("iflow_home", "data_dir", "database_url", "config", "oauth_base_url", "open_browser")
 
 
 def settings_options(command: F) -> F:

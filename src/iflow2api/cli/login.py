@@ -25,7 +25,7 @@ LOGIN_WAIT_SECONDS = 300
 
 async def login(settings: Settings, use_browser: bool) -> int:
     """Log in, in a browser or with a pasted code, and save it; the exit status (0: logged in)."""
-    store = open_store(settings.data_dir)
+    store = open_store(settings.data_dir, database_url=settings.database_url)
     saved_as: list[str] = []
 
     async def save(tokens: oauth.Tokens, user: oauth.UserInfo) -> None:

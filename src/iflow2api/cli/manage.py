@@ -32,7 +32,7 @@ T = TypeVar("T")
 
 def run(settings: Settings, work: Callable[[StateStore], Awaitable[T]]) -> T:
     async def main() -> T:
-        store = open_store(settings.data_dir)
+        store = open_store(settings.data_dir, database_url=settings.database_url)
         try:
             return await work(store)
         finally:

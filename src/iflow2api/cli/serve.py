@@ -170,7 +170,7 @@ async def prepare_state(settings: Settings) -> tuple[int, str | None]:
     from iflow2api import admin
     from iflow2api.state import StateFileError, open_store
 
-    store = open_store(settings.data_dir)
+    store = open_store(settings.data_dir, database_url=settings.database_url)
     try:
         keys = len(await store.client_keys())
         password = None

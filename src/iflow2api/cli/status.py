@@ -167,7 +167,7 @@ def _stored(settings: Settings) -> tuple[list[AccountRecord], dict[str, AccountH
     from iflow2api.state import StateFileError, open_store
 
     async def read() -> tuple[list[AccountRecord], dict[str, AccountHealth], set[str]]:
-        store = open_store(settings.data_dir)
+        store = open_store(settings.data_dir, database_url=settings.database_url)
         try:
             return await store.accounts(), await store.health(), await disabled_accounts(store)
         finally:

@@ -100,6 +100,9 @@ class Member:
     requests: int = 0
     errors: int = 0
     last_used: float = 0.0
+    #: Slots other gateway instances hold (as last learnt from the coordination store; always 0
+    #: for one process alone): counted as busy here too, so the line waits instead of asking.
+    elsewhere: int = 0
 
     def shown_state(self, now: float | None = None) -> ShownState:
         needs_login = self.refresher is not None and self.refresher.needs_login
@@ -117,4 +120,4 @@ class Member:
         return health
 
     def has_room(self) -> bool:
-        return self.limit is None or self.in_flight < self.limit
+        return self.limit is None or self.in_flight + self.elsewhere < self.limit

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import OrderedDict, deque
@@ -46,8 +47,10 @@ from iflow2api.errors import (
     QueueFull,
     UpstreamAuthError,
 )
+from iflow2api.pool.leases import Leases
 from iflow2api.pool.members import CHECK_FAILED, Member, key_fingerprint
 from iflow2api.pool.outcomes import CooldownPolicy, Verdict, verdict_for
+from iflow2api.pool.shared_health import SharedHealth
 from iflow2api.state.records import AccountHealth
 
 log = logging.getLogger("iflow2api.pool")
@@ -91,6 +94,8 @@ class Pool:
         policy: CooldownPolicy,
         directory: AccountDirectory,
         clock: Callable[[], float] = time.time,
+        leases: Leases | None = None,
+        shared_health: SharedHealth | None = None,
     ) -> None:
         self.strategy = strategy
         self.affinity = affinity
@@ -105,6 +110,13 @@ class Pool:
         self._sessions: OrderedDict[str, str] = OrderedDict()
         self._waiters: deque[_Waiter] = deque()
         self._wakeup: asyncio.TimerHandle | None = None
+        # Several instances (``pool.leases``, ``pool.shared_health``); None for one process alone.
+        self._leases = leases
+        self._shared = shared_health
+        if leases is not None:
+            leases.bind(self)
+        if shared_health is not None:
+            shared_health.bind(self)
 
     # -- membership ------------------------------------------------------------------------------
 
@@ -123,6 +135,7 @@ class Pool:
                 member.in_flight, member.requests, member.errors = old.in_flight, old.requests, old.errors
                 member.probing = old.probing
                 member.last_used = old.last_used
+                member.elsewhere = old.elsewhere
                 if member.health == AccountHealth():
                     member.health = old.health
             fresh[member.id] = member
@@ -149,15 +162,31 @@ class Pool:
     # -- taking and giving back ------------------------------------------------------------------
 
     async def acquire(
-        self, model: str, *, session: str | None = None, exclude: frozenset[str] = frozenset()
+        self,
+        model: str,
+        *,
+        session: str | None = None,
+        exclude: frozenset[str] = frozenset(),
+        within: float | None = None,
+        front: bool = False,
     ) -> Member:
         """A member with a slot taken for this request; ``release`` it when done.
 
         Raises ``AllAccountsCooling`` (429: every account rests at the upstream's request for longer
         than we wait), the error of the reason every account is out of service (403/401),
         ``NoAccountAvailable`` (503: none enabled, or all tried), ``ModelNotFound`` or, after
-        waiting too long or with the line full, ``QueueFull`` (429).
+        waiting too long or with the line full, ``QueueFull`` (429). With several instances, the
+        slot comes with the account's lease (``pool.leases``), or ``CoordinationUnavailable``.
+
+        ``within`` is how ``pool.leases`` asks for the local slot alone, waiting at most that many
+        seconds (at the head of the line with ``front``: a request that waited its turn already,
+        and found the account full at another instance). One process alone goes straight on: its
+        path has no call or await more than before.
         """
+        if within is None:
+            if self._leases is not None:
+                return await self._leases.acquire(model, session, exclude)
+            within = self.queue_timeout
         if not self._waiters:
             member = self._pick(model, session, exclude)
             if member is not None:
@@ -167,21 +196,24 @@ class Pool:
             # Fail now if nothing could ever take it (without moving round-robin's pointer).
             self._pick(model, session, exclude, advance=False)
         usable = sum(1 for m in self._order if m.enabled)
-        if len(self._waiters) >= self.queue_size * max(1, usable):
+        if not front and len(self._waiters) >= self.queue_size * max(1, usable):
             raise QueueFull(
                 f"Too many requests are waiting for a free account ({len(self._waiters)} queued). "
                 "Retry later.",
                 retry_after=self._estimated_wait(),
             )
         waiter = _Waiter(model, session, exclude, asyncio.get_running_loop().create_future())
-        self._waiters.append(waiter)
+        if front:
+            self._waiters.appendleft(waiter)
+        else:
+            self._waiters.append(waiter)
         self._serve_waiters()
         try:
-            async with asyncio.timeout(self.queue_timeout):
+            async with asyncio.timeout(max(0.0, within)):
                 return await waiter.future
         except BaseException as exc:
             if waiter.future.done() and not waiter.future.cancelled() and waiter.future.exception() is None:
-                self.release(waiter.future.result())  # handed a slot just as we gave up: pass it on
+                self.release_slot(waiter.future.result())  # handed a slot just as we gave up: pass it on
             else:
                 waiter.future.cancel()
                 with contextlib.suppress(ValueError):
@@ -198,6 +230,13 @@ class Pool:
         return self._members.get(member.id, member)
 
     def release(self, member: Member) -> None:
+        if self._leases is not None:
+            # The slot is free once the store has the lease back (``Leases.give_back``).
+            self._leases.give_back(member, functools.partial(self.release_slot, member))
+            return
+        self.release_slot(member)
+
+    def release_slot(self, member: Member) -> None:
         member = self._current(member)
         member.in_flight -= 1
         member.probing = False
@@ -314,6 +353,11 @@ class Pool:
             if state == "cooling":
                 ends.append(health.until)
         return max(0.0, min(ends) - now) if ends else None
+
+    def serve_waiters(self) -> None:
+        """Look for free members for the line again: another instance gave some back."""
+        if self._waiters:
+            self._serve_waiters()
 
     def _serve_waiters(self) -> None:
         """Hand free members to waiting requests, first come first served."""
@@ -442,6 +486,13 @@ class Pool:
         self._set_health(member, health)
 
     def _set_health(self, member: Member, health: AccountHealth) -> None:
+        member = self._current(member)
+        self.adopt_health(member, health)
+        if self._shared is not None:
+            self._shared.publish(member.id, health)
+
+    def adopt_health(self, member: Member, health: AccountHealth) -> None:
+        """Take ``health`` as the member's own (found here, or in force across the instances)."""
         member = self._current(member)
         member.health = health
         self._directory.persist_health(member.id, health)

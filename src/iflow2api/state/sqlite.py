@@ -21,13 +21,8 @@ change to accounts, client keys or settings, so another process notices those wi
 Secrets (upstream keys, OAuth tokens) live in the file: it and its ``-wal`` and ``-shm`` files are
 made 0600 whatever the umask.
 
-Memories are bounded so the file cannot grow without limit: the newest ``max_reasoning`` reasoning
-keys, the newest ``max_response_histories`` response histories, affinities seen within
-``affinity_ttl`` seconds. A store prunes a table with its first insert into it, then once every
-``prune_every`` inserts, not on each one. Usage rows stay until ``prune_usage``. Response histories
-are bounded by bytes too (``max_response_history_bytes``; one input can be megabytes): they are
-pruned to it whenever an eighth of it has been added since the last time, so the table overshoots
-by at most that; a history larger than the whole bound is not stored.
+Memories are bounded so the file cannot grow without limit (``state.bounds``: how, and when a
+table is pruned). Usage rows stay until ``prune_usage``.
 
 The file itself (schema, upgrades, opening it) is ``state.sqlite_file``; the statements and the
 record ↔ row conversions are ``state.sqlite_rows``.
@@ -40,8 +35,9 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
+from iflow2api.state.bounds import MAX_RESPONSE_HISTORY_BYTES, BoundOptions, Bounds
 from iflow2api.state.records import AccountHealth, AccountRecord, ClientKeyRecord, UsageRow
 from iflow2api.state.sqlite_file import StateFileError, connect, damaged, write
 from iflow2api.state.sqlite_rows import (
@@ -72,11 +68,8 @@ from iflow2api.state.sqlite_rows import (
 
 T = TypeVar("T")
 
-MAX_REASONING = 20_000
-MAX_RESPONSE_HISTORIES = 5_000
-MAX_RESPONSE_HISTORY_BYTES = 64 * 1024 * 1024
-AFFINITY_TTL = 24 * 3600.0
-PRUNE_EVERY = 500
+# Defined here first; importers may still take it from here.
+__all__ = ["MAX_RESPONSE_HISTORY_BYTES", "SQLiteStore"]
 
 
 class SQLiteStore:
@@ -89,24 +82,10 @@ class SQLiteStore:
     def __init__(
         self,
         path: Path,
-        *,
-        max_reasoning: int = MAX_REASONING,
-        max_response_histories: int = MAX_RESPONSE_HISTORIES,
-        max_response_history_bytes: int = MAX_RESPONSE_HISTORY_BYTES,
-        affinity_ttl: float = AFFINITY_TTL,
-        prune_every: int = PRUNE_EVERY,
+        **bounds: Unpack[BoundOptions],
     ) -> None:
         self.path = path
-        self.max_reasoning = max_reasoning
-        self.max_response_histories = max_response_histories
-        #: 0: no byte bound.
-        self.max_response_history_bytes = max_response_history_bytes
-        self._unpruned_history_bytes = max_response_history_bytes  # due, like the counts
-        self.affinity_ttl = affinity_ttl
-        self.prune_every = prune_every
-        # Inserts since each table was last pruned; starting "due" prunes with the first insert, so a
-        # short-lived process (the CLI) also keeps the file in bounds.
-        self._unpruned = {"reasoning": prune_every, "response_history": prune_every, "affinity": prune_every}
+        self.bounds = Bounds(**bounds)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="iflow2api-state")
         self._db: sqlite3.Connection | None = None  # touched on the worker thread only
         self._closed = False
@@ -149,14 +128,6 @@ class SQLiteStore:
         if self._db is not None:
             self._db.close()
             self._db = None
-
-    def _prune_due(self, table: str, inserted: int) -> bool:
-        """Count ``inserted`` rows into ``table``; True when it is time to prune it."""
-        self._unpruned[table] += inserted
-        if self._unpruned[table] < self.prune_every:
-            return False
-        self._unpruned[table] = 0
-        return True
 
     # -- change detection ------------------------------------------------------------------------
 
@@ -289,8 +260,8 @@ class SQLiteStore:
 
     async def put_affinity(self, session: str, account_id: str, at: float) -> None:
         """Remember it; now and then, forget sessions last seen ``affinity_ttl`` before ``at``."""
-        prune = self._prune_due("affinity", 1)
-        cutoff = at - self.affinity_ttl
+        prune = self.bounds.prune_due("affinity", 1)
+        cutoff = at - self.bounds.affinity_ttl
 
         def job(db: sqlite3.Connection) -> None:
             with write(db):
@@ -313,8 +284,8 @@ class SQLiteStore:
         batch = list(items)
         if not batch:
             return
-        prune = self._prune_due("reasoning", len(batch))
-        keep = self.max_reasoning
+        prune = self.bounds.prune_due("reasoning", len(batch))
+        keep = self.bounds.max_reasoning
 
         def job(db: sqlite3.Connection) -> None:
             with write(db):
@@ -336,15 +307,10 @@ class SQLiteStore:
         # Stored as a BLOB (SQLite keeps it so in the TEXT column): its length is then read from
         # the row's header, which keeps pruning by bytes cheap however large the histories are.
         blob = history
-        max_bytes = self.max_response_history_bytes
-        if max_bytes and len(blob) > max_bytes:
+        if not self.bounds.history_fits(len(blob)):
             return
-        prune = self._prune_due("response_history", 1)
-        self._unpruned_history_bytes += len(blob)
-        prune_bytes = bool(max_bytes) and self._unpruned_history_bytes >= max_bytes // 8
-        if prune_bytes:
-            self._unpruned_history_bytes = 0
-        keep = self.max_response_histories
+        prune, prune_bytes = self.bounds.history_added(len(blob))
+        keep, max_bytes = self.bounds.max_response_histories, self.bounds.max_response_history_bytes
 
         def job(db: sqlite3.Connection) -> None:
             with write(db):

@@ -81,7 +81,8 @@ _STEPS: tuple[tuple[str, ...], ...] = (
 
 
 class StateFileError(Exception):
-    """The state database cannot be opened or used; the message names the file and says why."""
+    """The state database cannot be opened or used; the message names the file (or the PostgreSQL URL,
+    without its password) and says why. The CLI and the gateway's start print it as one line."""
 
 
 def connect(path: Path) -> sqlite3.Connection:

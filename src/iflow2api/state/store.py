@@ -1,8 +1,8 @@
 """The one interface behind which the gateway keeps its state.
 
 The routing code, the CLI and the page only ever talk to a ``StateStore``; SQLite
-(``state.sqlite.SQLiteStore``) is the embedded default. A store shared by several gateway instances
-(Postgres, Redis) can be added later by implementing this protocol, with no change to the callers.
+(``state.sqlite.SQLiteStore``) is the embedded default, PostgreSQL (``state.postgres.PostgresStore``)
+the store shared by several gateway instances, with no change to the callers.
 
 Every method is async because a shared store is a network away. The request path never waits on
 the store: the pool and the key ring keep in-memory views, reload them when ``generation()``

@@ -4,6 +4,11 @@
 when scraped. Request counters and histograms come from the observed rows; the account and queue
 gauges are read from the pool at scrape time and handed to ``render``.
 
+Every series carries an ``instance`` label (``settings.instance_name``, else host name and process
+id), so the scrapes of several gateway instances add up without colliding. With several instances
+(``redis_url``), two more counters show the coordination store's failures: by operation, and the
+client-key admissions let through unchecked because it did not answer (key limits fail open).
+
 Every label value a client controls is bounded: the model name is cut to ``MAX_MODEL_LENGTH``
 characters and, after ``MAX_MODELS`` distinct names, further ones are counted as ``other``, so a
 client sending random model names cannot grow the scrape (or the gateway's memory) without end.
@@ -86,15 +91,16 @@ def _labels(pairs: Iterable[tuple[str, str]]) -> str:
 
 
 class _Writer:
-    def __init__(self) -> None:
+    def __init__(self, instance: str) -> None:
         self.lines: list[str] = []
+        self._instance: tuple[tuple[str, str], ...] = (("instance", instance),) if instance else ()
 
     def family(self, name: str, kind: str, help_text: str) -> None:
         self.lines.append(f"# HELP {name} {_escape_help(help_text)}")
         self.lines.append(f"# TYPE {name} {kind}")
 
     def sample(self, name: str, labels: Iterable[tuple[str, str]], value: float) -> None:
-        self.lines.append(f"{name}{_labels(labels)} {_number(value)}")
+        self.lines.append(f"{name}{_labels((*self._instance, *labels))} {_number(value)}")
 
     def histogram(self, name: str, labels: tuple[tuple[str, str], ...], histogram: _Histogram) -> None:
         cumulative = 0
@@ -119,7 +125,12 @@ class Metrics:
     ['iflow2api_requests_total{dialect="chat",model="m",status="200",key="",account="a"} 1']
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, instance: str = "", coordinated: bool = False) -> None:
+        #: The ``instance`` label of every series (none when empty: a test's own metrics).
+        self.instance = instance
+        self._coordinated = coordinated
+        self._coordination_failures: defaultdict[str, int] = defaultdict(int)
+        self._failed_open = 0
         self._models: set[str] = set()
         self._requests: defaultdict[tuple[str, str, int, str, str], int] = defaultdict(int)
         #: (model, key, account) -> [prompt, completion, reasoning, cached], in ``TOKEN_TYPES`` order.
@@ -165,13 +176,21 @@ class Metrics:
         self._attempts[row.dialect] += row.attempts
         self._failovers += max(row.attempts - 1, 0)
 
+    def coordination_failed(self, operation: str) -> None:
+        """The coordination store did not answer ``operation`` (``lease``, ``renew``, ``health``...)."""
+        self._coordination_failures[operation] += 1
+
+    def key_limits_failed_open(self) -> None:
+        """A client key's request was admitted unchecked: the coordination store did not answer."""
+        self._failed_open += 1
+
     def render(self, accounts: Sequence[AccountGauge], *, queue_depth: int) -> bytes:
         """The scrape body (serve it with ``CONTENT_TYPE``).
 
         Accounts sharing a label are added together: ``iflow2api_account_state`` then counts how
         many of them are in each state.
         """
-        out = _Writer()
+        out = _Writer(self.instance)
 
         out.family("iflow2api_requests_total", "counter", "Requests answered, by outcome.")
         for (dialect, model, status, key, account), count in sorted(self._requests.items()):
@@ -237,5 +256,20 @@ class Metrics:
 
         out.family("iflow2api_queue_depth", "gauge", "Requests waiting for any upstream slot.")
         out.sample("iflow2api_queue_depth", (), queue_depth)
+
+        if self._coordinated:
+            out.family(
+                "iflow2api_coordination_failures_total",
+                "counter",
+                "Calls to the coordination store (Redis) that failed or timed out, by operation.",
+            )
+            for operation, count in sorted(self._coordination_failures.items()):
+                out.sample("iflow2api_coordination_failures_total", (("operation", operation),), count)
+            out.family(
+                "iflow2api_key_limits_failed_open_total",
+                "counter",
+                "Client-key requests admitted without their limits checked: the coordination store was down.",
+            )
+            out.sample("iflow2api_key_limits_failed_open_total", (), self._failed_open)
 
         return out.text()

@@ -1,0 +1,146 @@
+"""An in-memory ``Coordinator`` for the pool's unit tests: several "instances" in one process share
+one ``MemoryStore``, as gateway processes share Redis. A test double for the pool's logic only (the
+real store and its Lua are tested against a real Redis); ``down`` makes every call fail as an
+unreachable store does."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from iflow2api.coordination import Admission, CoordinationDown, Event, Taken
+from iflow2api.state.records import AccountHealth
+
+
+@dataclass
+class MemoryStore:
+    #: account id -> {lease id: expiry}
+    leases: dict[str, dict[str, float]] = field(default_factory=dict)
+    health: dict[str, AccountHealth] = field(default_factory=dict)
+    listeners: list[tuple[str, Callable[[Event], None]]] = field(default_factory=list)
+    down: bool = False
+    clock: Callable[[], float] = time.time
+    #: The most leases any account held at once (what a ban would follow from).
+    most_held: dict[str, int] = field(default_factory=dict)
+    #: While set and not open, ``take_lease`` waits for it (a slow round trip).
+    take_gate: asyncio.Event | None = None
+    #: Every ``give_back`` made, (account id, lease id).
+    given_back: list[tuple[str, str]] = field(default_factory=list)
+    _ids: itertools.count[int] = field(default_factory=itertools.count)
+
+    def live(self, account_id: str) -> dict[str, float]:
+        now = self.clock()
+        leases = self.leases.setdefault(account_id, {})
+        for lease, expiry in list(leases.items()):
+            if expiry <= now:
+                del leases[lease]
+        return leases
+
+    def emit(self, event: Event) -> None:
+        loop = asyncio.get_running_loop()
+        for instance, listener in self.listeners:
+            if instance != event.instance:
+                loop.call_soon(listener, event)
+
+
+def merged(old: AccountHealth | None, new: AccountHealth, now: float) -> AccountHealth:
+    """The store's rule (``Coordinator.share_health``): rests only extended, a quarantine outlasts
+    rests, an ``ok`` ends a rest of the gateway's own choosing."""
+    if old is None:
+        return new
+    old_rest = old.state == "cooling" and old.until > now
+    if new.state == "cooling" and old_rest and old.until >= new.until:
+        return old
+    if new.state == "cooling" and old.state == "quarantined":
+        return old
+    if new.state == "ok" and old_rest and old.upstream_asked:
+        return old
+    return new
+
+
+class MemoryCoordinator:
+    def __init__(self, store: MemoryStore, instance: str) -> None:
+        self.store = store
+        self.instance = instance
+
+    def _check(self) -> None:
+        if self.store.down:
+            raise CoordinationDown("the memory store is down")
+
+    async def start(self) -> None:
+        self._check()
+
+    async def close(self) -> None:
+        self.store.listeners = [(i, f) for i, f in self.store.listeners if i != self.instance]
+
+    def on_event(self, listener: Callable[[Event], None]) -> None:
+        self.store.listeners.append((self.instance, listener))
+
+    async def take_lease(self, account_id: str, limit: int, ttl: float) -> Taken:
+        await asyncio.sleep(0)  # a round trip: others run meanwhile
+        if self.store.take_gate is not None:
+            await self.store.take_gate.wait()
+        self._check()
+        leases = self.store.live(account_id)
+        if len(leases) >= limit:
+            return Taken(None, len(leases))
+        lease = f"{self.instance}-{next(self.store._ids)}"
+        leases[lease] = self.store.clock() + ttl
+        most = self.store.most_held
+        most[account_id] = max(most.get(account_id, 0), len(leases))
+        return Taken(lease, len(leases))
+
+    async def renew_leases(self, leases: Sequence[tuple[str, str]], ttl: float) -> list[bool]:
+        self._check()
+        alive: list[bool] = []
+        for account_id, lease in leases:
+            live = self.store.live(account_id)
+            alive.append(lease in live)
+            if lease in live:
+                live[lease] = self.store.clock() + ttl
+        return alive
+
+    async def give_back(self, account_id: str, lease_id: str) -> None:
+        await asyncio.sleep(0)
+        self._check()
+        self.store.given_back.append((account_id, lease_id))
+        if self.store.live(account_id).pop(lease_id, None) is not None:
+            self.store.emit(Event("freed", account_id, self.instance))
+
+    async def leases_held(self, account_ids: Sequence[str]) -> dict[str, int]:
+        self._check()
+        return {account_id: len(self.store.live(account_id)) for account_id in account_ids}
+
+    async def share_health(self, account_id: str, health: AccountHealth) -> AccountHealth:
+        await asyncio.sleep(0)
+        self._check()
+        now = self.store.clock()
+        result = self.store.health[account_id] = merged(self.store.health.get(account_id), health, now)
+        self.store.emit(Event("health", account_id, self.instance, result))
+        return result
+
+    async def shared_health(self, account_ids: Sequence[str]) -> dict[str, AccountHealth]:
+        self._check()
+        return {a: self.store.health[a] for a in account_ids if a in self.store.health}
+
+    async def admit_key(
+        self, key_id: str, *, rpm: int | None, tokens_per_day: int | None, now: float
+    ) -> Admission:
+        self._check()
+        return Admission(True)
+
+    async def add_key_tokens(self, key_id: str, tokens: int, now: float) -> None:
+        self._check()
+
+    async def revoke_key(self, key_id: str) -> None:
+        self._check()
+
+    async def lock(self, name: str, ttl: float) -> str | None:
+        self._check()
+        return None
+
+    async def unlock(self, name: str, token: str) -> None:
+        self._check()
