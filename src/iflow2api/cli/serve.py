@@ -170,7 +170,14 @@ async def prepare_state(settings: Settings) -> tuple[int, str | None]:
     from iflow2api import admin
     from iflow2api.state import StateFileError, open_store
 
-    store = open_store(settings.data_dir, database_url=settings.database_url)
+    # As the instance it is about to be: a second instance on one database without redis_url is
+    # refused here, before it says it listens (the gateway's own start checks again).
+    store = open_store(
+        settings.data_dir,
+        database_url=settings.database_url,
+        instance=settings.instance_name,
+        coordinated=bool(settings.redis_url),
+    )
     try:
         keys = len(await store.client_keys())
         password = None
