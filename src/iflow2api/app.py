@@ -44,9 +44,11 @@ from iflow2api.errors import (
     MethodNotAllowed,
     RouteNotFound,
 )
+from iflow2api.keylimits import SharedLimits
 from iflow2api.pool.book import AccountBook, save_login
 from iflow2api.pool.cluster import Cluster
 from iflow2api.pool.directory import Directory
+from iflow2api.pool.members import CLI_ACCOUNT_ID
 from iflow2api.pool.outcomes import CooldownPolicy
 from iflow2api.pool.router import Pool
 from iflow2api.providers import Profiles
@@ -146,13 +148,28 @@ class Gateway:
         self.oauth = OAuthClient(settings.oauth_base_url)
         self.login = LoginFlow(settings.iflow_home, self.oauth, save=self._save_login)
         self.refresher = Refresher(
-            settings.iflow_home, self.oauth, lead=settings.refresh_lead, data_dir=settings.data_dir
+            settings.iflow_home,
+            self.oauth,
+            lead=settings.refresh_lead,
+            data_dir=settings.data_dir,
+            coordinator=self.coordinator,
+            account_id=CLI_ACCOUNT_ID,
         )
         self.usage = UsageRecorder(self.store, retention_days=settings.usage_retention_days)
         self.metrics = Metrics(instance=self.instance, coordinated=self.coordinator is not None)
+        #: Several instances count the client keys' limits together (None: one process alone).
+        self.key_limits = (
+            SharedLimits(
+                self.coordinator,
+                on_revoked=lambda: self.access.reload_soon(),
+                failed_open=self.metrics.key_limits_failed_open,
+            )
+            if self.coordinator is not None
+            else None
+        )
         self.access = Access(
             self.store,
-            KeyRing(tokens_today=self.usage.tokens_today),
+            KeyRing(tokens_today=self.usage.tokens_today, shared=self.key_limits),
             env_keys=clientkeys.env_records(settings.api_keys),
             beyond_loopback=not is_loopback(settings.host),
             spawn=self._spawn,
@@ -189,6 +206,7 @@ class Gateway:
             background=self.background,
             # The client keys live in the same store: a change seen there may be theirs too.
             on_change=self.access.reload_soon,
+            coordinator=self.coordinator,
         )
         self.started_at = time.time()
         self.membership = Membership(self.accounts, self.pool, not_logged_in=not_logged_in_message(settings))
@@ -277,6 +295,10 @@ class Gateway:
                 self.usage.record(row)
             else:
                 self.usage.count(row)
+            if self.key_limits is not None and call.key is not None:
+                self._spawn(
+                    self.key_limits.add_tokens(call.key.id, row.prompt_tokens + row.completion_tokens)
+                )
         if log.isEnabledFor(logging.INFO):
             elapsed = (time.perf_counter() - call.began) * 1000
             log.info("%s %s %s %.1f ms", scope["method"], path, call.status, elapsed)
@@ -322,7 +344,10 @@ class Gateway:
                 # From here on a refusal is recorded too (a key's own limits, under its name);
                 # requests without a valid key are not, so nobody can fill the database.
                 call.dialect = route.usage
-                access.keys.admit(call.key)
+                if access.keys.shared is None:
+                    access.keys.admit(call.key)
+                else:
+                    await access.keys.shared.admit(call.key)
         call.dialect = route.usage  # usage-recorded routes only: chat, anthropic or responses
         await route.handler(self.routes, scope, receive, call)
 

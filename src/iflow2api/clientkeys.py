@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 
 from iflow2api.errors import ClientAuthError, InvalidRequest, KeyLimitReached, ModelNotAllowed
+from iflow2api.keylimits import SharedLimits
 from iflow2api.state.records import ClientKeyRecord
 from iflow2api.state.store import StateStore
 
@@ -90,10 +91,15 @@ def offered_key(authorization: bytes | None, x_api_key: bytes | None) -> bytes:
 
 
 class KeyRing:
-    def __init__(self, *, tokens_today: Callable[[str], int] = lambda _name: 0) -> None:
+    def __init__(
+        self, *, tokens_today: Callable[[str], int] = lambda _name: 0, shared: SharedLimits | None = None
+    ) -> None:
         self._records: list[ClientKeyRecord] = []
         self._tokens_today = tokens_today
         self._recent: dict[str, deque[float]] = {}
+        #: With several instances: the limits every instance counts together (``admit`` is then
+        #: not used; ``shared.admit`` is, one round trip to the coordination store).
+        self.shared = shared
 
     def __bool__(self) -> bool:
         return bool(self._records)
@@ -129,8 +135,13 @@ class KeyRing:
             )
         return record
 
+    async def revoke_everywhere(self, key_id: str) -> None:
+        """After ``key_id`` left the store: make the other instances refuse it at once too."""
+        if self.shared is not None:
+            await self.shared.revoke(key_id)
+
     def admit(self, record: ClientKeyRecord, now: float | None = None) -> None:
-        """Count a request against the key's limits, or refuse it with a 429."""
+        """Count a request against the key's limits (this process's own count), or refuse it with a 429."""
         now = time.monotonic() if now is None else now
         if record.tokens_per_day is not None and self._tokens_today(record.name) >= record.tokens_per_day:
             seconds_to_midnight = 86_400 - time.time() % 86_400

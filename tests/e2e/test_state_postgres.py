@@ -89,4 +89,5 @@ def test_gateways_on_one_database_share_usage_and_accounts(
         output = refused.stdout + refused.stderr
         assert "without redis_url" in output and "IFLOW2API_REDIS_URL" in output, output
         assert "Traceback" not in output, output
+        assert "listening on" not in output, output  # refused before it says it listens
         assert httpx.post(one.url + "/v1/chat/completions", json=CHAT, timeout=10).status_code == 200

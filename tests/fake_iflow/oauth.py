@@ -19,6 +19,7 @@ five parameters, and the token request must carry the client in both the Basic h
 
 from __future__ import annotations
 
+import asyncio
 import html
 import secrets
 import string
@@ -173,6 +174,8 @@ class FakeOAuth:
         self.rotate_key_on_refresh: bool = True
         self.old_key_grace: float = 0.0
         self.email: str = DEFAULT_EMAIL
+        #: Seconds each token request takes, so that callers racing each other overlap.
+        self.token_delay: float = 0.0
 
     # --- the test's side --------------------------------------------------------------------
 
@@ -318,6 +321,8 @@ class FakeOAuth:
 
     async def _token(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
+        if self.token_delay:
+            await asyncio.sleep(self.token_delay)
         headers = {name.lower(): value for name, value in request.headers.items()}
         form = dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
         record: TokenRequest = {

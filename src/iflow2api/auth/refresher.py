@@ -8,6 +8,14 @@ lead, are refreshed halfway through their life instead, so that one refresh does
 next at once. A refresh is single-flight: any number of callers (the schedule, a request that saw
 its key expire) share one call to the OAuth host.
 
+Several instances (a coordinator): one refresher per login among them. The refresh takes the lock
+``refresh:<account id>``; its holder re-reads the login from where it is kept (another instance may
+have refreshed it), refreshes only if that is still the one this instance saw (and, for the
+schedule, still due), and writes only if it did not change meanwhile. The others wait for the lock
+and re-read, and use the login the holder wrote. An ``invalid_grant`` is checked against the kept
+login first: another instance may have rotated the token just before. Without the coordination
+store (it does not answer), each instance refreshes on its own, as one process does.
+
 Failures: a temporary one (the OAuth host's HTTP-200 ``success:false``, a 5xx, no network) is
 retried with growing pauses and leaves the working credentials alone; only a definite rejection
 (``invalid_grant``) marks the login as needing a new login, and even then nothing is deleted.
@@ -24,10 +32,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from iflow2api.auth import iflow_files, oauth
 from iflow2api.auth.oauth_client import OAuthClient
+from iflow2api.coordination import CoordinationDown, Coordinator
 from iflow2api.errors import InvalidGrant, LoginError
 
 log = logging.getLogger("iflow2api.refresh")
@@ -36,6 +45,12 @@ State = Literal["no-login", "ok", "refreshing", "retrying", "needs-login"]
 
 #: Pauses between attempts after a temporary failure, in seconds; the last one repeats.
 BACKOFF = (5.0, 15.0, 60.0, 300.0, 900.0)
+
+#: Seconds a refresh lock outlives a holder that died: longer than a refresh and a key fetch take.
+LOCK_TTL = 60.0
+#: How long an instance waits for another's refresh, and how often it looks meanwhile.
+LOCK_WAIT = 20.0
+LOCK_POLL = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +140,19 @@ class LoginStorage(Protocol):
     async def record_rejection(self, refresh_token: str, reason: str) -> None: ...
 
 
+@runtime_checkable
+class SharedLoginStorage(LoginStorage, Protocol):
+    """A login that other instances may refresh too: ``read`` may answer from memory, ``reread``
+    asks where it is kept (and makes this instance use what it finds)."""
+
+    async def reread(self) -> dict[str, Any] | None: ...
+
+
+def version(creds: dict[str, Any] | None) -> tuple[str, float] | None:
+    """What changes when a login is refreshed or replaced: its refresh token and expiry."""
+    return (str(creds["refresh_token"]), float(creds["expiry_date"])) if creds else None
+
+
 class FileLogin:
     """The login in the iFlow CLI's own files (``~/.iflow``)."""
 
@@ -134,6 +162,9 @@ class FileLogin:
 
     def read(self) -> dict[str, Any] | None:
         return _read_creds(self.iflow_home)
+
+    async def reread(self) -> dict[str, Any] | None:
+        return self.read()  # the files are read afresh every time
 
     async def save_refreshed(
         self, tokens: oauth.Tokens, api_key: str | None, *, previous_refresh_token: str
@@ -162,6 +193,8 @@ class Refresher:
         data_dir: Path | None = None,
         name: str = "the iFlow login",
         clock: Callable[[], float] = time.time,
+        coordinator: Coordinator | None = None,
+        account_id: str = "cli",
     ) -> None:
         self.storage: LoginStorage = FileLogin(login, data_dir) if isinstance(login, Path) else login
         self.name = name
@@ -182,6 +215,10 @@ class Refresher:
         #: The refresh token this gateway was last issued, and that answer's lifetime.
         self._issued: tuple[str, float | None] | None = None
         self._retry_at: float | None = None
+        #: With several instances: the lock that makes this login's refresher the only one.
+        self._coordinator = coordinator
+        self._lock_name = f"refresh:{account_id}"
+        self._only_if_due = False
 
     # -- what the rest of the gateway asks ---------------------------------------------------------
 
@@ -202,9 +239,14 @@ class Refresher:
         """Whether the upstream refused this login (from memory: cheap enough for every request)."""
         return self._state == "needs-login"
 
-    async def refresh_now(self) -> bool:
-        """Refresh at once, sharing a refresh already under way. True if the login is fresh now."""
+    async def refresh_now(self, *, only_if_due: bool = False) -> bool:
+        """Refresh at once, sharing a refresh already under way. True if the login is fresh now.
+
+        ``only_if_due`` (the schedule): with several instances, skip the refresh when the login
+        another instance wrote meanwhile is no longer due.
+        """
         if self._inflight is None:
+            self._only_if_due = only_if_due
             # A task of its own: a caller that goes away (a client hanging up) must not cut short
             # a refresh that others share, and whose rotated tokens must be saved.
             self._inflight = asyncio.ensure_future(self._refresh())
@@ -259,6 +301,59 @@ class Refresher:
         return BACKOFF[min(self._failures, len(BACKOFF)) - 1] * min(1.0, self.lead / 60)
 
     async def _refresh(self) -> bool:
+        if self._coordinator is None or not isinstance(self.storage, SharedLoginStorage):
+            return await self._refresh_alone()
+        return await self._refresh_shared(self._coordinator, self.storage)
+
+    async def _refresh_shared(self, coordinator: Coordinator, storage: SharedLoginStorage) -> bool:
+        seen = version(self.storage.read())
+        deadline = time.monotonic() + LOCK_WAIT  # real waiting, whatever the clock says
+        while True:
+            try:
+                token = await coordinator.lock(self._lock_name, LOCK_TTL)
+            except CoordinationDown as exc:
+                log.warning("refreshing %s without the other instances: %s", self.name, exc)
+                return await self._refresh_alone()
+            if token is not None:
+                break
+            # Another instance refreshes it: wait for the login it writes.
+            await asyncio.sleep(LOCK_POLL)
+            current = await storage.reread()
+            if version(current) != seen and current is not None:
+                return self._adopted()
+            if time.monotonic() > deadline:
+                self._failures += 1
+                self._retry_at = self._clock() + self._pause()
+                self._state, self._last_error = "retrying", "another instance's refresh did not finish"
+                log.warning("%s: another instance's refresh did not finish; trying again later", self.name)
+                return False
+        try:
+            current = await storage.reread()
+            if current is not None and version(current) != seen:
+                return self._adopted()
+            if current is not None and self._only_if_due and self._due_at(current) > self._clock():
+                self._state = "ok"  # not due (any more): nothing to do
+                return True
+            return await self._refresh_alone()
+        finally:
+            with contextlib.suppress(CoordinationDown):
+                await coordinator.unlock(self._lock_name, token)
+
+    def _adopted(self) -> bool:
+        """Another instance refreshed the login (or replaced it): use theirs."""
+        log.info("%s was refreshed by another instance; using its new key", self.name)
+        self._state, self._failures, self._last_error, self._retry_at = "ok", 0, None, None
+        return True
+
+    async def _rotated_elsewhere(self, rejected: str) -> bool:
+        """After an ``invalid_grant``: whether the kept login has another refresh token by now (an
+        instance rotated it just before), which makes the rejection no reason to log in again."""
+        if self._coordinator is None or not isinstance(self.storage, SharedLoginStorage):
+            return False
+        current = await self.storage.reread()
+        return current is not None and str(current["refresh_token"]) != rejected
+
+    async def _refresh_alone(self) -> bool:
         creds = self.storage.read()
         if creds is None:
             self._state = "no-login"
@@ -270,6 +365,8 @@ class Refresher:
         try:
             tokens = await self.client.refresh(refresh_token)
         except InvalidGrant as exc:
+            if await self._rotated_elsewhere(refresh_token):
+                return self._adopted()
             self._state, self._rejected_token, self._last_error = "needs-login", refresh_token, str(exc)
             await self.storage.record_rejection(refresh_token, str(exc))
             log.error(
@@ -314,7 +411,7 @@ class Refresher:
                 wait = due - self._clock()
                 if wait <= 0:
                     try:
-                        await self.refresh_now()
+                        await self.refresh_now(only_if_due=True)
                     except Exception:
                         log.exception("unexpected failure while refreshing %s", self.name)
                         self._failures += 1

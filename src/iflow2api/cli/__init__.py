@@ -302,7 +302,7 @@ def keys_list(**flags: Any) -> None:
 
 @keys.command("revoke")
 @click.argument("name_or_id")
-@only_settings(*STATE)
+@only_settings(*STATE, "redis_url")
 def keys_revoke(name_or_id: str, **flags: Any) -> None:
     """Revoke a key by name or id."""
     from iflow2api.cli import manage

@@ -246,10 +246,27 @@ def revoke_key(settings: Settings, name_or_id: str) -> None:
         for record in await store.client_keys():
             if name_or_id in (record.id, record.name):
                 await store.delete_client_key(record.id)
+                if settings.redis_url:
+                    await revoke_everywhere(settings.redis_url, record.id)
+                    return f"Revoked {record.name} ({record.id}); every gateway instance refuses it now."
                 return f"Revoked {record.name} ({record.id}); a running gateway refuses it within a second."
         raise click.ClickException(f"There is no key {name_or_id!r} (see `iflow2api keys list`).")
 
     click.echo(run(settings, work))
+
+
+async def revoke_everywhere(redis_url: str, key_id: str) -> None:
+    """Tell the running instances at once (they also see the store change, a second later)."""
+    import os
+
+    from iflow2api.coordination.redis import RedisCoordinator
+    from iflow2api.keylimits import SharedLimits
+
+    coordinator = RedisCoordinator(redis_url, instance=f"cli-{os.getpid()}")
+    try:
+        await SharedLimits(coordinator).revoke(key_id)
+    finally:
+        await coordinator.close()
 
 
 def set_admin_password(settings: Settings, password: str) -> None:

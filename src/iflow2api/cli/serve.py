@@ -25,18 +25,22 @@ if TYPE_CHECKING:
     import uvicorn
 
     from iflow2api.app import Gateway
+    from iflow2api.auth.credentials import CredentialSource
 
 
 def serve(settings: Settings) -> None:
     """Check the settings are safe to serve with, bind, say where, and run until stopped."""
-    import uvicorn
-
     from iflow2api import logs
     from iflow2api.app import create_app
     from iflow2api.cli.status import file_serving
-    from iflow2api.http_protocol import with_header_deadline
     from iflow2api.services.serving import next_step
 
+    if settings.workers > 1 and not settings.redis_url:
+        raise WorkersNeedRedis(
+            f"--workers {settings.workers} needs redis_url: the workers must share each account's one "
+            "request in flight and the key limits. Set IFLOW2API_REDIS_URL (or --redis-url) to a "
+            "Redis, or serve with --workers 1."
+        )
     stored_keys, new_password = asyncio.run(prepare_state(settings))
     if not is_loopback(settings.host) and not settings.api_keys and not stored_keys:
         raise click.UsageError(
@@ -48,23 +52,8 @@ def serve(settings: Settings) -> None:
     sock = bind(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    app = create_app(settings)
-    account = app.credentials.current()
-    config = uvicorn.Config(
-        app,
-        loop="auto",
-        # httptools, plus a deadline for a request's headers, which uvicorn does not have.
-        http=with_header_deadline(settings.request_read_timeout),
-        lifespan="on",
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        # The gateway does not trust X-Forwarded-* headers; it never acts on the client's address.
-        proxy_headers=False,
-        # uvicorn's hard cancel comes a moment after our grace, so that the requests still open
-        # when the grace is over (ended by ``Gateway.stop_soon``) can write their error events.
-        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace) + 1,
-    )
+    app = create_app(settings) if settings.workers == 1 else None
+    account = (app.credentials if app is not None else cli_credentials(settings)).current()
     ready = file_serving(settings, account)
     click.echo(f"iflow2api {__version__} listening on http://{shown}:{port}/v1; {ready.summary()}", err=True)
     if new_password is not None:
@@ -81,7 +70,49 @@ def serve(settings: Settings) -> None:
         click.echo(next_step(page), err=True)
         if settings.open_browser and has_display():
             threading.Timer(1.0, webbrowser.open, args=(page,)).start()
-    server(config, app).run(sockets=[sock])
+    if app is None:
+        from iflow2api.cli.workers import Workers
+
+        sys.exit(Workers(settings, sock).run())
+    server(uvicorn_config(settings, app), app).run(sockets=[sock])
+
+
+def cli_credentials(settings: Settings) -> CredentialSource:
+    """The iFlow CLI's login as the gateway reads it (the workers' parent makes no gateway)."""
+    from iflow2api.auth.credentials import CredentialSource
+
+    return CredentialSource(
+        settings.iflow_home, base_url_override=settings.upstream_base_url, provider=settings.upstream_provider
+    )
+
+
+class WorkersNeedRedis(click.ClickException):
+    """Several workers without a coordination store: refused, as a usage error (exit code 2)."""
+
+    exit_code = 2
+
+
+def uvicorn_config(settings: Settings, app: Gateway) -> uvicorn.Config:
+    """uvicorn set up for the gateway (one process, or each worker of ``--workers``)."""
+    import uvicorn
+
+    from iflow2api.http_protocol import with_header_deadline
+
+    return uvicorn.Config(
+        app,
+        loop="auto",
+        # httptools, plus a deadline for a request's headers, which uvicorn does not have.
+        http=with_header_deadline(settings.request_read_timeout),
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        # The gateway does not trust X-Forwarded-* headers; it never acts on the client's address.
+        proxy_headers=False,
+        # uvicorn's hard cancel comes a moment after our grace, so that the requests still open
+        # when the grace is over (ended by ``Gateway.stop_soon``) can write their error events.
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace) + 1,
+    )
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -139,7 +170,14 @@ async def prepare_state(settings: Settings) -> tuple[int, str | None]:
     from iflow2api import admin
     from iflow2api.state import StateFileError, open_store
 
-    store = open_store(settings.data_dir, database_url=settings.database_url)
+    # As the instance it is about to be: a second instance on one database without redis_url is
+    # refused here, before it says it listens (the gateway's own start checks again).
+    store = open_store(
+        settings.data_dir,
+        database_url=settings.database_url,
+        instance=settings.instance_name,
+        coordinated=bool(settings.redis_url),
+    )
     try:
         keys = len(await store.client_keys())
         password = None

@@ -28,6 +28,7 @@ from iflow2api.auth.credentials import IFLOW_BASE_URL, Account, CredentialSource
 from iflow2api.auth.oauth_client import OAuthClient
 from iflow2api.auth.refresher import Refresher, usable_creds
 from iflow2api.background import Background
+from iflow2api.coordination import Coordinator
 from iflow2api.pool.directory import Directory
 from iflow2api.pool.members import CLI_ACCOUNT_ID, Member, Renewal, Source, account_for
 from iflow2api.pool.router import Pool
@@ -93,6 +94,14 @@ class StoredLogin:
         record = self._book.record(self._id)
         return usable_creds(record.oauth) if record is not None else None
 
+    async def reread(self) -> dict[str, Any] | None:
+        """The login as the store holds it now (another instance may have refreshed it); the book
+        reloads when it differs from what this instance uses."""
+        kept = next((r for r in await self._book.store.accounts() if r.id == self._id), None)
+        if kept != self._book.record(self._id):
+            await self._book.load()
+        return usable_creds(kept.oauth) if kept is not None else None
+
     async def save_refreshed(
         self, tokens: oauth.Tokens, api_key: str | None, *, previous_refresh_token: str
     ) -> bool:
@@ -131,6 +140,7 @@ class AccountBook:
         oauth_client: OAuthClient,
         background: Background,
         on_change: Callable[[], None] = lambda: None,
+        coordinator: Coordinator | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -150,6 +160,8 @@ class AccountBook:
         self._changing = asyncio.Lock()
         #: Called after the accounts changed (the client keys live in the same store).
         self._on_change = on_change
+        #: Several instances: one refresher per OAuth account among them.
+        self._coordinator = coordinator
 
     # -- reading -----------------------------------------------------------------------------------
 
@@ -223,6 +235,8 @@ class AccountBook:
                     self.oauth_client,
                     lead=self.settings.refresh_lead,
                     name=f"the iFlow login of {record.label}",
+                    coordinator=self._coordinator,
+                    account_id=account_id,
                 )
                 self._refreshers[account_id] = refresher
                 with contextlib.suppress(RuntimeError):  # no loop yet: started with the gateway

@@ -368,6 +368,7 @@ class ConsoleRoutes:
             )
         if not isinstance(key_id, str) or not await self._store.delete_client_key(key_id):
             raise RouteNotFound(f"There is no key {key_id!r}.")
+        await self._access.keys.revoke_everywhere(key_id)
         await self._access.reload()
         await send_json(call.send, 200, {"ok": True})
 
