@@ -10,7 +10,6 @@ account's lease shows up there.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -32,12 +31,6 @@ CHAT_PATH = "/v1/chat/completions"
 CHAT = {"model": "glm-4.7", "messages": [{"role": "user", "content": "hi"}]}
 #: The iFlow CLI's account: the same id on every instance that reads the same iFlow folder.
 CLI_ACCOUNT = "iflow-cli"
-
-# While the last part is landing (issue 13): shared key limits, one refresher, --workers.
-needs_keys = pytest.mark.skipif(
-    importlib.util.find_spec("iflow2api.keylimits") is None,
-    reason="needs shared key limits, the refresh lock and --workers (i13-keys, not merged yet)",
-)
 
 
 @pytest.fixture
@@ -118,7 +111,6 @@ def test_a_retry_after_seen_by_one_instance_keeps_the_others_off_the_account(
     assert len(fake.received) == 1  # only the first instance's request reached the account
 
 
-@needs_keys
 def test_a_key_limited_to_5_a_minute_is_refused_on_the_6th_whichever_instance(
     cluster: Cluster, fake: FakeIflow
 ) -> None:
@@ -132,7 +124,6 @@ def test_a_key_limited_to_5_a_minute_is_refused_on_the_6th_whichever_instance(
     assert len(fake.received) == 5
 
 
-@needs_keys
 def test_a_token_near_expiry_is_refreshed_once_by_three_instances(cluster: Cluster, fake: FakeIflow) -> None:
     fake.oauth.token_lifetime = 600  # ten minutes left, an hour's lead: every instance wants to refresh
     login = logged_in_home(cluster.iflow_home, fake)  # the folder every instance reads
@@ -213,7 +204,6 @@ def test_redis_stopped_and_started_again_loses_no_request_beyond_the_policy(
         assert chat(gateway).status_code == 200
 
 
-@needs_keys
 def test_with_redis_down_key_limits_fail_open(
     cluster: Cluster, fake: FakeIflow, redis_server: RedisServer
 ) -> None:
@@ -244,7 +234,6 @@ def metric(scrape: str, name: str) -> float:
     )
 
 
-@needs_keys
 def test_two_workers_serve_and_keep_a_key_limit(cluster: Cluster, fake: FakeIflow) -> None:
     key = cluster.create_key("three", "--rpm", "3")
     (gateway,) = cluster.start(1, iflow_settings(fake), args=["--workers", "2"])
