@@ -5,8 +5,9 @@ back; the leases before the coordinator closes; the coordinator before the state
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from iflow2api.app import Gateway
 from iflow2api.clustering import Shared
@@ -39,7 +40,9 @@ class ClosingCoordinator(MemoryCoordinator):
         await super().add_key_tokens(key_id, tokens, now)
 
 
-def noted(steps: list[str], step: str, stop: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+def noted(
+    steps: list[str], step: str, stop: Callable[[], Awaitable[None]]
+) -> Callable[[], Coroutine[Any, Any, None]]:
     async def stopped() -> None:
         await stop()
         steps.append(step)
