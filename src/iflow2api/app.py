@@ -76,16 +76,12 @@ class Gateway:
         #: This instance's one name: the store's, the coordinator's, the metrics' and the log's.
         self.instance = name_of(settings, coordinator)
         self.coordinator = coordinator or coordinator_for(settings, self.instance)
-        self.store: StateStore = (
-            store
-            if store is not None
-            else open_store(
-                settings.data_dir,
-                max_response_history_bytes=settings.responses_store_max_bytes,
-                database_url=settings.database_url,
-                instance=self.instance,
-                coordinated=bool(settings.redis_url),
-            )
+        self.store: StateStore = store or open_store(
+            settings.data_dir,
+            max_response_history_bytes=settings.responses_store_max_bytes,
+            database_url=settings.database_url,
+            instance=self.instance,
+            coordinated=self.coordinator is not None,
         )
         self.credentials = CredentialSource(
             settings.iflow_home,
