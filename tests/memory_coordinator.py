@@ -123,8 +123,8 @@ class MemoryCoordinator:
         now, store = self.store.clock(), self.store
         if kept(store.health.get(account_id), health, now, reset=reset):
             return HealthRecord(store.health[account_id], store.versions[account_id])
-        # As the script: one more than before, never less than the clock in ms.
-        version = max(store.versions.get(account_id, 0) + 1, int(now * 1000))
+        # As the script: one more than before, never less than the clock in microseconds.
+        version = max(store.versions.get(account_id, 0) + 1, int(now * 1_000_000))
         store.health[account_id], store.versions[account_id] = health, version
         store.emit(Event("health", account_id, self.instance, health, version))
         return HealthRecord(health, version)

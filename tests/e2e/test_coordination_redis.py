@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import pytest
@@ -18,11 +19,11 @@ import redis
 
 from iflow2api.coordination import CoordinationDown, Coordinator, Event, HealthRecord
 from iflow2api.coordination.redis import RedisCoordinator
-from iflow2api.pool.cluster import Cluster
 from iflow2api.pool.router import Pool
 from iflow2api.state.records import AccountHealth
 from tests.redis_server import RedisServer
-from tests.unit.test_pool_router import POLICY, Directory, member
+from tests.unit.test_pool_router import member
+from tests.unit.test_shared_health import NOW, RULE, pool_on
 
 T = TypeVar("T")
 #: Generous bounds for what must happen "within a second" or "not hang": they catch a hang or a
@@ -283,6 +284,27 @@ def test_only_a_reset_ends_a_quarantine(redis_url: str) -> None:
     run(test)
 
 
+@pytest.mark.parametrize(("old", "new", "reset", "keeps"), RULE)
+def test_the_script_keeps_what_the_memory_double_keeps(
+    redis_url: str, old: AccountHealth, new: AccountHealth, reset: bool, keeps: bool
+) -> None:
+    """The double's rule (``tests/unit/test_shared_health.RULE``), its times moved to now."""
+
+    shift = time.time() - NOW
+
+    def now(health: AccountHealth) -> AccountHealth:
+        return replace(health, until=health.until and health.until + shift, since=health.since + shift)
+
+    async def test() -> None:
+        async with instances(redis_url, "one") as (one,):
+            held = await one.share_health("acc-1", now(old), reset=True)
+            after = await one.share_health("acc-1", now(new), reset=reset)
+            assert (after == held) is keeps
+            assert after.health == (now(old) if keeps else now(new))
+
+    run(test)
+
+
 def test_versions_stay_newer_after_redis_restarts_empty(redis_server: RedisServer, redis_url: str) -> None:
     async def test() -> None:
         async with instances(redis_url, "one") as (one,):
@@ -323,18 +345,7 @@ async def pools(*coordinators: RedisCoordinator) -> AsyncIterator[list[Pool]]:
     async with AsyncExitStack() as stack:
         made = []
         for coordinator in coordinators:
-            cluster = Cluster(coordinator, lease_ttl=30)
-            pool = Pool(
-                strategy="round-robin",
-                affinity=False,
-                queue_size=10,
-                queue_timeout=5.0,
-                policy=POLICY,
-                directory=Directory(),
-                leases=cluster.leases,
-                shared_health=cluster.health,
-            )
-            pool.set_members([member("a")])
+            pool, cluster = pool_on(coordinator, member("a"))
             await coordinator.start()
             stack.push_async_callback(coordinator.close)
             cluster.start()

@@ -85,8 +85,9 @@ return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
 #: What is kept is neither versioned nor published again. Every record, ``ok`` and an ended rest
 #: included, stays until replaced (no expiry): a poll that finds the record catches up a missed
 #: event, and no key at all means nothing was ever shared (or Redis lost everything). A version is
-#: the old one plus one, and never less than the server's time in ms, so the versions written
-#: after an empty Redis restart are still newer than those the instances saw before it.
+#: the old one plus one, and never less than the server's time in microseconds (exact in Lua's
+#: doubles until the year 2255), so the versions written after an empty Redis restart are still
+#: newer than those the instances saw before it (no account changes more than once a microsecond).
 SHARE_HEALTH: Final = (
     _NOW_MS
     + """
@@ -110,7 +111,7 @@ if raw then
     if keep then return raw end
   end
 end
-version = string.format('%.0f', math.max(version + 1, now))
+version = string.format('%.0f', math.max(version + 1, tonumber(clock[1]) * 1000000 + tonumber(clock[2])))
 local record = '{"version":' .. version .. ',"health":' .. ARGV[1] .. '}'
 redis.call('SET', KEYS[1], record)
 redis.call('PUBLISH', ARGV[3], ARGV[4] .. record .. '}')
