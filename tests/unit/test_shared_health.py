@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
@@ -19,7 +20,7 @@ from iflow2api.pool.router import Pool
 from iflow2api.state.records import AccountHealth
 from tests.memory_coordinator import MemoryCoordinator, MemoryStore, kept
 from tests.unit.test_pool_leases import settled
-from tests.unit.test_pool_router import POLICY, Directory, member
+from tests.unit.test_pool_router import make_pool, member
 
 NOW = 1_000.0
 OK = AccountHealth(since=NOW - 1)
@@ -56,18 +57,7 @@ def pool_on(coordinator: Coordinator, *members: Member) -> tuple[Pool, Cluster]:
     """A pool of ``members`` whose health is shared through ``coordinator``, wired as the gateway
     wires it (the cluster still to be started)."""
     cluster = Cluster(coordinator, lease_ttl=30)
-    pool = Pool(
-        strategy="round-robin",
-        affinity=False,
-        queue_size=10,
-        queue_timeout=5.0,
-        policy=POLICY,
-        directory=Directory(),
-        leases=cluster.leases,
-        shared_health=cluster.health,
-    )
-    pool.set_members(members)
-    return pool, cluster
+    return make_pool(members, clock=time.time, cluster=cluster), cluster
 
 
 class Surprised(MemoryCoordinator):
@@ -103,11 +93,19 @@ def a(pool: Pool) -> Member:
     return found
 
 
+@contextlib.asynccontextmanager
+async def quarantined() -> AsyncIterator[tuple[MemoryStore, Pool, Pool]]:
+    """Two pools on one store, once ``one`` has quarantined account ``a`` and ``two`` has heard."""
+    store = MemoryStore()
+    async with two_pools(store) as (one, two):
+        one.quarantine(a(one), "blocked")
+        await settled(lambda: a(two).health.state == "quarantined")
+        yield store, one, two
+
+
 def test_a_reset_on_one_instance_ends_the_quarantine_on_the_other() -> None:
     async def main() -> None:
-        async with two_pools(MemoryStore()) as (one, two):
-            one.quarantine(a(one), "blocked")
-            await settled(lambda: a(two).health.state == "quarantined")
+        async with quarantined() as (_, one, two):
             two.succeeded(a(two))  # a success: nothing to share, and nothing lifted
             two.reset(a(two))
             await settled(lambda: a(one).health.state == "ok")
@@ -117,10 +115,7 @@ def test_a_reset_on_one_instance_ends_the_quarantine_on_the_other() -> None:
 
 def test_a_reset_then_a_rest_not_yet_shared_still_ends_the_quarantine() -> None:
     async def main() -> None:
-        store = MemoryStore()
-        async with two_pools(store) as (one, two):
-            one.quarantine(a(one), "blocked")
-            await settled(lambda: a(two).health.state == "quarantined")
+        async with quarantined() as (store, one, two):
             store.down = True
             one.reset(a(one))
             one.cool_down(a(one), "timed out", seconds=60)  # replaces the reset in the outbox
@@ -134,10 +129,7 @@ def test_a_reset_then_a_rest_not_yet_shared_still_ends_the_quarantine() -> None:
 
 def test_a_change_made_with_a_new_key_ends_the_old_keys_quarantine() -> None:
     async def main() -> None:
-        store = MemoryStore()
-        async with two_pools(store) as (one, two):
-            one.quarantine(a(one), "blocked")
-            await settled(lambda: a(two).health.state == "quarantined")
+        async with quarantined() as (store, one, two):
             two.set_members([member("a", key="sk-a-the-new-key-0123")])  # a new login on two
             assert a(two).current_health().state == "ok"
             two.cool_down(a(two), "timed out", seconds=60)
