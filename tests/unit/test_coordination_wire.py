@@ -7,7 +7,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from iflow2api.coordination import Event
+from iflow2api.coordination import Event, HealthRecord
 from iflow2api.coordination.wire import (
     event_from,
     event_json,
@@ -15,6 +15,7 @@ from iflow2api.coordination.wire import (
     health_from,
     health_json,
     record_from,
+    stored_record,
 )
 from iflow2api.state.records import AccountHealth
 
@@ -43,6 +44,8 @@ def test_a_health_event_is_the_prefix_and_the_merged_record_with_its_version() -
 def test_a_record_carries_its_version() -> None:
     read = record_from(orjson.loads(record(AccountHealth(since=5.0), 42)))
     assert (read.health, read.version) == (AccountHealth(since=5.0), 42)
+    assert stored_record(record(QUARANTINE, 7)) == HealthRecord(QUARANTINE, 7)
+    assert stored_record(health_json(QUARANTINE)) is None  # an older version's: no version to order by
 
 
 @pytest.mark.parametrize(

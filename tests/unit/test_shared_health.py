@@ -61,15 +61,24 @@ def pool_on(coordinator: Coordinator, *members: Member) -> tuple[Pool, Cluster]:
 
 
 class Surprised(MemoryCoordinator):
-    """Its first poll fails with an error nobody expects."""
+    """Its first poll and its first share fail with an error nobody expects."""
 
-    surprised = False
+    surprises: frozenset[str] = frozenset(("poll", "share"))
+
+    def _surprise(self, what: str) -> None:
+        if what in self.surprises:
+            self.surprises = self.surprises - {what}
+            raise RuntimeError(f"a bug in {what}")
 
     async def shared_health(self, account_ids: Sequence[str]) -> dict[str, HealthRecord]:
-        if not self.surprised:
-            self.surprised = True
-            raise RuntimeError("a bug")
+        self._surprise("poll")
         return await super().shared_health(account_ids)
+
+    async def share_health(
+        self, account_id: str, health: AccountHealth, *, reset: bool = False
+    ) -> HealthRecord:
+        self._surprise("share")
+        return await super().share_health(account_id, health, reset=reset)
 
 
 @contextlib.asynccontextmanager
@@ -147,5 +156,8 @@ def test_the_sharing_loop_outlives_a_surprise() -> None:
             store.listeners = [(name, heard) for name, heard in store.listeners if name != "two"]
             one.quarantine(a(one), "blocked")
             await settled(lambda: a(two).health.state == "quarantined")
+            # Its first share raises too: the change is kept, and shared at the next round.
+            two.reset(a(two))
+            await settled(lambda: a(one).health.state == "ok")
 
     asyncio.run(main())

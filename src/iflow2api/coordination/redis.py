@@ -51,7 +51,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from iflow2api.coordination import Admission, CoordinationDown, Event, HealthRecord, Taken, scripts
 from iflow2api.coordination.redis_events import CHANNEL, EventListener
-from iflow2api.coordination.wire import event_json, health_event_prefix, health_json, record_from
+from iflow2api.coordination.wire import (
+    event_json,
+    health_event_prefix,
+    health_json,
+    record_from,
+    stored_record,
+)
 from iflow2api.state.records import AccountHealth
 
 T = TypeVar("T")
@@ -203,11 +209,10 @@ class RedisCoordinator:
         for account in account_ids:
             pipe.get(_account(account, "health"))
         found = await self._call("health", pipe.execute())
-        return {
-            account: record_from(orjson.loads(text))
-            for account, text in zip(account_ids, found, strict=True)
-            if text is not None
+        records = {
+            account: stored_record(text) for account, text in zip(account_ids, found, strict=True) if text
         }
+        return {account: record for account, record in records.items() if record is not None}
 
     # -- client keys -----------------------------------------------------------------------------
     async def admit_key(

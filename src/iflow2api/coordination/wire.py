@@ -41,6 +41,15 @@ def record_from(value: dict[str, Any]) -> HealthRecord:
     return HealthRecord(health_from(value["health"]), int(value["version"]))
 
 
+def stored_record(text: str | bytes) -> HealthRecord | None:
+    """The record the store holds; None for one this version cannot read (an older version's
+    plain health has no version to order it by: the next change replaces it)."""
+    try:
+        return record_from(orjson.loads(text))
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+
+
 def event_json(kind: EventKind, subject: str, instance: str) -> str:
     return orjson.dumps({"kind": kind, "subject": subject, "instance": instance}).decode()
 

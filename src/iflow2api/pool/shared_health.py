@@ -93,14 +93,14 @@ class SharedHealth:
             try:
                 reset = reset or self._new_key(account_id)
                 merged = await self._coordinator.share_health(account_id, health, reset=reset)
-            except CoordinationDown as exc:
+            except BaseException as exc:
+                # Kept for the next round (or for close(), when cancelled mid-way), under a newer
+                # change that took its place meanwhile, if any.
+                newer = self._outbox.get(account_id)
+                self._outbox[account_id] = (health, reset) if newer is None else (newer[0], newer[1] or reset)
+                if not isinstance(exc, CoordinationDown):
+                    raise
                 self._failed("health")
-                # Kept for the next round, unless a newer change took its place meanwhile.
-                if account_id in self._outbox:
-                    newer, was_reset = self._outbox[account_id]
-                    self._outbox[account_id] = (newer, was_reset or reset)
-                else:
-                    self._outbox[account_id] = (health, reset)
                 log.warning("could not share the health of account %s: %s", account_id, exc)
                 return
             finally:
