@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from iflow2api.coordination import Admission, CoordinationDown, Event, Taken
+from iflow2api.coordination import Admission, CoordinationDown, Event, HealthRecord, Taken
 from iflow2api.state.records import AccountHealth
 
 
@@ -20,6 +20,8 @@ class MemoryStore:
     #: account id -> {lease id: expiry}
     leases: dict[str, dict[str, float]] = field(default_factory=dict)
     health: dict[str, AccountHealth] = field(default_factory=dict)
+    #: account id -> the version of its health record (``SHARE_HEALTH``'s rule)
+    versions: dict[str, int] = field(default_factory=dict)
     listeners: list[tuple[str, Callable[[Event], None]]] = field(default_factory=list)
     down: bool = False
     clock: Callable[[], float] = time.time
@@ -46,19 +48,18 @@ class MemoryStore:
                 loop.call_soon(listener, event)
 
 
-def merged(old: AccountHealth | None, new: AccountHealth, now: float) -> AccountHealth:
-    """The store's rule (``Coordinator.share_health``): rests only extended, a quarantine outlasts
-    rests, an ``ok`` ends a rest of the gateway's own choosing."""
-    if old is None:
-        return new
+def kept(old: AccountHealth | None, new: AccountHealth, now: float, *, reset: bool) -> bool:
+    """The store's rule (``scripts.SHARE_HEALTH``): whether ``old`` stays over ``new``. Rests are
+    only extended, a quarantine outlasts rests and successes, an ``ok`` ends a rest of the gateway's
+    own choosing, and a reset replaces anything."""
+    if old is None or reset:
+        return False
+    if old.state == "quarantined":
+        return new.state != "quarantined"
     old_rest = old.state == "cooling" and old.until > now
-    if new.state == "cooling" and old_rest and old.until >= new.until:
-        return old
-    if new.state == "cooling" and old.state == "quarantined":
-        return old
-    if new.state == "ok" and old_rest and old.upstream_asked:
-        return old
-    return new
+    if new.state == "cooling" and old_rest:
+        return old.until >= new.until
+    return new.state == "ok" and old_rest and old.upstream_asked
 
 
 class MemoryCoordinator:
@@ -114,17 +115,24 @@ class MemoryCoordinator:
         self._check()
         return {account_id: len(self.store.live(account_id)) for account_id in account_ids}
 
-    async def share_health(self, account_id: str, health: AccountHealth) -> AccountHealth:
+    async def share_health(
+        self, account_id: str, health: AccountHealth, *, reset: bool = False
+    ) -> HealthRecord:
         await asyncio.sleep(0)
         self._check()
-        now = self.store.clock()
-        result = self.store.health[account_id] = merged(self.store.health.get(account_id), health, now)
-        self.store.emit(Event("health", account_id, self.instance, result))
-        return result
+        now, store = self.store.clock(), self.store
+        if kept(store.health.get(account_id), health, now, reset=reset):
+            return HealthRecord(store.health[account_id], store.versions[account_id])
+        # As the script: one more than before, never less than the clock in microseconds.
+        version = max(store.versions.get(account_id, 0) + 1, int(now * 1_000_000))
+        store.health[account_id], store.versions[account_id] = health, version
+        store.emit(Event("health", account_id, self.instance, health, version))
+        return HealthRecord(health, version)
 
-    async def shared_health(self, account_ids: Sequence[str]) -> dict[str, AccountHealth]:
+    async def shared_health(self, account_ids: Sequence[str]) -> dict[str, HealthRecord]:
         self._check()
-        return {a: self.store.health[a] for a in account_ids if a in self.store.health}
+        store = self.store
+        return {a: HealthRecord(store.health[a], store.versions[a]) for a in account_ids if a in store.health}
 
     async def admit_key(
         self, key_id: str, *, rpm: int | None, tokens_per_day: int | None, now: float

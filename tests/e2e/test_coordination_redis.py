@@ -9,17 +9,21 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import pytest
 import redis
 
-from iflow2api.coordination import CoordinationDown, Coordinator, Event
+from iflow2api.coordination import CoordinationDown, Coordinator, Event, HealthRecord
 from iflow2api.coordination.redis import RedisCoordinator
+from iflow2api.pool.router import Pool
 from iflow2api.state.records import AccountHealth
 from tests.redis_server import RedisServer
+from tests.unit.test_pool_router import member
+from tests.unit.test_shared_health import NOW, RULE, pool_on
 
 T = TypeVar("T")
 #: Generous bounds for what must happen "within a second" or "not hang": they catch a hang or a
@@ -222,14 +226,17 @@ def test_a_rest_is_only_extended(redis_url: str) -> None:
         async with instances(redis_url, "one", "two") as (one, two):
             heard = Heard(two)
             long = rest(30, reason="long")
-            assert await one.share_health("acc-1", long) == long
-            assert (await heard.wait("health", "acc-1")).health == long
-            assert await one.share_health("acc-1", rest(5, reason="short")) == long
-            assert await two.shared_health(["acc-1", "acc-2"]) == {"acc-1": long}
+            first = await one.share_health("acc-1", long)
+            assert first.health == long
+            event = await heard.wait("health", "acc-1")
+            assert (event.health, event.version) == (long, first.version)
+            assert await one.share_health("acc-1", rest(5, reason="short")) == first  # kept, same version
+            assert await two.shared_health(["acc-1", "acc-2"]) == {"acc-1": first}
             longer = rest(60, reason="longer")
-            assert await two.share_health("acc-1", longer) == longer
+            second = await two.share_health("acc-1", longer)
+            assert second.health == longer and second.version > first.version
             with redis.Redis.from_url(redis_url) as raw:
-                assert 55_000 < raw.pttl("i2a:{a:acc-1}:health") <= 60_000  # gone when the rest ends
+                assert raw.pttl("i2a:{a:acc-1}:health") == -1  # a record stays until replaced
 
     run(test)
 
@@ -240,36 +247,151 @@ def test_ok_ends_a_rest_of_our_choosing_not_one_the_upstream_asked_for(redis_url
             heard = Heard(two)
             ok = AccountHealth(since=time.time())
             await one.share_health("acc-1", rest(30))
-            assert await one.share_health("acc-1", ok) == ok
-            assert await two.shared_health(["acc-1"]) == {}
+            ended = await one.share_health("acc-1", ok)
+            assert ended.health == ok
+            assert await two.shared_health(["acc-1"]) == {"acc-1": ended}  # ok is a record too
             await heard.wait("health", "acc-1", ok)
             asked = rest(30, asked=True)
             await one.share_health("acc-2", asked)
-            assert await two.share_health("acc-2", ok) == asked
-            assert await one.shared_health(["acc-2"]) == {"acc-2": asked}
+            assert (await two.share_health("acc-2", ok)).health == asked
+            assert (await one.shared_health(["acc-2"]))["acc-2"].health == asked
 
     run(test)
 
 
-def test_a_quarantine_outlasts_rests_and_an_ended_rest_is_replaced(redis_url: str) -> None:
+def test_only_a_reset_ends_a_quarantine(redis_url: str) -> None:
     async def test() -> None:
-        async with instances(redis_url, "one") as (one,):
+        async with instances(redis_url, "one", "two") as (one, two):
             quarantine = AccountHealth(
                 "quarantined", reason="blocked", since=time.time(), code="account_blocked"
             )
-            await one.share_health("acc-1", quarantine)
-            assert await one.share_health("acc-1", rest(300, asked=True)) == quarantine
-            assert await one.shared_health(["acc-1"]) == {"acc-1": quarantine}
+            blocked = await one.share_health("acc-1", quarantine)
+            assert await one.share_health("acc-1", rest(300, asked=True)) == blocked
+            # A success elsewhere (a request that began before the block) never lifts it.
+            assert await two.share_health("acc-1", AccountHealth(since=time.time())) == blocked
+            assert await two.shared_health(["acc-1"]) == {"acc-1": blocked}
             reset = AccountHealth(since=time.time())
-            assert await one.share_health("acc-1", reset) == reset  # a person's reset
-            assert await one.shared_health(["acc-1"]) == {}
+            lifted = await two.share_health("acc-1", reset, reset=True)  # a person's reset
+            assert lifted.health == reset and lifted.version > blocked.version
+            assert await one.shared_health(["acc-1"]) == {"acc-1": lifted}
             ended = rest(-1)
-            assert await one.share_health("acc-2", ended) == ended
-            assert await one.shared_health(["acc-2"]) == {}  # nothing stored for a rest already over
+            assert (await one.share_health("acc-2", ended)).health == ended
             await one.share_health("acc-3", rest(0.2))
             await asyncio.sleep(0.3)
             short = rest(1)
-            assert await one.share_health("acc-3", short) == short
+            assert (await one.share_health("acc-3", short)).health == short  # an ended rest is replaced
+
+    run(test)
+
+
+@pytest.mark.parametrize(("old", "new", "reset", "keeps"), RULE)
+def test_the_script_keeps_what_the_memory_double_keeps(
+    redis_url: str, old: AccountHealth, new: AccountHealth, reset: bool, keeps: bool
+) -> None:
+    """The double's rule (``tests/unit/test_shared_health.RULE``), its times moved to now."""
+
+    shift = time.time() - NOW
+
+    def now(health: AccountHealth) -> AccountHealth:
+        return replace(health, until=health.until and health.until + shift, since=health.since + shift)
+
+    async def test() -> None:
+        async with instances(redis_url, "one") as (one,):
+            held = await one.share_health("acc-1", now(old), reset=True)
+            after = await one.share_health("acc-1", now(new), reset=reset)
+            assert (after == held) is keeps
+            assert after.health == (now(old) if keeps else now(new))
+
+    run(test)
+
+
+def test_versions_stay_newer_after_redis_restarts_empty(redis_server: RedisServer, redis_url: str) -> None:
+    async def test() -> None:
+        async with instances(redis_url, "one") as (one,):
+            for _ in range(5):
+                before = await one.share_health("acc-1", rest(30, asked=True), reset=True)
+            redis_server.flush()
+            after = await one.share_health("acc-1", AccountHealth(since=time.time()))
+            assert after.version > before.version
+
+    run(test)
+
+
+# -- health across pools -------------------------------------------------------------------------
+class HeldPolls(RedisCoordinator):
+    """A coordinator whose next poll, once ``hold`` is set, reads the store and then waits for
+    ``release`` before answering: an answer that arrives after newer events."""
+
+    def __init__(self, url: str, *, instance: str) -> None:
+        super().__init__(url, instance=instance)
+        self.hold = False
+        self.read = asyncio.Event()
+        self.release = asyncio.Event()
+        self.answered = asyncio.Event()
+
+    async def shared_health(self, account_ids: Sequence[str]) -> dict[str, HealthRecord]:
+        found = await super().shared_health(account_ids)
+        if self.hold:
+            self.hold = False
+            self.read.set()
+            await self.release.wait()
+            self.answered.set()
+        return found
+
+
+@asynccontextmanager
+async def pools(*coordinators: RedisCoordinator) -> AsyncIterator[list[Pool]]:
+    """A pool of one account ``a`` per coordinator, its health shared as the gateway shares it."""
+    async with AsyncExitStack() as stack:
+        made = []
+        for coordinator in coordinators:
+            pool, cluster = pool_on(coordinator, member("a"))
+            await coordinator.start()
+            stack.push_async_callback(coordinator.close)
+            cluster.start()
+            stack.push_async_callback(cluster.close)
+            made.append(pool)
+        yield made
+
+
+def health_of(pool: Pool) -> AccountHealth:
+    return pool.members()[0].health
+
+
+def in_state(pool: Pool, state: str) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return health_of(pool).state == state
+
+    return check
+
+
+def test_an_instance_that_missed_the_reset_event_catches_up_by_polling(redis_url: str) -> None:
+    async def test() -> None:
+        deaf = RedisCoordinator(redis_url, instance="deaf")
+        async with pools(RedisCoordinator(redis_url, instance="one"), deaf) as (one, other):
+            deaf._events.listeners.clear()  # it hears no event: only its polls tell it anything
+            one.quarantine(one.members()[0], "blocked")
+            await eventually(in_state(other, "quarantined"))
+            one.reset(one.members()[0])
+            await eventually(in_state(other, "ok"))
+
+    run(test)
+
+
+def test_a_poll_read_before_a_newer_event_does_not_undo_it(redis_url: str) -> None:
+    async def test() -> None:
+        slow = HeldPolls(redis_url, instance="slow")
+        async with pools(RedisCoordinator(redis_url, instance="one"), slow) as (one, other):
+            one.cool_down(one.members()[0], "timed out", seconds=300)
+            await eventually(in_state(other, "cooling"))
+            slow.hold = True
+            await asyncio.wait_for(slow.read.wait(), SOON)  # the poll has read the rest...
+            one.reset(one.members()[0])
+            await eventually(in_state(other, "ok"))  # ...then the reset arrived as an event...
+            slow.release.set()
+            await asyncio.wait_for(slow.answered.wait(), SOON)
+            await asyncio.sleep(0)  # ...and the poll's answer, older, has been handled by then
+            assert health_of(other).state == "ok"
 
     run(test)
 
@@ -356,7 +478,7 @@ def test_every_key_carries_its_hash_tag(redis_url: str) -> None:
                 "i2a:{k:key-1}",
                 "i2a:{l:refresh:acc-1}",
             }
-            assert all(raw.pttl(k) > 0 for k in keys if not k.endswith((":revoked",)))
+            assert all(raw.pttl(k) > 0 for k in keys if not k.endswith((":revoked", ":health")))
 
     run(test)
 

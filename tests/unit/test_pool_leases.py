@@ -20,9 +20,7 @@ from iflow2api.pool import leases as leases_module
 from iflow2api.pool.cluster import Cluster
 from iflow2api.pool.members import Member
 from iflow2api.pool.router import Pool
-from iflow2api.pool.shared_health import adopted
 from iflow2api.settings import load
-from iflow2api.state.records import AccountHealth
 from tests.memory_coordinator import MemoryCoordinator, MemoryStore
 from tests.unit.test_pool_router import MODEL, POLICY, Directory, make_pool, member
 
@@ -324,33 +322,6 @@ def test_the_store_down_keeps_a_health_change_until_it_can_be_shared() -> None:
             await settled(lambda: second.member("a").health.state == "cooling")
 
     run(main())
-
-
-@pytest.mark.parametrize(
-    ("local", "shared", "taken"),
-    [
-        # A longer shared rest is taken; a shorter one never cuts a local rest short.
-        (AccountHealth("cooling", 150.0, 1, "x", 100.0), AccountHealth("cooling", 200.0, 1, "y", 90.0), True),
-        (
-            AccountHealth("cooling", 200.0, 1, "x", 100.0),
-            AccountHealth("cooling", 150.0, 1, "y", 110.0),
-            False,
-        ),
-        # An ok ends a rest of the gateway's own choosing, not one the upstream asked for.
-        (AccountHealth("cooling", 200.0, 1, "x", 100.0), AccountHealth(since=110.0), True),
-        (
-            AccountHealth("cooling", 200.0, 1, "x", 100.0, upstream_asked=True),
-            AccountHealth(since=110.0),
-            False,
-        ),
-        # A quarantine anywhere is taken; an ended rest is no reason to keep anything.
-        (AccountHealth(), AccountHealth("quarantined", 0.0, 0, "blocked", 110.0), True),
-        (AccountHealth("cooling", 110.0, 1, "x", 100.0), AccountHealth(since=105.0), True),
-        (AccountHealth(), AccountHealth(), False),
-    ],
-)
-def test_what_is_taken_from_the_store(local: AccountHealth, shared: AccountHealth, taken: bool) -> None:
-    assert adopted(local, shared, now=120.0) == (shared if taken else None)
 
 
 def test_a_lease_lost_while_its_request_ran_releases_nothing_else() -> None:

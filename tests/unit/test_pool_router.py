@@ -27,6 +27,7 @@ from iflow2api.errors import (
     UpstreamRateLimited,
     UpstreamTimeout,
 )
+from iflow2api.pool.cluster import Cluster
 from iflow2api.pool.members import Member, key_fingerprint
 from iflow2api.pool.outcomes import CooldownPolicy
 from iflow2api.pool.router import Pool, Strategy
@@ -114,6 +115,7 @@ def make_pool(
     known_models: Callable[[], Iterable[str]] = tuple,
     health_log: list[tuple[str, AccountHealth]] | None = None,
     affinity_log: list[tuple[str, str]] | None = None,
+    cluster: Cluster | None = None,
 ) -> Pool:
     pool = Pool(
         strategy=strategy,
@@ -123,6 +125,8 @@ def make_pool(
         policy=POLICY,
         directory=Directory(serves, known_models, health_log, affinity_log),
         clock=clock or Clock(),
+        leases=cluster.leases if cluster is not None else None,
+        shared_health=cluster.health if cluster is not None else None,
     )
     pool.set_members(members)
     return pool

@@ -9,8 +9,9 @@ share four things, each here as one method group of ``Coordinator``:
   expiry, renewed while it streams and given back by its id when it ends (shielded from the
   client's cancellation), or reclaimed when it expires because its instance died. A counter that a
   cancelled request never decremented is how peers leaked concurrency (``shared/scale-out.md``).
-* **Health**: a rest or a quarantine seen by one instance reaches the others within a second, and a
-  rest is only ever extended, never shortened by a later, shorter one.
+* **Health**: a rest or a quarantine seen by one instance reaches the others within a second, a
+  rest is only ever extended, never shortened by a later, shorter one, and only an explicit reset
+  ends a quarantine. Each change gets a version, so a late answer never undoes a newer change.
 * **Client-key limits**: requests per minute and tokens per day, checked and recorded in one atomic
   step; and revocations, so a revoked key is refused by every instance on its next request.
 * **Locks** with an owner token and an expiry, e.g. one refresher per OAuth account.
@@ -47,6 +48,18 @@ class Event:
     instance: str
     #: For ``health``: the health now in force (already merged, extend-only).
     health: AccountHealth | None = None
+    #: For ``health``: its version (``HealthRecord.version``).
+    version: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class HealthRecord:
+    """An account's health in force across the instances, and its version: a number the store
+    raises with every change it keeps, so whoever holds two records of one account knows which is
+    newer (an event and a poll answer may arrive in either order)."""
+
+    health: AccountHealth
+    version: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,14 +114,17 @@ class Coordinator(Protocol):
         ...
 
     # -- health ----------------------------------------------------------------------------------
-    async def share_health(self, account_id: str, health: AccountHealth) -> AccountHealth:
+    async def share_health(
+        self, account_id: str, health: AccountHealth, *, reset: bool = False
+    ) -> HealthRecord:
         """Publish an account's new health and return the one in force: a rest is only extended
-        (the later ``until`` wins), a quarantine outlasts rests, and an ``ok`` ends a rest of the
-        gateway's own choosing (not one the upstream asked for that has not ended yet)."""
+        (the later ``until`` wins), a quarantine outlasts rests and successes, and an ``ok`` ends
+        a rest of the gateway's own choosing (not one the upstream asked for that has not ended
+        yet). ``reset`` (a person's reset, a passing check, a new key) replaces whatever is there."""
         ...
 
-    async def shared_health(self, account_ids: Sequence[str]) -> dict[str, AccountHealth]:
-        """The health in force for each account that has one shared."""
+    async def shared_health(self, account_ids: Sequence[str]) -> dict[str, HealthRecord]:
+        """The record in force for each account that has one shared (an ``ok`` is a record too)."""
         ...
 
     # -- client keys -----------------------------------------------------------------------------
@@ -136,4 +152,4 @@ class Coordinator(Protocol):
         ...
 
 
-__all__ = ["Admission", "CoordinationDown", "Coordinator", "Event", "EventKind", "Taken"]
+__all__ = ["Admission", "CoordinationDown", "Coordinator", "Event", "EventKind", "HealthRecord", "Taken"]

@@ -9,13 +9,13 @@ key                             what                                            
 ==============================  =======================================================  ==========
 ``i2a:{a:<account>}:lease``     ZSET, member a lease id, score its expiry (ms, Redis     with its
                                 ``TIME``); take/renew/give back/count are scripts        last lease
-``i2a:{a:<account>}:health``    the health in force (``AccountHealth`` as JSON),         when the
-                                merged "extend only" by a script                         rest ends
+``i2a:{a:<account>}:health``    the health in force and its version (``wire``), merged    never
+                                "extend only" by a script; ``ok`` is a record too         (replaced)
 ``i2a:{k:<key>}:revoked``       a flag: the client key is refused everywhere             never
 ``i2a:{k:<key>}:tokens:<day>``  tokens counted on the key for a UTC day (INCRBY)         2 days
 ``i2a:{k:<key>}:rpm``           ZSET, the last minute's admitted requests (sliding log)  1 minute
 ``i2a:{l:<name>}:lock``         a lock's holder token (SET NX PX; compare-and-delete)    its ttl
-channel ``i2a:events``          ``{"kind", "subject", "instance"[, "health"]}`` JSON     --
+channel ``i2a:events``          ``{"kind", "subject", "instance"[, "record"]}`` JSON     --
 ==============================  =======================================================  ==========
 
 Failures: connect and read time out after ``timeout`` (0.5 s); a broken connection (Redis
@@ -49,9 +49,15 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from iflow2api.coordination import Admission, CoordinationDown, Event, Taken, scripts
+from iflow2api.coordination import Admission, CoordinationDown, Event, HealthRecord, Taken, scripts
 from iflow2api.coordination.redis_events import CHANNEL, EventListener
-from iflow2api.coordination.wire import event_json, health_event_prefix, health_from, health_json
+from iflow2api.coordination.wire import (
+    event_json,
+    health_event_prefix,
+    health_json,
+    record_from,
+    stored_record,
+)
 from iflow2api.state.records import AccountHealth
 
 T = TypeVar("T")
@@ -187,24 +193,26 @@ class RedisCoordinator:
         return {account: int(count) for account, count in zip(account_ids, counts, strict=True)}
 
     # -- health ----------------------------------------------------------------------------------
-    async def share_health(self, account_id: str, health: AccountHealth) -> AccountHealth:
+    async def share_health(
+        self, account_id: str, health: AccountHealth, *, reset: bool = False
+    ) -> HealthRecord:
         prefix = health_event_prefix(account_id, self.instance)
-        keys, args = [_account(account_id, "health")], [health_json(health), CHANNEL, prefix]
+        keys = [_account(account_id, "health")]
+        args: list[Arg] = [health_json(health), int(reset), CHANNEL, prefix]
         merged = await self._call("health", self._share_health(keys, args))
-        return health_from(orjson.loads(merged))
+        return record_from(orjson.loads(merged))
 
-    async def shared_health(self, account_ids: Sequence[str]) -> dict[str, AccountHealth]:
+    async def shared_health(self, account_ids: Sequence[str]) -> dict[str, HealthRecord]:
         if not account_ids:
             return {}
         pipe = self._client.pipeline(transaction=False)
         for account in account_ids:
             pipe.get(_account(account, "health"))
         found = await self._call("health", pipe.execute())
-        return {
-            account: health_from(orjson.loads(text))
-            for account, text in zip(account_ids, found, strict=True)
-            if text is not None
+        records = {
+            account: stored_record(text) for account, text in zip(account_ids, found, strict=True) if text
         }
+        return {account: record for account, record in records.items() if record is not None}
 
     # -- client keys -----------------------------------------------------------------------------
     async def admit_key(

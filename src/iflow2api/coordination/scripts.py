@@ -1,8 +1,8 @@
 """The Lua the Redis coordinator runs: each check-and-change is one script, so it is atomic.
 
 Every script touches the keys of ONE account, key or lock (their hash tag), so each runs on Redis
-Cluster too. Times come from the server's own ``TIME`` (milliseconds for leases and the per-minute
-log, seconds for health), never from an instance's clock, so instances whose clocks disagree still
+Cluster too. Times come from the server's own ``TIME`` (in milliseconds; a health's ``until`` is in
+seconds), never from an instance's clock, so instances whose clocks disagree still
 agree on what has expired. Redis 7 replicates a script's effects, not the script, so ``TIME``
 inside one is allowed.
 """
@@ -75,42 +75,49 @@ return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
 """
 )
 
-#: KEYS: the account's health. ARGV: the new health (JSON), channel, the ``health`` event up to its
-#: health. Returns the health in force (JSON). "Extend only":
-#:   * a quarantine stays through any rest; another quarantine or an ``ok`` replaces it;
+#: KEYS: the account's health record. ARGV: the new health (JSON), reset (1/0), channel, the
+#: ``health`` event up to its record. Returns the record in force, ``{"version": n, "health": h}``
+#: (JSON). "Extend only", unless ``reset`` (a person, a passing check, a new key) replaces anything:
+#:   * a quarantine stays through any rest and any ``ok`` of a success; a quarantine replaces it;
 #:   * during a rest, a rest ending no later is ignored (the later ``until`` wins, whole);
 #:   * during a rest, ``ok`` ends it unless the upstream asked for it (``upstream_asked``);
-#:   * anything replaces an ended rest or nothing.
-#: What is kept is not published again. A rest is stored until it ends (PX), a quarantine until
-#: replaced, and ``ok`` as no key at all.
-SHARE_HEALTH: Final = """
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+#:   * anything replaces an ended rest, an ``ok`` or nothing.
+#: What is kept is neither versioned nor published again. Every record, ``ok`` and an ended rest
+#: included, stays until replaced (no expiry): a poll that finds the record catches up a missed
+#: event, and no key at all means nothing was ever shared (or Redis lost everything). A version is
+#: the old one plus one, and never less than the server's time in microseconds (exact in Lua's
+#: doubles until the year 2255), so the versions written after an empty Redis restart are still
+#: newer than those the instances saw before it (no account changes more than once a microsecond).
+SHARE_HEALTH: Final = (
+    _NOW_MS
+    + """
 local new = cjson.decode(ARGV[1])
 local raw = redis.call('GET', KEYS[1])
+local version = 0
 if raw then
-  local old = cjson.decode(raw)
-  local resting = old.state == 'cooling' and old['until'] > now
-  local keep = false
-  if old.state == 'quarantined' then
-    keep = new.state == 'cooling'
-  elseif resting and new.state == 'cooling' then
-    keep = old['until'] >= new['until']
-  elseif resting and new.state == 'ok' then
-    keep = old.upstream_asked == true
+  local record = cjson.decode(raw)
+  local old = record.health
+  version = tonumber(record.version) or 0
+  if old and ARGV[2] ~= '1' then
+    local resting = old.state == 'cooling' and old['until'] * 1000 > now
+    local keep = false
+    if old.state == 'quarantined' then
+      keep = new.state ~= 'quarantined'
+    elseif resting and new.state == 'cooling' then
+      keep = old['until'] >= new['until']
+    elseif resting and new.state == 'ok' then
+      keep = old.upstream_asked == true
+    end
+    if keep then return raw end
   end
-  if keep then return raw end
 end
-if new.state == 'quarantined' then
-  redis.call('SET', KEYS[1], ARGV[1])
-elseif new.state == 'cooling' and new['until'] > now then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', math.ceil((new['until'] - now) * 1000))
-else
-  redis.call('DEL', KEYS[1])
-end
-redis.call('PUBLISH', ARGV[2], ARGV[3] .. ARGV[1] .. '}')
-return ARGV[1]
+version = string.format('%.0f', math.max(version + 1, tonumber(clock[1]) * 1000000 + tonumber(clock[2])))
+local record = '{"version":' .. version .. ',"health":' .. ARGV[1] .. '}'
+redis.call('SET', KEYS[1], record)
+redis.call('PUBLISH', ARGV[3], ARGV[4] .. record .. '}')
+return record
 """
+)
 
 #: KEYS: the key's revoked flag, its tokens of the day, its log of the last minute's requests.
 #: ARGV: rpm (-1: none), tokens per day (-1: none), seconds to midnight UTC, request id.

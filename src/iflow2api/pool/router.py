@@ -479,17 +479,18 @@ class Pool:
         log.error("account %s is quarantined and will not be used until reset: %s", member.label, reason)
 
     def reset(self, member: Member) -> None:
-        self._set_health(member, AccountHealth(since=self._clock()))
+        self._set_health(member, AccountHealth(since=self._clock()), reset=True)
 
     def checked(self, member: Member, health: AccountHealth) -> None:
         """The health a check found (``services.account_check.health_after``), at once."""
-        self._set_health(member, health)
+        self._set_health(member, health, reset=True)
 
-    def _set_health(self, member: Member, health: AccountHealth) -> None:
+    def _set_health(self, member: Member, health: AccountHealth, *, reset: bool = False) -> None:
+        """``reset``: a person's reset or a check's verdict, which alone end a shared quarantine."""
         member = self._current(member)
         self.adopt_health(member, health)
         if self._shared is not None:
-            self._shared.publish(member.id, health)
+            self._shared.publish(member.id, health, reset=reset)
 
     def adopt_health(self, member: Member, health: AccountHealth) -> None:
         """Take ``health`` as the member's own (found here, or in force across the instances)."""
