@@ -497,8 +497,8 @@ def test_with_the_store_down_each_request_gets_its_503_together_not_one_after_an
 
 def test_requests_refused_elsewhere_keep_their_places_in_the_line() -> None:
     async def main() -> None:
-        async with instances(MemoryStore(), 2) as (_, (first, second)):
-            held = await second.pool.acquire(MODEL)
+        async with instances(MemoryStore(), 2, limit=2) as (_, (first, second)):
+            held = [await second.pool.acquire(MODEL), await second.pool.acquire(MODEL)]
             served: list[int] = []
 
             async def request(n: int) -> None:
@@ -507,13 +507,15 @@ def test_requests_refused_elsewhere_keep_their_places_in_the_line() -> None:
                 await asyncio.sleep(0.01)
                 first.pool.release(got)
 
-            tasks = []
-            for n in range(3):
-                tasks.append(asyncio.ensure_future(request(n)))
-                await settled(lambda n=n: first.pool.waiting == n + 1)  # type: ignore[misc]
-            second.pool.release(held)
+            # The first two both find a local slot free, ask at once, and are both refused.
+            tasks = [asyncio.ensure_future(request(0)), asyncio.ensure_future(request(1))]
+            await settled(lambda: first.pool.waiting == 2)
+            tasks.append(asyncio.ensure_future(request(2)))
+            await settled(lambda: first.pool.waiting == 3)
+            second.pool.release(held[0])  # one slot for the three, in turn
             await asyncio.wait_for(asyncio.gather(*tasks), 10)
             assert served == [0, 1, 2]
+            second.pool.release(held[1])
 
     run(main())
 
