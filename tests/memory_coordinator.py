@@ -87,13 +87,7 @@ class MemoryCoordinator:
         self.store.listeners.append((self.instance, listener))
 
     async def take_lease(
-        self,
-        account_id: str,
-        limit: int,
-        ttl: float,
-        *,
-        epoch: str | None = None,
-        retake: str | None = None,
+        self, account_id: str, limit: int, ttl: float, *, epoch: str | None = None, retake: str | None = None
     ) -> Taken:
         """As ``scripts.TAKE``: the epoch first (a reset refuses), then the limit."""
         await asyncio.sleep(0)  # a round trip: others run meanwhile

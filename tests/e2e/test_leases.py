@@ -23,8 +23,8 @@ from iflow2api.pool.router import Pool
 from tests.conftest import GatewayProcess, iflow_settings, write_settings
 from tests.fake_iflow import FakeIflow, Hang, HttpError, Stream
 from tests.redis_server import RedisServer
-from tests.unit.test_pool_leases import settled
-from tests.unit.test_pool_router import MODEL, POLICY, Directory, member
+from tests.unit.test_pool_leases import Instance, settled
+from tests.unit.test_pool_router import MODEL, member
 
 CHAT = {"model": "glm-4.7", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -187,23 +187,11 @@ async def pool_on(url: str, name: str, ttl: float) -> AsyncIterator[tuple[Pool, 
     """A gateway's pool (one account "a", one request at a time) on the Redis at ``url``."""
     coordinator = RedisCoordinator(url, instance=name)
     await coordinator.start()
-    cluster = Cluster(coordinator, lease_ttl=ttl)
-    pool = Pool(
-        strategy="round-robin",
-        affinity=False,
-        queue_size=100,
-        queue_timeout=60.0,
-        policy=POLICY,
-        directory=Directory(),
-        leases=cluster.leases,
-        shared_health=cluster.health,
-    )
-    pool.set_members([member("a", limit=1)])
-    cluster.start()
+    gateway = Instance(coordinator, name, lambda: [member("a", limit=1)], queue_timeout=60.0, ttl=ttl)
     try:
-        yield pool, cluster
+        yield gateway.pool, gateway.cluster
     finally:
-        await cluster.close()
+        await gateway.cluster.close()
         await coordinator.close()
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from iflow2api.app import instance_name
+from iflow2api.coordination import Coordinator
 from iflow2api.errors import CoordinationUnavailable, UpstreamRateLimited
 from iflow2api.pool import leases as leases_module
 from iflow2api.pool.cluster import Cluster
@@ -34,18 +35,19 @@ def run(coro: Coroutine[Any, Any, None]) -> None:
 
 
 class Instance:
-    """One gateway instance: its pool, wired to the shared store as the gateway wires it."""
+    """One gateway instance: its pool, wired to the shared store as the gateway wires it (a
+    ``MemoryStore``, or a real coordinator)."""
 
     def __init__(
         self,
-        store: MemoryStore,
+        store: MemoryStore | Coordinator,
         name: str,
         members: Callable[[], list[Member]],
         *,
         queue_timeout: float = 10.0,
         ttl: float = TTL,
     ) -> None:
-        self.coordinator = MemoryCoordinator(store, name)
+        self.coordinator = MemoryCoordinator(store, name) if isinstance(store, MemoryStore) else store
         self.failures: list[str] = []
         self.cluster = Cluster(self.coordinator, lease_ttl=ttl, failed=self.failures.append)
         self.pool = Pool(
@@ -559,7 +561,7 @@ def test_give_backs_still_running_at_shutdown_are_cancelled(monkeypatch: pytest.
         gateway = Instance(store, "i0", lambda: [member("a", limit=1)])
         leases = gateway.cluster.leases
         hanging = asyncio.ensure_future(asyncio.sleep(3600))
-        leases._tasks.add(hanging)  # type: ignore[arg-type]
+        leases._tasks.add(hanging)  # a give-back that outlived its timeout
         await asyncio.wait_for(gateway.cluster.close(), 5)
         assert hanging.cancelled()
 

@@ -89,13 +89,7 @@ class Coordinator(Protocol):
 
     # -- leases ----------------------------------------------------------------------------------
     async def take_lease(
-        self,
-        account_id: str,
-        limit: int,
-        ttl: float,
-        *,
-        epoch: str | None = None,
-        retake: str | None = None,
+        self, account_id: str, limit: int, ttl: float, *, epoch: str | None = None, retake: str | None = None
     ) -> Taken:
         """A lease on one of ``account_id``'s ``limit`` slots, expiring in ``ttl`` seconds unless
         renewed; leases past their expiry are reclaimed first.

@@ -148,13 +148,7 @@ class RedisCoordinator:
 
     # -- leases ----------------------------------------------------------------------------------
     async def take_lease(
-        self,
-        account_id: str,
-        limit: int,
-        ttl: float,
-        *,
-        epoch: str | None = None,
-        retake: str | None = None,
+        self, account_id: str, limit: int, ttl: float, *, epoch: str | None = None, retake: str | None = None
     ) -> Taken:
         """A take may land after its caller stopped waiting: the caller was cancelled (its client
         went away), or Redis read the script only after the timeout. A lease granted to nobody
