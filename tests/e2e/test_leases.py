@@ -121,19 +121,30 @@ def test_with_redis_down_requests_fail_closed_with_retry_after_and_resume_when_i
     start_gateway: Any, fake: FakeIflow, tmp_path: Path, redis_url: str, redis_server: RedisServer
 ) -> None:
     (gateway,) = start_instances(
-        start_gateway, fake, tmp_path, redis_url, count=1, IFLOW2API_QUEUE_TIMEOUT="1"
+        start_gateway,
+        fake,
+        tmp_path,
+        redis_url,
+        count=1,
+        IFLOW2API_QUEUE_TIMEOUT="1",
+        IFLOW2API_LEASE_TTL="2",
     )
     assert chat(gateway).status_code == 200
     redis_server.stop()
     try:
         refused = chat(gateway)
     finally:
-        redis_server.start()
+        redis_server.start()  # empty
     assert refused.status_code == 503
     assert refused.json()["error"]["code"] == "coordination_unavailable"
     assert int(refused.headers["retry-after"]) > 0
     assert len(fake.received) == 1  # nothing went upstream without its lease
-    assert chat(gateway).status_code == 200
+    # Redis came back without its data: no new lease for one lease_ttl (pool.leases), then served.
+    deadline = time.monotonic() + 30
+    while (answer := chat(gateway)).status_code != 200:
+        assert answer.json()["error"]["code"] == "coordination_unavailable"
+        assert time.monotonic() < deadline
+    assert len(fake.received) == 2
     metrics = httpx.get(gateway.url + "/metrics", timeout=5).text
     assert 'iflow2api_coordination_failures_total{instance="gw-0",operation="lease"}' in metrics
 

@@ -392,9 +392,12 @@ class Leases:
         period = self.ttl / 3
         delay = period
         while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._renew_now.wait()
+            # asyncio.wait, not a timeout: a cancel (shutdown) meeting the timeout is never lost.
+            waking = asyncio.ensure_future(self._renew_now.wait())
+            try:
+                await asyncio.wait({waking}, timeout=delay)
+            finally:
+                waking.cancel()
             self._renew_now.clear()
             try:
                 delay = await self._renew_once(period)
