@@ -24,8 +24,13 @@ the upstream directly, through the naive proxy and through iflow2api, one after 
 - the profile step (bench/profiles.py): what each provider profile's ``prepare`` adds to a request
   over the generic profile's, in this process.
 
+- the lease round trip (bench/leases.py): a gateway with ``redis_url`` (every request takes and
+  gives back an account's lease in a private redis-server) against one without, one request at a
+  time in alternating turns (the pool part's plan), and the round trip alone in this process.
+
 ``--only core`` runs the first part, ``--only bodies`` the large bodies, ``--only pool`` the pool
-part, ``--only profiles`` the profile step. It prints the tables and the targets, and exits 0 even
+part, ``--only profiles`` the profile step, ``--only leases`` the lease round trip. It prints the
+tables and the targets, and exits 0 even
 when a target is missed (it is a measurement) unless ``--check`` is given.
 """
 
@@ -49,7 +54,7 @@ if __package__ in {None, ""}:
     # `python bench/run.py` puts bench/ itself on sys.path; the package lives one level up.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import bodies, pool_path, profiles, report
+from bench import bodies, leases, pool_path, profiles, report
 from bench.harness import (
     BENCH,
     CHAT_PATH,
@@ -68,7 +73,7 @@ from bench.harness import (
 from bench.report import PROXIES, TARGETS, Check, Outcome, PathComparison, count
 from bench.servers import BenchError, Server, cpu_seconds, free_port, peak_rss_mb, start, stop
 
-PARTS = ("core", "bodies", "pool", "profiles")
+PARTS = ("core", "bodies", "pool", "profiles", "leases")
 
 WRK_SCRIPT = 'wrk.method = "POST"\nwrk.body = [==[@BODY@]==]\n' + WRK_REPORT
 
@@ -313,11 +318,22 @@ def measure_bodies(
     return runs
 
 
-Results = tuple[dict[str, Outcome] | None, bodies.BodyRuns | None, PathComparison | None]
+Results = tuple[
+    dict[str, Outcome] | None, bodies.BodyRuns | None, PathComparison | None, leases.LeaseComparison | None
+]
+
+
+def measure_leases(opts: Options, workdir: Path, upstream: Server) -> leases.LeaseComparison:
+    plan = opts.pool_plan
+    say(f"  lease round trip: {plan.turns} turns of {plan.requests:,} requests each, single vs redis_url")
+    comparison = leases.compare(workdir, upstream.url, opts.gateway_cmd, plan)
+    if comparison.error is not None:
+        say(f"  lease round trip: error: {comparison.error.splitlines()[0]}")
+    return comparison
 
 
 def bench(opts: Options) -> Results:
-    outcomes, body_runs, comparison = None, None, None
+    outcomes, body_runs, comparison, lease_comparison = None, None, None, None
     with tempfile.TemporaryDirectory(prefix="iflow2api-bench-") as tmp, contextlib.ExitStack() as stack:
         workdir = Path(tmp)
         upstream = start_upstream(opts, workdir, stack)
@@ -327,7 +343,9 @@ def bench(opts: Options) -> Results:
             body_runs = measure_bodies(opts, workdir, upstream, stack)
         if "pool" in opts.parts:
             comparison = measure_pool(opts, workdir, upstream)
-    return outcomes, body_runs, comparison
+        if "leases" in opts.parts:
+            lease_comparison = measure_leases(opts, workdir, upstream)
+    return outcomes, body_runs, comparison, lease_comparison
 
 
 # --- the command ---------------------------------------------------------------------------------
@@ -357,7 +375,8 @@ def parse_args(argv: list[str] | None) -> Options:
         "--only",
         choices=PARTS,
         help="core: direct, naive and iflow2api; bodies: large request bodies; pool: the pool path vs "
-        "the core path; profiles: what each provider profile adds to a request (in this process)",
+        "the core path; profiles: what each provider profile adds to a request (in this process); "
+        "leases: what taking an account's lease in Redis adds to a request (the pool part's plan)",
     )
     parser.add_argument("--bodies-duration", type=float, default=2.0, help="bodies: seconds per run")
     parser.add_argument("--bodies-warmup", type=float, default=1.0, help="bodies: warm-up seconds per run")
@@ -422,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, exit_on_signal)
     started = time.monotonic()
     try:
-        outcomes, body_runs, comparison = bench(opts)
+        outcomes, body_runs, comparison, lease_comparison = bench(opts)
     except KeyboardInterrupt:
         say("interrupted; every server was stopped")
         return 130
@@ -434,6 +453,8 @@ def main(argv: list[str] | None = None) -> int:
         results += [Check(*check) for check in bodies.checks(body_runs)]
     if comparison is not None:
         results.append(report.pool_check(comparison))
+    if lease_comparison is not None:
+        results += [Check(*check) for check in leases.checks(lease_comparison)]
     profile_times = profiles.measure() if "profiles" in opts.parts else None
     if profile_times is not None:
         results += [Check(*check) for check in profiles.checks(profile_times)]
@@ -442,6 +463,8 @@ def main(argv: list[str] | None = None) -> int:
     print(report.render(outcomes, comparison, results, heading, titles(opts), body_table))
     if profile_times is not None:
         print("\n" + "\n".join(profiles.table(profile_times, profiles.measure_streams())))
+    if lease_comparison is not None:
+        print("\n" + "\n".join(leases.table(lease_comparison)))
     print(f"\n(took {time.monotonic() - started:.0f} s)")
     if opts.json_path is not None:
         options = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(opts).items()}

@@ -120,9 +120,10 @@ class GatewayProcess(LoggedProcess):
         data_dir: Path,
         env: Mapping[str, str] | None = None,
         module: str = "iflow2api",
+        args: Sequence[str] = (),
     ) -> None:
         """``module``: what ``python -m`` runs (a test's wrapper of the command, see
-        ``tests.e2e.profiled_gateway``)."""
+        ``tests.e2e.profiled_gateway``); ``args``: more flags for ``serve`` (``--workers 2``)."""
         self.iflow_home = iflow_home
         full_env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("IFLOW2API_", "IFLOW_"))},
@@ -133,7 +134,7 @@ class GatewayProcess(LoggedProcess):
             "PYTHONUNBUFFERED": "1",
             **(env or {}),
         }
-        argv = [sys.executable, "-m", module, "serve", "--host", "127.0.0.1", "--port", "0"]
+        argv = [sys.executable, "-m", module, "serve", "--host", "127.0.0.1", "--port", "0", *args]
         super().__init__(argv, full_env, LISTENING)
         self.url = self.started.group(1)
 

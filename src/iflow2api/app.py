@@ -10,22 +10,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import os
-import socket
 import time
 import urllib.parse
 
 from iflow2api import clientkeys, logs
 from iflow2api.addresses import is_loopback, is_loopback_host
-from iflow2api.asgi import (
-    CORS_HEADERS,
-    ReadDeadline,
-    Receive,
-    Scope,
-    Send,
-    header,
-    send_bytes,
-)
+from iflow2api.asgi import CORS_HEADERS, ReadDeadline, Receive, Scope, Send, header, send_bytes
 from iflow2api.auth import iflow_files, oauth
 from iflow2api.auth.credentials import CredentialSource
 from iflow2api.auth.login import LoginFlow
@@ -34,19 +24,13 @@ from iflow2api.auth.refresher import REJECTION_FILE, Refresher
 from iflow2api.background import Background
 from iflow2api.calls import Call
 from iflow2api.clientkeys import KeyRing
-from iflow2api.coordination import CoordinationDown, Coordinator
+from iflow2api.clustering import coordinator_for, metrics_for, name_of, shared_parts
+from iflow2api.coordination import Coordinator
 from iflow2api.dialects.anthropic import errors as anthropic_errors
 from iflow2api.dialects.openai_chat.errors import error_body
 from iflow2api.disconnects import ClientGone, DisconnectWatch, shutting_down
-from iflow2api.errors import (
-    Forbidden,
-    GatewayError,
-    MethodNotAllowed,
-    RouteNotFound,
-)
-from iflow2api.keylimits import SharedLimits
+from iflow2api.errors import Forbidden, GatewayError, MethodNotAllowed, RouteNotFound
 from iflow2api.pool.book import AccountBook, save_login
-from iflow2api.pool.cluster import Cluster
 from iflow2api.pool.directory import Directory
 from iflow2api.pool.members import CLI_ACCOUNT_ID
 from iflow2api.pool.outcomes import CooldownPolicy
@@ -69,7 +53,6 @@ from iflow2api.state import StateFileError, open_store
 from iflow2api.state.store import StateStore
 from iflow2api.upstream.client import UpstreamClient
 from iflow2api.upstream.models import ModelDirectory
-from iflow2api.usage.metrics import Metrics
 from iflow2api.usage.recorder import UsageRecorder
 from iflow2api.usage.summaries import UsageSummaries
 
@@ -85,41 +68,20 @@ def not_logged_in_message(settings: Settings) -> str:
     )
 
 
-def instance_name(settings: Settings) -> str:
-    """This instance's name among several: ``instance_name``, else host name and process id
-    (each process of a ``--workers`` server is given a name of its own)."""
-    return settings.instance_name or f"{socket.gethostname()}-{os.getpid()}"
-
-
-def coordinator_for(settings: Settings, instance: str) -> Coordinator | None:
-    """The coordination store of several instances (``redis_url``); None for one alone."""
-    if not settings.redis_url:
-        return None
-    # Imported here only: one process alone needs neither this module nor the redis package.
-    from iflow2api.coordination.redis import RedisCoordinator
-
-    return RedisCoordinator(settings.redis_url, instance=instance)
-
-
 class Gateway:
     def __init__(
         self, settings: Settings, store: StateStore | None = None, coordinator: Coordinator | None = None
     ) -> None:
         self.settings = settings
-        self.instance = coordinator.instance if coordinator is not None else instance_name(settings)
-        self.coordinator = (
-            coordinator if coordinator is not None else coordinator_for(settings, self.instance)
-        )
-        self.store: StateStore = (
-            store
-            if store is not None
-            else open_store(
-                settings.data_dir,
-                max_response_history_bytes=settings.responses_store_max_bytes,
-                database_url=settings.database_url,
-                instance=settings.instance_name,
-                coordinated=bool(settings.redis_url),
-            )
+        #: This instance's one name: the store's, the coordinator's, the metrics' and the log's.
+        self.instance = name_of(settings, coordinator)
+        self.coordinator = coordinator or coordinator_for(settings, self.instance)
+        self.store: StateStore = store or open_store(
+            settings.data_dir,
+            max_response_history_bytes=settings.responses_store_max_bytes,
+            database_url=settings.database_url,
+            instance=self.instance,
+            coordinated=self.coordinator is not None,
         )
         self.credentials = CredentialSource(
             settings.iflow_home,
@@ -156,30 +118,17 @@ class Gateway:
             account_id=CLI_ACCOUNT_ID,
         )
         self.usage = UsageRecorder(self.store, retention_days=settings.usage_retention_days)
-        self.metrics = Metrics(instance=self.instance, coordinated=self.coordinator is not None)
-        #: Several instances count the client keys' limits together (None: one process alone).
-        self.key_limits = (
-            SharedLimits(
-                self.coordinator,
-                on_revoked=lambda: self.access.reload_soon(),
-                failed_open=self.metrics.key_limits_failed_open,
-            )
-            if self.coordinator is not None
-            else None
-        )
+        self.metrics = metrics_for(settings, self.instance, coordinated=self.coordinator is not None)
+        #: What several instances share (``Alone``: nothing, for one process alone).
+        self.shared = shared_parts(self.coordinator, settings, self.metrics, on_revoked=self._revoked)
         self.access = Access(
             self.store,
-            KeyRing(tokens_today=self.usage.tokens_today, shared=self.key_limits),
+            KeyRing(tokens_today=self.usage.tokens_today, shared=self.shared.key_limits),
             env_keys=clientkeys.env_records(settings.api_keys),
             beyond_loopback=not is_loopback(settings.host),
             spawn=self._spawn,
         )
         directory = Directory(models=self.models, store=self.store, spawn=self._spawn)
-        self.cluster = (
-            Cluster(self.coordinator, lease_ttl=settings.lease_ttl, failed=self.metrics.coordination_failed)
-            if self.coordinator is not None
-            else None
-        )
         self.pool = Pool(
             strategy="fill-first" if settings.strategy == "fill-first" else "round-robin",
             affinity=settings.session_affinity,
@@ -192,8 +141,8 @@ class Gateway:
                 settings.max_cooldown_wait,
             ),
             directory=directory,
-            leases=self.cluster.leases if self.cluster is not None else None,
-            shared_health=self.cluster.health if self.cluster is not None else None,
+            leases=self.shared.leases,
+            shared_health=self.shared.health,
         )
         self.accounts = AccountBook(
             settings=settings,
@@ -259,6 +208,9 @@ class Gateway:
             disconnects=self.disconnects,
         )
 
+    def _revoked(self) -> None:
+        self.access.reload_soon()  # another instance revoked a key: refused here from now on
+
     async def _save_login(self, tokens: oauth.Tokens, user: oauth.UserInfo) -> object:
         account_id = await save_login(self.settings.iflow_home, self.store, tokens, user)
         await self.accounts.load()
@@ -295,9 +247,9 @@ class Gateway:
                 self.usage.record(row)
             else:
                 self.usage.count(row)
-            if self.key_limits is not None and call.key is not None:
+            if self.shared.key_limits is not None and call.key is not None:
                 self._spawn(
-                    self.key_limits.add_tokens(call.key.id, row.prompt_tokens + row.completion_tokens)
+                    self.shared.key_limits.add_tokens(call.key.id, row.prompt_tokens + row.completion_tokens)
                 )
         if log.isEnabledFor(logging.INFO):
             elapsed = (time.perf_counter() - call.began) * 1000
@@ -416,21 +368,23 @@ class Gateway:
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                self.disconnects.shut_down()
-                await self.disconnects.stop()
-                if self.cluster is not None:
-                    await self.cluster.close()  # after the last request: its lease goes back
-                if self.coordinator is not None:
-                    await self.coordinator.close()
-                await self.refresher.stop()
-                await self.accounts.stop()
-                await self.usage.stop()
-                await self.background.drain(seconds=2)
-                await self.oauth.close()
-                await self.client.close()
-                await self.store.close()
+                await self._stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def _stop(self) -> None:
+        self.disconnects.shut_down()
+        await self.disconnects.stop()
+        # Whatever may still call the coordinator stops before it closes: a refresh cancelled
+        # here unlocks its lock through it, and the last requests' key tokens are counted.
+        await self.refresher.stop()
+        await self.accounts.stop()
+        await self.usage.stop()
+        await self.background.drain(seconds=2)
+        await self.shared.close()  # after the last request: its leases go back, then the coordinator
+        await self.oauth.close()
+        await self.client.close()
+        await self.store.close()
 
     def stop_soon(self) -> None:
         """A stop was asked for (SIGTERM, Ctrl+C): drain, or end everything now if asked again.
@@ -453,30 +407,17 @@ class Gateway:
         self._loop = asyncio.get_running_loop()
         await asyncio.to_thread(self._remove_stale_temps)
         await self.client.start()
-        await self._join()
+        await self.shared.join()
         self.disconnects.start()
         self.refresher.start()
         await self.access.reload()
         await self.store.open()  # a broken database stops the start here, with its path
         await self.accounts.start()
-        if self.cluster is not None:
-            self.cluster.start()
+        self.shared.start()
         self.pool.restore_affinities(await self.store.affinities(time.time() - 86_400))
         self.reasoning.preload(await self.store.reasoning(self.reasoning.max_entries))
         await self.usage.load_today()
         self.usage.start()
-
-    async def _join(self) -> None:
-        """Connect to the other instances' coordination store. Down now, the gateway starts all
-        the same (its requests wait for leases, then get a 503) and joins when it is back."""
-        if self.coordinator is None:
-            return
-        try:
-            await self.coordinator.start()
-        except CoordinationDown as exc:
-            log.error("the coordination store (redis_url) does not answer; retrying meanwhile: %s", exc)
-        else:
-            log.info("instance %s joined the other instances (redis_url)", self.instance)
 
     def _remove_stale_temps(self) -> None:
         """Our temporary files that a killed write left behind: each holds a copy of a secret."""
@@ -553,4 +494,4 @@ def __getattr__(name: str) -> LazyApp:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["Gateway", "LazyApp", "coordinator_for", "create_app", "instance_name"]
+__all__ = ["Gateway", "LazyApp", "create_app"]

@@ -37,9 +37,13 @@ def _content_key(content: object) -> str | None:
 
 
 def _call_keys(message: dict[str, Any]) -> list[str]:
+    calls = message.get("tool_calls")
+    # The history is the client's: a malformed turn has no keys rather than an error (the host judges it).
+    if not isinstance(calls, list):
+        return []
     return [
         "call:" + call["id"]
-        for call in message.get("tool_calls") or ()
+        for call in calls
         if isinstance(call, dict) and isinstance(call.get("id"), str) and call["id"]
     ]
 

@@ -2,12 +2,18 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from iflow2api.app import Gateway
+from iflow2api.instances import instance_name
+from iflow2api.settings import Settings, load
+from iflow2api.state.postgres import PostgresStore
 from iflow2api.state.records import UsageRow
 from iflow2api.usage.metrics import DURATION_BUCKETS, TTFT_BUCKETS, AccountGauge, Metrics
+from tests.memory_coordinator import MemoryCoordinator, MemoryStore
 
 Series = tuple[str, frozenset[tuple[str, str]]]
 
@@ -316,3 +322,43 @@ def test_coordination_failures_and_fail_open_admissions_are_counted_with_several
     assert families["iflow2api_key_limits_failed_open"][1] == {
         series("iflow2api_key_limits_failed_open_total", instance="gw-1"): 1
     }
+
+
+def labelled_instances(gateway: Gateway) -> set[str | None]:
+    """The ``instance`` label of every series the gateway's scrape shows (None: a series without)."""
+    gateway.metrics.observe(usage())
+    families = scrape(gateway.metrics, [AccountGauge(label="a", state="ok", in_flight=0, waiting=0)])
+    return {dict(labels).get("instance") for _kind, samples in families.values() for _name, labels in samples}
+
+
+def gateway_settings(tmp_path: Path, **env: str) -> Settings:
+    folders = {"IFLOW2API_DATA_DIR": str(tmp_path / "data"), "IFLOW_HOME": str(tmp_path / "iflow")}
+    return load(env={**folders, **env}, config_path=None)
+
+
+def test_one_process_unnamed_scrapes_as_before_several_instances(tmp_path: Path) -> None:
+    # Its series are those of a gateway before issue 13: no instance label, no coordination counters.
+    gateway = Gateway(gateway_settings(tmp_path))
+    assert labelled_instances(gateway) == {None}
+    assert "coordination" not in gateway.metrics.render([], queue_depth=0).decode()
+
+
+def test_a_named_instance_labels_every_series_with_its_name(tmp_path: Path) -> None:
+    gateway = Gateway(gateway_settings(tmp_path, IFLOW2API_INSTANCE_NAME="gw-a"))
+    assert labelled_instances(gateway) == {"gw-a"}
+    assert instance_name("gw-a") == gateway.instance == "gw-a"
+
+
+def test_with_other_instances_every_series_has_the_one_name_the_store_and_coordinator_use(
+    tmp_path: Path,
+) -> None:
+    # A coordinator handed in already has a name (not the default one): the store must use it too.
+    me = "gw-coordinated"
+    coordinator = MemoryCoordinator(MemoryStore(), me)
+    # No connection is made before ``open``: the URL only has to look like PostgreSQL's.
+    settings = gateway_settings(tmp_path, IFLOW2API_DATABASE_URL="postgresql://127.0.0.1:9/none")
+    gateway = Gateway(settings, coordinator=coordinator)
+    assert labelled_instances(gateway) == {me}
+    assert gateway.instance == me
+    assert isinstance(gateway.store, PostgresStore) and gateway.store.instance is not None
+    assert gateway.store.instance.name == me

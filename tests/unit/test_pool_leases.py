@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from iflow2api.app import instance_name
 from iflow2api.coordination import Coordinator
 from iflow2api.errors import CoordinationUnavailable, UpstreamRateLimited
+from iflow2api.instances import instance_name
 from iflow2api.pool import leases as leases_module
 from iflow2api.pool.cluster import Cluster
 from iflow2api.pool.members import Member
@@ -426,7 +426,7 @@ def test_without_a_coordinator_the_pool_takes_no_lease_and_awaits_nothing_more()
 def test_each_instance_is_named_apart(env: dict[str, str], expected: str, tmp_path: Path) -> None:
     settings = load(env={"IFLOW2API_DATA_DIR": str(tmp_path), **env}, config_path=None)
     name = expected.replace("HOST", socket.gethostname()).replace("PID", str(os.getpid()))
-    assert instance_name(settings) == name
+    assert instance_name(settings.instance_name) == name
 
 
 def test_after_the_store_lost_its_leases_no_account_gets_a_second_request_in_flight(

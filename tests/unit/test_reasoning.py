@@ -22,6 +22,15 @@ def test_restores_by_tool_call_id_without_touching_the_input() -> None:
     assert restored[0] is history[0] and restored[2] is history[2]
 
 
+def test_malformed_tool_calls_restore_nothing_and_raise_nothing() -> None:
+    # The fuzz test's 500: a remembered turn, then a history whose tool_calls is a number.
+    store = ReasoningStore()
+    store.remember({"role": "assistant", "content": None, "reasoning_content": "plan", "tool_calls": [CALL]})
+    for calls in (5, "call_1", {"id": "call_1"}, None):
+        history: list[dict[str, Any]] = [{"role": "assistant", "content": None, "tool_calls": calls}]
+        assert store.restore(history) is history
+
+
 def test_restores_by_text_and_keeps_what_the_client_sent() -> None:
     store = ReasoningStore()
     store.remember({"role": "assistant", "content": "The answer is 4.", "reasoning_content": "2+2"})

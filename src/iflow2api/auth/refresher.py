@@ -46,6 +46,8 @@ State = Literal["no-login", "ok", "refreshing", "retrying", "needs-login"]
 #: Pauses between attempts after a temporary failure, in seconds; the last one repeats.
 BACKOFF = (5.0, 15.0, 60.0, 300.0, 900.0)
 
+#: Seconds a refresh under way at shutdown may take to finish (and save its tokens) before it is cut.
+STOP_GRACE = 3.0
 #: Seconds a refresh lock outlives a holder that died: longer than a refresh and a key fetch take.
 LOCK_TTL = 60.0
 #: How long an instance waits for another's refresh, and how often it looks meanwhile.
@@ -264,10 +266,19 @@ class Refresher:
             self._task = asyncio.ensure_future(self._run())
 
     async def stop(self) -> None:
+        """Stop the schedule, and end a refresh under way while the gateway's clients still work
+        (the gateway closes the coordinator only after this): it may have rotated the token
+        already, so it gets ``STOP_GRACE`` seconds to save it; cancelled after that, it still gives
+        its lock back on the way out."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        inflight = self._inflight
+        if inflight is not None:
+            await asyncio.wait([inflight], timeout=STOP_GRACE)
+            inflight.cancel()
+            await asyncio.wait([inflight])  # its outcome is read by ``_refreshed``
 
     def files_changed(self) -> None:
         """A new login was written: look at the schedule again now."""

@@ -24,6 +24,7 @@ import time
 from multiprocessing.context import SpawnProcess
 from types import FrameType
 
+from iflow2api.instances import instance_name
 from iflow2api.settings import Settings
 
 log = logging.getLogger("iflow2api")
@@ -40,8 +41,7 @@ def worker_name(settings: Settings, index: int, parent_pid: int) -> str:
     >>> worker_name(load(env={"IFLOW2API_INSTANCE_NAME": "gw"}, config_path=None), 2, 40)
     'gw-w2'
     """
-    base = settings.instance_name or f"{socket.gethostname()}-{parent_pid}"
-    return f"{base}-w{index}"
+    return f"{instance_name(settings.instance_name, pid=parent_pid)}-w{index}"
 
 
 def run_worker(settings: Settings, sock: socket.socket) -> None:

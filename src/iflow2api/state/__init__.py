@@ -16,6 +16,7 @@ import os
 import socket
 from pathlib import Path
 
+from iflow2api.instances import instance_name
 from iflow2api.state.bounds import MAX_RESPONSE_HISTORY_BYTES
 from iflow2api.state.records import (
     AccountHealth,
@@ -63,7 +64,7 @@ def open_store(
 
     With a ``database_url`` (``postgresql://...``) the store is ``PostgresStore``, imported only
     then, so one process without the ``cluster`` extra works as before. A serving gateway passes
-    ``instance`` (its name; empty: host name and process id) and ``coordinated`` (it has a
+    ``instance`` (its name; empty: ``instances.instance_name``'s default) and ``coordinated`` (it has a
     ``redis_url``): without Redis it refuses to open while another instance uses the database.
     The CLI passes neither: it is a short visit, not an instance.
     """
@@ -74,7 +75,7 @@ def open_store(
         me = None
         if instance is not None:
             host, pid = socket.gethostname(), os.getpid()
-            me = Instance(name=instance or f"{host}-{pid}", host=host, pid=pid, coordinated=coordinated)
+            me = Instance(name=instance_name(instance, pid=pid), host=host, pid=pid, coordinated=coordinated)
         return PostgresStore(database_url, instance=me, max_response_history_bytes=max_response_history_bytes)
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     return SQLiteStore(data_dir / STATE_FILE, max_response_history_bytes=max_response_history_bytes)

@@ -4,10 +4,13 @@
 when scraped. Request counters and histograms come from the observed rows; the account and queue
 gauges are read from the pool at scrape time and handed to ``render``.
 
-Every series carries an ``instance`` label (``settings.instance_name``, else host name and process
-id), so the scrapes of several gateway instances add up without colliding. With several instances
-(``redis_url``), two more counters show the coordination store's failures: by operation, and the
-client-key admissions let through unchecked because it did not answer (key limits fail open).
+With several instances (``redis_url``) or a name given (``instance_name``), every series carries an
+``instance`` label (``instances.instance_name``), so the scrapes of several gateway instances add up
+without colliding; one process alone and unnamed scrapes as it always did, with no such label
+(``clustering.metrics_for`` decides). Prometheus sets an ``instance`` label of its own: scrape with
+``honor_labels: true`` to keep ours. With several instances, two more counters show the
+coordination store's failures: by operation, and the client-key admissions let through unchecked
+because it did not answer (key limits fail open).
 
 Every label value a client controls is bounded: the model name is cut to ``MAX_MODEL_LENGTH``
 characters and, after ``MAX_MODELS`` distinct names, further ones are counted as ``other``, so a
