@@ -19,6 +19,8 @@ from iflow2api.state.records import AccountHealth
 class MemoryStore:
     #: account id -> {lease id: expiry}
     leases: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: account id -> its epoch (``scripts.TAKE``): set by the first take that finds none.
+    epochs: dict[str, str] = field(default_factory=dict)
     health: dict[str, AccountHealth] = field(default_factory=dict)
     #: account id -> the version of its health record (``SHARE_HEALTH``'s rule)
     versions: dict[str, int] = field(default_factory=dict)
@@ -40,6 +42,11 @@ class MemoryStore:
             if expiry <= now:
                 del leases[lease]
         return leases
+
+    def lose(self) -> None:
+        """Lose every lease and epoch, as Redis restarted without persistence does."""
+        self.leases.clear()
+        self.epochs.clear()
 
     def emit(self, event: Event) -> None:
         loop = asyncio.get_running_loop()
@@ -80,19 +87,25 @@ class MemoryCoordinator:
     def on_event(self, listener: Callable[[Event], None]) -> None:
         self.store.listeners.append((self.instance, listener))
 
-    async def take_lease(self, account_id: str, limit: int, ttl: float) -> Taken:
+    async def take_lease(
+        self, account_id: str, limit: int, ttl: float, *, epoch: str | None = None, retake: str | None = None
+    ) -> Taken:
+        """As ``scripts.TAKE``: the epoch first (a reset refuses), then the limit."""
         await asyncio.sleep(0)  # a round trip: others run meanwhile
         if self.store.take_gate is not None:
             await self.store.take_gate.wait()
         self._check()
+        current = self.store.epochs.setdefault(account_id, f"epoch-{next(self.store._ids)}")
         leases = self.store.live(account_id)
-        if len(leases) >= limit:
-            return Taken(None, len(leases))
-        lease = f"{self.instance}-{next(self.store._ids)}"
+        if retake is None and epoch and epoch != current:
+            return Taken(None, len(leases), current, reset=True)
+        if retake not in leases and len(leases) >= limit:
+            return Taken(None, len(leases), current)
+        lease = retake or f"{self.instance}-{next(self.store._ids)}"
         leases[lease] = self.store.clock() + ttl
         most = self.store.most_held
         most[account_id] = max(most.get(account_id, 0), len(leases))
-        return Taken(lease, len(leases))
+        return Taken(lease, len(leases), current)
 
     async def renew_leases(self, leases: Sequence[tuple[str, str]], ttl: float) -> list[bool]:
         self._check()

@@ -92,7 +92,7 @@ def test_a_lease_is_taken_renewed_counted_and_given_back(redis_url: str) -> None
         async with instances(redis_url, "one", "two") as (one, two):
             taken = await one.take_lease("acc-1", 1, 30)
             assert taken.lease_id is not None and taken.held == 1
-            assert await two.take_lease("acc-1", 1, 30) == type(taken)(None, 1)
+            assert await two.take_lease("acc-1", 1, 30) == type(taken)(None, 1, taken.epoch)
             assert await two.leases_held(["acc-1", "acc-2"]) == {"acc-1": 1, "acc-2": 0}
             assert await one.renew_leases([("acc-1", taken.lease_id), ("acc-1", "gone")], 30) == [True, False]
             await one.give_back("acc-1", taken.lease_id)
@@ -100,6 +100,26 @@ def test_a_lease_is_taken_renewed_counted_and_given_back(redis_url: str) -> None
             assert await two.leases_held(["acc-1"]) == {"acc-1": 0}
             assert (await two.take_lease("acc-1", 1, 30)).lease_id is not None
             assert await one.leases_held([]) == {} and await one.renew_leases([], 30) == []
+
+    run(test)
+
+
+def test_after_redis_lost_its_data_a_take_knowing_the_old_epoch_is_refused_and_a_retake_is_not(
+    redis_server: RedisServer, redis_url: str
+) -> None:
+    async def test() -> None:
+        async with instances(redis_url, "one", "two") as (one, two):
+            held = await one.take_lease("acc-1", 1, 30)
+            old = held.epoch
+            assert old and held.lease_id is not None and not held.reset
+            redis_server.restart()  # empty, as without persistence or after a failover
+            refused = await two.take_lease("acc-1", 1, 30, epoch=old)
+            assert refused.lease_id is None and refused.reset and refused.epoch != old
+            again = await one.take_lease("acc-1", 1, 30, epoch=old, retake=held.lease_id)
+            assert again.lease_id == held.lease_id and not again.reset and again.epoch == refused.epoch
+            full = await two.take_lease("acc-1", 1, 30, epoch=refused.epoch)
+            assert full == type(full)(None, 1, refused.epoch)
+            assert (await two.take_lease("acc-2", 1, 30)).lease_id is not None  # never seen: no reset
 
     run(test)
 
@@ -478,7 +498,7 @@ def test_every_key_carries_its_hash_tag(redis_url: str) -> None:
                 "i2a:{k:key-1}",
                 "i2a:{l:refresh:acc-1}",
             }
-            assert all(raw.pttl(k) > 0 for k in keys if not k.endswith((":revoked", ":health")))
+            assert all(raw.pttl(k) > 0 for k in keys if not k.endswith((":revoked", ":health", ":epoch")))
 
     run(test)
 

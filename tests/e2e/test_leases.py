@@ -1,20 +1,30 @@
 """Three gateway processes on one Redis and one iFlow account (one request at a time): the leases
 keep it to one in flight whichever instance serves, and a rate limit one instance meets keeps the
-others off the account; ``/metrics`` names each instance."""
+others off the account; ``/metrics`` names each instance. Redis down: each request its own 503.
+Redis restarted empty: no second request in flight (two pools in this process, on a real Redis)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
+import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from iflow2api.coordination.redis import RedisCoordinator
+from iflow2api.pool.cluster import Cluster
+from iflow2api.pool.router import Pool
 from tests.conftest import GatewayProcess, iflow_settings, write_settings
 from tests.fake_iflow import FakeIflow, Hang, HttpError, Stream
 from tests.redis_server import RedisServer
+from tests.unit.test_pool_leases import Instance, settled
+from tests.unit.test_pool_router import MODEL, member
 
 CHAT = {"model": "glm-4.7", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -111,19 +121,30 @@ def test_with_redis_down_requests_fail_closed_with_retry_after_and_resume_when_i
     start_gateway: Any, fake: FakeIflow, tmp_path: Path, redis_url: str, redis_server: RedisServer
 ) -> None:
     (gateway,) = start_instances(
-        start_gateway, fake, tmp_path, redis_url, count=1, IFLOW2API_QUEUE_TIMEOUT="1"
+        start_gateway,
+        fake,
+        tmp_path,
+        redis_url,
+        count=1,
+        IFLOW2API_QUEUE_TIMEOUT="1",
+        IFLOW2API_LEASE_TTL="2",
     )
     assert chat(gateway).status_code == 200
     redis_server.stop()
     try:
         refused = chat(gateway)
     finally:
-        redis_server.start()
+        redis_server.start()  # empty
     assert refused.status_code == 503
     assert refused.json()["error"]["code"] == "coordination_unavailable"
     assert int(refused.headers["retry-after"]) > 0
     assert len(fake.received) == 1  # nothing went upstream without its lease
-    assert chat(gateway).status_code == 200
+    # Redis came back without its data: no new lease for one lease_ttl (pool.leases), then served.
+    deadline = time.monotonic() + 30
+    while (answer := chat(gateway)).status_code != 200:
+        assert answer.json()["error"]["code"] == "coordination_unavailable"
+        assert time.monotonic() < deadline
+    assert len(fake.received) == 2
     metrics = httpx.get(gateway.url + "/metrics", timeout=5).text
     assert 'iflow2api_coordination_failures_total{instance="gw-0",operation="lease"}' in metrics
 
@@ -142,3 +163,79 @@ def test_an_instance_started_while_redis_is_down_serves_once_it_is_up(
     assert chat(gateway).status_code == 200
     assert len(fake.received) == 1
     gateway.log_matching("the coordination store .* does not answer")
+
+
+def test_with_redis_down_concurrent_requests_each_get_their_503_from_their_own_arrival(
+    start_gateway: Any, fake: FakeIflow, tmp_path: Path, redis_url: str, redis_server: RedisServer
+) -> None:
+    wait = 2.0  # queue_timeout, below DOWN_WAIT: the 503's deadline
+    (gateway,) = start_instances(
+        start_gateway, fake, tmp_path, redis_url, count=1, IFLOW2API_QUEUE_TIMEOUT=str(wait)
+    )
+    redis_server.stop()
+
+    def timed_chat(_: int) -> tuple[httpx.Response, float]:
+        began = time.monotonic()
+        response = chat(gateway)
+        return response, time.monotonic() - began
+
+    try:
+        with ThreadPoolExecutor(5) as threads:
+            answers = list(threads.map(timed_chat, range(5)))
+    finally:
+        redis_server.start()
+    for response, _ in answers:
+        assert response.status_code == 503, response.text  # never a 429 from the line instead
+        assert response.json()["error"]["code"] == "coordination_unavailable"
+        assert int(response.headers["retry-after"]) > 0
+    # One behind another's retries, the last would wait five times as long.
+    assert max(took for _, took in answers) < 2 * wait
+    assert fake.received == []
+
+
+@contextlib.asynccontextmanager
+async def pool_on(url: str, name: str, ttl: float) -> AsyncIterator[tuple[Pool, Cluster]]:
+    """A gateway's pool (one account "a", one request at a time) on the Redis at ``url``."""
+    coordinator = RedisCoordinator(url, instance=name)
+    await coordinator.start()
+    gateway = Instance(coordinator, name, lambda: [member("a", limit=1)], queue_timeout=60.0, ttl=ttl)
+    try:
+        yield gateway.pool, gateway.cluster
+    finally:
+        await gateway.cluster.close()
+        await coordinator.close()
+
+
+def test_after_redis_restarts_empty_no_account_gets_a_second_request_in_flight(
+    redis_server: RedisServer, redis_url: str
+) -> None:
+    ttl = 3.0
+
+    async def main() -> None:
+        async with (
+            pool_on(redis_url, "A", ttl) as (a, a_cluster),
+            pool_on(redis_url, "B", ttl) as (b, b_cluster),
+        ):
+            streaming = await a.acquire(MODEL)  # A streams on account "a"
+            (lease,) = a_cluster.leases.held["a"]
+            await settled(lambda: "a" in b_cluster.leases.epochs)
+            with redis.Redis.from_url(redis_url, decode_responses=True) as raw:
+                redis_server.restart()  # empty: no persistence
+                restarted = time.monotonic()
+                asking = asyncio.ensure_future(b.acquire(MODEL))  # B asks, again and again
+                while raw.zscore("i2a:{a:a}:lease", lease) is None:
+                    await asyncio.sleep(0.01)
+                    assert not asking.done()
+                assert time.monotonic() - restarted < ttl / 3  # A's lease is back
+                # Through B's grace and well after: B is never granted while A holds "a".
+                until = time.monotonic() + ttl * 1.5
+                while time.monotonic() < until:
+                    assert not asking.done()
+                    assert raw.zrange("i2a:{a:a}:lease", 0, -1) == [lease]
+                    await asyncio.sleep(0.05)
+            a.release(streaming)
+            got = await asyncio.wait_for(asking, 10)
+            assert got.id == "a"
+            b.release(got)
+
+    asyncio.run(main())

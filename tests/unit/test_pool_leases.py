@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from iflow2api.coordination import Coordinator
 from iflow2api.errors import CoordinationUnavailable, UpstreamRateLimited
 from iflow2api.instances import instance_name
 from iflow2api.pool import leases as leases_module
@@ -32,18 +33,19 @@ def run(coro: Coroutine[Any, Any, None]) -> None:
 
 
 class Instance:
-    """One gateway instance: its pool, wired to the shared store as the gateway wires it."""
+    """One gateway instance: its pool, wired to the shared store as the gateway wires it (a
+    ``MemoryStore``, or a real coordinator)."""
 
     def __init__(
         self,
-        store: MemoryStore,
+        store: MemoryStore | Coordinator,
         name: str,
         members: Callable[[], list[Member]],
         *,
         queue_timeout: float = 10.0,
         ttl: float = TTL,
     ) -> None:
-        self.coordinator = MemoryCoordinator(store, name)
+        self.coordinator = MemoryCoordinator(store, name) if isinstance(store, MemoryStore) else store
         self.failures: list[str] = []
         self.cluster = Cluster(self.coordinator, lease_ttl=ttl, failed=self.failures.append)
         self.pool = Pool(
@@ -365,8 +367,8 @@ def test_a_lease_the_store_forgot_is_taken_again_at_the_next_renewal() -> None:
             got = await gateway.pool.acquire(MODEL)
             (before,) = gateway.cluster.leases.held["a"]
             store.leases.clear()  # Redis restarted, empty
-            await settled(lambda: gateway.cluster.leases.held["a"] != [before])
-            assert list(store.live("a")) == gateway.cluster.leases.held["a"]
+            await settled(lambda: list(store.live("a")) == [before])  # taken again, under its id
+            assert gateway.cluster.leases.held["a"] == [before]
             gateway.pool.release(got)
             await settled(lambda: not store.live("a"))
 
@@ -396,3 +398,142 @@ def test_each_instance_is_named_apart(env: dict[str, str], expected: str, tmp_pa
     settings = load(env={"IFLOW2API_DATA_DIR": str(tmp_path), **env}, config_path=None)
     name = expected.replace("HOST", socket.gethostname()).replace("PID", str(os.getpid()))
     assert instance_name(settings.instance_name) == name
+
+
+def test_after_the_store_lost_its_leases_no_account_gets_a_second_request_in_flight(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(leases_module, "BACKSTOP_SECONDS", 0.02)
+
+    async def main() -> None:
+        async with instances(MemoryStore(), 2, ttl=1.0) as (store, (holder, other)):
+            held = await holder.pool.acquire(MODEL)
+            (lease,) = holder.cluster.leases.held["a"]
+            await settled(lambda: "a" in other.cluster.leases.epochs)  # learned by its backstop
+            store.lose()  # Redis restarted without persistence
+            asking = asyncio.ensure_future(other.pool.acquire(MODEL))
+            await settled(lambda: list(store.live("a")) == [lease])  # the holder took it again
+            await settled(lambda: not other.cluster.leases.in_grace, seconds=10)
+            await settled(lambda: other.member("a").elsewhere == 1)
+            assert not asking.done()
+            assert store.most_held == {"a": 1}
+            holder.pool.release(held)
+            got = await asyncio.wait_for(asking, 5)
+            assert got.id == "a" and store.most_held == {"a": 1}
+            other.pool.release(got)
+
+    run(main())
+
+
+def test_a_new_store_grants_at_once_without_a_grace() -> None:
+    async def main() -> None:
+        async with instances(MemoryStore(), 2) as (store, (first, second)):
+            got = await asyncio.wait_for(first.pool.acquire(MODEL), 5)
+            assert not first.cluster.leases.in_grace and store.epochs["a"]
+            first.pool.release(got)
+            got = await asyncio.wait_for(second.pool.acquire(MODEL), 5)
+            assert second.cluster.leases.epochs["a"] == store.epochs["a"]
+            second.pool.release(got)
+
+    run(main())
+
+
+def test_with_the_store_down_each_request_gets_its_503_together_not_one_after_another(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(leases_module, "DOWN_WAIT", 1.0)
+    monkeypatch.setattr(leases_module, "RETRY_SECONDS", 0.05)
+
+    async def main() -> None:
+        # One account, one request at a time; the line's own wait far longer than DOWN_WAIT.
+        async with instances(MemoryStore(), 1, queue_timeout=60.0) as (store, (gateway,)):
+            store.down = True
+            loop = asyncio.get_running_loop()
+            ended: list[float] = []
+
+            async def request() -> BaseException:
+                try:
+                    await gateway.pool.acquire(MODEL)
+                except Exception as exc:
+                    ended.append(loop.time())
+                    return exc
+                raise AssertionError("granted without a store")
+
+            errors = await asyncio.gather(*(request() for _ in range(6)))
+            assert all(isinstance(e, CoordinationUnavailable) for e in errors), errors
+            # One after another, they would end DOWN_WAIT apart each.
+            assert max(ended) - min(ended) < leases_module.DOWN_WAIT
+            assert gateway.failures.count("lease") >= 6  # every one asked the store itself
+
+    run(main())
+
+
+def test_requests_refused_elsewhere_keep_their_places_in_the_line() -> None:
+    async def main() -> None:
+        async with instances(MemoryStore(), 2, limit=2) as (_, (first, second)):
+            held = [await second.pool.acquire(MODEL), await second.pool.acquire(MODEL)]
+            served: list[int] = []
+
+            async def request(n: int) -> None:
+                got = await first.pool.acquire(MODEL)
+                served.append(n)
+                await asyncio.sleep(0.01)
+                first.pool.release(got)
+
+            # The first two both find a local slot free, ask at once, and are both refused.
+            tasks = [asyncio.ensure_future(request(0)), asyncio.ensure_future(request(1))]
+            await settled(lambda: first.pool.waiting == 2)
+            tasks.append(asyncio.ensure_future(request(2)))
+            await settled(lambda: first.pool.waiting == 3)
+            second.pool.release(held[0])  # one slot for the three, in turn
+            await asyncio.wait_for(asyncio.gather(*tasks), 10)
+            assert served == [0, 1, 2]
+            second.pool.release(held[1])
+
+    run(main())
+
+
+def test_the_lease_loops_outlive_a_surprise(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(leases_module, "BACKSTOP_SECONDS", 0.02)
+
+    async def main() -> None:
+        async with instances(MemoryStore(), 1, ttl=0.06) as (store, (gateway,)):
+            coordinator = gateway.coordinator
+            renew, held = coordinator.renew_leases, coordinator.leases_held
+            calls = {"renew": 0, "held": 0}
+
+            async def renew_once_broken(leases: Any, ttl: float) -> list[bool]:
+                calls["renew"] += 1
+                if calls["renew"] == 1:
+                    raise RuntimeError("a surprise")
+                return await renew(leases, ttl)
+
+            async def held_once_broken(accounts: Any) -> dict[str, int]:
+                calls["held"] += 1
+                if calls["held"] == 1:
+                    raise RuntimeError("a surprise")
+                return await held(accounts)
+
+            monkeypatch.setattr(coordinator, "renew_leases", renew_once_broken)
+            monkeypatch.setattr(coordinator, "leases_held", held_once_broken)
+            got = await gateway.pool.acquire(MODEL)
+            await settled(lambda: calls["renew"] >= 3 and calls["held"] >= 3)
+            assert list(store.live("a")) == gateway.cluster.leases.held["a"]  # renewed all along
+            gateway.pool.release(got)
+
+    run(main())
+
+
+def test_give_backs_still_running_at_shutdown_are_cancelled(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(leases_module, "GIVE_BACK_SECONDS", 0.05)
+
+    async def main() -> None:
+        store = MemoryStore()
+        gateway = Instance(store, "i0", lambda: [member("a", limit=1)])
+        leases = gateway.cluster.leases
+        hanging = asyncio.ensure_future(asyncio.sleep(3600))
+        leases._tasks.add(hanging)  # a give-back that outlived its timeout
+        await asyncio.wait_for(gateway.cluster.close(), 5)
+        assert hanging.cancelled()
+
+    run(main())

@@ -69,6 +69,11 @@ class Taken:
 
     lease_id: str | None
     held: int
+    #: The account's epoch in the store: a value that changes when the store loses its data.
+    epoch: str | None = None
+    #: Refused because the epoch is not the one the caller knew: the store lost its leases, and
+    #: instances that still hold some have not taken them again yet.
+    reset: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,9 +101,16 @@ class Coordinator(Protocol):
         ...
 
     # -- leases ----------------------------------------------------------------------------------
-    async def take_lease(self, account_id: str, limit: int, ttl: float) -> Taken:
+    async def take_lease(
+        self, account_id: str, limit: int, ttl: float, *, epoch: str | None = None, retake: str | None = None
+    ) -> Taken:
         """A lease on one of ``account_id``'s ``limit`` slots, expiring in ``ttl`` seconds unless
-        renewed; leases past their expiry are reclaimed first."""
+        renewed; leases past their expiry are reclaimed first.
+
+        ``epoch`` is the account's epoch the caller last saw (None: it never saw one): when the
+        store's differs, or is new, the lease is refused with ``reset`` (``pool.leases``).
+        ``retake`` is the id of a lease of the caller's that the store lost: taken again under
+        that id, whatever the epoch, if a slot is free."""
         ...
 
     async def renew_leases(self, leases: Sequence[tuple[str, str]], ttl: float) -> list[bool]:

@@ -9,6 +9,8 @@ key                             what                                            
 ==============================  =======================================================  ==========
 ``i2a:{a:<account>}:lease``     ZSET, member a lease id, score its expiry (ms, Redis     with its
                                 ``TIME``); take/renew/give back/count are scripts        last lease
+``i2a:{a:<account>}:epoch``     a random value set by the first take that finds none:    never
+                                gone, the store lost its leases (``pool.leases``)
 ``i2a:{a:<account>}:health``    the health in force and its version (``wire``), merged    never
                                 "extend only" by a script; ``ok`` is a record too         (replaced)
 ``i2a:{k:<key>}:revoked``       a flag: the client key is refused everywhere             never
@@ -133,7 +135,13 @@ class RedisCoordinator:
                 await self._listening
             self._listening = None
         if self._background:
-            await asyncio.wait(self._background, timeout=1.0)
+            # Give-backs and undos still running after a second: Redis is not answering, and
+            # what they would release expires by itself.
+            _, late = await asyncio.wait(self._background, timeout=1.0)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
         await self._client.aclose()
 
     def on_event(self, listener: Callable[[Event], None]) -> None:
@@ -145,24 +153,34 @@ class RedisCoordinator:
         return self._events.subscribed.is_set()
 
     # -- leases ----------------------------------------------------------------------------------
-    async def take_lease(self, account_id: str, limit: int, ttl: float) -> Taken:
+    async def take_lease(
+        self, account_id: str, limit: int, ttl: float, *, epoch: str | None = None, retake: str | None = None
+    ) -> Taken:
         """A take may land after its caller stopped waiting: the caller was cancelled (its client
         went away), or Redis read the script only after the timeout. A lease granted to nobody
         is given back then, instead of holding its slot until it expires."""
-        lease_id = f"{self.instance}:{secrets.token_hex(8)}"
-        args: list[Arg] = [limit, _ms(ttl), lease_id]
-        taking = asyncio.ensure_future(self._call("lease", self._take([_account(account_id, "lease")], args)))
+        lease_id = retake or f"{self.instance}:{secrets.token_hex(8)}"
+        keys = [_account(account_id, "lease"), _account(account_id, "epoch")]
+        args: list[Arg] = [
+            limit,
+            _ms(ttl),
+            lease_id,
+            epoch or "",
+            "1" if retake else "0",
+            secrets.token_hex(8),
+        ]
+        taking = asyncio.ensure_future(self._call("lease", self._take(keys, args)))
         try:
-            granted, held = await asyncio.shield(taking)
+            granted, held, known, reset = await asyncio.shield(taking)
         except asyncio.CancelledError:
             taking.add_done_callback(lambda _: self._in_background(self._undo(taking, account_id, lease_id)))
             raise
         except CoordinationDown:
             self._in_background(self._undo(taking, account_id, lease_id))
             raise
-        return Taken(lease_id if granted else None, int(held))
+        return Taken(lease_id if granted else None, int(held), str(known), bool(reset))
 
-    async def _undo(self, taking: asyncio.Future[tuple[int, int]], account_id: str, lease_id: str) -> None:
+    async def _undo(self, taking: asyncio.Future[list[Any]], account_id: str, lease_id: str) -> None:
         if taking.cancelled():
             return
         error = taking.exception()

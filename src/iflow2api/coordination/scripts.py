@@ -21,23 +21,37 @@ _KEEP_KEY: Final = """
 if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
 """
 
-#: KEYS: the account's lease set. ARGV: limit, ttl (ms), lease id. Returns {granted 0/1, held}.
-#: Drops the expired leases (an instance that died), then adds this one if a slot is free. A lease
-#: id already present is granted again: a call retried after a lost reply must not take two.
+#: KEYS: the account's lease set, its epoch. ARGV: limit, ttl (ms), lease id, the epoch the caller
+#: knew ('' none), retake ('1': a lease of the caller's that the store lost), a new epoch.
+#: Returns {granted 0/1, held, epoch, reset 0/1}.
+#: The epoch (no expiry) is set by the first take that finds none: a store that lost its data
+#: (restarted empty, failed over) has none, so a caller that knew another learns it lost the
+#: leases (reset), and refuses new ones until their holders took them again (``retake``: no epoch
+#: check). Then the expired leases (an instance that died) are dropped, and this one added if a
+#: slot is free. A lease id already present is granted again: a call retried after a lost reply
+#: must not take two.
 TAKE: Final = (
     _NOW_MS
     + """
 local ttl = tonumber(ARGV[2])
+local epoch = redis.call('GET', KEYS[2])
+if not epoch then
+  epoch = ARGV[6]
+  redis.call('SET', KEYS[2], epoch)
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if ARGV[5] ~= '1' and ARGV[4] ~= '' and ARGV[4] ~= epoch then
+  return {0, redis.call('ZCARD', KEYS[1]), epoch, 1}
+end
 if not redis.call('ZSCORE', KEYS[1], ARGV[3]) then
   local held = redis.call('ZCARD', KEYS[1])
-  if held >= tonumber(ARGV[1]) then return {0, held} end
+  if held >= tonumber(ARGV[1]) then return {0, held, epoch, 0} end
 end
 redis.call('ZADD', KEYS[1], now + ttl, ARGV[3])
 """
     + _KEEP_KEY
     + """
-return {1, redis.call('ZCARD', KEYS[1])}
+return {1, redis.call('ZCARD', KEYS[1]), epoch, 0}
 """
 )
 

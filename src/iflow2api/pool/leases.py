@@ -5,19 +5,34 @@ several, a request the local pool gives a slot must also hold a lease from the c
 before it goes upstream; iFlow bans an account that has two requests in flight, so:
 
 - **Taking.** Refused (the other instances hold the account's slots), the slot goes back, the
-  member counts as busy ``elsewhere`` and the request keeps its place at the head of the line,
-  where a ``freed`` event of another instance, or the backstop poll of the lease counts of the
-  accounts busy elsewhere every ``BACKSTOP_SECONDS``, wakes it. Accounts without a limit take no lease.
+  member counts as busy ``elsewhere`` and the request goes back in the line at the place it
+  arrived at (``pool.line``), where a ``freed`` event of another instance, or the backstop poll of
+  the lease counts of the accounts busy elsewhere every ``BACKSTOP_SECONDS``, wakes it. Accounts
+  without a limit take no lease.
 - **Renewing.** One task per instance renews every lease held, in one batch, every third of the
-  lease's lifetime; a lease found gone (its instance lost the store for longer than that) is
-  logged, and the request that held it releases nothing when it ends.
+  lease's lifetime, and at once when the backstop finds fewer of ours in the store than we hold,
+  or when the store answers again after failing. A lease found gone is taken again at once under
+  its id (``retake``); only when the account is full by then is it lost: the request that held it
+  releases nothing when it ends.
+- **The store losing its data** (Redis restarted without persistence, a failover): the leases
+  held are gone, and until their holders take them again another instance could be granted the
+  same slot. Each account has an epoch in the store (``i2a:{a:<id>}:epoch``, set by the first take
+  that finds none); this instance remembers the one it last saw per account (learned by its first
+  take, and by the backstop for every account with a limit) and passes it with each take. A take
+  that finds another epoch is refused with ``reset``, and this instance then takes no new lease
+  on ANY account for one ``lease_ttl``: a grace in which holders take theirs again (their backstop
+  notices within ``BACKSTOP_SECONDS``, their renewal within a third of ``lease_ttl``). The edge
+  left: an instance that never saw an account's epoch before the loss (one that started during
+  the grace) is granted a lease as on a new store, even if the holder has not taken it again yet.
 - **Giving back**, by id, in a task of its own: the request's ``finally`` hands it over, so a
   client that goes away (Claude Code cancels a stream every turn) cannot cancel the release. The
   local slot is freed once the store has answered, so that a local waiter asking next finds the
   lease gone. Lost on the way (the store down): it expires after ``lease_ttl``.
-- **Failing closed.** When the store does not answer, the request keeps its slot and asks again
-  every ``RETRY_SECONDS``, for at most ``min(queue_timeout, DOWN_WAIT)`` seconds, then gets a 503
-  with ``Retry-After`` (``CoordinationUnavailable``). It never goes upstream without a lease.
+- **Failing closed.** When the store does not answer, the request gives its slot back (so the
+  others in the line ask too, rather than wait behind its retries), asks again every
+  ``RETRY_SECONDS`` from its place in the line, and gets a 503 with ``Retry-After``
+  (``CoordinationUnavailable``) once ``min(queue_timeout, DOWN_WAIT)`` seconds have passed since
+  it arrived. It never goes upstream without a lease.
 """
 
 from __future__ import annotations
@@ -30,7 +45,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from iflow2api.coordination import CoordinationDown, Coordinator, Event, Taken
-from iflow2api.errors import CoordinationUnavailable
+from iflow2api.errors import CoordinationUnavailable, QueueFull
 from iflow2api.pool.members import Member
 
 if TYPE_CHECKING:
@@ -83,6 +98,16 @@ class Leases:
         self._lost: dict[str, int] = {}
         #: ``freed`` events heard per account, so a take can tell those that crossed it.
         self._freed: dict[str, int] = {}
+        #: The epoch of each account in the store, as last seen (module docstring).
+        self.epochs: dict[str, str] = {}
+        #: Set except during the grace after the store lost its leases: no new lease then.
+        self._open = asyncio.Event()
+        self._open.set()
+        self._grace: asyncio.TimerHandle | None = None
+        #: The store failed its last lease call: the line's waits end at each request's 503.
+        self._down = False
+        #: Set to renew now rather than at the next third of the lease's lifetime.
+        self._renew_now = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
 
@@ -91,6 +116,11 @@ class Leases:
 
     def own(self, account_id: str) -> int:
         return len(self.held.get(account_id, ()))
+
+    @property
+    def in_grace(self) -> bool:
+        """No new lease is taken: the store lost its leases a moment ago."""
+        return not self._open.is_set()
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -104,8 +134,14 @@ class Leases:
             task.cancel()
         if self._loops:
             await asyncio.wait(self._loops)
+        if self._grace is not None:
+            self._grace.cancel()
         if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=GIVE_BACK_SECONDS)
+            _, late = await asyncio.wait(list(self._tasks), timeout=GIVE_BACK_SECONDS)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
         held = [(account, lease) for account, leases in self.held.items() for lease in leases]
         self.held.clear()
         with contextlib.suppress(CoordinationDown, TimeoutError):
@@ -120,65 +156,102 @@ class Leases:
         and ``CoordinationUnavailable`` when the store stays down)."""
         pool = self._pool
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + pool.queue_timeout
-        front = False
+        arrived = loop.time()
+        deadline = arrived + pool.queue_timeout
+        # The 503's deadline counts from this request's arrival, whoever else waits or retries.
+        give_up = arrived + min(pool.queue_timeout, DOWN_WAIT)
+        place = pool.arrive()
+        returning = False
         while True:
-            member = await pool.acquire(
-                model, session=session, exclude=exclude, within=deadline - loop.time(), front=front
-            )
+            await self._after_grace(deadline)
+            # Up to the 503's deadline first: the store may be found down meanwhile. Leaving the
+            # line then costs nothing, the request comes back at its place.
+            bounded = self._down or loop.time() < give_up
+            until = give_up if bounded else deadline
+            try:
+                member = await pool.take_slot(
+                    model, session, exclude, until - loop.time(), place, returning=returning
+                )
+            except QueueFull:
+                if self._down:
+                    raise _unavailable() from None
+                if not bounded or loop.time() < until:  # waited its whole time, or the line is full
+                    raise
+                returning = True
+                continue
+            returning = True
             if member.limit is None:
                 return member
-            try:
-                if await self._take(member):
-                    return member
-            except BaseException:
+            if self.in_grace:  # the store lost its leases while this request waited in the line
                 pool.release_slot(member)
-                raise
-            # Full elsewhere: back to the head of the line, for the next account or the next freed.
-            pool.release_slot(member)
-            front = True
-
-    async def _take(self, member: Member) -> bool:
-        """Whether a lease was granted; while the store does not answer, ask again (the slot held,
-        so the line keeps its order), up to the bound of the failure policy."""
-        pool = self._pool
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + min(pool.queue_timeout, DOWN_WAIT)
-        limit = member.limit
-        assert limit is not None
-        while True:
-            freed = self._freed.get(member.id, 0)
-            asking = asyncio.ensure_future(self._coordinator.take_lease(member.id, limit, self.ttl))
+                continue
             try:
-                # Shielded: a client gone while the store grants the lease must not leave it
-                # behind for lease_ttl (on a one-request account, the whole account).
-                taken = await asyncio.shield(asking)
-            except asyncio.CancelledError:
-                asking.add_done_callback(functools.partial(self._abandoned, member))
-                raise
+                granted = await self._take(member)
             except CoordinationDown as exc:
-                self._failed("lease")
+                # Not retried holding the slot: the requests behind it would wait for its retries.
+                pool.release_slot(member)
                 if loop.time() + RETRY_SECONDS >= give_up:
                     log.error(
                         "no lease for account %s: the coordination store is down: %s", member.label, exc
                     )
-                    raise CoordinationUnavailable(
-                        "The gateway instances' coordination store (Redis) does not answer, and no "
-                        "request goes to an account without its lease. Retry shortly.",
-                        retry_after=DOWN_WAIT,
-                    ) from None
+                    raise _unavailable() from None
                 await asyncio.sleep(RETRY_SECONDS)
                 continue
-            if taken.lease_id is not None:
-                self.held.setdefault(member.id, []).append(taken.lease_id)
-                member.elsewhere = max(0, taken.held - self.own(member.id))
-                return True
-            # Refused means full, whatever the count says: the slot given back must not look free;
-            # unless a release elsewhere crossed the refusal, and the count is already one too high.
-            crossed = self._freed.get(member.id, 0) - freed
-            full = max(taken.held - self.own(member.id), limit - member.in_flight + 1)
-            member.elsewhere = max(0, full - crossed)
-            return False
+            except BaseException:
+                pool.release_slot(member)
+                raise
+            if granted:
+                return member
+            # Full elsewhere: back to the line at its place, for the next account or the next freed.
+            pool.release_slot(member)
+
+    async def _after_grace(self, deadline: float) -> None:
+        """Wait, if the store lost its leases a moment ago, until their holders took them again."""
+        if self._open.is_set():
+            return
+        try:
+            async with asyncio.timeout(max(0.0, deadline - asyncio.get_running_loop().time())):
+                await self._open.wait()
+        except TimeoutError:
+            raise CoordinationUnavailable(
+                "The gateway instances' coordination store (Redis) lost its account leases; no "
+                "new request goes upstream until the requests in flight have taken theirs again. "
+                "Retry shortly.",
+                retry_after=self.ttl,
+            ) from None
+
+    async def _take(self, member: Member) -> bool:
+        """Whether a lease was granted (``CoordinationDown`` when the store does not answer)."""
+        limit = member.limit
+        assert limit is not None
+        freed = self._freed.get(member.id, 0)
+        asking = asyncio.ensure_future(
+            self._coordinator.take_lease(member.id, limit, self.ttl, epoch=self.epochs.get(member.id))
+        )
+        try:
+            # Shielded: a client gone while the store grants the lease must not leave it
+            # behind for lease_ttl (on a one-request account, the whole account).
+            taken = await asyncio.shield(asking)
+        except asyncio.CancelledError:
+            asking.add_done_callback(functools.partial(self._abandoned, member))
+            raise
+        except CoordinationDown:
+            self._went_down("lease")
+            raise
+        self._came_back()
+        self._learn(member.id, taken)
+        if taken.lease_id is not None:
+            self.held.setdefault(member.id, []).append(taken.lease_id)
+            member.elsewhere = max(0, taken.held - self.own(member.id))
+            return True
+        if taken.reset:
+            return False  # the grace has begun: the request waits for its end
+        # Refused means full, whatever the count says: the slot given back must not look free;
+        # unless a release elsewhere crossed the refusal, and the count is already one too high.
+        crossed = self._freed.get(member.id, 0) - freed
+        full = max(taken.held - self.own(member.id), limit - member.in_flight + 1)
+        member.elsewhere = max(0, full - crossed)
+        return False
 
     def _abandoned(self, member: Member, asking: asyncio.Future[Taken]) -> None:
         """The request that asked is gone: a lease granted all the same goes straight back."""
@@ -187,6 +260,38 @@ class Leases:
         lease = asking.result().lease_id
         if lease is not None:
             self._spawn_give_back(member, lease, lambda: None)
+
+    # -- the store's epochs ----------------------------------------------------------------------
+
+    def _learn(self, account_id: str, taken: Taken) -> None:
+        if taken.reset and not self.in_grace:
+            self._begin_grace(account_id)
+        if taken.epoch is not None:
+            self.epochs[account_id] = taken.epoch
+
+    def _begin_grace(self, account_id: str) -> None:
+        member = self._pool.get(account_id)
+        log.warning(
+            "the coordination store lost its account leases (account %s has a new epoch): no new "
+            "lease for %g s, while the requests in flight on every instance take theirs again",
+            member.label if member is not None else account_id,
+            self.ttl,
+        )
+        self._open.clear()
+        self._grace = asyncio.get_running_loop().call_later(self.ttl, self._open.set)
+        # Every epoch known is stale too (the store lost them all at once): relearn them now,
+        # within this grace, rather than meet each in a grace of its own.
+        self.epochs = {account_id: self.epochs.get(account_id, "")}
+        self._renew_now.set()
+
+    async def _learn_epochs(self) -> None:
+        """Learn the epoch of each account with a limit not known yet: a take that can never be
+        granted (limit 0), knowing none, so never a reset."""
+        for member in self._pool.members():
+            if member.limit is None or member.id in self.epochs:
+                continue
+            taken = await self._coordinator.take_lease(member.id, 0, self.ttl)
+            self.epochs[member.id] = taken.epoch or ""
 
     # -- giving back -----------------------------------------------------------------------------
 
@@ -237,59 +342,109 @@ class Leases:
             member.elsewhere -= 1
             self._pool.serve_waiters()
 
+    # -- the store's state -----------------------------------------------------------------------
+
+    def _went_down(self, operation: str) -> None:
+        self._failed(operation)
+        self._down = True
+
+    def _came_back(self) -> None:
+        """The store answers again: what it may have lost while away is renewed (or taken
+        again) now, not a third of the lease's lifetime later."""
+        if self._down:
+            self._down = False
+            self._renew_now.set()
+
+    # -- the loops -------------------------------------------------------------------------------
+
     async def _backstop(self) -> None:
-        pool = self._pool
         while True:
             await asyncio.sleep(BACKSTOP_SECONDS)
-            # Not only while someone waits: a count left too high would steer requests elsewhere.
-            busy = [m.id for m in pool.members() if m.elsewhere]
-            if not busy:
-                continue
-            counts = await answer(self._coordinator.leases_held(busy), self._failed, "leases_held")
-            if counts is None:
-                continue
-            for account_id in busy:
-                member = pool.get(account_id)
-                if member is not None:
-                    member.elsewhere = max(0, counts.get(account_id, 0) - self.own(account_id))
-            pool.serve_waiters()
+            try:
+                await self._look()
+            except CoordinationDown:
+                self._went_down("leases_held")
+            except Exception:
+                # The loop must outlive any surprise: without it, waiters hang on lost events.
+                log.exception("the lease backstop failed; it goes on")
+
+    async def _look(self) -> None:
+        """Read the lease counts of the accounts busy elsewhere (a count left too high would
+        steer requests elsewhere) and of those we hold (fewer than ours: the store lost some)."""
+        pool = self._pool
+        await self._learn_epochs()
+        busy = [m.id for m in pool.members() if m.elsewhere]
+        mine = list(self.held)
+        asked = list(dict.fromkeys(busy + mine))
+        if not asked:
+            return
+        counts = await self._coordinator.leases_held(asked)
+        self._came_back()
+        for account_id in busy:
+            member = pool.get(account_id)
+            if member is not None:
+                member.elsewhere = max(0, counts.get(account_id, 0) - self.own(account_id))
+        if any(counts.get(account_id, 0) < self.own(account_id) for account_id in mine):
+            self._renew_now.set()
+        pool.serve_waiters()
 
     async def _renew(self) -> None:
-        period = delay = self.ttl / 3
+        period = self.ttl / 3
+        delay = period
         while True:
-            await asyncio.sleep(delay)
-            delay = period
-            held = [(account, lease) for account, leases in self.held.items() for lease in leases]
-            if not held:
-                continue
+            # asyncio.wait, not a timeout: a cancel (shutdown) meeting the timeout is never lost.
+            waking = asyncio.ensure_future(self._renew_now.wait())
             try:
-                alive = await self._coordinator.renew_leases(held, self.ttl)
-            except CoordinationDown as exc:
-                self._failed("renew")
-                log.warning("could not renew %d account lease(s): %s", len(held), exc)
-                delay = min(period, RETRY_SECONDS * 4)  # soon again: the leases are running out
-                continue
-            for (account, lease), kept in zip(held, alive, strict=True):
-                if not kept:
-                    await self._retake(account, lease)
+                await asyncio.wait({waking}, timeout=delay)
+            finally:
+                waking.cancel()
+            self._renew_now.clear()
+            try:
+                delay = await self._renew_once(period)
+            except Exception:
+                # The loop must outlive any surprise: without it, every lease expires under its request.
+                log.exception("renewing the account leases failed; trying again")
+                delay = min(period, RETRY_SECONDS * 4)
+
+    async def _renew_once(self, period: float) -> float:
+        """Renew every lease held, taking again those found gone; the seconds to the next time."""
+        held = [(account, lease) for account, leases in self.held.items() for lease in leases]
+        if not held:
+            return period
+        try:
+            alive = await self._coordinator.renew_leases(held, self.ttl)
+        except CoordinationDown as exc:
+            self._went_down("renew")
+            log.warning("could not renew %d account lease(s): %s", len(held), exc)
+            return min(period, RETRY_SECONDS * 4)  # soon again: the leases are running out
+        self._came_back()
+        for (account, lease), kept in zip(held, alive, strict=True):
+            if not kept:
+                await self._retake(account, lease)
+        return period
 
     async def _retake(self, account_id: str, lease: str) -> None:
-        """A lease gone while its request runs (it expired, or the store restarted empty): another
-        at once, and only when the account is full by now is it lost."""
+        """A lease gone while its request runs (it expired, or the store lost it): taken again at
+        once under its id, whatever the epoch; lost only when the account is full by now."""
         member = self._pool.get(account_id)
-        taken = Taken(None, 0)
-        if member is not None and member.limit is not None:
-            with contextlib.suppress(CoordinationDown):
-                taken = await self._coordinator.take_lease(account_id, member.limit, self.ttl)
-        leases = self.held.get(account_id)
-        if taken.lease_id is not None and member is not None:
-            if leases is not None and lease in leases:
-                leases[leases.index(lease)] = taken.lease_id
-                log.info("a lease of account %s was gone (store restarted?); taken again", member.label)
-            else:  # its request ended meanwhile
-                self._spawn_give_back(member, taken.lease_id, lambda: None)
+        if member is None or member.limit is None:
+            self._forget(account_id, lease)
             return
-        self._forget(account_id, lease)
+        try:
+            taken = await self._coordinator.take_lease(
+                account_id, member.limit, self.ttl, epoch=self.epochs.get(account_id), retake=lease
+            )
+        except CoordinationDown:
+            self._went_down("lease")
+            return  # still ours to take again, when the store answers (``_came_back``)
+        if taken.epoch is not None:
+            self.epochs[account_id] = taken.epoch
+        if taken.lease_id is None:
+            self._forget(account_id, lease)
+        elif lease in self.held.get(account_id, ()):
+            log.info("a lease of account %s was gone (store restarted?); taken again", member.label)
+        else:  # its request ended meanwhile
+            self._spawn_give_back(member, taken.lease_id, lambda: None)
 
     def _forget(self, account_id: str, lease: str) -> None:
         leases = self.held.get(account_id)
@@ -305,3 +460,11 @@ class Leases:
             "reach for longer than lease_ttl): another instance may use the account at the same time",
             member.label if member is not None else account_id,
         )
+
+
+def _unavailable() -> CoordinationUnavailable:
+    return CoordinationUnavailable(
+        "The gateway instances' coordination store (Redis) does not answer, and no request goes "
+        "to an account without its lease. Retry shortly.",
+        retry_after=DOWN_WAIT,
+    )

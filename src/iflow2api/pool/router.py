@@ -27,28 +27,25 @@ directory (``AccountDirectory``, given at construction), which writes them off t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from iflow2api.errors import (
-    AccountBlocked,
     AllAccountsCooling,
     GatewayError,
     ModelNotFound,
     NoAccountAvailable,
-    NotLoggedIn,
     OutOfCredit,
     QueueFull,
-    UpstreamAuthError,
 )
 from iflow2api.pool.leases import Leases
-from iflow2api.pool.members import CHECK_FAILED, Member, key_fingerprint
+from iflow2api.pool.line import Line, Waiter
+from iflow2api.pool.members import Member, key_fingerprint
+from iflow2api.pool.out_of_service import out_of_service
 from iflow2api.pool.outcomes import CooldownPolicy, Verdict, verdict_for
 from iflow2api.pool.shared_health import SharedHealth
 from iflow2api.state.records import AccountHealth
@@ -73,14 +70,6 @@ class AccountDirectory(Protocol):
     def persist_health(self, account_id: str, health: AccountHealth) -> None: ...
 
     def persist_affinity(self, session: str, account_id: str) -> None: ...
-
-
-@dataclass(slots=True)
-class _Waiter:
-    model: str
-    session: str | None
-    exclude: frozenset[str]
-    future: asyncio.Future[Member] = field(repr=False)
 
 
 class Pool:
@@ -108,7 +97,7 @@ class Pool:
         self._order: list[Member] = []
         self._next = 0
         self._sessions: OrderedDict[str, str] = OrderedDict()
-        self._waiters: deque[_Waiter] = deque()
+        self._waiters = Line()
         self._wakeup: asyncio.TimerHandle | None = None
         # Several instances (``pool.leases``, ``pool.shared_health``); None for one process alone.
         self._leases = leases
@@ -162,13 +151,7 @@ class Pool:
     # -- taking and giving back ------------------------------------------------------------------
 
     async def acquire(
-        self,
-        model: str,
-        *,
-        session: str | None = None,
-        exclude: frozenset[str] = frozenset(),
-        within: float | None = None,
-        front: bool = False,
+        self, model: str, *, session: str | None = None, exclude: frozenset[str] = frozenset()
     ) -> Member:
         """A member with a slot taken for this request; ``release`` it when done.
 
@@ -177,16 +160,29 @@ class Pool:
         ``NoAccountAvailable`` (503: none enabled, or all tried), ``ModelNotFound`` or, after
         waiting too long or with the line full, ``QueueFull`` (429). With several instances, the
         slot comes with the account's lease (``pool.leases``), or ``CoordinationUnavailable``.
-
-        ``within`` is how ``pool.leases`` asks for the local slot alone, waiting at most that many
-        seconds (at the head of the line with ``front``: a request that waited its turn already,
-        and found the account full at another instance). One process alone goes straight on: its
-        path has no call or await more than before.
+        One process alone goes straight on: its path has no call or await more than before.
         """
-        if within is None:
-            if self._leases is not None:
-                return await self._leases.acquire(model, session, exclude)
-            within = self.queue_timeout
+        if self._leases is not None:
+            return await self._leases.acquire(model, session, exclude)
+        return await self.take_slot(model, session, exclude, self.queue_timeout, self._waiters.arrive())
+
+    def arrive(self) -> int:
+        """A place in the line for a request arriving now (``take_slot``)."""
+        return self._waiters.arrive()
+
+    async def take_slot(
+        self,
+        model: str,
+        session: str | None,
+        exclude: frozenset[str],
+        within: float,
+        place: int,
+        *,
+        returning: bool = False,
+    ) -> Member:
+        """The local slot alone, waiting at most ``within`` seconds at ``place`` in the line
+        (``pool.leases`` takes the lease after). A ``returning`` request (it left the line because
+        another instance held the account, and keeps its place) is never refused as one too many."""
         if not self._waiters:
             member = self._pick(model, session, exclude)
             if member is not None:
@@ -196,17 +192,14 @@ class Pool:
             # Fail now if nothing could ever take it (without moving round-robin's pointer).
             self._pick(model, session, exclude, advance=False)
         usable = sum(1 for m in self._order if m.enabled)
-        if not front and len(self._waiters) >= self.queue_size * max(1, usable):
+        if not returning and len(self._waiters) >= self.queue_size * max(1, usable):
             raise QueueFull(
                 f"Too many requests are waiting for a free account ({len(self._waiters)} queued). "
                 "Retry later.",
                 retry_after=self._estimated_wait(),
             )
-        waiter = _Waiter(model, session, exclude, asyncio.get_running_loop().create_future())
-        if front:
-            self._waiters.appendleft(waiter)
-        else:
-            self._waiters.append(waiter)
+        waiter = Waiter(model, session, exclude, asyncio.get_running_loop().create_future(), place)
+        self._waiters.add(waiter)
         self._serve_waiters()
         try:
             async with asyncio.timeout(max(0.0, within)):
@@ -216,8 +209,7 @@ class Pool:
                 self.release_slot(waiter.future.result())  # handed a slot just as we gave up: pass it on
             else:
                 waiter.future.cancel()
-                with contextlib.suppress(ValueError):
-                    self._waiters.remove(waiter)
+                self._waiters.remove(waiter)
             if isinstance(exc, TimeoutError):
                 raise QueueFull(
                     f"Waited {self.queue_timeout:g} s for a free account. Retry later.",
@@ -312,7 +304,7 @@ class Pool:
             if asked:
                 self._check_wait(model, asked, now)
                 return None
-            raise _out_of_service(model, out)
+            raise out_of_service(model, out)
         free = [m for m in usable if m.has_room()]
         if not free:
             return None
@@ -364,7 +356,7 @@ class Pool:
         if self._wakeup is not None:
             self._wakeup.cancel()
             self._wakeup = None
-        for waiter in list(self._waiters):
+        for waiter in self._waiters:
             if waiter.future.done():
                 self._waiters.remove(waiter)
                 continue
@@ -507,47 +499,3 @@ def _probe(resting: list[Member]) -> Member | None:
         if not member.probing and member.has_room():
             return member
     return None
-
-
-def _out_of_service(model: str, out: list[Member]) -> GatewayError:
-    """The error for a request no account can serve because each is out of service: the first
-    account's reason (the same for all in the common case of one), saying what to do."""
-    reasons = "; ".join(
-        f"{m.label} ({m.id}): "
-        + (
-            "its login needs a person"
-            if m.shown_state() == "needs-login"
-            else m.current_health().reason or ""
-        )
-        for m in out
-    )
-    first = out[0]
-    code = "not_logged_in" if first.shown_state() == "needs-login" else first.current_health().code
-    if code == "not_logged_in":
-        return NotLoggedIn(
-            f"Every account that serves '{model}' needs its iFlow login renewed by a person ({reasons}). "
-            "Log in again with `iflow2api login` or on the gateway's page."
-        )
-    if code == CHECK_FAILED:
-        return NoAccountAvailable(
-            f"Every account that serves '{model}' failed its check ({reasons}). Fix it (its key or "
-            "base URL), then run `iflow2api accounts test` or press Test on the gateway's page."
-        )
-    if code == "api_key_expired":
-        return UpstreamAuthError(
-            f"The API key of every account that serves '{model}' has expired and there is no login to "
-            f"renew it ({reasons}). Log in again with `iflow2api login` (or /auth in the iFlow CLI), "
-            "or give the account a new key on the gateway's page; a new key is used at once.",
-            code="api_key_expired",
-        )
-    if code == "invalid_api_key":
-        return UpstreamAuthError(
-            f"The upstream refused the API key of every account that serves '{model}' ({reasons}). "
-            "Give it a new key: log in again with `iflow2api login`, or edit the account on the "
-            "gateway's page; a new key is used at once."
-        )
-    return AccountBlocked(
-        f"The upstream has blocked every account that serves '{model}' ({reasons}). Add another "
-        "account; once the upstream lifts the block, re-enable it with `iflow2api accounts enable "
-        "<id>` or the reset on the gateway's page."
-    )
