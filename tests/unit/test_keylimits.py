@@ -171,16 +171,16 @@ def test_store_down_admits_counts_and_logs_once_a_minute(caplog: pytest.LogCaptu
 
 def test_store_down_falls_back_to_this_instances_own_count() -> None:
     store, clock = KeyStore(), [1000.0]
-    ring = KeyRing(shared=limits(store.instance("a"), clock))
-    assert ring.shared is not None
+    shared = limits(store.instance("a"), clock)
+    KeyRing(shared=shared)  # which makes its own count the fallback
     erin = new_record("erin", new_key(), rpm=2)
     store.down = True
 
     async def scenario() -> None:
-        await ring.shared.admit(erin)
-        await ring.shared.admit(erin)
+        await shared.admit(erin)
+        await shared.admit(erin)
         with pytest.raises(KeyLimitReached):  # not "no limit at all": this instance's own
-            await ring.shared.admit(erin)
+            await shared.admit(erin)
 
     asyncio.run(scenario())
 
