@@ -98,7 +98,9 @@ class StoredLogin:
         """The login as the store holds it now (another instance may have refreshed it); the book
         reloads when it differs from what this instance uses."""
         kept = next((r for r in await self._book.store.accounts() if r.id == self._id), None)
-        if kept != self._book.record(self._id):
+        used = self._book.record(self._id)
+        # ``oauth`` is left out of records' equality: a refreshed login differs only there.
+        if kept != used or (kept is not None and used is not None and kept.oauth != used.oauth):
             await self._book.load()
         return usable_creds(kept.oauth) if kept is not None else None
 
