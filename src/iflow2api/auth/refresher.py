@@ -11,13 +11,14 @@ its key expire) share one call to the OAuth host.
 Several instances (a coordinator): one refresher per login among them. The refresh takes the lock
 ``refresh:<account id>`` (the iFlow CLI's login, each host's own files: ``refresh:login-<its refresh
 token's fingerprint>``, so only copies of one login share it) for ``LOCK_TTL``, longer than the
-slowest refresh the OAuth client's timeouts allow; its holder re-reads the login from where it is kept (another instance may
-have refreshed it), refreshes only if that is still the one this instance saw (and, for the
-schedule, still due), and writes only if it did not change meanwhile. The others wait for the lock
-and re-read, and use the login the holder wrote. The rotated tokens are written as soon as the
-token call answers, before the key is fetched: the old refresh token is spent by then. An ``invalid_grant`` is checked against the kept
-login first: another instance may have rotated the token just before. Without the coordination
-store (it does not answer), each instance refreshes on its own, as one process does.
+slowest refresh the OAuth client's timeouts allow; its holder re-reads the login from where it is
+kept (another instance may have refreshed it), refreshes only if that is still the one this instance
+saw (and, for the schedule, still due), and writes only if it did not change meanwhile. The others
+wait for the lock and re-read, and use the login the holder wrote. The rotated tokens are written as
+soon as the token call answers, before the key is fetched: the old refresh token is spent by then.
+An ``invalid_grant`` is checked against the kept login first: another instance may have rotated the
+token just before. Without the coordination store (it does not answer), each instance refreshes on
+its own, as one process does.
 
 Failures: a temporary one (the OAuth host's HTTP-200 ``success:false``, a 5xx, no network) is
 retried with growing pauses and leaves the working credentials alone; only a definite rejection
