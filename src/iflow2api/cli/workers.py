@@ -134,6 +134,7 @@ class Workers:
                     if time.monotonic() >= due[index]:
                         del due[index]
                         self._processes[index], started[index] = self._start(index + 1), time.monotonic()
+                        log.info("started worker %d again: %s", index + 1, self._processes[index].pid)
                     continue
                 if process.is_alive():
                     continue
