@@ -102,9 +102,13 @@ class SharedLimits:
         store is down: the day's budget then errs on the generous side, as admissions do)."""
         if tokens <= 0:
             return
+        if self._monotonic() < self._down_until:
+            self._log_down("could not count %d tokens of a client key (%s)", tokens, "it failed just now")
+            return
         try:
             await self._coordinator.add_key_tokens(key_id, tokens, self._clock())
         except CoordinationDown as exc:
+            self._down_until = self._monotonic() + RETRY_EVERY
             self._log_down("could not count %d tokens of a client key (%s)", tokens, exc)
 
     async def revoke(self, key_id: str) -> None:

@@ -57,6 +57,7 @@ class KeyCoordinator:
         return Admission(True)
 
     async def add_key_tokens(self, key_id: str, tokens: int, now: float) -> None:
+        self.shared.asked += 1
         self._up()
         self.shared.tokens[key_id] = self.shared.tokens.get(key_id, 0) + tokens
 
@@ -200,6 +201,7 @@ def test_a_breaker_spares_requests_the_stores_timeout_and_retries_each_second() 
             await a.admit(frank)
 
     asyncio.run(admit(5))
+    asyncio.run(a.add_tokens(frank.id, 10))  # lost, and without waiting either
     assert store.asked == 1  # one wait for the timeout; the next four did not ask
     clock[0] += 1.5
     asyncio.run(admit(3))
