@@ -100,6 +100,8 @@ class KeyRing:
         #: With several instances: the limits every instance counts together (``admit`` is then
         #: not used; ``shared.admit`` is, one round trip to the coordination store).
         self.shared = shared
+        if shared is not None:
+            shared.fallback = self.admit  # while the coordination store is down
 
     def __bool__(self) -> bool:
         return bool(self._records)

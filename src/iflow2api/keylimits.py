@@ -5,10 +5,13 @@ would each allow the whole limit, so with a coordinator a request is admitted by
 trip (``Coordinator.admit_key``: revoked? tokens left today? room in the last minute? and, if
 admitted, counted) and its tokens are added once its usage is known.
 
-When the store does not answer, keys fail OPEN: the request is admitted, the failure is counted
-(``fail_open_admissions``, for ``/metrics``) and logged at most once a minute. A key's limits are a
-budget, not a safety property; refusing every client while Redis restarts would be the worse
-failure. (Account leases are the opposite: they fail closed, see ``pool``.)
+When the store does not answer, keys fail OPEN for the cluster: the request is checked by this
+instance's own count alone (``fallback``, the key ring's ``admit``: each instance then allows the
+whole limit), the failure is counted (``fail_open_admissions``, for ``/metrics``) and logged at
+most once a minute. A key's limits are a budget, not a safety property; refusing every client
+while Redis restarts would be the worse failure. (Account leases are the opposite: they fail
+closed, see ``pool``.) A small breaker keeps requests from each waiting for the store's timeout
+while it is down: after a failure the store is asked again only ``RETRY_EVERY`` seconds later.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ log = logging.getLogger("iflow2api.keys")
 
 #: Seconds between two log lines about the store failing (each failure is still counted).
 LOG_EVERY = 60.0
+#: Seconds after a failure during which the store is not asked (requests use ``fallback``).
+RETRY_EVERY = 1.0
 
 
 class SharedLimits:
@@ -35,9 +40,16 @@ class SharedLimits:
         on_revoked: Callable[[], None] = lambda: None,
         failed_open: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._coordinator = coordinator
         self._clock = clock
+        self._monotonic = monotonic
+        #: While the store is down: this instance's own check of a key's limits (the key ring sets
+        #: it to its ``admit``), raising ``KeyLimitReached`` to refuse.
+        self.fallback: Callable[[ClientKeyRecord], None] = lambda _record: None
+        #: Until when (``monotonic``) the store is not asked, after it failed.
+        self._down_until = float("-inf")
         #: Requests admitted unchecked because the coordination store did not answer.
         self.fail_open_admissions = 0
         self._logged_at: float | None = None
@@ -57,12 +69,16 @@ class SharedLimits:
         Every key makes the round trip, limited or not, because it also asks whether the key was
         revoked by another instance since this one loaded its keys.
         """
+        if self._monotonic() < self._down_until:
+            self._failed_open(record, None)
+            return
         now = self._clock()
         try:
             admission = await self._coordinator.admit_key(
                 record.id, rpm=record.rpm, tokens_per_day=record.tokens_per_day, now=now
             )
         except CoordinationDown as exc:
+            self._down_until = self._monotonic() + RETRY_EVERY
             self._failed_open(record, exc)
             return
         if admission.admitted:
@@ -86,9 +102,13 @@ class SharedLimits:
         store is down: the day's budget then errs on the generous side, as admissions do)."""
         if tokens <= 0:
             return
+        if self._monotonic() < self._down_until:
+            self._log_down("could not count %d tokens of a client key (%s)", tokens, "it failed just now")
+            return
         try:
             await self._coordinator.add_key_tokens(key_id, tokens, self._clock())
         except CoordinationDown as exc:
+            self._down_until = self._monotonic() + RETRY_EVERY
             self._log_down("could not count %d tokens of a client key (%s)", tokens, exc)
 
     async def revoke(self, key_id: str) -> None:
@@ -99,14 +119,18 @@ class SharedLimits:
         except CoordinationDown as exc:
             log.warning("could not tell the other instances at once that key %s is revoked (%s)", key_id, exc)
 
-    def _failed_open(self, record: ClientKeyRecord, exc: CoordinationDown) -> None:
+    def _failed_open(self, record: ClientKeyRecord, exc: CoordinationDown | None) -> None:
         self.fail_open_admissions += 1
         self._failed_open_hook()
-        self._log_down("admitting key '%s' unchecked: the coordination store is down (%s)", record.name, exc)
+        why = exc or "it failed less than a second ago"
+        self._log_down(
+            "key '%s' checked by this instance alone: the coordination store is down (%s)", record.name, why
+        )
+        self.fallback(record)  # may refuse: this instance's own count of the key
 
     def _log_down(self, message: str, *args: object) -> None:
         now = self._clock()
         if self._logged_at is not None and now - self._logged_at < LOG_EVERY:
             return
         self._logged_at = now
-        log.warning(message + "; key limits are not enforced until it is back", *args)
+        log.warning(message + "; key limits are per instance until it is back", *args)

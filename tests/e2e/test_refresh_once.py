@@ -54,7 +54,11 @@ def test_a_token_near_expiry_is_refreshed_once_by_three_instances_and_all_use_th
     gateways = start_three(fake, redis_url, lambda n: (home, tmp_path / f"data-{n}"))
     try:
         deadline = time.monotonic() + 15
-        while creds(home)["refresh_token"] == login["refresh_token"] and time.monotonic() < deadline:
+        # The rotated tokens are written first, the key fetched with them next: wait for both.
+        while (
+            login["refresh_token"] == creds(home)["refresh_token"]
+            or login["api_key"] == creds(home)["apiKey"]
+        ) and time.monotonic() < deadline:
             time.sleep(0.05)
         fresh = creds(home)
         assert fresh["refresh_token"] != login["refresh_token"], gateways[0].log()
@@ -115,6 +119,7 @@ def test_a_stored_account_near_expiry_is_refreshed_once_by_three_instances_on_on
     data = tmp_path / "data"
     fake.oauth.token_lifetime = 600
     account_id, old_refresh = store_login(data, fake)
+    old_key = stored_creds(data, account_id)["apiKey"]
     fake.oauth.token_lifetime = 7 * 24 * 3600
     fake.oauth.token_delay = 1.0
 
@@ -122,7 +127,11 @@ def test_a_stored_account_near_expiry_is_refreshed_once_by_three_instances_on_on
     gateways = start_three(fake, redis_url, lambda n: (tmp_path / f"iflow-{n}", data))
     try:
         deadline = time.monotonic() + 15
-        while stored_creds(data, account_id)["refresh_token"] == old_refresh and time.monotonic() < deadline:
+        # The rotated tokens are written first, the key fetched with them next: wait for both.
+        while (
+            stored_creds(data, account_id)["refresh_token"] == old_refresh
+            or stored_creds(data, account_id)["apiKey"] == old_key
+        ) and time.monotonic() < deadline:
             time.sleep(0.1)
         fresh = stored_creds(data, account_id)
         assert fresh["refresh_token"] != old_refresh, gateways[0].log()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from iflow2api.cli.workers import GIVE_UP
 from tests.conftest import GatewayProcess, iflow_settings, write_settings
 from tests.e2e.test_keys import bearer, create_key
 from tests.fake_iflow import FakeIflow
@@ -144,3 +146,20 @@ def test_several_processes_write_one_sqlite_file_in_wal_mode_and_lose_nothing(tm
 
     lasts, rows = asyncio.run(read())
     assert lasts == ["99", "99", "99"] and rows == 3 * 100 * 5
+
+
+def test_a_worker_that_keeps_crashing_is_restarted_ever_later_then_given_up(
+    workers: tuple[GatewayProcess, str, str],
+) -> None:
+    gateway, _, _ = workers
+    pid = worker_pids(gateway)[0]
+    for crash in range(1, GIVE_UP):
+        os.kill(pid, signal.SIGKILL)  # a crash soon after its start, again and again
+        log = gateway.log_matching(r"started worker 1 again: \d+", count=crash, timeout=30)
+        pid = int(re.findall(r"started worker 1 again: (\d+)", log)[-1])
+    os.kill(pid, signal.SIGKILL)
+    assert gateway.process.wait(timeout=30) == 1  # the parent gave up, and says so
+    log = gateway.log()
+    assert f"worker 1 crashed {GIVE_UP} times in a row" in log and "giving up" in log
+    pauses = [float(p) for p in re.findall(r"ended \(exit code -9\); starting another in ([\d.]+) s", log)]
+    assert pauses == [0.5, 1.0, 2.0, 4.0]

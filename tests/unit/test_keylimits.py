@@ -23,6 +23,8 @@ class KeyStore:
         self.revoked: set[str] = set()
         self.down = False
         self.listeners: list[Callable[[Event], None]] = []
+        #: Admissions asked of the store (answered or not).
+        self.asked = 0
 
     def instance(self, name: str) -> KeyCoordinator:
         return KeyCoordinator(self, name)
@@ -42,6 +44,7 @@ class KeyCoordinator:
     async def admit_key(
         self, key_id: str, *, rpm: int | None, tokens_per_day: int | None, now: float
     ) -> Admission:
+        self.shared.asked += 1
         self._up()
         if key_id in self.shared.revoked:
             return Admission(False, refused_for="revoked")
@@ -54,6 +57,7 @@ class KeyCoordinator:
         return Admission(True)
 
     async def add_key_tokens(self, key_id: str, tokens: int, now: float) -> None:
+        self.shared.asked += 1
         self._up()
         self.shared.tokens[key_id] = self.shared.tokens.get(key_id, 0) + tokens
 
@@ -136,6 +140,7 @@ def test_store_down_admits_counts_and_logs_once_a_minute(caplog: pytest.LogCaptu
         store.instance("a"),  # type: ignore[arg-type]
         failed_open=lambda: told.append(1),
         clock=lambda: clock[0],
+        monotonic=lambda: clock[0],
     )
     dave = new_record("dave", new_key(), rpm=1)
     store.down = True
@@ -151,9 +156,10 @@ def test_store_down_admits_counts_and_logs_once_a_minute(caplog: pytest.LogCaptu
     with caplog.at_level(logging.WARNING, logger="iflow2api.keys"):
         asyncio.run(scenario())
     assert a.fail_open_admissions == 4 and len(told) == 4
-    unchecked = [r for r in caplog.records if "admitting key 'dave' unchecked" in r.getMessage()]
+    unchecked = [r for r in caplog.records if "key 'dave' checked by this instance alone" in r.getMessage()]
     assert len(unchecked) == 2  # the first failure, and again a minute later
     store.down = False
+    clock[0] += 61  # a minute on: the store is asked again, and this instance's count is spent
 
     async def back() -> None:
         await a.admit(dave)
@@ -162,6 +168,48 @@ def test_store_down_admits_counts_and_logs_once_a_minute(caplog: pytest.LogCaptu
 
     asyncio.run(back())
     assert a.fail_open_admissions == 4
+
+
+def test_store_down_falls_back_to_this_instances_own_count() -> None:
+    store, clock = KeyStore(), [1000.0]
+    shared = limits(store.instance("a"), clock)
+    KeyRing(shared=shared)  # which makes its own count the fallback
+    erin = new_record("erin", new_key(), rpm=2)
+    store.down = True
+
+    async def scenario() -> None:
+        await shared.admit(erin)
+        await shared.admit(erin)
+        with pytest.raises(KeyLimitReached):  # not "no limit at all": this instance's own
+            await shared.admit(erin)
+
+    asyncio.run(scenario())
+
+
+def test_a_breaker_spares_requests_the_stores_timeout_and_retries_each_second() -> None:
+    store, clock = KeyStore(), [1000.0]
+    a = SharedLimits(
+        store.instance("a"),  # type: ignore[arg-type]
+        clock=lambda: clock[0],
+        monotonic=lambda: clock[0],
+    )
+    frank = new_record("frank", new_key())
+    store.down = True
+
+    async def admit(times: int) -> None:
+        for _ in range(times):
+            await a.admit(frank)
+
+    asyncio.run(admit(5))
+    asyncio.run(a.add_tokens(frank.id, 10))  # lost, and without waiting either
+    assert store.asked == 1  # one wait for the timeout; the next four did not ask
+    clock[0] += 1.5
+    asyncio.run(admit(3))
+    assert store.asked == 2  # asked again after a second, still down
+    store.down = False
+    clock[0] += 1.5
+    asyncio.run(admit(3))
+    assert store.asked == 5 and a.fail_open_admissions == 8  # back: every request asks again
 
 
 def test_without_a_coordinator_revoking_is_local_only() -> None:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
-from iflow2api.auth import oauth, refresher
+from iflow2api.auth import iflow_files, oauth, oauth_client, refresher
 from iflow2api.auth.oauth_client import OAuthClient
 from iflow2api.auth.refresher import Refresher
 from iflow2api.coordination import CoordinationDown, Coordinator
-from iflow2api.errors import InvalidGrant
+from iflow2api.errors import InvalidGrant, LoginUnavailable
 
 NOW = 1_800_000_000.0
 
@@ -193,3 +195,57 @@ def test_a_holder_that_never_finishes_leaves_the_others_retrying_later(
     assert asyncio.run(made.refresh_now()) is False
     assert host.refreshes == 0
     assert made.status().state == "retrying"
+
+
+def test_the_rotated_tokens_are_kept_before_the_key_is_fetched() -> None:
+    kept, locks = Kept(), Locks()
+    seen_at_key_fetch: list[str] = []
+
+    class CrashingKeyFetch(OAuthHost):
+        async def user_info(self, access_token: str) -> oauth.UserInfo:
+            seen_at_key_fetch.append(str(kept.creds["refresh_token"]))
+            raise LoginUnavailable("the OAuth host went away")
+
+    made, _ = instance(kept, CrashingKeyFetch(kept), locks)
+    assert asyncio.run(made.refresh_now()) is True
+    assert seen_at_key_fetch == ["rt-1"]  # the spent rt-0 was already replaced where it is kept
+    assert kept.creds["refresh_token"] == "rt-1"
+
+
+def test_the_refresh_lock_outlives_the_slowest_refresh_the_oauth_client_allows() -> None:
+    # Each request: connect, head and read timeouts; the token call once, the key fetch with its
+    # retries, and the pauses between those.
+    per_request = 3 * oauth_client.TIMEOUT
+    requests = 1 + 1 + len(oauth_client.RETRY_DELAYS)
+    assert per_request * requests + sum(oauth_client.RETRY_DELAYS) < refresher.LOCK_TTL
+
+
+def write_cli_login(home: Path, refresh_token: str) -> Path:
+    home.mkdir(parents=True)
+    creds = {"refresh_token": refresh_token, "access_token": "at", "expiry_date": int((NOW + 60) * 1000)}
+    (home / iflow_files.OAUTH_CREDS_FILE).write_text(json.dumps(creds))
+    return home
+
+
+def test_the_cli_logins_lock_is_named_after_the_login(tmp_path: Path) -> None:
+    homes = {
+        "host-a": write_cli_login(tmp_path / "a", "rt-alice"),
+        "host-b": write_cli_login(tmp_path / "b", "rt-bob"),
+        "host-c": write_cli_login(tmp_path / "c", "rt-alice"),  # a copy of host a's login
+    }
+    names: dict[str, str] = {}
+    for host, home in homes.items():
+        locks = Locks()
+        made = Refresher(
+            home,
+            cast(OAuthClient, OAuthHost(Kept())),
+            lead=3600,
+            clock=lambda: NOW,
+            coordinator=cast(Coordinator, locks),
+            account_id="cli",
+        )
+        asyncio.run(made.refresh_now())
+        names[host] = locks.taken[0]
+    assert names["host-a"] != names["host-b"]  # different logins do not wait for each other
+    assert names["host-a"] == names["host-c"]  # copies of one login share one lock
+    assert "rt-alice" not in names["host-a"] and names["host-a"] != "refresh:cli"

@@ -68,4 +68,5 @@ def test_a_shared_refresh_outlives_the_caller_that_started_it() -> None:
     fresh, refreshes, saved = asyncio.run(scenario())
     assert fresh is True
     assert refreshes == 1  # one call to the OAuth host, shared
-    assert saved == [("new-refresh", "sk-new")]
+    # The rotated tokens at once, then the key fetched with them.
+    assert saved == [("new-refresh", None), ("new-refresh", "sk-new")]

@@ -21,7 +21,7 @@ log = logging.getLogger("iflow2api.oauth")
 
 #: Seconds to wait for the OAuth host; it answers small JSON documents.
 TIMEOUT = 30.0
-_RETRY_DELAYS = (1.0, 2.0)
+RETRY_DELAYS = (1.0, 2.0)
 _RETRY_STATUSES = frozenset({408, 429})
 
 
@@ -74,7 +74,7 @@ class OAuthClient:
 
     async def user_info(self, access_token: str) -> oauth.UserInfo:
         url = oauth.user_info_url(self.base_url, access_token)
-        for delay in (*_RETRY_DELAYS, None):
+        for delay in (*RETRY_DELAYS, None):
             try:
                 status, body = await self._call("GET", url, {"accept": "application/json"}, None)
             except LoginUnavailable:

@@ -9,12 +9,16 @@ next at once. A refresh is single-flight: any number of callers (the schedule, a
 its key expire) share one call to the OAuth host.
 
 Several instances (a coordinator): one refresher per login among them. The refresh takes the lock
-``refresh:<account id>``; its holder re-reads the login from where it is kept (another instance may
-have refreshed it), refreshes only if that is still the one this instance saw (and, for the
-schedule, still due), and writes only if it did not change meanwhile. The others wait for the lock
-and re-read, and use the login the holder wrote. An ``invalid_grant`` is checked against the kept
-login first: another instance may have rotated the token just before. Without the coordination
-store (it does not answer), each instance refreshes on its own, as one process does.
+``refresh:<account id>`` (the iFlow CLI's login, each host's own files: ``refresh:login-<its refresh
+token's fingerprint>``, so only copies of one login share it) for ``LOCK_TTL``, longer than the
+slowest refresh the OAuth client's timeouts allow; its holder re-reads the login from where it is
+kept (another instance may have refreshed it), refreshes only if that is still the one this instance
+saw (and, for the schedule, still due), and writes only if it did not change meanwhile. The others
+wait for the lock and re-read, and use the login the holder wrote. The rotated tokens are written as
+soon as the token call answers, before the key is fetched: the old refresh token is spent by then.
+An ``invalid_grant`` is checked against the kept login first: another instance may have rotated the
+token just before. Without the coordination store (it does not answer), each instance refreshes on
+its own, as one process does.
 
 Failures: a temporary one (the OAuth host's HTTP-200 ``success:false``, a 5xx, no network) is
 retried with growing pauses and leaves the working credentials alone; only a definite rejection
@@ -34,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from iflow2api.auth import iflow_files, oauth
+from iflow2api.auth import iflow_files, oauth, oauth_client
 from iflow2api.auth.oauth_client import OAuthClient
 from iflow2api.coordination import CoordinationDown, Coordinator
 from iflow2api.errors import InvalidGrant, LoginError
@@ -48,8 +52,15 @@ BACKOFF = (5.0, 15.0, 60.0, 300.0, 900.0)
 
 #: Seconds a refresh under way at shutdown may take to finish (and save its tokens) before it is cut.
 STOP_GRACE = 3.0
-#: Seconds a refresh lock outlives a holder that died: longer than a refresh and a key fetch take.
-LOCK_TTL = 60.0
+#: The longest a refresh can take while holding the lock: the token call (one request) and the
+#: key fetch (``user_info``: three requests, with pauses between), each request up to the OAuth
+#: client's connect timeout plus its head and read timeouts, and the two stores' writes.
+_WORST_REFRESH = (
+    oauth_client.TIMEOUT * 3 * (2 + len(oauth_client.RETRY_DELAYS)) + sum(oauth_client.RETRY_DELAYS) + 30.0
+)
+#: Seconds a refresh lock lasts: above the worst case, so it never expires under a living holder
+#: (another instance would refresh the same token again: iFlow burns reused refresh tokens).
+LOCK_TTL = _WORST_REFRESH + 60.0
 #: How long an instance waits for another's refresh, and how often it looks meanwhile.
 LOCK_WAIT = 20.0
 LOCK_POLL = 0.2
@@ -318,10 +329,11 @@ class Refresher:
 
     async def _refresh_shared(self, coordinator: Coordinator, storage: SharedLoginStorage) -> bool:
         seen = version(self.storage.read())
+        lock_name = self._lock_for(seen)
         deadline = time.monotonic() + LOCK_WAIT  # real waiting, whatever the clock says
         while True:
             try:
-                token = await coordinator.lock(self._lock_name, LOCK_TTL)
+                token = await coordinator.lock(lock_name, LOCK_TTL)
             except CoordinationDown as exc:
                 log.warning("refreshing %s without the other instances: %s", self.name, exc)
                 return await self._refresh_alone()
@@ -348,7 +360,15 @@ class Refresher:
             return await self._refresh_alone()
         finally:
             with contextlib.suppress(CoordinationDown):
-                await coordinator.unlock(self._lock_name, token)
+                await coordinator.unlock(lock_name, token)
+
+    def _lock_for(self, seen: tuple[str, float] | None) -> str:
+        """The lock of this login among the instances. The iFlow CLI's files are each host's own:
+        their lock is named after the login itself (its refresh token's fingerprint), so hosts
+        with different logins do not wait for each other, and copies of one login share one."""
+        if isinstance(self.storage, FileLogin) and seen is not None:
+            return f"refresh:login-{_fingerprint(seen[0])}"
+        return self._lock_name
 
     def _adopted(self) -> bool:
         """Another instance refreshed the login (or replaced it): use theirs."""
@@ -390,26 +410,35 @@ class Refresher:
             self._state, self._last_error = "retrying", str(exc)
             log.warning("refreshing %s failed (%s); the current key stays in use", self.name, exc)
             return False
-        api_key: str | None = None
-        try:
-            api_key = (await self.client.user_info(tokens.access_token)).api_key
-        except LoginError as exc:
-            # The new tokens are saved regardless; the key is fetched again at the next refresh.
-            log.warning("refreshed the login, but could not fetch the API key again (%s)", exc)
-        saved = await self.storage.save_refreshed(tokens, api_key, previous_refresh_token=refresh_token)
+        # Saved at once: the old refresh token is spent now, so a crash (or a lock that ran out)
+        # before the key fetch below must not leave only the spent one where it is kept.
+        saved = await self.storage.save_refreshed(tokens, None, previous_refresh_token=refresh_token)
         if not saved:
             # A logout or a new login happened meanwhile: theirs wins.
             log.info("%s changed while refreshing; keeping the newer one", self.name)
             self._state = "ok"
             return False
-        self._issued = (tokens.refresh_token or refresh_token, tokens.expires_in)
+        rotated = tokens.refresh_token or refresh_token
+        self._issued = (rotated, tokens.expires_in)
         self._state, self._failures, self._last_error, self._retry_at = "ok", 0, None, None
         self._last_at = self._clock()
         self._jitter = random.random()
         log.info(
             "refreshed %s; the token now expires in %.0f s", self.name, tokens.expires_at - self._clock()
         )
+        await self._fetch_key(tokens, rotated)
         return True
+
+    async def _fetch_key(self, tokens: oauth.Tokens, rotated: str) -> None:
+        """Fetch the API key again with the new access token and keep it next to the tokens."""
+        try:
+            api_key = (await self.client.user_info(tokens.access_token)).api_key
+        except LoginError as exc:
+            # The new tokens are saved; the key is fetched again at the next refresh.
+            log.warning("refreshed the login, but could not fetch the API key again (%s)", exc)
+            return
+        if api_key and not await self.storage.save_refreshed(tokens, api_key, previous_refresh_token=rotated):
+            log.info("%s changed while fetching its key; keeping the newer one", self.name)
 
     async def _run(self) -> None:
         while True:

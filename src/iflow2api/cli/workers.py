@@ -10,7 +10,9 @@ and makes the others wait up to its ``busy_timeout``; PostgreSQL with ``database
 Each worker runs in a process group of its own, so a Ctrl+C in the terminal reaches only the parent,
 which passes every stop signal on once, as SIGTERM: the first is each worker's graceful stop, a
 second ends their open requests at once (as for one process, ``Gateway.stop_soon``). A worker that
-dies is started again, unless it failed while starting (it would fail the same way again).
+dies is started again, unless it failed while starting (it would fail the same way again), after a
+pause that doubles while it keeps crashing soon after its start (``Restarts``); after
+``GIVE_UP`` such quick crashes in a row the parent stops the others and exits with an error.
 """
 
 from __future__ import annotations
@@ -31,6 +33,34 @@ log = logging.getLogger("iflow2api")
 
 #: uvicorn's exit code for a server that could not start (``uvicorn.config.STARTUP_FAILURE``).
 STARTUP_FAILURE = 3
+
+
+#: The pause before a crashed worker is started again doubles from the first to the last.
+FIRST_PAUSE, LAST_PAUSE = 0.5, 30.0
+#: A worker that ends within this many seconds of its start crashed "quickly".
+QUICK = 10.0
+#: Quick crashes in a row of one worker after which the parent gives up.
+GIVE_UP = 5
+
+
+class Restarts:
+    """One worker's crashes: how long to wait before starting it again, or whether to give up."""
+
+    def __init__(self) -> None:
+        self.quick_in_a_row = 0
+
+    def after_crash(self, lived: float) -> float | None:
+        """The pause before the next start of a worker that ran ``lived`` seconds; None: give up.
+
+        >>> restarts = Restarts()
+        >>> [restarts.after_crash(1.0) for _ in range(5)]
+        [0.5, 1.0, 2.0, 4.0, None]
+        """
+        # A worker that served a while before it ended starts a new streak (and the short pause).
+        self.quick_in_a_row = self.quick_in_a_row + 1 if lived < QUICK else 1
+        if self.quick_in_a_row >= GIVE_UP:
+            return None
+        return min(LAST_PAUSE, FIRST_PAUSE * 2.0 ** (self.quick_in_a_row - 1))
 
 
 def worker_name(settings: Settings, index: int, parent_pid: int) -> str:
@@ -90,19 +120,48 @@ class Workers:
         log.info(
             "started %d workers: %s", len(self._processes), ", ".join(str(p.pid) for p in self._processes)
         )
+        started = [time.monotonic()] * len(self._processes)
+        restarts = [Restarts() for _ in self._processes]
+        #: Workers that ended, by index: when (``time.monotonic``) to start them again.
+        due: dict[int, float] = {}
         code = 0
         while not self._signals:
             time.sleep(0.2)
             for index, process in enumerate(self._processes):
-                if process.is_alive() or self._signals:
+                if self._signals:
+                    break
+                if index in due:
+                    if time.monotonic() >= due[index]:
+                        del due[index]
+                        self._processes[index], started[index] = self._start(index + 1), time.monotonic()
+                        log.info("started worker %d again: %s", index + 1, self._processes[index].pid)
+                    continue
+                if process.is_alive():
                     continue
                 if process.exitcode == STARTUP_FAILURE:
                     log.error("worker %s could not start; stopping the others", process.pid)
                     self._signals.append(signal.SIGTERM)
                     code = 1
                     break
-                log.warning("worker %s ended (exit code %s); starting another", process.pid, process.exitcode)
-                self._processes[index] = self._start(index + 1)
+                pause = restarts[index].after_crash(time.monotonic() - started[index])
+                if pause is None:
+                    log.error(
+                        "worker %d crashed %d times in a row, each within %g s of its start; "
+                        "giving up: stopping the others (see the log lines above for why it crashed)",
+                        index + 1,
+                        GIVE_UP,
+                        QUICK,
+                    )
+                    self._signals.append(signal.SIGTERM)
+                    code = 1
+                    break
+                log.warning(
+                    "worker %s ended (exit code %s); starting another in %g s",
+                    process.pid,
+                    process.exitcode,
+                    pause,
+                )
+                due[index] = time.monotonic() + pause
         return self._stop(code)
 
     def _stop(self, code: int) -> int:

@@ -22,7 +22,10 @@ channel ``i2a:events``          ``{"kind", "subject", "instance"[, "record"]}`` 
 
 Failures: connect and read time out after ``timeout`` (0.5 s); a broken connection (Redis
 restarted) is retried once on a new one, a timeout never (the command may have run; the lease
-and admission scripts are idempotent by their ids anyway). Anything else raises
+and admission scripts are idempotent by their ids anyway). Two commands are not idempotent: a
+lock's SET NX, which a retry after a lost reply finds taken, compares the holder with its own token;
+the tokens' INCRBY goes over a second client that never retries (a lost reply loses the count,
+rather than counting it twice). Anything else raises
 ``CoordinationDown`` at once and counts in ``failures`` under its group (``lease``, ``health``,
 ``key``, ``lock``, ``events``). The pool reconnects by itself when Redis is back.
 
@@ -105,6 +108,14 @@ class RedisCoordinator:
             retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
             decode_responses=True,
         )
+        #: For commands that must not run twice (INCRBY): the same, without the retry.
+        self._once = aioredis.Redis.from_url(
+            url,
+            socket_connect_timeout=timeout,
+            socket_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+            decode_responses=True,
+        )
         register = self._client.register_script
         self._take, self._renew, self._give_back = (
             register(scripts.TAKE),
@@ -143,6 +154,7 @@ class RedisCoordinator:
             if late:
                 await asyncio.wait(late)
         await self._client.aclose()
+        await self._once.aclose()
 
     def on_event(self, listener: Callable[[Event], None]) -> None:
         self._events.listeners.append(listener)
@@ -253,7 +265,7 @@ class RedisCoordinator:
         if tokens <= 0:
             return
         counter = _key(key_id, f"tokens:{_day(now)}")
-        pipe = self._client.pipeline(transaction=False)
+        pipe = self._once.pipeline(transaction=False)
         pipe.incrby(counter, tokens)
         pipe.expire(counter, TOKENS_KEPT)
         await self._call("key", pipe.execute())
@@ -267,8 +279,11 @@ class RedisCoordinator:
     # -- locks -----------------------------------------------------------------------------------
     async def lock(self, name: str, ttl: float) -> str | None:
         token = secrets.token_hex(16)
-        taken = await self._call("lock", self._client.set(_lock(name), token, nx=True, px=_ms(ttl)))
-        return token if taken else None
+        # GET: the holder, had the lock been taken before. Ours means a retry (the first try's
+        # reply was lost): the lock is this caller's, not another's.
+        setting = self._client.set(_lock(name), token, nx=True, px=_ms(ttl), get=True)
+        holder = await self._call("lock", setting)
+        return token if holder is None or holder == token else None
 
     async def unlock(self, name: str, token: str) -> None:
         await self._call("lock", self._unlock([_lock(name)], [token]))

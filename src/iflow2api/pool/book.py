@@ -16,7 +16,7 @@ import functools
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -98,7 +98,9 @@ class StoredLogin:
         """The login as the store holds it now (another instance may have refreshed it); the book
         reloads when it differs from what this instance uses."""
         kept = next((r for r in await self._book.store.accounts() if r.id == self._id), None)
-        if kept != self._book.record(self._id):
+        used = self._book.record(self._id)
+        # ``oauth`` is left out of records' equality: a refreshed login differs only there.
+        if kept != used or (kept is not None and used is not None and kept.oauth != used.oauth):
             await self._book.load()
         return usable_creds(kept.oauth) if kept is not None else None
 
@@ -106,7 +108,7 @@ class StoredLogin:
         self, tokens: oauth.Tokens, api_key: str | None, *, previous_refresh_token: str
     ) -> bool:
         record = self._book.record(self._id)
-        if record is None or (record.oauth or {}).get("refresh_token") != previous_refresh_token:
+        if record is None:
             return False
         creds = dict(record.oauth or {})
         creds.update(
@@ -120,8 +122,9 @@ class StoredLogin:
         )
         if api_key:
             creds["apiKey"] = api_key
-        await self._book.save(replace(record, oauth=creds, secret=api_key or record.secret))
-        return True
+        # Checked where it is kept, not here: another instance may have written it since.
+        changed = replace(record, oauth=creds, secret=api_key or record.secret)
+        return await self._book.save_login(changed, previous_refresh_token=previous_refresh_token)
 
     async def record_rejection(self, refresh_token: str, reason: str) -> None:
         """Nothing to write: the refresher's own state shows the account as needing a login."""
@@ -341,13 +344,33 @@ class AccountBook:
 
     async def save(self, record: AccountRecord) -> None:
         """Add or replace a stored account, and use it at once."""
+        await self._write(record, lambda: self.store.put_account(record))
+
+    async def save_login(self, record: AccountRecord, *, previous_refresh_token: str) -> bool:
+        """Keep a refreshed login, only if the stored one still has ``previous_refresh_token``
+        (checked by the store in one transaction); False, and the stored one loaded, otherwise."""
+        return await self._write(
+            record, lambda: self.store.put_login(record, previous_refresh_token=previous_refresh_token)
+        )
+
+    async def _write(self, record: AccountRecord, put: Callable[[], Awaitable[bool | None]]) -> bool:
         async with self._changing:
-            await self.store.put_account(record)
-            self._records[record.id] = record
-            self._generation = await self.store.generation()
+            before = await self.store.generation()
+            written = await put() is not False
+            after = await self.store.generation()
+            # Our write moves the generation by one. More (or a change not loaded yet) means
+            # another instance changed something too: only a reload takes that in.
+            current = written and before == self._generation and after == before + 1
+            if current:
+                self._records[record.id] = record
+                self._generation = after
+        if not current:
+            await self.load()
+            return written
         self._sync_refreshers()
         self._rebuild()
         self._on_change()
+        return True
 
     async def remove(self, account_id: str) -> bool:
         if account_id not in self._records:

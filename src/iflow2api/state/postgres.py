@@ -41,7 +41,7 @@ from iflow2api.state.bounds import BoundOptions, Bounds
 from iflow2api.state.postgres_schema import Instance, heartbeat, migrate, register, unregister
 from iflow2api.state.records import AccountHealth, AccountRecord, ClientKeyRecord, UsageRow
 from iflow2api.state.sqlite_file import StateFileError
-from iflow2api.state.sqlite_rows import load_history, to_json, to_row
+from iflow2api.state.sqlite_rows import load_history, refresh_token_in, to_json, to_row
 
 log = logging.getLogger("iflow2api.state")
 
@@ -209,6 +209,21 @@ class PostgresStore:
             await sql.bump_generation(conn)
 
         await self._write(job)
+
+    async def put_login(self, account: AccountRecord, *, previous_refresh_token: str) -> bool:
+        row = to_row(account, models=to_json, oauth=to_json)
+
+        async def job(conn: sql.Conn) -> bool:
+            # FOR UPDATE: the row stays as read until this transaction writes it.
+            found = await conn.execute("SELECT oauth FROM accounts WHERE id = %s FOR UPDATE", (account.id,))
+            kept = await found.fetchone()
+            if kept is None or refresh_token_in(kept[0]) != previous_refresh_token:
+                return False
+            await conn.execute(sql.PUT_ACCOUNT, row)
+            await sql.bump_generation(conn)
+            return True
+
+        return await self._write(job)
 
     async def delete_account(self, account_id: str) -> bool:
         """Remove it, with its health and its sessions' affinities."""

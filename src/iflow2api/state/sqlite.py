@@ -56,6 +56,7 @@ from iflow2api.state.sqlite_rows import (
     load_history,
     next_seq,
     read_generation,
+    refresh_token_in,
     select_accounts,
     select_client_keys,
     select_health,
@@ -149,6 +150,20 @@ class SQLiteStore:
                 bump_generation(db)
 
         await self._run(job)
+
+    async def put_login(self, account: AccountRecord, *, previous_refresh_token: str) -> bool:
+        row = to_row(account, models=to_json, oauth=to_json)
+
+        def job(db: sqlite3.Connection) -> bool:
+            with write(db):  # BEGIN IMMEDIATE: no other writer between the look and the write
+                found = db.execute("SELECT oauth FROM accounts WHERE id = ?", (account.id,)).fetchone()
+                if found is None or refresh_token_in(found[0]) != previous_refresh_token:
+                    return False
+                db.execute(PUT_ACCOUNT, row)
+                bump_generation(db)
+            return True
+
+        return await self._run(job)
 
     async def delete_account(self, account_id: str) -> bool:
         """Remove it, with its health and its sessions' affinities."""

@@ -121,6 +121,12 @@ def to_json(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
 
 
+def refresh_token_in(oauth_text: str | None) -> str | None:
+    """The refresh token of a stored login (the ``oauth`` column), for a check-and-write."""
+    creds = _from_json(oauth_text)
+    return str(creds.get("refresh_token") or "") if isinstance(creds, dict) else None
+
+
 def _from_json(text: str | None) -> Any:
     return None if text is None else orjson.loads(text)
 

@@ -34,6 +34,11 @@ class StateStore(Protocol):
         """Insert or replace by id."""
         ...
 
+    async def put_login(self, account: AccountRecord, *, previous_refresh_token: str) -> bool:
+        """Replace the account only if its stored login still has ``previous_refresh_token`` (a
+        refresh's check-and-write, in one transaction); False, and nothing written, otherwise."""
+        ...
+
     async def delete_account(self, account_id: str) -> bool: ...
 
     # -- account health (cooldowns, quarantine) -----------------------------------------------------
