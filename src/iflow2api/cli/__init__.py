@@ -243,7 +243,7 @@ def accounts_add(
 
 @accounts.command("test")
 @click.argument("label", required=False)
-@only_settings(*FILES, "connect_timeout", "first_byte_timeout")
+@only_settings(*FILES, "connect_timeout", "first_byte_timeout", "redis_url")
 def accounts_test(label: str | None, **flags: Any) -> None:
     """Test OpenAI-compatible accounts (one by label or id, else all): list their models and send
     a one-token request. Exits 1 when any fails; a pass puts a failing account back in rotation."""
@@ -256,7 +256,7 @@ def accounts_test(label: str | None, **flags: Any) -> None:
 def _account_action(action: str, help_text: str) -> None:
     @accounts.command(action, help=help_text)
     @click.argument("account_id")
-    @only_settings(*FILES)
+    @only_settings(*FILES, "redis_url")
     def command(account_id: str, **flags: Any) -> None:
         from iflow2api.cli import manage
 

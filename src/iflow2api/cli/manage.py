@@ -7,9 +7,10 @@ one sees the change within a second, and a new client key at its first use.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -26,6 +27,9 @@ from iflow2api.services.account_check import AccountCheck, CheckResult, health_a
 from iflow2api.settings import Settings
 from iflow2api.state import AccountHealth, ClientKeyRecord, StateFileError, StateStore, open_store
 from iflow2api.upstream.client import UpstreamClient
+
+if TYPE_CHECKING:
+    from iflow2api.coordination.redis import RedisCoordinator
 
 T = TypeVar("T")
 
@@ -165,7 +169,10 @@ def test_accounts(settings: Settings, label: str | None) -> bool:
             return label is None
         results = await check_accounts(settings, [account for _, _, account in tested])
         for (account_id, name, account), result in zip(tested, results, strict=True):
-            await save_checked_health(store, account_id, health_after(result, account.api_key, time.time()))
+            health = health_after(result, account.api_key, time.time())
+            await save_checked_health(store, account_id, health)
+            if settings.redis_url:  # a passing check is a reset, as on the page
+                await share_health(settings.redis_url, account_id, health, reset=result.ok)
             click.echo(f"{name} ({account_id}): {result.words}")
         return all(result.ok for result in results)
 
@@ -189,6 +196,9 @@ def change_account(settings: Settings, account_id: str, action: str) -> None:
             return f"Removed {record.label} ({account_id})."
         enabled = action == "enable"
         await set_account_enabled(store, account_id, enabled)
+        if enabled and settings.redis_url:
+            # A quarantine the instances share lives in Redis too, and only a reset ends it there.
+            await share_health(settings.redis_url, account_id, AccountHealth(since=time.time()), reset=True)
         return f"{'Enabled' if enabled else 'Disabled'} {account_id}."
 
     click.echo(run(settings, work))
@@ -257,14 +267,33 @@ def revoke_key(settings: Settings, name_or_id: str) -> None:
 
 async def revoke_everywhere(redis_url: str, key_id: str) -> None:
     """Tell the running instances at once (they also see the store change, a second later)."""
+    from iflow2api.keylimits import SharedLimits
+
+    async with _instances(redis_url) as coordinator:
+        await SharedLimits(coordinator).revoke(key_id)
+
+
+async def share_health(redis_url: str, account_id: str, health: AccountHealth, *, reset: bool) -> None:
+    """An account's health as a person or a check set it, for every running instance at once."""
+    from iflow2api.coordination import CoordinationDown
+
+    async with _instances(redis_url) as coordinator:
+        try:
+            await coordinator.share_health(account_id, health, reset=reset)
+        except CoordinationDown as exc:
+            click.echo(f"Saved, but the running instances were not told at once: {exc}", err=True)
+
+
+@contextlib.asynccontextmanager
+async def _instances(redis_url: str) -> AsyncIterator[RedisCoordinator]:
+    """The running instances' coordination store, for one short visit of this command."""
     import os
 
     from iflow2api.coordination.redis import RedisCoordinator
-    from iflow2api.keylimits import SharedLimits
 
     coordinator = RedisCoordinator(redis_url, instance=f"cli-{os.getpid()}")
     try:
-        await SharedLimits(coordinator).revoke(key_id)
+        yield coordinator
     finally:
         await coordinator.close()
 
