@@ -9,6 +9,8 @@ import re
 import time
 from pathlib import Path
 
+import pytest
+
 from iflow2api.coordination.redis import RedisCoordinator
 from iflow2api.state import AccountHealth
 from tests.e2e.test_account_check import GOOD, add
@@ -34,22 +36,16 @@ def shared_state(redis_url: str, account_id: str, health: AccountHealth | None =
     return asyncio.run(visit())
 
 
-def test_enable_from_the_cli_ends_a_shared_quarantine(redis_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("action", "after"), [("enable", "ok"), ("disable", "quarantined")])
+def test_enable_from_the_cli_ends_a_shared_quarantine_and_disable_keeps_it(
+    action: str, after: str, redis_url: str, tmp_path: Path
+) -> None:
     home, data = tmp_path / "home", tmp_path / "data"
     assert shared_state(redis_url, "iflow-cli", QUARANTINE) == "quarantined"
 
-    done = cli(home, data, "accounts", "enable", "iflow-cli", "--redis-url", redis_url)
+    done = cli(home, data, "accounts", action, "iflow-cli", "--redis-url", redis_url)
     assert done.returncode == 0, done.stderr
-    assert shared_state(redis_url, "iflow-cli") == "ok"
-
-
-def test_disable_leaves_a_shared_quarantine_as_it_is(redis_url: str, tmp_path: Path) -> None:
-    home, data = tmp_path / "home", tmp_path / "data"
-    assert shared_state(redis_url, "iflow-cli", QUARANTINE) == "quarantined"
-
-    done = cli(home, data, "accounts", "disable", "iflow-cli", "--redis-url", redis_url)
-    assert done.returncode == 0, done.stderr
-    assert shared_state(redis_url, "iflow-cli") == "quarantined"
+    assert shared_state(redis_url, "iflow-cli") == after
 
 
 def test_an_unreachable_redis_is_said_and_the_store_still_changes(tmp_path: Path) -> None:

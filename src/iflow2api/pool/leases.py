@@ -41,8 +41,8 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from iflow2api.coordination import CoordinationDown, Coordinator, Event, Taken
 from iflow2api.errors import CoordinationUnavailable, QueueFull
@@ -52,7 +52,6 @@ if TYPE_CHECKING:
     from iflow2api.pool.router import Pool
 
 log = logging.getLogger("iflow2api.pool")
-T = TypeVar("T")
 
 #: How often the lease counts of the accounts busy elsewhere are read again: a ``freed`` event
 #: lost on the way (or never sent, by an instance that died) delays a waiting request by this much
@@ -64,16 +63,6 @@ RETRY_SECONDS = 0.25
 DOWN_WAIT = 10.0
 #: How long a release may take before the lease is left to expire.
 GIVE_BACK_SECONDS = 2.0
-
-
-async def answer(work: Awaitable[T], failed: Callable[[str], None], operation: str) -> T | None:
-    """What the store answered to ``work``, or None when it did not (counted as ``operation``):
-    for the background polls, which simply try again next round."""
-    try:
-        return await work
-    except CoordinationDown:
-        failed(operation)
-        return None
 
 
 class Leases:

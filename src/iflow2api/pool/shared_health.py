@@ -26,22 +26,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from iflow2api.coordination import CoordinationDown, Coordinator, Event, HealthRecord
-from iflow2api.pool.leases import answer
 from iflow2api.pool.members import key_fingerprint
 from iflow2api.state.records import AccountHealth
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     from iflow2api.pool.router import Pool
 
 log = logging.getLogger("iflow2api.pool")
+T = TypeVar("T")
 
 #: How often every account's shared health is read, to catch an event lost on the way.
 POLL_SECONDS = 1.0
+
+
+async def answer(work: Awaitable[T], failed: Callable[[str], None], operation: str) -> T | None:
+    """What the store answered to ``work``, or None when it did not (counted as ``operation``):
+    for the background polls, which simply try again next round."""
+    try:
+        return await work
+    except CoordinationDown:
+        failed(operation)
+        return None
 
 
 class SharedHealth:
